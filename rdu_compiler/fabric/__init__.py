@@ -1,0 +1,23 @@
+"""The target fabric as data: frozen dataclasses loaded from TOML presets or files."""
+
+from rdu_compiler.fabric.spec import (
+    AGCUSpec,
+    Fabric,
+    FabricError,
+    PCUSpec,
+    PMUSpec,
+    TierSpec,
+    load_fabric,
+    preset_names,
+)
+
+__all__ = [
+    "AGCUSpec",
+    "Fabric",
+    "FabricError",
+    "PCUSpec",
+    "PMUSpec",
+    "TierSpec",
+    "load_fabric",
+    "preset_names",
+]

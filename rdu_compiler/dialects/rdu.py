@@ -1,0 +1,530 @@
+"""The `rdu` dialect: sections, kernels, streams and buffers of a reconfigurable dataflow unit.
+
+A program for the RDU is a sequence of `rdu.section` ops. A section is configured onto
+the fabric at once and runs to completion (SambaFlow's "section", SN40L §III); it reads
+and writes off-chip tensors only through `rdu.load` / `rdu.store` (AGCU transfers), and
+its kernels are connected by `!rdu.stream` values.
+
+```mlir
+%out = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64}> ({
+  %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
+  %r = "rdu.kernel"(%a, %init) <{kind = #rdu.pattern<map>, ...}> ({
+  ^bb0(%in: f32, %o: f32):
+    %m = "arith.maximumf"(%in, %c0) : (f32, f32) -> f32
+    "rdu.yield"(%m) : (f32) -> ()
+  }) : (!rdu.stream<16x64xf32>, tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
+  %s = "rdu.store"(%r) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<16x64xf32>) -> tensor<16x64xf32>
+  "rdu.yield"(%s) : (tensor<16x64xf32>) -> ()
+}) : () -> tensor<16x64xf32>
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import auto
+
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    ArrayAttr,
+    DenseArrayBase,
+    IndexType,
+    IntAttr,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+    i64,
+)
+from xdsl.dialects.linalg import IteratorTypeAttr
+from xdsl.dialects.utils import EnumAttribute
+from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, Region, SSAValue, TypeAttribute
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    IRDLOperation,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    param_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
+from xdsl.traits import HasParent, IsTerminator, Pure
+from xdsl.utils.exceptions import VerifyException
+from xdsl.utils.str_enum import StrEnum
+
+# --------------------------------------------------------------------------- attributes
+
+
+class Tier(StrEnum):
+    """Where an off-chip tensor lives (SN40L §II: HBM by default, DDR for spills)."""
+
+    HBM = auto()
+    DDR = auto()
+
+
+@irdl_attr_definition
+class TierAttr(EnumAttribute[Tier]):
+    """`#rdu.tier<hbm>` or `#rdu.tier<ddr>`."""
+
+    name = "rdu.tier"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> Tier:
+        with parser.in_angle_brackets():
+            return super().parse_parameter(parser)
+
+    def print_parameter(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            super().print_parameter(printer)
+
+
+class Pattern(StrEnum):
+    """The parallel pattern a kernel implements (Plasticine's Map/Fold/HashReduce family)."""
+
+    MAP = auto()
+    FILL = auto()
+    TRANSPOSE = auto()
+    REDUCE = auto()
+    MATMUL = auto()
+    GATHER = auto()
+    SCAN = auto()
+
+
+@irdl_attr_definition
+class PatternAttr(EnumAttribute[Pattern]):
+    """`#rdu.pattern<matmul>`: what a kernel computes, used by the cost model and reports."""
+
+    name = "rdu.pattern"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> Pattern:
+        with parser.in_angle_brackets():
+            return super().parse_parameter(parser)
+
+    def print_parameter(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            super().print_parameter(printer)
+
+
+@irdl_attr_definition
+class BufferAttr(ParametrizedAttribute):
+    """A PMU-resident tile buffer of one kernel operand.
+
+    `#rdu.buffer<tile_bytes, pmus, pmu_capacity, depth>`: one tile is `tile_bytes` bytes,
+    the buffer keeps `depth` tiles (2 = double-buffered) and spans `pmus` PMUs of
+    `pmu_capacity` bytes each. The verifier enforces what the hardware does: the buffer
+    never exceeds its PMUs (depth * tile_bytes <= pmus * pmu_capacity).
+    """
+
+    name = "rdu.buffer"
+
+    tile_bytes: IntAttr = param_def(IntAttr)
+    pmus: IntAttr = param_def(IntAttr)
+    pmu_capacity: IntAttr = param_def(IntAttr)
+    depth: IntAttr = param_def(IntAttr)
+
+    def __init__(self, tile_bytes: int, pmus: int, pmu_capacity: int, depth: int = 2):
+        super().__init__(IntAttr(tile_bytes), IntAttr(pmus), IntAttr(pmu_capacity), IntAttr(depth))
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            values = parser.parse_comma_separated_list(parser.Delimiter.NONE, parser.parse_integer)
+        if len(values) != 4:
+            parser.raise_error("expected #rdu.buffer<tile_bytes, pmus, pmu_capacity, depth>")
+        return [IntAttr(v) for v in values]
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(
+            f"<{self.tile_bytes.data}, {self.pmus.data}, {self.pmu_capacity.data}, {self.depth.data}>"
+        )
+
+    def verify(self) -> None:
+        need = self.depth.data * self.tile_bytes.data
+        have = self.pmus.data * self.pmu_capacity.data
+        if need > have:
+            raise VerifyException(
+                f"buffer of {self.depth.data} x {self.tile_bytes.data} B tiles needs {need} B but "
+                f"its {self.pmus.data} PMU(s) hold {have} B; give it more PMUs or smaller tiles"
+            )
+
+
+@irdl_attr_definition
+class StreamType(ParametrizedAttribute, TypeAttribute):
+    """`!rdu.stream<16x64xf32>`: a tensor flowing tile by tile between kernels of one section."""
+
+    name = "rdu.stream"
+
+    shape: ArrayAttr[IntAttr] = param_def(ArrayAttr[IntAttr])
+    element_type: Attribute = param_def(Attribute)
+
+    def __init__(self, shape: Sequence[int], element_type: Attribute):
+        super().__init__(ArrayAttr([IntAttr(d) for d in shape]), element_type)
+
+    def get_shape(self) -> tuple[int, ...]:
+        return tuple(d.data for d in self.shape.data)
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            shape, elt = parser.parse_ranked_shape()
+        return [ArrayAttr([IntAttr(d) for d in shape]), elt]
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string("<")
+        for d in self.get_shape():
+            printer.print_string(f"{d}x")
+        printer.print_attribute(self.element_type)
+        printer.print_string(">")
+
+
+def shape_of(t: Attribute) -> tuple[int, ...]:
+    """Static shape of a tensor or stream type; scalars are `()`.
+
+    Raises:
+        ValueError: for a dynamic tensor dimension (the RDU needs static shapes).
+    """
+    if isinstance(t, StreamType):
+        return t.get_shape()
+    if isinstance(t, TensorType):
+        shape = tuple(t.get_shape())
+        if any(d < 0 for d in shape):
+            raise ValueError(f"dynamic shape {t} is not supported; export with static shapes")
+        return shape
+    return ()
+
+
+def element_type_of(t: Attribute) -> Attribute:
+    """Element type of a tensor or stream type; a scalar type is its own element type."""
+    if isinstance(t, StreamType | TensorType):
+        return t.element_type
+    return t
+
+
+def as_stream(t: Attribute) -> Attribute:
+    """The stream type with the same shape and element type as tensor type `t`."""
+    if isinstance(t, TensorType):
+        return StreamType(shape_of(t), t.element_type)
+    return t
+
+
+def as_tensor(t: Attribute) -> Attribute:
+    """The tensor type with the same shape and element type as stream type `t`."""
+    if isinstance(t, StreamType):
+        return TensorType(t.element_type, t.get_shape())
+    return t
+
+
+# --------------------------------------------------------------------------- ops
+
+
+@irdl_op_definition
+class KernelOp(IRDLOperation):
+    """One pipeline stage: a perfectly nested loop over `domain` with a scalar payload.
+
+    Semantics are those of `linalg.generic`: `indexing_maps` has one affine map per
+    input and init operand (from the iteration domain to the operand's indices);
+    `iterator_types` marks each loop parallel or reduction; the payload block gets one
+    scalar per input and init, then one block argument per capture (a whole tensor read
+    at computed indices through `tensor.extract`: the gather pattern), and yields one
+    value per result. Scans (`kind = scan`) yield the combiner of two scalars along
+    `scan_dim`. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
+    sizes, PCUs, one `#rdu.buffer` per input/init operand and its grid sites.
+    """
+
+    name = "rdu.kernel"
+
+    inputs = var_operand_def()
+    inits = var_operand_def()
+    captures = var_operand_def()
+    res = var_result_def()
+
+    kind = prop_def(PatternAttr)
+    domain = prop_def(DenseArrayBase)
+    indexing_maps = prop_def(ArrayAttr[AffineMapAttr])
+    iterator_types = prop_def(ArrayAttr[IteratorTypeAttr])
+    sym_name = opt_prop_def(StringAttr)
+    scan_dim = opt_prop_def(IntegerAttr)
+    scan_inclusive = opt_prop_def(IntegerAttr)
+    tile = opt_prop_def(DenseArrayBase)
+    pcus = opt_prop_def(IntegerAttr)
+    buffers = opt_prop_def(ArrayAttr[BufferAttr])
+    capture_tiers = opt_prop_def(ArrayAttr[TierAttr])
+    pcu_sites = opt_prop_def(DenseArrayBase)
+    pmu_sites = opt_prop_def(DenseArrayBase)
+
+    body = region_def("single_block")
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def __init__(
+        self,
+        inputs: Sequence[SSAValue],
+        inits: Sequence[SSAValue],
+        captures: Sequence[SSAValue],
+        result_types: Sequence[Attribute],
+        kind: Pattern,
+        domain: Sequence[int],
+        indexing_maps: Sequence[AffineMapAttr],
+        iterator_types: Sequence[IteratorTypeAttr],
+        body: Region,
+        extra: dict[str, Attribute] | None = None,
+    ):
+        props: dict[str, Attribute] = {
+            "kind": PatternAttr(kind),
+            "domain": DenseArrayBase.from_list(i64, list(domain)),
+            "indexing_maps": ArrayAttr(indexing_maps),
+            "iterator_types": ArrayAttr(iterator_types),
+        }
+        props.update(extra or {})
+        super().__init__(
+            operands=[inputs, inits, captures],
+            result_types=[result_types],
+            properties=props,
+            regions=[body],
+        )
+
+    # Convenience accessors (plain Python values) used by passes, cost and emulator.
+    @property
+    def domain_sizes(self) -> tuple[int, ...]:
+        return tuple(self.domain.get_values())
+
+    @property
+    def tile_sizes(self) -> tuple[int, ...]:
+        if self.tile is None:
+            return self.domain_sizes
+        return tuple(self.tile.get_values())
+
+    @property
+    def reduction_dims(self) -> tuple[int, ...]:
+        return tuple(
+            i for i, it in enumerate(self.iterator_types.data) if it.data.value == "reduction"
+        )
+
+    @property
+    def label(self) -> str:
+        return self.sym_name.data if self.sym_name is not None else self.kind.data.value
+
+    def verify_(self) -> None:
+        n_mapped = len(self.inputs) + len(self.inits)
+        if len(self.indexing_maps.data) != n_mapped:
+            raise VerifyException(
+                f"kernel '{self.label}': {len(self.indexing_maps.data)} indexing maps for "
+                f"{n_mapped} input/init operands"
+            )
+        rank = len(self.domain_sizes)
+        if len(self.iterator_types.data) != rank:
+            raise VerifyException(f"kernel '{self.label}': iterator_types do not match domain rank")
+        if any(m.data.num_dims != rank for m in self.indexing_maps.data):
+            raise VerifyException(f"kernel '{self.label}': indexing map rank differs from domain")
+        if len(self.inits) != len(self.res):
+            raise VerifyException(f"kernel '{self.label}': one init per result is required")
+        if self.tile is not None and len(self.tile_sizes) != rank:
+            raise VerifyException(f"kernel '{self.label}': tile has {len(self.tile_sizes)} sizes for domain rank {rank}")
+        if self.buffers is not None and len(self.buffers.data) != n_mapped:
+            raise VerifyException(f"kernel '{self.label}': one #rdu.buffer per input/init operand is required")
+        n_args = n_mapped + len(self.captures)
+        if len(self.body.block.args) != n_args:
+            raise VerifyException(
+                f"kernel '{self.label}': payload has {len(self.body.block.args)} block arguments, expected {n_args}"
+            )
+        parent = self.parent_op()
+        if not isinstance(parent, SectionOp):
+            for v in (*self.operands, *self.results):
+                if isinstance(v.type, StreamType):
+                    raise VerifyException(
+                        f"kernel '{self.label}': streams connect kernels of one section only; "
+                        "this kernel is outside any rdu.section"
+                    )
+
+    @property
+    def total_pmus(self) -> int:
+        if self.buffers is None:
+            return 0
+        return sum(b.pmus.data for b in self.buffers.data)
+
+
+@irdl_op_definition
+class IndexOp(IRDLOperation):
+    """`rdu.index`: the current iteration index along loop `dim` of the enclosing kernel."""
+
+    name = "rdu.index"
+    dim = prop_def(IntegerAttr)
+    result = result_def(IndexType)
+    traits = traits_def(HasParent(KernelOp), Pure())
+
+    def __init__(self, dim: int):
+        super().__init__(properties={"dim": IntegerAttr(dim, i64)}, result_types=[IndexType()])
+
+
+@irdl_op_definition
+class SectionOp(IRDLOperation):
+    """A set of kernels configured onto the fabric at once and run to completion.
+
+    `pcus_available` / `pmus_available` are the fabric's unit counts; the verifier refuses
+    a section whose kernels use more units than that, or whose kernels' sites overlap.
+    `reason` says why the section ends where it does.
+    """
+
+    name = "rdu.section"
+
+    res = var_result_def()
+    sym_name = prop_def(StringAttr)
+    pcus_available = prop_def(IntegerAttr)
+    pmus_available = prop_def(IntegerAttr)
+    reason = opt_prop_def(StringAttr)
+    body = region_def("single_block")
+
+    def __init__(self, name: str, result_types: Sequence[Attribute], body: Region, pcus: int, pmus: int, reason: str = ""):
+        super().__init__(
+            result_types=[result_types],
+            regions=[body],
+            properties={
+                "sym_name": StringAttr(name),
+                "pcus_available": IntegerAttr(pcus, i64),
+                "pmus_available": IntegerAttr(pmus, i64),
+                "reason": StringAttr(reason),
+            },
+        )
+
+    def kernels(self) -> list[KernelOp]:
+        return [op for op in self.body.block.ops if isinstance(op, KernelOp)]
+
+    def verify_(self) -> None:
+        name = self.sym_name.data
+        kernels = self.kernels()
+        pcus = sum(k.pcus.value.data if k.pcus is not None else 0 for k in kernels)
+        pmus = sum(k.total_pmus for k in kernels)
+        if pcus > self.pcus_available.value.data:
+            raise VerifyException(
+                f"section '{name}' uses {pcus} PCUs but the fabric has {self.pcus_available.value.data}; "
+                "cut it into more sections (rdu-section)"
+            )
+        if pmus > self.pmus_available.value.data:
+            raise VerifyException(
+                f"section '{name}' uses {pmus} PMUs but the fabric has {self.pmus_available.value.data}; "
+                "cut it into more sections or use smaller tiles (rdu-section, rdu-tile)"
+            )
+        for r in self.res:
+            if isinstance(r.type, StreamType):
+                raise VerifyException(f"section '{name}': results must be tensors (rdu.store), not streams")
+        _verify_disjoint_sites(name, kernels, "pcu_sites", self.pcus_available.value.data)
+        _verify_disjoint_sites(name, kernels, "pmu_sites", self.pmus_available.value.data)
+
+
+def _verify_disjoint_sites(section: str, kernels: list[KernelOp], field: str, available: int) -> None:
+    used: dict[int, str] = {}
+    for k in kernels:
+        sites = getattr(k, field)
+        if sites is None:
+            continue
+        for s in sites.get_values():
+            if not 0 <= s < available:
+                raise VerifyException(f"section '{section}': kernel '{k.label}' placed on {field} {s}, off the grid")
+            if s in used:
+                raise VerifyException(
+                    f"section '{section}': kernels '{used[s]}' and '{k.label}' both placed on {field} {s}"
+                )
+            used[s] = k.label
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    """Terminator of kernel payloads (scalars) and sections (off-chip tensors)."""
+
+    name = "rdu.yield"
+    values = var_operand_def()
+    traits = traits_def(IsTerminator(), HasParent(KernelOp, SectionOp))
+
+    def __init__(self, *values: SSAValue):
+        super().__init__(operands=[values])
+
+
+@irdl_op_definition
+class LoadOp(IRDLOperation):
+    """AGCU transfer of an off-chip tensor in `tier` into a stream of the enclosing section."""
+
+    name = "rdu.load"
+    source = operand_def(TensorType)
+    result = result_def(StreamType)
+    tier = prop_def(TierAttr)
+    traits = traits_def(HasParent(SectionOp))
+
+    def __init__(self, source: SSAValue, tier: Tier = Tier.HBM):
+        super().__init__(
+            operands=[source], result_types=[as_stream(source.type)], properties={"tier": TierAttr(tier)}
+        )
+
+
+@irdl_op_definition
+class StoreOp(IRDLOperation):
+    """AGCU transfer of a stream into an off-chip tensor in `tier`."""
+
+    name = "rdu.store"
+    source = operand_def(StreamType)
+    result = result_def(TensorType)
+    tier = prop_def(TierAttr)
+    traits = traits_def(HasParent(SectionOp))
+
+    def __init__(self, source: SSAValue, tier: Tier = Tier.HBM):
+        super().__init__(
+            operands=[source], result_types=[as_tensor(source.type)], properties={"tier": TierAttr(tier)}
+        )
+
+
+@irdl_op_definition
+class ViewOp(IRDLOperation):
+    """A data layout change folded into buffer access patterns, not a kernel.
+
+    `mode = "reshape"`: same elements, new shape (`tensor.expand_shape`/`collapse_shape`).
+    `mode = "slice"`: a static strided window (`tensor.extract_slice`), with `offsets`,
+    `sizes`, `strides`. Works on tensors and on streams.
+    """
+
+    name = "rdu.view"
+    source = operand_def()
+    result = result_def()
+    mode = prop_def(StringAttr)
+    offsets = opt_prop_def(DenseArrayBase)
+    sizes = opt_prop_def(DenseArrayBase)
+    strides = opt_prop_def(DenseArrayBase)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class ConcatOp(IRDLOperation):
+    """Concatenation along `dim`: consecutive writes into one buffer at offsets."""
+
+    name = "rdu.concat"
+    sources = var_operand_def()
+    result = result_def()
+    dim = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+
+@irdl_op_definition
+class PadOp(IRDLOperation):
+    """Constant padding (`tensor.pad`): the address generator returns `value` outside the source."""
+
+    name = "rdu.pad"
+    source = operand_def()
+    value = operand_def()
+    result = result_def()
+    low = prop_def(DenseArrayBase)
+    high = prop_def(DenseArrayBase)
+    traits = traits_def(Pure())
+
+
+LAYOUT_OPS = (ViewOp, ConcatOp, PadOp)
+
+RDU = Dialect(
+    "rdu",
+    [KernelOp, IndexOp, SectionOp, YieldOp, LoadOp, StoreOp, ViewOp, ConcatOp, PadOp],
+    [TierAttr, PatternAttr, BufferAttr, StreamType],
+)

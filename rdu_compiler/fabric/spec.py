@@ -1,0 +1,381 @@
+"""The fabric spec: the target RDU as frozen, validated data loaded from TOML.
+
+A fabric is a grid of PCUs (compute) and PMUs (SRAM) in a checkerboard, AGCUs on
+the left and right edges bridging to the off-chip tiers (HBM, DDR), a mesh
+network, a kernel launch overhead and a socket count. Presets ship in
+``rdu_compiler/fabric/presets/*.toml``; the numbers in ``sn40l.toml`` carry
+their sources (see ``reference/sn40l.md``).
+
+Units: sizes in bytes, bandwidths in bytes/s or bytes/cycle as named, clock in
+Hz, times in seconds, compute in FLOP/cycle per PCU.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+LAYOUTS = ("checkerboard",)
+
+# dtype spellings that share a FLOP/cycle entry with a canonical name.
+_DTYPE_ALIASES = {
+    "f32": "fp32",
+    "float32": "fp32",
+    "f16": "fp16",
+    "float16": "fp16",
+    "bfloat16": "bf16",
+}
+_INT_DTYPES = frozenset({"i1", "i8", "i16", "i32", "i64", "int8", "int16", "int32", "int64"})
+
+
+class FabricError(ValueError):
+    """An invalid or unreadable fabric spec; the message names the file, the field
+    (``[table].field``) and what to do."""
+
+
+@dataclass(frozen=True)
+class PCUSpec:
+    """One Pattern Compute Unit: ``lanes`` SIMD lanes x ``stages`` pipeline stages.
+
+    ``flops_per_cycle`` maps a dtype name ("bf16", "fp16", "fp32", "int", ...) to
+    FLOP/cycle of one PCU (an FMA counts as 2 FLOPs).
+    """
+
+    lanes: int
+    stages: int
+    flops_per_cycle: Mapping[str, int] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        frozen = MappingProxyType(dict(self.flops_per_cycle))
+        object.__setattr__(self, "flops_per_cycle", frozen)
+
+    def flops_per_cycle_for(self, dtype: str) -> int:
+        """FLOP/cycle of one PCU for ``dtype``.
+
+        An exact entry wins; otherwise "f32"/"float32" use "fp32", "f16"/"float16"
+        use "fp16", "bfloat16" uses "bf16", and integer types (i1..i64) use the
+        "int" entry if present, else the "fp32" entry.
+
+        Raises:
+            FabricError: no entry applies to ``dtype``.
+        """
+        for key in _dtype_candidates(dtype):
+            if key in self.flops_per_cycle:
+                return self.flops_per_cycle[key]
+        known = ", ".join(sorted(self.flops_per_cycle))
+        raise FabricError(
+            f"PCU has no FLOP/cycle entry for dtype {dtype!r} (known: {known}); "
+            f"add it to [pcu.flops_per_cycle] in the fabric TOML"
+        )
+
+
+def _dtype_candidates(dtype: str) -> list[str]:
+    """Keys of ``flops_per_cycle`` to try for ``dtype``, best first."""
+    name = dtype.lower()
+    if name in _INT_DTYPES:
+        return [name, "int", "fp32"]
+    return [name, _DTYPE_ALIASES.get(name, name)]
+
+
+@dataclass(frozen=True)
+class PMUSpec:
+    """One Pattern Memory Unit: ``capacity_bytes`` of SRAM in ``banks`` banks,
+    ``bytes_per_cycle`` of read+write bandwidth."""
+
+    capacity_bytes: int
+    banks: int
+    bytes_per_cycle: int
+
+
+@dataclass(frozen=True)
+class AGCUSpec:
+    """Address Generation and Coalescing Units: ``count`` of them, each moving
+    ``bytes_per_cycle`` between the fabric and the off-chip tiers."""
+
+    count: int
+    bytes_per_cycle: int
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    """An off-chip memory tier (HBM or DDR): capacity in bytes, bandwidth in bytes/s."""
+
+    capacity_bytes: int
+    bytes_per_s: float
+
+
+@dataclass(frozen=True)
+class Fabric:
+    """One RDU socket and its memory system; see the module docstring for units.
+
+    ``source`` is the preset name or the path of the TOML file it came from.
+    With ``layout == "checkerboard"`` site (r, c) is a PCU when (r + c) is even,
+    else a PMU.
+    """
+
+    name: str
+    source: str
+    clock_hz: float
+    rows: int
+    cols: int
+    layout: str
+    pcu: PCUSpec
+    pmu: PMUSpec
+    agcu: AGCUSpec
+    hbm: TierSpec
+    ddr: TierSpec
+    link_bytes_per_cycle: int
+    program_load_s: float
+    argument_load_s: float
+    sockets: int
+    p2p_bytes_per_s: float
+
+    @property
+    def num_pcus(self) -> int:
+        """PCUs on the grid (checkerboard: ceil(rows*cols / 2))."""
+        return (self.rows * self.cols + 1) // 2
+
+    @property
+    def num_pmus(self) -> int:
+        """PMUs on the grid (checkerboard: floor(rows*cols / 2))."""
+        return self.rows * self.cols // 2
+
+    @property
+    def sram_bytes(self) -> int:
+        """Total on-chip SRAM in bytes: num_pmus * pmu.capacity_bytes."""
+        return self.num_pmus * self.pmu.capacity_bytes
+
+    @property
+    def launch_overhead_s(self) -> float:
+        """Seconds to launch one section: program load + argument load (SN40L §IV-D)."""
+        return self.program_load_s + self.argument_load_s
+
+    def peak_flops(self, dtype: str) -> float:
+        """Peak FLOP/s of the whole socket: num_pcus * FLOP/cycle(dtype) * clock_hz.
+
+        Raises:
+            FabricError: the PCU has no FLOP/cycle entry for ``dtype``.
+        """
+        return self.num_pcus * self.pcu.flops_per_cycle_for(dtype) * self.clock_hz
+
+    def pcu_sites(self) -> list[tuple[int, int]]:
+        """(row, col) of every PCU, row-major."""
+        return [s for s in self._sites() if (s[0] + s[1]) % 2 == 0]
+
+    def pmu_sites(self) -> list[tuple[int, int]]:
+        """(row, col) of every PMU, row-major."""
+        return [s for s in self._sites() if (s[0] + s[1]) % 2 == 1]
+
+    def agcu_sites(self) -> list[tuple[int, int]]:
+        """(row, col) of every AGCU, row-major: ceil(count/2) on the left edge
+        (col -1), the rest on the right edge (col ``cols``), spread evenly over
+        the rows of each edge."""
+        left = (self.agcu.count + 1) // 2
+        right = self.agcu.count - left
+        sites = [(r, -1) for r in _spread(left, self.rows)]
+        sites += [(r, self.cols) for r in _spread(right, self.rows)]
+        return sorted(sites)
+
+    def _sites(self) -> list[tuple[int, int]]:
+        return [(r, c) for r in range(self.rows) for c in range(self.cols)]
+
+
+def _spread(n: int, rows: int) -> list[int]:
+    """``n`` row indices spread evenly over ``rows`` rows (centres of n equal bands)."""
+    return [(2 * i + 1) * rows // (2 * n) for i in range(n)]
+
+
+# ---------------------------------------------------------------------------
+# Loading and validation
+# ---------------------------------------------------------------------------
+
+# table -> field -> kind. "table" is a sub-table of dtype -> positive int.
+_SCHEMA: dict[str, dict[str, str]] = {
+    "fabric": {"name": "str", "clock_hz": "float"},
+    "grid": {"rows": "int", "cols": "int", "layout": "str"},
+    "pcu": {"lanes": "int", "stages": "int", "flops_per_cycle": "table"},
+    "pmu": {"capacity_bytes": "int", "banks": "int", "bytes_per_cycle": "int"},
+    "agcu": {"count": "int", "bytes_per_cycle": "int"},
+    "hbm": {"capacity_bytes": "int", "bytes_per_s": "float"},
+    "ddr": {"capacity_bytes": "int", "bytes_per_s": "float"},
+    "network": {"link_bytes_per_cycle": "int"},
+    "launch": {"program_load_s": "float", "argument_load_s": "float"},
+    "sockets": {"count": "int", "p2p_bytes_per_s": "float"},
+}
+
+_PRESETS = resources.files("rdu_compiler.fabric").joinpath("presets")
+
+
+def preset_names() -> list[str]:
+    """Names of the fabric presets shipped with the package, sorted."""
+    names = [p.name[: -len(".toml")] for p in _PRESETS.iterdir() if p.name.endswith(".toml")]
+    return sorted(names)
+
+
+def load_fabric(name_or_path: str | os.PathLike[str]) -> Fabric:
+    """Load a preset by name ("sn40l", "tiny") or a user spec from a .toml path.
+
+    Raises:
+        FabricError: unknown preset, unreadable file, bad TOML, or an invalid
+            spec (missing, mistyped, non-positive or unknown field).
+    """
+    name = os.fspath(name_or_path)
+    if name in preset_names():
+        resource = _PRESETS.joinpath(f"{name}.toml")
+        where = f"preset {name!r} (rdu_compiler/fabric/presets/{name}.toml)"
+        return _parse_fabric(resource.read_text(encoding="utf-8"), source=name, where=where)
+    path = Path(name)
+    if path.suffix != ".toml" and not path.exists():
+        presets = ", ".join(preset_names())
+        raise FabricError(
+            f"unknown fabric {name!r}: not a preset ({presets}) and not a .toml file; "
+            f"pass a preset name or the path of a fabric spec .toml"
+        )
+    return _parse_fabric(_read_text(path), source=name, where=name)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise FabricError(
+            f"{path}: cannot read fabric spec ({err}); check the path and permissions"
+        ) from err
+
+
+def _parse_fabric(text: str, source: str, where: str) -> Fabric:
+    """Parse and validate TOML ``text``; ``where`` names the file in errors.
+
+    Raises:
+        FabricError: bad TOML or an invalid spec.
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise FabricError(f"{where}: invalid TOML ({err}); fix the syntax") from err
+    _check_known(doc, where)
+    r = _Reader(doc, where)
+    fabric = Fabric(
+        name=r.get_str("fabric", "name"),
+        source=source,
+        clock_hz=r.get_float("fabric", "clock_hz"),
+        rows=r.get_int("grid", "rows"),
+        cols=r.get_int("grid", "cols"),
+        layout=r.get_str("grid", "layout"),
+        pcu=PCUSpec(r.get_int("pcu", "lanes"), r.get_int("pcu", "stages"), r.get_flops_table()),
+        pmu=PMUSpec(
+            r.get_int("pmu", "capacity_bytes"),
+            r.get_int("pmu", "banks"),
+            r.get_int("pmu", "bytes_per_cycle"),
+        ),
+        agcu=AGCUSpec(r.get_int("agcu", "count"), r.get_int("agcu", "bytes_per_cycle")),
+        hbm=TierSpec(r.get_int("hbm", "capacity_bytes"), r.get_float("hbm", "bytes_per_s")),
+        ddr=TierSpec(r.get_int("ddr", "capacity_bytes"), r.get_float("ddr", "bytes_per_s")),
+        link_bytes_per_cycle=r.get_int("network", "link_bytes_per_cycle"),
+        program_load_s=r.get_float("launch", "program_load_s"),
+        argument_load_s=r.get_float("launch", "argument_load_s"),
+        sockets=r.get_int("sockets", "count"),
+        p2p_bytes_per_s=r.get_float("sockets", "p2p_bytes_per_s"),
+    )
+    _check_grid(fabric, where)
+    return fabric
+
+
+def _check_known(doc: Mapping[str, Any], where: str) -> None:
+    """Reject unknown tables and fields (typos) before reading anything."""
+    for table, body in doc.items():
+        if table not in _SCHEMA:
+            hint = _did_you_mean(table, _SCHEMA)
+            raise FabricError(
+                f"{where}: unknown table or top-level key [{table}]{hint}; "
+                f"valid tables are {', '.join(f'[{t}]' for t in _SCHEMA)}"
+            )
+        if not isinstance(body, dict):
+            raise FabricError(f"{where}: [{table}] must be a table; write it as a [{table}] header")
+        for key in body:
+            if key not in _SCHEMA[table]:
+                hint = _did_you_mean(key, _SCHEMA[table])
+                raise FabricError(
+                    f"{where}: unknown field [{table}].{key}{hint}; "
+                    f"valid fields are {', '.join(_SCHEMA[table])}"
+                )
+
+
+def _did_you_mean(word: str, choices: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_grid(fabric: Fabric, where: str) -> None:
+    if fabric.layout not in LAYOUTS:
+        raise FabricError(
+            f"{where}: [grid].layout is {fabric.layout!r}; set it to one of: {', '.join(LAYOUTS)}"
+        )
+    if fabric.rows * fabric.cols % 2:
+        raise FabricError(
+            f"{where}: [grid].rows x [grid].cols = {fabric.rows} x {fabric.cols} is odd; "
+            f"a checkerboard needs an even number of sites (as many PCUs as PMUs)"
+        )
+    if fabric.agcu.count > 2 * fabric.rows:
+        raise FabricError(
+            f"{where}: [agcu].count = {fabric.agcu.count} exceeds the {2 * fabric.rows} "
+            f"edge sites (2 x [grid].rows); lower the count or add rows"
+        )
+
+
+class _Reader:
+    """Typed, positive-checked access to ``doc[table][key]``; errors name ``where``."""
+
+    def __init__(self, doc: Mapping[str, Any], where: str) -> None:
+        self.doc = doc
+        self.where = where
+
+    def _get(self, table: str, key: str) -> Any:
+        body = self.doc.get(table)
+        if body is None:
+            raise FabricError(
+                f"{self.where}: missing table [{table}] (needs [{table}].{key}); add it"
+            )
+        if key not in body:
+            raise FabricError(f"{self.where}: missing field [{table}].{key}; add it to [{table}]")
+        return body[key]
+
+    def _fail(self, label: str, want: str, value: object) -> FabricError:
+        return FabricError(f"{self.where}: {label} must be {want}, got {value!r}; fix the value")
+
+    def get_str(self, table: str, key: str) -> str:
+        value = self._get(table, key)
+        if not isinstance(value, str) or not value:
+            raise self._fail(f"[{table}].{key}", "a non-empty string", value)
+        return value
+
+    def get_int(self, table: str, key: str) -> int:
+        return self._positive_int(f"[{table}].{key}", self._get(table, key))
+
+    def get_float(self, table: str, key: str) -> float:
+        value = self._get(table, key)
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not is_number or not math.isfinite(value) or value <= 0:
+            raise self._fail(f"[{table}].{key}", "a positive number", value)
+        return float(value)
+
+    def get_flops_table(self) -> dict[str, int]:
+        table = self._get("pcu", "flops_per_cycle")
+        if not isinstance(table, dict) or not table:
+            want = "a non-empty table of dtype = FLOP/cycle"
+            raise self._fail("[pcu].flops_per_cycle", want, table)
+        label = "[pcu.flops_per_cycle]"
+        return {k.lower(): self._positive_int(f"{label}.{k}", v) for k, v in table.items()}
+
+    def _positive_int(self, label: str, value: object) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise self._fail(label, "a positive integer", value)
+        return value

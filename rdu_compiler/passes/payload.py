@@ -1,0 +1,116 @@
+"""Analyses of kernel payloads shared by passes, the cost model and the emulator."""
+
+from __future__ import annotations
+
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir.affine import AffineDimExpr, AffineMap
+
+from rdu_compiler.dialects.rdu import Pattern
+from rdu_compiler.ir import op_name
+
+#: Combiners a reduction payload may use on its accumulator, with their numpy ufunc name.
+COMBINERS = {
+    "arith.addf": "add",
+    "arith.addi": "add",
+    "arith.mulf": "multiply",
+    "arith.muli": "multiply",
+    "arith.maximumf": "maximum",
+    "arith.minimumf": "minimum",
+    "arith.maxnumf": "fmax",
+    "arith.minnumf": "fmin",
+    "arith.maxsi": "maximum",
+    "arith.minsi": "minimum",
+    "arith.maxui": "maximum",
+    "arith.minui": "minimum",
+    "arith.ori": "bitwise_or",
+    "arith.andi": "bitwise_and",
+    "arith.xori": "bitwise_xor",
+}
+
+#: Payload ops that are free on the PCU (casts, index arithmetic, constants, control).
+FREE_OPS = {
+    "arith.constant", "rdu.yield", "rdu.index", "cf.assert", "arith.index_cast", "arith.extf",
+    "arith.truncf", "arith.extsi", "arith.extui", "arith.trunci", "arith.sitofp", "arith.uitofp",
+    "arith.fptosi", "arith.fptoui", "arith.bitcast", "tensor.extract",
+}
+
+
+def _yield_op(block: Block) -> Operation:
+    last = block.last_op
+    assert last is not None and op_name(last) == "rdu.yield"
+    return last
+
+
+def reduction_combiner(block: Block, out_arg: SSAValue, yielded: SSAValue) -> tuple[str, SSAValue] | None:
+    """If `yielded == comb(out_arg, expr)` with expr independent of out_arg, return (comb, expr)."""
+    owner = yielded.owner
+    if not isinstance(owner, Operation) or op_name(owner) not in COMBINERS or len(owner.operands) != 2:
+        return None
+    a, b = owner.operands
+    if a is out_arg and not depends_on(b, out_arg):
+        return op_name(owner), b
+    if b is out_arg and not depends_on(a, out_arg):
+        return op_name(owner), a
+    return None
+
+
+def depends_on(value: SSAValue, target: SSAValue) -> bool:
+    """Whether `value` is computed from `target` inside one payload block."""
+    stack, seen = [value], set()
+    while stack:
+        v = stack.pop()
+        if v is target:
+            return True
+        if v in seen or not isinstance(v.owner, Operation):
+            continue
+        seen.add(v)
+        stack.extend(v.owner.operands)
+    return False
+
+
+def strip_casts(value: SSAValue) -> SSAValue:
+    """Look through extf/truncf casts."""
+    while isinstance(value.owner, Operation) and op_name(value.owner) in ("arith.extf", "arith.truncf"):
+        value = value.owner.operands[0]
+    return value
+
+
+def contraction_operands(block: Block, n_inputs: int) -> tuple[int, int] | None:
+    """For `out += a * b` payloads with a, b input block args: their input indices."""
+    yielded = _yield_op(block).operands
+    if len(yielded) != 1:
+        return None
+    found = reduction_combiner(block, block.args[n_inputs], yielded[0])
+    if found is None or found[0] != "arith.addf":
+        return None
+    mul = found[1].owner
+    if not isinstance(mul, Operation) or op_name(mul) != "arith.mulf":
+        return None
+    a, b = (strip_casts(v) for v in mul.operands)
+    args = list(block.args[:n_inputs])
+    if a not in args or b not in args:
+        return None
+    return args.index(a), args.index(b)
+
+
+def classify_kernel(block: Block, n_inputs: int, iterators: list[str], maps: list[AffineMap]) -> Pattern:
+    """The parallel pattern of a payload, for reports and the cost model."""
+    if any(op_name(o) == "tensor.extract" for o in block.walk()):
+        return Pattern.GATHER
+    if "reduction" in iterators:
+        if contraction_operands(block, n_inputs) is not None:
+            return Pattern.MATMUL
+        return Pattern.REDUCE
+    yielded = _yield_op(block).operands
+    if n_inputs == 1 and len(yielded) == 1 and yielded[0] is block.args[0]:
+        in_map = maps[0]
+        if len(in_map.results) == 0:
+            return Pattern.FILL
+        if in_map != AffineMap.identity(in_map.num_dims) and all(isinstance(e, AffineDimExpr) for e in in_map.results):
+            return Pattern.TRANSPOSE
+    return Pattern.MAP
+
+
+def flops_per_point(block: Block) -> int:
+    """Arithmetic ops executed per iteration-domain point (a multiply-add counts 2)."""
+    return sum(1 for o in block.walk() if op_name(o) not in FREE_OPS and not o.regions)
