@@ -182,7 +182,8 @@ def section_cost(load: SectionLoad, fabric: Fabric) -> SectionCost:
     compute_s / pmu_s: of the slowest kernel (the pipeline runs at its pace);
     hbm_s, ddr_s: section bytes / tier bytes_per_s;
     agcu_s: (hbm_bytes + ddr_bytes) / (agcu.count * agcu.bytes_per_cycle * clock_hz);
-    fill_s: sum over kernels of time_s / tiles (one tile through every stage);
+    fill_s: time for the first tile to reach the last stage: the sum over kernels of
+        time_s / tiles, less the slowest stage's share (already inside the steady state);
     launch_s: fabric.launch_overhead_s (program load + argument load).
 
     Raises:
@@ -205,7 +206,8 @@ def section_cost(load: SectionLoad, fabric: Fabric) -> SectionCost:
         "agcu": (load.hbm_bytes + load.ddr_bytes) / agcu_bytes_per_s,
     }
     bound = max(BOUNDS, key=lambda b: times[b])  # max() keeps the first of equals
-    fill_s = sum(k.time_s / kl.tiles for k, kl in zip(kernels, load.kernels, strict=True))
+    firsts = [k.time_s / kl.tiles for k, kl in zip(kernels, load.kernels, strict=True)]
+    fill_s = sum(firsts) - max(firsts, default=0.0)
     launch_s = fabric.launch_overhead_s
     return SectionCost(
         name=load.name,
