@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import ml_dtypes
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, UnregisteredOp
 from xdsl.ir import Operation
@@ -25,13 +29,45 @@ def make_context() -> Context:
     return ctx
 
 
+_FLOAT_DTYPES = {"f16": np.float16, "bf16": ml_dtypes.bfloat16, "f32": np.float32, "f64": np.float64}
+_BITS = {"f16": np.uint16, "bf16": np.uint16, "f32": np.uint32, "f64": np.uint64}
+_DENSE_HEX = re.compile(r'dense<([^<>"]*0x[0-9A-Fa-f]+[^<>"]*)>(\s*:\s*tensor<(?:[0-9]+x)*(f16|bf16|f32|f64)>)')
+_ELEMENT = re.compile(r"0x[0-9A-Fa-f]+|[-+]?(?:inf|nan|[0-9][0-9.]*(?:[eE][-+]?[0-9]+)?)")
+
+
+def _hex_dense_to_bytes(match: re.Match[str]) -> str:
+    content, suffix, elt = match.group(1), match.group(2), match.group(3)
+    bits = []
+    for token in _ELEMENT.findall(content):
+        if token.startswith("0x"):
+            bits.append(int(token, 16))
+        else:
+            bits.append(int(np.asarray(float(token), _FLOAT_DTYPES[elt]).view(_BITS[elt])))
+    data = np.asarray(bits, dtype=_BITS[elt]).astype("<" + np.dtype(_BITS[elt]).str[1:])
+    if len(set(bits)) == 1:
+        data = data[:1]
+    return f'dense<"0x{data.tobytes().hex().upper()}">{suffix}'
+
+
+def fix_hex_float_literals(text: str) -> str:
+    """Rewrite float `dense<0x...>` literals to the hex-bytes form `dense<"0x...">`.
+
+    MLIR prints non-finite floats (-inf masks) in hex; xDSL 0.74 reads an unquoted hex
+    element of a float tensor as an integer value (0xFF800000 -> 4286578688.0) instead
+    of bits. The quoted little-endian byte form is read correctly.
+    """
+    if "0x" not in text:
+        return text
+    return _DENSE_HEX.sub(_hex_dense_to_bytes, text)
+
+
 def parse_module(text: str, name: str = "<input>") -> ModuleOp:
     """Parse MLIR text (generic or custom form) into an xDSL module.
 
     Raises:
         xdsl.utils.exceptions.ParseError: the text is not valid MLIR for these dialects.
     """
-    return Parser(make_context(), text, name).parse_module()
+    return Parser(make_context(), fix_hex_float_literals(text), name).parse_module()
 
 
 def op_name(op: Operation) -> str:

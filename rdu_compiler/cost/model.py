@@ -12,8 +12,12 @@ most loaded resource --
                        off-chip bytes / AGCU bandwidth)
                    + pipeline fill + launch overhead
 
-and program time is the sum over sections. The roofline (FLOPs / peak,
-compulsory bytes / HBM bandwidth) is the physical limit shown beside it.
+where pipeline fill = sum(firsts) - max(firsts), firsts = [each kernel's time /
+its tiles]: the first tile's trip through the stages, less the largest first-tile
+time, which is counted as already inside the steady-state max (so a one-kernel
+section has no fill) -- and program time is the sum over sections. The roofline
+(FLOPs / peak, compulsory bytes / HBM bandwidth) is the physical limit shown
+beside it.
 
 Units throughout: seconds, bytes, FLOPs.
 """
@@ -87,7 +91,8 @@ class KernelCost:
 class SectionCost:
     """Seconds of one section, per resource, and the resource that binds.
 
-    total_s = max(compute_s, pmu_s, hbm_s, ddr_s, agcu_s) + fill_s + launch_s;
+    total_s = max(compute_s, pmu_s, hbm_s, ddr_s, agcu_s) + fill_s + launch_s,
+    where fill_s = sum(firsts) - max(firsts) over firsts = [kernel time_s / tiles];
     bound names the max (ties: first of BOUNDS).
     """
 
@@ -182,8 +187,10 @@ def section_cost(load: SectionLoad, fabric: Fabric) -> SectionCost:
     compute_s / pmu_s: of the slowest kernel (the pipeline runs at its pace);
     hbm_s, ddr_s: section bytes / tier bytes_per_s;
     agcu_s: (hbm_bytes + ddr_bytes) / (agcu.count * agcu.bytes_per_cycle * clock_hz);
-    fill_s: time for the first tile to reach the last stage: the sum over kernels of
-        time_s / tiles, less the slowest stage's share (already inside the steady state);
+    fill_s: time for the first tile to reach the last stage: with
+        firsts = [time_s / tiles per kernel], fill_s = sum(firsts) - max(firsts)
+        (the largest first-tile time is counted as already inside the steady
+        state), so a one-kernel section, and an empty one, has fill_s = 0;
     launch_s: fabric.launch_overhead_s (program load + argument load).
 
     Raises:

@@ -18,15 +18,19 @@ The flow of :func:`import_torch`:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import linecache
+import logging
 import os
 import re
 import sys
 import traceback
 import uuid
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +84,10 @@ class ImportedProgram:
             results (``pytree.tree_unflatten(results, out_spec)``).
         source_lines: aten op name (e.g. ``"aten.gelu"``) -> ``"file.py:123: code line"`` of
             the first frame outside torch in the FX node's stack trace, for error messages.
+        graph_module: the FX graph that was lowered (after decompositions and constant
+            folding), callable as ``graph_module(*args)`` with one tensor per ``arg_names``
+            entry and returning the flat tuple of ``num_outputs`` tensors: a PyTorch
+            reference for exactly the program in ``mlir_text``.
     """
 
     mlir_text: str
@@ -90,6 +98,7 @@ class ImportedProgram:
     num_outputs: int
     out_spec: Any
     source_lines: dict[str, str] = field(default_factory=dict)
+    graph_module: torch.fx.GraphModule | None = field(default=None, repr=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -105,11 +114,19 @@ def _frame_where(filename: str, lineno: int, code: str | None = None) -> str:
     return f"{where}: {code}" if code else where
 
 
+def _fmt_where(where: str) -> str:
+    """'file.py:12: code' -> 'file.py:12 `code`' for use inside a sentence."""
+    loc, sep, code = where.partition(": ")
+    return f"{loc} `{code.strip()}`" if sep and code.strip() else loc
+
+
 def _summarize(exc: BaseException, limit: int = _MAX_SUMMARY_CHARS) -> str:
     """The first meaningful line of an exception message, shortened, as 'Type: message'."""
     text = str(exc).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     first = lines[0] if lines else ""
+    first = re.split(r"\s+\((?:unhinted|Size-like symbols):", first)[0]
+    first = re.sub(r"\s+", " ", first).strip()
     if len(first) > limit:
         first = first[: limit - 3].rstrip() + "..."
     name = type(exc).__name__
@@ -178,7 +195,7 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, tupl
             if isinstance(e, KeyboardInterrupt):
                 raise
             where = _last_frame_in(e, p)
-            at = f" at {where}" if where else ""
+            at = f" at {_fmt_where(where)}" if where else ""
             hint = (
                 " Install the missing package or fix the import."
                 if isinstance(e, ImportError)
@@ -207,7 +224,7 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, tupl
                 if isinstance(e, KeyboardInterrupt):
                     raise
                 where = _last_frame_in(e, p)
-                at = f" at {where}" if where else ""
+                at = f" at {_fmt_where(where)}" if where else ""
                 raise FrontendError(
                     f"`get_model()` in model file '{p}' raised{at}: {_summarize(e)}. Fix it "
                     "so that it returns `(model, example_inputs)`."
@@ -343,6 +360,31 @@ def _var_same_dtype(
     return _var_mean_same_dtype(x, dim, correction=correction, keepdim=keepdim)[0]
 
 
+def _softmax_single_pass_max(x: torch.Tensor, dim: int, half_to_float: bool) -> torch.Tensor:
+    """``aten._softmax``: exp(x - amax(x)) / sum(exp(x - amax(x))) along ``dim``.
+
+    torch-mlir's own decomposition goes through ``aten.max.dim``, which yields a two-result
+    linalg.generic with a dead i64 argmax; ``amax`` keeps the max a single-result reduction.
+    """
+    if half_to_float:
+        x = torch.ops.aten._to_copy.default(x, dtype=torch.float32)
+    m = torch.ops.aten.amax.default(x, [dim], True)
+    e = torch.ops.aten.exp.default(torch.ops.aten.sub.Tensor(x, m))
+    return torch.ops.aten.div.Tensor(e, torch.ops.aten.sum.dim_IntList(e, [dim], True))
+
+
+def _log_softmax_single_pass_max(x: torch.Tensor, dim: int, half_to_float: bool) -> torch.Tensor:
+    """``aten._log_softmax``: (x - amax) - log(sum(exp(x - amax))) along ``dim``."""
+    if half_to_float:
+        x = torch.ops.aten._to_copy.default(x, dtype=torch.float32)
+    m = torch.ops.aten.amax.default(x, [dim], True)
+    shifted = torch.ops.aten.sub.Tensor(x, m)
+    lse = torch.ops.aten.log.default(
+        torch.ops.aten.sum.dim_IntList(torch.ops.aten.exp.default(shifted), [dim], True)
+    )
+    return torch.ops.aten.sub.Tensor(shifted, lse)
+
+
 def _decomposition_table() -> dict[Any, Any]:
     """torch-mlir's FX decomposition table plus this project's float32-preserving ones."""
     from torch_mlir.extras.fx_decomp_util import get_decomposition_table
@@ -350,7 +392,214 @@ def _decomposition_table() -> dict[Any, Any]:
     table = dict(get_decomposition_table())
     table[torch.ops.aten.var_mean.correction] = _var_mean_same_dtype
     table[torch.ops.aten.var.correction] = _var_same_dtype
+    table[torch.ops.aten._softmax.default] = _softmax_single_pass_max
+    table[torch.ops.aten._log_softmax.default] = _log_softmax_single_pass_max
     return table
+
+
+# --------------------------------------------------------------------------------------
+# Constant folding of input-independent subgraphs
+# --------------------------------------------------------------------------------------
+
+#: Ops that are cheap to recompute on the fabric (generators and pure data movement): a
+#: constant chain made only of these is left as computation instead of becoming a weight.
+_CHEAP_OPS = frozenset(
+    {
+        "aten.arange",
+        "aten.full",
+        "aten.full_like",
+        "aten.zeros",
+        "aten.zeros_like",
+        "aten.ones",
+        "aten.ones_like",
+        "aten.empty",
+        "aten.empty_like",
+        "aten.empty_strided",
+        "aten.scalar_tensor",
+        "aten.view",
+        "aten.reshape",
+        "aten._unsafe_view",
+        "aten.unsqueeze",
+        "aten.squeeze",
+        "aten.expand",
+        "aten.permute",
+        "aten.t",
+        "aten.transpose",
+        "aten.slice",
+        "aten.select",
+        "aten.alias",
+        "aten.clone",
+        "aten._to_copy",
+        "aten.lift_fresh_copy",
+        "aten.detach",
+    }
+)
+
+
+#: Pure data-movement ops: a folding boundary is moved above them (see _fold_constants).
+_VIEW_OPS = frozenset(
+    {
+        "aten.view",
+        "aten.reshape",
+        "aten._unsafe_view",
+        "aten.unsqueeze",
+        "aten.squeeze",
+        "aten.expand",
+        "aten.permute",
+        "aten.t",
+        "aten.transpose",
+        "aten.alias",
+        "aten.clone",
+    }
+)
+
+
+def _is_assert(node: torch.fx.Node) -> bool:
+    """True for runtime-check nodes (``aten._assert_*``) that produce no value."""
+    name = _aten_name(node.target) or ""
+    return name.startswith("aten._assert") or name.startswith("aten.sym_constrain")
+
+
+def _is_nondeterministic(node: torch.fx.Node) -> bool:
+    """True for random ops (their value must not be frozen at import time)."""
+    tags = getattr(node.target, "tags", ())
+    return torch.Tag.nondeterministic_seeded in tags or torch.Tag.nondeterministic_bitwise in tags
+
+
+def _fold_constants(
+    graph: torch.fx.Graph,
+    kind_of: dict[str, str],
+    weights: dict[str, torch.Tensor],
+    foldable: set[str],
+    max_bytes: int,
+) -> None:
+    """Replace input-independent subgraphs of ``graph`` by new constant placeholders.
+
+    A node is constant when all its inputs are constant; the roots are the placeholders in
+    ``foldable`` (lifted constants, non-persistent buffers) and ops without inputs. Each
+    constant node used by a non-constant node (a "boundary") is evaluated eagerly and
+    becomes a new placeholder ``c_folded_<i>`` (kind "constant", tensor in ``weights``),
+    inserted before the first user input. Boundaries whose subgraph contains only
+    :data:`_CHEAP_OPS`, that are larger than ``max_bytes``, or that are not tensors stay as
+    computation. Dead nodes and placeholders in ``foldable`` left without users are removed.
+    ``kind_of`` and ``weights`` are updated in place.
+    """
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    const: set[torch.fx.Node] = {n for n in placeholders if n.name in foldable}
+    order: list[torch.fx.Node] = []
+    for node in graph.nodes:
+        if node.op != "call_function" or _is_nondeterministic(node):
+            continue
+        if all(a in const for a in node.all_input_nodes):
+            const.add(node)
+            order.append(node)
+    if not order:
+        return
+
+    # Push boundaries above pure view ops, so that e.g. one RoPE cos table is folded once and
+    # each layer's unsqueeze of it stays a (free) view instead of a separate constant.
+    changed = True
+    while changed:
+        changed = False
+        for node in order:
+            if node not in const or (_aten_name(node.target) or "") not in _VIEW_OPS:
+                continue
+            inputs = node.all_input_nodes
+            if (
+                len(inputs) == 1
+                and inputs[0].op == "call_function"
+                and node.users
+                and all(u not in const for u in node.users)
+            ):
+                const.discard(node)
+                changed = True
+    order = [n for n in order if n in const]
+
+    def cheap_only(node: torch.fx.Node, seen: set[torch.fx.Node]) -> bool:
+        if node in seen or node.op == "placeholder":
+            return True
+        seen.add(node)
+        if (_aten_name(node.target) or "") not in _CHEAP_OPS:
+            return False
+        return all(cheap_only(a, seen) for a in node.all_input_nodes)
+
+    boundary: list[torch.fx.Node] = []
+    for node in order:
+        if _is_assert(node) or not any(u not in const for u in node.users):
+            continue
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            continue
+        if val.numel() * val.element_size() > max_bytes or cheap_only(node, set()):
+            continue
+        boundary.append(node)
+    if not boundary:
+        return
+
+    # Evaluate the constant nodes eagerly (only those the boundaries need).
+    needed: set[torch.fx.Node] = set()
+    stack = list(boundary)
+    while stack:
+        n = stack.pop()
+        if n in needed:
+            continue
+        needed.add(n)
+        stack.extend(a for a in n.all_input_nodes if a.op != "placeholder")
+    env: dict[torch.fx.Node, Any] = {n: weights[n.name] for n in placeholders if n in const}
+    with torch.no_grad():
+        for node in order:
+            if node not in needed:
+                continue
+            args = torch.fx.node.map_arg(node.args, lambda a: env[a])
+            kwargs = torch.fx.node.map_arg(node.kwargs, lambda a: env[a])
+            env[node] = node.target(*args, **kwargs)
+
+    first_input = next((n for n in placeholders if kind_of[n.name] == "input"), None)
+    made: list[tuple[torch.Tensor, torch.fx.Node]] = []
+    for node in boundary:
+        value = env[node]
+        same = next(
+            (
+                ph
+                for v, ph in made
+                if v.dtype == value.dtype and v.shape == value.shape and torch.equal(v, value)
+            ),
+            None,
+        )
+        if same is not None:
+            for u in [u for u in node.users if u not in const]:
+                u.replace_input_with(node, same)
+            continue
+        if first_input is not None:
+            ctx = graph.inserting_before(first_input)
+        else:
+            ctx = (
+                graph.inserting_after(placeholders[-1])
+                if placeholders
+                else graph.inserting_before()
+            )
+        with ctx:
+            ph = graph.placeholder(f"c_folded_{len(made)}")
+        ph.meta.update(
+            {k: v for k, v in node.meta.items() if k in ("val", "tensor_meta", "stack_trace")}
+        )
+        non_const_users = [u for u in node.users if u not in const]
+        for u in non_const_users:
+            u.replace_input_with(node, ph)
+        kind_of[ph.name] = "constant"
+        weights[ph.name] = value.detach().contiguous()
+        made.append((value, ph))
+
+    # Remove now-dead constant nodes (asserts on constants included), newest first.
+    for node in reversed(order):
+        if not node.users:
+            graph.erase_node(node)
+    for node in placeholders:
+        if node.name in foldable and not node.users:
+            graph.erase_node(node)
+            kind_of.pop(node.name, None)
+            weights.pop(node.name, None)
+    graph.lint()
 
 
 # --------------------------------------------------------------------------------------
@@ -379,7 +628,7 @@ def _export_error(exc: BaseException, module: torch.nn.Module) -> FrontendError:
         for filename, lineno, code in _FRAME_RE.findall(text):
             if not _is_library_frame(filename):
                 where = _frame_where(filename, int(lineno), code.strip() or None)
-    at = f" at {where}" if where else ""
+    at = f" at {_fmt_where(where)}" if where else ""
     name = type(module).__name__
     data_dependent = (
         "data-dependent" in text
@@ -403,70 +652,165 @@ def _export_error(exc: BaseException, module: torch.nn.Module) -> FrontendError:
 
 
 _OP_IN_DIAG_RES = (
-    re.compile(r"failed to legalize operation '(torch\.[\w.]+)'"),
-    re.compile(r"torch\.operator\s*\"?([\w.]+)\"?"),
-    re.compile(r"'(torch\.aten\.[\w.]+)'"),
-    re.compile(r"\b(torch\.aten\.[\w]+)\b"),
-    re.compile(r"\b(torch\.prims\.[\w]+)\b"),
+    # torch.operator "torch.aten.foo.overload" (an op torch-mlir has no definition for)
+    re.compile(r'name = "torch\.((?:aten|prims)\.[\w.]+)"'),
+    # failed to legalize operation 'torch.aten.foo'
+    re.compile(r"'torch\.((?:aten|prims)\.[\w.]+)'"),
+    # an op dump: "torch.aten.foo"(...)
+    re.compile(r'"torch\.((?:aten|prims)\.[\w.]+)"'),
+    re.compile(r"\btorch\.((?:aten|prims)\.[\w.]+)"),
 )
+_LOC_RE = re.compile(r'"([^"]+)":(\d+):\d+')
 
 
 def _op_from_diagnostics(text: str) -> str | None:
-    """The aten op name ('aten.fft_fft') that torch-mlir's diagnostics complain about."""
+    """The aten op ('aten.erfinv') that torch-mlir's diagnostics ``text`` complain about.
+
+    Overload suffixes are dropped ('torch.aten.median.dim' -> 'aten.median') to match the
+    keys of :attr:`ImportedProgram.source_lines`.
+    """
     for rx in _OP_IN_DIAG_RES:
         m = rx.search(text)
         if m:
-            op = m.group(1)
-            if op.startswith("torch."):
-                op = op[len("torch.") :]
-            # 'aten.foo.default' -> 'aten.foo'; torch-mlir spells in-place/overloads as names.
-            parts = op.split(".")
-            if len(parts) > 2:
-                op = ".".join(parts[:2])
-            if op.startswith(("aten.", "prims.")) or op.count(".") == 1:
-                return op
+            return ".".join(m.group(1).split(".")[:2])
     return None
 
 
-def _diag_summary(text: str) -> str:
-    """The first 'error: ...' diagnostic line of a torch-mlir failure, shortened."""
-    for line in text.splitlines():
-        s = line.strip()
-        m = re.search(r"error: (.*)", s)
-        if m:
-            msg = m.group(1).strip()
-            return msg if len(msg) <= 200 else msg[:197] + "..."
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    first = lines[0] if lines else "unknown error"
-    return first if len(first) <= 200 else first[:197] + "..."
+def _short_diag(msg: str, limit: int = 200) -> str:
+    """One diagnostic message without the op dump torch-mlir appends (': %1 = ...')."""
+    msg = msg.strip().splitlines()[0] if msg.strip() else ""
+    cut = re.search(r":\s+%[\w#:]+\s*=|:\s+\"", msg)
+    if cut:
+        msg = msg[: cut.start()]
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+
+
+#: (stage description, pass pipeline): torch-mlir's FX -> torch backend contract, then
+#: backend contract -> linalg-on-tensors (as torch_mlir.compiler_utils.lower_mlir_module).
+_PIPELINES = (
+    (
+        "torch-backend lowering",
+        "builtin.module(func.func(torch-match-quantized-custom-ops), "
+        "torchdynamo-export-to-torch-backend-pipeline{ extra-library=})",
+    ),
+    (
+        "linalg lowering",
+        "builtin.module(torch-backend-to-linalg-on-tensors-backend-pipeline"
+        "{allow-non-finites=True})",
+    ),
+)
+
+
+def _run_pipeline(
+    module: Any, pipeline: str, stage: str, source_lines: dict[str, str], model_name: str
+) -> None:
+    """Run one torch-mlir pass pipeline on ``module`` in place.
+
+    Error diagnostics are collected by a handler (nothing is printed and no repro file is
+    written, unlike ``run_pipeline_with_repro_report``).
+
+    Raises:
+        FrontendError: the pipeline failed (see :func:`_lowering_error`).
+    """
+    from torch_mlir import ir
+    from torch_mlir.passmanager import PassManager
+
+    errors: list[tuple[str, str]] = []
+
+    def collect(diag: Any) -> bool:
+        if "ERROR" in str(diag.severity).upper():
+            errors.append((str(diag.location), _diag_text(diag)))
+        return True  # handled: keep MLIR from printing it to stderr
+
+    with module.context as ctx:
+        handler = ctx.attach_diagnostic_handler(collect)
+        try:
+            PassManager.parse(pipeline).run(module.operation)
+        except ir.MLIRError as e:
+            errors += [(str(d.location), _diag_text(d)) for d in e.error_diagnostics]
+            raise _lowering_error(e, errors, stage, source_lines, model_name) from None
+        finally:
+            handler.detach()
+
+
+def _diag_text(diag: Any) -> str:
+    """An MLIR diagnostic's message with its notes appended."""
+    msg = str(diag.message)
+    for note in getattr(diag, "notes", ()):
+        msg += "\nnote: " + str(note.message)
+    return msg
 
 
 def _lowering_error(
-    exc: BaseException, stage: str, source_lines: dict[str, str], model_name: str
+    exc: BaseException,
+    errors: list[tuple[str, str]],
+    stage: str,
+    source_lines: dict[str, str],
+    model_name: str,
 ) -> FrontendError:
-    """Turn a torch-mlir import/lowering failure into a one-paragraph FrontendError."""
-    text = str(exc)
-    op = _op_from_diagnostics(text)
+    """Turn a torch-mlir pipeline failure into a one-paragraph FrontendError.
+
+    ``errors`` are the (location, message) error diagnostics. The message names the failing
+    aten op, the model source line that calls it (from ``source_lines``, else from the
+    diagnostic's MLIR location) and what to do.
+    """
+    op = None
+    first_msg = ""
+    first_loc = ""
+    for loc, msg in errors:  # the first error naming an aten op is the culprit
+        op = _op_from_diagnostics(msg)
+        if op:
+            first_msg, first_loc = msg, loc
+            break
+    if op is None:
+        op = _op_from_diagnostics(str(exc))
+        if errors:
+            first_loc, first_msg = errors[0]
     where = source_lines.get(op) if op else None
-    if op and where is None:
-        # torch-mlir's own decompositions rename ops; try a prefix match ('aten.foo' from
-        # 'aten.foo_bar' or vice versa) before giving up on the source line.
-        for k, v in source_lines.items():
-            if k.startswith(op) or op.startswith(k):
-                where = v
-                break
-    at = f" (called at {where})" if where else ""
+    if where is None and first_loc:
+        m = _LOC_RE.search(first_loc)
+        if m:
+            where = _frame_where(m.group(1), int(m.group(2)))
+    at = f" (called at {_fmt_where(where)})" if where else ""
+    detail = _short_diag(first_msg) if first_msg else _summarize(exc, 200)
+    if "'torch.operator'" in detail:
+        detail = "torch-mlir has no definition of this op, it stays an opaque torch.operator"
     if op:
         return FrontendError(
             f"torch-mlir cannot lower op '{op}'{at} of {model_name} to linalg-on-tensors "
-            f"during {stage}: {_diag_summary(text)}. Rewrite that line with operations "
-            "torch-mlir supports (elementwise math, matmul/linear, convolution, reductions, "
-            "indexing), compute it outside the model, or register a decomposition for it."
+            f"({stage}: {detail}). Rewrite that line with operations torch-mlir supports "
+            "(elementwise math, matmul/linear, convolution, pooling, reductions, indexing), "
+            "compute it outside the model, or add a decomposition for it to the frontend."
         )
     return FrontendError(
-        f"torch-mlir failed on {model_name} during {stage}: {_diag_summary(text)}. Simplify "
-        "the model or report the failure with the model file attached."
+        f"torch-mlir failed on {model_name}{at} during {stage}: {detail}. Simplify the model "
+        "around that line, or report the failure with the model file attached."
     )
+
+
+@contextlib.contextmanager
+def _quiet_torch_warnings() -> Iterator[None]:
+    """Silence torch's internal noise during export: pytree deprecation warnings, and the
+    log records and stderr prints (partial graph dumps, symbolic-shape warnings) torch emits
+    before raising an error that this module reports itself as a FrontendError."""
+    loggers = [logging.getLogger("torch")] + [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("torch.") or name.startswith("torch_mlir")
+    ]
+    saved = [(lg, lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    for lg in loggers:
+        lg.disabled = True
+    try:
+        # torch.export print()s the partial graph of a failed trace to stderr.
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
+            yield
+    finally:
+        for lg, level, propagate, disabled in saved:
+            lg.setLevel(level)
+            lg.propagate = propagate
+            lg.disabled = disabled
 
 
 def _flat_tensor_inputs(example_inputs: tuple[Any, ...]) -> list[torch.Tensor]:
@@ -480,14 +824,20 @@ def _flat_tensor_inputs(example_inputs: tuple[Any, ...]) -> list[torch.Tensor]:
     for i, leaf in enumerate(leaves):
         if not isinstance(leaf, torch.Tensor):
             raise FrontendError(
-                f"example input #{i} is a {type(leaf).__name__} ({leaf!r:.60}); only tensor "
+                f"example input #{i} is of type {type(leaf).__name__} ({leaf!r:.60}); only tensor "
                 "inputs are supported. Make non-tensor arguments constants of the model "
                 "(attributes set in __init__ or default arguments of forward)."
             )
     return leaves
 
 
-def import_torch(module: torch.nn.Module, example_inputs: tuple[Any, ...]) -> ImportedProgram:
+def import_torch(
+    module: torch.nn.Module,
+    example_inputs: tuple[Any, ...],
+    *,
+    fold_constants: bool = True,
+    fold_max_bytes: int = 16 << 20,
+) -> ImportedProgram:
     """Export ``module`` on ``example_inputs`` and lower it to linalg-on-tensors MLIR text.
 
     Args:
@@ -495,6 +845,12 @@ def import_torch(module: torch.nn.Module, example_inputs: tuple[Any, ...]) -> Im
         example_inputs: a tuple (possibly nested lists/tuples/dicts) of tensors, one entry
             per positional argument of ``module.forward``; their shapes and dtypes become the
             static shapes of the compiled program.
+        fold_constants: evaluate, at import time, the parts of the graph that depend on no
+            user input and no parameter/persistent buffer (HF causal masks built with
+            cumsum/index/compare ops, RoPE cos/sin tables from ``inv_freq``), and pass each
+            result as a ``"constant"`` argument named ``c_folded_<i>``. Chains made only of
+            generators and views (``arange`` -> ``unsqueeze``) are kept as computation.
+        fold_max_bytes: a folded result larger than this (bytes) is left as computation.
 
     Returns:
         The :class:`ImportedProgram` (MLIR text, argument names/kinds, weights, output spec).
@@ -506,15 +862,14 @@ def import_torch(module: torch.nn.Module, example_inputs: tuple[Any, ...]) -> Im
             an op (the message names the aten op and the model line that calls it).
     """
     if not isinstance(module, torch.nn.Module):
-        raise FrontendError(
-            f"import_torch expects a torch.nn.Module, got {type(module).__name__}."
-        )
+        raise FrontendError(f"import_torch expects a torch.nn.Module, got {type(module).__name__}.")
     flat_inputs = _flat_tensor_inputs(example_inputs)
     model_name = type(module).__name__
 
     # 1. torch.export.
     try:
-        ep = torch.export.export(module, example_inputs)
+        with _quiet_torch_warnings():
+            ep = torch.export.export(module, example_inputs)
     except FrontendError:
         raise
     except Exception as e:  # noqa: BLE001 - torch.export raises many exception types
@@ -523,7 +878,8 @@ def import_torch(module: torch.nn.Module, example_inputs: tuple[Any, ...]) -> Im
     # 2. Decompositions torch-mlir expects.
     source_lines_pre = _collect_source_lines([ep.graph])
     try:
-        ep = ep.run_decompositions(_decomposition_table())
+        with _quiet_torch_warnings():
+            ep = ep.run_decompositions(_decomposition_table())
     except Exception as e:  # noqa: BLE001
         raise FrontendError(
             f"Decomposing the exported graph of {model_name} failed: {_summarize(e)}. This "
@@ -533,27 +889,25 @@ def import_torch(module: torch.nn.Module, example_inputs: tuple[Any, ...]) -> Im
     for k, v in source_lines_pre.items():
         source_lines.setdefault(k, v)
 
-    # 3. Signature: argument names, kinds and weights.
+    # 3. Signature: argument kinds and weights, by placeholder name.
     sig = ep.graph_signature
-    placeholders = [n.name for n in ep.graph.nodes if n.op == "placeholder"]
-    arg_names: list[str] = []
-    arg_kinds: list[str] = []
+    kind_of: dict[str, str] = {}
     weights: dict[str, torch.Tensor] = {}
-    input_names: list[str] = []
+    foldable: set[str] = set()  # lifted constants and non-persistent buffers
     converted: dict[int, torch.Tensor] = {}  # id(original) -> detached contiguous tensor
     for spec in sig.input_specs:
         kind = _KIND_NAMES.get(spec.kind.name)
         name = getattr(spec.arg, "name", None)
+        if spec.kind.name == "TOKEN":
+            raise _effect_error(ep.graph, source_lines_pre, model_name)
         if kind is None or name is None:
             raise FrontendError(
                 f"{model_name} has an exported input of kind {spec.kind.name} "
                 f"('{spec.target}'); only parameters, buffers, constant tensors and tensor "
                 "inputs are supported. Remove custom objects / side-effecting ops from forward()."
             )
-        arg_names.append(name)
-        arg_kinds.append(kind)
+        kind_of[name] = kind
         if kind == "input":
-            input_names.append(name)
             continue
         target = spec.target
         if target in ep.state_dict:
@@ -571,17 +925,19 @@ def import_torch(module: torch.nn.Module, example_inputs: tuple[Any, ...]) -> Im
         if key not in converted:
             converted[key] = t.detach().contiguous().cpu()
         weights[name] = converted[key]
-    if arg_names != placeholders:  # pragma: no cover - torch.export invariant
+        if kind == "constant" or (kind == "buffer" and spec.persistent is False):
+            foldable.add(name)
+    placeholders = [n.name for n in ep.graph.nodes if n.op == "placeholder"]
+    if placeholders != [s.arg.name for s in sig.input_specs]:  # pragma: no cover
         raise FrontendError("Internal error: graph placeholders do not match input specs.")
-    if len(input_names) != len(flat_inputs):
+    n_user = sum(1 for k in kind_of.values() if k == "input")
+    if n_user != len(flat_inputs):
         raise FrontendError(
-            f"{model_name} was exported with {len(input_names)} tensor inputs but "
-            f"example_inputs has {len(flat_inputs)} tensors; inputs that forward() does not "
-            "use, or that are specialized to constants, are not supported."
+            f"{model_name} was exported with {n_user} tensor inputs but example_inputs has "
+            f"{len(flat_inputs)} tensors; inputs that forward() does not use, or that are "
+            "specialized to constants, are not supported."
         )
-    mutations = [
-        o for o in sig.output_specs if o.kind.name not in ("USER_OUTPUT",)
-    ]
+    mutations = [o for o in sig.output_specs if o.kind.name != "USER_OUTPUT"]
     if mutations:
         what = ", ".join(f"{o.kind.name.lower()} of '{o.target}'" for o in mutations[:3])
         raise FrontendError(
@@ -589,6 +945,18 @@ def import_torch(module: torch.nn.Module, example_inputs: tuple[Any, ...]) -> Im
             "inference graphs only. Call model.eval() (BatchNorm updates running stats in "
             "training mode) or remove the in-place updates of buffers/inputs."
         )
+    if fold_constants:
+        try:
+            _fold_constants(ep.graph, kind_of, weights, foldable, fold_max_bytes)
+        except Exception as e:  # noqa: BLE001 - folding is an optimization; report clearly
+            raise FrontendError(
+                f"Folding the input-independent part of {model_name} failed: {_summarize(e)}. "
+                "Retry with import_torch(..., fold_constants=False)."
+            ) from None
+    arg_names = [n.name for n in ep.graph.nodes if n.op == "placeholder"]
+    arg_kinds = [kind_of[n] for n in arg_names]
+    input_names = [n for n in arg_names if kind_of[n] == "input"]
+    weights = {n: weights[n] for n in arg_names if kind_of[n] != "input"}
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
     flat_out = pytree.tree_leaves(out_node.args[0])
     for i, o in enumerate(flat_out):
@@ -601,13 +969,6 @@ def import_torch(module: torch.nn.Module, example_inputs: tuple[Any, ...]) -> Im
 
     # 4. torch-mlir: FX graph -> torch dialect -> linalg-on-tensors.
     from torch_mlir import ir
-    from torch_mlir.compiler_utils import (
-        BackendLoweringOptions,
-        OutputType,
-        TorchMlirCompilerError,
-        lower_mlir_module,
-        run_pipeline_with_repro_report,
-    )
     from torch_mlir.dialects import torch as torch_d
     from torch_mlir.extras.fx_importer import FxImporter
 
@@ -618,24 +979,12 @@ def import_torch(module: torch.nn.Module, example_inputs: tuple[Any, ...]) -> Im
         importer.import_stateless_graph(ep.graph, func_name="main")
     except Exception as e:  # noqa: BLE001 - the importer raises plain Python errors
         raise _import_failure(e, ep.graph, source_lines, model_name) from None
-    try:
-        run_pipeline_with_repro_report(
-            importer.module,
-            "builtin.module(func.func(torch-match-quantized-custom-ops), "
-            "torchdynamo-export-to-torch-backend-pipeline{ extra-library=})",
-            "Lowering TorchFX IR -> Torch Backend IR",
-        )
-    except TorchMlirCompilerError as e:
-        raise _lowering_error(e, "torch-backend lowering", source_lines, model_name) from None
-    try:
-        lowered = lower_mlir_module(
-            False, OutputType.LINALG_ON_TENSORS, importer.module, BackendLoweringOptions()
-        )
-    except TorchMlirCompilerError as e:
-        raise _lowering_error(e, "linalg lowering", source_lines, model_name) from None
+    for stage, pipeline in _PIPELINES:
+        _run_pipeline(importer.module, pipeline, stage, source_lines, model_name)
+    lowered = importer.module
 
     mlir_text = lowered.operation.get_asm(print_generic_op_form=True)
-    func_results = _count_main_results(lowered, ir)
+    func_results = _count_main_results(lowered)
     return ImportedProgram(
         mlir_text=mlir_text,
         arg_names=arg_names,
@@ -645,6 +994,28 @@ def import_torch(module: torch.nn.Module, example_inputs: tuple[Any, ...]) -> Im
         num_outputs=func_results if func_results is not None else len(flat_out),
         out_spec=out_spec,
         source_lines=source_lines,
+        graph_module=torch.fx.GraphModule(ep.graph_module, ep.graph),
+    )
+
+
+def _effect_error(
+    graph: torch.fx.Graph, source_lines: dict[str, str], model_name: str
+) -> FrontendError:
+    """FrontendError for a graph that threads effect tokens (side-effecting ops)."""
+    op = None
+    for node in graph.nodes:
+        if node.op == "call_function" and "with_effects" in str(node.target):
+            inner = node.args[1] if len(node.args) > 1 else None
+            op = _aten_name(inner) or str(inner)
+            break
+    where = source_lines.get(op) if op else None
+    at = f" (called at {_fmt_where(where)})" if where else ""
+    what = f"op '{op}'{at}" if op else "an op"
+    return FrontendError(
+        f"{model_name} uses {what} with side effects (torch.export threads it with an effect "
+        "token; e.g. torch.linalg.inv / cholesky run error checks, print/logging ops), which "
+        "a dataflow graph cannot express. Use the *_ex variants (torch.linalg.inv_ex, "
+        "cholesky_ex) or remove the side effect from forward()."
     )
 
 
@@ -662,7 +1033,7 @@ def _import_failure(
     if op is None:
         op = _op_from_diagnostics(text)
     where = source_lines.get(op) if op else None
-    at = f" (called at {where})" if where else ""
+    at = f" (called at {_fmt_where(where)})" if where else ""
     what = f" op '{op}'{at} of" if op else ""
     return FrontendError(
         f"torch-mlir's FX importer cannot import{what} {model_name}: {_summarize(exc)}. "
@@ -671,8 +1042,10 @@ def _import_failure(
     )
 
 
-def _count_main_results(module: Any, ir: Any) -> int | None:
+def _count_main_results(module: Any) -> int | None:
     """Number of results of ``func.func @main`` in a torch-mlir module (None if not found)."""
+    from torch_mlir import ir
+
     for op in module.body.operations:
         if op.operation.name != "func.func":
             continue
@@ -730,7 +1103,11 @@ def save_weights(path: str | os.PathLike[str], prog: ImportedProgram) -> None:
             continue
         by_key[key] = name
         ptr = t.untyped_storage().data_ptr()
-        if ptr in storages or not t.is_contiguous() or t.numel() * t.element_size() != t.untyped_storage().nbytes():
+        if (
+            ptr in storages
+            or not t.is_contiguous()
+            or t.numel() * t.element_size() != t.untyped_storage().nbytes()
+        ):
             t = t.clone(memory_format=torch.contiguous_format)  # partial views: own copy
         storages.add(ptr)
         stored[name] = t
@@ -776,7 +1153,9 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
                 out[name] = _to_numpy(f.get_tensor(name))
     except (SafetensorError, OSError) as e:
-        raise FrontendError(f"Weights file '{p}' is not a readable safetensors file: {e}.") from None
+        raise FrontendError(
+            f"Weights file '{p}' is not a readable safetensors file: {e}."
+        ) from None
     try:
         aliases = json.loads(metadata.get(ALIAS_METADATA_KEY, "{}"))
     except json.JSONDecodeError:

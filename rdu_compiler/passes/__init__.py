@@ -1,0 +1,55 @@
+"""The rdu passes, by name. Lazy imports keep `rdu-opt --help` fast (as xDSL's registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xdsl.passes import ModulePass
+
+
+def _convert() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_convert_linalg import RduConvertLinalgPass
+
+    return RduConvertLinalgPass
+
+
+def _fuse() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_fuse import RduFusePass
+
+    return RduFusePass
+
+
+def _tile() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_tile import RduTilePass
+
+    return RduTilePass
+
+
+def _section() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_section import RduSectionPass
+
+    return RduSectionPass
+
+
+def _allocate() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_allocate import RduAllocatePass
+
+    return RduAllocatePass
+
+
+def _place() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_place import RduPlacePass
+
+    return RduPlacePass
+
+
+def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    """Pass name -> function returning the pass class."""
+    return {
+        "rdu-convert-linalg": _convert,
+        "rdu-fuse": _fuse,
+        "rdu-tile": _tile,
+        "rdu-section": _section,
+        "rdu-allocate": _allocate,
+        "rdu-place": _place,
+    }

@@ -1,0 +1,53 @@
+"""Buffer sizes of a kernel's operands (bytes per tile), shared by rdu-tile and rdu-allocate."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from xdsl.dialects import tensor
+
+from rdu_compiler.dialects.rdu import KernelOp, Pattern, element_type_of
+from rdu_compiler.runtime.payload_eval import numpy_dtype
+from rdu_compiler.tiling import Access, tile_elements
+
+#: Tiles kept per buffer: 2 = double-buffered, so the AGCU/producer fills one tile while
+#: the consumer reads the other (SN40L §III-A, PMU stage buffers).
+DEPTH = 2
+
+
+def itemsize(value_type: object) -> int:
+    return numpy_dtype(element_type_of(value_type)).itemsize  # type: ignore[arg-type]
+
+
+def operand_tile_bytes(kernel: KernelOp, tile: Sequence[int]) -> list[int]:
+    """Bytes of one tile of each input/init operand (0 for scalars, which live in registers).
+
+    An init always has an output buffer (the result tile is staged there), even when it
+    is `tensor.empty` and never read.
+    """
+    out = []
+    operands = [*kernel.inputs, *kernel.inits]
+    for value, amap in zip(operands, kernel.indexing_maps.data, strict=True):
+        access = Access.from_map(amap.data)
+        if not access.forms:
+            out.append(0)
+            continue
+        out.append(tile_elements(access, tile) * itemsize(value.type))
+    return out
+
+
+def pmus_for(tile_bytes: int, pmu_capacity: int) -> int:
+    """PMUs a buffer of `tile_bytes` tiles needs at DEPTH-fold buffering (0 for no buffer)."""
+    return math.ceil(DEPTH * tile_bytes / pmu_capacity) if tile_bytes else 0
+
+
+def untileable_dims(kernel: KernelOp) -> set[int]:
+    """Loops that must stay whole: the scan dimension of a scan."""
+    if kernel.kind.data == Pattern.SCAN and kernel.scan_dim is not None:
+        return {kernel.scan_dim.value.data}
+    return set()
+
+
+def is_empty_init(kernel: KernelOp, i: int) -> bool:
+    return isinstance(kernel.inits[i].owner, tensor.EmptyOp)

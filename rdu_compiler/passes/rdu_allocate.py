@@ -1,0 +1,188 @@
+"""rdu-allocate: units per kernel, and every off-chip tensor to a memory tier.
+
+Units: each kernel of a section gets one `#rdu.buffer` per input/init operand (PMUs for
+its tile, double-buffered) and at least one PCU; the PCUs left in the section go to the
+kernels in proportion to their FLOPs (SN40L §III-A: more PCUs to heavier stages), never
+more than a kernel can use (its parallel points / PCU lanes).
+
+Tiers: function arguments and section results are the off-chip tensors. Each lives from
+the section that writes it to the last section that reads it; HBM holds it if HBM has
+room over its whole lifetime (tensors with disjoint lifetimes share space), otherwise DDR
+(SN40L §V-A: HBM by default, DDR for spills; arguments, weights first, are placed before
+activations, so activations spill first). Peak footprints go to module attributes
+`rdu.hbm_peak_bytes` / `rdu.ddr_peak_bytes`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, ModuleOp, TensorType, i64
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from rdu_compiler.dialects import rdu
+from rdu_compiler.errors import CompileError
+from rdu_compiler.fabric import Fabric
+from rdu_compiler.passes.buffers import DEPTH, itemsize, operand_tile_bytes, pmus_for
+from rdu_compiler.passes.common import fabric_for, functions
+from rdu_compiler.passes.payload import flops_per_point
+
+
+def kernel_flops(kernel: rdu.KernelOp) -> int:
+    """FLOPs of a whole kernel: arithmetic payload ops x iteration-domain points."""
+    return flops_per_point(kernel.body.block) * math.prod(kernel.domain_sizes)
+
+
+def split_pcus(flops: list[int], limits: list[int], total: int) -> list[int]:
+    """PCUs per kernel: 1 each, the rest in proportion to FLOPs (largest remainder), capped.
+
+    Raises:
+        ValueError: fewer PCUs than kernels.
+    """
+    n = len(flops)
+    if n > total:
+        raise ValueError(f"{n} kernels but only {total} PCUs")
+    alloc = [1] * n
+    spare = total - n
+    while spare > 0:
+        open_ = [i for i in range(n) if alloc[i] < limits[i]]
+        weight = sum(flops[i] for i in open_)
+        if not open_ or weight == 0:
+            break
+        shares = {i: spare * flops[i] / weight for i in open_}
+        given = 0
+        for i in open_:
+            add = min(int(shares[i]), limits[i] - alloc[i])
+            alloc[i] += add
+            given += add
+        if given == 0:
+            best = max(open_, key=lambda i: shares[i] - int(shares[i]))
+            alloc[best] += 1
+            given = 1
+        spare -= given
+    return alloc
+
+
+def _allocate_units(section: rdu.SectionOp, fabric: Fabric) -> None:
+    kernels = section.kernels()
+    cap = fabric.pmu.capacity_bytes
+    flops = [kernel_flops(k) for k in kernels]
+    limits = []
+    for k in kernels:
+        par = math.prod(s for d, s in enumerate(k.domain_sizes) if d not in k.reduction_dims)
+        limits.append(max(1, math.ceil(par / fabric.pcu.lanes)))
+    for k, pcus in zip(kernels, split_pcus(flops, limits, fabric.num_pcus), strict=True):
+        k.pcus = IntegerAttr(pcus, i64)
+        sizes = operand_tile_bytes(k, k.tile_sizes)
+        k.buffers = ArrayAttr([rdu.BufferAttr(b, pmus_for(b, cap), cap, DEPTH) for b in sizes])
+
+
+def base_tensor(value: SSAValue) -> SSAValue:
+    """The stored tensor a (possibly viewed) off-chip value is backed by."""
+    while isinstance(value.owner, rdu.ViewOp | rdu.PadOp | rdu.ConcatOp):
+        value = value.owner.operands[0]
+    return value
+
+
+def _nbytes(value: SSAValue) -> int:
+    return math.prod(rdu.shape_of(value.type)) * itemsize(value.type)
+
+
+def assign_tiers(fn: func.FuncOp, fabric: Fabric) -> tuple[dict[SSAValue, rdu.Tier], int, int]:
+    """Tier of every off-chip tensor of `fn`, and the peak HBM / DDR bytes.
+
+    Raises:
+        CompileError: the tensors do not fit in HBM + DDR.
+    """
+    ops = list(fn.body.block.ops)
+    sections = [op for op in ops if isinstance(op, rdu.SectionOp)]
+    position = {s: i for i, s in enumerate(sections)}
+    n = len(sections)
+    tensors: list[tuple[SSAValue, int, int]] = []
+    last_use: dict[SSAValue, int] = {}
+    for s in sections:
+        for inner in s.body.block.walk():
+            for v in inner.operands:
+                if not isinstance(inner, rdu.SectionOp) and not isinstance(v.type, rdu.StreamType):
+                    last_use[base_tensor(v)] = position[s]
+    ret = fn.body.block.last_op
+    for v in ret.operands if ret is not None else ():
+        last_use[base_tensor(v)] = n
+    for arg in fn.body.block.args:
+        if isinstance(arg.type, TensorType):
+            tensors.append((arg, 0, last_use.get(arg, 0)))
+    for s in sections:
+        for r in s.results:
+            tensors.append((r, position[s], last_use.get(r, position[s])))
+    usage = {rdu.Tier.HBM: [0] * (n + 1), rdu.Tier.DDR: [0] * (n + 1)}
+    capacity = {rdu.Tier.HBM: fabric.hbm.capacity_bytes, rdu.Tier.DDR: fabric.ddr.capacity_bytes}
+    tiers: dict[SSAValue, rdu.Tier] = {}
+    for value, first, last in tensors:
+        size = _nbytes(value)
+        for tier in (rdu.Tier.HBM, rdu.Tier.DDR):
+            span = usage[tier][first : last + 1]
+            if max(span, default=0) + size <= capacity[tier]:
+                for i in range(first, last + 1):
+                    usage[tier][i] += size
+                tiers[value] = tier
+                break
+        else:
+            raise CompileError(
+                "rdu-allocate",
+                f"a {size} B tensor does not fit: HBM ({capacity[rdu.Tier.HBM]} B) and DDR "
+                f"({capacity[rdu.Tier.DDR]} B) are full over its lifetime; the model is larger than "
+                f"the fabric '{fabric.name}' holds — use a fabric with more DDR",
+            )
+    return tiers, max(usage[rdu.Tier.HBM]), max(usage[rdu.Tier.DDR])
+
+
+def _tier_of(tiers: dict[SSAValue, rdu.Tier], v: SSAValue) -> rdu.Tier:
+    return tiers.get(base_tensor(v), rdu.Tier.HBM)
+
+
+@dataclass(frozen=True)
+class RduAllocatePass(ModulePass):
+    """Assign PCUs/PMU buffers to kernels and HBM/DDR tiers to off-chip tensors."""
+
+    name = "rdu-allocate"
+
+    fabric: str = ""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        fabric = fabric_for(self.name, self.fabric, op)
+        for fn in functions(op):
+            sections = [s for s in fn.body.block.ops if isinstance(s, rdu.SectionOp)]
+            for s in sections:
+                _allocate_units(s, fabric)
+            tiers, hbm_peak, ddr_peak = assign_tiers(fn, fabric)
+            _set_tiers(sections, tiers)
+            op.attributes["rdu.hbm_peak_bytes"] = IntegerAttr(hbm_peak, i64)
+            op.attributes["rdu.ddr_peak_bytes"] = IntegerAttr(ddr_peak, i64)
+
+
+def _set_tiers(sections: list[rdu.SectionOp], tiers: dict[SSAValue, rdu.Tier]) -> None:
+    for s in sections:
+        results = {id(st): r for st, r in _stores(s)}
+        for inner in s.body.block.ops:
+            if isinstance(inner, rdu.LoadOp):
+                inner.tier = rdu.TierAttr(_tier_of(tiers, inner.source))
+            elif isinstance(inner, rdu.StoreOp):
+                inner.tier = rdu.TierAttr(tiers.get(results[id(inner)], rdu.Tier.HBM))
+            elif isinstance(inner, rdu.KernelOp) and len(inner.captures):
+                inner.capture_tiers = ArrayAttr([rdu.TierAttr(_tier_of(tiers, c)) for c in inner.captures])
+
+
+def _stores(section: rdu.SectionOp) -> list[tuple[Operation, SSAValue]]:
+    term = section.body.block.last_op
+    assert term is not None
+    out = []
+    for i, v in enumerate(term.operands):
+        if isinstance(v.owner, rdu.StoreOp):
+            out.append((v.owner, section.results[i]))
+    return out
+
+

@@ -1,0 +1,69 @@
+"""rdu-tile: choose tile sizes so every buffer of a kernel, double-buffered, fits its PMUs.
+
+Each kernel may give one operand buffer at most `max_buffer_pmus` PMUs, and no more than
+its share of the fabric (PMUs / operands), so that a kernel always fits a section alone.
+Starting from the whole iteration domain, the pass halves the largest loop of the
+operand that overflows most until every buffer fits: the largest tiles that fit, which
+minimises tile re-reads and pipeline fill. The choice goes to the kernel's `tile`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
+from xdsl.passes import ModulePass
+
+from rdu_compiler.dialects.rdu import KernelOp
+from rdu_compiler.errors import CompileError
+from rdu_compiler.passes.buffers import DEPTH, operand_tile_bytes, untileable_dims
+from rdu_compiler.passes.common import fabric_for, kernels
+from rdu_compiler.tiling import Access
+
+
+def choose_tile(kernel: KernelOp, budget_bytes: int) -> list[int]:
+    """Largest tile (by repeated halving) whose every operand tile is <= budget_bytes/DEPTH.
+
+    Raises:
+        CompileError: no tile fits (a loop that cannot be tiled is too large).
+    """
+    tile = list(kernel.domain_sizes)
+    fixed = untileable_dims(kernel)
+    accesses = [Access.from_map(m.data) for m in kernel.indexing_maps.data]
+    limit = budget_bytes // DEPTH
+    while True:
+        sizes = operand_tile_bytes(kernel, tile)
+        worst = max(range(len(sizes)), key=lambda i: sizes[i], default=None)
+        if worst is None or sizes[worst] <= limit:
+            return tile
+        candidates = [d for d in accesses[worst].dims if d not in fixed and tile[d] > 1]
+        if not candidates:
+            raise CompileError(
+                "rdu-tile",
+                f"kernel '{kernel.label}': operand {worst} needs {sizes[worst]} B per tile even at the "
+                f"smallest tile, over the {limit} B a buffer may hold; use a fabric with larger PMUs",
+            )
+        d = max(candidates, key=lambda c: tile[c])
+        tile[d] = math.ceil(tile[d] / 2)
+
+
+@dataclass(frozen=True)
+class RduTilePass(ModulePass):
+    """Set `tile` on every kernel so each operand buffer, double-buffered, fits its PMUs."""
+
+    name = "rdu-tile"
+
+    fabric: str = ""
+    max_buffer_pmus: int = 8
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        fabric = fabric_for(self.name, self.fabric, op)
+        for kernel in kernels(op):
+            n_buffers = max(1, sum(1 for b in operand_tile_bytes(kernel, [1] * len(kernel.domain_sizes)) if b))
+            pmus = max(1, min(self.max_buffer_pmus, fabric.num_pmus // n_buffers))
+            tile = choose_tile(kernel, pmus * fabric.pmu.capacity_bytes)
+            kernel.tile = DenseArrayBase.from_list(i64, tile)
+
+

@@ -1,0 +1,88 @@
+"""The compiler as one list of named passes (each runs alone under `rdu-opt`)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import DiagnosticException, VerifyException
+
+from rdu_compiler.errors import CompileError
+from rdu_compiler.ir import make_context
+from rdu_compiler.passes.common import FABRIC_ATTR
+
+
+def pipeline(fabric: str, opt_level: int) -> list[str]:
+    """The pass pipeline, as `rdu-opt -p` would spell each pass.
+
+    -O0 is SambaFlow's unfused baseline (every kernel its own section); -O1 fuses
+    elementwise chains into their producers and packs kernels into sections.
+    """
+    per_op = "true" if opt_level == 0 else "false"
+    passes = ["rdu-convert-linalg"]
+    if opt_level >= 1:
+        passes.append("rdu-fuse")
+    passes += [
+        f"rdu-tile{{fabric={fabric}}}",
+        f"rdu-section{{fabric={fabric} per_op={per_op}}}",
+        f"rdu-allocate{{fabric={fabric}}}",
+        f"rdu-place{{fabric={fabric}}}",
+    ]
+    return passes
+
+
+def run_pipeline(
+    module: ModuleOp,
+    passes: list[str],
+    on_pass: Callable[[str], None] | None = None,
+    repro_dir: str | None = None,
+) -> ModuleOp:
+    """Apply `passes` in order, verifying after each.
+
+    Raises:
+        CompileError: a pass refused the module or left it invalid. The module as it was
+            before that pass is written to a file, and the error names it with the
+            `rdu-opt` command that reproduces the failure.
+    """
+    from xdsl.passes import PassPipeline
+
+    from rdu_compiler.passes import get_all_passes
+
+    ctx = make_context()
+    registry = get_all_passes()
+    for spec in passes:
+        name = spec.split("{", 1)[0]
+        if on_pass:
+            on_pass(name)
+        before = str(module)
+        try:
+            pp = PassPipeline.parse_spec({k: v for k, v in registry.items()}, spec)
+            for p in pp.passes:
+                _apply(p, ctx, module)
+            module.verify()
+        except (CompileError, VerifyException, DiagnosticException) as e:
+            err = e if isinstance(e, CompileError) else CompileError(name, str(e))
+            err.reproducer = _write_repro(before, name, repro_dir)
+            err.pass_name = spec
+            raise err from e
+    return module
+
+
+def _apply(p: ModulePass, ctx: object, module: ModuleOp) -> None:
+    p.apply(ctx, module)  # type: ignore[arg-type]
+
+
+def _write_repro(text: str, name: str, repro_dir: str | None) -> str:
+    folder = repro_dir or tempfile.gettempdir()
+    os.makedirs(folder, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix=f"{name}-input-", suffix=".mlir", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def set_fabric(module: ModuleOp, fabric: str) -> None:
+    module.attributes[FABRIC_ATTR] = StringAttr(fabric)

@@ -1,0 +1,231 @@
+"""The functional emulator: run a placed rdu program section by section, tile by tile.
+
+It executes what the compiler decided, not the original graph: each `rdu.section` in
+program order, each kernel in it tile by tile at its `tile` sizes (see
+`kernel_exec.KernelExecutor`), streams between kernels kept on chip, `rdu.load` /
+`rdu.store` / gathers counted as off-chip bytes of their tier. It refuses a program
+whose section uses more units than the fabric has, or whose buffer exceeds its PMUs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import arith, func, tensor
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp
+from xdsl.ir import Operation, SSAValue
+
+from rdu_compiler.dialects import rdu
+from rdu_compiler.errors import EmulatorError
+from rdu_compiler.fabric import Fabric
+from rdu_compiler.runtime.kernel_exec import Empty, KernelExecutor
+from rdu_compiler.runtime.payload_eval import numpy_dtype
+
+
+@dataclass
+class SectionStats:
+    """Measured traffic of one section (bytes) and its tiles."""
+
+    name: str
+    hbm_bytes: int = 0
+    ddr_bytes: int = 0
+    pmu_bytes: dict[str, int] = field(default_factory=dict)  # per kernel
+    tiles: dict[str, int] = field(default_factory=dict)  # per kernel
+    wall_s: float = 0.0
+
+
+@dataclass
+class EmulatorStats:
+    """What a run moved and executed, summed over sections."""
+
+    sections: list[SectionStats] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def hbm_bytes(self) -> int:
+        return sum(s.hbm_bytes for s in self.sections)
+
+    @property
+    def ddr_bytes(self) -> int:
+        return sum(s.ddr_bytes for s in self.sections)
+
+    @property
+    def tiles(self) -> int:
+        return sum(sum(s.tiles.values()) for s in self.sections)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hbm_bytes": self.hbm_bytes,
+            "ddr_bytes": self.ddr_bytes,
+            "tiles": self.tiles,
+            "wall_s": self.wall_s,
+            "sections": [
+                {"name": s.name, "hbm_bytes": s.hbm_bytes, "ddr_bytes": s.ddr_bytes, "tiles": s.tiles, "wall_s": s.wall_s}
+                for s in self.sections
+            ],
+        }
+
+
+class Emulator:
+    """Compiled once per program; `run` may be called many times."""
+
+    def __init__(self, module: ModuleOp, fabric: Fabric):
+        self.module = module
+        self.fabric = fabric
+        fns = [op for op in module.ops if isinstance(op, func.FuncOp)]
+        if len(fns) != 1:
+            raise EmulatorError(f"expected one function in the program, found {len(fns)}")
+        self.fn = fns[0]
+        self.executors: dict[rdu.KernelOp, KernelExecutor] = {}
+        for op in self.fn.body.block.ops:
+            if isinstance(op, rdu.KernelOp):
+                raise EmulatorError(
+                    f"kernel '{op.label}' is outside any rdu.section; the emulator runs placed programs "
+                    "(run rdu-section, rdu-allocate, rdu-place)"
+                )
+            if isinstance(op, rdu.SectionOp):
+                self._check_section(op)
+                for k in op.kernels():
+                    self.executors[k] = KernelExecutor(k)
+
+    def _check_section(self, section: rdu.SectionOp) -> None:
+        name = section.sym_name.data
+        kernels = section.kernels()
+        pcus = sum(k.pcus.value.data if k.pcus else 0 for k in kernels)
+        pmus = sum(k.total_pmus for k in kernels)
+        if any(k.pcus is None or k.buffers is None for k in kernels):
+            raise EmulatorError(f"section '{name}': kernels without units; run rdu-allocate and rdu-place first")
+        if pcus > self.fabric.num_pcus or pmus > self.fabric.num_pmus:
+            raise EmulatorError(
+                f"section '{name}' needs {pcus} PCUs / {pmus} PMUs but fabric '{self.fabric.name}' has "
+                f"{self.fabric.num_pcus} / {self.fabric.num_pmus}; the emulator refuses it"
+            )
+
+    def run(self, args: list[np.ndarray]) -> tuple[list[np.ndarray], EmulatorStats]:
+        """Run the program on `args` (one array per function argument, in order).
+
+        Raises:
+            EmulatorError: wrong arguments, a broken capacity rule, a failed runtime check.
+        """
+        block = self.fn.body.block
+        if len(args) != len(block.args):
+            raise EmulatorError(f"the program takes {len(block.args)} arguments, got {len(args)}")
+        env: dict[SSAValue, Any] = {}
+        for a, v in zip(block.args, args, strict=True):
+            want = rdu.shape_of(a.type)
+            if tuple(np.shape(v)) != want:
+                raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
+            env[a] = np.asarray(v, dtype=numpy_dtype(rdu.element_type_of(a.type)))
+        stats = EmulatorStats()
+        start = time.perf_counter()
+        outputs: list[np.ndarray] = []
+        for op in block.ops:
+            if isinstance(op, rdu.SectionOp):
+                stats.sections.append(self._run_section(op, env))
+            elif isinstance(op, func.ReturnOp):
+                outputs = [np.asarray(env[v]) for v in op.operands]
+            else:
+                self._run_plain(op, env)
+        stats.wall_s = time.perf_counter() - start
+        return outputs, stats
+
+    def _run_section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
+        st = SectionStats(section.sym_name.data)
+        t0 = time.perf_counter()
+        tier_of: dict[SSAValue, str] = {}
+        for op in section.body.block.ops:
+            if isinstance(op, rdu.LoadOp):
+                env[op.result] = env[op.source]
+                tier_of[op.result] = op.tier.data.value
+            elif isinstance(op, rdu.StoreOp):
+                arr = env[op.source]
+                env[op.result] = arr
+                self._add(st, op.tier.data.value, arr.nbytes)
+            elif isinstance(op, rdu.KernelOp):
+                self._run_kernel(op, env, tier_of, st)
+            elif isinstance(op, rdu.YieldOp):
+                for r, v in zip(section.results, op.operands, strict=True):
+                    env[r] = env[v]
+            else:
+                self._run_plain(op, env)
+                for v in op.operands:
+                    if v in tier_of:
+                        tier_of[op.results[0]] = tier_of[v]
+        st.wall_s = time.perf_counter() - t0
+        return st
+
+    def _run_kernel(self, k: rdu.KernelOp, env: dict[SSAValue, Any], tier_of: dict[SSAValue, str], st: SectionStats) -> None:
+        ex = self.executors[k]
+        ins = [env[v] for v in k.inputs]
+        inits = [env[v] for v in k.inits]
+        caps = [env[v] for v in k.captures]
+        results, ks = ex.run(ins, inits, caps)
+        for r, arr in zip(k.results, results, strict=True):
+            env[r] = arr
+        operands = [*k.inputs, *k.inits]
+        for v, nbytes in zip(operands, ks.operand_bytes, strict=True):
+            if v in tier_of:
+                self._add(st, tier_of[v], nbytes)
+        cap_tiers = [t.data.value for t in k.capture_tiers.data] if k.capture_tiers else ["hbm"] * len(caps)
+        if ks.gathered_bytes:
+            self._add(st, cap_tiers[0] if cap_tiers else "hbm", ks.gathered_bytes)
+        st.pmu_bytes[k.label] = sum(ks.operand_bytes) + ks.result_bytes
+        st.tiles[k.label] = ks.tiles
+
+    @staticmethod
+    def _add(st: SectionStats, tier: str, nbytes: int) -> None:
+        if tier == "ddr":
+            st.ddr_bytes += nbytes
+        else:
+            st.hbm_bytes += nbytes
+
+    def _run_plain(self, op: Operation, env: dict[SSAValue, Any]) -> None:
+        """Constants, empty tensors and layout ops (address remaps, no units)."""
+        if isinstance(op, arith.ConstantOp):
+            env[op.result] = _constant_value(op)
+        elif isinstance(op, tensor.EmptyOp):
+            t = op.results[0].type
+            env[op.results[0]] = Empty(rdu.shape_of(t), numpy_dtype(rdu.element_type_of(t)))
+        elif isinstance(op, rdu.ViewOp):
+            env[op.result] = _view(op, env[op.source])
+        elif isinstance(op, rdu.ConcatOp):
+            env[op.result] = np.concatenate([env[v] for v in op.sources], axis=op.dim.value.data)
+        elif isinstance(op, rdu.PadOp):
+            low, high = op.low.get_values(), op.high.get_values()
+            env[op.result] = np.pad(env[op.source], list(zip(low, high, strict=True)), constant_values=env[op.value])
+        else:
+            raise EmulatorError(f"op '{op.name}' cannot run on the emulator")
+
+
+def _view(op: rdu.ViewOp, arr: np.ndarray) -> np.ndarray:
+    shape = rdu.shape_of(op.result.type)
+    if op.mode.data == "reshape":
+        return arr.reshape(shape)
+    offsets = op.offsets.get_values()  # type: ignore[union-attr]
+    sizes = op.sizes.get_values()  # type: ignore[union-attr]
+    strides = op.strides.get_values()  # type: ignore[union-attr]
+    index = tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offsets, sizes, strides, strict=True))
+    return arr[index].reshape(shape)
+
+
+def _constant_value(op: arith.ConstantOp) -> Any:
+    t = op.result.type
+    value = op.value
+    dtype = numpy_dtype(rdu.element_type_of(t))
+    if isinstance(value, DenseIntOrFPElementsAttr):
+        shape = rdu.shape_of(t)
+        data = np.asarray(value.get_values(), dtype=dtype).reshape(-1)
+        if data.size == 1:
+            return np.full(shape, data[0], dtype=dtype) if shape else data[0]
+        return data.reshape(shape)
+    data = getattr(value, "value", None)
+    if data is None:
+        raise EmulatorError(f"constant {value} is not supported by the emulator")
+    return np.asarray(data.data, dtype=dtype)[()]
+
+
+

@@ -1,0 +1,281 @@
+"""Evaluate a kernel payload on whole tiles at once with numpy.
+
+A payload is a block of scalar ops (arith, math, rdu.index, tensor.extract, cf.assert).
+`CompiledPayload` turns it once into a list of numpy steps; `run` then evaluates those
+steps on arrays that broadcast over the tile's iteration domain, so one call computes a
+whole tile. An op without a numpy rule is refused by name (never guessed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import scipy.special
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+)
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+
+from rdu_compiler.errors import EmulatorError
+from rdu_compiler.ir import op_name
+
+
+def numpy_dtype(t: Attribute) -> np.dtype[Any]:
+    """The numpy dtype of an MLIR element type (bf16 through ml_dtypes).
+
+    Raises:
+        EmulatorError: an element type the emulator has no numpy equivalent for.
+    """
+    if isinstance(t, Float32Type):
+        return np.dtype(np.float32)
+    if isinstance(t, Float64Type):
+        return np.dtype(np.float64)
+    if isinstance(t, Float16Type):
+        return np.dtype(np.float16)
+    if isinstance(t, BFloat16Type):
+        return np.dtype(ml_dtypes.bfloat16)
+    if isinstance(t, IndexType):
+        return np.dtype(np.int64)
+    if isinstance(t, IntegerType):
+        width = t.width.data
+        if width == 1:
+            return np.dtype(np.bool_)
+        return np.dtype({8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}[width])
+    raise EmulatorError(f"element type {t} is not supported by the emulator")
+
+
+def _divsi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    q = np.floor_divide(a, b)
+    fix = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+    return q + fix
+
+
+def _ceildivsi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return -np.floor_divide(-a, b)
+
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "arith.addf": np.add, "arith.subf": np.subtract, "arith.mulf": np.multiply,
+    "arith.divf": np.divide, "arith.maximumf": np.maximum, "arith.minimumf": np.minimum,
+    "arith.maxnumf": np.fmax, "arith.minnumf": np.fmin, "arith.remf": np.fmod,
+    "math.powf": np.power, "math.atan2": np.arctan2, "math.copysign": np.copysign,
+    "arith.addi": np.add, "arith.subi": np.subtract, "arith.muli": np.multiply,
+    "arith.divsi": _divsi, "arith.divui": np.floor_divide, "arith.remsi": np.fmod,
+    "arith.remui": np.remainder, "arith.floordivsi": np.floor_divide, "arith.ceildivsi": _ceildivsi,
+    "arith.andi": np.bitwise_and, "arith.ori": np.bitwise_or, "arith.xori": np.bitwise_xor,
+    "arith.shli": np.left_shift, "arith.shrsi": np.right_shift, "arith.shrui": np.right_shift,
+    "arith.maxsi": np.maximum, "arith.minsi": np.minimum, "arith.maxui": np.maximum, "arith.minui": np.minimum,
+}
+
+_UNARY: dict[str, Callable[[Any], Any]] = {
+    "arith.negf": np.negative, "math.exp": np.exp, "math.exp2": np.exp2, "math.expm1": np.expm1,
+    "math.log": np.log, "math.log2": np.log2, "math.log10": np.log10, "math.log1p": np.log1p,
+    "math.tanh": np.tanh, "math.sqrt": np.sqrt, "math.rsqrt": lambda x: np.reciprocal(np.sqrt(x)),
+    "math.absf": np.abs, "math.absi": np.abs, "math.erf": scipy.special.erf, "math.sin": np.sin,
+    "math.cos": np.cos, "math.tan": np.tan, "math.atan": np.arctan, "math.ceil": np.ceil,
+    "math.floor": np.floor, "math.roundeven": np.rint, "math.round": lambda x: np.trunc(x + np.copysign(0.5, x)),
+    "math.trunc": np.trunc, "math.sinh": np.sinh, "math.cosh": np.cosh, "math.asin": np.arcsin,
+    "math.acos": np.arccos, "math.sigmoid": scipy.special.expit,
+}
+
+_CASTS = {
+    "arith.extf", "arith.truncf", "arith.sitofp", "arith.uitofp", "arith.fptosi", "arith.fptoui",
+    "arith.index_cast", "arith.index_castui", "arith.extsi", "arith.extui", "arith.trunci",
+}
+
+# arith.cmpf / cmpi predicates, in MLIR's enum order.
+_CMPF = [
+    lambda a, b: np.zeros(np.broadcast(a, b).shape, bool), np.equal, np.greater, np.greater_equal,
+    np.less, np.less_equal, lambda a, b: (a != b) & ~np.isnan(a) & ~np.isnan(b),
+    lambda a, b: ~np.isnan(a) & ~np.isnan(b), lambda a, b: (a == b) | np.isnan(a) | np.isnan(b),
+    lambda a, b: ~(a <= b), lambda a, b: ~(a < b), lambda a, b: ~(a >= b), lambda a, b: ~(a > b),
+    np.not_equal, lambda a, b: np.isnan(a) | np.isnan(b), lambda a, b: np.ones(np.broadcast(a, b).shape, bool),
+]
+_CMPI = [
+    np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal,
+    np.less, np.less_equal, np.greater, np.greater_equal,
+]
+
+
+class TileContext:
+    """What a payload sees of the tile it runs on: index grids and gather accounting."""
+
+    def __init__(self, starts: tuple[int, ...], sizes: tuple[int, ...]):
+        self.starts = starts
+        self.sizes = sizes
+        self.points = int(np.prod(sizes)) if sizes else 1
+        self.gathered_bytes = 0
+
+    def index_grid(self, dim: int) -> np.ndarray:
+        shape = [1] * len(self.sizes)
+        shape[dim] = self.sizes[dim]
+        start = self.starts[dim]
+        return np.arange(start, start + self.sizes[dim], dtype=np.int64).reshape(shape)
+
+
+Step = Callable[[list[Any], TileContext], None]
+
+
+class CompiledPayload:
+    """A payload block compiled to numpy steps.
+
+    `run(args, ctx)` takes one array per block argument (broadcastable to the tile's
+    domain shape; captures are whole tensors) and returns the value of every slot; the
+    yielded values are at `yield_slots`. Ops listed in `skip` are not evaluated (the
+    accumulator combiners of reductions, applied by the kernel executor instead).
+
+    Raises:
+        EmulatorError: at construction, for a payload op with no numpy rule.
+    """
+
+    def __init__(self, block: Block, kernel: str, skip: set[Operation] | None = None):
+        self.kernel = kernel
+        self.slots: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
+        self.n_args = len(block.args)
+        self.steps: list[Step] = []
+        self.yield_slots: list[int] = []
+        for op in block.ops:
+            name = op_name(op)
+            if name == "rdu.yield":
+                self.yield_slots = [self.slots.get(v, -1) for v in op.operands]
+                continue
+            if skip and op in skip:
+                continue
+            for r in op.results:
+                self.slots[r] = len(self.slots)
+            self.steps.append(self._compile(op, name))
+
+    def run(self, args: list[Any], ctx: TileContext) -> list[Any]:
+        vals: list[Any] = list(args) + [None] * (len(self.slots) - self.n_args)
+        for step in self.steps:
+            step(vals, ctx)
+        return vals
+
+    def _compile(self, op: Operation, name: str) -> Step:
+        ins = [self.slots[v] for v in op.operands]
+        out = self.slots[op.results[0]] if op.results else -1
+        if name in _BINARY:
+            fn2 = _BINARY[name]
+            a, b = ins
+
+            def binary(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = fn2(vals[a], vals[b])
+
+            return binary
+        if name in _UNARY:
+            fn1 = _UNARY[name]
+            (a,) = ins
+
+            def unary(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = fn1(vals[a])
+
+            return unary
+        if name in _CASTS:
+            return self._cast(op, ins[0], out)
+        return self._special(op, name, ins, out)
+
+    def _cast(self, op: Operation, a: int, out: int) -> Step:
+        dtype = numpy_dtype(op.results[0].type)
+
+        def cast(vals: list[Any], ctx: TileContext) -> None:
+            vals[out] = np.asarray(vals[a]).astype(dtype)
+
+        return cast
+
+    def _special(self, op: Operation, name: str, ins: list[int], out: int) -> Step:
+        if name == "arith.constant":
+            value = _constant(op)
+
+            def const(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = value
+
+            return const
+        if name in ("arith.cmpf", "arith.cmpi"):
+            pred = op.properties["predicate"]
+            assert isinstance(pred, IntegerAttr)
+            fn = (_CMPF if name == "arith.cmpf" else _CMPI)[pred.value.data]
+            a, b = ins
+            unsigned = name == "arith.cmpi" and pred.value.data >= 6
+
+            def cmp(vals: list[Any], ctx: TileContext) -> None:
+                x, y = vals[a], vals[b]
+                if unsigned:
+                    x, y = np.asarray(x).astype(np.uint64), np.asarray(y).astype(np.uint64)
+                vals[out] = fn(x, y)
+
+            return cmp
+        if name == "arith.select":
+            c, a, b = ins
+
+            def select(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = np.where(vals[c], vals[a], vals[b])
+
+            return select
+        if name == "math.fpowi":
+            a, b = ins
+
+            def fpowi(vals: list[Any], ctx: TileContext) -> None:
+                x = vals[a]
+                vals[out] = np.power(x, np.asarray(vals[b]).astype(np.asarray(x).dtype))
+
+            return fpowi
+        if name == "rdu.index":
+            dim = op.properties["dim"]
+            assert isinstance(dim, IntegerAttr)
+            d = dim.value.data
+
+            def index(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = ctx.index_grid(d)
+
+            return index
+        if name == "tensor.extract":
+            return self._extract(op, ins, out)
+        if name == "cf.assert":
+            return self._assert(op, ins[0])
+        raise EmulatorError(
+            f"kernel '{self.kernel}': payload op '{name}' has no emulator rule; "
+            "refusing rather than guessing its semantics"
+        )
+
+    def _extract(self, op: Operation, ins: list[int], out: int) -> Step:
+        t, *idx = ins
+        itemsize = numpy_dtype(op.results[0].type).itemsize
+
+        def extract(vals: list[Any], ctx: TileContext) -> None:
+            table = vals[t]
+            indices = np.broadcast_arrays(*[np.asarray(vals[i]) for i in idx])
+            for axis, ix in enumerate(indices):
+                if ix.size and (ix.min() < 0 or ix.max() >= table.shape[axis]):
+                    raise EmulatorError(f"kernel '{self.kernel}': gather index out of bounds on axis {axis}")
+            vals[out] = table[tuple(indices)]
+            ctx.gathered_bytes += ctx.points * itemsize
+
+        return extract
+
+    def _assert(self, op: Operation, cond: int) -> Step:
+        msg = op.properties.get("msg") or op.attributes.get("msg")
+        text = getattr(msg, "data", "assertion failed")
+
+        def check(vals: list[Any], ctx: TileContext) -> None:
+            if not np.all(vals[cond]):
+                raise EmulatorError(f"kernel '{self.kernel}': runtime check failed: {text}")
+
+        return check
+
+
+def _constant(op: Operation) -> Any:
+    value = op.properties.get("value")
+    dtype = numpy_dtype(op.results[0].type)
+    if isinstance(value, FloatAttr | IntegerAttr):
+        return np.asarray(value.value.data, dtype=dtype)[()]
+    raise EmulatorError(f"payload constant {value} is not a scalar")
