@@ -225,8 +225,14 @@ class CompiledPayload:
             a, b = ins
 
             def fpowi(vals: list[Any], ctx: TileContext) -> None:
-                x = vals[a]
-                vals[out] = np.power(x, np.asarray(vals[b]).astype(np.asarray(x).dtype))
+                x, n = vals[a], np.asarray(vals[b])
+                if n.ndim == 0 and 1 <= int(n) <= 4:
+                    y = x
+                    for _ in range(int(n) - 1):
+                        y = y * x  # exact repeated products, as torch's pow for small ints
+                    vals[out] = y
+                    return
+                vals[out] = np.power(x, n.astype(np.asarray(x).dtype))
 
             return fpowi
         if name == "rdu.index":

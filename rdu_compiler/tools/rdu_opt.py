@@ -1,0 +1,45 @@
+"""rdu-opt: xdsl-opt with the rdu dialect and passes registered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import IO
+
+from xdsl.parser import Parser
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from rdu_compiler.ir import fix_hex_float_literals
+
+
+class RduOptMain(xDSLOptMain):
+    """`rdu-opt file.mlir -p 'rdu-tile{fabric=tiny}'`: every xDSL and rdu pass and dialect."""
+
+    def register_all_dialects(self) -> None:
+        super().register_all_dialects()
+        from rdu_compiler.dialects.rdu import RDU
+
+        self.ctx.load_dialect(RDU)
+
+    def register_all_passes(self) -> None:
+        super().register_all_passes()
+        from rdu_compiler.passes import get_all_passes
+
+        for name, factory in get_all_passes().items():
+            self.register_pass(name, factory)
+
+    def register_all_frontends(self) -> None:
+        super().register_all_frontends()
+
+        def parse_mlir(io: IO[bytes]) -> object:
+            text = fix_hex_float_literals(io.read().decode())
+            return Parser(self.ctx, text, self.get_input_name()).parse_module(not self.args.no_implicit_module)
+
+        self.available_frontends["mlir"] = parse_mlir
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    RduOptMain(args=args).run()
+
+
+if __name__ == "__main__":
+    main()
