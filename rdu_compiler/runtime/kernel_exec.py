@@ -238,21 +238,25 @@ class KernelExecutor:
         return out
 
     def _write(self, results: list[np.ndarray], values: list[Any], starts: tuple[int, ...], sizes: tuple[int, ...]) -> None:
+        """Store each result tile through its (projection) output map."""
         tile_shape = list(sizes)
         for d in self.red:
             tile_shape[d] = 1
+        rank = len(sizes)
         for i, (res, val) in enumerate(zip(results, values, strict=True)):
             acc = self.accesses[self.n_in + i]
             full = np.broadcast_to(np.asarray(val), tile_shape)
             dims = [coeffs.index(1) for coeffs, _ in acc.forms if any(coeffs)]
+            drop = tuple(0 if d not in dims else slice(None) for d in range(rank))
+            if any(tile_shape[d] != 1 for d in range(rank) if d not in dims):
+                raise EmulatorError(f"kernel '{self.name}': result {i} does not depend on a parallel loop of size > 1")
+            kept = full[drop]  # axes: dims in ascending order
+            ascending = sorted(dims)
+            tile = np.transpose(kept, [ascending.index(d) for d in dims]) if dims != ascending else kept
             index = tuple(
-                slice(starts[coeffs.index(1)], starts[coeffs.index(1)] + sizes[coeffs.index(1)]) if any(coeffs) else const
-                for coeffs, const in acc.forms
+                slice(starts[c.index(1)], starts[c.index(1)] + sizes[c.index(1)]) if any(c) else k for c, k in acc.forms
             )
-            squeezed = full.reshape([tile_shape[d] for d in range(len(sizes)) if d in dims or tile_shape[d] != 1] or [1])
-            kept = [d for d in range(len(sizes)) if d in dims or tile_shape[d] != 1]
-            perm = [kept.index(d) for d in dims]
-            res[index] = np.transpose(squeezed.reshape([tile_shape[d] for d in kept]), perm)
+            res[index] = tile
 
     def _scan(self, ins: list[Any], inits: list[Any], results: list[np.ndarray], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
         dim = self.kernel.scan_dim.value.data  # type: ignore[union-attr]

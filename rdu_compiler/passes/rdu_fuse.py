@@ -1,0 +1,152 @@
+"""rdu-fuse: fold elementwise producers into their consumer kernel.
+
+A producer kernel P is folded into a consumer C when P is all-parallel with one result,
+that result is read only by C (one operand), P writes it with the identity map, and C
+reads it with a permutation of C's loops. The fused kernel runs P's payload on the fly
+inside C's, with P's operands accessed through P's maps composed with C's: elementwise
+chains become one kernel, a transpose feeding a matmul becomes the matmul's access
+pattern, and `exp` feeding a row sum becomes part of the reduction. Numerics are
+unchanged (the same scalar ops run in the same order per element).
+
+Reductions are never folded into consumers (their result is only complete after the
+whole reduction loop); they are joined to consumers as pipeline stages by rdu-section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import AffineMapAttr, ModuleOp, StringAttr
+from xdsl.ir import Block, Region, SSAValue
+from xdsl.ir.affine import AffineDimExpr, AffineMap
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from rdu_compiler.dialects import rdu
+from rdu_compiler.passes.common import functions
+from rdu_compiler.passes.payload import classify_kernel
+
+
+def _is_permutation(amap: AffineMap) -> bool:
+    dims = [e.position for e in amap.results if isinstance(e, AffineDimExpr)]
+    return len(dims) == len(amap.results) == amap.num_dims and sorted(dims) == list(range(amap.num_dims))
+
+
+def fusable_operand(consumer: rdu.KernelOp) -> int | None:
+    """Index of an input of `consumer` whose producer can be folded into it, or None."""
+    if consumer.kind.data == rdu.Pattern.SCAN:
+        return None
+    for i, value in enumerate(consumer.inputs):
+        producer = value.owner
+        if not isinstance(producer, rdu.KernelOp) or producer.kind.data == rdu.Pattern.SCAN:
+            continue
+        if producer.reduction_dims or len(producer.results) != 1 or len(list(value.uses)) != 1:
+            continue
+        n_in = len(producer.inputs)
+        if producer.body.block.args[n_in].uses:
+            continue  # the producer reads its init: not a pure function of its inputs
+        out_map = producer.indexing_maps.data[n_in].data
+        if out_map != AffineMap.identity(out_map.num_dims):
+            continue
+        if _is_permutation(consumer.indexing_maps.data[i].data):
+            return i
+    return None
+
+
+def fuse(consumer: rdu.KernelOp, i: int) -> rdu.KernelOp:
+    """The kernel computing `consumer` with the producer of its input `i` folded in."""
+    producer = consumer.inputs[i].owner
+    assert isinstance(producer, rdu.KernelOp)
+    p_in, c_in = len(producer.inputs), len(consumer.inputs)
+    c_maps = [m.data for m in consumer.indexing_maps.data]
+    p_maps = [m.data for m in producer.indexing_maps.data]
+    perm = c_maps[i]  # consumer loops -> producer loops
+    keep = [j for j in range(c_in) if j != i]
+    inputs = [*producer.inputs, *(consumer.inputs[j] for j in keep)]
+    maps = [*(m.compose(perm) for m in p_maps[:p_in]), *(c_maps[j] for j in keep), *c_maps[c_in:]]
+    captures = [*producer.captures, *consumer.captures]
+    p_block, c_block = producer.body.block, consumer.body.block
+    p_caps = p_block.args[p_in + 1 :]
+    c_inits = c_block.args[c_in : c_in + len(consumer.inits)]
+    c_caps = c_block.args[c_in + len(consumer.inits) :]
+    types = [a.type for a in (*p_block.args[:p_in], *(c_block.args[j] for j in keep), *c_inits, *p_caps, *c_caps)]
+    block = Block(arg_types=types)
+    args = list(block.args)
+    n_new_in = p_in + len(keep)
+    mapping: dict[SSAValue, SSAValue] = {}
+    for a, b in zip(p_block.args[:p_in], args[:p_in], strict=True):
+        mapping[a] = b
+    n_new_init = len(c_inits)
+    for a, b in zip(p_caps, args[n_new_in + n_new_init : n_new_in + n_new_init + len(p_caps)], strict=True):
+        mapping[a] = b
+    produced = _clone_payload(p_block, block, mapping, perm)
+    c_map: dict[SSAValue, SSAValue] = {c_block.args[i]: produced}
+    for a, b in zip((c_block.args[j] for j in keep), args[p_in:n_new_in], strict=True):
+        c_map[a] = b
+    for a, b in zip(c_inits, args[n_new_in : n_new_in + n_new_init], strict=True):
+        c_map[a] = b
+    for a, b in zip(c_caps, args[n_new_in + n_new_init + len(p_caps) :], strict=True):
+        c_map[a] = b
+    for op in c_block.ops:
+        block.add_op(op.clone(value_mapper=c_map))
+        for old, new in zip(op.results, block.last_op.results, strict=True):  # type: ignore[union-attr]
+            c_map[old] = new
+    iterators = [it.data.value for it in consumer.iterator_types.data]
+    kind = classify_kernel(block, len(inputs), iterators, maps)
+    extra = {"sym_name": StringAttr(consumer.label)}
+    fused = rdu.KernelOp(
+        inputs,
+        list(consumer.inits),
+        captures,
+        [r.type for r in consumer.results],
+        kind,
+        consumer.domain_sizes,
+        [AffineMapAttr(m) for m in maps],
+        list(consumer.iterator_types.data),
+        Region(block),
+        extra,
+    )
+    return fused
+
+
+def _clone_payload(src: Block, dst: Block, mapping: dict[SSAValue, SSAValue], perm: AffineMap) -> SSAValue:
+    """Clone the producer's payload into dst; return the value it yields.
+
+    `rdu.index` of producer loop j becomes the index of the consumer loop that maps to j.
+    """
+    loop_of = {r: e.position for r, e in enumerate(perm.results) if isinstance(e, AffineDimExpr)}
+    for op in src.ops:
+        if isinstance(op, rdu.YieldOp):
+            return mapping[op.operands[0]]
+        if isinstance(op, rdu.IndexOp):
+            new = rdu.IndexOp(loop_of[op.dim.value.data])
+            dst.add_op(new)
+            mapping[op.result] = new.result
+            continue
+        dst.add_op(op.clone(value_mapper=mapping))
+        for old, new_v in zip(op.results, dst.last_op.results, strict=True):  # type: ignore[union-attr]
+            mapping[old] = new_v
+    raise AssertionError("payload without rdu.yield")
+
+
+@dataclass(frozen=True)
+class RduFusePass(ModulePass):
+    """Fold elementwise producers (and transposes) into their single consumer kernel."""
+
+    name = "rdu-fuse"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for fn in functions(op):
+            for kernel in [k for k in fn.body.block.ops if isinstance(k, rdu.KernelOp)]:
+                if kernel.parent is None:
+                    continue  # already folded into a consumer
+                current = kernel
+                while (i := fusable_operand(current)) is not None:
+                    producer = current.inputs[i].owner
+                    fused = fuse(current, i)
+                    Rewriter.replace_op(current, fused)
+                    assert isinstance(producer, rdu.KernelOp)
+                    Rewriter.erase_op(producer)
+                    current = fused
+
