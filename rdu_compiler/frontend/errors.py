@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from rdu_compiler.errors import RduError
+
 __all__ = ["FrontendError"]
 
 
-class FrontendError(Exception):
+class FrontendError(RduError):
     """A frontend failure, reported to the user as one paragraph.
 
     The message says what went wrong, where (the model file, the aten op, the model's

@@ -106,7 +106,8 @@ def classify_kernel(block: Block, n_inputs: int, iterators: list[str], maps: lis
         in_map = maps[0]
         if len(in_map.results) == 0:
             return Pattern.FILL
-        if in_map != AffineMap.identity(in_map.num_dims) and all(isinstance(e, AffineDimExpr) for e in in_map.results):
+        is_perm = len(in_map.results) == in_map.num_dims and all(isinstance(e, AffineDimExpr) for e in in_map.results)
+        if is_perm and in_map != AffineMap.identity(in_map.num_dims):
             return Pattern.TRANSPOSE
     return Pattern.MAP
 

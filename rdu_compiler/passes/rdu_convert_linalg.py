@@ -129,6 +129,14 @@ def _as_structured(op: Operation) -> _Structured | None:
         rank = len(perm)
         in_map = AffineMap(rank, 0, tuple(AffineDimExpr(perm.index(j)) for j in range(rank)))
         return _Structured(list(op.inputs), list(op.outputs), [in_map, AffineMap.identity(rank)], ["parallel"] * rank, op.regions[0])
+    if name == "linalg.broadcast":
+        ins, outs = _segments(op)
+        added = op.properties["dimensions"]
+        assert isinstance(added, DenseArrayBase)
+        rank = len(rdu.shape_of(outs[0].type))
+        kept = [d for d in range(rank) if d not in set(added.get_values())]
+        in_map = AffineMap(rank, 0, tuple(AffineDimExpr(d) for d in kept))
+        return _Structured(ins, outs, [in_map, AffineMap.identity(rank)], ["parallel"] * rank, op.regions[0])
     if name.startswith(("linalg.conv_", "linalg.pooling_", "linalg.depthwise_conv")):
         maps = _maps_prop(op)
         if maps is None and isinstance(op, linalg.NamedOperation):
@@ -312,7 +320,7 @@ def convert_function(fn: func.FuncOp) -> None:
         raise CompileError(
             "rdu-convert-linalg",
             f"op '{name}' (op #{index} of @{fn.sym_name.data}) has no rdu lowering; "
-            "supported: linalg.generic/matmul/batch_matmul/fill/transpose/conv/pooling, "
+            "supported: linalg.generic/matmul/batch_matmul/fill/transpose/broadcast/conv/pooling, "
             "tm_tensor.scan, tensor.expand_shape/collapse_shape/extract_slice/concat/pad",
         )
 

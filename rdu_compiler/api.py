@@ -1,0 +1,139 @@
+"""The Python API: `compile(module, example_inputs)` -> `CompiledProgram`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from xdsl.dialects.builtin import ModuleOp
+
+from rdu_compiler.cost.analysis import build_report
+from rdu_compiler.errors import RduError
+from rdu_compiler.fabric import Fabric, load_fabric
+from rdu_compiler.ir import parse_module
+from rdu_compiler.pipeline import pipeline, run_pipeline, set_fabric
+
+Stage = Callable[[str], None]
+
+
+@dataclass
+class CompiledProgram:
+    """A model compiled for one fabric.
+
+    Attributes:
+        ir: the placed rdu program (MLIR text).
+        report: the compile report (dict; see `cost.analysis.build_report`), plus
+            `emulator` after a run.
+        linalg: torch-mlir's linalg-on-tensors text the compiler started from.
+    """
+
+    module: ModuleOp
+    fabric: Fabric
+    opt_level: int
+    imported: Any
+    linalg: str
+    report: dict[str, Any]
+    last_stats: Any = None
+    _emulator: Any = field(default=None, repr=False)
+
+    @property
+    def ir(self) -> str:
+        return str(self.module)
+
+    def run(self, *inputs: Any, target: str = "emulator") -> Any:
+        """Run on `inputs` (tensors shaped like the example inputs); returns torch tensors
+        in the model's output structure.
+
+        Raises:
+            RduError: an unknown target, wrong inputs, or the emulator refused the program.
+        """
+        if target != "emulator":
+            raise RduError(f"target '{target}' is not available; this version runs the 'emulator' target only")
+        from rdu_compiler.runtime.emulator import Emulator
+
+        if self._emulator is None:
+            self._emulator = Emulator(self.module, self.fabric)
+        args = self._arguments(inputs)
+        outputs, stats = self._emulator.run(args)
+        self.last_stats = stats
+        self.report["emulator"] = stats.to_dict()
+        tensors = [torch.from_numpy(np.ascontiguousarray(o)) for o in outputs]
+        return torch.utils._pytree.tree_unflatten(tensors, self.imported.out_spec)
+
+    def _arguments(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
+        flat, _ = torch.utils._pytree.tree_flatten(inputs)
+        if len(flat) != len(self.imported.input_names):
+            raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
+        by_name = dict(zip(self.imported.input_names, flat, strict=True))
+        args = []
+        for name in self.imported.arg_names:
+            value = by_name[name] if name in by_name else self.imported.weights[name]
+            args.append(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value))
+        return args
+
+    def save(self, directory: str) -> None:
+        """Write model.mlir (placed program), weights.safetensors and report.json."""
+        from rdu_compiler.frontend.torch_import import save_weights
+
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "model.mlir"), "w") as f:
+            f.write(self.ir)
+        save_weights(os.path.join(directory, "weights.safetensors"), self.imported)
+        with open(os.path.join(directory, "report.json"), "w") as f:
+            json.dump(self.report, f, indent=2, default=str)
+
+
+def compile(  # noqa: A001 - the documented name of the API
+    module: torch.nn.Module,
+    example_inputs: tuple[Any, ...],
+    fabric: str = "sn40l",
+    opt_level: int = 1,
+    *,
+    fold_constants: bool = False,
+    on_stage: Stage | None = None,
+    repro_dir: str | None = None,
+) -> CompiledProgram:
+    """Compile a PyTorch module for the RDU.
+
+    Args:
+        module: the model; exported with `torch.export` on `example_inputs`.
+        example_inputs: a tuple of tensors (static shapes).
+        fabric: a preset name (`sn40l`, `tiny`) or a path to a fabric `.toml`.
+        opt_level: 0 = unfused baseline (one kernel per section), 1 = fused.
+        fold_constants: evaluate input-independent subgraphs (masks, RoPE tables) at
+            import time with PyTorch instead of compiling them.
+        on_stage: called with each stage's name (progress display).
+
+    Raises:
+        RduError: the frontend, a pass or the fabric refused the model (message says
+            what, where and what to do).
+    """
+    from rdu_compiler.frontend.torch_import import import_torch
+
+    if opt_level not in (0, 1):
+        raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
+    stage = on_stage or (lambda _: None)
+    fab = _fabric(fabric)
+    stage("export + torch-mlir")
+    imported = import_torch(module, tuple(example_inputs), fold_constants=fold_constants)
+    stage("parse (xDSL)")
+    mod = parse_module(imported.mlir_text, "linalg")
+    set_fabric(mod, fabric)
+    run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir)
+    stage("cost model")
+    report = build_report(mod, fab, opt_level)
+    return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report)
+
+
+def _fabric(name: str) -> Fabric:
+    from rdu_compiler.fabric import FabricError
+
+    try:
+        return load_fabric(name)
+    except FabricError as e:
+        raise RduError(str(e)) from e

@@ -1,0 +1,161 @@
+"""Read a placed rdu program into the cost model's plain data, and build the report.
+
+Traffic is counted with the same tile geometry the emulator executes
+(`rdu_compiler.tiling`): an operand is re-read once per tile of every loop it does not
+depend on; loads and gathers count towards their tier, stores write each result once,
+and every operand tile and result passes through the kernel's PMU buffers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+from xdsl.dialects import func, tensor
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+from xdsl.ir import SSAValue
+
+from rdu_compiler.cost.model import KernelLoad, SectionLoad, program_cost, roofline
+from rdu_compiler.dialects import rdu
+from rdu_compiler.fabric import Fabric
+from rdu_compiler.passes.buffers import itemsize
+from rdu_compiler.passes.rdu_allocate import kernel_flops
+from rdu_compiler.tiling import Access, num_tiles, traffic_elements
+
+
+def _tier_sources(section: rdu.SectionOp) -> dict[SSAValue, str]:
+    """Values inside the section that read off-chip memory, with their tier."""
+    tiers: dict[SSAValue, str] = {}
+    for op in section.body.block.ops:
+        if isinstance(op, rdu.LoadOp):
+            tiers[op.result] = op.tier.data.value
+        elif isinstance(op, rdu.LAYOUT_OPS) and op.operands[0] in tiers:
+            tiers[op.results[0]] = tiers[op.operands[0]]
+    return tiers
+
+
+def kernel_traffic(k: rdu.KernelOp) -> list[int]:
+    """Bytes each input/init operand moves over the whole tiled loop nest (0: not read)."""
+    out = []
+    red = bool(k.reduction_dims)
+    block = k.body.block
+    operands = [*k.inputs, *k.inits]
+    if k.kind.data == rdu.Pattern.SCAN:
+        return [math.prod(rdu.shape_of(k.inputs[0].type)) * itemsize(k.inputs[0].type)] + [0] * len(k.inits)
+    for i, (v, amap) in enumerate(zip(operands, k.indexing_maps.data, strict=True)):
+        access = Access.from_map(amap.data)
+        is_init = i >= len(k.inputs)
+        unread = is_init and not red and not block.args[i].uses
+        if not access.forms or isinstance(v.owner, tensor.EmptyOp) or unread:
+            out.append(0)
+            continue
+        out.append(traffic_elements(access, k.domain_sizes, k.tile_sizes) * itemsize(v.type))
+    return out
+
+
+def gathered_bytes(k: rdu.KernelOp) -> int:
+    extracts = [o for o in k.body.block.walk() if isinstance(o, tensor.ExtractOp)]
+    return sum(math.prod(k.domain_sizes) * itemsize(o.result.type) for o in extracts)
+
+
+def _dtype(k: rdu.KernelOp) -> str:
+    t = rdu.element_type_of(k.results[0].type)
+    return str(t)
+
+
+def section_load(section: rdu.SectionOp) -> SectionLoad:
+    """The cost model's view of one section: kernels with units and bytes, tier traffic."""
+    tiers = _tier_sources(section)
+    traffic = {"hbm": 0, "ddr": 0}
+    kernels = []
+    for k in section.kernels():
+        per_operand = kernel_traffic(k)
+        for v, nbytes in zip([*k.inputs, *k.inits], per_operand, strict=True):
+            if v in tiers:
+                traffic[tiers[v]] += nbytes
+        gathered = gathered_bytes(k)
+        if gathered:
+            cap_tiers = [t.data.value for t in k.capture_tiers.data] if k.capture_tiers else ["hbm"]
+            traffic[cap_tiers[0]] += gathered
+        result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
+        kernels.append(
+            KernelLoad(
+                name=k.label,
+                kind=k.kind.data.value,
+                dtype=_dtype(k),
+                flops=kernel_flops(k),
+                pcus=k.pcus.value.data if k.pcus else 0,
+                pmus=k.total_pmus,
+                pmu_bytes=sum(per_operand) + result_bytes,
+                tiles=num_tiles(k.domain_sizes, k.tile_sizes) if k.kind.data != rdu.Pattern.SCAN else 1,
+            )
+        )
+    for op in section.body.block.ops:
+        if isinstance(op, rdu.StoreOp):
+            traffic[op.tier.data.value] += math.prod(rdu.shape_of(op.result.type)) * itemsize(op.result.type)
+    return SectionLoad(section.sym_name.data, tuple(kernels), traffic["hbm"], traffic["ddr"])
+
+
+def _main(module: ModuleOp) -> func.FuncOp:
+    fns = [op for op in module.ops if isinstance(op, func.FuncOp)]
+    return fns[0]
+
+
+def _tensor_bytes(values: list[SSAValue]) -> int:
+    return sum(math.prod(rdu.shape_of(v.type)) * itemsize(v.type) for v in values)
+
+
+def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, Any]:
+    """The compile report: sections, kernels, units, bytes per tier, time, roofline.
+
+    Times are the static bandwidth model's estimates (seconds) on `fabric`; bytes are
+    bytes; the roofline is FLOPs / peak and compulsory bytes (arguments read once,
+    results written once) / HBM bandwidth.
+    """
+    fn = _main(module)
+    sections = [op for op in fn.body.block.ops if isinstance(op, rdu.SectionOp)]
+    loads = [section_load(s) for s in sections]
+    cost = program_cost(loads, fabric)
+    flops = sum(k.flops for ld in loads for k in ld.kernels)
+    ret = fn.body.block.last_op
+    compulsory = _tensor_bytes(list(fn.body.block.args)) + _tensor_bytes(list(ret.operands) if ret else [])
+    dtype = Counter(k.dtype for ld in loads for k in ld.kernels).most_common(1)
+    roof = roofline(flops, compulsory, dtype[0][0] if dtype else "f32", fabric)
+    kinds = Counter(k.kind.data.value for s in sections for k in s.kernels())
+    hbm_peak = module.attributes.get("rdu.hbm_peak_bytes")
+    ddr_peak = module.attributes.get("rdu.ddr_peak_bytes")
+    report_sections = []
+    for s, ld, sc in zip(sections, loads, cost.sections, strict=True):
+        report_sections.append(
+            {
+                "name": ld.name,
+                "kernels": [kl.to_dict() for kl in ld.kernels],
+                "pcus": sum(kl.pcus for kl in ld.kernels),
+                "pmus": sum(kl.pmus for kl in ld.kernels),
+                "hbm_bytes": ld.hbm_bytes,
+                "ddr_bytes": ld.ddr_bytes,
+                "cost": sc.to_dict(),
+                "reason": s.reason.data if s.reason else "",
+            }
+        )
+    total = cost.total_s
+    return {
+        "fabric": {"name": fabric.name, "pcus": fabric.num_pcus, "pmus": fabric.num_pmus, "source": fabric.source},
+        "opt_level": opt_level,
+        "sections": report_sections,
+        "totals": {
+            "sections": len(sections),
+            "kernels": sum(len(ld.kernels) for ld in loads),
+            "kernel_kinds": dict(kinds),
+            "flops": flops,
+            "hbm_bytes": sum(ld.hbm_bytes for ld in loads),
+            "ddr_bytes": sum(ld.ddr_bytes for ld in loads),
+            "hbm_peak_bytes": hbm_peak.value.data if isinstance(hbm_peak, IntegerAttr) else 0,
+            "ddr_peak_bytes": ddr_peak.value.data if isinstance(ddr_peak, IntegerAttr) else 0,
+            "estimated_s": total,
+            "launch_s": sum(sc.launch_s for sc in cost.sections),
+        },
+        "roofline": roof.to_dict(),
+        "roofline_fraction": (roof.bound_s / total) if total else 0.0,
+    }
