@@ -38,6 +38,7 @@ class CompiledProgram:
     imported: Any
     linalg: str
     report: dict[str, Any]
+    snapshots: dict[str, str] = field(default_factory=dict)
     last_stats: Any = None
     _emulator: Any = field(default=None, repr=False)
 
@@ -97,6 +98,7 @@ def compile(  # noqa: A001 - the documented name of the API
     fold_constants: bool = False,
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
+    keep_ir: bool = False,
 ) -> CompiledProgram:
     """Compile a PyTorch module for the RDU.
 
@@ -108,6 +110,7 @@ def compile(  # noqa: A001 - the documented name of the API
         fold_constants: evaluate input-independent subgraphs (masks, RoPE tables) at
             import time with PyTorch instead of compiling them.
         on_stage: called with each stage's name (progress display).
+        keep_ir: keep the IR text after every pass in `.snapshots` (pass name -> text).
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -124,10 +127,11 @@ def compile(  # noqa: A001 - the documented name of the API
     stage("parse (xDSL)")
     mod = parse_module(imported.mlir_text, "linalg")
     set_fabric(mod, fabric)
-    run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir)
+    snapshots: dict[str, str] | None = {} if keep_ir else None
+    run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
     stage("cost model")
     report = build_report(mod, fab, opt_level)
-    return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report)
+    return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
 
 
 def _fabric(name: str) -> Fabric:

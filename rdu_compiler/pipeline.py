@@ -39,11 +39,13 @@ def run_pipeline(
     passes: list[str],
     on_pass: Callable[[str], None] | None = None,
     repro_dir: str | None = None,
+    snapshots: dict[str, str] | None = None,
 ) -> ModuleOp:
     """Apply `passes` in order, verifying after each.
 
     Raises:
-        CompileError: a pass refused the module or left it invalid. The module as it was
+        CompileError: a pass refused the module or left it invalid.
+    `snapshots`, if given, receives the module text after each pass, by pass name. The module as it was
             before that pass is written to a file, and the error names it with the
             `rdu-opt` command that reproduces the failure.
     """
@@ -63,6 +65,8 @@ def run_pipeline(
             for p in pp.passes:
                 _apply(p, ctx, module)
             module.verify()
+            if snapshots is not None:
+                snapshots[name] = str(module)
         except (CompileError, VerifyException, DiagnosticException) as e:
             err = e if isinstance(e, CompileError) else CompileError(name, str(e))
             err.reproducer = _write_repro(before, name, repro_dir)

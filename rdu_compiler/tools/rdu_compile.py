@@ -1,0 +1,166 @@
+"""rdu-compile: compile a model.py for the RDU, run it on the emulator, report.
+
+    rdu-compile examples/gpt2_small.py --check
+    rdu-compile model.py --fabric tiny -O0 -o out/ --emit linalg
+
+Writes DIR/model.mlir, DIR/weights.safetensors and DIR/report.json (only when every
+stage succeeded), prints the report, and with --check compares the emulator's outputs
+with PyTorch eager. Errors print one paragraph and exit with status 2 (--debug shows
+the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from rdu_compiler.errors import RduError
+from rdu_compiler.tools.report import print_check, print_report
+
+STAGES = [
+    "load model",
+    "export + torch-mlir",
+    "parse (xDSL)",
+    "rdu-convert-linalg",
+    "rdu-fuse",
+    "rdu-tile",
+    "rdu-section",
+    "rdu-allocate",
+    "rdu-place",
+    "cost model",
+    "emulate",
+    "check",
+]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rdu-compile", description="Compile a PyTorch model.py for an RDU fabric.")
+    p.add_argument("model", help="a model.py defining `model` and `example_inputs`, or `get_model()`")
+    p.add_argument("--fabric", default="sn40l", help="preset name (sn40l, tiny) or a fabric .toml (default: sn40l)")
+    p.add_argument("-O", dest="opt_level", type=int, choices=(0, 1), default=1, help="0: unfused baseline, 1: fused (default)")
+    p.add_argument("--target", choices=("emulator",), default="emulator", help="where to run the program")
+    p.add_argument("--emit", choices=("linalg", "rdu", "placed"), default="placed", help="what DIR/model.mlir holds")
+    p.add_argument("-o", "--output", default=None, help="output folder (default: rdu_out/<model name>)")
+    p.add_argument("--check", action="store_true", help="compare the emulator with PyTorch eager")
+    p.add_argument("--no-run", action="store_true", help="compile and report only; do not emulate")
+    p.add_argument("--fold-constants", action="store_true", help="evaluate input-independent subgraphs at import")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    console = Console(stderr=False)
+    try:
+        run(args, console)
+    except RduError as e:
+        if args.debug:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    import torch
+
+    from rdu_compiler import api
+    from rdu_compiler.frontend.torch_import import load_model_file
+
+    out_dir = Path(args.output or Path("rdu_out") / Path(args.model).stem)
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
+    timings: dict[str, float] = {}
+    with progress:
+        task = progress.add_task("load model", total=len(STAGES))
+        last = [time.perf_counter(), "load model"]
+
+        def stage(name: str) -> None:
+            now = time.perf_counter()
+            timings[last[1]] = now - last[0]  # type: ignore[index, operator]
+            last[0], last[1] = now, name
+            progress.update(task, description=name, advance=1)
+
+        model, example_inputs = load_model_file(args.model)
+        program = api.compile(
+            model, example_inputs, fabric=args.fabric, opt_level=args.opt_level,
+            fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
+            keep_ir=args.emit == "rdu",
+        )
+        outputs = None
+        if not args.no_run:
+            stage("emulate")
+            outputs = program.run(*example_inputs, target=args.target)
+        check = None
+        if args.check and outputs is not None:
+            stage("check")
+            with torch.no_grad():
+                reference = model(*example_inputs)
+            check = compare(outputs, reference)
+            program.report["check"] = check
+        stage("done")
+    program.report["compile_stages_s"] = timings
+    _write_outputs(program, out_dir, args.emit)
+    print_report(console, program.report, args.model)
+    if check is not None:
+        print_check(console, check)
+    console.print(f"wrote {out_dir}/model.mlir, weights.safetensors, report.json")
+    if check is not None and not check["ok"]:
+        raise RduError(f"--check failed: relative L2 error {check['rel_l2']:.3e} exceeds {check['tolerance']:.0e}")
+    return program.report
+
+
+def compare(outputs: Any, reference: Any) -> dict[str, Any]:
+    """Max abs error and relative L2 error of the emulator against PyTorch, all outputs."""
+    import numpy as np
+    import torch
+
+    outs, _ = torch.utils._pytree.tree_flatten(outputs)
+    refs, _ = torch.utils._pytree.tree_flatten(reference)
+    got = np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in outs])
+    want = np.concatenate([r.detach().double().numpy().ravel() for r in refs if isinstance(r, torch.Tensor)])
+    diff = got - want
+    rel = float(np.linalg.norm(diff) / max(np.linalg.norm(want), 1e-30))
+    tolerance = 1e-5
+    return {
+        "max_abs_error": float(np.abs(diff).max()) if diff.size else 0.0,
+        "rel_l2": rel,
+        "tolerance": tolerance,
+        "ok": bool(rel <= tolerance),
+        "outputs": len(outs),
+    }
+
+
+def _write_outputs(program: Any, out_dir: Path, emit: str) -> None:
+    """Write into a temporary folder, then move into place: nothing half-written."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".rdu-", dir=out_dir.parent))
+    try:
+        program.save(str(tmp))
+        if emit == "linalg":
+            (tmp / "model.mlir").write_text(program.linalg)
+        elif emit == "rdu":
+            unplaced = program.snapshots.get("rdu-fuse") or program.snapshots["rdu-convert-linalg"]
+            (tmp / "model.mlir").write_text(unplaced)
+        (tmp / "report.json").write_text(json.dumps(program.report, indent=2, default=str))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
