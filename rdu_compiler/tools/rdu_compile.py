@@ -61,7 +61,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    console = Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=132)  # reports piped to a file keep their columns
     try:
         run(args, console)
     except RduError as e:
@@ -156,6 +158,7 @@ def _write_outputs(program: Any, out_dir: Path, emit: str) -> None:
         (tmp / "report.json").write_text(json.dumps(program.report, indent=2, default=str))
         if out_dir.exists():
             shutil.rmtree(out_dir)
+        os.chmod(tmp, 0o755)
         os.replace(tmp, out_dir)
     finally:
         if tmp.exists():
