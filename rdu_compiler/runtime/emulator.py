@@ -9,7 +9,6 @@ whose section uses more units than the fabric has, or whose buffer exceeds its P
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any

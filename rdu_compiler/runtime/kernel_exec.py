@@ -140,6 +140,8 @@ class KernelExecutor:
         operands = list(ins) + list(inits)
         order = list(self.par) + list(self.red)
         current_par: tuple[int, ...] | None = None
+        prev_starts: tuple[int, ...] = ()
+        prev_sizes: tuple[int, ...] = ()
         accs: list[Any] = []
         tile_iter = tiles(self.domain, self.tile, order)
         for starts, sizes in tile_iter:
