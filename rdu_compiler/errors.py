@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from xdsl.utils.exceptions import PassFailedException
+
 
 class RduError(Exception):
     """Base class of every error this project raises on purpose (exit code 2 in the CLIs)."""
 
 
-class CompileError(RduError):
-    """A pass refused the program.
+class CompileError(RduError, PassFailedException):
+    """A pass refused the program (an xDSL pass failure, so `rdu-opt --verify-diagnostics` prints it).
 
     Attributes:
         pass_name: the pass that refused (`rdu-convert-linalg`, ...).

@@ -154,14 +154,16 @@ class RduAllocatePass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         fabric = fabric_for(self.name, self.fabric, op)
+        peaks = [0, 0]
         for fn in functions(op):
             sections = [s for s in fn.body.block.ops if isinstance(s, rdu.SectionOp)]
             for s in sections:
                 _allocate_units(s, fabric)
             tiers, hbm_peak, ddr_peak = assign_tiers(fn, fabric)
             _set_tiers(sections, tiers)
-            op.attributes["rdu.hbm_peak_bytes"] = IntegerAttr(hbm_peak, i64)
-            op.attributes["rdu.ddr_peak_bytes"] = IntegerAttr(ddr_peak, i64)
+            peaks = [max(peaks[0], hbm_peak), max(peaks[1], ddr_peak)]
+        op.attributes["rdu.hbm_peak_bytes"] = IntegerAttr(peaks[0], i64)
+        op.attributes["rdu.ddr_peak_bytes"] = IntegerAttr(peaks[1], i64)
 
 
 def _set_tiers(sections: list[rdu.SectionOp], tiers: dict[SSAValue, rdu.Tier]) -> None:

@@ -25,16 +25,25 @@ from xdsl.rewriter import Rewriter
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.passes.common import functions
-from rdu_compiler.passes.payload import classify_kernel
+from rdu_compiler.passes.payload import classify_kernel, flops_per_point
 
 
-def _is_permutation(amap: AffineMap) -> bool:
+def _distinct_loops(amap: AffineMap) -> bool:
+    """Every result is a loop index, no loop twice (a projected permutation)."""
     dims = [e.position for e in amap.results if isinstance(e, AffineDimExpr)]
-    return len(dims) == len(amap.results) == amap.num_dims and sorted(dims) == list(range(amap.num_dims))
+    return len(dims) == len(amap.results) and len(set(dims)) == len(dims)
 
 
-def fusable_operand(consumer: rdu.KernelOp) -> int | None:
-    """Index of an input of `consumer` whose producer can be folded into it, or None."""
+def fusable_operand(consumer: rdu.KernelOp, max_operands: int = 6) -> int | None:
+    """Index of an input of `consumer` whose producer can be folded into it, or None.
+
+    The consumer must read the producer's result through distinct loops. If that read
+    skips some consumer loops (a matmul reads A through (m, k), not n), the producer's
+    payload would be recomputed along them, so only FLOP-free producers (transposes,
+    broadcasts, copies) are folded then. The fused kernel keeps at most `max_operands`
+    input/init operands: each needs its own PMU buffer and PCU input stream (a modelling
+    limit; real PCUs have a few vector inputs).
+    """
     if consumer.kind.data == rdu.Pattern.SCAN:
         return None
     for i, value in enumerate(consumer.inputs):
@@ -49,8 +58,14 @@ def fusable_operand(consumer: rdu.KernelOp) -> int | None:
         out_map = producer.indexing_maps.data[n_in].data
         if out_map != AffineMap.identity(out_map.num_dims):
             continue
-        if _is_permutation(consumer.indexing_maps.data[i].data):
-            return i
+        read = consumer.indexing_maps.data[i].data
+        if not _distinct_loops(read) or len(read.results) != len(producer.domain_sizes):
+            continue
+        if len(read.results) != read.num_dims and flops_per_point(producer.body.block):
+            continue
+        if len(consumer.inputs) + len(consumer.inits) - 1 + len(producer.inputs) > max_operands:
+            continue
+        return i
     return None
 
 
@@ -94,7 +109,7 @@ def fuse(consumer: rdu.KernelOp, i: int) -> rdu.KernelOp:
             c_map[old] = new
     iterators = [it.data.value for it in consumer.iterator_types.data]
     kind = classify_kernel(block, len(inputs), iterators, maps)
-    extra = {"sym_name": StringAttr(consumer.label)}
+    extra = {"sym_name": StringAttr(f"{consumer.label.split('_', 1)[0]}_{kind.value}")}
     fused = rdu.KernelOp(
         inputs,
         list(consumer.inits),
@@ -136,13 +151,15 @@ class RduFusePass(ModulePass):
 
     name = "rdu-fuse"
 
+    max_operands: int = 6
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         for fn in functions(op):
             for kernel in [k for k in fn.body.block.ops if isinstance(k, rdu.KernelOp)]:
                 if kernel.parent is None:
                     continue  # already folded into a consumer
                 current = kernel
-                while (i := fusable_operand(current)) is not None:
+                while (i := fusable_operand(current, self.max_operands)) is not None:
                     producer = current.inputs[i].owner
                     fused = fuse(current, i)
                     Rewriter.replace_op(current, fused)

@@ -68,7 +68,9 @@ def plan_sections(fn: func.FuncOp, fabric: Fabric, per_op: bool) -> list[_Group]
         if pmus > fabric.num_pmus:
             raise CompileError(
                 "rdu-section",
-                f"kernel '{op.label}' alone needs {pmus} PMUs; the fabric has {fabric.num_pmus} (run rdu-tile first)",
+                f"kernel '{op.label}' alone needs {pmus} PMUs (at least one per operand buffer, "
+                f"{len(op.inputs) + len(op.inits)} operands) but fabric '{fabric.name}' has {fabric.num_pmus}; "
+                "use a larger fabric, or run rdu-fuse with a smaller max_operands",
             )
         full = current.pcus + pcus > fabric.num_pcus or current.pmus + pmus > fabric.num_pmus
         if current.ops and (per_op or full):

@@ -1,7 +1,8 @@
 """rdu-tile: choose tile sizes so every buffer of a kernel, double-buffered, fits its PMUs.
 
 Each kernel may give one operand buffer at most `max_buffer_pmus` PMUs, and no more than
-its share of the fabric (PMUs / operands), so that a kernel always fits a section alone.
+its share of the fabric (PMUs / operands), so that a kernel fits a section alone whenever
+the fabric has at least one PMU per operand buffer (rdu-section refuses it otherwise).
 Starting from the whole iteration domain, the pass halves the largest loop of the
 operand that overflows most until every buffer fits: the largest tiles that fit, which
 minimises tile re-reads and pipeline fill. The choice goes to the kernel's `tile`.

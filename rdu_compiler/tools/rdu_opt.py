@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import IO
 
 from xdsl.parser import Parser
 from xdsl.xdsl_opt_main import xDSLOptMain
 
+from rdu_compiler.errors import RduError
 from rdu_compiler.ir import fix_hex_float_literals
 
 
@@ -38,7 +40,12 @@ class RduOptMain(xDSLOptMain):
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    RduOptMain(args=args).run()
+    """Run rdu-opt; a pass refusing the input prints its message and exits with status 2."""
+    try:
+        RduOptMain(args=args).run()
+    except RduError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+// RUN: rdu-opt %s --split-input-file --verify-diagnostics | filecheck %s
+
+// Every rdu verifier rule, one chunk each: the message says what is wrong and where.
+
+// A buffer of two 16 KiB tiles needs 32 KiB, but one tiny PMU holds 16 KiB.
+
+func.func @buffer_overflows_its_pmus() attributes {b = #rdu.buffer<16384, 1, 16384, 2>} {
+  func.return
+}
+
+// CHECK: buffer of 2 x 16384 B tiles needs 32768 B but its 1 PMU(s) hold 16384 B; give it more PMUs or smaller tiles
+
+// -----
+
+func.func @too_many_pcus(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64}> ({
+    %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
+    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pcus = 9 : i64, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    ^bb0(%in: f32, %o: f32):
+      "rdu.yield"(%in) : (f32) -> ()
+    }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
+    %s = "rdu.store"(%r) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<4xf32>) -> tensor<4xf32>
+    "rdu.yield"(%s) : (tensor<4xf32>) -> ()
+  }) : () -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: section 's0' uses 9 PCUs but the fabric has 8; cut it into more sections (rdu-section)
+
+// -----
+
+// Two buffers of 5 PMUs each: 10 PMUs in a section of 8.
+
+func.func @too_many_pmus(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64}> ({
+    %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
+    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pcus = 1 : i64, buffers = [#rdu.buffer<16, 5, 16384, 2>, #rdu.buffer<16, 5, 16384, 2>], operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    ^bb0(%in: f32, %o: f32):
+      "rdu.yield"(%in) : (f32) -> ()
+    }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
+    %s = "rdu.store"(%r) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<4xf32>) -> tensor<4xf32>
+    "rdu.yield"(%s) : (tensor<4xf32>) -> ()
+  }) : () -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: section 's0' uses 10 PMUs but the fabric has 8; cut it into more sections or use smaller tiles (rdu-section, rdu-tile)
+
+// -----
+
+func.func @shared_pcu_site(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64}> ({
+    %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
+    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pcus = 2 : i64, pcu_sites = array<i64: 0, 1>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    ^bb0(%in: f32, %o: f32):
+      "rdu.yield"(%in) : (f32) -> ()
+    }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
+    %q = "rdu.kernel"(%r, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k1", pcus = 2 : i64, pcu_sites = array<i64: 1, 2>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    ^bb0(%in: f32, %o: f32):
+      "rdu.yield"(%in) : (f32) -> ()
+    }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
+    %s = "rdu.store"(%q) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<4xf32>) -> tensor<4xf32>
+    "rdu.yield"(%s) : (tensor<4xf32>) -> ()
+  }) : () -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: section 's0': kernels 'k0' and 'k1' both placed on pcu_sites 1
+
+// -----
+
+func.func @pmu_site_off_the_grid(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64}> ({
+    %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
+    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pmu_sites = array<i64: 8>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    ^bb0(%in: f32, %o: f32):
+      "rdu.yield"(%in) : (f32) -> ()
+    }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
+    %s = "rdu.store"(%r) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<4xf32>) -> tensor<4xf32>
+    "rdu.yield"(%s) : (tensor<4xf32>) -> ()
+  }) : () -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: section 's0': kernel 'k0' placed on pmu_sites 8, off the grid
+
+// -----
+
+func.func @stream_outside_section(%s: !rdu.stream<4xf32>) {
+  %e = tensor.empty() : tensor<4xf32>
+  %r = "rdu.kernel"(%s, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+  ^bb0(%in: f32, %o: f32):
+    "rdu.yield"(%in) : (f32) -> ()
+  }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  func.return
+}
+
+// CHECK: Operation does not verify: kernel 'k0': streams connect kernels of one section only; this kernel is outside any rdu.section
+
+// -----
+
+func.func @section_yields_a_stream(%x: tensor<4xf32>) {
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64}> ({
+    %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
+    "rdu.yield"(%a) : (!rdu.stream<4xf32>) -> ()
+  }) : () -> !rdu.stream<4xf32>
+  func.return
+}
+
+// CHECK: Operation does not verify: section 's0': results must be tensors (rdu.store), not streams
+
+// -----
+
+// One input and one init, but a single indexing map.
+
+func.func @missing_indexing_map(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %r = "rdu.kernel"(%x, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+  ^bb0(%in: f32, %o: f32):
+    "rdu.yield"(%in) : (f32) -> ()
+  }) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  func.return %r : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: kernel 'k0': 1 indexing maps for 2 input/init operands
+
+// -----
+
+// One capture, but the payload has no block argument for it.
+
+func.func @missing_capture_argument(%x: tensor<4xf32>, %t: tensor<10xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %r = "rdu.kernel"(%x, %e, %t) <{kind = #rdu.pattern<gather>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", operandSegmentSizes = array<i32: 1, 1, 1>}> ({
+  ^bb0(%in: f32, %o: f32):
+    "rdu.yield"(%in) : (f32) -> ()
+  }) : (tensor<4xf32>, tensor<4xf32>, tensor<10xf32>) -> tensor<4xf32>
+  func.return %r : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: kernel 'k0': payload has 2 block arguments, expected 3
+
+// -----
+
+func.func @tile_rank_differs(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %r = "rdu.kernel"(%x, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", tile = array<i64: 2, 2>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+  ^bb0(%in: f32, %o: f32):
+    "rdu.yield"(%in) : (f32) -> ()
+  }) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  func.return %r : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: kernel 'k0': tile has 2 sizes for domain rank 1
+
+// -----
+
+func.func @index_outside_kernel() -> index {
+  %i = "rdu.index"() <{dim = 0 : i64}> : () -> index
+  func.return %i : index
+}
+
+// CHECK: Operation does not verify: 'rdu.index' expects parent op 'rdu.kernel'
+
+// -----
+
+func.func @load_outside_section(%x: tensor<4xf32>) {
+  %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
+  func.return
+}
+
+// CHECK: Operation does not verify: 'rdu.load' expects parent op 'rdu.section'
