@@ -24,13 +24,21 @@ from rdu_compiler.passes.rdu_allocate import kernel_flops
 from rdu_compiler.tiling import Access, num_tiles, traffic_elements
 
 
-def _tier_sources(section: rdu.SectionOp) -> dict[SSAValue, str]:
-    """Values inside the section that read off-chip memory, with their tier."""
+def _tier_sources(section: rdu.SectionOp, traffic: dict[str, int]) -> dict[SSAValue, str]:
+    """Values inside the section that read off-chip memory, with their tier.
+
+    A view or pad of a loaded stream reads off chip through its access pattern; a concat
+    reads its loaded parts once into its buffer (added to `traffic` here) and is on chip.
+    """
     tiers: dict[SSAValue, str] = {}
     for op in section.body.block.ops:
         if isinstance(op, rdu.LoadOp):
             tiers[op.result] = op.tier.data.value
-        elif isinstance(op, rdu.LAYOUT_OPS) and op.operands[0] in tiers:
+        elif isinstance(op, rdu.ConcatOp):
+            for v in op.sources:
+                if v in tiers:
+                    traffic[tiers[v]] += math.prod(rdu.shape_of(v.type)) * itemsize(v.type)
+        elif isinstance(op, rdu.ViewOp | rdu.PadOp) and op.operands[0] in tiers:
             tiers[op.results[0]] = tiers[op.operands[0]]
     return tiers
 
@@ -66,8 +74,8 @@ def _dtype(k: rdu.KernelOp) -> str:
 
 def section_load(section: rdu.SectionOp) -> SectionLoad:
     """The cost model's view of one section: kernels with units and bytes, tier traffic."""
-    tiers = _tier_sources(section)
     traffic = {"hbm": 0, "ddr": 0}
+    tiers = _tier_sources(section, traffic)
     kernels = []
     for k in section.kernels():
         per_operand = kernel_traffic(k)

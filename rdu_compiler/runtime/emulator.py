@@ -149,11 +149,15 @@ class Emulator:
             elif isinstance(op, rdu.YieldOp):
                 for r, v in zip(section.results, op.operands, strict=True):
                     env[r] = env[v]
+            elif isinstance(op, rdu.ConcatOp):
+                self._run_plain(op, env)
+                for v in op.sources:  # loaded parts are read once into the concat buffer
+                    if v in tier_of:
+                        self._add(st, tier_of[v], env[v].nbytes)
             else:
                 self._run_plain(op, env)
-                for v in op.operands:
-                    if v in tier_of:
-                        tier_of[op.results[0]] = tier_of[v]
+                if op.operands and op.operands[0] in tier_of:  # a view of a load reads off chip
+                    tier_of[op.results[0]] = tier_of[op.operands[0]]
         st.wall_s = time.perf_counter() - t0
         return st
 
