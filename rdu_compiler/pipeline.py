@@ -22,6 +22,7 @@ def pipeline(fabric: str, opt_level: int) -> list[str]:
     elementwise chains into their producers and packs kernels into sections.
     """
     per_op = "true" if opt_level == 0 else "false"
+    fabric = fabric if fabric.isidentifier() else '"' + fabric.replace('"', '\\"') + '"'  # a spec path
     passes = ["rdu-convert-linalg"]
     if opt_level >= 1:
         passes.append("rdu-fuse")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, func, linalg, tensor
+from xdsl.dialects import arith, func, tensor
 from xdsl.dialects.builtin import (
     AffineMapAttr,
     ArrayAttr,
@@ -25,7 +25,9 @@ from xdsl.dialects.builtin import (
     StringAttr,
     i64,
 )
-from xdsl.dialects.linalg import IteratorType, IteratorTypeAttr
+from xdsl.dialects.linalg.abstract_ops import NamedOperation
+from xdsl.dialects.linalg.attrs import IteratorType, IteratorTypeAttr
+from xdsl.dialects.linalg.ops import GenericOp, TransposeOp
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineDimExpr, AffineMap
 from xdsl.passes import ModulePass
@@ -109,7 +111,7 @@ def _as_structured(op: Operation) -> _Structured | None:
     """The op as inputs/inits/maps/payload, or None if it is not a structured op we know."""
     name = op_name(op)
     if name == "linalg.generic":
-        assert isinstance(op, linalg.GenericOp)
+        assert isinstance(op, GenericOp)
         maps = [m.data for m in op.indexing_maps.data]
         its = [it.data.value for it in op.iterator_types.data]
         return _Structured(list(op.inputs), list(op.outputs), maps, its, op.regions[0])
@@ -124,7 +126,7 @@ def _as_structured(op: Operation) -> _Structured | None:
         maps = [AffineMap(rank, 0, ()), AffineMap.identity(rank)]
         return _Structured(ins, outs, maps, ["parallel"] * rank, op.regions[0])
     if name == "linalg.transpose":
-        assert isinstance(op, linalg.TransposeOp)
+        assert isinstance(op, TransposeOp)
         perm = list(op.permutation.get_values())
         rank = len(perm)
         in_map = AffineMap(rank, 0, tuple(AffineDimExpr(perm.index(j)) for j in range(rank)))
@@ -139,7 +141,7 @@ def _as_structured(op: Operation) -> _Structured | None:
         return _Structured(ins, outs, [in_map, AffineMap.identity(rank)], ["parallel"] * rank, op.regions[0])
     if name.startswith(("linalg.conv_", "linalg.pooling_", "linalg.depthwise_conv")):
         maps = _maps_prop(op)
-        if maps is None and isinstance(op, linalg.NamedOperation):
+        if maps is None and isinstance(op, NamedOperation):
             maps = [m.data for m in op.get_indexing_maps().data] if hasattr(op, "get_indexing_maps") else None
         if maps is None:
             return None

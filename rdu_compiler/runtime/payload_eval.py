@@ -64,17 +64,37 @@ def _ceildivsi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return -np.floor_divide(-a, b)
 
 
+def _as_unsigned(x: Any) -> np.ndarray:
+    """The same bits read as an unsigned integer (MLIR integers are signless)."""
+    a = np.asarray(x)
+    if a.dtype == np.bool_ or a.dtype.kind == "u":
+        return a
+    return a.view(np.dtype(f"u{a.dtype.itemsize}"))
+
+
+def _unsigned(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """`fn` on the operands' unsigned reading, result back in the signless (signed) dtype."""
+
+    def apply(a: Any, b: Any) -> Any:
+        a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
+        out = np.asarray(fn(_as_unsigned(a.copy()), _as_unsigned(b.copy())))
+        return out.view(a.dtype) if out.dtype.itemsize == a.dtype.itemsize and a.dtype != np.bool_ else out
+
+    return apply
+
+
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "arith.addf": np.add, "arith.subf": np.subtract, "arith.mulf": np.multiply,
     "arith.divf": np.divide, "arith.maximumf": np.maximum, "arith.minimumf": np.minimum,
     "arith.maxnumf": np.fmax, "arith.minnumf": np.fmin, "arith.remf": np.fmod,
     "math.powf": np.power, "math.atan2": np.arctan2, "math.copysign": np.copysign,
     "arith.addi": np.add, "arith.subi": np.subtract, "arith.muli": np.multiply,
-    "arith.divsi": _divsi, "arith.divui": np.floor_divide, "arith.remsi": np.fmod,
-    "arith.remui": np.remainder, "arith.floordivsi": np.floor_divide, "arith.ceildivsi": _ceildivsi,
+    "arith.divsi": _divsi, "arith.divui": _unsigned(np.floor_divide), "arith.remsi": np.fmod,
+    "arith.remui": _unsigned(np.remainder), "arith.floordivsi": np.floor_divide, "arith.ceildivsi": _ceildivsi,
     "arith.andi": np.bitwise_and, "arith.ori": np.bitwise_or, "arith.xori": np.bitwise_xor,
-    "arith.shli": np.left_shift, "arith.shrsi": np.right_shift, "arith.shrui": np.right_shift,
-    "arith.maxsi": np.maximum, "arith.minsi": np.minimum, "arith.maxui": np.maximum, "arith.minui": np.minimum,
+    "arith.shli": np.left_shift, "arith.shrsi": np.right_shift, "arith.shrui": _unsigned(np.right_shift),
+    "arith.maxsi": np.maximum, "arith.minsi": np.minimum, "arith.maxui": _unsigned(np.maximum),
+    "arith.minui": _unsigned(np.minimum),
 }
 
 _UNARY: dict[str, Callable[[Any], Any]] = {
@@ -186,9 +206,11 @@ class CompiledPayload:
 
     def _cast(self, op: Operation, a: int, out: int) -> Step:
         dtype = numpy_dtype(op.results[0].type)
+        unsigned_source = op_name(op) in ("arith.extui", "arith.uitofp", "arith.index_castui")
 
         def cast(vals: list[Any], ctx: TileContext) -> None:
-            vals[out] = np.asarray(vals[a]).astype(dtype)
+            x = np.asarray(vals[a])
+            vals[out] = (_as_unsigned(x) if unsigned_source else x).astype(dtype)
 
         return cast
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from rdu_compiler.errors import RduError
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except RduError as e:
         if args.debug:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        Console(stderr=True).print("[bold red]error:[/] " + escape(str(e)), highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -159,6 +160,8 @@ def _write_outputs(program: Any, out_dir: Path, emit: str) -> None:
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.chmod(tmp, 0o755)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
         os.replace(tmp, out_dir)
     finally:
         if tmp.exists():
