@@ -27,7 +27,7 @@ def pipeline(fabric: str, opt_level: int) -> list[str]:
     if opt_level >= 1:
         passes.append("rdu-fuse")
     passes += [
-        f"rdu-tile{{fabric={fabric}}}",
+        f"rdu-tile{{fabric={fabric}}}" if opt_level >= 1 else f"rdu-tile{{fabric={fabric} max_buffer_pmus=0}}",
         f"rdu-section{{fabric={fabric} per_op={per_op}}}",
         f"rdu-allocate{{fabric={fabric}}}",
         f"rdu-place{{fabric={fabric}}}",

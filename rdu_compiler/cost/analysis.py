@@ -12,16 +12,16 @@ import math
 from collections import Counter
 from typing import Any
 
-from xdsl.dialects import func, tensor
+from xdsl.dialects import func
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp
 from xdsl.ir import SSAValue
 
-from rdu_compiler.cost.model import KernelLoad, SectionLoad, program_cost, roofline
+from rdu_compiler.cost.model import KernelLoad, Roofline, SectionLoad, program_cost, roofline
 from rdu_compiler.dialects import rdu
 from rdu_compiler.fabric import Fabric
-from rdu_compiler.passes.buffers import itemsize
+from rdu_compiler.passes.buffers import compute_dtype, gathered_bytes, itemsize, kernel_traffic
 from rdu_compiler.passes.rdu_allocate import kernel_flops
-from rdu_compiler.tiling import Access, num_tiles, traffic_elements
+from rdu_compiler.tiling import num_tiles
 
 
 def _tier_sources(section: rdu.SectionOp, traffic: dict[str, int]) -> dict[SSAValue, str]:
@@ -43,35 +43,6 @@ def _tier_sources(section: rdu.SectionOp, traffic: dict[str, int]) -> dict[SSAVa
     return tiers
 
 
-def kernel_traffic(k: rdu.KernelOp) -> list[int]:
-    """Bytes each input/init operand moves over the whole tiled loop nest (0: not read)."""
-    out = []
-    red = bool(k.reduction_dims)
-    block = k.body.block
-    operands = [*k.inputs, *k.inits]
-    if k.kind.data == rdu.Pattern.SCAN:
-        return [math.prod(rdu.shape_of(k.inputs[0].type)) * itemsize(k.inputs[0].type)] + [0] * len(k.inits)
-    for i, (v, amap) in enumerate(zip(operands, k.indexing_maps.data, strict=True)):
-        access = Access.from_map(amap.data)
-        is_init = i >= len(k.inputs)
-        unread = is_init and not red and not block.args[i].uses
-        if not access.forms or isinstance(v.owner, tensor.EmptyOp) or unread:
-            out.append(0)
-            continue
-        out.append(traffic_elements(access, k.domain_sizes, k.tile_sizes) * itemsize(v.type))
-    return out
-
-
-def gathered_bytes(k: rdu.KernelOp) -> int:
-    extracts = [o for o in k.body.block.walk() if isinstance(o, tensor.ExtractOp)]
-    return sum(math.prod(k.domain_sizes) * itemsize(o.result.type) for o in extracts)
-
-
-def _dtype(k: rdu.KernelOp) -> str:
-    t = rdu.element_type_of(k.results[0].type)
-    return str(t)
-
-
 def section_load(section: rdu.SectionOp) -> SectionLoad:
     """The cost model's view of one section: kernels with units and bytes, tier traffic."""
     traffic = {"hbm": 0, "ddr": 0}
@@ -91,7 +62,7 @@ def section_load(section: rdu.SectionOp) -> SectionLoad:
             KernelLoad(
                 name=k.label,
                 kind=k.kind.data.value,
-                dtype=_dtype(k),
+                dtype=compute_dtype(k),
                 flops=kernel_flops(k),
                 pcus=k.pcus.value.data if k.pcus else 0,
                 pmus=k.total_pmus,
@@ -114,6 +85,23 @@ def _tensor_bytes(values: list[SSAValue]) -> int:
     return sum(math.prod(rdu.shape_of(v.type)) * itemsize(v.type) for v in values)
 
 
+def mixed_roofline(loads: list[SectionLoad], compulsory_bytes: int, fabric: Fabric) -> Roofline:
+    """The roofline with every kernel's FLOPs at the peak of its own dtype.
+
+    A bf16 model keeps some kernels in fp32 (norms, softmax); charging all FLOPs at one
+    rate would misstate the bound. compute_s = sum_k flops_k / peak(dtype_k).
+    """
+    per_dtype: dict[str, int] = {}
+    for ld in loads:
+        for k in ld.kernels:
+            if k.flops:
+                per_dtype[k.dtype] = per_dtype.get(k.dtype, 0) + k.flops
+    compute_s = sum(roofline(f, 0, d, fabric).compute_s for d, f in per_dtype.items())
+    memory_s = roofline(0, compulsory_bytes, "f32", fabric).memory_s
+    bound = "compute" if compute_s >= memory_s else "hbm"
+    return Roofline(sum(per_dtype.values()), compulsory_bytes, compute_s, memory_s, max(compute_s, memory_s), bound)
+
+
 def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, Any]:
     """The compile report: sections, kernels, units, bytes per tier, time, roofline.
 
@@ -128,8 +116,7 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, 
     flops = sum(k.flops for ld in loads for k in ld.kernels)
     ret = fn.body.block.last_op
     compulsory = _tensor_bytes(list(fn.body.block.args)) + _tensor_bytes(list(ret.operands) if ret else [])
-    dtype = Counter(k.dtype for ld in loads for k in ld.kernels).most_common(1)
-    roof = roofline(flops, compulsory, dtype[0][0] if dtype else "f32", fabric)
+    roof = mixed_roofline(loads, compulsory, fabric)
     kinds = Counter(k.kind.data.value for s in sections for k in s.kernels())
     hbm_peak = module.attributes.get("rdu.hbm_peak_bytes")
     ddr_peak = module.attributes.get("rdu.ddr_peak_bytes")

@@ -29,6 +29,8 @@ LAYOUTS = ("checkerboard",)
 _DTYPE_ALIASES = {
     "f32": "fp32",
     "float32": "fp32",
+    "f64": "fp64",
+    "float64": "fp64",
     "f16": "fp16",
     "float16": "fp16",
     "bfloat16": "bf16",

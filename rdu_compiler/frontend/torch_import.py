@@ -923,7 +923,8 @@ def import_torch(
             )
         key = id(t)
         if key not in converted:
-            converted[key] = t.detach().contiguous().cpu()
+            # meta tensors (shape-only compiles of big models) have no data to move
+            converted[key] = t.detach() if t.is_meta else t.detach().contiguous().cpu()
         weights[name] = converted[key]
         if kind == "constant" or (kind == "buffer" and spec.persistent is False):
             foldable.add(name)

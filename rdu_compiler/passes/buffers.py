@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 from xdsl.dialects import tensor
 
+from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, element_type_of
 from rdu_compiler.runtime.payload_eval import numpy_dtype
-from rdu_compiler.tiling import Access, tile_elements
+from rdu_compiler.tiling import Access, tile_elements, traffic_elements
 
 #: Tiles kept per buffer: 2 = double-buffered, so the AGCU/producer fills one tile while
 #: the consumer reads the other (SN40L §III-A, PMU stage buffers).
@@ -51,3 +52,36 @@ def untileable_dims(kernel: KernelOp) -> set[int]:
 
 def is_empty_init(kernel: KernelOp, i: int) -> bool:
     return isinstance(kernel.inits[i].owner, tensor.EmptyOp)
+
+
+def kernel_traffic(k: rdu.KernelOp) -> list[int]:
+    """Bytes each input/init operand moves over the whole tiled loop nest (0: not read)."""
+    out = []
+    red = bool(k.reduction_dims)
+    block = k.body.block
+    operands = [*k.inputs, *k.inits]
+    if k.kind.data == rdu.Pattern.SCAN:
+        return [math.prod(rdu.shape_of(k.inputs[0].type)) * itemsize(k.inputs[0].type)] + [0] * len(k.inits)
+    for i, (v, amap) in enumerate(zip(operands, k.indexing_maps.data, strict=True)):
+        access = Access.from_map(amap.data)
+        is_init = i >= len(k.inputs)
+        unread = is_init and not red and not block.args[i].uses
+        if not access.forms or isinstance(v.owner, tensor.EmptyOp) or unread:
+            out.append(0)
+            continue
+        out.append(traffic_elements(access, k.domain_sizes, k.tile_sizes) * itemsize(v.type))
+    return out
+
+
+def gathered_bytes(k: rdu.KernelOp) -> int:
+    extracts = [o for o in k.body.block.walk() if isinstance(o, tensor.ExtractOp)]
+    return sum(math.prod(k.domain_sizes) * itemsize(o.result.type) for o in extracts)
+
+
+def compute_dtype(k: rdu.KernelOp) -> str:
+    """The type the PCU computes in: a contraction's operand type (SN40L: BF16 multiply,
+    FP32 accumulate, so a bf16 matmul with an f32 accumulator runs at the bf16 rate);
+    otherwise the result type."""
+    if k.kind.data == rdu.Pattern.MATMUL and k.inputs:
+        return str(rdu.element_type_of(k.inputs[0].type))
+    return str(rdu.element_type_of(k.results[0].type))

@@ -1,8 +1,9 @@
 """rdu-allocate: units per kernel, and every off-chip tensor to a memory tier.
 
 Units: each kernel of a section gets one `#rdu.buffer` per input/init operand (PMUs for
-its tile, double-buffered) and at least one PCU; the PCUs left in the section go to the
-kernels in proportion to their FLOPs (SN40L §III-A: more PCUs to heavier stages), never
+its tile, double-buffered, widened with the section's spare PMUs for bandwidth) and at
+least one PCU; the PCUs left in the section go to the
+kernels in proportion to their compute time (SN40L §III-A: more PCUs to heavier stages), never
 more than a kernel can use (its parallel points / PCU lanes).
 
 Tiers: function arguments and section results are the off-chip tensors. Each lives from
@@ -27,7 +28,14 @@ from xdsl.passes import ModulePass
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.fabric import Fabric
-from rdu_compiler.passes.buffers import DEPTH, itemsize, operand_tile_bytes, pmus_for
+from rdu_compiler.passes.buffers import (
+    DEPTH,
+    compute_dtype,
+    itemsize,
+    kernel_traffic,
+    operand_tile_bytes,
+    pmus_for,
+)
 from rdu_compiler.passes.common import fabric_for, functions
 from rdu_compiler.passes.payload import flops_per_point
 
@@ -37,8 +45,8 @@ def kernel_flops(kernel: rdu.KernelOp) -> int:
     return flops_per_point(kernel.body.block) * math.prod(kernel.domain_sizes)
 
 
-def split_pcus(flops: list[int], limits: list[int], total: int) -> list[int]:
-    """PCUs per kernel: 1 each, the rest in proportion to FLOPs (largest remainder), capped.
+def split_pcus(flops: list[float], limits: list[int], total: int) -> list[int]:
+    """PCUs per kernel: 1 each, the rest in proportion to `flops` (work; largest remainder), capped.
 
     Raises:
         ValueError: fewer PCUs than kernels.
@@ -67,18 +75,62 @@ def split_pcus(flops: list[int], limits: list[int], total: int) -> list[int]:
     return alloc
 
 
+def widen_for_bandwidth(need: list[int], traffic: list[int], total: int) -> list[int]:
+    """PMUs per buffer: at least `need` (capacity), spare PMUs in proportion to traffic.
+
+    A buffer spread over more PMUs reads and writes through more banks (SN40L §III-A: a
+    tensor may span PMUs for capacity or bandwidth), so the spare PMUs of a section go to
+    the buffers that move the most bytes, which lowers the slowest kernel's PMU time.
+    Buffers with no traffic get none. Returns a list the length of `need`.
+    """
+    alloc = list(need)
+    spare = total - sum(need)
+    weight = sum(t for t, n in zip(traffic, need, strict=True) if n)
+    if spare <= 0 or weight == 0:
+        return alloc
+    extra = [spare * t / weight if n else 0.0 for t, n in zip(traffic, need, strict=True)]
+    for i, e in enumerate(extra):
+        alloc[i] += int(e)
+    left = total - sum(alloc)
+    for i in sorted(range(len(extra)), key=lambda i: extra[i] - int(extra[i]), reverse=True)[:left]:
+        if need[i]:
+            alloc[i] += 1
+    return alloc
+
+
+def _work(kernel: rdu.KernelOp, fabric: Fabric) -> float:
+    """Compute cycles on one PCU: FLOPs / FLOP-per-cycle of the kernel's dtype (0 if no FLOPs)."""
+    flops = kernel_flops(kernel)
+    if not flops:
+        return 0.0
+    return flops / fabric.pcu.flops_per_cycle_for(compute_dtype(kernel))
+
+
 def _allocate_units(section: rdu.SectionOp, fabric: Fabric) -> None:
     kernels = section.kernels()
     cap = fabric.pmu.capacity_bytes
-    flops = [kernel_flops(k) for k in kernels]
+    # PCUs in proportion to each kernel's compute time (FLOPs / its dtype's rate), not raw
+    # FLOPs: an fp32 softmax stage needs twice the PCUs of a bf16 stage of equal FLOPs.
+    work = [_work(k, fabric) for k in kernels]
     limits = []
     for k in kernels:
         par = math.prod(s for d, s in enumerate(k.domain_sizes) if d not in k.reduction_dims)
         limits.append(max(1, math.ceil(par / fabric.pcu.lanes)))
-    for k, pcus in zip(kernels, split_pcus(flops, limits, fabric.num_pcus), strict=True):
+    sizes = [operand_tile_bytes(k, k.tile_sizes) for k in kernels]
+    need = [pmus_for(b, cap) for per_kernel in sizes for b in per_kernel]
+    traffic = []
+    for k in kernels:
+        per_operand = kernel_traffic(k)
+        results = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
+        per_operand = [t + (results if i >= len(k.inputs) else 0) for i, t in enumerate(per_operand)]
+        traffic.extend(per_operand)
+    pmus = widen_for_bandwidth(need, traffic, fabric.num_pmus)
+    position = 0
+    for k, pcus, per_kernel in zip(kernels, split_pcus(work, limits, fabric.num_pcus), sizes, strict=True):
         k.pcus = IntegerAttr(pcus, i64)
-        sizes = operand_tile_bytes(k, k.tile_sizes)
-        k.buffers = ArrayAttr([rdu.BufferAttr(b, pmus_for(b, cap), cap, DEPTH) for b in sizes])
+        n = len(per_kernel)
+        k.buffers = ArrayAttr([rdu.BufferAttr(b, p, cap, DEPTH) for b, p in zip(per_kernel, pmus[position : position + n], strict=True)])
+        position += n
 
 
 def base_tensor(value: SSAValue) -> SSAValue:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import AffineMapAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineDimExpr, AffineMap
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
@@ -145,6 +145,61 @@ def _clone_payload(src: Block, dst: Block, mapping: dict[SSAValue, SSAValue], pe
     raise AssertionError("payload without rdu.yield")
 
 
+def _live_ops(block: Block, roots: list[SSAValue]) -> set[Operation]:
+    """Payload ops that compute `roots`, plus runtime checks (cf.assert) and their inputs."""
+    live: set[Operation] = set()
+    stack = [v.owner for v in roots if isinstance(v.owner, Operation)]
+    stack += [op for op in block.ops if op.name == "cf.assert"]
+    while stack:
+        op = stack.pop()
+        if op in live:
+            continue
+        live.add(op)
+        stack.extend(v.owner for v in op.operands if isinstance(v.owner, Operation))
+    return live
+
+
+def drop_dead_results(kernel: rdu.KernelOp) -> rdu.KernelOp | None:
+    """The kernel without results nobody reads (and the payload only they needed), or None.
+
+    torch-mlir lowers softmax's max through `aten.max.dim`, whose argmax result is never
+    read; computing it would cost a compare and a select per element.
+    """
+    keep = [i for i, r in enumerate(kernel.results) if r.uses]
+    if len(keep) == len(kernel.results) or not keep or kernel.kind.data == rdu.Pattern.SCAN:
+        return None
+    block = kernel.body.block
+    n_in, n_init = len(kernel.inputs), len(kernel.inits)
+    yielded = list(block.last_op.operands)  # type: ignore[union-attr]
+    live = _live_ops(block, [yielded[i] for i in keep])
+    dropped_args = {block.args[n_in + i] for i in range(n_init) if i not in keep}
+    if any(a in op.operands for op in live for a in dropped_args):
+        return None
+    kept_args = [*block.args[:n_in], *(block.args[n_in + i] for i in keep), *block.args[n_in + n_init :]]
+    new_block = Block(arg_types=[a.type for a in kept_args])
+    mapping: dict[SSAValue, SSAValue] = dict(zip(kept_args, new_block.args, strict=True))
+    for op in block.ops:
+        if op in live:
+            new_block.add_op(op.clone(value_mapper=mapping))
+            for old, new in zip(op.results, new_block.last_op.results, strict=True):  # type: ignore[union-attr]
+                mapping[old] = new
+    new_block.add_op(rdu.YieldOp(*(mapping[yielded[i]] for i in keep)))
+    maps = [*kernel.indexing_maps.data[:n_in], *(kernel.indexing_maps.data[n_in + i] for i in keep)]
+    new = rdu.KernelOp(
+        list(kernel.inputs),
+        [kernel.inits[i] for i in keep],
+        list(kernel.captures),
+        [kernel.results[i].type for i in keep],
+        kernel.kind.data,
+        kernel.domain_sizes,
+        list(maps),
+        list(kernel.iterator_types.data),
+        Region(new_block),
+        {"sym_name": StringAttr(kernel.label)},
+    )
+    return new
+
+
 @dataclass(frozen=True)
 class RduFusePass(ModulePass):
     """Fold elementwise producers (and transposes) into their single consumer kernel."""
@@ -159,6 +214,11 @@ class RduFusePass(ModulePass):
                 if kernel.parent is None:
                     continue  # already folded into a consumer
                 current = kernel
+                if (trimmed := drop_dead_results(current)) is not None:
+                    live = iter(trimmed.results)
+                    mapped = [next(live) if r.uses else None for r in current.results]
+                    Rewriter.replace_op(current, trimmed, new_results=mapped)
+                    current = trimmed
                 while (i := fusable_operand(current, self.max_operands)) is not None:
                     producer = current.inputs[i].owner
                     fused = fuse(current, i)

@@ -1,7 +1,8 @@
 """rdu-tile: choose tile sizes so every buffer of a kernel, double-buffered, fits its PMUs.
 
-Each kernel may give one operand buffer at most `max_buffer_pmus` PMUs, and no more than
-its share of the fabric (PMUs / operands), so that a kernel fits a section alone whenever
+Each kernel may give one operand buffer at most `max_buffer_pmus` PMUs (0: no limit, as
+at -O0 where every operator has the whole fabric), and no more than its share of the
+fabric (PMUs / operands), so that a kernel fits a section alone whenever
 the fabric has at least one PMU per operand buffer (rdu-section refuses it otherwise).
 Starting from the whole iteration domain, the pass halves the largest loop of the
 operand that overflows most until every buffer fits: the largest tiles that fit, which
@@ -63,7 +64,8 @@ class RduTilePass(ModulePass):
         fabric = fabric_for(self.name, self.fabric, op)
         for kernel in kernels(op):
             n_buffers = max(1, sum(1 for b in operand_tile_bytes(kernel, [1] * len(kernel.domain_sizes)) if b))
-            pmus = max(1, min(self.max_buffer_pmus, fabric.num_pmus // n_buffers))
+            share = fabric.num_pmus // n_buffers
+            pmus = max(1, min(self.max_buffer_pmus, share) if self.max_buffer_pmus > 0 else share)
             tile = choose_tile(kernel, pmus * fabric.pmu.capacity_bytes)
             kernel.tile = DenseArrayBase.from_list(i64, tile)
 

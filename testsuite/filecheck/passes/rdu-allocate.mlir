@@ -2,17 +2,21 @@
 // RUN: %chunk(1) | rdu-opt -p 'rdu-convert-linalg,rdu-tile{fabric=tiny},rdu-section{fabric=tiny},rdu-allocate{fabric=tiny}' | filecheck %s --check-prefix=TIER
 
 // rdu-allocate on the tiny fabric (8 PCUs with 16 lanes, 8 PMUs of 16384 B, 64 KiB HBM).
-// Each kernel gets one PCU, then the section's spare PCUs in proportion to its FLOPs
+// Each kernel gets one PCU, then the section's spare PCUs in proportion to its compute
+// time (FLOPs / FLOP-per-cycle; every dtype here is f32, so in proportion to FLOPs)
 // (payload arithmetic ops x domain points; casts, indexing and tensor.extract are free),
 // capped at ceil(parallel points / 16 lanes); one #rdu.buffer<tile_bytes, pmus, 16384, 2>
-// per input/init operand with pmus = ceil(2 * tile_bytes / 16384).
+// per input/init operand with pmus = ceil(2 * tile_bytes / 16384) for capacity, then the
+// section's spare PMUs spread over the buffers in proportion to their traffic (bytes read,
+// plus the result bytes for an init), largest remainder first, for bandwidth.
 
 #id = affine_map<(i, j) -> (i, j)>
 
 // FLOPs: k1 = 3 x 1024 = 3072, k2 = 1 x 1024 = 1024; caps 1024 / 16 = 64.
 // 6 spare PCUs: shares 4.5 and 1.5 give 4 and 1; the last one goes to the larger
 // remainder (0.75 vs 0.25), k1: pcus 1 + 4 + 1 = 6 and 1 + 1 = 2.
-// Buffers: 16 x 64 x 4 = 4096 B tiles, double-buffered in one PMU.
+// Buffers: 16 x 64 x 4 = 4096 B tiles, double-buffered in one PMU; 4 buffers need 4 PMUs,
+// the 4 spare PMUs go one to each (every buffer moves 4096 B): 2 PMUs each.
 
 func.func @proportional(%x: tensor<16x64xf32>) -> tensor<16x64xf32> {
   %e = tensor.empty() : tensor<16x64xf32>
@@ -32,13 +36,16 @@ func.func @proportional(%x: tensor<16x64xf32>) -> tensor<16x64xf32> {
 }
 
 // CHECK-LABEL: func.func @proportional
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_map"{{.*}}, pcus = 6 : i64, buffers = [#rdu.buffer<4096, 1, 16384, 2>, #rdu.buffer<4096, 1, 16384, 2>]}>
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k2_map"{{.*}}, pcus = 2 : i64, buffers = [#rdu.buffer<4096, 1, 16384, 2>, #rdu.buffer<4096, 1, 16384, 2>]}>
+// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_map"{{.*}}, pcus = 6 : i64, buffers = [#rdu.buffer<4096, 2, 16384, 2>, #rdu.buffer<4096, 2, 16384, 2>]}>
+// CHECK:         "rdu.kernel"{{.*}}sym_name = "k2_map"{{.*}}, pcus = 2 : i64, buffers = [#rdu.buffer<4096, 2, 16384, 2>, #rdu.buffer<4096, 2, 16384, 2>]}>
 
 // The matmul has 2 x 2 x 16 x 256 = 16384 FLOPs but only 2 x 16 = 32 parallel points:
 // at most ceil(32 / 16) = 2 PCUs; the neg is capped at 2 as well, so 4 PCUs stay idle.
 // Buffers: A 2 x 256 x 4 = 2048 B (1 PMU), B 256 x 16 x 4 = 16384 B (2 PMUs, as two
-// tiles of 16384 B fill two PMUs), C 2 x 16 x 4 = 128 B (1 PMU).
+// tiles of 16384 B fill two PMUs), C 2 x 16 x 4 = 128 B (1 PMU); the neg's two 1 PMU.
+// Spare: 8 - 6 = 2 PMUs by traffic A 2048, B 16384, C 128 + 128, neg 128, 128
+// (total 18944): B's share 2 x 16384 / 18944 = 1.73 -> 1, and the leftover PMU goes to
+// the largest remainder (B's 0.73): B spans 2 + 2 = 4 PMUs.
 
 func.func @capped(%a: tensor<2x256xf32>, %b: tensor<256x16xf32>, %c: tensor<2x16xf32>) -> tensor<2x16xf32> {
   %m = linalg.matmul ins(%a, %b : tensor<2x256xf32>, tensor<256x16xf32>) outs(%c : tensor<2x16xf32>) -> tensor<2x16xf32>
@@ -52,11 +59,12 @@ func.func @capped(%a: tensor<2x256xf32>, %b: tensor<256x16xf32>, %c: tensor<2x16
 }
 
 // CHECK-LABEL: func.func @capped
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k0_matmul"{{.*}}, pcus = 2 : i64, buffers = [#rdu.buffer<2048, 1, 16384, 2>, #rdu.buffer<16384, 2, 16384, 2>, #rdu.buffer<128, 1, 16384, 2>]}>
+// CHECK:         "rdu.kernel"{{.*}}sym_name = "k0_matmul"{{.*}}, pcus = 2 : i64, buffers = [#rdu.buffer<2048, 1, 16384, 2>, #rdu.buffer<16384, 4, 16384, 2>, #rdu.buffer<128, 1, 16384, 2>]}>
 // CHECK:         "rdu.kernel"{{.*}}sym_name = "k2_map"{{.*}}, pcus = 2 : i64, buffers = [#rdu.buffer<128, 1, 16384, 2>, #rdu.buffer<128, 1, 16384, 2>]}>
 
 // A gather has no arithmetic (0 FLOPs): one PCU. Its table, read through a capture,
-// gets a tier too.
+// gets a tier too. Spare PMUs 8 - 2 = 6 by traffic: indices 32 B, output 128 B:
+// 6 x 32 / 160 = 1.2 -> 1, 6 x 128 / 160 = 4.8 -> 4, leftover to the output: 2 and 6.
 
 func.func @gather(%ids: tensor<4xi64>, %table: tensor<100x8xf32>) -> tensor<4x8xf32> {
   %e = tensor.empty() : tensor<4x8xf32>
@@ -71,12 +79,13 @@ func.func @gather(%ids: tensor<4xi64>, %table: tensor<100x8xf32>) -> tensor<4x8x
 }
 
 // CHECK-LABEL: func.func @gather
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_gather"{{.*}}, pcus = 1 : i64, buffers = [#rdu.buffer<32, 1, 16384, 2>, #rdu.buffer<128, 1, 16384, 2>], capture_tiers = [#rdu.tier<hbm>]}>
+// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_gather"{{.*}}, pcus = 1 : i64, buffers = [#rdu.buffer<32, 2, 16384, 2>, #rdu.buffer<128, 6, 16384, 2>], capture_tiers = [#rdu.tier<hbm>]}>
 
 // -----
 
 // Tiers. Each tensor is 96 x 128 x 4 = 49152 B (48 KiB); HBM holds 64 KiB. Each neg
-// needs 6 PMUs (tile 96 x 64, two 24576 B buffers of 3 PMUs), so each is a section.
+// needs 6 PMUs (tile 96 x 64, two 24576 B buffers of 3 PMUs), so each is a section; the
+// 2 spare PMUs widen each buffer to 4.
 //   %x  (argument, placed first) lives in s0:         HBM 48 KiB
 //   %t0 (written by s0, read by s1) lives in s0..s1:  48 + 48 > 64 KiB during s0: DDR
 //   %t1 (written by s1, returned) lives in s1..end:   %x is dead by then: HBM
@@ -103,7 +112,7 @@ func.func @spill(%x: tensor<96x128xf32>) -> tensor<96x128xf32> {
 // TIER-LABEL: func.func @spill
 // TIER:         %[[S0:.*]] = "rdu.section"() <{sym_name = "s0"
 // TIER-NEXT:      "rdu.load"(%x) <{tier = #rdu.tier<hbm>}>
-// TIER-NEXT:      %t0 = "rdu.kernel"{{.*}}, pcus = 8 : i64, buffers = [#rdu.buffer<24576, 3, 16384, 2>, #rdu.buffer<24576, 3, 16384, 2>]}>
+// TIER-NEXT:      %t0 = "rdu.kernel"{{.*}}, pcus = 8 : i64, buffers = [#rdu.buffer<24576, 4, 16384, 2>, #rdu.buffer<24576, 4, 16384, 2>]}>
 // TIER:           "rdu.store"(%t0) <{tier = #rdu.tier<ddr>}>
 // TIER:         "rdu.section"() <{sym_name = "s1"
 // TIER-NEXT:      "rdu.load"(%[[S0]]) <{tier = #rdu.tier<ddr>}>

@@ -1,0 +1,114 @@
+"""Decoder-layer models for benchmarks, built at any size on the meta device.
+
+`llama_layer` is a Llama-2-style decoder layer (RMSNorm, q/k/v/o projections, RoPE,
+causal attention with grouped KV heads, SwiGLU MLP, residuals) written in plain PyTorch,
+so its graph is the operators SN40L's authors fuse into one kernel call. On the meta
+device it has shapes but no data: a 7B-class layer compiles without its 400 MB of weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """hidden, heads, kv_heads, mlp: model dims; seq: new tokens; past: cached tokens."""
+
+    hidden: int = 4096
+    heads: int = 32
+    kv_heads: int = 32
+    mlp: int = 11008
+    seq: int = 4096
+    past: int = 0
+    eps: float = 1e-5
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class LlamaLayer(nn.Module):
+    """One decoder layer. forward(x [1, seq, hidden], cos/sin [seq, head_dim],
+    past_k/past_v [1, kv_heads, past, head_dim] when past > 0) -> [1, seq, hidden]."""
+
+    def __init__(self, s: LayerShape):
+        super().__init__()
+        self.s = s
+        self.head_dim = s.hidden // s.heads
+        kv = s.kv_heads * self.head_dim
+        self.input_norm = RMSNorm(s.hidden, s.eps)
+        self.q_proj = nn.Linear(s.hidden, s.hidden, bias=False)
+        self.k_proj = nn.Linear(s.hidden, kv, bias=False)
+        self.v_proj = nn.Linear(s.hidden, kv, bias=False)
+        self.o_proj = nn.Linear(s.hidden, s.hidden, bias=False)
+        self.post_norm = RMSNorm(s.hidden, s.eps)
+        self.gate_proj = nn.Linear(s.hidden, s.mlp, bias=False)
+        self.up_proj = nn.Linear(s.hidden, s.mlp, bias=False)
+        self.down_proj = nn.Linear(s.mlp, s.hidden, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *past: torch.Tensor) -> torch.Tensor:
+        s, d = self.s, self.head_dim
+        b, n, _ = x.shape
+        h = self.input_norm(x)
+        q = self.q_proj(h).view(b, n, s.heads, d).transpose(1, 2)
+        k = self.k_proj(h).view(b, n, s.kv_heads, d).transpose(1, 2)
+        v = self.v_proj(h).view(b, n, s.kv_heads, d).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        if past:
+            k = torch.cat((past[0], k), dim=2)
+            v = torch.cat((past[1], v), dim=2)
+        if s.kv_heads != s.heads:
+            rep = s.heads // s.kv_heads
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+        scores = ((q @ k.transpose(2, 3)) * (1.0 / math.sqrt(d))).float()
+        if n > 1:  # causal, as Hugging Face does it: add finfo.min above the diagonal
+            total = k.shape[2]
+            row = torch.arange(n, device=x.device).unsqueeze(1) + (total - n)
+            col = torch.arange(total, device=x.device).unsqueeze(0)
+            scores = scores + (col > row).float() * torch.finfo(torch.float32).min
+        attn = torch.softmax(scores, dim=-1).to(q.dtype)
+        o = (attn @ v).transpose(1, 2).reshape(b, n, s.hidden)
+        x = x + self.o_proj(o)
+        h = self.post_norm(x)
+        return x + self.down_proj(nn.functional.silu(self.gate_proj(h)) * self.up_proj(h))
+
+
+def llama_layer(shape: LayerShape, dtype: torch.dtype = torch.bfloat16, device: str = "meta") -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The layer and its example inputs (on `device`; "meta" = shapes only)."""
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaLayer(shape).to(dtype).eval()
+        d = shape.hidden // shape.heads
+        x = torch.randn(1, shape.seq, shape.hidden, dtype=dtype)
+        cos = torch.randn(shape.seq, d, dtype=dtype)
+        sin = torch.randn(shape.seq, d, dtype=dtype)
+        inputs: tuple[torch.Tensor, ...] = (x, cos, sin)
+        if shape.past:
+            kv = (1, shape.kv_heads, shape.past, d)
+            inputs += (torch.randn(kv, dtype=dtype), torch.randn(kv, dtype=dtype))
+    return model, inputs
+
+
+LLAMA2_7B_PREFILL = LayerShape(seq=4096)
+LLAMA2_7B_DECODE = LayerShape(seq=1, past=4096)
+LLAMA31_8B_DECODE = LayerShape(hidden=4096, heads=32, kv_heads=8, mlp=14336, seq=1, past=8192)
