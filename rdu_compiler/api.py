@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import torch
 from xdsl.dialects.builtin import ModuleOp
@@ -19,6 +20,22 @@ from rdu_compiler.ir import parse_module
 from rdu_compiler.pipeline import pipeline, run_pipeline, set_fabric
 
 Stage = Callable[[str], None]
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor's values as numpy; bf16 through its bits (numpy has no bf16; ml_dtypes does)."""
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def to_torch(a: np.ndarray) -> torch.Tensor:
+    """The inverse of `to_numpy`."""
+    a = np.ascontiguousarray(a)
+    if a.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 @dataclass
@@ -63,7 +80,7 @@ class CompiledProgram:
         outputs, stats = self._emulator.run(args)
         self.last_stats = stats
         self.report["emulator"] = stats.to_dict()
-        tensors = [torch.from_numpy(np.ascontiguousarray(o)) for o in outputs]
+        tensors = [to_torch(o) for o in outputs]
         return torch.utils._pytree.tree_unflatten(tensors, self.imported.out_spec)
 
     def _arguments(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
@@ -74,7 +91,7 @@ class CompiledProgram:
         args = []
         for name in self.imported.arg_names:
             value = by_name[name] if name in by_name else self.imported.weights[name]
-            args.append(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value))
+            args.append(to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value))
         return args
 
     def save(self, directory: str) -> None:

@@ -112,3 +112,45 @@ def llama_layer(shape: LayerShape, dtype: torch.dtype = torch.bfloat16, device: 
 LLAMA2_7B_PREFILL = LayerShape(seq=4096)
 LLAMA2_7B_DECODE = LayerShape(seq=1, past=4096)
 LLAMA31_8B_DECODE = LayerShape(hidden=4096, heads=32, kv_heads=8, mlp=14336, seq=1, past=8192)
+
+
+class LlamaModel(nn.Module):
+    """Embedding, `layers` decoder layers, final RMSNorm, LM head: one decode or prefill step.
+
+    forward(ids [1, seq], cos, sin, *past) with past = (k_0, v_0, k_1, v_1, ...) when
+    shape.past > 0 -> logits [1, seq, vocab].
+    """
+
+    def __init__(self, s: LayerShape, layers: int, vocab: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, s.hidden)
+        self.layers = nn.ModuleList(LlamaLayer(s) for _ in range(layers))
+        self.norm = RMSNorm(s.hidden, s.eps)
+        self.lm_head = nn.Linear(s.hidden, vocab, bias=False)
+
+    def forward(self, ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *past: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, *past[2 * i : 2 * i + 2])
+        return self.lm_head(self.norm(x))
+
+
+def llama_model(
+    shape: LayerShape, layers: int, vocab: int, dtype: torch.dtype = torch.bfloat16, device: str = "meta"
+) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """A whole Llama-style model and its example inputs (KV caches when shape.past > 0)."""
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaModel(shape, layers, vocab).to(dtype).eval()
+        d = shape.hidden // shape.heads
+        ids = torch.zeros(1, shape.seq, dtype=torch.int64)
+        inputs: tuple[torch.Tensor, ...] = (ids, torch.randn(shape.seq, d, dtype=dtype), torch.randn(shape.seq, d, dtype=dtype))
+        if shape.past:
+            kv = (1, shape.kv_heads, shape.past, d)
+            for _ in range(layers):
+                inputs += (torch.randn(kv, dtype=dtype), torch.randn(kv, dtype=dtype))
+    return model, inputs
+
+
+#: Llama 3.1 8B: 32 layers, vocab 128256, GQA with 8 KV heads, MLP 14336; decode at 8K context.
+LLAMA31_8B = {"shape": LLAMA31_8B_DECODE, "layers": 32, "vocab": 128256}

@@ -1,0 +1,76 @@
+"""rdu-bench: -O0 vs -O1 for a model.py or a built-in decoder-layer shape.
+
+    rdu-bench examples/mlp.py --run
+    rdu-bench --builtin llama2-7b-prefill --json out.json
+
+Prints a table (launches, estimated time, % of roofline, PCU/PMU utilization, bytes per
+tier, emulator time) and writes JSON with --json. Exit 2 with a message on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from rdu_compiler.errors import RduError
+
+
+def _builtins() -> dict[str, Callable[[], tuple[Any, tuple[Any, ...]]]]:
+    from rdu_compiler.bench import models
+
+    return {
+        "llama2-7b-prefill": lambda: models.llama_layer(models.LLAMA2_7B_PREFILL),
+        "llama2-7b-decode": lambda: models.llama_layer(models.LLAMA2_7B_DECODE),
+        "llama3.1-8b-decode-layer": lambda: models.llama_layer(models.LLAMA31_8B_DECODE),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="rdu-bench", description="Compare -O0 and -O1 on an RDU fabric.")
+    p.add_argument("model", nargs="?", help="a model.py (model + example_inputs, or get_model())")
+    p.add_argument("--builtin", choices=sorted(_builtins()), help="a built-in shape-only decoder layer (bf16, meta tensors)")
+    p.add_argument("--fabric", default="sn40l")
+    p.add_argument("--run", action="store_true", help="also time the emulator (real weights only)")
+    p.add_argument("--json", default=None, help="write the figures as JSON here")
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        result = _run(args)
+    except RduError as e:
+        if args.debug:
+            raise
+        Console(stderr=True).print("[bold red]error:[/] " + escape(str(e)), highlight=False)
+        sys.exit(2)
+    from rdu_compiler.bench import print_table
+
+    console = Console() if Console().is_terminal else Console(width=132)
+    print_table(result, console)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result.to_dict(), f, indent=2)
+
+
+def _run(args: argparse.Namespace) -> Any:
+    from rdu_compiler.bench import compare
+
+    if args.builtin:
+        model, inputs = _builtins()[args.builtin]()
+        name = args.builtin
+    elif args.model:
+        from rdu_compiler.frontend.torch_import import load_model_file
+
+        model, inputs = load_model_file(args.model)
+        name = args.model
+    else:
+        raise RduError("give a model.py or --builtin NAME (see rdu-bench --help)")
+    return compare(model, inputs, fabric=args.fabric, name=name, run_emulator=args.run)
+
+
+if __name__ == "__main__":
+    main()
