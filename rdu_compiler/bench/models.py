@@ -154,3 +154,77 @@ def llama_model(
 
 #: Llama 3.1 8B: 32 layers, vocab 128256, GQA with 8 KV heads, MLP 14336; decode at 8K context.
 LLAMA31_8B = {"shape": LLAMA31_8B_DECODE, "layers": 32, "vocab": 128256}
+
+
+class Gpt2Layer(nn.Module):
+    """A GPT-2 block (pre-LayerNorm, fused qkv with bias, tanh GELU MLP 4x, residuals),
+    with a KV cache when shape.past > 0. forward(x [1, seq, hidden], *past) -> same shape."""
+
+    def __init__(self, s: LayerShape):
+        super().__init__()
+        self.s = s
+        self.ln_1 = nn.LayerNorm(s.hidden)
+        self.c_attn = nn.Linear(s.hidden, 3 * s.hidden)
+        self.c_proj = nn.Linear(s.hidden, s.hidden)
+        self.ln_2 = nn.LayerNorm(s.hidden)
+        self.c_fc = nn.Linear(s.hidden, s.mlp)
+        self.mlp_proj = nn.Linear(s.mlp, s.hidden)
+
+    def forward(self, x: torch.Tensor, *past: torch.Tensor) -> torch.Tensor:
+        s = self.s
+        b, n, _ = x.shape
+        d = s.hidden // s.heads
+        q, k, v = self.c_attn(self.ln_1(x)).split(s.hidden, dim=2)
+        q, k, v = (t.view(b, n, s.heads, d).transpose(1, 2) for t in (q, k, v))
+        if past:
+            k = torch.cat((past[0], k), dim=2)
+            v = torch.cat((past[1], v), dim=2)
+        scores = (q @ k.transpose(2, 3)) * (1.0 / math.sqrt(d))
+        if n > 1:
+            total = k.shape[2]
+            row = torch.arange(n, device=x.device).unsqueeze(1) + (total - n)
+            col = torch.arange(total, device=x.device).unsqueeze(0)
+            scores = scores + (col > row).to(scores.dtype) * torch.finfo(scores.dtype).min
+        o = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, n, s.hidden)
+        x = x + self.c_proj(o)
+        h = self.c_fc(self.ln_2(x))
+        h = 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h * h * h)))
+        return x + self.mlp_proj(h)
+
+
+class Gpt2Model(nn.Module):
+    """Token + position embeddings, layers, final LayerNorm, tied LM head."""
+
+    def __init__(self, s: LayerShape, layers: int, vocab: int, positions: int):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, s.hidden)
+        self.wpe = nn.Embedding(positions, s.hidden)
+        self.layers = nn.ModuleList(Gpt2Layer(s) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(s.hidden)
+
+    def forward(self, ids: torch.Tensor, pos: torch.Tensor, *past: torch.Tensor) -> torch.Tensor:
+        x = self.wte(ids) + self.wpe(pos)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, *past[2 * i : 2 * i + 2])
+        return self.ln_f(x) @ self.wte.weight.t()
+
+
+def gpt2_model(
+    shape: LayerShape, layers: int = 12, vocab: int = 50257, dtype: torch.dtype = torch.float32, device: str = "meta"
+) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """GPT-2 (small by default: 12 layers, hidden 768, 12 heads) for one step with a KV cache."""
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Gpt2Model(shape, layers, vocab, 1024).to(dtype).eval()
+        ids = torch.zeros(1, shape.seq, dtype=torch.int64)
+        pos = torch.arange(shape.past, shape.past + shape.seq).unsqueeze(0)
+        inputs: tuple[torch.Tensor, ...] = (ids, pos)
+        if shape.past:
+            kv = (1, shape.heads, shape.past, shape.hidden // shape.heads)
+            for _ in range(layers):
+                inputs += (torch.randn(kv, dtype=dtype), torch.randn(kv, dtype=dtype))
+    return model, inputs
+
+
+#: GPT-2 small decoding one token after a 128-token prompt, fp32 (as the example model).
+GPT2_SMALL_DECODE = LayerShape(hidden=768, heads=12, kv_heads=12, mlp=3072, seq=1, past=128)
