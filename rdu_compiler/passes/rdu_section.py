@@ -1,9 +1,11 @@
 """rdu-section: cut the kernel graph into sections that fit the fabric.
 
-Kernels are taken in program order; a kernel joins the open section while the section's
-PCUs (one per kernel at least) and PMUs (its buffers at the chosen tiles) fit the
-fabric, and otherwise starts a new one. With `per_op` (SambaFlow's `o0`) every kernel is
-its own section. Layout ops join the section that produces their operand. Then each
+Kernels stay in program order. With `strategy=cost` (default) the cut points are chosen
+by a dynamic program over the static bandwidth model (`section_plan`): every section
+fits the fabric's PCUs (one per kernel at least) and PMUs (its buffers at the chosen
+tiles), and the cuts go where the least data crosses them. `strategy=first-fit` fills
+each section until the next kernel does not fit. With `per_op` (SambaFlow's `o0`) every
+kernel is its own section. Layout ops join the section that produces their operand. Then each
 section becomes an `rdu.section`: off-chip tensors it reads come in through `rdu.load`,
 values used after it go out through `rdu.store`, and values inside are `!rdu.stream`s.
 Each section records why it ends where it does (`reason`).
@@ -11,6 +13,7 @@ Each section records why it ends where it does (`reason`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -23,8 +26,17 @@ from xdsl.rewriter import Rewriter
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.fabric import Fabric
-from rdu_compiler.passes.buffers import operand_tile_bytes, pmus_for
+from rdu_compiler.passes import section_plan
+from rdu_compiler.passes.buffers import (
+    compute_dtype,
+    gathered_bytes,
+    itemsize,
+    kernel_traffic,
+    operand_tile_bytes,
+    pmus_for,
+)
 from rdu_compiler.passes.common import fabric_for, functions
+from rdu_compiler.passes.rdu_allocate import kernel_flops
 
 
 def kernel_units(kernel: rdu.KernelOp, fabric: Fabric) -> tuple[int, int]:
@@ -53,8 +65,75 @@ def _hoist_constants(fn: func.FuncOp) -> None:
             block.insert_op_before(op, first)  # type: ignore[arg-type]
 
 
+def _producer(value: SSAValue) -> Operation | None:
+    """The kernel (or None for an argument/constant) a value comes from, through layout ops."""
+    while isinstance(value.owner, rdu.LAYOUT_OPS):
+        value = value.owner.operands[0]
+    return value.owner if isinstance(value.owner, rdu.KernelOp) else None
+
+
+def _last_use(kernel: rdu.KernelOp, index: dict[Operation, int], end: int) -> int:
+    """Index of the last kernel reading one of its results (through layout ops); `end` if returned."""
+    last, stack = -1, [u.operation for r in kernel.results for u in r.uses]
+    while stack:
+        user = stack.pop()
+        if isinstance(user, rdu.LAYOUT_OPS):
+            stack.extend(u.operation for u in user.results[0].uses)
+        elif user in index:
+            last = max(last, index[user])
+        else:
+            last = end  # func.return
+    return last
+
+
+def kernel_needs(kernels: list[rdu.KernelOp], fabric: Fabric) -> list[section_plan.KernelNeeds]:
+    """The planner's plain-data view of each kernel (units, cycles, bytes in and out)."""
+    index: dict[Operation, int] = {k: i for i, k in enumerate(kernels)}
+    out = []
+    for k in kernels:
+        pcus, pmus = kernel_units(k, fabric)
+        flops = kernel_flops(k)
+        cycles = flops / fabric.pcu.flops_per_cycle_for(compute_dtype(k)) if flops else 0.0
+        inputs = []
+        for v, nbytes in zip([*k.inputs, *k.inits], kernel_traffic(k), strict=True):
+            if nbytes:
+                producer = _producer(v)
+                inputs.append((index[producer] if producer in index else -1, nbytes))
+        if len(k.captures):
+            inputs.append((-1, gathered_bytes(k)))
+        result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
+        out.append(section_plan.KernelNeeds(k.label, pcus, pmus, cycles, tuple(inputs), result_bytes, _last_use(k, index, len(kernels))))
+    return out
+
+
+def plan_by_cost(fn: func.FuncOp, fabric: Fabric) -> list[_Group]:
+    """Sections where the cost model puts the cuts (see `section_plan`)."""
+    kernels = [op for op in fn.body.block.ops if isinstance(op, rdu.KernelOp)]
+    if not kernels:
+        return []
+    machine = section_plan.Machine(
+        fabric.num_pcus, fabric.num_pmus, fabric.clock_hz, fabric.hbm.bytes_per_s, fabric.launch_overhead_s
+    )
+    try:
+        result = section_plan.plan(kernel_needs(kernels, fabric), machine)
+    except ValueError as e:
+        raise CompileError("rdu-section", f"{e}; use a larger fabric, or run rdu-fuse with a smaller max_operands") from e
+    starts = set(result.starts)
+    groups: list[_Group] = []
+    position = 0
+    for op in fn.body.block.ops:
+        if isinstance(op, rdu.KernelOp):
+            if position in starts:
+                groups.append(_Group(reason=result.reasons[len(groups)]))
+            position += 1
+            groups[-1].ops.append(op)
+        elif isinstance(op, rdu.LAYOUT_OPS) and groups and any(groups[-1].defines(v) for v in op.operands):
+            groups[-1].ops.append(op)
+    return groups
+
+
 def plan_sections(fn: func.FuncOp, fabric: Fabric, per_op: bool) -> list[_Group]:
-    """Group the function's kernels (and the layout ops on their results) into sections."""
+    """First fit: kernels join the open section until the fabric is full (-O0: one each)."""
     groups: list[_Group] = []
     current = _Group()
     for op in fn.body.block.ops:
@@ -160,10 +239,15 @@ class RduSectionPass(ModulePass):
 
     fabric: str = ""
     per_op: bool = False
+    strategy: str = "cost"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.strategy not in ("cost", "first-fit"):
+            raise CompileError(self.name, f"unknown strategy '{self.strategy}'; use 'cost' or 'first-fit'")
         fabric = fabric_for(self.name, self.fabric, op)
         for fn in functions(op):
             _hoist_constants(fn)
-            for i, group in enumerate(plan_sections(fn, fabric, self.per_op)):
+            by_cost = self.strategy == "cost" and not self.per_op
+            groups = plan_by_cost(fn, fabric) if by_cost else plan_sections(fn, fabric, self.per_op)
+            for i, group in enumerate(groups):
                 build_section(fn, group, f"s{i}", fabric)

@@ -1,4 +1,5 @@
-// RUN: rdu-opt %s -p 'rdu-convert-linalg,rdu-tile{fabric=tiny},rdu-section{fabric=tiny}' | filecheck %s
+// RUN: rdu-opt %s -p 'rdu-convert-linalg,rdu-tile{fabric=tiny},rdu-section{fabric=tiny strategy=first-fit}' | filecheck %s
+// RUN: rdu-opt %s -p 'rdu-convert-linalg,rdu-tile{fabric=tiny},rdu-section{fabric=tiny}' | filecheck %s --check-prefix=COST
 // RUN: rdu-opt %s -p 'rdu-convert-linalg,rdu-tile{fabric=tiny},rdu-section{fabric=tiny per_op=true}' | filecheck %s --check-prefix=O0
 
 // rdu-section on the tiny fabric (8 PCUs, 8 PMUs of 16384 B). A kernel needs one PCU
@@ -145,6 +146,13 @@ func.func @nine_scalar_negs(%x: tensor<f32>) -> tensor<f32> {
   } -> tensor<f32>
   return %t8 : tensor<f32>
 }
+// With the default cost strategy the cut is the same (nothing smaller crosses any other
+// feasible cut: every value is 4 B), and the reason says the cost model chose it.
+// COST-LABEL: func.func @nine_scalar_negs
+// COST:         "rdu.section"() <{sym_name = "s0", {{.*}}, reason = "fabric full: adding 'k9_map' needs 9 PCUs / 0 PMUs (fabric 8/8); cut chosen by the cost model, 4 B stored across it"}>
+// COST-COUNT-8:   "rdu.kernel"
+// COST:         "rdu.section"() <{sym_name = "s1", {{.*}}, reason = "end of program"}>
+
 // CHECK-LABEL: func.func @nine_scalar_negs
 // CHECK:         "rdu.section"() <{sym_name = "s0", {{.*}}, reason = "fabric full: next kernel 'k9_map' needs 1 PCU / 0 PMU, section uses 8/8 PCUs and 0/8 PMUs"}>
 // CHECK-COUNT-8:   "rdu.kernel"
@@ -190,6 +198,11 @@ func.func @five_negs(%x: tensor<16x16xf32>) -> tensor<16x16xf32> {
 // CHECK:         "rdu.section"() <{sym_name = "s1", {{.*}}, reason = "end of program"}>
 // CHECK-NEXT:      "rdu.load"
 // CHECK-NEXT:      "rdu.kernel"{{.*}}sym_name = "k5_map"
+
+// COST-LABEL: func.func @five_negs
+// COST:         "rdu.section"() <{sym_name = "s0", {{.*}}, reason = "fabric full: adding 'k5_map' needs 5 PCUs / 10 PMUs (fabric 8/8); cut chosen by the cost model, 1024 B stored across it"}>
+// COST-COUNT-4:   "rdu.kernel"
+// COST:         "rdu.section"() <{sym_name = "s1", {{.*}}, reason = "end of program"}>
 
 // O0-LABEL: func.func @five_negs
 // O0-COUNT-4: reason = "-O0: one kernel per section"
