@@ -8,7 +8,8 @@
 
 #id = affine_map<(i, j) -> (i, j)>
 
-// rdu-allocate gives k1 6 PCUs and k2 2 (see rdu-allocate.mlir); 2 PMUs each.
+// rdu-allocate gives k1 6 PCUs and k2 2, and each of the four buffers 2 PMUs (see
+// rdu-allocate.mlir): k1 takes PMU sites 0-3, k2 sites 4-7.
 
 func.func @proportional(%x: tensor<16x64xf32>) -> tensor<16x64xf32> {
   %e = tensor.empty() : tensor<16x64xf32>
@@ -28,11 +29,12 @@ func.func @proportional(%x: tensor<16x64xf32>) -> tensor<16x64xf32> {
 }
 
 // CHECK-LABEL: func.func @proportional
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_map"{{.*}}, pcus = 6 : i64, {{.*}}, pcu_sites = array<i64: 0, 1, 2, 3, 4, 5>, pmu_sites = array<i64: 0, 1>}>
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k2_map"{{.*}}, pcus = 2 : i64, {{.*}}, pcu_sites = array<i64: 6, 7>, pmu_sites = array<i64: 2, 3>}>
+// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_map"{{.*}}, pcus = 6 : i64, {{.*}}, pcu_sites = array<i64: 0, 1, 2, 3, 4, 5>, pmu_sites = array<i64: 0, 1, 2, 3>}>
+// CHECK:         "rdu.kernel"{{.*}}sym_name = "k2_map"{{.*}}, pcus = 2 : i64, {{.*}}, pcu_sites = array<i64: 6, 7>, pmu_sites = array<i64: 4, 5, 6, 7>}>
 
 // The fill's scalar input has no buffer, so it takes one PMU site (its output); the
-// matmul's three buffers take 1 + 1 + 1 PMUs; the matmul gets the 7 spare PCUs.
+// matmul's three buffers take 1 + 1 + 1 PMUs for capacity and the 4 spare PMUs by traffic
+// (2 + 3 + 2, see rdu-allocate.mlir): sites 1-7; the matmul gets the 7 spare PCUs.
 
 func.func @fill_matmul(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>) -> tensor<16x32xf32> {
   %zero = arith.constant 0.0 : f32
@@ -44,7 +46,7 @@ func.func @fill_matmul(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>) -> tensor<1
 
 // CHECK-LABEL: func.func @fill_matmul
 // CHECK:         "rdu.kernel"{{.*}}<{kind = #rdu.pattern<fill>{{.*}}, pcus = 1 : i64, buffers = [#rdu.buffer<0, 0, 16384, 2>, #rdu.buffer<2048, 1, 16384, 2>], pcu_sites = array<i64: 0>, pmu_sites = array<i64: 0>}>
-// CHECK:         "rdu.kernel"{{.*}}<{kind = #rdu.pattern<matmul>{{.*}}, pcus = 7 : i64, {{.*}}, pcu_sites = array<i64: 1, 2, 3, 4, 5, 6, 7>, pmu_sites = array<i64: 1, 2, 3>}>
+// CHECK:         "rdu.kernel"{{.*}}<{kind = #rdu.pattern<matmul>{{.*}}, pcus = 7 : i64, {{.*}}, pcu_sites = array<i64: 1, 2, 3, 4, 5, 6, 7>, pmu_sites = array<i64: 1, 2, 3, 4, 5, 6, 7>}>
 
 // Two sections (each neg needs 6 PMUs): both start at site 0.
 
@@ -65,9 +67,9 @@ func.func @two_sections(%x: tensor<96x128xf32>) -> tensor<96x128xf32> {
 
 // CHECK-LABEL: func.func @two_sections
 // CHECK:         "rdu.section"() <{sym_name = "s0"
-// CHECK:           "rdu.kernel"{{.*}}pcu_sites = array<i64: 0, 1, 2, 3, 4, 5, 6, 7>, pmu_sites = array<i64: 0, 1, 2, 3, 4, 5>}>
+// CHECK:           "rdu.kernel"{{.*}}pcu_sites = array<i64: 0, 1, 2, 3, 4, 5, 6, 7>, pmu_sites = array<i64: 0, 1, 2, 3, 4, 5, 6, 7>}>
 // CHECK:         "rdu.section"() <{sym_name = "s1"
-// CHECK:           "rdu.kernel"{{.*}}pcu_sites = array<i64: 0, 1, 2, 3, 4, 5, 6, 7>, pmu_sites = array<i64: 0, 1, 2, 3, 4, 5>}>
+// CHECK:           "rdu.kernel"{{.*}}pcu_sites = array<i64: 0, 1, 2, 3, 4, 5, 6, 7>, pmu_sites = array<i64: 0, 1, 2, 3, 4, 5, 6, 7>}>
 
 // -----
 
