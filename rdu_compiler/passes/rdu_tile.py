@@ -4,9 +4,12 @@ Each kernel may give one operand buffer at most `max_buffer_pmus` PMUs (0: no li
 at -O0 where every operator has the whole fabric), and no more than its share of the
 fabric (PMUs / operands), so that a kernel fits a section alone whenever
 the fabric has at least one PMU per operand buffer (rdu-section refuses it otherwise).
-Starting from the whole iteration domain, the pass halves the largest loop of the
-operand that overflows most until every buffer fits: the largest tiles that fit, which
-minimises tile re-reads and pipeline fill. The choice goes to the kernel's `tile`.
+Starting from the whole iteration domain, the pass repeatedly halves one loop of the
+operand that overflows most until every buffer fits. The loop to halve is the one whose
+halving adds the least off-chip/PMU traffic by the bandwidth model (an operand is re-read
+once per tile of each loop it does not depend on); ties go to the largest loop. The
+result is the largest tiles that fit, searched against the traffic they cause. The
+choice goes to the kernel's `tile`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from xdsl.passes import ModulePass
 
 from rdu_compiler.dialects.rdu import KernelOp
 from rdu_compiler.errors import CompileError
-from rdu_compiler.passes.buffers import DEPTH, operand_tile_bytes, untileable_dims
+from rdu_compiler.passes.buffers import DEPTH, itemsize, operand_tile_bytes, untileable_dims
 from rdu_compiler.passes.common import fabric_for, kernels
-from rdu_compiler.tiling import Access
+from rdu_compiler.tiling import Access, traffic_elements
 
 
 def choose_tile(kernel: KernelOp, budget_bytes: int) -> list[int]:
@@ -47,8 +50,24 @@ def choose_tile(kernel: KernelOp, budget_bytes: int) -> list[int]:
                 f"kernel '{kernel.label}': operand {worst} needs {sizes[worst]} B per tile even at the "
                 f"smallest tile, over the {limit} B a buffer may hold; use a fabric with larger PMUs",
             )
-        d = max(candidates, key=lambda c: tile[c])
+        d = min(candidates, key=lambda c: (_traffic_after_halving(kernel, accesses, tile, c), -tile[c]))
         tile[d] = math.ceil(tile[d] / 2)
+
+
+def _traffic_after_halving(kernel: KernelOp, accesses: list[Access], tile: list[int], dim: int) -> int:
+    """Bytes all operands move (tile re-reads included) if loop `dim`'s tile is halved.
+
+    This is the term of the bandwidth model that tile sizes change: an operand is re-read
+    once per tile of every loop it does not depend on (`tiling.traffic_elements`).
+    """
+    trial = list(tile)
+    trial[dim] = math.ceil(trial[dim] / 2)
+    operands = [*kernel.inputs, *kernel.inits]
+    return sum(
+        traffic_elements(a, kernel.domain_sizes, trial) * itemsize(v.type)
+        for a, v in zip(accesses, operands, strict=True)
+        if a.forms
+    )
 
 
 @dataclass(frozen=True)
