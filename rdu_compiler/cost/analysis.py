@@ -43,8 +43,9 @@ def _tier_sources(section: rdu.SectionOp, traffic: dict[str, int]) -> dict[SSAVa
     return tiers
 
 
-def section_load(section: rdu.SectionOp) -> SectionLoad:
-    """The cost model's view of one section: kernels with units and bytes, tier traffic."""
+def section_load(section: rdu.SectionOp, max_link_bytes: float = 0) -> SectionLoad:
+    """The cost model's view of one section: kernels with units and bytes, tier traffic,
+    and the bytes on its most loaded link (`section_network`; 0: not placed)."""
     traffic = {"hbm": 0, "ddr": 0}
     tiers = _tier_sources(section, traffic)
     kernels = []
@@ -73,7 +74,34 @@ def section_load(section: rdu.SectionOp) -> SectionLoad:
     for op in section.body.block.ops:
         if isinstance(op, rdu.StoreOp):
             traffic[op.tier.data.value] += math.prod(rdu.shape_of(op.result.type)) * itemsize(op.result.type)
-    return SectionLoad(section.sym_name.data, tuple(kernels), traffic["hbm"], traffic["ddr"])
+    return SectionLoad(section.sym_name.data, tuple(kernels), traffic["hbm"], traffic["ddr"], max_link_bytes)
+
+
+def section_network(section: rdu.SectionOp, fabric: Fabric) -> Any:
+    """The placed section's link loads (`placement.NetworkLoad`), or None if unplaced.
+
+    Routes are re-derived from the recorded sites and AGCUs (dimension-order), with the
+    bytes of `placement.from_ir` (the traffic counted here, per section execution).
+    """
+    from rdu_compiler.placement import Grid
+    from rdu_compiler.placement.from_ir import section_network as network
+
+    return network(section, Grid.from_fabric(fabric))
+
+
+def network_report(net: Any, cost: dict[str, Any], fabric: Fabric) -> dict[str, Any]:
+    """Max link load, its ratio to the link bandwidth over the section's steady state, and
+    traffic x hops (bytes x links) of one section; zeros when not placed."""
+    link_bytes_per_s = fabric.link_bytes_per_cycle * fabric.clock_hz
+    steady = max(cost[f"{b}_s"] for b in ("compute", "pmu", "hbm", "ddr", "agcu", "network"))
+    max_link = net.max_link_bytes if net is not None else 0.0
+    return {
+        "max_link_bytes": max_link,
+        "link_bytes_per_s": link_bytes_per_s,
+        "network_s": max_link / link_bytes_per_s,
+        "link_utilization": (max_link / link_bytes_per_s) / steady if steady else 0.0,
+        "traffic_hop_bytes": net.traffic_hops if net is not None else 0.0,
+    }
 
 
 def _main(module: ModuleOp) -> func.FuncOp:
@@ -133,7 +161,8 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, 
     """
     fn = _main(module)
     sections = [op for op in fn.body.block.ops if isinstance(op, rdu.SectionOp)]
-    loads = [section_load(s) for s in sections]
+    networks = [section_network(s, fabric) for s in sections]
+    loads = [section_load(s, n.max_link_bytes if n is not None else 0) for s, n in zip(sections, networks, strict=True)]
     cost = program_cost(loads, fabric)
     flops = sum(k.flops for ld in loads for k in ld.kernels)
     compulsory = _compulsory_bytes(fn, sections)
@@ -142,7 +171,7 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, 
     hbm_peak = module.attributes.get("rdu.hbm_peak_bytes")
     ddr_peak = module.attributes.get("rdu.ddr_peak_bytes")
     report_sections = []
-    for s, ld, sc in zip(sections, loads, cost.sections, strict=True):
+    for s, ld, sc, net in zip(sections, loads, cost.sections, networks, strict=True):
         report_sections.append(
             {
                 "name": ld.name,
@@ -152,6 +181,7 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, 
                 "hbm_bytes": ld.hbm_bytes,
                 "ddr_bytes": ld.ddr_bytes,
                 "cost": sc.to_dict(),
+                "network": network_report(net, sc.to_dict(), fabric),
                 "reason": s.reason.data if s.reason else "",
             }
         )
@@ -171,6 +201,8 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, 
             "ddr_peak_bytes": ddr_peak.value.data if isinstance(ddr_peak, IntegerAttr) else 0,
             "estimated_s": total,
             "launch_s": sum(sc.launch_s for sc in cost.sections),
+            "max_link_bytes": max((ld.max_link_bytes for ld in loads), default=0),
+            "traffic_hop_bytes": sum(n.traffic_hops for n in networks if n is not None),
         },
         "roofline": roof.to_dict(),
         "roofline_fraction": (roof.bound_s / total) if total else 0.0,

@@ -9,7 +9,8 @@ most loaded resource --
                        slowest kernel's PMU traffic on its PMUs,
                        HBM bytes / HBM bandwidth,
                        DDR bytes / DDR bandwidth,
-                       off-chip bytes / AGCU bandwidth)
+                       off-chip bytes / AGCU bandwidth,
+                       most loaded link's bytes / link bandwidth)
                    + pipeline fill + launch overhead
 
 where pipeline fill = sum(firsts) - max(firsts), firsts = [each kernel's time /
@@ -31,7 +32,7 @@ from typing import Any
 from rdu_compiler.fabric import Fabric
 
 # Resources a section can be bound by, in tie-break order.
-BOUNDS = ("compute", "pmu", "hbm", "ddr", "agcu")
+BOUNDS = ("compute", "pmu", "hbm", "ddr", "agcu", "network")
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,17 @@ class KernelLoad:
 
 @dataclass(frozen=True)
 class SectionLoad:
-    """One section: its kernels and its off-chip traffic (loads + stores) in bytes."""
+    """One section: its kernels and its off-chip traffic (loads + stores) in bytes.
+
+    max_link_bytes: bytes per section execution on the most loaded network link after
+    placement and routing (`rdu_compiler.placement`); 0 when not placed.
+    """
 
     name: str
     kernels: tuple[KernelLoad, ...]
     hbm_bytes: int
     ddr_bytes: int
+    max_link_bytes: float = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +77,7 @@ class SectionLoad:
             "kernels": [k.to_dict() for k in self.kernels],
             "hbm_bytes": self.hbm_bytes,
             "ddr_bytes": self.ddr_bytes,
+            "max_link_bytes": self.max_link_bytes,
         }
 
 
@@ -91,9 +98,10 @@ class KernelCost:
 class SectionCost:
     """Seconds of one section, per resource, and the resource that binds.
 
-    total_s = max(compute_s, pmu_s, hbm_s, ddr_s, agcu_s) + fill_s + launch_s,
+    total_s = max(compute_s, pmu_s, hbm_s, ddr_s, agcu_s, network_s) + fill_s + launch_s,
     where fill_s = sum(firsts) - max(firsts) over firsts = [kernel time_s / tiles];
-    bound names the max (ties: first of BOUNDS).
+    bound names the max (ties: first of BOUNDS). network_s = max link bytes / link
+    bytes/s (0 for an unplaced section).
     """
 
     name: str
@@ -107,6 +115,7 @@ class SectionCost:
     launch_s: float
     total_s: float
     bound: str
+    network_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -187,6 +196,8 @@ def section_cost(load: SectionLoad, fabric: Fabric) -> SectionCost:
     compute_s / pmu_s: of the slowest kernel (the pipeline runs at its pace);
     hbm_s, ddr_s: section bytes / tier bytes_per_s;
     agcu_s: (hbm_bytes + ddr_bytes) / (agcu.count * agcu.bytes_per_cycle * clock_hz);
+    network_s: max_link_bytes / (link_bytes_per_cycle * clock_hz): the section is no
+        faster than its most loaded link allows;
     fill_s: time for the first tile to reach the last stage: with
         firsts = [time_s / tiles per kernel], fill_s = sum(firsts) - max(firsts)
         (the largest first-tile time is counted as already inside the steady
@@ -195,13 +206,13 @@ def section_cost(load: SectionLoad, fabric: Fabric) -> SectionCost:
 
     Raises:
         ValueError: a kernel without PCUs/PMUs or with invalid counts, or
-            negative off-chip bytes.
+            negative off-chip or link bytes.
         FabricError: the fabric has no FLOP/cycle entry for a kernel's dtype.
     """
-    if load.hbm_bytes < 0 or load.ddr_bytes < 0:
+    if load.hbm_bytes < 0 or load.ddr_bytes < 0 or load.max_link_bytes < 0:
         raise ValueError(
-            f"section {load.name!r} has negative off-chip bytes "
-            f"(hbm={load.hbm_bytes}, ddr={load.ddr_bytes}); counts must be >= 0"
+            f"section {load.name!r} has negative bytes (hbm={load.hbm_bytes}, "
+            f"ddr={load.ddr_bytes}, max link={load.max_link_bytes}); counts must be >= 0"
         )
     kernels = tuple(kernel_cost(k, fabric) for k in load.kernels)
     agcu_bytes_per_s = fabric.agcu.count * fabric.agcu.bytes_per_cycle * fabric.clock_hz
@@ -211,6 +222,7 @@ def section_cost(load: SectionLoad, fabric: Fabric) -> SectionCost:
         "hbm": load.hbm_bytes / fabric.hbm.bytes_per_s,
         "ddr": load.ddr_bytes / fabric.ddr.bytes_per_s,
         "agcu": (load.hbm_bytes + load.ddr_bytes) / agcu_bytes_per_s,
+        "network": load.max_link_bytes / (fabric.link_bytes_per_cycle * fabric.clock_hz),
     }
     bound = max(BOUNDS, key=lambda b: times[b])  # max() keeps the first of equals
     firsts = [k.time_s / kl.tiles for k, kl in zip(kernels, load.kernels, strict=True)]
@@ -228,6 +240,7 @@ def section_cost(load: SectionLoad, fabric: Fabric) -> SectionCost:
         launch_s=launch_s,
         total_s=times[bound] + fill_s + launch_s,
         bound=bound,
+        network_s=times["network"],
     )
 
 

@@ -237,6 +237,11 @@ class KernelOp(IRDLOperation):
     value per result. Scans (`kind = scan`) yield the combiner of two scalars along
     `scan_dim`. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
     sizes, PCUs, one `#rdu.buffer` per input/init operand and its grid sites.
+
+    Sites are flattened `(row, col)` pairs: `pcu_sites = array<i64: 0, 0, 1, 1>` puts
+    its two PCUs on (0, 0) and (1, 1); `pmu_sites` lists the PMUs of its buffers, buffer
+    after buffer; `agcu_sites` the AGCUs its gathers read through (one per net, see
+    `rdu_compiler.placement`).
     """
 
     name = "rdu.kernel"
@@ -259,6 +264,7 @@ class KernelOp(IRDLOperation):
     capture_tiers = opt_prop_def(ArrayAttr[TierAttr])
     pcu_sites = opt_prop_def(DenseArrayBase)
     pmu_sites = opt_prop_def(DenseArrayBase)
+    agcu_sites = opt_prop_def(DenseArrayBase)
 
     body = region_def("single_block")
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
@@ -369,7 +375,11 @@ class SectionOp(IRDLOperation):
 
     `pcus_available` / `pmus_available` are the fabric's unit counts; the verifier refuses
     a section whose kernels use more units than that, or whose kernels' sites overlap.
-    `reason` says why the section ends where it does.
+    `reason` says why the section ends where it does. `grid = array<i64: rows, cols>`
+    (set by `rdu-place`) is the fabric's grid: the verifier then refuses a site off it,
+    a PCU on a PMU site (checkerboard: (row + col) even is a PCU) or the reverse, and a
+    load/store/gather routed through an AGCU that is not on the grid's edge (col -1 or
+    cols). Routes are dimension-order between these endpoints, so they stay on the grid.
     """
 
     name = "rdu.section"
@@ -379,6 +389,7 @@ class SectionOp(IRDLOperation):
     pcus_available = prop_def(IntegerAttr)
     pmus_available = prop_def(IntegerAttr)
     reason = opt_prop_def(StringAttr)
+    grid = opt_prop_def(DenseArrayBase)
     body = region_def("single_block")
 
     def __init__(self, name: str, result_types: Sequence[Attribute], body: Region, pcus: int, pmus: int, reason: str = ""):
@@ -414,24 +425,61 @@ class SectionOp(IRDLOperation):
         for r in self.res:
             if isinstance(r.type, StreamType):
                 raise VerifyException(f"section '{name}': results must be tensors (rdu.store), not streams")
-        _verify_disjoint_sites(name, kernels, "pcu_sites", self.pcus_available.value.data)
-        _verify_disjoint_sites(name, kernels, "pmu_sites", self.pmus_available.value.data)
+        grid = tuple(self.grid.get_values()) if self.grid is not None else None
+        _verify_sites(name, kernels, grid)
+        _verify_agcus(name, self, grid)
 
 
-def _verify_disjoint_sites(section: str, kernels: list[KernelOp], field: str, available: int) -> None:
-    used: dict[int, str] = {}
+def site_pairs(attr: DenseArrayBase, what: str) -> list[tuple[int, int]]:
+    """`(row, col)` pairs of a flattened site array; raises VerifyException on an odd length."""
+    values = [int(v) for v in attr.get_values()]
+    if len(values) % 2:
+        raise VerifyException(f"{what} must be (row, col) pairs, got {len(values)} values")
+    return list(zip(values[0::2], values[1::2], strict=True))
+
+
+def _off_grid(site: tuple[int, int], grid: tuple[int, ...] | None) -> bool:
+    r, c = site
+    return r < 0 or c < 0 or (grid is not None and (r >= grid[0] or c >= grid[1]))
+
+
+def _verify_sites(section: str, kernels: list[KernelOp], grid: tuple[int, ...] | None) -> None:
+    """No site used twice, none off the grid, PCUs on PCU sites and PMUs on PMU sites."""
+    used: dict[tuple[int, int], str] = {}
+    shape = f"the {grid[0]} x {grid[1]} grid" if grid else "the grid"
     for k in kernels:
-        sites = getattr(k, field)
-        if sites is None:
+        for field, kind, want in (("pcu_sites", "PCU", 0), ("pmu_sites", "PMU", 1)):
+            attr = getattr(k, field)
+            if attr is None:
+                continue
+            for s in site_pairs(attr, f"section '{section}': kernel '{k.label}' {field}"):
+                if _off_grid(s, grid):
+                    raise VerifyException(f"section '{section}': kernel '{k.label}' placed a {kind} on {s}, off {shape}")
+                if (s[0] + s[1]) % 2 != want:
+                    other = "PMU" if want == 0 else "PCU"
+                    raise VerifyException(
+                        f"section '{section}': kernel '{k.label}' placed a {kind} on {s}, a {other} site "
+                        "(checkerboard: (row + col) even is a PCU site, odd a PMU site)"
+                    )
+                if s in used:
+                    raise VerifyException(f"section '{section}': kernels '{used[s]}' and '{k.label}' both placed on site {s}")
+                used[s] = k.label
+
+
+def _verify_agcus(section: str, op: SectionOp, grid: tuple[int, ...] | None) -> None:
+    """Every recorded AGCU endpoint sits on the grid's left (col -1) or right (col cols) edge."""
+    for inner in op.body.block.ops:
+        attr = inner.properties.get("agcu_sites")
+        if not isinstance(attr, DenseArrayBase):
             continue
-        for s in sites.get_values():
-            if not 0 <= s < available:
-                raise VerifyException(f"section '{section}': kernel '{k.label}' placed on {field} {s}, off the grid")
-            if s in used:
+        for r, c in site_pairs(attr, f"section '{section}': {inner.name} agcu_sites"):
+            edge = c == -1 or (c == grid[1] if grid else c >= 0)
+            if r < 0 or (grid is not None and r >= grid[0]) or not edge:
+                where = f"col -1 or {grid[1]}" if grid else "col -1 or cols"
                 raise VerifyException(
-                    f"section '{section}': kernels '{used[s]}' and '{k.label}' both placed on {field} {s}"
+                    f"section '{section}': {inner.name} routed through AGCU ({r}, {c}), off the grid; "
+                    f"AGCUs sit on the edges ({where}) of the grid's rows"
                 )
-            used[s] = k.label
 
 
 @irdl_op_definition
@@ -448,12 +496,16 @@ class YieldOp(IRDLOperation):
 
 @irdl_op_definition
 class LoadOp(IRDLOperation):
-    """AGCU transfer of an off-chip tensor in `tier` into a stream of the enclosing section."""
+    """AGCU transfer of an off-chip tensor in `tier` into a stream of the enclosing section.
+
+    `agcu_sites` (after `rdu-place`): the AGCU of each net of the transfer, as flattened
+    (row, col) pairs on the grid's edge columns."""
 
     name = "rdu.load"
     source = operand_def(TensorType)
     result = result_def(StreamType)
     tier = prop_def(TierAttr)
+    agcu_sites = opt_prop_def(DenseArrayBase)
     traits = traits_def(HasParent(SectionOp))
 
     def __init__(self, source: SSAValue, tier: Tier = Tier.HBM):
@@ -464,12 +516,13 @@ class LoadOp(IRDLOperation):
 
 @irdl_op_definition
 class StoreOp(IRDLOperation):
-    """AGCU transfer of a stream into an off-chip tensor in `tier`."""
+    """AGCU transfer of a stream into an off-chip tensor in `tier`; `agcu_sites` as `rdu.load`."""
 
     name = "rdu.store"
     source = operand_def(StreamType)
     result = result_def(TensorType)
     tier = prop_def(TierAttr)
+    agcu_sites = opt_prop_def(DenseArrayBase)
     traits = traits_def(HasParent(SectionOp))
 
     def __init__(self, source: SSAValue, tier: Tier = Tier.HBM):

@@ -1,9 +1,18 @@
-"""rdu-place: give every kernel's PCUs and buffers' PMUs sites on the fabric grid.
+"""rdu-place: put every kernel's PCUs and buffers' PMUs on grid sites, and route the streams.
 
-This is the simplest legal placer: within each section, kernels take PCU sites and PMU
-sites in row-major order of the fabric's checkerboard, each kernel a contiguous run.
-It never puts two kernels on one site and never leaves the grid (the section verifier
-checks both). It does not minimise network hops; that is a later placer's job.
+For each section the pass builds the placement problem (`placement.from_ir`: the units
+of each kernel and the bytes flowing between them), places it with a strategy
+(`placement.strategies`), picks the AGCU of every load, store and gather net, and
+records the result on the IR: `pcu_sites` / `pmu_sites` on kernels as (row, col) pairs,
+`agcu_sites` on loads, stores and gathering kernels, and the grid shape on the section.
+Routes are dimension-order between those endpoints; the cost model derives the link
+loads from them (`cost.analysis`).
+
+    rdu-place{fabric=sn40l strategy=anneal seed=0 effort=20}
+
+`strategy`: `anneal` (default: greedy Hilbert-curve start, then simulated annealing of
+bytes x hops), `row-major` (the old placer, a baseline) or `random`. `effort`: annealing
+moves per unit (0 keeps the greedy start). Same input and options, same placement.
 """
 
 from __future__ import annotations
@@ -17,29 +26,36 @@ from xdsl.passes import ModulePass
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.passes.common import fabric_for
+from rdu_compiler.placement import Grid, PlacementError, make_strategy, place
+from rdu_compiler.placement.from_ir import section_problem, write_placement
 
 
 @dataclass(frozen=True)
 class RduPlacePass(ModulePass):
-    """Row-major placement of each section's kernels onto PCU and PMU sites."""
+    """Place each section's units on the fabric grid with a placement strategy."""
 
     name = "rdu-place"
 
     fabric: str = ""
+    strategy: str = "anneal"
+    seed: int = 0
+    effort: int = 20
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         fabric = fabric_for(self.name, self.fabric, op)
+        try:
+            strategy = make_strategy(self.strategy, self.seed, self.effort)
+        except ValueError as e:
+            raise CompileError(self.name, str(e)) from e
+        grid = Grid.from_fabric(fabric)
         for section in op.walk():
             if not isinstance(section, rdu.SectionOp):
                 continue
-            next_pcu, next_pmu = 0, 0
-            for k in section.kernels():
-                if k.pcus is None or k.buffers is None:
-                    raise CompileError(self.name, f"kernel '{k.label}' has no units; run rdu-allocate first")
-                pcus, pmus = k.pcus.value.data, k.total_pmus
-                if next_pcu + pcus > fabric.num_pcus or next_pmu + pmus > fabric.num_pmus:
-                    raise CompileError(self.name, f"section '{section.sym_name.data}' does not fit the grid")
-                k.pcu_sites = DenseArrayBase.from_list(i64, list(range(next_pcu, next_pcu + pcus)))
-                k.pmu_sites = DenseArrayBase.from_list(i64, list(range(next_pmu, next_pmu + pmus)))
-                next_pcu += pcus
-                next_pmu += pmus
+            name = section.sym_name.data
+            try:
+                sp = section_problem(section)
+                placement = place(sp.problem, grid, strategy)
+            except (ValueError, PlacementError) as e:
+                raise CompileError(self.name, f"section '{name}': {e}") from e
+            write_placement(sp, placement, grid)
+            section.grid = DenseArrayBase.from_list(i64, [grid.rows, grid.cols])

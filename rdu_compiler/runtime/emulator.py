@@ -5,6 +5,7 @@ program order, each kernel in it tile by tile at its `tile` sizes (see
 `kernel_exec.KernelExecutor`), streams between kernels kept on chip, `rdu.load` /
 `rdu.store` / gathers counted as off-chip bytes of their tier. It refuses a program
 whose section uses more units than the fabric has, or whose buffer exceeds its PMUs.
+A run's trace (one track per kernel, modelled time) is written by `runtime.trace`.
 """
 
 from __future__ import annotations

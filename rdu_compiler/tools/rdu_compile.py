@@ -56,6 +56,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--check", action="store_true", help="compare the emulator with PyTorch eager")
     p.add_argument("--no-run", action="store_true", help="compile and report only; do not emulate")
     p.add_argument("--fold-constants", action="store_true", help="evaluate input-independent subgraphs at import")
+    p.add_argument("--plot", metavar="DIR", default=None, help="write placement maps per section and a timeline (PNG + SVG) to DIR")
+    p.add_argument("--trace", metavar="FILE", default=None, help="write a Perfetto/Chrome trace JSON (modelled time, one track per kernel)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p.parse_args(argv)
 
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     if check is not None:
         print_check(console, check)
     console.print(f"wrote {out_dir}/model.mlir, weights.safetensors, report.json")
+    _write_pictures(program, args, console)
     if check is not None and not check["ok"]:
         raise RduError(f"--check failed: relative L2 error {check['rel_l2']:.3e} exceeds {check['tolerance']:.0e}")
     return program.report
@@ -143,6 +146,19 @@ def compare(outputs: Any, reference: Any) -> dict[str, Any]:
         "ok": bool(rel <= tolerance),
         "outputs": len(outs),
     }
+
+
+def _write_pictures(program: Any, args: argparse.Namespace, console: Console) -> None:
+    """--plot: placement maps and timeline; --trace: the Perfetto trace of the run."""
+    if args.plot:
+        from rdu_compiler.tools.plots import write_plots
+
+        paths = write_plots(program.module, program.fabric, program.report, args.plot)
+        console.print(f"wrote {len(paths)} pictures to {args.plot}/")
+    if args.trace:
+        from rdu_compiler.runtime.trace import write_trace
+
+        console.print(f"wrote trace {write_trace(args.trace, program.report)} (open in ui.perfetto.dev)")
 
 
 def _write_outputs(program: Any, out_dir: Path, emit: str) -> None:

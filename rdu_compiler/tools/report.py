@@ -41,18 +41,20 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
     fab = report["fabric"]
     t = report["totals"]
     table = Table(title=f"{title} on {fab['name']} (-O{report['opt_level']}): {t['sections']} sections, {t['kernels']} kernels")
-    for col in ("section", "kernels", "PCUs", "PMUs", "HBM", "DDR", "est. time", "bound", "cut because"):
+    for col in ("section", "kernels", "PCUs", "PMUs", "HBM", "DDR", "max link", "link util", "est. time", "bound", "cut because"):
         table.add_column(col, justify="left" if col in ("section", "bound", "cut because") else "right", no_wrap=True)
     sections = report["sections"]
     shown = sections if len(sections) <= MAX_ROWS else sections[: MAX_ROWS // 2] + [None] + sections[-MAX_ROWS // 2 :]
     for s in shown:
         if s is None:
-            table.add_row("…", f"({len(sections) - MAX_ROWS} more)", "", "", "", "", "", "", "")
+            table.add_row("…", f"({len(sections) - MAX_ROWS} more)", "", "", "", "", "", "", "", "", "")
             continue
         c = s["cost"]
+        net = s.get("network", {})
         table.add_row(
             s["name"], str(len(s["kernels"])), f"{s['pcus']}/{fab['pcus']}", f"{s['pmus']}/{fab['pmus']}",
-            _bytes(s["hbm_bytes"]), _bytes(s["ddr_bytes"]), _time(c["total_s"]), c["bound"], _short_reason(s["reason"]),
+            _bytes(s["hbm_bytes"]), _bytes(s["ddr_bytes"]), _bytes(net.get("max_link_bytes", 0)),
+            f"{net.get('link_utilization', 0) * 100:.0f} %", _time(c["total_s"]), c["bound"], _short_reason(s["reason"]),
         )
     console.print(table)
     roof = report["roofline"]
@@ -63,6 +65,8 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
     summary.add_row("kernels by pattern", ", ".join(f"{k} {v}" for k, v in sorted(t["kernel_kinds"].items())))
     summary.add_row("HBM traffic / DDR traffic", f"{_bytes(t['hbm_bytes'])} / {_bytes(t['ddr_bytes'])}")
     summary.add_row("peak HBM / DDR footprint", f"{_bytes(t['hbm_peak_bytes'])} / {_bytes(t['ddr_peak_bytes'])}")
+    if "max_link_bytes" in t:
+        summary.add_row("max link load / traffic x hops", f"{_bytes(t['max_link_bytes'])} / {t['traffic_hop_bytes']:.3e} B x hops")
     summary.add_row("estimated time (static model)", _time(t["estimated_s"]))
     summary.add_row("  of which launch overhead", _time(t["launch_s"]))
     summary.add_row(f"roofline bound ({roof['bound']})", _time(roof["bound_s"]))

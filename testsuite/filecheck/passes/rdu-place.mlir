@@ -1,75 +1,57 @@
-// RUN: %chunk(0) | rdu-opt -p 'rdu-convert-linalg,rdu-tile{fabric=tiny},rdu-section{fabric=tiny},rdu-allocate{fabric=tiny},rdu-place' | filecheck %s
+// RUN: %chunk(0) | rdu-opt -p 'rdu-place{fabric=tiny}' | filecheck %s
+// RUN: %chunk(0) | rdu-opt -p 'rdu-place{fabric=tiny strategy=row-major}' | filecheck %s --check-prefix=ROWMAJOR
+// RUN: %chunk(0) | rdu-opt -p 'rdu-place{fabric=tiny strategy=random seed=3}' > %t.a
+// RUN: %chunk(0) | rdu-opt -p 'rdu-place{fabric=tiny strategy=random seed=3}' > %t.b
+// RUN: diff %t.a %t.b
+// RUN: %chunk(0) | not rdu-opt -p 'rdu-place{fabric=tiny strategy=spiral}' 2>&1 | filecheck %s --check-prefix=UNKNOWN
 // RUN: %chunk(1) | not rdu-opt -p 'rdu-convert-linalg,rdu-tile{fabric=tiny},rdu-section{fabric=tiny},rdu-place{fabric=tiny}' 2>&1 | filecheck %s --check-prefix=UNALLOCATED
 
-// rdu-place gives each kernel of a section a contiguous run of PCU sites and of PMU
-// sites (one per PMU of its buffers), in program order, starting at site 0 in every
-// section: the runs are disjoint. The first RUN line gives rdu-place no fabric option:
-// it takes the module's rdu.fabric = "tiny", written there by the earlier passes.
+// rdu-place puts every PCU of a kernel and every PMU of its buffers on a (row, col) site
+// of the checkerboard ((row + col) even: PCU) and picks the AGCU of each load/store net.
+// The input is the allocated program of
+//   k1 = max(x*x + x, x) (6 PCUs, buffers of 2 + 2 PMUs), k2 = k1 - x (2 PCUs, 2 + 1 + 1 PMUs)
+// on the 4 x 4 `tiny` grid with AGCUs at (2, -1) and (2, 4). The load of x feeds both
+// kernels (a multicast flow, 2 nets, spread over both AGCUs); k2's result is stored.
+// Sites are flattened (row, col) pairs: pcu_sites = array<i64: 2, 0, 0, 2, ...> is
+// (2, 0), (0, 2), ...; pmu_sites lists buffer 0's PMUs, then buffer 1's, ...
 
-#id = affine_map<(i, j) -> (i, j)>
-
-// rdu-allocate gives k1 6 PCUs and k2 2, and each of the four buffers 2 PMUs (see
-// rdu-allocate.mlir): k1 takes PMU sites 0-3, k2 sites 4-7.
-
-func.func @proportional(%x: tensor<16x64xf32>) -> tensor<16x64xf32> {
-  %e = tensor.empty() : tensor<16x64xf32>
-  %y = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%x : tensor<16x64xf32>) outs(%e : tensor<16x64xf32>) {
-  ^bb0(%in: f32, %out: f32):
-    %sq = arith.mulf %in, %in : f32
-    %s = arith.addf %sq, %in : f32
-    %m = arith.maximumf %s, %in : f32
-    linalg.yield %m : f32
-  } -> tensor<16x64xf32>
-  %z = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%y : tensor<16x64xf32>) outs(%e : tensor<16x64xf32>) {
-  ^bb0(%in: f32, %out: f32):
-    %n = arith.negf %in : f32
-    linalg.yield %n : f32
-  } -> tensor<16x64xf32>
-  return %z : tensor<16x64xf32>
+builtin.module attributes {rdu.fabric = "tiny", rdu.hbm_peak_bytes = 8192 : i64, rdu.ddr_peak_bytes = 0 : i64} {
+  func.func @chain(%x: tensor<16x64xf32>) -> tensor<16x64xf32> {
+    %e = tensor.empty() : tensor<16x64xf32>
+    %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, reason = "end of program"}> ({
+      %1 = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
+      %y = "rdu.kernel"(%1, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 16, 64>, indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k1_map", operandSegmentSizes = array<i32: 1, 1, 0>, tile = array<i64: 16, 64>, pcus = 6 : i64, buffers = [#rdu.buffer<4096, 2, 16384, 2>, #rdu.buffer<4096, 2, 16384, 2>]}> ({
+      ^bb0(%in: f32, %out: f32):
+        %sq = arith.mulf %in, %in : f32
+        %s = arith.addf %sq, %in : f32
+        %m = arith.maximumf %s, %in : f32
+        "rdu.yield"(%m) : (f32) -> ()
+      }) : (!rdu.stream<16x64xf32>, tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
+      %z = "rdu.kernel"(%y, %1, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 16, 64>, indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k2_map", operandSegmentSizes = array<i32: 2, 1, 0>, tile = array<i64: 16, 64>, pcus = 2 : i64, buffers = [#rdu.buffer<4096, 2, 16384, 2>, #rdu.buffer<4096, 1, 16384, 2>, #rdu.buffer<4096, 1, 16384, 2>]}> ({
+      ^bb0(%in_1: f32, %in2: f32, %out_1: f32):
+        %n = arith.subf %in_1, %in2 : f32
+        "rdu.yield"(%n) : (f32) -> ()
+      }) : (!rdu.stream<16x64xf32>, !rdu.stream<16x64xf32>, tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
+      %2 = "rdu.store"(%z) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<16x64xf32>) -> tensor<16x64xf32>
+      "rdu.yield"(%2) : (tensor<16x64xf32>) -> ()
+    }) : () -> tensor<16x64xf32>
+    func.return %0 : tensor<16x64xf32>
+  }
 }
 
-// CHECK-LABEL: func.func @proportional
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_map"{{.*}}, pcus = 6 : i64, {{.*}}, pcu_sites = array<i64: 0, 1, 2, 3, 4, 5>, pmu_sites = array<i64: 0, 1, 2, 3>}>
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k2_map"{{.*}}, pcus = 2 : i64, {{.*}}, pcu_sites = array<i64: 6, 7>, pmu_sites = array<i64: 4, 5, 6, 7>}>
+// The default strategy (anneal, seed 0): k1 around the left, k2's PCUs on the right next
+// to the store's AGCU (2, 4); the section records the grid it was placed on.
+// CHECK:       "rdu.section"() <{sym_name = "s0", {{.*}}, grid = array<i64: 4, 4>}>
+// CHECK-NEXT:    "rdu.load"(%x) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 2, -1, 2, 4>}>
+// CHECK:         sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 2, 0, 0, 2, 0, 0, 1, 1, 3, 1, 3, 3>, pmu_sites = array<i64: 1, 0, 2, 1, 3, 0, 0, 1>}>
+// CHECK:         sym_name = "k2_map"{{.*}}pcu_sites = array<i64: 2, 2, 1, 3>, pmu_sites = array<i64: 3, 2, 0, 3, 1, 2, 2, 3>}>
+// CHECK:         "rdu.store"(%z) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 2, 4>}>
 
-// The fill's scalar input has no buffer, so it takes one PMU site (its output); the
-// matmul's three buffers take 1 + 1 + 1 PMUs for capacity and the 4 spare PMUs by traffic
-// (2 + 3 + 2, see rdu-allocate.mlir): sites 1-7; the matmul gets the 7 spare PCUs.
+// row-major: kernels in program order take the next PCU and PMU sites row by row.
+// ROWMAJOR:      sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 0, 0, 0, 2, 1, 1, 1, 3, 2, 0, 2, 2>, pmu_sites = array<i64: 0, 1, 0, 3, 1, 0, 1, 2>}>
+// ROWMAJOR:      sym_name = "k2_map"{{.*}}pcu_sites = array<i64: 3, 1, 3, 3>, pmu_sites = array<i64: 2, 1, 2, 3, 3, 0, 3, 2>}>
 
-func.func @fill_matmul(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>) -> tensor<16x32xf32> {
-  %zero = arith.constant 0.0 : f32
-  %e = tensor.empty() : tensor<16x32xf32>
-  %c = linalg.fill ins(%zero : f32) outs(%e : tensor<16x32xf32>) -> tensor<16x32xf32>
-  %m = linalg.matmul ins(%a, %b : tensor<16x64xf32>, tensor<64x32xf32>) outs(%c : tensor<16x32xf32>) -> tensor<16x32xf32>
-  return %m : tensor<16x32xf32>
-}
-
-// CHECK-LABEL: func.func @fill_matmul
-// CHECK:         "rdu.kernel"{{.*}}<{kind = #rdu.pattern<fill>{{.*}}, pcus = 1 : i64, buffers = [#rdu.buffer<0, 0, 16384, 2>, #rdu.buffer<2048, 1, 16384, 2>], pcu_sites = array<i64: 0>, pmu_sites = array<i64: 0>}>
-// CHECK:         "rdu.kernel"{{.*}}<{kind = #rdu.pattern<matmul>{{.*}}, pcus = 7 : i64, {{.*}}, pcu_sites = array<i64: 1, 2, 3, 4, 5, 6, 7>, pmu_sites = array<i64: 1, 2, 3, 4, 5, 6, 7>}>
-
-// Two sections (each neg needs 6 PMUs): both start at site 0.
-
-func.func @two_sections(%x: tensor<96x128xf32>) -> tensor<96x128xf32> {
-  %e = tensor.empty() : tensor<96x128xf32>
-  %t0 = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%x : tensor<96x128xf32>) outs(%e : tensor<96x128xf32>) {
-  ^bb0(%in: f32, %out: f32):
-    %n = arith.negf %in : f32
-    linalg.yield %n : f32
-  } -> tensor<96x128xf32>
-  %t1 = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%t0 : tensor<96x128xf32>) outs(%e : tensor<96x128xf32>) {
-  ^bb0(%in: f32, %out: f32):
-    %n = arith.negf %in : f32
-    linalg.yield %n : f32
-  } -> tensor<96x128xf32>
-  return %t1 : tensor<96x128xf32>
-}
-
-// CHECK-LABEL: func.func @two_sections
-// CHECK:         "rdu.section"() <{sym_name = "s0"
-// CHECK:           "rdu.kernel"{{.*}}pcu_sites = array<i64: 0, 1, 2, 3, 4, 5, 6, 7>, pmu_sites = array<i64: 0, 1, 2, 3, 4, 5, 6, 7>}>
-// CHECK:         "rdu.section"() <{sym_name = "s1"
-// CHECK:           "rdu.kernel"{{.*}}pcu_sites = array<i64: 0, 1, 2, 3, 4, 5, 6, 7>, pmu_sites = array<i64: 0, 1, 2, 3, 4, 5, 6, 7>}>
+// UNKNOWN: rdu-place: unknown placement strategy 'spiral'; choose one of anneal, row-major, random
 
 // -----
 
@@ -85,4 +67,4 @@ func.func @unallocated(%x: tensor<4x4xf32>) -> tensor<4x4xf32> {
   return %t : tensor<4x4xf32>
 }
 
-// UNALLOCATED: rdu-place: kernel 'k1_map' has no units; run rdu-allocate first
+// UNALLOCATED: rdu-place: section 's0': kernel 'k1_map' has no units; run rdu-allocate first

@@ -49,16 +49,17 @@ func.func @too_many_pmus(%x: tensor<4xf32>) -> tensor<4xf32> {
 // CHECK: Operation does not verify: section 's0' uses 10 PMUs but the fabric has 8; cut it into more sections or use smaller tiles (rdu-section, rdu-tile)
 
 // -----
+// Sites are (row, col) pairs: k0 and k1 both use PCU site (1, 1).
 
 func.func @shared_pcu_site(%x: tensor<4xf32>) -> tensor<4xf32> {
   %e = tensor.empty() : tensor<4xf32>
-  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64}> ({
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, grid = array<i64: 4, 4>}> ({
     %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
-    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pcus = 2 : i64, pcu_sites = array<i64: 0, 1>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pcus = 2 : i64, pcu_sites = array<i64: 0, 0, 1, 1>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
     ^bb0(%in: f32, %o: f32):
       "rdu.yield"(%in) : (f32) -> ()
     }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
-    %q = "rdu.kernel"(%r, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k1", pcus = 2 : i64, pcu_sites = array<i64: 1, 2>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    %q = "rdu.kernel"(%r, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k1", pcus = 2 : i64, pcu_sites = array<i64: 1, 1, 2, 2>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
     ^bb0(%in: f32, %o: f32):
       "rdu.yield"(%in) : (f32) -> ()
     }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
@@ -68,15 +69,17 @@ func.func @shared_pcu_site(%x: tensor<4xf32>) -> tensor<4xf32> {
   func.return %0 : tensor<4xf32>
 }
 
-// CHECK: Operation does not verify: section 's0': kernels 'k0' and 'k1' both placed on pcu_sites 1
+// CHECK: Operation does not verify: section 's0': kernels 'k0' and 'k1' both placed on site (1, 1)
 
 // -----
 
+// Row 4 of a 4 x 4 grid.
+
 func.func @pmu_site_off_the_grid(%x: tensor<4xf32>) -> tensor<4xf32> {
   %e = tensor.empty() : tensor<4xf32>
-  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64}> ({
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, grid = array<i64: 4, 4>}> ({
     %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
-    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pmu_sites = array<i64: 8>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pmu_sites = array<i64: 4, 1>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
     ^bb0(%in: f32, %o: f32):
       "rdu.yield"(%in) : (f32) -> ()
     }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
@@ -86,9 +89,70 @@ func.func @pmu_site_off_the_grid(%x: tensor<4xf32>) -> tensor<4xf32> {
   func.return %0 : tensor<4xf32>
 }
 
-// CHECK: Operation does not verify: section 's0': kernel 'k0' placed on pmu_sites 8, off the grid
+// CHECK: Operation does not verify: section 's0': kernel 'k0' placed a PMU on (4, 1), off the 4 x 4 grid
 
 // -----
+
+// (0, 1) is a PMU site of the checkerboard: a PCU cannot sit there.
+
+func.func @pcu_on_a_pmu_site(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, grid = array<i64: 4, 4>}> ({
+    %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
+    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pcus = 1 : i64, pcu_sites = array<i64: 0, 1>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    ^bb0(%in: f32, %o: f32):
+      "rdu.yield"(%in) : (f32) -> ()
+    }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
+    %s = "rdu.store"(%r) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<4xf32>) -> tensor<4xf32>
+    "rdu.yield"(%s) : (tensor<4xf32>) -> ()
+  }) : () -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: section 's0': kernel 'k0' placed a PCU on (0, 1), a PMU site (checkerboard: (row + col) even is a PCU site, odd a PMU site)
+
+// -----
+
+// A load routed from (1, 2), inside the grid: AGCUs sit at column -1 or 4 only.
+
+func.func @route_off_the_grid(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, grid = array<i64: 4, 4>}> ({
+    %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 1, 2>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
+    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pcus = 1 : i64, pcu_sites = array<i64: 0, 0>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    ^bb0(%in: f32, %o: f32):
+      "rdu.yield"(%in) : (f32) -> ()
+    }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
+    %s = "rdu.store"(%r) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<4xf32>) -> tensor<4xf32>
+    "rdu.yield"(%s) : (tensor<4xf32>) -> ()
+  }) : () -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: section 's0': rdu.load routed through AGCU (1, 2), off the grid; AGCUs sit on the edges (col -1 or 4) of the grid's rows
+
+// -----
+
+// Sites come in (row, col) pairs.
+
+func.func @odd_site_array(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64}> ({
+    %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
+    %r = "rdu.kernel"(%a, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", pcus = 1 : i64, pcu_sites = array<i64: 0, 0, 2>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+    ^bb0(%in: f32, %o: f32):
+      "rdu.yield"(%in) : (f32) -> ()
+    }) : (!rdu.stream<4xf32>, tensor<4xf32>) -> !rdu.stream<4xf32>
+    %s = "rdu.store"(%r) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<4xf32>) -> tensor<4xf32>
+    "rdu.yield"(%s) : (tensor<4xf32>) -> ()
+  }) : () -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: section 's0': kernel 'k0' pcu_sites must be (row, col) pairs, got 3 values
+
+// -----
+
 
 func.func @stream_outside_section(%s: !rdu.stream<4xf32>) {
   %e = tensor.empty() : tensor<4xf32>

@@ -13,16 +13,16 @@ builtin.module attributes {rdu.fabric = "tiny"} {
 
   func.func @section(%x: tensor<16x64xf32>, %t: tensor<100xf32>) -> tensor<16x64xf32> {
     %e = tensor.empty() : tensor<16x64xf32>
-    %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, reason = "end of program"}> ({
-      %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
-      %r = "rdu.kernel"(%a, %e, %t) <{kind = #rdu.pattern<gather>, domain = array<i64: 16, 64>, indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k0", operandSegmentSizes = array<i32: 1, 1, 1>, tile = array<i64: 16, 32>, pcus = 2 : i64, buffers = [#rdu.buffer<2048, 1, 16384, 2>, #rdu.buffer<2048, 1, 16384, 2>], capture_tiers = [#rdu.tier<ddr>], pcu_sites = array<i64: 0, 1>, pmu_sites = array<i64: 0, 1>}> ({
+    %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, reason = "end of program", grid = array<i64: 4, 4>}> ({
+      %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 2, -1>}> : (tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
+      %r = "rdu.kernel"(%a, %e, %t) <{kind = #rdu.pattern<gather>, domain = array<i64: 16, 64>, indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k0", operandSegmentSizes = array<i32: 1, 1, 1>, tile = array<i64: 16, 32>, pcus = 2 : i64, buffers = [#rdu.buffer<2048, 1, 16384, 2>, #rdu.buffer<2048, 1, 16384, 2>], capture_tiers = [#rdu.tier<ddr>], pcu_sites = array<i64: 0, 0, 1, 1>, pmu_sites = array<i64: 0, 1, 1, 0>}> ({
       ^bb0(%in: f32, %o: f32, %table: tensor<100xf32>):
         %i = "rdu.index"() <{dim = 1 : i64}> : () -> index
         %v = "tensor.extract"(%table, %i) : (tensor<100xf32>, index) -> f32
         %m = "arith.maximumf"(%in, %v) : (f32, f32) -> f32
         "rdu.yield"(%m) : (f32) -> ()
       }) : (!rdu.stream<16x64xf32>, tensor<16x64xf32>, tensor<100xf32>) -> !rdu.stream<16x64xf32>
-      %s = "rdu.store"(%r) <{tier = #rdu.tier<ddr>}> : (!rdu.stream<16x64xf32>) -> tensor<16x64xf32>
+      %s = "rdu.store"(%r) <{tier = #rdu.tier<ddr>, agcu_sites = array<i64: 2, 4>}> : (!rdu.stream<16x64xf32>) -> tensor<16x64xf32>
       "rdu.yield"(%s) : (tensor<16x64xf32>) -> ()
     }) : () -> tensor<16x64xf32>
     func.return %0 : tensor<16x64xf32>
@@ -30,16 +30,16 @@ builtin.module attributes {rdu.fabric = "tiny"} {
 
 // CHECK-LABEL: func.func @section(%x: tensor<16x64xf32>, %t: tensor<100xf32>) -> tensor<16x64xf32> {
 // CHECK-NEXT:    %e = tensor.empty() : tensor<16x64xf32>
-// CHECK-NEXT:    %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, reason = "end of program"}> ({
-// CHECK-NEXT:      %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
-// CHECK-NEXT:      %r = "rdu.kernel"(%a, %e, %t) <{kind = #rdu.pattern<gather>, domain = array<i64: 16, 64>, indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k0", operandSegmentSizes = array<i32: 1, 1, 1>, tile = array<i64: 16, 32>, pcus = 2 : i64, buffers = [#rdu.buffer<2048, 1, 16384, 2>, #rdu.buffer<2048, 1, 16384, 2>], capture_tiers = [#rdu.tier<ddr>], pcu_sites = array<i64: 0, 1>, pmu_sites = array<i64: 0, 1>}> ({
+// CHECK-NEXT:    %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, reason = "end of program", grid = array<i64: 4, 4>}> ({
+// CHECK-NEXT:      %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 2, -1>}> : (tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
+// CHECK-NEXT:      %r = "rdu.kernel"(%a, %e, %t) <{kind = #rdu.pattern<gather>, domain = array<i64: 16, 64>, indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k0", operandSegmentSizes = array<i32: 1, 1, 1>, tile = array<i64: 16, 32>, pcus = 2 : i64, buffers = [#rdu.buffer<2048, 1, 16384, 2>, #rdu.buffer<2048, 1, 16384, 2>], capture_tiers = [#rdu.tier<ddr>], pcu_sites = array<i64: 0, 0, 1, 1>, pmu_sites = array<i64: 0, 1, 1, 0>}> ({
 // CHECK-NEXT:      ^bb0(%in: f32, %o: f32, %table: tensor<100xf32>):
 // CHECK-NEXT:        %i = "rdu.index"() <{dim = 1 : i64}> : () -> index
 // CHECK-NEXT:        %v = tensor.extract %table[%i] : tensor<100xf32>
 // CHECK-NEXT:        %m = arith.maximumf %in, %v : f32
 // CHECK-NEXT:        "rdu.yield"(%m) : (f32) -> ()
 // CHECK-NEXT:      }) : (!rdu.stream<16x64xf32>, tensor<16x64xf32>, tensor<100xf32>) -> !rdu.stream<16x64xf32>
-// CHECK-NEXT:      %s = "rdu.store"(%r) <{tier = #rdu.tier<ddr>}> : (!rdu.stream<16x64xf32>) -> tensor<16x64xf32>
+// CHECK-NEXT:      %s = "rdu.store"(%r) <{tier = #rdu.tier<ddr>, agcu_sites = array<i64: 2, 4>}> : (!rdu.stream<16x64xf32>) -> tensor<16x64xf32>
 // CHECK-NEXT:      "rdu.yield"(%s) : (tensor<16x64xf32>) -> ()
 // CHECK-NEXT:    }) : () -> tensor<16x64xf32>
 // CHECK-NEXT:    func.return %0 : tensor<16x64xf32>
@@ -47,14 +47,14 @@ builtin.module attributes {rdu.fabric = "tiny"} {
 
 // CHECK-GENERIC-LABEL: "func.func"() <{sym_name = "section"
 // CHECK-GENERIC:         %e = "tensor.empty"() : () -> tensor<16x64xf32>
-// CHECK-GENERIC:         "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, reason = "end of program"}> ({
-// CHECK-GENERIC:           "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
+// CHECK-GENERIC:         "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, reason = "end of program", grid = array<i64: 4, 4>}> ({
+// CHECK-GENERIC:           "rdu.load"(%x) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 2, -1>}> : (tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
 // CHECK-GENERIC:           "rdu.kernel"(%a, %e, %t) <{kind = #rdu.pattern<gather>,
 // CHECK-GENERIC:             "rdu.index"() <{dim = 1 : i64}> : () -> index
 // CHECK-GENERIC:             "tensor.extract"(%table, %i) : (tensor<100xf32>, index) -> f32
 // CHECK-GENERIC:             "arith.maximumf"(%in, %v) <{fastmath = #arith.fastmath<none>}> : (f32, f32) -> f32
 // CHECK-GENERIC:             "rdu.yield"(%m) : (f32) -> ()
-// CHECK-GENERIC:           "rdu.store"(%r) <{tier = #rdu.tier<ddr>}> : (!rdu.stream<16x64xf32>) -> tensor<16x64xf32>
+// CHECK-GENERIC:           "rdu.store"(%r) <{tier = #rdu.tier<ddr>, agcu_sites = array<i64: 2, 4>}> : (!rdu.stream<16x64xf32>) -> tensor<16x64xf32>
 // CHECK-GENERIC:           "rdu.yield"(%s) : (tensor<16x64xf32>) -> ()
 // CHECK-GENERIC:         "func.return"(%0) : (tensor<16x64xf32>) -> ()
 
