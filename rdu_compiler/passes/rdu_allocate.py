@@ -3,7 +3,8 @@
 Units: each kernel of a section gets one `#rdu.buffer` per input/init operand (PMUs for
 its tile, double-buffered, widened with the section's spare PMUs for bandwidth) and at
 least one PCU; the PCUs left in the section go to the
-kernels in proportion to their compute time (SN40L §III-A: more PCUs to heavier stages), never
+kernels in proportion to the cycles they need, compute or I/O through their links,
+whichever is larger (SN40L §III-A: more PCUs to heavier stages), never
 more than a kernel can use (its parallel points / PCU lanes).
 
 Tiers: function arguments and section results are the off-chip tensors. Each lives from
@@ -98,12 +99,25 @@ def widen_for_bandwidth(need: list[int], traffic: list[int], total: int) -> list
     return alloc
 
 
+#: Links a PCU's operands effectively arrive on. A site has four (a 2-D mesh), but with
+#: dimension-order routes a kernel's buffers, spread around its PCUs, feed each PCU mostly
+#: along one direction (the placer's link loads show it), so one link is the budget.
+LINKS_PER_PCU = 1
+
+
 def _work(kernel: rdu.KernelOp, fabric: Fabric) -> float:
-    """Compute cycles on one PCU: FLOPs / FLOP-per-cycle of the kernel's dtype (0 if no FLOPs)."""
+    """Cycles the kernel needs on one PCU: the larger of its compute (FLOPs / FLOP-per-cycle
+    of its dtype) and its I/O (bytes in and out through LINKS_PER_PCU mesh links).
+
+    Without the I/O term a FLOP-light kernel that streams gigabytes (a softmax map over
+    attention scores) got one PCU, and all its bytes crossed that PCU's links: the network
+    bound the section however it was placed.
+    """
     flops = kernel_flops(kernel)
-    if not flops:
-        return 0.0
-    return flops / fabric.pcu.flops_per_cycle_for(compute_dtype(kernel))
+    compute = flops / fabric.pcu.flops_per_cycle_for(compute_dtype(kernel)) if flops else 0.0
+    results = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in kernel.results)
+    io = (sum(kernel_traffic(kernel)) + results) / (LINKS_PER_PCU * fabric.link_bytes_per_cycle)
+    return max(compute, io)
 
 
 def _allocate_units(section: rdu.SectionOp, fabric: Fabric) -> None:

@@ -2,8 +2,8 @@
 // RUN: %chunk(1) | rdu-opt -p 'rdu-convert-linalg,rdu-tile{fabric=tiny},rdu-section{fabric=tiny},rdu-allocate{fabric=tiny}' | filecheck %s --check-prefix=TIER
 
 // rdu-allocate on the tiny fabric (8 PCUs with 16 lanes, 8 PMUs of 16384 B, 64 KiB HBM).
-// Each kernel gets one PCU, then the section's spare PCUs in proportion to its compute
-// time (FLOPs / FLOP-per-cycle; every dtype here is f32, so in proportion to FLOPs)
+// Each kernel gets one PCU, then the section's spare PCUs in proportion to the cycles it
+// needs: compute (FLOPs / FLOP-per-cycle) or I/O (bytes / 64 B per cycle), the larger
 // (payload arithmetic ops x domain points; casts, indexing and tensor.extract are free),
 // capped at ceil(parallel points / 16 lanes); one #rdu.buffer<tile_bytes, pmus, 16384, 2>
 // per input/init operand with pmus = ceil(2 * tile_bytes / 16384) for capacity, then the
@@ -12,9 +12,10 @@
 
 #id = affine_map<(i, j) -> (i, j)>
 
-// FLOPs: k1 = 3 x 1024 = 3072, k2 = 1 x 1024 = 1024; caps 1024 / 16 = 64.
-// 6 spare PCUs: shares 4.5 and 1.5 give 4 and 1; the last one goes to the larger
-// remainder (0.75 vs 0.25), k1: pcus 1 + 4 + 1 = 6 and 1 + 1 = 2.
+// Cycles on one PCU, the larger of compute and I/O (one 64 B/cycle link per PCU):
+// compute k1 = 3 x 1024 FLOPs / 192 = 16, k2 = 1024 / 192 = 5.3; I/O: each reads 4096 B
+// and writes 4096 B = 8192 / 64 = 128 cycles. Both are I/O-bound at 128 cycles, so the
+// 6 spare PCUs split 3 and 3: pcus 4 and 4 (caps 1024 / 16 = 64 do not bind).
 // Buffers: 16 x 64 x 4 = 4096 B tiles, double-buffered in one PMU; 4 buffers need 4 PMUs,
 // the 4 spare PMUs go one to each (every buffer moves 4096 B): 2 PMUs each.
 
@@ -36,8 +37,8 @@ func.func @proportional(%x: tensor<16x64xf32>) -> tensor<16x64xf32> {
 }
 
 // CHECK-LABEL: func.func @proportional
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_map"{{.*}}, pcus = 6 : i64, buffers = [#rdu.buffer<4096, 2, 16384, 2>, #rdu.buffer<4096, 2, 16384, 2>]}>
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k2_map"{{.*}}, pcus = 2 : i64, buffers = [#rdu.buffer<4096, 2, 16384, 2>, #rdu.buffer<4096, 2, 16384, 2>]}>
+// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_map"{{.*}}, pcus = 4 : i64, buffers = [#rdu.buffer<4096, 2, 16384, 2>, #rdu.buffer<4096, 2, 16384, 2>]}>
+// CHECK:         "rdu.kernel"{{.*}}sym_name = "k2_map"{{.*}}, pcus = 4 : i64, buffers = [#rdu.buffer<4096, 2, 16384, 2>, #rdu.buffer<4096, 2, 16384, 2>]}>
 
 // The matmul has 2 x 2 x 16 x 256 = 16384 FLOPs but only 2 x 16 = 32 parallel points:
 // at most ceil(32 / 16) = 2 PCUs; the neg is capped at 2 as well, so 4 PCUs stay idle.
@@ -62,8 +63,9 @@ func.func @capped(%a: tensor<2x256xf32>, %b: tensor<256x16xf32>, %c: tensor<2x16
 // CHECK:         "rdu.kernel"{{.*}}sym_name = "k0_matmul"{{.*}}, pcus = 2 : i64, buffers = [#rdu.buffer<2048, 1, 16384, 2>, #rdu.buffer<16384, 4, 16384, 2>, #rdu.buffer<128, 1, 16384, 2>]}>
 // CHECK:         "rdu.kernel"{{.*}}sym_name = "k2_map"{{.*}}, pcus = 2 : i64, buffers = [#rdu.buffer<128, 1, 16384, 2>, #rdu.buffer<128, 1, 16384, 2>]}>
 
-// A gather has no arithmetic (0 FLOPs): one PCU. Its table, read through a capture,
-// gets a tier too. Spare PMUs 8 - 2 = 6 by traffic: indices 32 B, output 128 B:
+// A gather has no arithmetic (0 FLOPs) but moves bytes (32 B of indices, 128 B out):
+// its I/O cycles earn it spare PCUs up to its cap, ceil(4 x 8 / 16) = 2. Its table, read
+// through a capture, gets a tier too. Spare PMUs 8 - 2 = 6 by traffic: indices 32 B, output 128 B:
 // 6 x 32 / 160 = 1.2 -> 1, 6 x 128 / 160 = 4.8 -> 4, leftover to the output: 2 and 6.
 
 func.func @gather(%ids: tensor<4xi64>, %table: tensor<100x8xf32>) -> tensor<4x8xf32> {
@@ -79,7 +81,7 @@ func.func @gather(%ids: tensor<4xi64>, %table: tensor<100x8xf32>) -> tensor<4x8x
 }
 
 // CHECK-LABEL: func.func @gather
-// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_gather"{{.*}}, pcus = 1 : i64, buffers = [#rdu.buffer<32, 2, 16384, 2>, #rdu.buffer<128, 6, 16384, 2>], capture_tiers = [#rdu.tier<hbm>]}>
+// CHECK:         "rdu.kernel"{{.*}}sym_name = "k1_gather"{{.*}}, pcus = 2 : i64, buffers = [#rdu.buffer<32, 2, 16384, 2>, #rdu.buffer<128, 6, 16384, 2>], capture_tiers = [#rdu.tier<hbm>]}>
 
 // -----
 
