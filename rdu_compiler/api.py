@@ -14,7 +14,7 @@ import torch
 from xdsl.dialects.builtin import ModuleOp
 
 from rdu_compiler.cost.analysis import build_report
-from rdu_compiler.errors import RduError
+from rdu_compiler.errors import CompileError, RduError
 from rdu_compiler.fabric import Fabric, load_fabric
 from rdu_compiler.ir import parse_module
 from rdu_compiler.pipeline import pipeline, run_pipeline, set_fabric
@@ -58,6 +58,7 @@ class CompiledProgram:
     snapshots: dict[str, str] = field(default_factory=dict)
     last_stats: Any = None
     _emulator: Any = field(default=None, repr=False)
+    _triton: Any = field(default=None, repr=False)  # runtime.triton: (source, runner)
 
     @property
     def ir(self) -> str:
@@ -70,8 +71,10 @@ class CompiledProgram:
         Raises:
             RduError: an unknown target, wrong inputs, or the emulator refused the program.
         """
+        if target == "triton":
+            return self._run_triton(inputs)
         if target != "emulator":
-            raise RduError(f"target '{target}' is not available; this version runs the 'emulator' target only")
+            raise RduError(f"target '{target}' is not available; the targets are 'emulator' and 'triton'")
         from rdu_compiler.runtime.emulator import Emulator
 
         if self._emulator is None:
@@ -82,6 +85,56 @@ class CompiledProgram:
         self.report["emulator"] = stats.to_dict()
         tensors = [to_torch(o) for o in outputs]
         return torch.utils._pytree.tree_unflatten(tensors, self.imported.out_spec)
+
+    def triton_source(self) -> Any:
+        """The GPU fallback: kernels.py for this program (`runtime.triton.TritonSource`).
+
+        Raises:
+            CompileError: a kernel or op the Triton generator cannot express (named).
+        """
+        from rdu_compiler.runtime.triton import generate
+
+        if self._triton is None:
+            imp = self.imported
+            self._triton = (generate(self.module, imp.arg_names, imp.input_names, title=type(self).__name__), None)
+        return self._triton[0]
+
+    def _run_triton(self, inputs: tuple[Any, ...]) -> Any:
+        """target="triton": the generated Triton kernels on CUDA (the interpreter without a GPU)."""
+        from rdu_compiler.runtime.triton.runner import TritonRunner
+
+        source = self.triton_source()
+        runner = self._triton[1]
+        if runner is None:
+            runner = TritonRunner(source, self.imported.weights)
+            self._triton = (source, runner)
+        flat, _ = torch.utils._pytree.tree_flatten(inputs)
+        if len(flat) != len(self.imported.input_names):
+            raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
+        outputs = runner.run(*flat)
+        return torch.utils._pytree.tree_unflatten(list(outputs), self.imported.out_spec)
+
+    def save_triton(self, directory: str) -> None:
+        """Write kernels.py (the Triton program) and weights.safetensors (weights and the
+        program's dense constants) into `directory`; they need only torch and triton."""
+        import dataclasses
+
+        from rdu_compiler.frontend.torch_import import save_weights
+
+        source = self.triton_source()
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "kernels.py"), "w") as f:
+            f.write(source.text)
+        imp = self.imported
+        consts = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in source.constants.items()}
+        if consts:
+            imp = dataclasses.replace(
+                imp,
+                weights={**imp.weights, **consts},
+                arg_names=[*imp.arg_names, *consts],
+                arg_kinds=[*imp.arg_kinds, *(["constant"] * len(consts))],
+            )
+        save_weights(os.path.join(directory, "weights.safetensors"), imp)
 
     def _arguments(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
         flat, _ = torch.utils._pytree.tree_flatten(inputs)
@@ -145,7 +198,11 @@ def compile(  # noqa: A001 - the documented name of the API
     mod = parse_module(imported.mlir_text, "linalg")
     set_fabric(mod, fabric)
     snapshots: dict[str, str] | None = {} if keep_ir else None
-    run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+    try:
+        run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+    except CompileError as e:
+        _locate(e, imported)  # the model line / ONNX node of the refused op
+        raise
     stage("cost model")
     report = build_report(mod, fab, opt_level)
     return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
@@ -158,3 +215,55 @@ def _fabric(name: str) -> Fabric:
         return load_fabric(name)
     except FabricError as e:
         raise RduError(str(e)) from e
+
+
+def compile_onnx(
+    model: Any,
+    fabric: str = "sn40l",
+    opt_level: int = 1,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    *,
+    constant_inputs: dict[str, Any] | None = None,
+    on_stage: Stage | None = None,
+    repro_dir: str | None = None,
+    keep_ir: bool = False,
+) -> CompiledProgram:
+    """Compile an ONNX model (a path or an `onnx.ModelProto`) for the RDU.
+
+    Inputs take their declared static shapes; `input_shapes` ({name: shape}) gives those
+    with dynamic dims; `constant_inputs` ({name: array}) binds inputs to fixed values (for
+    inputs an op needs at compile time, such as a Reshape's shape). Initializers become
+    weight arguments. `.run(*inputs)` takes one
+    array per graph input, in order (`rdu_compiler.frontend.onnx_import.run_onnx` returns
+    numpy arrays in the graph's output dtypes). Other arguments as `compile`.
+
+    Raises:
+        RduError: the file, the ONNX importer, a pass or the fabric refused the model.
+    """
+    from rdu_compiler.frontend.onnx_import import import_onnx
+
+    if opt_level not in (0, 1):
+        raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
+    stage = on_stage or (lambda _: None)
+    fab = _fabric(fabric)
+    stage("export + torch-mlir")
+    imported = import_onnx(model, input_shapes, constant_inputs)
+    stage("parse (xDSL)")
+    mod = parse_module(imported.mlir_text, "linalg")
+    set_fabric(mod, fabric)
+    snapshots: dict[str, str] | None = {} if keep_ir else None
+    try:
+        run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+    except CompileError as e:
+        _locate(e, imported)  # the model line / ONNX node of the refused op
+        raise
+    stage("cost model")
+    report = build_report(mod, fab, opt_level)
+    return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
+
+
+def _locate(err: CompileError, imported: Any) -> None:
+    """Add where the op a pass refused comes from (model line or ONNX node) to `err`."""
+    from rdu_compiler.frontend.onnx_import import add_source_location
+
+    add_source_location(err, imported)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.ir.affine import AffineDimExpr, AffineMap
 
@@ -51,6 +53,57 @@ def reduction_combiner(block: Block, out_arg: SSAValue, yielded: SSAValue) -> tu
         return op_name(owner), b
     if b is out_arg and not depends_on(a, out_arg):
         return op_name(owner), a
+    return None
+
+
+@dataclass(frozen=True)
+class IndexSelect:
+    """A reduction result that keeps the index of the best value (argmax / argmin):
+    `acc_i = select(cmp(x, acc_v), e, acc_i)`, where result `value_result` reduces
+    `acc_v = comb(acc_v, x)`. Each step, in iteration order, replaces the index with `e`
+    when the comparison of `x` with the running value (before this step) says so."""
+
+    value_result: int
+    cmp: Operation
+    x: SSAValue
+    x_is_lhs: bool
+    e: SSAValue
+    update_on_true: bool
+    select: Operation
+
+
+def index_select_reduction(block: Block, n_inputs: int, i: int) -> IndexSelect | None:
+    """Recognise result `i` of a reduction payload as an :class:`IndexSelect`, or None."""
+    yielded = _yield_op(block).operands
+    y = yielded[i]
+    acc_i = block.args[n_inputs + i]
+    sel = y.owner
+    if not isinstance(sel, Operation) or op_name(sel) != "arith.select":
+        return None
+    cond, a, b = sel.operands
+    if b is acc_i and not depends_on(a, acc_i):
+        e, update_on_true = a, True
+    elif a is acc_i and not depends_on(b, acc_i):
+        e, update_on_true = b, False
+    else:
+        return None
+    cmp = cond.owner
+    if not isinstance(cmp, Operation) or op_name(cmp) not in ("arith.cmpf", "arith.cmpi"):
+        return None
+    accs = list(block.args[n_inputs : n_inputs + len(yielded)])
+    if any(depends_on(e, acc) for acc in accs):
+        return None
+    p, q = cmp.operands
+    for j, acc_v in enumerate(accs):
+        if j == i or (p is not acc_v and q is not acc_v):
+            continue
+        x = q if p is acc_v else p
+        found = reduction_combiner(block, acc_v, yielded[j])
+        if found is None or found[1] is not x or any(depends_on(x, acc) for acc in accs):
+            return None
+        if len(list(cond.uses)) != 1:
+            return None
+        return IndexSelect(j, cmp, x, x is p, e, update_on_true, sel)
     return None
 
 

@@ -12,24 +12,32 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import arith, func, tensor
 from xdsl.dialects.builtin import (
     AffineMapAttr,
     ArrayAttr,
     DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    FloatAttr,
+    IndexType,
     IntegerAttr,
+    IntegerType,
     ModuleOp,
     StringAttr,
+    TensorType,
     i64,
 )
 from xdsl.dialects.linalg.abstract_ops import NamedOperation
 from xdsl.dialects.linalg.attrs import IteratorType, IteratorTypeAttr
 from xdsl.dialects.linalg.ops import GenericOp, TransposeOp
-from xdsl.ir import Block, Operation, Region, SSAValue
-from xdsl.ir.affine import AffineDimExpr, AffineMap
+from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
+from xdsl.ir.affine import AffineConstantExpr, AffineDimExpr, AffineExpr, AffineMap
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
@@ -37,6 +45,7 @@ from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.ir import op_name
 from rdu_compiler.passes.payload import classify_kernel
+from rdu_compiler.runtime.payload_eval import evaluate_op, numpy_dtype
 
 KEEP = {"tensor.empty", "arith.constant", "func.return"}
 
@@ -81,7 +90,17 @@ def _contraction_iterators(maps: list[AffineMap]) -> list[str]:
 
 
 def _default_matmul_maps(name: str, rank: int) -> list[AffineMap]:
-    d = [AffineDimExpr(i) for i in range(rank + 1)]
+    d = [AffineDimExpr(i) for i in range(rank + 2)]
+    if name == "linalg.dot":
+        return [AffineMap(1, 0, (d[0],)), AffineMap(1, 0, (d[0],)), AffineMap(1, 0, ())]
+    if name == "linalg.matvec":
+        return [AffineMap(2, 0, (d[0], d[1])), AffineMap(2, 0, (d[1],)), AffineMap(2, 0, (d[0],))]
+    if name == "linalg.vecmat":
+        return [AffineMap(2, 0, (d[0],)), AffineMap(2, 0, (d[0], d[1])), AffineMap(2, 0, (d[1],))]
+    if name == "linalg.batch_matvec":
+        return [AffineMap(3, 0, (d[0], d[1], d[2])), AffineMap(3, 0, (d[0], d[2])), AffineMap(3, 0, (d[0], d[1]))]
+    if name == "linalg.batch_vecmat":
+        return [AffineMap(3, 0, (d[0], d[1])), AffineMap(3, 0, (d[0], d[1], d[2])), AffineMap(3, 0, (d[0], d[2]))]
     if name == "linalg.matmul":
         return [AffineMap(3, 0, (d[0], d[2])), AffineMap(3, 0, (d[2], d[1])), AffineMap(3, 0, (d[0], d[1]))]
     return [
@@ -115,7 +134,7 @@ def _as_structured(op: Operation) -> _Structured | None:
         maps = [m.data for m in op.indexing_maps.data]
         its = [it.data.value for it in op.iterator_types.data]
         return _Structured(list(op.inputs), list(op.outputs), maps, its, op.regions[0])
-    if name in ("linalg.matmul", "linalg.batch_matmul"):
+    if name in ("linalg.matmul", "linalg.batch_matmul", "linalg.dot", "linalg.matvec", "linalg.vecmat", "linalg.batch_matvec", "linalg.batch_vecmat"):
         ins, outs = _segments(op)
         rank = len(rdu.shape_of(outs[0].type))
         maps = _maps_prop(op) or _default_matmul_maps(name, rank)
@@ -141,8 +160,17 @@ def _as_structured(op: Operation) -> _Structured | None:
         return _Structured(ins, outs, [in_map, AffineMap.identity(rank)], ["parallel"] * rank, op.regions[0])
     if name.startswith(("linalg.conv_", "linalg.pooling_", "linalg.depthwise_conv")):
         maps = _maps_prop(op)
+        if maps is None:
+            memo = op.attributes.get("linalg.memoized_indexing_maps") or op.properties.get("linalg.memoized_indexing_maps")
+            if isinstance(memo, ArrayAttr):
+                maps = [m.data for m in memo.data if isinstance(m, AffineMapAttr)]
         if maps is None and isinstance(op, NamedOperation):
             maps = [m.data for m in op.get_indexing_maps().data] if hasattr(op, "get_indexing_maps") else None
+        if maps is None:
+            conv = _conv_maps(op)
+            if conv is not None:
+                ins, outs = _segments(op)
+                return _Structured(ins, outs, conv[0], conv[1], op.regions[0])
         if maps is None:
             return None
         ins, outs = _segments(op)
@@ -150,35 +178,175 @@ def _as_structured(op: Operation) -> _Structured | None:
         if hasattr(op, "get_iterator_types"):
             its = [it.data.value for it in op.get_iterator_types().data]
         return _Structured(ins, outs, maps, its or _contraction_iterators(maps), op.regions[0])
+    memo = op.attributes.get("linalg.memoized_indexing_maps") or op.properties.get("linalg.memoized_indexing_maps")
+    if name.startswith("linalg.") and isinstance(memo, ArrayAttr) and op.regions:
+        # Another named structured op (quantized_matmul, ...): its maps are memoized.
+        maps = [m.data for m in memo.data if isinstance(m, AffineMapAttr)]
+        ins, outs = _segments(op)
+        if len(maps) == len(ins) + len(outs):
+            return _Structured(ins, outs, maps, _contraction_iterators(maps), op.regions[0])
     return None
 
 
-def _build_payload(region: Region, n_mapped: int) -> tuple[Region, list[SSAValue]]:
-    """Clone a linalg payload into an rdu payload; return it and the captured outside values."""
+def _conv_maps(op: Operation) -> tuple[list[AffineMap], list[str]] | None:
+    """Indexing maps and iterator types of a named convolution or pooling op, from its name
+    (`linalg.conv_2d_nchw_fchw`, `linalg.depthwise_conv_2d_nchw_chw`, `linalg.pooling_ndhwc_sum`,
+    ...), `strides` and `dilations`; None for a layout this does not know."""
+    m = re.fullmatch(r"linalg\.(conv|depthwise_conv|pooling)_(?:\dd_)?([a-z]+)_([a-z]+)", op_name(op))
+    if m is None:
+        return None
+    kind, in_layout, second = m.groups()
+    if kind == "pooling":
+        if second not in ("sum", "max", "min", "maxu", "minu"):
+            return None
+        filter_layout = "".join(c for c in in_layout if c in "dhw")
+    else:
+        filter_layout = second
+    spatial = [c for c in in_layout if c in "dhw"]
+    if set(in_layout) - set("ncdhw") or sorted(in_layout) != sorted(set(in_layout)) or "n" not in in_layout or "c" not in in_layout:
+        return None
+    expected_filter = set(spatial) | ({"f", "c"} if kind == "conv" else {"c"} if kind == "depthwise_conv" else set())
+    if set(filter_layout) != expected_filter or len(filter_layout) != len(expected_filter):
+        return None
+    strides = _int_list(op, "strides", len(spatial))
+    dilations = _int_list(op, "dilations", len(spatial))
+    if strides is None or dilations is None:
+        return None
+    out_layout = in_layout.replace("c", "f") if kind == "conv" else in_layout
+    dims: dict[str, int] = {}
+    for c in out_layout:  # parallel loops, in output order
+        dims["o" + c if c in "dhw" else c] = len(dims)
+    n_par = len(dims)
+    if kind == "conv":
+        dims["c"] = len(dims)
+    for c in spatial:
+        dims["k" + c] = len(dims)
+    rank = len(dims)
+
+    def d(key: str) -> AffineExpr:
+        return AffineDimExpr(dims[key])
+
+    in_exprs = []
+    for c in in_layout:
+        if c in "dhw":
+            i = spatial.index(c)
+            in_exprs.append(d("o" + c) * strides[i] + d("k" + c) * dilations[i])
+        else:
+            in_exprs.append(d(c))
+    filt = [d("k" + c) if c in "dhw" else d(c) for c in filter_layout]
+    out = [d("o" + c) if c in "dhw" else d(c) for c in out_layout]
+    maps = [AffineMap(rank, 0, tuple(in_exprs)), AffineMap(rank, 0, tuple(filt)), AffineMap(rank, 0, tuple(out))]
+    return maps, ["parallel"] * n_par + ["reduction"] * (rank - n_par)
+
+
+def _int_list(op: Operation, name: str, n: int) -> list[int] | None:
+    attr = op.properties.get(name) or op.attributes.get(name)
+    if attr is None:
+        return [1] * n
+    if isinstance(attr, DenseIntOrFPElementsAttr):
+        values = [int(v) for v in attr.get_values()]
+    elif isinstance(attr, DenseArrayBase):
+        values = [int(v) for v in attr.get_values()]
+    else:
+        return None
+    if len(values) == 1 and n > 1:
+        values = values * n
+    return values if len(values) == n else None
+
+
+def _is_top_level_scalar_op(op: Operation) -> bool:
+    """A pure scalar op at function level (`tensor.extract`, arith/math on scalars)."""
+    name = op_name(op)
+    if op.regions or len(op.results) != 1 or isinstance(op.results[0].type, TensorType):
+        return False
+    if name == "tensor.extract":
+        return True
+    return name.startswith(("arith.", "math.")) and not isinstance(op, arith.ConstantOp)
+
+
+def _constant_indices(op: Operation) -> list[int] | None:
+    """The indices of a `tensor.extract` when they are all `arith.constant`s."""
+    out = []
+    for v in op.operands[1:]:
+        owner = v.owner
+        if not isinstance(owner, arith.ConstantOp) or not isinstance(owner.value, IntegerAttr):
+            return None
+        out.append(int(owner.value.value.data))
+    return out
+
+
+def _build_payload(
+    region: Region, n_inputs: int, n_mapped: int, rank: int, scalar_inputs: dict[int, SSAValue] | None = None
+) -> tuple[Region, list[SSAValue], list[tuple[SSAValue, AffineMap]]]:
+    """Clone a linalg payload into an rdu payload.
+
+    Values from outside the payload: scalar constants are cloned in; a scalar read from a
+    tensor at constant indices (`tensor.extract %t[c...]`, a 0-d tensor's value) becomes an
+    extra input with a constant indexing map; scalar arith/math computed at function level
+    from those is cloned in; anything else is captured whole. Returns the region, the
+    captures and the extra inputs (value, map), which follow the original inputs.
+    `scalar_inputs` (input index -> value): scalar inputs computed at function level; they
+    are computed in the payload instead and their block arguments removed.
+    """
     new_region = region.clone()
     block = new_region.block
+    anchor = block.first_op
     inside: set[SSAValue] = set(block.args)
     for inner in block.walk():
         inside.update(inner.results)
     captures: list[SSAValue] = []
-    cloned_consts: dict[SSAValue, SSAValue] = {}
+    extra: list[tuple[SSAValue, AffineMap]] = []
+    mapping: dict[SSAValue, SSAValue] = {}
+
+    def insert(new_op: Operation) -> None:
+        if anchor is None:
+            block.add_op(new_op)
+        else:
+            block.insert_op_before(new_op, anchor)
+
+    def materialize(value: SSAValue) -> SSAValue:
+        if value in mapping:
+            return mapping[value]
+        owner = value.owner
+        result: SSAValue
+        if isinstance(owner, arith.ConstantOp) and not isinstance(value.type, TensorType):
+            const = owner.clone()
+            insert(const)
+            result = const.results[0]
+        elif isinstance(owner, Operation) and op_name(owner) == "tensor.extract" and _constant_indices(owner) is not None:
+            indices = _constant_indices(owner) or []
+            source = owner.operands[0]
+            amap = AffineMap(rank, 0, tuple(AffineConstantExpr(i) for i in indices))
+            key = next((k for k, (v, mp) in enumerate(extra) if v is source and mp == amap), None)
+            if key is None:
+                key = len(extra)
+                extra.append((source, amap))
+                block.insert_arg(value.type, n_inputs + key)
+            result = block.args[n_inputs + key]
+        elif isinstance(owner, Operation) and _is_top_level_scalar_op(owner) and op_name(owner) != "tensor.extract":
+            new_operands = [materialize(v) for v in owner.operands]
+            clone = owner.clone()
+            for i, v in enumerate(new_operands):
+                clone.operands[i] = v
+            insert(clone)
+            result = clone.results[0]
+        else:
+            if value not in captures:
+                captures.append(value)
+                block.insert_arg(value.type, len(block.args))
+            result = block.args[len(block.args) - len(captures) + captures.index(value)]
+        mapping[value] = result
+        return result
+
     for inner in list(block.walk()):
         for i, operand in enumerate(inner.operands):
-            if operand in inside:
+            if operand in inside or operand in mapping.values():
                 continue
-            owner = operand.owner
-            if isinstance(owner, arith.ConstantOp):
-                if operand not in cloned_consts:
-                    const = owner.clone()
-                    block.insert_op_before(const, block.first_op)  # type: ignore[arg-type]
-                    cloned_consts[operand] = const.results[0]
-                inner.operands[i] = cloned_consts[operand]
-                continue
-            if operand not in captures:
-                captures.append(operand)
-                block.insert_arg(operand.type, len(block.args))
-            arg_index = n_mapped + captures.index(operand)
-            inner.operands[i] = block.args[arg_index]
+            inner.operands[i] = materialize(operand)
+    replaced = [(block.args[i], materialize(v)) for i, v in sorted((scalar_inputs or {}).items())]
+    for arg, value in reversed(replaced):
+        arg.replace_all_uses_with(value)
+        block.erase_arg(arg)
     for inner in list(block.walk()):
         name = op_name(inner)
         if name == "linalg.index":
@@ -187,28 +355,74 @@ def _build_payload(region: Region, n_mapped: int) -> tuple[Region, list[SSAValue
             Rewriter.replace_op(inner, rdu.IndexOp(dim.value.data))
         elif name in ("linalg.yield", "tm_tensor.yield"):
             Rewriter.replace_op(inner, rdu.YieldOp(*inner.operands))
-    return new_region, captures
+    return new_region, captures, extra
 
 
-def _kernel_from(op: Operation, st: _Structured, index: int) -> rdu.KernelOp:
+def _kernel_from(op: Operation, st: _Structured, index: int) -> list[Operation]:
+    """The rdu ops replacing a structured op: its kernel, and for a kernel over an empty
+    domain (every operand 0-d) views that give it a one-element domain, so that each
+    operand and its result have a buffer like in every other kernel."""
     where = f"'{op_name(op)}' (op #{index})"
     shapes = [rdu.shape_of(v.type) for v in (*st.inputs, *st.inits)]
     domain = infer_domain(st.maps, shapes, where)
     iterators = st.iterators or ["parallel"] * len(domain)
-    payload, captures = _build_payload(st.region, len(st.inputs) + len(st.inits))
-    kind = classify_kernel(payload.block, len(st.inputs), iterators, st.maps)
-    return rdu.KernelOp(
-        st.inputs,
-        st.inits,
+    n_in = len(st.inputs)
+    scalar_inputs = {
+        i: v for i, v in enumerate(st.inputs)
+        if not isinstance(v.type, TensorType) and isinstance(v.owner, Operation) and _is_top_level_scalar_op(v.owner)
+    }
+    payload, captures, extra = _build_payload(st.region, n_in, n_in + len(st.inits), len(domain), scalar_inputs)
+    kept = [i for i in range(n_in) if i not in scalar_inputs]
+    inputs = [*(st.inputs[i] for i in kept), *(v for v, _ in extra)]
+    maps = [*(st.maps[i] for i in kept), *(m for _, m in extra), *st.maps[n_in:]]
+    result_types = [r.type for r in op.results]
+    before: list[Operation] = []
+    after: list[Operation] = []
+    if not domain:
+        domain, iterators = [1], ["parallel"]
+        d0 = AffineMap(1, 0, (AffineDimExpr(0),))
+
+        def as_vector(v: SSAValue) -> SSAValue:
+            if not isinstance(v.type, TensorType):
+                return v
+            if isinstance(v.owner, tensor.EmptyOp):
+                empty = tensor.EmptyOp([], TensorType(v.type.element_type, [1]))
+                before.append(empty)
+                return empty.results[0]
+            view = rdu.ViewOp(operands=[v], result_types=[TensorType(v.type.element_type, [1])], properties={"mode": StringAttr("reshape")})
+            before.append(view)
+            return view.results[0]
+
+        operands, new_maps = [], []
+        for v, mp in zip([*inputs, *st.inits], maps, strict=True):
+            if isinstance(v.type, TensorType) and not rdu.shape_of(v.type):  # 0-d: a 1-vector
+                operands.append(as_vector(v))
+                new_maps.append(d0)
+            else:  # scalars, and tensors read at constant indices
+                operands.append(v)
+                new_maps.append(AffineMap(1, 0, tuple(mp.results)))
+        maps = new_maps
+        inputs, inits = operands[: len(inputs)], operands[len(inputs):]
+        result_types = [TensorType(t.element_type, [1]) if isinstance(t, TensorType) else t for t in result_types]
+    else:
+        inits = list(st.inits)
+    kind = classify_kernel(payload.block, len(inputs), iterators, maps)
+    kernel = rdu.KernelOp(
+        inputs,
+        inits,
         captures,
-        [r.type for r in op.results],
+        result_types,
         kind,
         domain,
-        [AffineMapAttr(m) for m in st.maps],
+        [AffineMapAttr(m) for m in maps],
         _iter_attrs(iterators),
         payload,
         {"sym_name": StringAttr(f"k{index}_{kind.value}")},
     )
+    for r, t in zip(kernel.results, [r.type for r in op.results], strict=True):
+        if r.type != t:
+            after.append(rdu.ViewOp(operands=[r], result_types=[t], properties={"mode": StringAttr("reshape")}))
+    return [*before, kernel, *after]
 
 
 def _scan_kernel(op: Operation, index: int) -> rdu.KernelOp:
@@ -286,6 +500,91 @@ def _layout_op(op: Operation) -> Operation | None:
     return None
 
 
+def _insert_slice(op: Operation, index: int) -> list[Operation]:
+    """`tensor.insert_slice` with static offsets/sizes/strides.
+
+    Into a constant fill with unit strides it is padding (`rdu.pad`); otherwise a map kernel
+    over the destination that reads the source (a capture) where the slice covers the point.
+    """
+    assert isinstance(op, tensor.InsertSliceOp)
+    if op.offsets or op.sizes or op.strides:
+        raise CompileError("rdu-convert-linalg", "tensor.insert_slice with dynamic offsets/sizes is not supported")
+    src, dest = op.source, op.dest
+    offsets = list(op.static_offsets.get_values())
+    sizes = list(op.static_sizes.get_values())
+    strides = list(op.static_strides.get_values())
+    dshape = rdu.shape_of(dest.type)
+    sshape = rdu.shape_of(src.type)
+    fill = dest.owner
+    if (
+        all(st == 1 for st in strides)
+        and list(sshape) == sizes
+        and isinstance(fill, rdu.KernelOp)
+        and fill.kind.data == rdu.Pattern.FILL
+        and len(fill.inputs) == 1
+        and isinstance(fill.inputs[0].owner, arith.ConstantOp)
+        and not isinstance(fill.inputs[0].type, TensorType)
+    ):
+        high = [d - o - n for d, o, n in zip(dshape, offsets, sizes, strict=True)]
+        return [rdu.PadOp(operands=[src, fill.inputs[0]], result_types=[op.result.type], properties={"low": _dense(offsets), "high": _dense(high)})]
+    # General case: out[i] = covered(i) ? src[(i - off) / stride] : dest[i].
+    rank = len(dshape)
+    kept = [d for d, n in enumerate(sizes) if n != 1 or len(sshape) == rank]
+    if len(sshape) != rank and [sizes[d] for d in kept] != list(sshape):
+        raise CompileError("rdu-convert-linalg", "tensor.insert_slice with a rank-reducing source is not supported")
+    elt = rdu.element_type_of(dest.type)
+    block = Block(arg_types=[elt, elt, src.type])
+    val, _, table = block.args
+    idx_t = IndexType()
+    ops: list[Operation] = []
+
+    def const(v: int) -> SSAValue:
+        c = arith.ConstantOp(IntegerAttr(v, idx_t))
+        ops.append(c)
+        return c.results[0]
+
+    covered: SSAValue | None = None
+    gather_idx: list[SSAValue] = []
+    for d in range(rank):
+        i = rdu.IndexOp(d)
+        ops.append(i)
+        rel = arith.SubiOp(i.results[0], const(offsets[d]))
+        q = arith.FloorDivSIOp(rel.results[0], const(strides[d]))
+        back = arith.MuliOp(q.results[0], const(strides[d]))
+        exact = arith.CmpiOp(back.results[0], rel.results[0], "eq")
+        lo = arith.CmpiOp(q.results[0], const(0), "sge")
+        hi = arith.CmpiOp(q.results[0], const(sizes[d]), "slt")
+        ops += [rel, q, back, exact, lo, hi]
+        ok = _and(ops, _and(ops, exact.results[0], lo.results[0]), hi.results[0])
+        covered = ok if covered is None else _and(ops, covered, ok)
+        low = arith.MaxSIOp(q.results[0], const(0))
+        ops.append(low)
+        clamped = arith.MinSIOp(low.results[0], const(sizes[d] - 1))
+        ops.append(clamped)
+        if d in kept:
+            gather_idx.append(clamped.results[0])
+    read = tensor.ExtractOp(table, gather_idx, elt)
+    assert covered is not None
+    pick = arith.SelectOp(covered, read.results[0], val)
+    ops += [read, pick, rdu.YieldOp(pick.results[0])]
+    for o in ops:
+        block.add_op(o)
+    empty = tensor.EmptyOp([], dest.type)
+    ident = AffineMapAttr(AffineMap.identity(rank))
+    kernel = rdu.KernelOp(
+        [dest], [empty.results[0]], [src], [dest.type], rdu.Pattern.GATHER, list(dshape),
+        [ident, ident], _iter_attrs(["parallel"] * rank), Region(block),
+        {"sym_name": StringAttr(f"k{index}_gather")},
+    )
+    return [empty, kernel]
+
+
+def _and(ops: list[Operation], a: SSAValue, b: SSAValue) -> SSAValue:
+    both = arith.AndIOp(a, b)
+    ops.append(both)
+    return both.results[0]
+
+
 def _pad(op: Operation) -> Operation:
     assert isinstance(op, tensor.PadOp)
     if op.low or op.high:
@@ -302,29 +601,231 @@ def _pad(op: Operation) -> Operation:
     )
 
 
+_SUPPORTED = (
+    "supported: linalg.generic/matmul/batch_matmul/dot/matvec/fill/transpose/broadcast/conv/pooling, "
+    "tm_tensor.scan, tensor.expand_shape/collapse_shape/extract_slice/insert_slice/concat/pad"
+)
+
+#: Ops without an rdu lowering, and what to write instead (for the refusal message).
+_ALTERNATIVES = {
+    "tm_tensor.sort": "torch.amax / ReduceMax when only the largest value is needed (sorting and top-k have no rdu lowering)",
+    "tm_tensor.scatter": "a one-hot mask with torch.where instead of scatter/index_put",
+    "scf.for": "a loop unrolled at export time (static trip count)",
+    "scf.while": "a loop unrolled at export time (static trip count)",
+    "ml_program.global_load": "model state passed as an input",
+}
+
+
+def _check_static_nonempty(fn: func.FuncOp) -> None:
+    """Refuse tensors with a dynamic dimension, or a zero-size one (nothing to compute, no
+    tile to place)."""
+    values = list(fn.body.block.args) + [r for op in fn.body.block.ops for r in op.results]
+    for v in values:
+        if isinstance(v.type, TensorType) and any(d < 0 for d in v.type.get_shape()):
+            what = f"argument #{v.index}" if isinstance(v, BlockArgument) else f"the result of '{op_name(v.owner)}'"  # type: ignore[arg-type]
+            raise CompileError(
+                "rdu-convert-linalg",
+                f"{what} in @{fn.sym_name.data} has a dynamic shape ({v.type}): its size depends on "
+                "the input values (NonZero, NonMaxSuppression, data-dependent crops), and a dataflow "
+                "program needs static shapes. Compute that part outside the model or give it a "
+                "fixed output size.",
+            )
+        if isinstance(v.type, TensorType) and 0 in rdu.shape_of(v.type) and (v.uses or not isinstance(v, BlockArgument)):
+            what = f"argument #{v.index}" if isinstance(v, BlockArgument) else f"the result of '{op_name(v.owner)}'"  # type: ignore[arg-type]
+            raise CompileError(
+                "rdu-convert-linalg",
+                f"{what} in @{fn.sym_name.data} is an empty tensor ({v.type}); tensors with a "
+                "zero-size dimension are not supported. Remove the empty computation from the model.",
+            )
+
+
 def convert_function(fn: func.FuncOp) -> None:
     """Convert every op in `fn`'s body; refuse the first op there is no rule for."""
-    for index, op in enumerate(list(fn.body.block.ops)):
+    _check_static_nonempty(fn)
+    for inner in fn.walk():
+        # Newer MLIR gives arith.trunci no-wrap flags, which xDSL 0.74's op does not define;
+        # they only allow optimizations (the value is the same), so they are dropped.
+        if op_name(inner) == "arith.trunci":
+            inner.properties.pop("overflowFlags", None)
+    position = {op: i for i, op in enumerate(fn.body.block.ops)}  # "op #i" as in the input
+    fold_constants(fn)
+    deferred: list[tuple[int, Operation]] = []
+    for op in list(fn.body.block.ops):
+        index = position.get(op, -1)
         name = op_name(op)
         if name in KEEP:
+            continue
+        if _is_top_level_scalar_op(op):
+            deferred.append((index, op))  # cloned into the payloads that use it, see below
             continue
         if name == "tm_tensor.scan":
             Rewriter.replace_op(op, _scan_kernel(op, index))
             continue
         st = _as_structured(op)
         if st is not None:
-            Rewriter.replace_op(op, _kernel_from(op, st, index))
+            new_ops = _kernel_from(op, st, index)
+            Rewriter.replace_op(op, new_ops, [r for o in new_ops[-len(op.results):] for r in o.results] if len(new_ops) > 1 else None)
             continue
         layout = _layout_op(op)
         if layout is not None:
             Rewriter.replace_op(op, layout)
             continue
+        if name == "tensor.insert_slice":
+            new_ops = _insert_slice(op, index)
+            dest_owner = op.operands[1].owner
+            Rewriter.replace_op(op, new_ops, [new_ops[-1].results[0]])
+            if isinstance(dest_owner, rdu.KernelOp) and not any(r.uses for r in dest_owner.results):
+                dest_owner.detach()
+                dest_owner.erase()
+            continue
+        alt = _ALTERNATIVES.get(name)
+        hint = f"; nearest supported alternative: {alt}" if alt else ""
+        if name == "cf.assert":
+            msg = op.properties.get("msg") or op.attributes.get("msg")
+            raise CompileError(
+                "rdu-convert-linalg",
+                f"a runtime check on values computed from the inputs (op #{index} of "
+                f"@{fn.sym_name.data}: \"{getattr(msg, 'data', '')}\") has no rdu lowering; the "
+                "fabric runs no scalar control code. Make the checked value a compile-time constant.",
+            )
         raise CompileError(
             "rdu-convert-linalg",
-            f"op '{name}' (op #{index} of @{fn.sym_name.data}) has no rdu lowering; "
-            "supported: linalg.generic/matmul/batch_matmul/fill/transpose/broadcast/conv/pooling, "
-            "tm_tensor.scan, tensor.expand_shape/collapse_shape/extract_slice/concat/pad",
+            f"op '{name}' (op #{index} of @{fn.sym_name.data}) has no rdu lowering{hint}; {_SUPPORTED}",
         )
+    # Scalar ops at function level were cloned into the kernels that read them; drop them.
+    for _index, op in reversed(deferred):
+        if not any(r.uses for r in op.results):
+            op.detach()
+            op.erase()
+    for index, op in deferred:
+        if op.parent is not None:
+            user = next(iter(op.results[0].uses)).operation
+            raise CompileError(
+                "rdu-convert-linalg",
+                f"scalar op '{op_name(op)}' (op #{index} of @{fn.sym_name.data}) feeds "
+                f"'{op_name(user)}', which is not a kernel payload; scalar code outside kernels has "
+                f"no rdu lowering. {_SUPPORTED}",
+            )
+
+
+# ------------------------------------------------------------------------ constant folding
+
+#: Function-level ops evaluated when every operand is a constant (shape checks, scalars).
+_FOLDABLE = {"tensor.concat", "tensor.extract_slice", "tensor.collapse_shape", "tensor.expand_shape", "tensor.extract"}
+#: A folded tensor larger than this (elements) stays computation.
+_FOLD_MAX_ELEMENTS = 4096
+
+
+def _constant_array(op: arith.ConstantOp) -> np.ndarray | None:
+    t = op.results[0].type
+    value = op.value
+    try:
+        if isinstance(t, TensorType):
+            if not isinstance(value, DenseIntOrFPElementsAttr):
+                return None
+            dtype = numpy_dtype(t.element_type)
+            shape = rdu.shape_of(t)
+            data = np.asarray(value.get_values(), dtype=dtype).reshape(-1)
+            return np.full(shape, data[0], dtype=dtype) if data.size == 1 else data.reshape(shape)
+        if isinstance(value, FloatAttr | IntegerAttr):
+            return np.asarray(value.value.data, dtype=numpy_dtype(t))
+    except Exception:  # noqa: BLE001 - an attribute we do not read: not folded
+        return None
+    return None
+
+
+def _constant_op(value: np.ndarray, t: Any) -> arith.ConstantOp | None:
+    elt = t.element_type if isinstance(t, TensorType) else t
+    flat = np.asarray(value).reshape(-1)
+    if isinstance(elt, IntegerType | IndexType):
+        items: list[Any] = [int(x) for x in flat.astype(np.int64)]
+        if isinstance(elt, IntegerType) and elt.width.data == 1:
+            items = [1 if x else 0 for x in items]
+    else:
+        items = [float(x) for x in flat.astype(np.float64)]
+    if isinstance(t, TensorType):
+        return arith.ConstantOp(DenseIntOrFPElementsAttr.from_list(t, items))
+    if isinstance(elt, IntegerType | IndexType):
+        return arith.ConstantOp(IntegerAttr(items[0], elt))
+    return arith.ConstantOp(FloatAttr(items[0], elt))  # type: ignore[arg-type]
+
+
+def fold_constants(fn: func.FuncOp) -> None:
+    """Evaluate function-level ops whose operands are all constants: shape-check chains that
+    torch-mlir emits (`tensor.concat` of constants -> `extract_slice` -> `tensor.extract` ->
+    `arith.cmpi` -> `cf.assert`) and scalar arithmetic. A check that holds is removed; one
+    that fails for every input is an error."""
+    ops = list(fn.body.block.ops)
+    # Only the scalar side is folded: scalar ops, checks, and the tensor ops whose every use
+    # is on the scalar side (a constant tensor a kernel reads stays as it is).
+    scalar_side: set[Operation] = set()
+    for op in reversed(ops):
+        name = op_name(op)
+        if name == "cf.assert" or _is_top_level_scalar_op(op):
+            scalar_side.add(op)
+        elif name in _FOLDABLE and all(u.operation in scalar_side for r in op.results for u in r.uses):
+            scalar_side.add(op)
+    known: dict[SSAValue, np.ndarray] = {}
+    for index, op in enumerate(ops):
+        name = op_name(op)
+        if isinstance(op, arith.ConstantOp):
+            value = _constant_array(op)
+            if value is not None:
+                known[op.results[0]] = value
+            continue
+        if name == "cf.assert":
+            cond = known.get(op.operands[0])
+            if cond is None:
+                continue
+            if not bool(np.all(cond)):
+                msg = op.properties.get("msg") or op.attributes.get("msg")
+                raise CompileError(
+                    "rdu-convert-linalg",
+                    f"runtime check (op #{index} of @{fn.sym_name.data}) fails for every input: "
+                    f"{getattr(msg, 'data', 'assertion failed')}",
+                )
+            op.detach()
+            op.erase()
+            continue
+        if op not in scalar_side or len(op.results) != 1 or op.regions or not op.operands:
+            continue
+        if not all(v in known for v in op.operands):
+            continue
+        try:
+            value = _fold_one(op, name, [known[v] for v in op.operands])
+        except Exception:  # noqa: BLE001 - not foldable: converted as usual
+            value = None
+        if value is None or value.size > _FOLD_MAX_ELEMENTS:
+            continue
+        const = _constant_op(value, op.results[0].type)
+        if const is None:
+            continue
+        Rewriter.replace_op(op, const)
+        known[const.results[0]] = value
+
+
+def _fold_one(op: Operation, name: str, args: list[np.ndarray]) -> np.ndarray | None:
+    shape = rdu.shape_of(op.results[0].type) if isinstance(op.results[0].type, TensorType) else ()
+    if name == "tensor.concat":
+        dim = op.properties["dim"]
+        assert isinstance(dim, IntegerAttr)
+        return np.concatenate(args, axis=dim.value.data)
+    if name in ("tensor.collapse_shape", "tensor.expand_shape"):
+        return args[0].reshape(shape)
+    if name == "tensor.extract_slice":
+        assert isinstance(op, tensor.ExtractSliceOp)
+        if op.offsets or op.sizes or op.strides:
+            return None
+        offsets = op.static_offsets.get_values()
+        sizes = op.static_sizes.get_values()
+        strides = op.static_strides.get_values()
+        index = tuple(slice(o, o + (n - 1) * st + 1, st) for o, n, st in zip(offsets, sizes, strides, strict=True))
+        return args[0][index].reshape(shape)
+    if name == "tensor.extract":
+        return np.asarray(args[0][tuple(int(i) for i in args[1:])])
+    out = evaluate_op(op, args)
+    dtype = numpy_dtype(op.results[0].type)
+    return np.asarray(out).astype(dtype)
 
 
 @dataclass(frozen=True)

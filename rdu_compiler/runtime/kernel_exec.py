@@ -20,7 +20,13 @@ from xdsl.ir import Operation
 from rdu_compiler.dialects.rdu import KernelOp, Pattern
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.ir import op_name
-from rdu_compiler.passes.payload import COMBINERS, contraction_operands, reduction_combiner
+from rdu_compiler.passes.payload import (
+    COMBINERS,
+    IndexSelect,
+    contraction_operands,
+    index_select_reduction,
+    reduction_combiner,
+)
 from rdu_compiler.runtime.payload_eval import CompiledPayload, TileContext, numpy_dtype
 from rdu_compiler.tiling import Access, tiles
 
@@ -101,10 +107,22 @@ class KernelExecutor:
         yielded = block.last_op.operands  # type: ignore[union-attr]
         exprs = []
         self.dead = [not kernel.results[i].uses for i in range(self.n_init)]
+        self.selects: dict[int, IndexSelect] = {}
         for i, y in enumerate(yielded):
             found = reduction_combiner(block, block.args[self.n_in + i], y)
             if found is None and self.dead[i]:
                 exprs.append(None)  # never read: not computed (its tensor stays Empty)
+                continue
+            select = index_select_reduction(block, self.n_in, i) if found is None else None
+            if select is not None and len(self.red) != 1:
+                raise EmulatorError(
+                    f"kernel '{self.name}': an index-of-best reduction (argmax/argmin, result {i}) "
+                    f"over {len(self.red)} loops is not supported (one reduction loop only)"
+                )
+            if select is not None:
+                self.selects[i] = select
+                skip.update((select.select, select.cmp))
+                exprs.append(None)
                 continue
             if found is None:
                 raise EmulatorError(
@@ -114,10 +132,16 @@ class KernelExecutor:
             skip.add(y.owner)  # type: ignore[arg-type]
             exprs.append((found[0], found[1]))
         for i, e in enumerate(exprs):
-            if e is None:
+            if e is None and i not in self.selects:
                 skip.update(_only_feeding(block, yielded[i]))
         self.payload = CompiledPayload(block, self.name, skip)
         for i, e in enumerate(exprs):
+            if i in self.selects:
+                sel = self.selects[i]
+                if self.combiners_pending_value(sel, exprs):
+                    raise EmulatorError(f"kernel '{self.name}': argmax/argmin result {i} without its value result")
+                self.combiners.append(("select", i))
+                continue
             if e is None:
                 self.combiners.append(("", -1))
                 continue
@@ -126,6 +150,32 @@ class KernelExecutor:
             for op in block.ops:
                 if op not in skip and block.args[self.n_in + i] in op.operands:
                     raise EmulatorError(f"kernel '{self.name}': the accumulator is read outside its combiner")
+
+    @staticmethod
+    def combiners_pending_value(sel: IndexSelect, exprs: list[Any]) -> bool:
+        """Whether the value reduction an index-of-best result compares against is missing."""
+        return exprs[sel.value_result] is None
+
+    def _select_index(self, i: int, vals: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> Any:
+        """One tile of an argmax/argmin result, exactly as the sequential payload would do it:
+        the running value before each step (a prefix reduction, NaN included), the steps
+        whose comparison updates the index, and the last such step's index."""
+        from rdu_compiler.runtime.payload_eval import compare_fn
+
+        sel = self.selects[i]
+        ax = self.red[0]
+        ufunc = getattr(np, self.combiners[sel.value_result][0])
+        x = np.broadcast_to(np.asarray(vals[self.payload.slots[sel.x]]), sizes)
+        acc_v = np.broadcast_to(accs[sel.value_result], [1 if d == ax else n for d, n in enumerate(sizes)])
+        running = ufunc.accumulate(np.concatenate([acc_v.astype(x.dtype), x], axis=ax), axis=ax)
+        prev = np.take(running, range(sizes[ax]), axis=ax)
+        cond = compare_fn(sel.cmp)(x, prev) if sel.x_is_lhs else compare_fn(sel.cmp)(prev, x)
+        update = np.asarray(cond) if sel.update_on_true else ~np.asarray(cond)
+        e = np.broadcast_to(np.asarray(vals[self.payload.slots[sel.e]]), sizes)
+        last = sizes[ax] - 1 - np.argmax(np.flip(update, axis=ax), axis=ax)
+        picked = np.take_along_axis(e, np.expand_dims(last, ax), axis=ax)
+        acc_i = accs[i]
+        return np.where(update.any(axis=ax, keepdims=True), picked, acc_i).astype(acc_i.dtype, copy=False)
 
     # ------------------------------------------------------------------ execution
 
@@ -230,6 +280,9 @@ class KernelExecutor:
         vals = self.payload.run(args, ctx)
         out = []
         for (ufunc_name, slot), acc in zip(self.combiners, accs, strict=True):
+            if ufunc_name == "select":
+                out.append(self._select_index(slot, vals, accs, sizes))
+                continue
             if not ufunc_name:
                 out.append(acc)
                 continue

@@ -105,7 +105,9 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "math.cos": np.cos, "math.tan": np.tan, "math.atan": np.arctan, "math.ceil": np.ceil,
     "math.floor": np.floor, "math.roundeven": np.rint, "math.round": lambda x: np.trunc(x + np.copysign(0.5, x)),
     "math.trunc": np.trunc, "math.sinh": np.sinh, "math.cosh": np.cosh, "math.asin": np.arcsin,
-    "math.acos": np.arccos, "math.sigmoid": scipy.special.expit,
+    "math.acos": np.arccos, "math.sigmoid": scipy.special.expit, "math.atanh": np.arctanh,
+    "math.asinh": np.arcsinh, "math.acosh": np.arccosh, "math.cbrt": np.cbrt,
+    "math.erfc": scipy.special.erfc,
 }
 
 _CASTS = {
@@ -284,7 +286,11 @@ class CompiledPayload:
             indices = np.broadcast_arrays(*[np.asarray(vals[i]) for i in idx])
             for axis, ix in enumerate(indices):
                 if ix.size and (ix.min() < 0 or ix.max() >= table.shape[axis]):
-                    raise EmulatorError(f"kernel '{self.kernel}': gather index out of bounds on axis {axis}")
+                    raise EmulatorError(
+                        f"kernel '{self.kernel}': gather index out of bounds on axis {axis} "
+                        f"(indices {int(ix.min())}..{int(ix.max())}, size {table.shape[axis]}); the emulator "
+                        "refuses the run. Pass indices within the table size."
+                    )
             vals[out] = table[tuple(indices)]
             ctx.gathered_bytes += ctx.points * itemsize
 
@@ -296,9 +302,52 @@ class CompiledPayload:
 
         def check(vals: list[Any], ctx: TileContext) -> None:
             if not np.all(vals[cond]):
-                raise EmulatorError(f"kernel '{self.kernel}': runtime check failed: {text}")
+                raise EmulatorError(
+                    f"kernel '{self.kernel}': runtime check failed for these inputs: {text}; the "
+                    "emulator refuses the run. Pass inputs that satisfy the check (e.g. indices "
+                    "within the table size)."
+                )
 
         return check
+
+
+def compare_fn(op: Operation) -> Callable[[Any, Any], Any]:
+    """The numpy function of an `arith.cmpf` / `arith.cmpi` op (its predicate)."""
+    pred = op.properties["predicate"]
+    assert isinstance(pred, IntegerAttr)
+    p = pred.value.data
+    if op_name(op) == "arith.cmpf":
+        return _CMPF[p]
+    fn = _CMPI[p]
+    if p >= 6:
+        return lambda a, b: fn(_as_unsigned(np.asarray(a)), _as_unsigned(np.asarray(b)))
+    return fn
+
+
+def evaluate_op(op: Operation, args: list[Any]) -> Any:
+    """Evaluate one scalar payload op (arith/math) on numpy values; its result.
+
+    Used to fold function-level scalar arithmetic on constants with exactly the emulator's
+    semantics.
+
+    Raises:
+        EmulatorError: an op with no numpy rule.
+    """
+    payload = CompiledPayload.__new__(CompiledPayload)
+    payload.kernel = "constant folding"
+    payload.slots = {}
+    for v in op.operands:
+        payload.slots.setdefault(v, len(payload.slots))
+    payload.n_args = len(payload.slots)
+    for r in op.results:
+        payload.slots[r] = len(payload.slots)
+    payload.steps, payload.yield_slots = [], []
+    step = payload._compile(op, op_name(op))
+    vals: list[Any] = [None] * len(payload.slots)
+    for v, a in zip(op.operands, args, strict=True):
+        vals[payload.slots[v]] = a
+    step(vals, TileContext((), ()))
+    return vals[payload.slots[op.results[0]]]
 
 
 def _constant(op: Operation) -> Any:

@@ -1,7 +1,8 @@
-"""rdu-compile: compile a model.py for the RDU, run it on the emulator, report.
+"""rdu-compile: compile a model.py (or model.onnx) for the RDU, run it on the emulator, report.
 
     rdu-compile examples/gpt2_small.py --check
     rdu-compile model.py --fabric tiny -O0 -o out/ --emit linalg
+    rdu-compile model.onnx --input-shape input=1x3x224x224 --check
 
 Writes DIR/model.mlir, DIR/weights.safetensors and DIR/report.json (only when every
 stage succeeded), prints the report, and with --check compares the emulator's outputs
@@ -46,11 +47,14 @@ STAGES = [
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="rdu-compile", description="Compile a PyTorch model.py for an RDU fabric.")
-    p.add_argument("model", help="a model.py defining `model` and `example_inputs`, or `get_model()`")
+    p = argparse.ArgumentParser(prog="rdu-compile", description="Compile a PyTorch model.py or an ONNX model for an RDU fabric.")
+    p.add_argument("model", help="a model.py defining `model` and `example_inputs`, or `get_model()`; or a model.onnx")
+    p.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help="ONNX: static shape of an input, e.g. input=1x3x224x224 (repeatable)")
     p.add_argument("--fabric", default="sn40l", help="preset name (sn40l, tiny) or a fabric .toml (default: sn40l)")
     p.add_argument("-O", dest="opt_level", type=int, choices=(0, 1), default=1, help="0: unfused baseline, 1: fused (default)")
-    p.add_argument("--target", choices=("emulator",), default="emulator", help="where to run the program")
+    p.add_argument("--target", choices=("emulator", "triton"), default="emulator",
+                   help="where to run the program: the RDU emulator, or Triton kernels (GPU; the interpreter "
+                        "without one) written to DIR/kernels.py")
     p.add_argument("--emit", choices=("linalg", "rdu", "placed"), default="placed", help="what DIR/model.mlir holds")
     p.add_argument("-o", "--output", default=None, help="output folder (default: rdu_out/<model name>)")
     p.add_argument("--check", action="store_true", help="compare the emulator with PyTorch eager")
@@ -97,30 +101,38 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             last[0], last[1] = now, name
             progress.update(task, description=name, advance=1)
 
-        model, example_inputs = load_model_file(args.model)
-        program = api.compile(
-            model, example_inputs, fabric=args.fabric, opt_level=args.opt_level,
-            fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
-            keep_ir=args.emit == "rdu",
-        )
-        outputs = None
-        if not args.no_run:
-            stage("emulate")
-            outputs = program.run(*example_inputs, target=args.target)
-        check = None
-        if args.check and outputs is not None:
-            stage("check")
-            with torch.no_grad():
-                reference = model(*example_inputs)
-            check = compare(outputs, reference)
-            program.report["check"] = check
+        if Path(args.model).suffix.lower() == ".onnx":  # ONNX: --check against onnx's reference evaluator
+            from rdu_compiler.frontend.onnx_import import cli_compile
+
+            program, check = cli_compile(args, stage, str(out_dir.parent))
+        else:
+            if args.input_shape:
+                raise RduError("--input-shape applies to ONNX models only; a model.py sets shapes with example_inputs")
+            model, example_inputs = load_model_file(args.model)
+            program = api.compile(
+                model, example_inputs, fabric=args.fabric, opt_level=args.opt_level,
+                fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
+                keep_ir=args.emit == "rdu",
+            )
+            outputs = None
+            if not args.no_run:
+                stage("emulate")
+                outputs = program.run(*example_inputs, target=args.target)
+            check = None
+            if args.check and outputs is not None:
+                stage("check")
+                with torch.no_grad():
+                    reference = model(*example_inputs)
+                check = compare(outputs, reference)
+                program.report["check"] = check
         stage("done")
     program.report["compile_stages_s"] = timings
-    _write_outputs(program, out_dir, args.emit)
+    _write_outputs(program, out_dir, args.emit, getattr(args, "target", "emulator"))
     print_report(console, program.report, args.model)
     if check is not None:
         print_check(console, check)
-    console.print(f"wrote {out_dir}/model.mlir, weights.safetensors, report.json")
+    kernels = ", kernels.py" if getattr(args, "target", "emulator") == "triton" else ""
+    console.print(f"wrote {out_dir}/model.mlir, weights.safetensors, report.json{kernels}")
     _write_pictures(program, args, console)
     if check is not None and not check["ok"]:
         raise RduError(f"--check failed: relative L2 error {check['rel_l2']:.3e} exceeds {check['tolerance']:.0e}")
@@ -134,6 +146,7 @@ def compare(outputs: Any, reference: Any) -> dict[str, Any]:
 
     outs, _ = torch.utils._pytree.tree_flatten(outputs)
     refs, _ = torch.utils._pytree.tree_flatten(reference)
+    outs = [o.detach().cpu() if isinstance(o, torch.Tensor) else o for o in outs]  # triton: CUDA tensors
     got = np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in outs])
     want = np.concatenate([r.detach().double().numpy().ravel() for r in refs if isinstance(r, torch.Tensor)])
     diff = got - want
@@ -161,12 +174,14 @@ def _write_pictures(program: Any, args: argparse.Namespace, console: Console) ->
         console.print(f"wrote trace {write_trace(args.trace, program.report)} (open in ui.perfetto.dev)")
 
 
-def _write_outputs(program: Any, out_dir: Path, emit: str) -> None:
+def _write_outputs(program: Any, out_dir: Path, emit: str, target: str = "emulator") -> None:
     """Write into a temporary folder, then move into place: nothing half-written."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".rdu-", dir=out_dir.parent))
     try:
         program.save(str(tmp))
+        if target == "triton":  # kernels.py + weights (with the program's dense constants)
+            program.save_triton(str(tmp))
         if emit == "linalg":
             (tmp / "model.mlir").write_text(program.linalg)
         elif emit == "rdu":

@@ -95,7 +95,9 @@ func.func @gather(%ids: tensor<4xi64>, %table: tensor<100x8xf32>) -> tensor<4x8x
 // CHECK-NEXT:      %r = "rdu.kernel"(%[[IDS]], %e, %table) <{kind = #rdu.pattern<gather>
 // CHECK:           }) : (!rdu.stream<4xi64>, tensor<4x8xf32>, tensor<100x8xf32>) -> !rdu.stream<4x8xf32>
 
-// Nine kernels on rank-0 tensors need no PMUs: the 8 PCUs cut the chain after 8.
+// Nine kernels on rank-0 tensors: rdu-convert-linalg gives a 0-d kernel a one-element
+// domain, so each operand and result has a buffer of one PMU like in every other kernel
+// (2 PMUs per kernel): the 8 PMUs cut the chain after 4 and after 8.
 
 func.func @nine_scalar_negs(%x: tensor<f32>) -> tensor<f32> {
   %e = tensor.empty() : tensor<f32>
@@ -146,17 +148,21 @@ func.func @nine_scalar_negs(%x: tensor<f32>) -> tensor<f32> {
   } -> tensor<f32>
   return %t8 : tensor<f32>
 }
-// With the default cost strategy the cut is the same (nothing smaller crosses any other
-// feasible cut: every value is 4 B), and the reason says the cost model chose it.
+// With the default cost strategy the cuts are the same (nothing smaller crosses any other
+// feasible cut: every value is 4 B), and the reason says the cost model chose them.
 // COST-LABEL: func.func @nine_scalar_negs
-// COST:         "rdu.section"() <{sym_name = "s0", {{.*}}, reason = "fabric full: adding 'k9_map' needs 9 PCUs / 0 PMUs (fabric 8/8); cut chosen by the cost model, 4 B stored across it"}>
-// COST-COUNT-8:   "rdu.kernel"
-// COST:         "rdu.section"() <{sym_name = "s1", {{.*}}, reason = "end of program"}>
+// COST:         "rdu.section"() <{sym_name = "s0", {{.*}}, reason = "fabric full: adding 'k5_map' needs 5 PCUs / 10 PMUs (fabric 8/8); cut chosen by the cost model, 4 B stored across it"}>
+// COST-COUNT-4:   "rdu.kernel"
+// COST:         "rdu.section"() <{sym_name = "s1", {{.*}}, reason = "fabric full: adding 'k9_map' needs 5 PCUs / 10 PMUs (fabric 8/8); cut chosen by the cost model, 4 B stored across it"}>
+// COST-COUNT-4:   "rdu.kernel"
+// COST:         "rdu.section"() <{sym_name = "s2", {{.*}}, reason = "end of program"}>
 
 // CHECK-LABEL: func.func @nine_scalar_negs
-// CHECK:         "rdu.section"() <{sym_name = "s0", {{.*}}, reason = "fabric full: next kernel 'k9_map' needs 1 PCU / 0 PMU, section uses 8/8 PCUs and 0/8 PMUs"}>
-// CHECK-COUNT-8:   "rdu.kernel"
-// CHECK:         "rdu.section"() <{sym_name = "s1", {{.*}}, reason = "end of program"}>
+// CHECK:         "rdu.section"() <{sym_name = "s0", {{.*}}, reason = "fabric full: next kernel 'k5_map' needs 1 PCU / 2 PMU, section uses 4/8 PCUs and 8/8 PMUs"}>
+// CHECK-COUNT-4:   "rdu.kernel"
+// CHECK:         "rdu.section"() <{sym_name = "s1", {{.*}}, reason = "fabric full: next kernel 'k9_map' needs 1 PCU / 2 PMU, section uses 4/8 PCUs and 8/8 PMUs"}>
+// CHECK-COUNT-4:   "rdu.kernel"
+// CHECK:         "rdu.section"() <{sym_name = "s2", {{.*}}, reason = "end of program"}>
 // CHECK-NOT:     "rdu.section"
 // CHECK:         func.return
 

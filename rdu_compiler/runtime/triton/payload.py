@@ -1,0 +1,413 @@
+"""Translate a kernel payload (scalar arith/math ops) into Triton block expressions.
+
+Every payload op becomes one line of Triton on whole blocks, with the meaning the
+emulator gives it (`runtime/payload_eval.py`). Ops without an exact or well-conditioned
+Triton form are refused by name with a CompileError (never approximated silently).
+fp16/bf16 math functions are evaluated in fp32 and rounded back (Triton's math
+functions take fp32), as numpy does for ml_dtypes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, IntegerType
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+
+from rdu_compiler.ir import op_name
+from rdu_compiler.runtime.triton.exprs import (
+    Coord,
+    Writer,
+    is_float,
+    is_low_float,
+    literal,
+    py_literal,
+    tl_dtype,
+)
+from rdu_compiler.runtime.triton.program import fail
+
+_BIN = {
+    "arith.addf": "{a} + {b}", "arith.subf": "{a} - {b}", "arith.mulf": "{a} * {b}", "arith.divf": "{a} / {b}",
+    "arith.addi": "{a} + {b}", "arith.subi": "{a} - {b}", "arith.muli": "{a} * {b}",
+    "arith.divsi": "{a} // {b}", "arith.remsi": "{a} % {b}", "arith.remf": "{a} % {b}",
+    "arith.andi": "{a} & {b}", "arith.ori": "{a} | {b}", "arith.xori": "{a} ^ {b}",
+    "arith.shli": "{a} << {b}", "arith.shrsi": "{a} >> {b}",
+    "arith.maxsi": "tl.maximum({a}, {b})", "arith.minsi": "tl.minimum({a}, {b})",
+    "arith.maximumf": "tl.maximum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)",
+    "arith.minimumf": "tl.minimum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)",
+    "arith.maxnumf": "tl.maximum({a}, {b})", "arith.minnumf": "tl.minimum({a}, {b})",
+    "arith.floordivsi": "_floordiv({a}, {b})", "arith.ceildivsi": "_ceildiv({a}, {b})",
+    "math.powf": "_powf({a}, {b})", "math.copysign": "_copysign({a}, {b})",
+}
+_UNSIGNED_BIN = {
+    "arith.divui": "{a} // {b}", "arith.remui": "{a} % {b}", "arith.shrui": "{a} >> {b}",
+    "arith.maxui": "tl.maximum({a}, {b})", "arith.minui": "tl.minimum({a}, {b})",
+}
+#: Float math functions: Triton expression of `x` (fp32 / fp64).
+_MATH = {
+    "math.exp": "tl.exp({x})", "math.exp2": "tl.exp2({x})", "math.log": "tl.log({x})",
+    "math.log2": "tl.log2({x})", "math.log10": "tl.log2({x}) * 0.30102999566398120",
+    "math.sqrt": "tl.sqrt({x})", "math.rsqrt": "tl.rsqrt({x})", "math.absf": "tl.abs({x})",
+    "math.erf": "tl.erf({x})", "math.sin": "tl.sin({x})", "math.cos": "tl.cos({x})",
+    "math.tan": "tl.sin({x}) / tl.cos({x})", "math.floor": "tl.floor({x})", "math.ceil": "tl.ceil({x})",
+    "math.tanh": "_tanh({x})", "math.expm1": "_expm1({x})", "math.log1p": "_log1p({x})",
+    "math.sigmoid": "_sigmoid({x})", "math.sinh": "_sinh({x})", "math.cosh": "_cosh({x})",
+    "math.trunc": "_trunc({x})", "math.roundeven": "_roundeven({x})", "math.round": "_round({x})",
+}
+_CASTS = {
+    "arith.extf", "arith.truncf", "arith.sitofp", "arith.uitofp", "arith.fptosi", "arith.fptoui",
+    "arith.index_cast", "arith.index_castui", "arith.extsi", "arith.extui", "arith.trunci", "arith.bitcast",
+}
+# arith.cmpf predicates in MLIR's enum order
+_CMPF = [
+    "({a} != {a}) & ({a} == {a})", "{a} == {b}", "{a} > {b}", "{a} >= {b}", "{a} < {b}",
+    "{a} <= {b}", "({a} != {b}) & ({a} == {a}) & ({b} == {b})", "({a} == {a}) & ({b} == {b})",
+    "({a} == {b}) | ({a} != {a}) | ({b} != {b})", "~({a} <= {b})", "~({a} < {b})", "~({a} >= {b})",
+    "~({a} > {b})", "{a} != {b}", "({a} != {a}) | ({b} != {b})", "({a} == {a}) | ({a} != {a})",
+]
+_CMPI = ["{a} == {b}", "{a} != {b}", "{a} < {b}", "{a} <= {b}", "{a} > {b}", "{a} >= {b}",
+         "{a} < {b}", "{a} <= {b}", "{a} > {b}", "{a} >= {b}"]
+
+
+def _unsigned(t: Attribute) -> str:
+    if isinstance(t, IndexType):
+        return "tl.uint32"
+    assert isinstance(t, IntegerType)
+    return f"tl.uint{t.width.data}" if t.width.data > 1 else "tl.int1"
+
+
+@dataclass
+class Capture:
+    """A whole tensor read at computed indices: its kernel pointer name, shape and strides."""
+
+    ptr: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    elt: Attribute
+
+
+@dataclass
+class PayloadContext:
+    """What a payload sees of the block it runs on.
+
+    `arg(i)` returns the expression of block argument i (an operand element, loaded on
+    first use); `dims` the loop indices; `mask` the lanes that are real points (None
+    when all are); `captures` the gathered tables.
+    """
+
+    label: str
+    writer: Writer
+    dims: list[Coord]
+    arg: Callable[[int], str]
+    mask: str | None
+    captures: list[Capture] = field(default_factory=list)
+    const_arg: Callable[[int], Any] | None = None  # compile-time value of block arg i, or None
+
+
+class PayloadEmitter:
+    """Emit the payload of `block` (minus `skip`) as Triton lines; values by SSA value."""
+
+    def __init__(self, ctx: PayloadContext, block: Block, skip: set[Operation] | None = None):
+        self.ctx = ctx
+        self.block = block
+        self.skip = skip or set()
+        self.names: dict[SSAValue, str] = {}
+        self.consts: dict[SSAValue, Any] = {}
+
+    def value(self, v: SSAValue) -> str:
+        if v in self.names:
+            return self.names[v]
+        if v in self.block.args:
+            i = self.block.args.index(v)
+            const = self.ctx.const_arg(i) if self.ctx.const_arg else None
+            if const is not None:
+                self.consts[v] = const
+                self.names[v] = literal(const, v.type)
+                return self.names[v]
+            name = self.ctx.arg(i)
+            self.names[v] = name
+            return name
+        raise fail(f"kernel '{self.ctx.label}': payload value {v} used before it is defined")
+
+    def run(self) -> list[str]:
+        """Emit every op; return the yielded expressions."""
+        yielded: list[str] = []
+        for op in self.block.ops:
+            name = op_name(op)
+            if name == "rdu.yield":
+                yielded = [self.value(v) if not self._skipped(v) else "" for v in op.operands]
+                continue
+            if op in self.skip:
+                continue
+            self._emit(op, name)
+        return yielded
+
+    def _skipped(self, v: SSAValue) -> bool:
+        return isinstance(v.owner, Operation) and v.owner in self.skip
+
+    def _bind(self, op: Operation, expr: str) -> None:
+        self.names[op.results[0]] = self.ctx.writer.let(expr)
+
+    def _operands(self, op: Operation) -> list[str]:
+        vals = [self.value(v) for v in op.operands]
+        if op.operands and all(v in self.consts for v in op.operands):
+            # both sides compile-time: keep the arithmetic in the element type, not Python's
+            vals[0] = self._typed(op.operands[0])
+        return vals
+
+    def _typed(self, v: SSAValue) -> str:
+        """A compile-time operand as a typed Triton scalar (not a Python number)."""
+        c = self.consts[v]
+        t = v.type
+        if isinstance(t, IntegerType) and t.width.data == 1:
+            return f"tl.full([], {bool(c)!r}, tl.int1)"
+        return f"tl.full([], {py_literal(float(c) if is_float(t) else int(c))}, {tl_dtype(t)})"
+
+    def _fold(self, op: Operation, name: str) -> bool:
+        """Evaluate an op whose operands are all compile-time constants (the emulator's rules)."""
+        import numpy as np
+
+        from rdu_compiler.runtime import payload_eval as pe
+
+        if not op.operands or len(op.results) != 1:
+            return False
+        for v in op.operands:
+            if v in self.block.args and v not in self.names:
+                self.value(v)  # registers a compile-time block argument
+        if not all(v in self.consts for v in op.operands):
+            return False
+        try:
+            args = [np.asarray(self.consts[v], dtype=pe.numpy_dtype(v.type)) for v in op.operands]
+            dtype = pe.numpy_dtype(op.results[0].type)
+            with np.errstate(all="ignore"):
+                if name in pe._BINARY:
+                    out = pe._BINARY[name](*args)
+                elif name in pe._UNARY:
+                    out = pe._UNARY[name](*args)
+                elif name in _CASTS and name != "arith.bitcast":
+                    x = args[0]
+                    if name in ("arith.extui", "arith.uitofp", "arith.index_castui"):
+                        x = pe._as_unsigned(x)
+                    out = x.astype(dtype)
+                elif name in ("arith.cmpf", "arith.cmpi"):
+                    pred = op.properties["predicate"]
+                    assert isinstance(pred, IntegerAttr)
+                    p = pred.value.data
+                    a, b = args
+                    if name == "arith.cmpi" and p >= 6:
+                        a, b = a.astype(np.uint64), b.astype(np.uint64)
+                    out = (pe._CMPF if name == "arith.cmpf" else pe._CMPI)[p](a, b)
+                elif name == "arith.select":
+                    out = np.where(*args)
+                else:
+                    return False
+        except Exception:  # noqa: BLE001 - not foldable: emit it instead
+            return False
+        value = np.asarray(out).astype(dtype)[()].item()
+        self.consts[op.results[0]] = value
+        self.names[op.results[0]] = literal(value, op.results[0].type)
+        return True
+
+    def _emit(self, op: Operation, name: str) -> None:
+        label = self.ctx.label
+        if self._fold(op, name):
+            return
+        if name == "arith.constant":
+            attr = op.properties.get("value")
+            if isinstance(attr, FloatAttr | IntegerAttr):
+                value: Any = attr.value.data
+                t = op.results[0].type
+                if isinstance(t, IntegerType) and t.width.data == 1:
+                    value = bool(value)
+                self.consts[op.results[0]] = value
+                self.names[op.results[0]] = literal(value, t)
+                return
+            raise fail(f"kernel '{label}': payload constant {attr} is not a scalar")
+        if name in _BIN:
+            a, b = self._operands(op)
+            t = op.results[0].type
+            if is_low_float(t):
+                # fp16/bf16 arithmetic as fp32 rounded once to the type (exact products; what
+                # GPUs do; Triton's interpreter has no bf16 arithmetic of its own)
+                expr = _BIN[name].format(a=f"{a}.to(tl.float32)", b=f"{b}.to(tl.float32)")
+                self._bind(op, f"({expr}).to({tl_dtype(t)})")
+                return
+            self._bind(op, _BIN[name].format(a=a, b=b))
+            return
+        if name in _UNSIGNED_BIN:
+            a, b = self._operands(op)
+            t = op.results[0].type
+            u, s = _unsigned(t), tl_dtype(t)
+            expr = _UNSIGNED_BIN[name].format(a=f"{a}.to({u}, bitcast=True)", b=f"{b}.to({u}, bitcast=True)")
+            self._bind(op, f"({expr}).to({s}, bitcast=True)")
+            return
+        if name in _MATH:
+            (x,) = self._operands(op)
+            t = op.results[0].type
+            if not is_float(t):
+                raise fail(f"kernel '{label}': payload op '{name}' on {t} has no Triton rule")
+            if is_low_float(t):
+                self._bind(op, "(" + _MATH[name].format(x=f"{x}.to(tl.float32)") + f").to({tl_dtype(t)})")
+            else:
+                self._bind(op, _MATH[name].format(x=x))
+            return
+        if name == "arith.negf":
+            (x,) = self._operands(op)
+            t = op.results[0].type
+            self._bind(op, f"(-{x}.to(tl.float32)).to({tl_dtype(t)})" if is_low_float(t) else f"-{x}")
+            return
+        if name == "math.absi":
+            (x,) = self._operands(op)
+            self._bind(op, f"tl.abs({x})")
+            return
+        if name in _CASTS:
+            self._cast(op, name)
+            return
+        if name in ("arith.cmpf", "arith.cmpi"):
+            pred = op.properties["predicate"]
+            assert isinstance(pred, IntegerAttr)
+            p = pred.value.data
+            a, b = self._operands(op)
+            if name == "arith.cmpf" and is_low_float(op.operands[0].type):
+                a, b = f"{a}.to(tl.float32)", f"{b}.to(tl.float32)"
+            if name == "arith.cmpi" and p >= 6:  # unsigned predicates
+                u = _unsigned(op.operands[0].type)
+                a, b = f"{a}.to({u}, bitcast=True)", f"{b}.to({u}, bitcast=True)"
+            table = _CMPF if name == "arith.cmpf" else _CMPI
+            self._bind(op, table[p].format(a=a, b=b))
+            return
+        if name == "arith.select":
+            c, a, b = (self.value(v) for v in op.operands)
+            if all(v in self.consts for v in op.operands[1:]):
+                a = self._typed(op.operands[1])
+            self._bind(op, f"tl.where({c}, {a}, {b})")
+            return
+        if name == "math.fpowi":
+            self._fpowi(op)
+            return
+        if name == "rdu.index":
+            dim = op.properties["dim"]
+            assert isinstance(dim, IntegerAttr)
+            d = self.ctx.dims[dim.value.data]
+            if d.extent <= 1 and d.expr == "0":
+                self.consts[op.results[0]] = 0  # a loop of size 1
+                self.names[op.results[0]] = literal(0, op.results[0].type)
+            elif d.expr.isidentifier():
+                self.names[op.results[0]] = d.expr
+            else:
+                self.names[op.results[0]] = self.ctx.writer.let(d.expr, "i", share=True)
+            return
+        if name == "tensor.extract":
+            self._extract(op)
+            return
+        if name == "cf.assert":
+            msg = op.properties.get("msg") or op.attributes.get("msg")
+            text = str(getattr(msg, "data", "assertion failed")).replace('"', "'")
+            cond = self.value(op.operands[0])
+            if self.ctx.mask:
+                cond = f"{cond} | ~({self.ctx.mask})"
+            self.ctx.writer.line(f'tl.device_assert({cond}, "{label}: {text}")')
+            return
+        raise fail(
+            f"kernel '{label}': payload op '{name}' has no Triton rule; "
+            "the Triton generator refuses it rather than change the numerics"
+        )
+
+    def _cast(self, op: Operation, name: str) -> None:
+        src_v = op.operands[0]
+        src_t, dst_t = src_v.type, op.results[0].type
+        if src_v in self.consts:  # fold casts of constants
+            c = self.consts[src_v]
+            if is_float(dst_t):
+                value: Any = float(c)
+                if str(dst_t) in ("f32", "f16", "bf16"):
+                    import ml_dtypes
+                    import numpy as np
+
+                    np_t = {"f32": np.float32, "f16": np.float16, "bf16": ml_dtypes.bfloat16}[str(dst_t)]
+                    value = float(np.asarray(value).astype(np_t))
+            elif isinstance(dst_t, IntegerType) and dst_t.width.data == 1:
+                value = bool(c)
+            elif isinstance(c, float):
+                value = int(c)  # fptosi truncates toward zero
+            else:
+                value = int(c)
+                if isinstance(dst_t, IntegerType) and name == "arith.trunci":
+                    w = dst_t.width.data
+                    value = (value + (1 << (w - 1))) % (1 << w) - (1 << (w - 1))
+            self.consts[op.results[0]] = value
+            self.names[op.results[0]] = literal(value, dst_t)
+            return
+        x = self.value(src_v)
+        dst = tl_dtype(dst_t)
+        if name == "arith.bitcast":
+            self._bind(op, f"{x}.to({dst}, bitcast=True)")
+            return
+        if name in ("arith.extui", "arith.uitofp", "arith.index_castui") and not (
+            isinstance(src_t, IntegerType) and src_t.width.data == 1
+        ):
+            x = f"{x}.to({_unsigned(src_t)}, bitcast=True)"
+        if name == "arith.fptoui":
+            self._bind(op, f"{x}.to({_unsigned(dst_t)}).to({dst}, bitcast=True)")
+            return
+        self._bind(op, f"{x}.to({dst})")
+
+    def _fpowi(self, op: Operation) -> None:
+        base, exp = op.operands
+        x = self.value(base)
+        t = op.results[0].type
+        if exp in self.consts and 0 <= int(self.consts[exp]) <= 4:
+            n = int(self.consts[exp])
+            if n == 0:
+                self._bind(op, f"tl.full([], 1.0, {tl_dtype(t)})")
+                return
+            expr = x
+            for _ in range(n - 1):
+                expr = f"({expr}) * {x}"  # exact repeated products, as the emulator and torch
+            self._bind(op, expr)
+            return
+        e = self.value(exp)
+        xf = f"{x}.to(tl.float32)" if is_low_float(t) else x
+        expr = f"_powf({xf}, {e}.to({'tl.float32' if is_low_float(t) else tl_dtype(t)}))"
+        self._bind(op, f"({expr}).to({tl_dtype(t)})" if is_low_float(t) else expr)
+
+    def _extract(self, op: Operation) -> None:
+        table, *idx = op.operands
+        cap = None
+        if table in self.block.args:
+            i = self.block.args.index(table)
+            cap = self.ctx.arg(i)
+        if not isinstance(cap, Capture):
+            raise fail(f"kernel '{self.ctx.label}': tensor.extract from a value that is not a captured tensor")
+        if len(idx) != len(cap.shape):
+            raise fail(f"kernel '{self.ctx.label}': tensor.extract with {len(idx)} indices into a rank-{len(cap.shape)} tensor")
+        w = self.ctx.writer
+        parts, bounds = [], []
+        for v, st, n in zip(idx, cap.strides, cap.shape, strict=True):
+            x = self.value(v)
+            if v in self.consts:
+                c = int(self.consts[v])
+                if not 0 <= c < n:
+                    raise fail(f"kernel '{self.ctx.label}': gather index {c} out of bounds for size {n}")
+                if c:
+                    parts.append(str(c * st))
+                continue
+            parts.append(x if st == 1 else f"{x} * {st}")
+            bounds.append(f"({x} >= 0) & ({x} < {n})")
+        offset = " + ".join(parts) if parts else "0"
+        mask_terms = ([self.ctx.mask] if self.ctx.mask else []) + bounds
+        mask = " & ".join(f"({m})" for m in mask_terms)
+        if bounds:
+            # an out-of-range index is a program error (the emulator raises); on a GPU it
+            # fails the device assert in debug builds and never reads outside the table
+            w.line(f'tl.device_assert(({" & ".join(bounds)}){" | ~(" + self.ctx.mask + ")" if self.ctx.mask else ""}, '
+                   f'"{self.ctx.label}: gather index out of bounds")')
+        other = literal(0, cap.elt) if not str(cap.elt) == "f32" else "0.0"
+        load = f"tl.load({cap.ptr} + ({offset})" + (f", mask={mask}, other={other})" if mask else ")")
+        self._bind(op, load)
+
+
+def is_capture(x: Any) -> bool:
+    return isinstance(x, Capture)

@@ -1,0 +1,371 @@
+"""The rdu program as a flat list of nodes, the view the Triton generator works on.
+
+Sections only group kernels for the fabric; on a GPU they do not exist. `flatten` walks
+the function (and every section in it) in program order and keeps one `Node` per kernel,
+layout op, constant and `tensor.empty`, with `rdu.load` / `rdu.store` / section results
+resolved to the tensor they carry (`canon`). `KernelInfo` is what the generator needs to
+know about one `rdu.kernel`: its loops, access patterns, reduction combiners and
+whether it is a matmul that `tl.dot` can run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import arith, func, tensor
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, FloatAttr, IntegerAttr, ModuleOp
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+
+from rdu_compiler.dialects import rdu
+from rdu_compiler.errors import CompileError
+from rdu_compiler.ir import op_name
+from rdu_compiler.passes.payload import (
+    COMBINERS,
+    contraction_operands,
+    reduction_combiner,
+    strip_casts,
+)
+from rdu_compiler.tiling import Access
+
+PASS = "triton-codegen"
+
+
+def fail(message: str) -> CompileError:
+    """The error every refusal of the Triton generator raises (names what it cannot express)."""
+    return CompileError(PASS, message)
+
+
+def row_major(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Row-major (contiguous) strides of `shape`, in elements."""
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return tuple(reversed(out))
+
+
+@dataclass
+class Node:
+    """One op of the flattened program: `kind` is kernel, view, concat, pad, const, empty."""
+
+    op: Operation
+    kind: str
+    ins: list[SSAValue]
+    outs: list[SSAValue]
+    index: int = 0
+
+
+@dataclass
+class Const:
+    """A compile-time value: a scalar, a splat tensor, or a dense array."""
+
+    value: Any  # python scalar (splat / scalar) or numpy array (dense)
+    element: Attribute
+    shape: tuple[int, ...]
+
+    @property
+    def splat(self) -> bool:
+        return not isinstance(self.value, np.ndarray)
+
+
+@dataclass
+class FlatProgram:
+    fn: func.FuncOp
+    args: list[SSAValue]
+    nodes: list[Node]
+    outputs: list[SSAValue]
+    consts: dict[SSAValue, Const]
+    users: dict[SSAValue, list[int]] = field(default_factory=dict)  # value -> node indices
+
+
+def _scalar_of(attr: Attribute) -> Any:
+    if isinstance(attr, FloatAttr):
+        return float(attr.value.data)
+    if isinstance(attr, IntegerAttr):
+        return int(attr.value.data)
+    return None
+
+
+def _const(op: arith.ConstantOp) -> Const:
+    t = op.result.type
+    elt = rdu.element_type_of(t)
+    shape = rdu.shape_of(t)
+    value = op.value
+    if isinstance(value, DenseIntOrFPElementsAttr):
+        data = np.asarray(value.get_values()).reshape(-1)
+        if data.size == 1 or (data.size and np.all(data == data[0]) and not np.isnan(data).any()):
+            v = data[0].item()
+            if isinstance(v, bool) or str(elt) == "i1":
+                v = bool(v)
+            return Const(v, elt, shape)
+        return Const(data.reshape(shape), elt, shape)
+    scalar = _scalar_of(value)
+    if scalar is None:
+        raise fail(f"constant {value} has no Triton form")
+    if str(elt) == "i1":
+        scalar = bool(scalar)
+    return Const(scalar, elt, shape)
+
+
+def flatten(module: ModuleOp) -> FlatProgram:
+    """The program's ops in order, sections dissolved, loads/stores resolved.
+
+    Raises:
+        CompileError: not exactly one function, or an op with no Triton/launcher form.
+    """
+    fns = [op for op in module.ops if isinstance(op, func.FuncOp)]
+    if len(fns) != 1:
+        raise fail(f"expected one function in the program, found {len(fns)}")
+    fn = fns[0]
+    alias: dict[SSAValue, SSAValue] = {}
+
+    def canon(v: SSAValue) -> SSAValue:
+        while v in alias:
+            v = alias[v]
+        return v
+
+    nodes: list[Node] = []
+    consts: dict[SSAValue, Const] = {}
+    outputs: list[SSAValue] = []
+
+    def visit(block: Block) -> None:
+        for op in block.ops:
+            if isinstance(op, rdu.SectionOp):
+                visit(op.body.block)
+                continue
+            if isinstance(op, rdu.LoadOp | rdu.StoreOp):
+                alias[op.result] = canon(op.source)
+                continue
+            if isinstance(op, rdu.YieldOp):
+                parent = op.parent_op()
+                assert isinstance(parent, rdu.SectionOp)
+                for r, v in zip(parent.results, op.operands, strict=True):
+                    alias[r] = canon(v)
+                continue
+            if isinstance(op, func.ReturnOp):
+                outputs.extend(canon(v) for v in op.operands)
+                continue
+            if isinstance(op, arith.ConstantOp):
+                consts[op.result] = _const(op)
+                nodes.append(Node(op, "const", [], [op.result]))
+                continue
+            ins = [canon(v) for v in op.operands]
+            outs = list(op.results)
+            if isinstance(op, rdu.KernelOp):
+                nodes.append(Node(op, "kernel", ins, outs))
+            elif isinstance(op, tensor.EmptyOp):
+                nodes.append(Node(op, "empty", [], outs))
+            elif isinstance(op, rdu.ViewOp):
+                nodes.append(Node(op, "view", ins, outs))
+            elif isinstance(op, rdu.ConcatOp):
+                nodes.append(Node(op, "concat", ins, outs))
+            elif isinstance(op, rdu.PadOp):
+                nodes.append(Node(op, "pad", ins, outs))
+            else:
+                raise fail(f"op '{op_name(op)}' has no Triton or launcher form")
+
+    visit(fn.body.block)
+    prog = FlatProgram(fn, list(fn.body.block.args), nodes, outputs, consts)
+    for i, n in enumerate(nodes):
+        n.index = i
+        for v in n.ins:
+            prog.users.setdefault(v, []).append(i)
+    return prog
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@dataclass
+class DotPlan:
+    """A contraction `out += a * b` that `tl.dot` runs: loop dims by role."""
+
+    a: int  # input index of the left operand (holds m and k)
+    b: int  # input index of the right operand (holds k and n)
+    batch: list[int]
+    m: list[int]
+    n: list[int]
+    k: list[int]
+
+
+class KernelInfo:
+    """What the generator needs to know about one `rdu.kernel`."""
+
+    def __init__(self, node: Node):
+        k = node.op
+        assert isinstance(k, rdu.KernelOp)
+        self.node = node
+        self.op = k
+        self.label = k.label
+        self.domain = k.domain_sizes
+        self.rank = len(self.domain)
+        self.n_in = len(k.inputs)
+        self.n_init = len(k.inits)
+        self.n_cap = len(k.captures)
+        self.maps = [m.data for m in k.indexing_maps.data]
+        try:
+            self.accesses = [Access.from_map(m) for m in self.maps]
+        except CompileError as e:
+            raise fail(f"kernel '{self.label}': {e.message}") from None
+        self.red = k.reduction_dims
+        self.par = tuple(d for d in range(self.rank) if d not in self.red)
+        self.kind = k.kind.data
+        self.block = k.body.block
+        self.used = [bool(a.uses) for a in self.block.args]
+        self.tile = k.tile_sizes
+        # operands: canonical values, inputs then inits then captures
+        self.ins = node.ins[: self.n_in]
+        self.inits = node.ins[self.n_in : self.n_in + self.n_init]
+        self.caps = node.ins[self.n_in + self.n_init :]
+        self.operand_shapes = [rdu.shape_of(v.type) for v in k.operands]
+        self.results = list(k.results)
+        self.result_shapes = [rdu.shape_of(r.type) for r in k.results]
+        self.result_elts = [rdu.element_type_of(r.type) for r in k.results]
+        for i in range(self.n_init):
+            if not self.accesses[self.n_in + i].is_projection:
+                raise fail(f"kernel '{self.label}': output {i} access pattern is not a projection")
+        self.combiners: list[tuple[str, SSAValue] | None] = []
+        self.skip: set[Operation] = set()
+        if self.red and self.kind != rdu.Pattern.SCAN:
+            self._analyse_reduction()
+        self.dot = self._dot_plan() if self.red and self.kind != rdu.Pattern.SCAN else None
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.domain)
+
+    @property
+    def is_map(self) -> bool:
+        return not self.red and self.kind != rdu.Pattern.SCAN
+
+    def strides(self) -> tuple[int, ...]:
+        """Row-major strides of the iteration domain."""
+        return row_major(self.domain)
+
+    def _analyse_reduction(self) -> None:
+        yielded = self.block.last_op.operands  # type: ignore[union-attr]
+        for i, y in enumerate(yielded):
+            acc = self.block.args[self.n_in + i]
+            found = reduction_combiner(self.block, acc, y)
+            dead = not self.results[i].uses
+            if found is None:
+                if dead:
+                    self.combiners.append(None)
+                    self.skip.update(_only_feeding(self.block, y))
+                    continue
+                raise fail(
+                    f"kernel '{self.label}': reduction result {i} is not 'acc = combine(acc, f(inputs))' "
+                    f"with combine one of {sorted(COMBINERS)}; the Triton generator cannot express it"
+                )
+            assert isinstance(y.owner, Operation)
+            self.skip.add(y.owner)
+            self.combiners.append((op_name(y.owner), found[1]))
+        for op in self.block.ops:
+            if op in self.skip:
+                continue
+            for i in range(self.n_init):
+                if self.block.args[self.n_in + i] in op.operands and op is not self.block.last_op:
+                    raise fail(f"kernel '{self.label}': the accumulator is read outside its combiner")
+
+    def _dot_plan(self) -> DotPlan | None:
+        if self.n_init != 1 or self.n_cap:
+            return None
+        pair = contraction_operands(self.block, self.n_in)
+        if pair is None or pair[0] == pair[1]:
+            return None
+        # the payload must be exactly out + cast(a) * cast(b): nothing else to compute
+        comb = self.combiners[0]
+        assert comb is not None
+        mul = comb[1].owner
+        assert isinstance(mul, Operation)
+        allowed = {self.block.last_op, mul} | set(self.skip)
+        for v in mul.operands:
+            while isinstance(v.owner, Operation) and op_name(v.owner) in ("arith.extf", "arith.truncf"):
+                allowed.add(v.owner)
+                v = v.owner.operands[0]
+        if any(op not in allowed for op in self.block.ops):
+            return None
+        elt = str(self.result_elts[0])
+        if elt not in ("f32", "f16", "bf16"):
+            return None
+        a, b = pair
+        acc_a, acc_b, acc_o = self.accesses[a], self.accesses[b], self.accesses[self.n_in]
+        if not (acc_a.is_projection and acc_b.is_projection and acc_o.is_projection):
+            return None
+        da, db, do = acc_a.dims, acc_b.dims, acc_o.dims
+        batch = sorted(da & db & do)
+        m = sorted((da & do) - db)
+        n = sorted((db & do) - da)
+        kk = sorted((da & db) - do)
+        if set(batch + m + n + kk) != set(range(self.rank)):
+            return None
+        if set(kk) != set(self.red) or not m or not n or not kk:
+            return None
+        for acc in (acc_a, acc_b, acc_o):  # each loop at most once per operand
+            used = [coeffs.index(1) for coeffs, _ in acc.forms if any(coeffs)]
+            if len(used) != len(set(used)):
+                return None
+        return DotPlan(a, b, batch, m, n, kk)
+
+    def mul_operand_chain(self, which: int) -> list[Operation]:
+        """The cast ops between input `which` of a dot plan and the multiply (innermost first)."""
+        comb = self.combiners[0]
+        assert comb is not None
+        mul = comb[1].owner
+        assert isinstance(mul, Operation)
+        arg = self.block.args[which]
+        for v in mul.operands:
+            if strip_casts(v) is arg:
+                chain: list[Operation] = []
+                while isinstance(v.owner, Operation) and op_name(v.owner) in ("arith.extf", "arith.truncf"):
+                    chain.append(v.owner)
+                    v = v.owner.operands[0]
+                return list(reversed(chain))
+        return []
+
+
+def _only_feeding(block: Block, value: SSAValue) -> set[Operation]:
+    """Ops of the payload whose results reach only `value` (dead once it is dropped)."""
+    dead: set[Operation] = set()
+    stack = [value.owner] if isinstance(value.owner, Operation) else []
+    while stack:
+        op = stack.pop()
+        if op in dead or op is block.last_op:
+            continue
+        users = {u.operation for r in op.results for u in r.uses}
+        if users - dead - {block.last_op}:
+            continue
+        dead.add(op)
+        stack.extend(v.owner for v in op.operands if isinstance(v.owner, Operation))
+    return dead
+
+
+def linear_coeffs(access: Access, strides: tuple[int, ...], rank: int) -> tuple[list[int], int]:
+    """Address of an operand element as a linear form over the loop indices (elements)."""
+    coeffs = [0] * rank
+    const = 0
+    for (cs, c0), s in zip(access.forms, strides, strict=True):
+        const += c0 * s
+        for d, c in enumerate(cs):
+            coeffs[d] += c * s
+    return coeffs, const
+
+
+def fill_value(info: KernelInfo, consts: dict[SSAValue, Const]) -> Any:
+    """The constant a fill-like kernel writes everywhere (yield of a constant scalar input), or None."""
+    if not info.is_map or info.n_init != 1 or info.n_cap:
+        return None
+    y = info.block.last_op.operands[0]  # type: ignore[union-attr]
+    if y in info.block.args[: info.n_in]:
+        src = info.ins[info.block.args.index(y)]
+        c = consts.get(src)
+        if c is not None and c.splat:
+            return c.value
+        return None
+    owner = y.owner
+    if isinstance(owner, arith.ConstantOp):
+        return _scalar_of(owner.value)
+    return None
