@@ -74,6 +74,9 @@ _IMMEDIATE_INPUTS: dict[str, set[int]] = {
     "Range": {0, 1, 2},
     "OneHot": {1},
     "CumSum": {1},
+    "CumProd": {1},
+    "If": {0},
+    "Loop": {0, 1},
     "Trilu": {1},
     "ReduceSum": {1},
     "ReduceMean": {1},
@@ -103,8 +106,8 @@ _ALTERNATIVES: dict[str, str] = {
     "LSTM": "export the recurrence unrolled over time (MatMul, Add, Sigmoid, Tanh per step)",
     "GRU": "export the recurrence unrolled over time (MatMul, Add, Sigmoid, Tanh per step)",
     "RNN": "export the recurrence unrolled over time (MatMul, Add, Tanh per step)",
-    "Loop": "unroll the loop at export time (a fixed trip count)",
-    "Scan": "unroll the scan at export time (a fixed length)",
+    "Loop": "a constant trip count (up to 64 iterations are unrolled at import)",
+    "Scan": "static shapes (scans of up to 64 steps are unrolled at import)",
     "If": "export with the branch resolved (a static condition) or use Where on both results",
     "NonZero": "a mask with Where (static shapes) instead of the data-dependent index list",
     "Unique": "a static-size alternative (TopK, or a mask with Where)",
@@ -805,8 +808,13 @@ def _bind_inputs(proto: Any, values: Mapping[str, Any], where: str) -> None:
         )
     inits = {i.name for i in graph.initializer}
     for name, value in values.items():
-        arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
         vi = next(v for v in graph.input if v.name == name)
+        if vi.type.WhichOneof("value") != "tensor_type" or isinstance(value, list | tuple):
+            raise FrontendError(
+                f"{where}: input '{name}' is a {vi.type.WhichOneof('value') or 'value'}, not a tensor; "
+                "only tensor inputs are supported (and can be bound to constants)."
+            )
+        arr = _as_numpy(value)
         want = _np_dtype(vi.type.tensor_type.elem_type)
         if want.kind != "O" and arr.dtype != want:
             arr = arr.astype(want)
@@ -853,9 +861,11 @@ def _prepare(proto: Any, expand: set[str], where: str) -> tuple[Any, dict[str, n
             # importer expand those ops into private functions.
             if not _expand_nodes(work, expand):
                 importer_expand = frozenset(expand)
-    for _ in range(4):  # folding exposes static shapes, which expose more folding
+    for _ in range(6):  # folding exposes static shapes, which expose more folding
         work = _infer(work, where)
-        if not _fold_constants(work):
+        folded = _fold_constants(work)
+        unrolled = _unroll_loops(work)
+        if not (_inline_constant_ifs(work) or folded or unrolled):
             break
     _check_known_wrong(work, where)
     if _decompose(work):
@@ -974,12 +984,305 @@ def _check_known_wrong(proto: Any, where: str) -> None:
             )
 
 
+def _rewrite_node(node: Any, graph: Any, types: dict[str, int], shapes: dict[str, list[int]], version: int) -> list[Any] | None:
+    """ONNX nodes replacing ``node`` (see :func:`_decompose`), or None to keep it."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    if node.domain not in ("", "ai.onnx"):
+        return None
+    op = node.op_type
+    base = f"{node.name or op}__rdu"
+
+    def const(value: np.ndarray, suffix: str) -> str:
+        t = numpy_helper.from_array(value, f"{base}_{suffix}")
+        graph.initializer.append(t)
+        return t.name
+
+    def axes_node(kind: str, x: str, axes: list[int], out: str, **kw: Any) -> Any:
+        # Unsqueeze/Squeeze take axes as an input from opset 13, reductions from opset 18.
+        as_input = version >= (13 if kind in ("Unsqueeze", "Squeeze") else 18)
+        if as_input:
+            return helper.make_node(kind, [x, const(np.array(axes, np.int64), f"{kind}{len(graph.initializer)}")], [out], **kw)
+        return helper.make_node(kind, [x], [out], axes=axes, **kw)
+
+    if op == "Dropout" and len(node.output) == 1 and (len(node.input) < 3 or not node.input[2]):
+        # Inference: the identity (training needs random masks).
+        return [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=node.name)]
+    if op == "MatMul" and all(n in shapes for n in node.input):
+        ra, rb = len(shapes[node.input[0]]), len(shapes[node.input[1]])
+        a, b = node.input
+        out = node.output[0]
+        if ra == 1 and rb >= 3:
+            return [
+                axes_node("Unsqueeze", a, [0], f"{base}_a2"),
+                helper.make_node("MatMul", [f"{base}_a2", b], [f"{base}_c2"], name=node.name),
+                axes_node("Squeeze", f"{base}_c2", [-2], out),
+            ]
+        if rb == 1 and ra >= 3:
+            return [
+                axes_node("Unsqueeze", b, [1], f"{base}_b2"),
+                helper.make_node("MatMul", [a, f"{base}_b2"], [f"{base}_c2"], name=node.name),
+                axes_node("Squeeze", f"{base}_c2", [-1], out),
+            ]
+        return None
+    if op == "CumProd" and node.input[0] in shapes and node.input[1] in {i.name for i in graph.initializer}:
+        # cumprod along an axis of length n: the product over k of x[k] masked to 1 where
+        # k is not (yet) included for output position i (an n x n mask).
+        shape = shapes[node.input[0]]
+        axis_init = next(i for i in graph.initializer if i.name == node.input[1])
+        a = int(np.asarray(numpy_helper.to_array(axis_init)).reshape(-1)[0]) % max(len(shape), 1)
+        n = shape[a]
+        if n > 256:
+            return None
+        i, k = np.arange(n)[:, None], np.arange(n)[None, :]
+        exclusive, reverse = int(_attr(node, "exclusive", 0)), int(_attr(node, "reverse", 0))
+        mask = (k >= i) if reverse else (k <= i)
+        if exclusive:
+            mask &= k != i
+        mask = mask.reshape([1] * a + [n, n] + [1] * (len(shape) - a - 1))
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(types[node.input[0]])
+        x = node.input[0]
+        return [
+            axes_node("Unsqueeze", x, [a], f"{base}_xk"),
+            helper.make_node("Where", [const(mask, "mask"), f"{base}_xk", const(np.ones((), dtype), "one")], [f"{base}_w"]),
+            axes_node("ReduceProd", f"{base}_w", [a + 1], node.output[0], keepdims=0),
+        ]
+    return None
+
+
+#: Scan / Loop bodies are unrolled up to this many iterations.
+_MAX_UNROLL = 64
+
+
+def _body_nodes(body: Any, prefix: str, bind: dict[str, str]) -> tuple[list[Any], dict[str, str]]:
+    """Copies of a loop body's nodes for one iteration: body inputs bound to outer names
+    (``bind``), names defined inside prefixed, outer-scope names kept. Returns the nodes and
+    the map body name -> outer name (for the body's outputs)."""
+    from onnx import numpy_helper
+
+    inner = {o for n in body.node for o in n.output if o} | {i.name for i in body.initializer}
+    names = dict(bind)
+    for x in inner:
+        names.setdefault(x, prefix + x)
+    nodes = []
+    for init in body.initializer:
+        nodes.append(("init", numpy_helper.from_array(numpy_helper.to_array(init), names[init.name])))
+    for n in body.node:
+        m = type(n)()
+        m.CopyFrom(n)
+        m.name = prefix + (n.name or n.op_type)
+        m.input[:] = [names.get(i, i) if i else "" for i in n.input]
+        m.output[:] = [names[o] if o else "" for o in n.output]
+        nodes.append(("node", m))
+    return nodes, names
+
+
+def _unroll_loops(proto: Any) -> bool:
+    """Unroll ``Scan`` (opset >= 9; sequence length from static shapes) and ``Loop`` (a
+    constant trip count, a condition that stays true) of at most :data:`_MAX_UNROLL`
+    iterations into plain nodes: torch-mlir has no conversion for either. Bodies with
+    nested subgraphs are left alone, and so are stacked outputs before opset 13 (they are
+    built with Unsqueeze, whose opset-1 form torch-mlir does not convert)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+    inits = {i.name: i for i in graph.initializer}
+    shapes: dict[str, list[int]] = {}
+    for v in [*graph.input, *graph.value_info, *graph.output]:
+        tt = v.type.tensor_type if v.type.WhichOneof("value") == "tensor_type" else None
+        if tt is not None and tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes[v.name] = [int(d.dim_value) for d in tt.shape.dim]
+    for i in graph.initializer:
+        shapes[i.name] = list(i.dims)
+    new_nodes: list[Any] = []
+    changed = False
+
+    def const(value: Any, name: str) -> str:
+        graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def axes_input(node_inputs: list[str], axes: list[int], name: str) -> dict[str, Any]:
+        if version >= 13:
+            node_inputs.append(const(np.array(axes, np.int64), name))
+            return {}
+        return {"axes": axes}
+
+    for k, node in enumerate(graph.node):
+        body = _attr(node, "body")
+        if node.op_type not in ("Scan", "Loop") or node.domain not in ("", "ai.onnx") or body is None or (node.op_type == "Scan" and version < 9):
+            new_nodes.append(node)
+            continue
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in body.node for a in n.attribute):
+            new_nodes.append(node)
+            continue
+        prefix0 = f"{node.name or node.op_type}_{k}__"
+        out: list[Any] = []
+        if node.op_type == "Scan":
+            m = int(_attr(node, "num_scan_inputs"))
+            n_state = len(node.input) - m
+            xs = list(node.input[n_state:])
+            in_axes = list(_attr(node, "scan_input_axes", [0] * m))
+            in_dirs = list(_attr(node, "scan_input_directions", [0] * m))
+            n_out = len(body.output) - n_state
+            out_axes = list(_attr(node, "scan_output_axes", [0] * n_out))
+            out_dirs = list(_attr(node, "scan_output_directions", [0] * n_out))
+            if not xs or any(x not in shapes for x in xs):
+                new_nodes.append(node)
+                continue
+            lengths = {shapes[x][a % len(shapes[x])] for x, a in zip(xs, in_axes, strict=True)}
+            if len(lengths) != 1 or next(iter(lengths)) > _MAX_UNROLL or (n_out and version < 13):
+                new_nodes.append(node)
+                continue
+            steps = next(iter(lengths))
+            state = list(node.input[:n_state])
+            per_step: list[list[str]] = [[] for _ in range(n_out)]
+            for t in range(steps):
+                prefix = f"{prefix0}{t}__"
+                bind = dict(zip([b.name for b in body.input[:n_state]], state, strict=True))
+                for j, (x, a, d) in enumerate(zip(xs, in_axes, in_dirs, strict=True)):
+                    idx = const(np.array(steps - 1 - t if d else t, np.int64), f"{prefix}idx{j}")
+                    elem = f"{prefix}elem{j}"
+                    out.append(("node", helper.make_node("Gather", [x, idx], [elem], axis=a % len(shapes[x]))))
+                    bind[body.input[n_state + j].name] = elem
+                nodes, names = _body_nodes(body, prefix, bind)
+                out += nodes
+                state = [names.get(o.name, o.name) for o in body.output[:n_state]]
+                for c, o in enumerate(body.output[n_state:]):
+                    per_step[c].append(names.get(o.name, o.name))
+            finals = list(node.output[:n_state])
+            for name, value in zip(finals, state, strict=True):
+                if name:
+                    out.append(("node", helper.make_node("Identity", [value], [name])))
+            for c, name in enumerate(node.output[n_state:]):
+                if not name:
+                    continue
+                elems = per_step[c][::-1] if out_dirs[c] else per_step[c]
+                axis = out_axes[c]
+                stacked = []
+                for t, e in enumerate(elems):
+                    ins = [e]
+                    kw = axes_input(ins, [axis], f"{prefix0}uaxes{c}_{t}")
+                    stacked.append(f"{prefix0}u{c}_{t}")
+                    out.append(("node", helper.make_node("Unsqueeze", ins, [stacked[-1]], **kw)))
+                out.append(("node", helper.make_node("Concat", stacked, [name], axis=axis)))
+        else:  # Loop
+            trip = node.input[0] if node.input else ""
+            cond = node.input[1] if len(node.input) > 1 else ""
+            if not trip or trip not in inits:
+                new_nodes.append(node)
+                continue
+            steps = int(np.asarray(numpy_helper.to_array(inits[trip])).reshape(-1)[0])
+            cond_ok = not cond or (cond in inits and bool(np.asarray(numpy_helper.to_array(inits[cond])).reshape(-1)[0]))
+            body_cond_in, body_cond_out = body.input[1].name, body.output[0].name
+            passthrough = body_cond_out == body_cond_in or any(
+                n.op_type == "Identity" and list(n.input) == [body_cond_in] and list(n.output) == [body_cond_out] for n in body.node
+            )
+            stacks = len(body.output) - 1 - (len(node.input) - 2)
+            if steps < 1 or steps > _MAX_UNROLL or not cond_ok or not passthrough or (stacks and version < 13):
+                new_nodes.append(node)
+                continue
+            n_state = len(node.input) - 2
+            n_scan = len(body.output) - 1 - n_state
+            state = list(node.input[2:])
+            per_step = [[] for _ in range(n_scan)]
+            for t in range(steps):
+                prefix = f"{prefix0}{t}__"
+                bind = {body.input[0].name: const(np.array(t, np.int64), f"{prefix}iter"),
+                        body.input[1].name: const(np.array(True), f"{prefix}cond")}
+                bind.update(zip([b.name for b in body.input[2:]], state, strict=True))
+                nodes, names = _body_nodes(body, prefix, bind)
+                out += nodes
+                state = [names.get(o.name, o.name) for o in body.output[1 : 1 + n_state]]
+                for c, o in enumerate(body.output[1 + n_state :]):
+                    per_step[c].append(names.get(o.name, o.name))
+            for name, value in zip(node.output[:n_state], state, strict=True):
+                if name:
+                    out.append(("node", helper.make_node("Identity", [value], [name])))
+            for c, name in enumerate(node.output[n_state:]):
+                if not name:
+                    continue
+                stacked = []
+                for t, e in enumerate(per_step[c]):
+                    ins = [e]
+                    kw = axes_input(ins, [0], f"{prefix0}uaxes{c}_{t}")
+                    stacked.append(f"{prefix0}u{c}_{t}")
+                    out.append(("node", helper.make_node("Unsqueeze", ins, [stacked[-1]], **kw)))
+                out.append(("node", helper.make_node("Concat", stacked, [name], axis=0)))
+        for kind, item in out:
+            if kind == "init":
+                graph.initializer.append(item)
+            else:
+                new_nodes.append(item)
+        changed = True
+    if changed:
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+    return changed
+
+
+def _inline_constant_ifs(proto: Any) -> bool:
+    """Replace each ``If`` whose condition is a constant by the nodes of the branch taken
+    (internal names prefixed; the branch's outputs become the If's outputs)."""
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    nodes, changed = [], False
+    for k, node in enumerate(graph.node):
+        if node.op_type != "If" or node.domain not in ("", "ai.onnx") or node.input[0] not in inits:
+            nodes.append(node)
+            continue
+        cond = bool(np.asarray(numpy_helper.to_array(inits[node.input[0]])).reshape(-1)[0])
+        branch = _attr(node, "then_branch" if cond else "else_branch")
+        if branch is None or len(branch.output) != len(node.output):
+            nodes.append(node)
+            continue
+        prefix = f"{node.name or 'If'}_{k}__"
+        inner = {o for n in branch.node for o in n.output if o} | {i.name for i in branch.initializer}
+        rename = {o.name: new for o, new in zip(branch.output, node.output, strict=True)}
+
+        def name(x: str, inner: set[str] = inner, rename: dict[str, str] = rename, prefix: str = prefix) -> str:
+            if x in rename:
+                return rename[x]
+            return prefix + x if x in inner else x
+
+        for init in branch.initializer:
+            t = numpy_helper.from_array(numpy_helper.to_array(init), name(init.name))
+            graph.initializer.append(t)
+        for n in branch.node:
+            m = type(n)()
+            m.CopyFrom(n)
+            m.name = prefix + (n.name or n.op_type)
+            m.input[:] = [name(i) if i else "" for i in n.input]
+            m.output[:] = [name(o) if o else "" for o in n.output]
+            nodes.append(m)
+        # A branch output that is an outer value or input: pass it through.
+        for o, new in zip(branch.output, node.output, strict=True):
+            if o.name not in inner:
+                from onnx import helper
+
+                nodes.append(helper.make_node("Identity", [o.name], [new]))
+        changed = True
+    if changed:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return changed
+
+
 def _decompose(proto: Any) -> bool:
     """Rewrite ops whose torch-mlir lowering differs from ONNX into ONNX ops it lowers right:
 
     - ``LpNormalization``: x / norm, with the norm of an all-zero vector taken as 1 (ONNX
       gives 0 there; torch-mlir's lowering gives 0/0 = NaN);
-    - ``CastLike``: a ``Cast`` to the target's element type (the target is not read).
+    - ``CastLike``: a ``Cast`` to the target's element type (the target is not read);
+    - inference ``Dropout`` without a mask output: the identity;
+    - ``MatMul`` of a 1-D operand with one of rank >= 3 (torch-mlir's aten.matmul does not
+      lower it): through an unsqueezed 2-D operand;
+    - ``CumProd`` with a constant axis (torch-mlir has no conversion): a masked
+      ``ReduceProd`` over an n x n mask.
 
     Returns whether anything was rewritten.
     """
@@ -989,17 +1292,27 @@ def _decompose(proto: Any) -> bool:
     graph = proto.graph
     version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
     types: dict[str, int] = {}
+    shapes: dict[str, list[int]] = {}
     for vi in [*graph.input, *graph.value_info, *graph.output]:
         if vi.type.WhichOneof("value") == "tensor_type":
             types[vi.name] = vi.type.tensor_type.elem_type
+            tt = vi.type.tensor_type
+            if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+                shapes[vi.name] = [int(d.dim_value) for d in tt.shape.dim]
     for i in graph.initializer:
         types[i.name] = i.data_type
+        shapes[i.name] = list(i.dims)
     nodes, changed = [], False
     for node in graph.node:
         if node.op_type == "CastLike" and node.domain in ("", "ai.onnx") and node.input[1] in types:
             # Only the target's type matters: a Cast, and the target is no longer read.
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             nodes.append(helper.make_node("Cast", [node.input[0]], list(node.output), name=node.name, to=types[node.input[1]], **attrs))
+            changed = True
+            continue
+        rewritten = _rewrite_node(node, graph, types, shapes, version)
+        if rewritten is not None:
+            nodes.extend(rewritten)
             changed = True
             continue
         if node.op_type != "LpNormalization" or node.domain not in ("", "ai.onnx") or node.input[0] not in types:
@@ -1712,6 +2025,10 @@ _ATEN_BEHIND = {
     "tm_tensor.sort": ("aten.sort", "aten.topk", "aten.argsort", "aten.msort", "aten.median", "aten.kthvalue"),
     "tm_tensor.scatter": ("aten.scatter", "aten.scatter_add", "aten.scatter_reduce", "aten.index_put", "aten._index_put_impl", "aten.index_add"),
     "tm_tensor.attention": ("aten.scaled_dot_product_attention", "aten._scaled_dot_product_flash_attention"),
+    "ml_program.global_load": (
+        "aten.rand", "aten.rand_like", "aten.randn", "aten.randn_like", "aten.bernoulli", "aten.uniform",
+        "aten.normal", "aten.randint", "aten.randint_like", "aten.randperm", "aten.dropout", "aten.native_dropout",
+    ),
 }
 _OP_INDEX_RE = re.compile(r"op '([\w.]+)' \(op #(\d+) of @")
 _KERNEL_RE = re.compile(r"kernel 'k(\d+)_")

@@ -61,15 +61,22 @@ class IndexSelect:
     """A reduction result that keeps the index of the best value (argmax / argmin):
     `acc_i = select(cmp(x, acc_v), e, acc_i)`, where result `value_result` reduces
     `acc_v = comb(acc_v, x)`. Each step, in iteration order, replaces the index with `e`
-    when the comparison of `x` with the running value (before this step) says so."""
+    when the comparison of `x` with the running value (before this step) says so. With
+    `value_result = -1` the condition `x` reads no accumulator (see `last_match`)."""
 
     value_result: int
-    cmp: Operation
+    cmp: Operation | None
     x: SSAValue
     x_is_lhs: bool
     e: SSAValue
     update_on_true: bool
     select: Operation
+
+    @property
+    def last_match(self) -> bool:
+        """`acc_i = select(cond, e, acc_i)` with `cond` free of accumulators (`x` is `cond`):
+        the value of the last step whose condition holds (a scatter's last write wins)."""
+        return self.value_result < 0
 
 
 def index_select_reduction(block: Block, n_inputs: int, i: int) -> IndexSelect | None:
@@ -87,11 +94,13 @@ def index_select_reduction(block: Block, n_inputs: int, i: int) -> IndexSelect |
         e, update_on_true = b, False
     else:
         return None
-    cmp = cond.owner
-    if not isinstance(cmp, Operation) or op_name(cmp) not in ("arith.cmpf", "arith.cmpi"):
-        return None
     accs = list(block.args[n_inputs : n_inputs + len(yielded)])
     if any(depends_on(e, acc) for acc in accs):
+        return None
+    if not any(depends_on(cond, acc) for acc in accs):
+        return IndexSelect(-1, None, cond, True, e, update_on_true, sel)
+    cmp = cond.owner
+    if not isinstance(cmp, Operation) or op_name(cmp) not in ("arith.cmpf", "arith.cmpi"):
         return None
     p, q = cmp.operands
     for j, acc_v in enumerate(accs):

@@ -116,12 +116,12 @@ class KernelExecutor:
             select = index_select_reduction(block, self.n_in, i) if found is None else None
             if select is not None and len(self.red) != 1:
                 raise EmulatorError(
-                    f"kernel '{self.name}': an index-of-best reduction (argmax/argmin, result {i}) "
+                    f"kernel '{self.name}': an index-of-best or last-write reduction (argmax/argmin, scatter; result {i}) "
                     f"over {len(self.red)} loops is not supported (one reduction loop only)"
                 )
             if select is not None:
                 self.selects[i] = select
-                skip.update((select.select, select.cmp))
+                skip.update(o for o in (select.select, select.cmp) if o is not None)
                 exprs.append(None)
                 continue
             if found is None:
@@ -154,7 +154,7 @@ class KernelExecutor:
     @staticmethod
     def combiners_pending_value(sel: IndexSelect, exprs: list[Any]) -> bool:
         """Whether the value reduction an index-of-best result compares against is missing."""
-        return exprs[sel.value_result] is None
+        return not sel.last_match and exprs[sel.value_result] is None
 
     def _select_index(self, i: int, vals: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> Any:
         """One tile of an argmax/argmin result, exactly as the sequential payload would do it:
@@ -164,12 +164,16 @@ class KernelExecutor:
 
         sel = self.selects[i]
         ax = self.red[0]
-        ufunc = getattr(np, self.combiners[sel.value_result][0])
         x = np.broadcast_to(np.asarray(vals[self.payload.slots[sel.x]]), sizes)
-        acc_v = np.broadcast_to(accs[sel.value_result], [1 if d == ax else n for d, n in enumerate(sizes)])
-        running = ufunc.accumulate(np.concatenate([acc_v.astype(x.dtype), x], axis=ax), axis=ax)
-        prev = np.take(running, range(sizes[ax]), axis=ax)
-        cond = compare_fn(sel.cmp)(x, prev) if sel.x_is_lhs else compare_fn(sel.cmp)(prev, x)
+        if sel.last_match:  # the condition reads no accumulator: the last step where it holds
+            cond = x.astype(bool)
+        else:
+            assert sel.cmp is not None
+            ufunc = getattr(np, self.combiners[sel.value_result][0])
+            acc_v = np.broadcast_to(accs[sel.value_result], [1 if d == ax else n for d, n in enumerate(sizes)])
+            running = ufunc.accumulate(np.concatenate([acc_v.astype(x.dtype), x], axis=ax), axis=ax)
+            prev = np.take(running, range(sizes[ax]), axis=ax)
+            cond = compare_fn(sel.cmp)(x, prev) if sel.x_is_lhs else compare_fn(sel.cmp)(prev, x)
         update = np.asarray(cond) if sel.update_on_true else ~np.asarray(cond)
         e = np.broadcast_to(np.asarray(vals[self.payload.slots[sel.e]]), sizes)
         last = sizes[ax] - 1 - np.argmax(np.flip(update, axis=ax), axis=ax)

@@ -25,6 +25,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import pickle
 import re
 import sys
 import time
@@ -220,7 +221,7 @@ def _run(case: Any) -> tuple[str, str]:
     with redirect_stdout(sink), redirect_stderr(sink):
         for inputs, expected in data_sets:
             values = dict(zip(names, inputs, strict=True))
-            key = tuple(np.asarray(values[n]).tobytes() for n in sorted(frozen))
+            key = tuple(pickle.dumps(values[n]) for n in sorted(frozen))
             if key not in programs:
                 programs[key] = rdu_compiler.compile_onnx(
                     model, fabric=FABRIC, opt_level=OPT_LEVEL,

@@ -242,17 +242,16 @@ def test_op_torch_mlir_cannot_lower_names_node_and_alternative() -> None:
 
 
 def test_conversion_refusal_names_onnx_node() -> None:
-    """An op torch-mlir lowers but rdu-convert-linalg refuses (TopK -> tm_tensor.sort) is
-    named with the ONNX node it comes from."""
+    """An op torch-mlir lowers but rdu-convert-linalg refuses (Bernoulli reads the random
+    state, `ml_program.global_load`) is named with the ONNX node it comes from."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8])
-    values = helper.make_tensor_value_info("values", TensorProto.FLOAT, [3, 2])
-    k = numpy_helper.from_array(np.array([2]), "k")
-    node = helper.make_node("TopK", ["x", "k"], ["values", "indices"], name="best_two", axis=1)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 8])
+    node = helper.make_node("Bernoulli", ["x"], ["y"], name="coin")
     with pytest.raises(CompileError) as info:
-        rdu_compiler.compile_onnx(model_of([node], [x], [values], [k]))
+        rdu_compiler.compile_onnx(model_of([node], [x], [y], opset=15))
     message = str(info.value)
-    assert "tm_tensor.sort" in message and "nearest supported alternative" in message
-    assert "ONNX node 'best_two' (TopK)" in message
+    assert "ml_program.global_load" in message and "nearest supported alternative" in message
+    assert "ONNX node 'coin' (Bernoulli)" in message
 
 
 # ---------------------------------------------------------------------------- rdu-compile
