@@ -80,7 +80,7 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0) -> SectionLo
 def section_network(section: rdu.SectionOp, fabric: Fabric) -> Any:
     """The placed section's link loads (`placement.NetworkLoad`), or None if unplaced.
 
-    Routes are re-derived from the recorded sites and AGCUs (dimension-order), with the
+    Routes are re-derived from the recorded sites, AGCUs and routing, with the
     bytes of `placement.from_ir` (the traffic counted here, per section execution).
     """
     from rdu_compiler.placement import Grid

@@ -379,7 +379,9 @@ class SectionOp(IRDLOperation):
     (set by `rdu-place`) is the fabric's grid: the verifier then refuses a site off it,
     a PCU on a PMU site (checkerboard: (row + col) even is a PCU) or the reverse, and a
     load/store/gather routed through an AGCU that is not on the grid's edge (col -1 or
-    cols). Routes are dimension-order between these endpoints, so they stay on the grid.
+    cols). `routing` (set by `rdu-place`: "balanced" or "dimension-order", absent means
+    dimension-order) names how the routes between these endpoints are chosen
+    (`placement.network`); every route is minimal and stays on the grid.
     """
 
     name = "rdu.section"
@@ -390,6 +392,7 @@ class SectionOp(IRDLOperation):
     pmus_available = prop_def(IntegerAttr)
     reason = opt_prop_def(StringAttr)
     grid = opt_prop_def(DenseArrayBase)
+    routing = opt_prop_def(StringAttr)
     body = region_def("single_block")
 
     def __init__(self, name: str, result_types: Sequence[Attribute], body: Region, pcus: int, pmus: int, reason: str = ""):
@@ -425,6 +428,10 @@ class SectionOp(IRDLOperation):
         for r in self.res:
             if isinstance(r.type, StreamType):
                 raise VerifyException(f"section '{name}': results must be tensors (rdu.store), not streams")
+        if self.routing is not None and self.routing.data not in ("balanced", "dimension-order"):
+            raise VerifyException(
+                f"section '{name}': routing {self.routing.data!r} is not one of 'balanced', 'dimension-order'"
+            )
         grid = tuple(self.grid.get_values()) if self.grid is not None else None
         _verify_sites(name, kernels, grid)
         _verify_agcus(name, self, grid)

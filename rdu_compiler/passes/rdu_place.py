@@ -8,11 +8,15 @@ records the result on the IR: `pcu_sites` / `pmu_sites` on kernels as (row, col)
 Routes are dimension-order between those endpoints; the cost model derives the link
 loads from them (`cost.analysis`).
 
-    rdu-place{fabric=sn40l strategy=anneal seed=0 effort=20}
+    rdu-place{fabric=sn40l strategy=anneal seed=0 effort=20 routing=balanced}
 
 `strategy`: `anneal` (default: greedy Hilbert-curve start, then simulated annealing of
 bytes x hops), `row-major` (the old placer, a baseline) or `random`. `effort`: annealing
-moves per unit (0 keeps the greedy start). Same input and options, same placement.
+moves per unit (0 keeps the greedy start). `routing`: `balanced` (default: each
+on-chip net routed XY or YX to even out link loads, static compiler-chosen flows) or
+`dimension-order` (every net XY); recorded on the section as `routing`, and the routes
+are a deterministic function of the placement and it (`placement.network`). Same input
+and options, same placement and routes.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, StringAttr, i64
 from xdsl.passes import ModulePass
 
 from rdu_compiler.dialects import rdu
@@ -28,6 +32,7 @@ from rdu_compiler.errors import CompileError
 from rdu_compiler.passes.common import fabric_for
 from rdu_compiler.placement import Grid, PlacementError, make_strategy, place
 from rdu_compiler.placement.from_ir import section_problem, write_placement
+from rdu_compiler.placement.network import ROUTINGS
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class RduPlacePass(ModulePass):
     strategy: str = "anneal"
     seed: int = 0
     effort: int = 20
+    routing: str = "balanced"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         fabric = fabric_for(self.name, self.fabric, op)
@@ -47,6 +53,8 @@ class RduPlacePass(ModulePass):
             strategy = make_strategy(self.strategy, self.seed, self.effort)
         except ValueError as e:
             raise CompileError(self.name, str(e)) from e
+        if self.routing not in ROUTINGS:
+            raise CompileError(self.name, f"unknown routing {self.routing!r}; choose one of {', '.join(ROUTINGS)}")
         grid = Grid.from_fabric(fabric)
         for section in op.walk():
             if not isinstance(section, rdu.SectionOp):
@@ -59,3 +67,4 @@ class RduPlacePass(ModulePass):
                 raise CompileError(self.name, f"section '{name}': {e}") from e
             write_placement(sp, placement, grid)
             section.grid = DenseArrayBase.from_list(i64, [grid.rows, grid.cols])
+            section.routing = StringAttr(self.routing)

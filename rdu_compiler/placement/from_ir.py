@@ -207,12 +207,17 @@ def read_placement(sp: SectionProblem, grid: Grid) -> Placement | None:
     return Placement(tuple(sites), tuple(agcus))
 
 
+def section_routing(section: rdu.SectionOp) -> str:
+    """The routing `rdu-place` recorded on the section (dimension-order when none)."""
+    return section.routing.data if section.routing is not None else "dimension-order"
+
+
 def section_network(section: rdu.SectionOp, grid: Grid) -> NetworkLoad | None:
-    """Link loads of a placed section (None when it is not placed)."""
+    """Link loads of a placed section under its recorded routing (None when not placed)."""
     if any(k.pcus is None or k.buffers is None for k in section.kernels()):
         return None
     sp = section_problem(section)
     placement = read_placement(sp, grid)
     if placement is None:
         return None
-    return link_loads(grid, sp.problem, placement.sites, placement.agcus)
+    return link_loads(grid, sp.problem, placement.sites, placement.agcus, section_routing(section))

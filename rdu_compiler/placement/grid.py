@@ -6,9 +6,12 @@ left edge (col -1) and the right edge (col `cols`), each attached to the site be
 (`Fabric.agcu_sites`). The network is a 2-D mesh of directed links between 4-neighbours,
 `link_bytes_per_cycle` each way (SN40L §II: RDN, a 2-D mesh with dimension-order routing).
 
-Routes are dimension-order: columns first, then rows (XY). A route whose destination is
-an AGCU goes rows first, then columns (YX), so no route ever runs along an AGCU column;
-every route between sites on the grid (or AGCUs) stays on the grid.
+Routes are minimal and bend once: columns first, then rows (XY, dimension order), or,
+between two sites on the grid, rows first (YX) when the router asks for it
+(`placement.network`'s balanced routing: SN40L's RDN takes dimension-order routes or
+static compiler-chosen flows, sn40l.md). A route whose destination is an AGCU always
+goes rows first, then columns, and one from an AGCU columns first, so no route ever runs
+along an AGCU column; every route between sites on the grid (or AGCUs) stays on it.
 
 A link is an int: `node * 4 + direction`, `node = r * (cols + 2) + (c + 1)` (AGCU
 columns included), direction 0 = east (+col), 1 = west, 2 = south (+row), 3 = north.
@@ -82,8 +85,10 @@ class Grid:
         dr, dc = _STEP[direction]
         return (r, c - 1), (r + dr, c - 1 + dc)
 
-    def route(self, src: Site, dst: Site) -> list[int]:
-        """Links of the dimension-order route from `src` to `dst` (XY; YX into an AGCU).
+    def route(self, src: Site, dst: Site, rows_first: bool = False) -> list[int]:
+        """Links of the route from `src` to `dst`: XY (dimension order), or YX when
+        `rows_first` and both ends are sites on the grid. Into an AGCU it is always YX,
+        out of one always XY (module docstring).
 
         Raises:
             RouteError: an endpoint is off the grid (neither a site nor an AGCU).
@@ -91,7 +96,7 @@ class Grid:
         for end in (src, dst):
             if not (self.on_grid(end) or self.is_agcu(end)):
                 raise RouteError(f"route {src} -> {dst} leaves the {self.rows} x {self.cols} grid at {end}")
-        if self.is_agcu(dst) and not self.is_agcu(src):
+        if (self.is_agcu(dst) and not self.is_agcu(src)) or (rows_first and self.on_grid(src) and self.on_grid(dst)):
             mid = (dst[0], src[1])
             return self._straight(src, mid) + self._straight(mid, dst)
         mid = (src[0], dst[1])
@@ -110,7 +115,7 @@ class Grid:
 
 
 def hops(a: Site, b: Site) -> int:
-    """Links on a dimension-order route between `a` and `b`: the Manhattan distance."""
+    """Links on a route between `a` and `b` (XY or YX): the Manhattan distance."""
     return abs(a[0] - b[0]) + abs(a[1] - b[1])
 
 

@@ -1,9 +1,21 @@
-"""Routing a placed section: AGCUs for off-chip nets, link loads, traffic x hops.
+"""Routing a placed section: AGCUs for off-chip nets, routes, link loads, traffic x hops.
 
-Every net is routed dimension-order (`Grid.route`) from its source unit's site to each
-sink's site. A link carries, per net, the largest byte count of the sinks whose routes
-use it: a multicast tree sends shared segments once. Link loads are bytes per section
-execution; the cost model divides the largest by the link bandwidth.
+Every net goes from its source unit's site to each sink's site on a minimal route that
+bends once (`Grid.route`). A link carries, per net, the largest byte count of the sinks
+whose routes use it: a multicast tree sends shared segments once. Link loads are bytes
+per section execution; the cost model divides the largest by the link bandwidth.
+
+Two routings (`ROUTINGS`), both deterministic functions of the placement:
+
+- `dimension-order`: every net XY (columns first), as a mesh router does by itself.
+- `balanced` (what `rdu-place` records by default): static compiler-chosen flows, which
+  the RDN supports besides dimension-order routing (sn40l.md, SN40L §II). Each on-chip
+  net takes XY or YX: nets are taken largest first and each picks the orientation whose
+  most loaded link (with the net added) is lighter, ties to the lighter path, then to
+  XY; then `BALANCE_PASSES` rip-up-and-reroute passes re-pick each net against all the
+  others. A multicast net turns all its branches the same way. Nets to or from an AGCU
+  keep their fixed route. Network congestion is one of the two main performance
+  pitfalls SN40L §VII names; this spreads a dense stream over twice the links.
 """
 
 from __future__ import annotations
@@ -19,6 +31,12 @@ from rdu_compiler.placement.problem import AGCU, Net, Problem
 #: An AGCU takes another net while its bytes stay within this factor of an even share.
 AGCU_SLACK = 1.05
 
+#: The routings `link_loads` knows (module docstring).
+ROUTINGS = ("balanced", "dimension-order")
+
+#: Rip-up-and-reroute passes of the balanced routing after its greedy start.
+BALANCE_PASSES = 3
+
 
 @dataclass(frozen=True)
 class NetworkLoad:
@@ -32,6 +50,7 @@ class NetworkLoad:
     traffic_hops: float
     max_link_bytes: float
     max_link: int
+    rows_first: tuple[bool, ...] = ()  # per net: routed YX (rows first)
 
 
 def _agcu_end(net: Net) -> tuple[int, float, bool]:
@@ -90,33 +109,86 @@ def nearest_agcus(grid: Grid, problem: Problem, sites: Sequence[Site]) -> list[i
     return out
 
 
-def link_loads(grid: Grid, problem: Problem, sites: Sequence[Site], agcus: Sequence[int]) -> NetworkLoad:
-    """Route every net of `problem` with units at `sites` and AGCUs `agcus` (per net).
+def link_loads(
+    grid: Grid, problem: Problem, sites: Sequence[Site], agcus: Sequence[int], routing: str = "dimension-order"
+) -> NetworkLoad:
+    """Route every net of `problem` with units at `sites` and AGCUs `agcus` (per net)
+    under `routing` (one of ROUTINGS; module docstring) and sum the bytes per link.
 
     Raises:
         RouteError: a site or AGCU is off the grid.
-        ValueError: a net reaches an AGCU but has none assigned.
+        ValueError: a net reaches an AGCU but has none assigned, or an unknown routing.
     """
+    if routing not in ROUTINGS:
+        raise ValueError(f"unknown routing {routing!r}; choose one of {', '.join(ROUTINGS)}")
+    options = [_net_trees(grid, net, sites, agcus[i], i, routing == "balanced") for i, net in enumerate(problem.nets)]
+    choice = _balance(grid, options) if routing == "balanced" else [0] * len(options)
     ids: list[int] = []
     weights: list[float] = []
-    for i, net in enumerate(problem.nets):
-        src = _where(grid, net.source, sites, agcus[i], i)
-        if len(net.sinks) == 1:
-            unit, b = net.sinks[0]
-            route = grid.route(src, _where(grid, unit, sites, agcus[i], i))
-            ids += route
-            weights += [b] * len(route)
-            continue
-        tree: dict[int, float] = {}
-        for unit, b in net.sinks:
-            for link in grid.route(src, _where(grid, unit, sites, agcus[i], i)):
-                if tree.get(link, 0.0) < b:
-                    tree[link] = b
-        ids += tree.keys()
-        weights += tree.values()
+    for opts, k in zip(options, choice, strict=True):
+        links, loads = opts[k]
+        ids += links
+        weights += loads
     loads = np.bincount(np.asarray(ids, dtype=np.int64), weights=np.asarray(weights, dtype=np.float64), minlength=grid.num_links)
     top = int(loads.argmax()) if loads.size and loads.max() > 0 else -1
-    return NetworkLoad(loads, float(loads.sum()), float(loads[top]) if top >= 0 else 0.0, top)
+    return NetworkLoad(loads, float(loads.sum()), float(loads[top]) if top >= 0 else 0.0, top, tuple(k == 1 for k in choice))
+
+
+Tree = tuple[list[int], list[float]]
+
+
+def _net_trees(grid: Grid, net: Net, sites: Sequence[Site], agcu: int, i: int, both: bool) -> list[Tree]:
+    """The net's multicast tree XY, and YX too when `both` and no end is an AGCU:
+    (link ids, bytes per link), each link once with the largest bytes of its sinks."""
+    src = _where(grid, net.source, sites, agcu, i)
+    ends = [(_where(grid, unit, sites, agcu, i), b) for unit, b in net.sinks]
+    out = []
+    for rows_first in (False, True) if both and not net.has_agcu else (False,):
+        tree: dict[int, float] = {}
+        for dst, b in ends:
+            for link in grid.route(src, dst, rows_first):
+                if tree.get(link, 0.0) < b:
+                    tree[link] = b
+        out.append((list(tree), list(tree.values())))
+    return out
+
+
+def _balance(grid: Grid, options: list[list[Tree]]) -> list[int]:
+    """The balanced routing's choice of tree per net (module docstring)."""
+    load = np.zeros(grid.num_links)
+    arrays = [[(np.asarray(ls, dtype=np.int64), np.asarray(bs)) for ls, bs in opts] for opts in options]
+    choice = [0] * len(options)
+
+    def add(i: int, sign: float) -> None:
+        ls, bs = arrays[i][choice[i]]
+        load[ls] += sign * bs
+
+    def pick(i: int) -> int:
+        best, best_key = choice[i], None
+        for k, (ls, bs) in enumerate(arrays[i]):
+            on = load[ls]
+            key = (float((on + bs).max()) if ls.size else 0.0, float(on.sum()), k)
+            if best_key is None or key < best_key:
+                best, best_key = k, key
+        return best
+
+    order = sorted(range(len(options)), key=lambda i: (-max((max(bs) for _, bs in options[i] if bs), default=0.0), i))
+    for i in order:
+        choice[i] = pick(i) if len(arrays[i]) > 1 else 0
+        add(i, 1.0)
+    for _ in range(BALANCE_PASSES):
+        changed = False
+        for i in order:
+            if len(arrays[i]) < 2:
+                continue
+            add(i, -1.0)
+            k = pick(i)
+            changed |= k != choice[i]
+            choice[i] = k
+            add(i, 1.0)
+        if not changed:
+            break
+    return choice
 
 
 def _where(grid: Grid, unit: int, sites: Sequence[Site], agcu: int, net: int) -> Site:

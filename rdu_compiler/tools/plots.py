@@ -32,7 +32,7 @@ from xdsl.dialects.builtin import ModuleOp  # noqa: E402
 from rdu_compiler.dialects import rdu  # noqa: E402
 from rdu_compiler.fabric import Fabric  # noqa: E402
 from rdu_compiler.placement import Grid, link_loads  # noqa: E402
-from rdu_compiler.placement.from_ir import read_placement, section_problem  # noqa: E402
+from rdu_compiler.placement.from_ir import read_placement, section_problem, section_routing  # noqa: E402
 from rdu_compiler.placement.grid import EAST, SOUTH  # noqa: E402
 from rdu_compiler.placement.problem import AGCU  # noqa: E402
 
@@ -90,7 +90,7 @@ def placement_figure(section: rdu.SectionOp, grid: Grid, fabric: Fabric, report:
     if placement is None:
         return None
     p = sp.problem
-    net = link_loads(grid, p, placement.sites, placement.agcus)
+    net = link_loads(grid, p, placement.sites, placement.agcus, section_routing(section))
     cell = 0.26
     fig, ax = plt.subplots(figsize=(max(6.0, (grid.cols + 2) * cell + 2.5), max(4.5, grid.rows * cell + 1.6)))
     image = np.ones((grid.rows, grid.cols, 3)) * 0.94

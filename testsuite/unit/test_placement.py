@@ -125,6 +125,46 @@ def test_link_loads_by_hand_unicast_and_multicast() -> None:
     assert both.traffic_hops == 600 and both.max_link_bytes == 200
 
 
+def test_rows_first_routes_only_between_sites() -> None:
+    g = Grid(4, 6, ((1, -1), (2, 6)))
+    assert [link % 4 for link in g.route((0, 1), (3, 4), rows_first=True)] == [SOUTH] * 3 + [EAST] * 3
+    # into and out of an AGCU the route is fixed (never along an AGCU column)
+    assert g.route((3, 4), (1, -1), rows_first=True) == g.route((3, 4), (1, -1))
+    assert g.route((1, -1), (3, 4), rows_first=True) == g.route((1, -1), (3, 4))
+
+
+def test_balanced_routing_by_hand() -> None:
+    # net 0: (0,0) -> (2,2), net 1: (0,1) -> (0,2), 100 B each, on a 3 x 3 grid.
+    # XY: both use the east link (0,1)->(0,2): 200 B. Balanced: net 0 turns rows first
+    # (S S E E along row 2) and shares no link with net 1: 100 B on every used link.
+    g = Grid(3, 3, ((1, -1), (1, 3)))
+    groups = tuple(Group(i, PCU if i % 2 == 0 else PMU, 1) for i in range(4))
+    p = Problem(("a", "b", "c", "d"), groups, (Flow(0, ((1, 100.0),)), Flow(2, ((3, 100.0),))))
+    sites = [(0, 0), (2, 2), (0, 1), (0, 2)]
+    xy = link_loads(g, p, sites, [-1, -1])
+    assert xy.max_link_bytes == 200 and xy.link_bytes[g.link((0, 1), EAST)] == 200
+    bal = link_loads(g, p, sites, [-1, -1], routing="balanced")
+    assert bal.max_link_bytes == 100
+    assert bal.rows_first == (True, False)
+    assert bal.link_bytes[g.link((0, 0), SOUTH)] == 100 and bal.link_bytes[g.link((2, 1), EAST)] == 100
+    assert bal.traffic_hops == xy.traffic_hops == 500  # minimal routes either way
+    with pytest.raises(ValueError, match="unknown routing 'adaptive'"):
+        link_loads(g, p, sites, [-1, -1], routing="adaptive")
+
+
+def test_balanced_routing_never_loads_the_hottest_link_more() -> None:
+    # a random placement of a dense problem: balancing lowers (or keeps) the hottest link
+    g = Grid(8, 8, ((2, -1), (5, -1), (2, 8), (5, 8)))
+    groups = tuple(Group(i, PCU if i % 2 == 0 else PMU, 4) for i in range(6))
+    flows = tuple(Flow(i, ((i + 1, 1000.0 * (i + 1)),)) for i in range(5))
+    p = Problem(tuple("abcdef"), groups, flows)
+    r = place(p, g, RandomPlacement(seed=1))
+    xy = link_loads(g, p, r.sites, r.agcus)
+    bal = link_loads(g, p, r.sites, r.agcus, routing="balanced")
+    assert bal.max_link_bytes < xy.max_link_bytes
+    assert bal.traffic_hops == pytest.approx(xy.traffic_hops)
+
+
 def test_agcus_are_balanced_then_nearest() -> None:
     g = Grid(8, 8, ((1, -1), (5, -1), (2, 8), (6, 8)))
     groups = tuple(Group(i, PMU, 1) for i in range(8))

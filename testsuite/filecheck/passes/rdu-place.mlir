@@ -4,6 +4,8 @@
 // RUN: %chunk(0) | rdu-opt -p 'rdu-place{fabric=tiny strategy=random seed=3}' > %t.b
 // RUN: diff %t.a %t.b
 // RUN: %chunk(0) | not rdu-opt -p 'rdu-place{fabric=tiny strategy=spiral}' 2>&1 | filecheck %s --check-prefix=UNKNOWN
+// RUN: %chunk(0) | rdu-opt -p 'rdu-place{fabric=tiny routing=dimension-order}' | filecheck %s --check-prefix=DIMORDER
+// RUN: %chunk(0) | not rdu-opt -p 'rdu-place{fabric=tiny routing=adaptive}' 2>&1 | filecheck %s --check-prefix=BADROUTING
 // RUN: %chunk(1) | not rdu-opt -p 'rdu-convert-linalg,rdu-tile{fabric=tiny},rdu-section{fabric=tiny},rdu-place{fabric=tiny}' 2>&1 | filecheck %s --check-prefix=UNALLOCATED
 
 // rdu-place puts every PCU of a kernel and every PMU of its buffers on a (row, col) site
@@ -40,8 +42,9 @@ builtin.module attributes {rdu.fabric = "tiny", rdu.hbm_peak_bytes = 8192 : i64,
 }
 
 // The default strategy (anneal, seed 0): k1 around the left, k2's PCUs on the right next
-// to the store's AGCU (2, 4); the section records the grid it was placed on.
-// CHECK:       "rdu.section"() <{sym_name = "s0", {{.*}}, grid = array<i64: 4, 4>}>
+// to the store's AGCU (2, 4); the section records the grid it was placed on and the
+// routing its link loads assume (balanced: each on-chip net XY or YX).
+// CHECK:       "rdu.section"() <{sym_name = "s0", {{.*}}, grid = array<i64: 4, 4>, routing = "balanced"}>
 // CHECK-NEXT:    "rdu.load"(%x) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 2, -1, 2, 4>}>
 // CHECK:         sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 2, 0, 0, 2, 0, 0, 1, 1, 3, 1, 3, 3>, pmu_sites = array<i64: 1, 0, 2, 1, 3, 0, 0, 1>}>
 // CHECK:         sym_name = "k2_map"{{.*}}pcu_sites = array<i64: 2, 2, 1, 3>, pmu_sites = array<i64: 3, 2, 0, 3, 1, 2, 2, 3>}>
@@ -52,6 +55,13 @@ builtin.module attributes {rdu.fabric = "tiny", rdu.hbm_peak_bytes = 8192 : i64,
 // ROWMAJOR:      sym_name = "k2_map"{{.*}}pcu_sites = array<i64: 3, 1, 3, 3>, pmu_sites = array<i64: 2, 1, 2, 3, 3, 0, 3, 2>}>
 
 // UNKNOWN: rdu-place: unknown placement strategy 'spiral'; choose one of anneal, row-major, random
+
+// routing=dimension-order routes every net XY, as the mesh does by itself; the sites do
+// not change (routing is chosen after placement).
+// DIMORDER:    "rdu.section"() <{sym_name = "s0", {{.*}}, grid = array<i64: 4, 4>, routing = "dimension-order"}>
+// DIMORDER:    sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 2, 0, 0, 2, 0, 0, 1, 1, 3, 1, 3, 3>, pmu_sites = array<i64: 1, 0, 2, 1, 3, 0, 0, 1>}>
+
+// BADROUTING: rdu-place: unknown routing 'adaptive'; choose one of balanced, dimension-order
 
 // -----
 

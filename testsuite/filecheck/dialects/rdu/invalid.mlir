@@ -237,3 +237,17 @@ func.func @load_outside_section(%x: tensor<4xf32>) {
 }
 
 // CHECK: Operation does not verify: 'rdu.load' expects parent op 'rdu.section'
+
+// -----
+// A section's routing is one of the routings rdu-place knows.
+
+func.func @unknown_routing(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, grid = array<i64: 4, 4>, routing = "adaptive"}> ({
+    %a = "rdu.load"(%x) <{tier = #rdu.tier<hbm>}> : (tensor<4xf32>) -> !rdu.stream<4xf32>
+    %s = "rdu.store"(%a) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<4xf32>) -> tensor<4xf32>
+    "rdu.yield"(%s) : (tensor<4xf32>) -> ()
+  }) : () -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: section 's0': routing 'adaptive' is not one of 'balanced', 'dimension-order'
