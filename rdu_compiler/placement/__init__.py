@@ -5,7 +5,13 @@ strategies that place them, and the network load of a placement.
 """
 
 from rdu_compiler.placement.grid import Grid, RouteError, Site, gilbert_curve, hops
-from rdu_compiler.placement.network import ROUTINGS, NetworkLoad, assign_agcus, link_loads, nearest_agcus
+from rdu_compiler.placement.network import (
+    ROUTINGS,
+    NetworkLoad,
+    assign_agcus,
+    link_loads,
+    nearest_agcus,
+)
 from rdu_compiler.placement.problem import AGCU, PCU, PMU, Flow, Group, Net, Problem
 from rdu_compiler.placement.strategies import (
     STRATEGIES,
