@@ -5,6 +5,9 @@ print, per strategy: total traffic x hops (sum of link loads, bytes x links, mul
 segments once), the most loaded link (bytes per section run, and that over the link
 bandwidth), the sections' estimated time under the static cost model with that
 placement (and how many sections the network binds), and the placement wall time.
+Each placement is routed both ways (`--routings`): dimension-order (every net XY) and
+balanced (each on-chip net XY or YX to even out link loads, what rdu-place records);
+the routing changes link loads, never traffic x hops.
 
 Models (shapes only where weights would be large):
   - GPT-2 small, fp32, sequence 128 (examples/gpt2_small.py): 3 sections, each filling
@@ -12,7 +15,8 @@ Models (shapes only where weights would be large):
   - a Llama-2-7B-shaped decoder layer, bf16 (hidden 4096, 32 heads, MLP 11008), on the
     meta device (rdu_compiler.bench.models.llama_layer), prefill at sequence 128.
 
-    python benchmarks/placement.py [--efforts 20,100] [--seq 128] [--json out.json] [--plot DIR]
+    python benchmarks/placement.py [--efforts 20,100] [--routings dimension-order,balanced]
+                                   [--seq 128] [--json out.json] [--plot DIR]
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ def _models(seq: int) -> dict[str, Any]:
     }
 
 
-def measure(module: Any, fabric: Any, strategy: Any) -> dict[str, Any]:
-    """Place every section of `module` with `strategy`; sum the figures over sections."""
+def measure(module: Any, fabric: Any, strategy: Any, routing: str) -> dict[str, Any]:
+    """Place every section of `module` with `strategy`, route it with `routing`; sum the
+    figures over sections."""
     from rdu_compiler.cost.analysis import section_load
     from rdu_compiler.cost.model import section_cost
     from rdu_compiler.dialects import rdu
@@ -53,7 +58,7 @@ def measure(module: Any, fabric: Any, strategy: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
         placement = place(sp.problem, grid, strategy)
         wall = time.perf_counter() - t0
-        net = link_loads(grid, sp.problem, placement.sites, placement.agcus)
+        net = link_loads(grid, sp.problem, placement.sites, placement.agcus, routing)
         cost = section_cost(section_load(section, net.max_link_bytes), fabric)
         steady = cost.total_s - cost.fill_s - cost.launch_s
         rows.append({
@@ -70,6 +75,7 @@ def measure(module: Any, fabric: Any, strategy: Any) -> dict[str, Any]:
         })
     return {
         "strategy": strategy.name + (f" (effort {strategy.effort:g})" if hasattr(strategy, "effort") else ""),
+        "routing": routing,
         "sections": rows,
         "traffic_hops": sum(r["traffic_hops"] for r in rows),
         "max_link_bytes": max(r["max_link_bytes"] for r in rows),
@@ -90,6 +96,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--efforts", default="20,100", help="anneal efforts (moves per unit) to measure")
+    ap.add_argument("--routings", default="dimension-order,balanced", help="routings to measure each placement with")
     ap.add_argument("--seq", type=int, default=128, help="Llama layer sequence length")
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None, help="write each model's placement maps (anneal) and timeline here")
@@ -109,16 +116,16 @@ def main() -> None:
 
             stem = "".join(ch if ch.isalnum() else "_" for ch in name.split(" (")[0]).strip("_").lower()
             write_plots(module, fabric, program.report, os.path.join(args.plot, stem))
-        per = [measure(module, fabric, s) for s in strategies]
+        per = [measure(module, fabric, s, r) for s in strategies for r in args.routings.split(",")]
         results["models"][name] = per
         n = len(per[0]["sections"])
         fills = ", ".join(f"{r['units']} ({r['fill']:.0%})" for r in per[0]["sections"])
         print(f"{name}: {n} sections, units per section {fills}")
         base = per[0]["traffic_hops"]
-        print(f"  {'strategy':24s} {'traffic x hops':>15s} {'vs row-major':>12s} {'max link':>10s} {'link util':>9s} "
+        print(f"  {'strategy':24s} {'routing':15s} {'traffic x hops':>15s} {'vs row-major':>12s} {'max link':>10s} {'link util':>9s} "
               f"{'est. time':>10s} {'net-bound':>9s} {'place (s)':>9s} {'max/section':>11s}")
         for r in per:
-            print(f"  {r['strategy']:24s} {r['traffic_hops']:15.3e} {r['traffic_hops'] / base - 1:+12.0%} "
+            print(f"  {r['strategy']:24s} {r['routing']:15s} {r['traffic_hops']:15.3e} {r['traffic_hops'] / base - 1:+12.0%} "
                   f"{r['max_link_bytes'] / 2**20:7.2f} MiB {r['max_link_utilization']:9.0%} "
                   f"{r['estimated_s'] * 1e6:7.1f} us {r['network_bound_sections']:5d}/{n:<3d} {r['place_s']:9.2f} {r['max_place_s']:11.2f}")
         print()

@@ -18,14 +18,15 @@ from rdu_compiler.passes.common import FABRIC_ATTR
 def pipeline(fabric: str, opt_level: int) -> list[str]:
     """The pass pipeline, as `rdu-opt -p` would spell each pass.
 
-    -O0 is SambaFlow's unfused baseline (every kernel its own section); -O1 fuses
-    elementwise chains into their producers and packs kernels into sections.
+    -O0 is SambaFlow's unfused baseline (every kernel its own section); -O1 folds
+    views into access patterns, fuses elementwise chains into their consumers and
+    packs kernels into sections.
     """
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else '"' + fabric.replace('"', '\\"') + '"'  # a spec path
     passes = ["rdu-convert-linalg"]
     if opt_level >= 1:
-        passes.append("rdu-fuse")
+        passes += ["rdu-fold-views", "rdu-fuse"]
     passes += [
         f"rdu-tile{{fabric={fabric}}}" if opt_level >= 1 else f"rdu-tile{{fabric={fabric} max_buffer_pmus=0}}",
         f"rdu-section{{fabric={fabric} per_op={per_op}}}",

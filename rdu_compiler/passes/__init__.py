@@ -13,6 +13,12 @@ def _convert() -> type[ModulePass]:
     return RduConvertLinalgPass
 
 
+def _fold_views() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_fold_views import RduFoldViewsPass
+
+    return RduFoldViewsPass
+
+
 def _fuse() -> type[ModulePass]:
     from rdu_compiler.passes.rdu_fuse import RduFusePass
 
@@ -47,6 +53,7 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     """Pass name -> function returning the pass class."""
     return {
         "rdu-convert-linalg": _convert,
+        "rdu-fold-views": _fold_views,
         "rdu-fuse": _fuse,
         "rdu-tile": _tile,
         "rdu-section": _section,

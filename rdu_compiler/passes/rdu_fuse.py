@@ -2,11 +2,18 @@
 
 A producer kernel P is folded into a consumer C when P is all-parallel with one result,
 that result is read only by C (one operand), P writes it with the identity map, and C
-reads it with a permutation of C's loops. The fused kernel runs P's payload on the fly
-inside C's, with P's operands accessed through P's maps composed with C's: elementwise
-chains become one kernel, a transpose feeding a matmul becomes the matmul's access
-pattern, and `exp` feeding a row sum becomes part of the reduction. Numerics are
-unchanged (the same scalar ops run in the same order per element).
+reads it through distinct loops of its own, each possibly scaled and offset (`i`,
+`2 * i + 1`: a permutation, a slice or a strided window, as `rdu-fold-views` leaves
+them). The fused kernel runs P's payload on the fly inside C's, with P's operands
+accessed through P's maps composed with C's: elementwise chains become one kernel, a
+transpose feeding a matmul becomes the matmul's access pattern, and `exp` feeding a row
+sum becomes part of the reduction. Numerics are unchanged (the same scalar ops run in
+the same order per element).
+
+A producer without arithmetic (a transpose, a copy, a dtype conversion, an iota; not a
+gather) is folded into each of its consumers even when it has several: it is only an
+access pattern, so every consumer reads P's operands directly and P disappears once the
+last one has folded it.
 
 Reductions are never folded into consumers (their result is only complete after the
 whole reduction loop); they are joined to consumers as pipeline stages by rdu-section.
@@ -24,14 +31,37 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from rdu_compiler.dialects import rdu
+from rdu_compiler.errors import CompileError
 from rdu_compiler.passes.common import functions
 from rdu_compiler.passes.payload import classify_kernel, flops_per_point
+from rdu_compiler.tiling import Access
 
 
 def _distinct_loops(amap: AffineMap) -> bool:
-    """Every result is a loop index, no loop twice (a projected permutation)."""
-    dims = [e.position for e in amap.results if isinstance(e, AffineDimExpr)]
-    return len(dims) == len(amap.results) and len(set(dims)) == len(dims)
+    """Every result is a constant or `c * i + k` of one loop `i` (c >= 1), no loop
+    twice: a projected permutation, possibly strided and offset, of a window."""
+    dims = []
+    for e in amap.results:
+        try:
+            coeffs, _ = Access.from_map(AffineMap(amap.num_dims, 0, (e,))).forms[0]
+        except CompileError:
+            return False
+        used = [d for d, c in enumerate(coeffs) if c]
+        if not used:
+            continue
+        if len(used) != 1 or coeffs[used[0]] < 1:
+            return False
+        dims.append(used[0])
+    return len(set(dims)) == len(dims)
+
+
+def _pure_loops(amap: AffineMap) -> bool:
+    return all(isinstance(e, AffineDimExpr) for e in amap.results)
+
+
+def _access_only(producer: rdu.KernelOp) -> bool:
+    """No arithmetic and no gather: folding it into several consumers duplicates no work."""
+    return producer.kind.data != rdu.Pattern.GATHER and not flops_per_point(producer.body.block)
 
 
 def fusable_operand(consumer: rdu.KernelOp, max_operands: int = 6) -> int | None:
@@ -50,7 +80,9 @@ def fusable_operand(consumer: rdu.KernelOp, max_operands: int = 6) -> int | None
         producer = value.owner
         if not isinstance(producer, rdu.KernelOp) or producer.kind.data == rdu.Pattern.SCAN:
             continue
-        if producer.reduction_dims or len(producer.results) != 1 or len(list(value.uses)) != 1:
+        if producer.reduction_dims or len(producer.results) != 1:
+            continue
+        if len(list(value.uses)) != 1 and not _access_only(producer):
             continue
         n_in = len(producer.inputs)
         if producer.body.block.args[n_in].uses:
@@ -61,8 +93,10 @@ def fusable_operand(consumer: rdu.KernelOp, max_operands: int = 6) -> int | None
         read = consumer.indexing_maps.data[i].data
         if not _distinct_loops(read) or len(read.results) != len(producer.domain_sizes):
             continue
-        if len(read.results) != read.num_dims and flops_per_point(producer.body.block):
-            continue
+        if not _pure_loops(read) and any(isinstance(o, rdu.IndexOp) for o in producer.body.block.ops):
+            continue  # the producer's loop index would be an affine function of ours
+        if len(Access.from_map(read).dims) != read.num_dims and flops_per_point(producer.body.block):
+            continue  # the read skips a loop: the producer's arithmetic would be recomputed along it
         if len(consumer.inputs) + len(consumer.inits) - 1 + len(producer.inputs) > max_operands:
             continue
         return i
@@ -224,6 +258,7 @@ class RduFusePass(ModulePass):
                     fused = fuse(current, i)
                     Rewriter.replace_op(current, fused)
                     assert isinstance(producer, rdu.KernelOp)
-                    Rewriter.erase_op(producer)
+                    if not producer.results[0].uses:
+                        Rewriter.erase_op(producer)
                     current = fused
 

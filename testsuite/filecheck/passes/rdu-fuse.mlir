@@ -229,3 +229,63 @@ func.func @exp_not_into_matmul(%a: tensor<16x32xf32>, %b: tensor<32x8xf32>) -> t
 // CHECK-LABEL: func.func @exp_not_into_matmul
 // CHECK:         #rdu.pattern<map>
 // CHECK:         #rdu.pattern<matmul>
+
+// A windowed read (every other column from column 1, as a strided slice that
+// rdu-fold-views has folded into the access pattern): the producer is folded and its
+// payload runs only for the elements read.
+
+func.func @window(%x: tensor<4x16xf32>) -> tensor<4x8xf32> {
+  %e = tensor.empty() : tensor<4x16xf32>
+  %a = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%x : tensor<4x16xf32>) outs(%e : tensor<4x16xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %n = arith.negf %in : f32
+    linalg.yield %n : f32
+  } -> tensor<4x16xf32>
+  %e2 = tensor.empty() : tensor<4x8xf32>
+  %b = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j * 2 + 1)>, #id], iterator_types = ["parallel", "parallel"]} ins(%a : tensor<4x16xf32>) outs(%e2 : tensor<4x8xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %m = math.exp %in : f32
+    linalg.yield %m : f32
+  } -> tensor<4x8xf32>
+  return %b : tensor<4x8xf32>
+}
+
+// CHECK-LABEL: func.func @window
+// CHECK-NEXT:    %e = tensor.empty() : tensor<4x16xf32>
+// CHECK-NEXT:    %e2 = tensor.empty() : tensor<4x8xf32>
+// CHECK-NEXT:    %b = "rdu.kernel"(%x, %e2) <{kind = #rdu.pattern<map>, domain = array<i64: 4, 8>, indexing_maps = [affine_map<(d0, d1) -> (d0, ((d1 * 2) + 1))>, affine_map<(d0, d1) -> (d0, d1)>]
+// CHECK:           arith.negf
+// CHECK-NEXT:      math.exp
+// CHECK-NEXT:      "rdu.yield"
+// CHECK-NEXT:    })
+// CHECK-NEXT:    func.return %b
+
+// A transpose (no arithmetic) read by two consumers is folded into both: each reads %x
+// through the transposed map, and the transpose kernel is gone.
+
+func.func @shared_transpose(%x: tensor<8x4xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>) {
+  %e = tensor.empty() : tensor<4x8xf32>
+  %t = linalg.generic {indexing_maps = [affine_map<(i, j) -> (j, i)>, #id], iterator_types = ["parallel", "parallel"]} ins(%x : tensor<8x4xf32>) outs(%e : tensor<4x8xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    linalg.yield %in : f32
+  } -> tensor<4x8xf32>
+  %a = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%t : tensor<4x8xf32>) outs(%e : tensor<4x8xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %n = arith.negf %in : f32
+    linalg.yield %n : f32
+  } -> tensor<4x8xf32>
+  %b = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%t : tensor<4x8xf32>) outs(%e : tensor<4x8xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %m = math.exp %in : f32
+    linalg.yield %m : f32
+  } -> tensor<4x8xf32>
+  return %a, %b : tensor<4x8xf32>, tensor<4x8xf32>
+}
+
+// CHECK-LABEL: func.func @shared_transpose
+// CHECK-NEXT:    %e = tensor.empty() : tensor<4x8xf32>
+// CHECK-NEXT:    %a = "rdu.kernel"(%x, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4, 8>, indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
+// CHECK:           arith.negf
+// CHECK:         %b = "rdu.kernel"(%x, %e) <{{.*}}indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
+// CHECK:           math.exp
+// CHECK:         func.return %a, %b
