@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.ir import Block, Operation, SSAValue
-from xdsl.ir.affine import AffineDimExpr, AffineMap
+from xdsl.ir.affine import AffineMap
 
 from rdu_compiler.dialects.rdu import Pattern
 from rdu_compiler.ir import op_name
@@ -155,8 +156,11 @@ def contraction_operands(block: Block, n_inputs: int) -> tuple[int, int] | None:
     return args.index(a), args.index(b)
 
 
-def classify_kernel(block: Block, n_inputs: int, iterators: list[str], maps: list[AffineMap]) -> Pattern:
-    """The parallel pattern of a payload, for reports and the cost model."""
+def classify_kernel(
+    block: Block, n_inputs: int, iterators: list[str], maps: list[AffineMap], domain: Sequence[int] | None = None
+) -> Pattern:
+    """The parallel pattern of a payload, for reports and the cost model. With the
+    iteration `domain` (sizes), loops of size 1 do not make a copy a broadcast."""
     if any(op_name(o) == "tensor.extract" for o in block.walk()):
         return Pattern.GATHER
     if "reduction" in iterators:
@@ -168,8 +172,11 @@ def classify_kernel(block: Block, n_inputs: int, iterators: list[str], maps: lis
         in_map = maps[0]
         if len(in_map.results) == 0:
             return Pattern.FILL
-        is_perm = len(in_map.results) == in_map.num_dims and all(isinstance(e, AffineDimExpr) for e in in_map.results)
-        if is_perm and in_map != AffineMap.identity(in_map.num_dims):
+        # a relayout: every output element copied from its own place (a transpose, or a
+        # transpose through a folded reshape/slice); a broadcast skips a loop and stays a map
+        unit = {d for d, n in enumerate(domain or ()) if n == 1}
+        uses_every_loop = set().union(unit, *(e.used_dims() for e in in_map.results)) == set(range(in_map.num_dims))
+        if uses_every_loop and in_map != AffineMap.identity(in_map.num_dims):
             return Pattern.TRANSPOSE
     return Pattern.MAP
 

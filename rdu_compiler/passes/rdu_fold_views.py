@@ -119,7 +119,7 @@ def fold_input_views(kernel: rdu.KernelOp) -> bool:
     if changed:
         kernel.properties["indexing_maps"] = ArrayAttr([AffineMapAttr(m) for m in maps])
         iterators = [it.data.value for it in kernel.iterator_types.data]
-        kind = classify_kernel(kernel.body.block, len(kernel.inputs), iterators, maps)
+        kind = classify_kernel(kernel.body.block, len(kernel.inputs), iterators, maps, kernel.domain_sizes)
         if kind != kernel.kind.data:
             kernel.properties["kind"] = rdu.PatternAttr(kind)
             kernel.properties["sym_name"] = StringAttr(f"{kernel.label.split('_', 1)[0]}_{kind.value}")

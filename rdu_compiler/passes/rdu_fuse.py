@@ -142,7 +142,7 @@ def fuse(consumer: rdu.KernelOp, i: int) -> rdu.KernelOp:
         for old, new in zip(op.results, block.last_op.results, strict=True):  # type: ignore[union-attr]
             c_map[old] = new
     iterators = [it.data.value for it in consumer.iterator_types.data]
-    kind = classify_kernel(block, len(inputs), iterators, maps)
+    kind = classify_kernel(block, len(inputs), iterators, maps, consumer.domain_sizes)
     extra = {"sym_name": StringAttr(f"{consumer.label.split('_', 1)[0]}_{kind.value}")}
     fused = rdu.KernelOp(
         inputs,

@@ -55,6 +55,8 @@ def test_folding_views_keeps_numbers_and_removes_transposes() -> None:
         want = model(*inputs).numpy()
     program = rdu_compiler.compile(model, inputs, fabric="sn40l", opt_level=1)
     kinds = program.report["totals"]["kernel_kinds"]
-    assert "transpose" not in kinds  # the head split/merge transposes became access patterns
+    # q/k's head splits feed a concat (rotate-half) and the head merge feeds a merging
+    # reshape, so those stay copies; v's head split became the PV matmul's access pattern
+    assert kinds.get("transpose", 0) == 3
     got = np.asarray(program.run(*inputs)[0])
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-5

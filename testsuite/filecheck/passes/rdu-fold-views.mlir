@@ -34,12 +34,12 @@ func.func @merge(%x: tensor<1x8x4x16xf32>) -> tensor<8x64xf32> {
   func.return %n : tensor<8x64xf32>
 }
 
-// The transpose reads x directly: head h, token t, lane l is x[t, h * 16 + l]. It is no
-// longer a pure permutation, so it is classified (and renamed) as a map. The slice
-// becomes an offset of the negation's read. Both views are gone.
+// The transpose reads x directly: head h, token t, lane l is x[t, h * 16 + l]; it stays
+// a transpose (a copy that reads every element once, through a linear pattern). The
+// slice becomes an offset of the negation's read. Both views are gone.
 // CHECK-LABEL: func.func @heads
 // CHECK-NOT:     rdu.view
-// CHECK:         %t = "rdu.kernel"(%x, %e) <{kind = #rdu.pattern<map>, {{.*}}indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d2, ((d1 * 16) + d3))>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>]{{.*}}sym_name = "k2_map"
+// CHECK:         %t = "rdu.kernel"(%x, %e) <{kind = #rdu.pattern<transpose>, {{.*}}indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d2, ((d1 * 16) + d3))>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>]{{.*}}sym_name = "k2_transpose"
 // CHECK:         %n = "rdu.kernel"(%t, %e2) <{{.*}}indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, (d3 + 8))>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>]
 
 // Merging heads back (1 x 8 x 4 x 16 -> 8 x 64) would need j floordiv 16 and j mod 16
