@@ -209,3 +209,105 @@ def test_sort_with_nan_keys_is_refused_at_run_time() -> None:
     program = rdu_compiler.compile_onnx(m)
     with pytest.raises(EmulatorError, match="not totally ordered"):
         run_onnx(program, np.array([[0, np.nan, 1, 1]], dtype=np.float32))
+
+
+def exact(m: onnx.ModelProto, *inputs: np.ndarray) -> None:
+    """Like check, but every output element equal to the reference's (NaN equals NaN, dtypes
+    equal; narrow types compared as float32)."""
+    names = [i.name for i in m.graph.input]
+    want = ReferenceEvaluator(m).run(None, dict(zip(names, inputs, strict=True)))
+    got = run_onnx(rdu_compiler.compile_onnx(m, fabric="sn40l"), *inputs)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(g.astype(np.float32), w.astype(np.float32))
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_float16_softmax_rounds_op_by_op(op: str) -> None:
+    """ONNX's (Log)Softmax on float16 rounds exp(x - max) to float16 before the sum (its
+    function body); torch-mlir computes it in float32 and rounds once, an ulp off here."""
+    x = np.array([[0.6343, 0.3982, -np.inf, -np.inf], [0.914, 0.6304, 1.124, -np.inf], [0.6265, 0.4521, 0.7188, 0.896]], np.float16)
+    h = TensorProto.FLOAT16
+    exact(model([helper.make_node(op, ["x"], ["y"], axis=-1)], [vi("x", [3, 4], h)], [vi("y", [3, 4], h)], opset=18), x)
+
+
+def _narrow_probe() -> np.ndarray:
+    """float32 values around every float8 step: representable values, midpoints, +-1 ulp,
+    overflow, infinities and NaN."""
+    import ml_dtypes
+
+    vals = np.unique(np.arange(256, dtype=np.uint8).view(ml_dtypes.float8_e4m3fn).astype(np.float32))
+    vals = vals[np.isfinite(vals)]
+    mids = (vals[1:] + vals[:-1]) / 2
+    extra = [np.inf, -np.inf, np.nan, 464.0, 465.0, -470.0, 60000.0, 61440.0, -1e9, 7.0, 6.5, 5.0, 0.25, -0.75, 2.0**-10, 2.0**-17]
+    x = np.concatenate([vals, mids, np.nextafter(mids, np.float32(np.inf)), np.nextafter(mids, np.float32(-np.inf)), extra])
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("to", "saturate"),
+    [("FLOAT8E4M3FN", 1), ("FLOAT8E4M3FN", 0), ("FLOAT8E5M2", 0), ("FLOAT8E4M3FNUZ", 1), ("FLOAT8E5M2FNUZ", 0), ("FLOAT4E2M1", 1)],
+)
+def test_cast_to_float8_and_float4_matches_reference_bits(to: str, saturate: int) -> None:
+    """Float8/float4 (no torch-mlir lowering) computed in float32: a Cast to them rounds like
+    ONNX's reference on every step (ties to even, saturation or NaN/inf overflow)."""
+    t = getattr(TensorProto, to)
+    x = _narrow_probe()
+    n = x.size
+    exact(model([helper.make_node("Cast", ["x"], ["y"], to=t, saturate=saturate)], [vi("x", [n])], [vi("y", [n], t)], opset=23), x)
+
+
+def test_narrow_float_table_is_the_reference_cast() -> None:
+    from onnx.reference.ops.op_cast import cast_to
+
+    from rdu_compiler.frontend.onnx_import import _narrow_float_table
+
+    x = np.concatenate([_narrow_probe(), np.random.default_rng(1).standard_normal(50000).astype(np.float32) * 300])
+    for to in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT4E2M1"):
+        for sat in (True, False):
+            table = _narrow_float_table(getattr(TensorProto, to), sat)
+            assert table is not None
+            thr, vals, nan_v = table
+            got = np.where(np.isnan(x), np.float32(nan_v), vals[np.sum(x[:, None] >= thr[None, :], axis=1)])
+            want = cast_to(x, getattr(TensorProto, to), sat).astype(np.float32)
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("to", ["INT4", "UINT4", "INT2", "UINT2"])
+def test_cast_float_to_4_and_2_bit_integers_wraps(to: str) -> None:
+    """Truncation toward zero, then wrap-around modulo 2**bits (NaN/inf -> 0), as the reference."""
+    t = getattr(TensorProto, to)
+    x = np.array([0, 1.7, -1.7, 2.5, 7.9, 8, 9.5, -8.4, -9, -20, 20, 100.5, -0.3, np.inf, -np.inf, np.nan], np.float32)
+    exact(model([helper.make_node("Cast", ["x"], ["y"], to=t)], [vi("x", [16])], [vi("y", [16], t)], opset=23), x)
+
+
+def test_4_bit_inputs_and_float8_inputs_are_widened() -> None:
+    import ml_dtypes
+
+    x4 = np.array([-8, -1, 0, 3, 7], dtype=ml_dtypes.int4)
+    exact(model([helper.make_node("Cast", ["x"], ["y"], to=F)], [vi("x", [5], TensorProto.INT4)], [vi("y", [5])], opset=23), x4)
+    x8 = np.array([-448, -0.0, 0.001953125, 3.5, 448, np.nan], dtype=np.float32).astype(ml_dtypes.float8_e4m3fn)
+    h = TensorProto.FLOAT16
+    exact(model([helper.make_node("Cast", ["x"], ["y"], to=h)], [vi("x", [6], TensorProto.FLOAT8E4M3FN)], [vi("y", [6], h)], opset=23), x8)
+
+
+def test_quantize_dequantize_narrow_and_per_axis_uint8() -> None:
+    """(De)QuantizeLinear with int4 and float8 types, and per-axis uint8 zero points >= 128
+    (torch-mlir sign-extends those): explicit ops with the reference's semantics."""
+    import ml_dtypes
+
+    x = np.array([[0, 2.5, 4.8, 8.6], [-30, -20, 6, 9], [12, 15, 16, 40]], np.float32)
+    s = np.array([2, 3, 4], np.float32)
+    z4 = np.array([1, -2, 7], dtype=ml_dtypes.int4)
+    q = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=0)
+    exact(model([q], [vi("x", [3, 4]), vi("s", [3]), vi("z", [3], TensorProto.INT4)], [vi("y", [3, 4], TensorProto.INT4)], opset=21), x, s, z4)
+    zf8 = np.zeros(1, ml_dtypes.float8_e5m2)
+    q8 = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=0)
+    exact(model([q8], [vi("x", [3, 4]), vi("s", [3]), vi("z", [1], TensorProto.FLOAT8E5M2)], [vi("y", [3, 4], TensorProto.FLOAT8E5M2)], opset=21), x, s, zf8)
+    xu = np.array([[0, 100, 200, 255], [3, 128, 129, 250], [7, 255, 0, 140]], np.uint8)
+    zu = np.array([10, 200, 130], np.uint8)
+    dq = helper.make_node("DequantizeLinear", ["x", "s", "z"], ["y"], axis=0)
+    u8 = TensorProto.UINT8
+    exact(model([dq], [vi("x", [3, 4], u8), vi("s", [3]), vi("z", [3], u8)], [vi("y", [3, 4])], opset=21), xu, s, zu)
+    x4 = np.array([[-8, 7, 0, 1], [2, -3, 4, 5], [6, 7, -1, -2]], dtype=ml_dtypes.int4)
+    exact(model([dq], [vi("x", [3, 4], TensorProto.INT4), vi("s", [3]), vi("z", [3], TensorProto.INT4)], [vi("y", [3, 4])], opset=21), x4, s, z4)
