@@ -7,7 +7,8 @@ bandwidth), the sections' estimated time under the static cost model with that
 placement (and how many sections the network binds), and the placement wall time.
 Each placement is routed both ways (`--routings`): dimension-order (every net XY) and
 balanced (each on-chip net XY or YX to even out link loads, what rdu-place records);
-the routing changes link loads, never traffic x hops.
+the routing changes link loads (and traffic x hops only where multicast branches share
+links differently).
 
 Models (shapes only where weights would be large):
   - GPT-2 small, fp32, sequence 128 (examples/gpt2_small.py): 3 sections, each filling
