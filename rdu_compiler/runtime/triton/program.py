@@ -293,7 +293,7 @@ class KernelInfo:
             return None
         a, b = pair
         acc_a, acc_b, acc_o = self.accesses[a], self.accesses[b], self.accesses[self.n_in]
-        if not (acc_a.is_projection and acc_b.is_projection and acc_o.is_projection):
+        if not acc_o.is_projection:
             return None
         da, db, do = acc_a.dims, acc_b.dims, acc_o.dims
         batch = sorted(da & db & do)
@@ -304,9 +304,9 @@ class KernelInfo:
             return None
         if set(kk) != set(self.red) or not m or not n or not kk:
             return None
-        for acc in (acc_a, acc_b, acc_o):  # each loop at most once per operand
-            used = [coeffs.index(1) for coeffs, _ in acc.forms if any(coeffs)]
-            if len(used) != len(set(used)):
+        for acc in (acc_a, acc_b, acc_o):  # each loop in at most one index of each operand
+            used = [d for coeffs, _ in acc.forms for d, c in enumerate(coeffs) if c]
+            if len(used) != len(set(used)) or any(c < 0 for coeffs, _ in acc.forms for c in coeffs):
                 return None
         return DotPlan(a, b, batch, m, n, kk)
 
