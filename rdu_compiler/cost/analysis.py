@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType
 from xdsl.ir import SSAValue
 
 from rdu_compiler.cost.model import KernelLoad, Roofline, SectionLoad, program_cost, roofline
@@ -123,8 +123,9 @@ def _compulsory_bytes(fn: func.FuncOp, sections: list[rdu.SectionOp]) -> int:
             if isinstance(op, rdu.LoadOp):
                 streamed.add(op.source)
             elif isinstance(op, rdu.KernelOp) and len(op.captures):
-                for c in op.captures:
-                    gathered[c] = gathered.get(c, 0) + gathered_bytes(op) // len(op.captures)
+                tables = [c for c in op.captures if rdu.shape_of(c.type) or isinstance(c.type, TensorType)]  # not fill scalars
+                for c in tables:
+                    gathered[c] = gathered.get(c, 0) + gathered_bytes(op) // len(tables)
     total = 0
     for arg in fn.body.block.args:
         if arg in gathered and arg not in streamed:

@@ -238,6 +238,11 @@ class KernelOp(IRDLOperation):
     `scan_dim`. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
     sizes, PCUs, one `#rdu.buffer` per input/init operand and its grid sites.
 
+    `init_fills = array<i64: ...>` (one entry per init, set by `rdu-fuse`): `-1` reads
+    the init operand; `c >= 0` starts the accumulators at the scalar capture `c` (a
+    folded `linalg.fill`: the PCU initialises its accumulator, nothing is streamed in),
+    and the init operand is then a `tensor.empty` that only gives the result's shape.
+
     Sites are flattened `(row, col)` pairs: `pcu_sites = array<i64: 0, 0, 1, 1>` puts
     its two PCUs on (0, 0) and (1, 1); `pmu_sites` lists the PMUs of its buffers, buffer
     after buffer; `agcu_sites` the AGCUs its gathers read through (one per net, see
@@ -262,6 +267,7 @@ class KernelOp(IRDLOperation):
     pcus = opt_prop_def(IntegerAttr)
     buffers = opt_prop_def(ArrayAttr[BufferAttr])
     capture_tiers = opt_prop_def(ArrayAttr[TierAttr])
+    init_fills = opt_prop_def(DenseArrayBase)
     pcu_sites = opt_prop_def(DenseArrayBase)
     pmu_sites = opt_prop_def(DenseArrayBase)
     agcu_sites = opt_prop_def(DenseArrayBase)
@@ -335,6 +341,20 @@ class KernelOp(IRDLOperation):
             raise VerifyException(f"kernel '{self.label}': tile has {len(self.tile_sizes)} sizes for domain rank {rank}")
         if self.buffers is not None and len(self.buffers.data) != n_mapped:
             raise VerifyException(f"kernel '{self.label}': one #rdu.buffer per input/init operand is required")
+        if self.init_fills is not None:
+            fills = [int(f) for f in self.init_fills.get_values()]
+            if len(fills) != len(self.inits):
+                raise VerifyException(f"kernel '{self.label}': init_fills has {len(fills)} entries for {len(self.inits)} inits")
+            for i, f in enumerate(fills):
+                if f == -1:
+                    continue
+                if not 0 <= f < len(self.captures):
+                    raise VerifyException(f"kernel '{self.label}': init {i} is filled from capture {f}, which does not exist")
+                if self.captures[f].type != element_type_of(self.inits[i].type):
+                    raise VerifyException(
+                        f"kernel '{self.label}': init {i} ({self.inits[i].type}) is filled from capture {f} "
+                        f"of type {self.captures[f].type}; the fill value must be a scalar of the element type"
+                    )
         n_args = n_mapped + len(self.captures)
         if len(self.body.block.args) != n_args:
             raise VerifyException(

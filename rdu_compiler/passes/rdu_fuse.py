@@ -24,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import AffineMapAttr, ModuleOp, StringAttr
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.dialects import arith, tensor
+from xdsl.dialects.builtin import AffineMapAttr, DenseArrayBase, ModuleOp, StringAttr, i64
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineDimExpr, AffineMap
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
@@ -143,7 +144,10 @@ def fuse(consumer: rdu.KernelOp, i: int) -> rdu.KernelOp:
             c_map[old] = new
     iterators = [it.data.value for it in consumer.iterator_types.data]
     kind = classify_kernel(block, len(inputs), iterators, maps, consumer.domain_sizes)
-    extra = {"sym_name": StringAttr(f"{consumer.label.split('_', 1)[0]}_{kind.value}")}
+    extra: dict[str, Attribute] = {"sym_name": StringAttr(f"{consumer.label.split('_', 1)[0]}_{kind.value}")}
+    if consumer.init_fills is not None:  # the consumer's captures now follow the producer's
+        shifted = [f + len(p_caps) if f >= 0 else -1 for f in consumer.init_fills.get_values()]
+        extra["init_fills"] = DenseArrayBase.from_list(i64, shifted)
     fused = rdu.KernelOp(
         inputs,
         list(consumer.inits),
@@ -231,7 +235,64 @@ def drop_dead_results(kernel: rdu.KernelOp) -> rdu.KernelOp | None:
         Region(new_block),
         {"sym_name": StringAttr(kernel.label)},
     )
+    if kernel.init_fills is not None:
+        fills = list(kernel.init_fills.get_values())
+        new.init_fills = DenseArrayBase.from_list(i64, [fills[i] for i in keep])
     return new
+
+
+def fold_init_fills(kernel: rdu.KernelOp) -> rdu.KernelOp | None:
+    """The reduction kernel with every accumulator that a constant fill initialises
+    started from that constant instead (`init_fills`), or None when there is none.
+
+    A fill qualifies when it is a `fill` kernel of an `arith.constant` scalar into a
+    `tensor.empty`, written with the identity map: on the chip the PCU sets its
+    accumulators, so the fill needs no units, no buffer and no stream. A fill that several
+    kernels read (torch-mlir shares one zero tensor between same-shaped matmuls) is
+    folded into each; the caller erases it once it has no uses.
+    """
+    if not kernel.reduction_dims or kernel.kind.data == rdu.Pattern.SCAN:
+        return None
+    fills = list(kernel.init_fills.get_values()) if kernel.init_fills is not None else [-1] * len(kernel.inits)
+    inits = list(kernel.inits)
+    captures = list(kernel.captures)
+    changed = False
+    for j, v in enumerate(inits):
+        f = v.owner
+        if fills[j] != -1 or not isinstance(f, rdu.KernelOp) or f.kind.data != rdu.Pattern.FILL:
+            continue
+        if len(f.inputs) != 1 or not isinstance(f.inits[0].owner, tensor.EmptyOp):
+            continue
+        scalar = f.inputs[0]
+        out_map = f.indexing_maps.data[1].data
+        if not isinstance(scalar.owner, arith.ConstantOp) or out_map != AffineMap.identity(out_map.num_dims):
+            continue
+        if scalar.type != rdu.element_type_of(v.type) or f.inits[0].type != v.type:
+            continue
+        inits[j] = f.inits[0]
+        fills[j] = len(captures)
+        captures.append(scalar)
+        changed = True
+    if not changed:
+        return None
+    block = kernel.body.block
+    kernel.body.detach_block(block)
+    for c in captures[len(kernel.captures) :]:
+        block.insert_arg(c.type, len(block.args))
+    props = {k: a for k, a in kernel.properties.items() if k not in ("operandSegmentSizes", "init_fills")}
+    props["init_fills"] = DenseArrayBase.from_list(i64, fills)
+    return rdu.KernelOp(
+        list(kernel.inputs),
+        inits,
+        captures,
+        [r.type for r in kernel.results],
+        kernel.kind.data,
+        kernel.domain_sizes,
+        list(kernel.indexing_maps.data),
+        list(kernel.iterator_types.data),
+        Region(block),
+        props,
+    )
 
 
 @dataclass(frozen=True)
@@ -253,6 +314,13 @@ class RduFusePass(ModulePass):
                     mapped = [next(live) if r.uses else None for r in current.results]
                     Rewriter.replace_op(current, trimmed, new_results=mapped)
                     current = trimmed
+                if (filled := fold_init_fills(current)) is not None:
+                    fill_kernels = {v.owner for v in current.inits} - {v.owner for v in filled.inits}
+                    Rewriter.replace_op(current, filled)
+                    for f in fill_kernels:
+                        if isinstance(f, rdu.KernelOp) and not f.results[0].uses:
+                            Rewriter.erase_op(f)
+                    current = filled
                 while (i := fusable_operand(current, self.max_operands)) is not None:
                     producer = current.inputs[i].owner
                     fused = fuse(current, i)
@@ -261,4 +329,8 @@ class RduFusePass(ModulePass):
                     if not producer.results[0].uses:
                         Rewriter.erase_op(producer)
                     current = fused
+            for kernel in reversed([k for k in fn.body.block.ops if isinstance(k, rdu.KernelOp)]):
+                checks = any(o.name == "cf.assert" for o in kernel.body.block.walk())
+                if not checks and not any(r.uses for r in kernel.results):
+                    Rewriter.erase_op(kernel)  # dead: e.g. the fill of a dropped argmax result
 

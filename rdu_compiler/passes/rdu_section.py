@@ -99,7 +99,7 @@ def kernel_needs(kernels: list[rdu.KernelOp], fabric: Fabric) -> list[section_pl
             if nbytes:
                 producer = _producer(v)
                 inputs.append((index[producer] if producer in index else -1, nbytes))
-        if len(k.captures):
+        if gathered_bytes(k):
             inputs.append((-1, gathered_bytes(k)))
         result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
         out.append(section_plan.KernelNeeds(k.label, pcus, pmus, cycles, tuple(inputs), result_bytes, _last_use(k, index, len(kernels))))

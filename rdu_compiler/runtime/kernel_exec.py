@@ -88,6 +88,8 @@ class KernelExecutor:
         self.red = kernel.reduction_dims
         self.par = tuple(d for d in range(len(self.domain)) if d not in self.red)
         self.result_dtypes = [numpy_dtype(kernel.body.block.args[self.n_in + i].type) for i in range(self.n_init)]
+        fills = kernel.init_fills
+        self.init_fills = [int(f) for f in fills.get_values()] if fills is not None else [-1] * self.n_init
         block = kernel.body.block
         self.used = [bool(a.uses) for a in block.args]
         self.kind = kernel.kind.data
@@ -203,7 +205,7 @@ class KernelExecutor:
             if self.red and par_key != current_par:
                 if current_par is not None:
                     self._write(results, accs, prev_starts, prev_sizes)
-                accs = self._init_accs(inits, starts, sizes)
+                accs = self._init_accs(inits, caps, starts, sizes)
                 current_par = par_key
             stats.tiles += 1
             self._count(operands, starts, sizes, stats)
@@ -263,12 +265,17 @@ class KernelExecutor:
         args.extend(caps)
         return args
 
-    def _init_accs(self, inits: list[Any], starts: tuple[int, ...], sizes: tuple[int, ...]) -> list[Any]:
+    def _init_accs(self, inits: list[Any], caps: list[Any], starts: tuple[int, ...], sizes: tuple[int, ...]) -> list[Any]:
         accs = []
         red_sizes = list(sizes)
         for d in self.red:
             red_sizes[d] = 1
         for i, init in enumerate(inits):
+            if self.init_fills[i] >= 0:  # a folded fill: the accumulators start at a constant
+                dims = self.accesses[self.n_in + i].dims
+                shape = [red_sizes[d] if d in dims else 1 for d in range(len(sizes))]
+                accs.append(np.full(shape, caps[self.init_fills[i]], dtype=self.result_dtypes[i]))
+                continue
             if isinstance(init, Empty):
                 raise EmulatorError(f"kernel '{self.name}': reduction into an uninitialised tensor")
             acc = _gather(init, self.accesses[self.n_in + i], starts, tuple(red_sizes))

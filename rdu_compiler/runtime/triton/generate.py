@@ -47,6 +47,7 @@ from rdu_compiler.runtime.triton.program import (
     fill_value,
     flatten,
     row_major,
+    unfold_init_fills,
 )
 from rdu_compiler.runtime.triton.settings import TritonSettings, generation_defaults
 
@@ -552,7 +553,7 @@ def generate(
             named in the message.
     """
     settings = settings or generation_defaults()
-    prog = flatten(module)
+    prog = flatten(unfold_init_fills(module))
     arg_names = list(arg_names) if arg_names is not None else [f"arg{i}" for i in range(len(prog.args))]
     if len(arg_names) != len(prog.args):
         raise fail(f"{len(arg_names)} argument names for {len(prog.args)} arguments")

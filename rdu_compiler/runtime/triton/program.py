@@ -16,8 +16,18 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import arith, func, tensor
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, FloatAttr, IntegerAttr, ModuleOp
-from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    DenseIntOrFPElementsAttr,
+    FloatAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+)
+from xdsl.dialects.linalg.attrs import IteratorTypeAttr
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.ir.affine import AffineMap
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
@@ -108,6 +118,48 @@ def _const(op: arith.ConstantOp) -> Const:
     if str(elt) == "i1":
         scalar = bool(scalar)
     return Const(scalar, elt, shape)
+
+
+def unfold_init_fills(module: ModuleOp) -> ModuleOp:
+    """`module`, or a copy in which every accumulator that `rdu-fuse` started from a
+    constant (`init_fills`) reads a `fill` kernel of that constant again. The generator
+    folds such fills itself (a splat init: `tl.dot` into zeros, a max from -inf), so the
+    GPU program is the same as before the fold; the RDU program keeps its fill-free form.
+    """
+    if not any(isinstance(k, rdu.KernelOp) and k.init_fills is not None for k in module.walk()):
+        return module
+    module = module.clone()
+    for k in [op for op in module.walk() if isinstance(op, rdu.KernelOp) and op.init_fills is not None]:
+        fills = [int(f) for f in k.init_fills.get_values()]
+        inits = list(k.inits)
+        for j, f in enumerate(fills):
+            if f < 0:
+                continue
+            empty, value = k.inits[j], k.captures[f]
+            rank = len(rdu.shape_of(empty.type))
+            body = Block(arg_types=[value.type, rdu.element_type_of(empty.type)])
+            body.add_op(rdu.YieldOp(body.args[0]))
+            fill = rdu.KernelOp(
+                [value], [empty], [], [empty.type], rdu.Pattern.FILL, rdu.shape_of(empty.type),
+                [AffineMapAttr(AffineMap(rank, 0, ())), AffineMapAttr(AffineMap.identity(rank))],
+                [IteratorTypeAttr.parallel()] * rank, Region(body), {"sym_name": StringAttr(f"{k.label}_init{j}")},
+            )
+            Rewriter.insert_op(fill, InsertPoint.before(k))
+            inits[j] = fill.results[0]
+        dropped = {f for f in fills if f >= 0}
+        block = k.body.block
+        n_mapped = len(k.inputs) + len(k.inits)
+        for c in sorted(dropped, reverse=True):
+            block.erase_arg(block.args[n_mapped + c])
+        k.body.detach_block(block)
+        props = {n: a for n, a in k.properties.items() if n not in ("operandSegmentSizes", "init_fills")}
+        new = rdu.KernelOp(
+            list(k.inputs), inits, [c for i, c in enumerate(k.captures) if i not in dropped],
+            [r.type for r in k.results], k.kind.data, k.domain_sizes, list(k.indexing_maps.data),
+            list(k.iterator_types.data), Region(block), props,
+        )
+        Rewriter.replace_op(k, new)
+    return module
 
 
 def flatten(module: ModuleOp) -> FlatProgram:

@@ -289,3 +289,23 @@ func.func @shared_transpose(%x: tensor<8x4xf32>) -> (tensor<4x8xf32>, tensor<4x8
 // CHECK:         %b = "rdu.kernel"(%x, %e) <{{.*}}indexing_maps = [affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>]
 // CHECK:           math.exp
 // CHECK:         func.return %a, %b
+
+// A matmul into a zero fill: the accumulators start at the constant (init_fills names
+// the capture holding it), the init is the fill's tensor.empty, and the fill kernel is
+// gone. Two matmuls share the fill (torch-mlir CSEs it): both fold it.
+
+func.func @fill_into_matmul(%a: tensor<4x8xf32>, %b: tensor<8x2xf32>, %c: tensor<8x2xf32>) -> (tensor<4x2xf32>, tensor<4x2xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<4x2xf32>
+  %f = linalg.fill ins(%zero : f32) outs(%e : tensor<4x2xf32>) -> tensor<4x2xf32>
+  %m = linalg.matmul ins(%a, %b : tensor<4x8xf32>, tensor<8x2xf32>) outs(%f : tensor<4x2xf32>) -> tensor<4x2xf32>
+  %n = linalg.matmul ins(%a, %c : tensor<4x8xf32>, tensor<8x2xf32>) outs(%f : tensor<4x2xf32>) -> tensor<4x2xf32>
+  return %m, %n : tensor<4x2xf32>, tensor<4x2xf32>
+}
+
+// CHECK-LABEL: func.func @fill_into_matmul
+// CHECK-NOT:     pattern<fill>
+// CHECK:         %m = "rdu.kernel"(%a, %b, %e, %zero) <{kind = #rdu.pattern<matmul>{{.*}}init_fills = array<i64: 0>{{.*}}operandSegmentSizes = array<i32: 2, 1, 1>}>
+// CHECK-NEXT:    ^bb0(%{{.*}}: f32, %{{.*}}: f32, %{{.*}}: f32, %{{.*}}: f32):
+// CHECK-NOT:     pattern<fill>
+// CHECK:         %n = "rdu.kernel"(%a, %c, %e, %zero) <{kind = #rdu.pattern<matmul>{{.*}}init_fills = array<i64: 0>

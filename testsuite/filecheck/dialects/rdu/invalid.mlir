@@ -251,3 +251,18 @@ func.func @unknown_routing(%x: tensor<4xf32>) -> tensor<4xf32> {
 }
 
 // CHECK: Operation does not verify: section 's0': routing 'adaptive' is not one of 'balanced', 'dimension-order'
+
+// -----
+// An accumulator filled from a capture needs a scalar of the init's element type.
+
+func.func @fill_capture_type(%x: tensor<4x8xf32>, %c: i32) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %r = "rdu.kernel"(%x, %e, %c) <{kind = #rdu.pattern<reduce>, domain = array<i64: 4, 8>, indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<reduction>], sym_name = "k0", init_fills = array<i64: 0>, operandSegmentSizes = array<i32: 1, 1, 1>}> ({
+  ^bb0(%in: f32, %acc: f32, %cap: i32):
+    %s = arith.addf %in, %acc : f32
+    "rdu.yield"(%s) : (f32) -> ()
+  }) : (tensor<4x8xf32>, tensor<4xf32>, i32) -> tensor<4xf32>
+  func.return %r : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: kernel 'k0': init 0 (tensor<4xf32>) is filled from capture 0 of type i32; the fill value must be a scalar of the element type
