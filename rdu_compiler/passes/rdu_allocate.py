@@ -100,7 +100,7 @@ def widen_for_bandwidth(need: list[int], traffic: list[int], total: int) -> list
 
 
 #: Links a PCU's operands effectively arrive on. A site has four (a 2-D mesh), but with
-#: dimension-order routes a kernel's buffers, spread around its PCUs, feed each PCU mostly
+#: one-bend routes a kernel's buffers, spread around its PCUs, feed each PCU mostly
 #: along one direction (the placer's link loads show it), so one link is the budget.
 LINKS_PER_PCU = 1
 

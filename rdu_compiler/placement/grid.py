@@ -1,4 +1,4 @@
-"""The fabric's grid as plain data: sites, AGCUs, mesh links and dimension-order routes.
+"""The fabric's grid as plain data: sites, AGCUs, mesh links and minimal one-bend routes.
 
 Coordinates are `(row, col)`. Site `(r, c)` with `0 <= r < rows`, `0 <= c < cols` is a
 PCU when `(r + c)` is even, else a PMU (the checkerboard of `Fabric`). AGCUs sit on the
