@@ -6,9 +6,13 @@ import math
 from collections.abc import Sequence
 
 from xdsl.dialects import tensor
+from xdsl.dialects.builtin import AnyFloat
+from xdsl.ir import Operation
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, element_type_of
+from rdu_compiler.ir import op_name
+from rdu_compiler.passes.payload import contraction_mul
 from rdu_compiler.runtime.payload_eval import numpy_dtype
 from rdu_compiler.tiling import Access, tile_elements, traffic_elements
 
@@ -81,7 +85,20 @@ def gathered_bytes(k: rdu.KernelOp) -> int:
 def compute_dtype(k: rdu.KernelOp) -> str:
     """The type the PCU computes in: a contraction's operand type (SN40L: BF16 multiply,
     FP32 accumulate, so a bf16 matmul with an f32 accumulator runs at the bf16 rate);
-    otherwise the result type."""
+    otherwise the result type. The operand type is the narrowest float on the casts
+    between the input and the multiply (an f32 input rounded to bf16 in the payload, as
+    a folded `truncf` leaves it, multiplies at the bf16 rate)."""
     if k.kind.data == rdu.Pattern.MATMUL and k.inputs:
+        mul = contraction_mul(k.body.block, len(k.inputs))
+        if mul is not None:
+            widths = []
+            for v in mul.operands:
+                types = [v.type]
+                while isinstance(v.owner, Operation) and op_name(v.owner) in ("arith.extf", "arith.truncf"):
+                    v = v.owner.operands[0]
+                    types.append(v.type)
+                widths.append(min(types, key=lambda t: t.bitwidth if isinstance(t, AnyFloat) else 1 << 30))
+            narrowest = min(widths, key=lambda t: t.bitwidth if isinstance(t, AnyFloat) else 1 << 30)
+            return str(narrowest)
         return str(rdu.element_type_of(k.inputs[0].type))
     return str(rdu.element_type_of(k.results[0].type))

@@ -138,6 +138,18 @@ def strip_casts(value: SSAValue) -> SSAValue:
     return value
 
 
+def contraction_mul(block: Block, n_inputs: int) -> Operation | None:
+    """The `arith.mulf` of an `out += a * b` payload (one result), or None."""
+    yielded = _yield_op(block).operands
+    if len(yielded) != 1:
+        return None
+    found = reduction_combiner(block, block.args[n_inputs], yielded[0])
+    if found is None or found[0] != "arith.addf":
+        return None
+    mul = found[1].owner
+    return mul if isinstance(mul, Operation) and op_name(mul) == "arith.mulf" else None
+
+
 def contraction_operands(block: Block, n_inputs: int) -> tuple[int, int] | None:
     """For `out += a * b` payloads with a, b input block args: their input indices."""
     yielded = _yield_op(block).operands

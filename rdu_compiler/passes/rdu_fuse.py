@@ -56,6 +56,15 @@ def _distinct_loops(amap: AffineMap) -> bool:
     return len(set(dims)) == len(dims)
 
 
+def _linear(amap: AffineMap) -> bool:
+    """An access pattern `tiling.Access` can express, with no negative coefficient."""
+    try:
+        forms = Access.from_map(amap).forms
+    except CompileError:
+        return False
+    return all(c >= 0 for coeffs, _ in forms for c in coeffs)
+
+
 def _pure_loops(amap: AffineMap) -> bool:
     return all(isinstance(e, AffineDimExpr) for e in amap.results)
 
@@ -92,8 +101,10 @@ def fusable_operand(consumer: rdu.KernelOp, max_operands: int = 6) -> int | None
         if out_map != AffineMap.identity(out_map.num_dims):
             continue
         read = consumer.indexing_maps.data[i].data
-        if not _distinct_loops(read) or len(read.results) != len(producer.domain_sizes):
+        if len(read.results) != len(producer.domain_sizes):
             continue
+        if not _distinct_loops(read) and not (_access_only(producer) and _linear(read)):
+            continue  # arithmetic read through a mix of loops could be computed twice
         if not _pure_loops(read) and any(isinstance(o, rdu.IndexOp) for o in producer.body.block.ops):
             continue  # the producer's loop index would be an affine function of ours
         if len(Access.from_map(read).dims) != read.num_dims and flops_per_point(producer.body.block):

@@ -43,7 +43,30 @@ func.func @merge(%x: tensor<1x8x4x16xf32>) -> tensor<8x64xf32> {
 // CHECK:         %n = "rdu.kernel"(%t, %e2) <{{.*}}indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, (d3 + 8))>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>]
 
 // Merging heads back (1 x 8 x 4 x 16 -> 8 x 64) would need j floordiv 16 and j mod 16
-// to address the source: the view stays.
+// to address the source, and the negation's loop j also writes its result, so it cannot
+// be split: the view stays.
 // CHECK-LABEL: func.func @merge
 // CHECK:         %c = "rdu.view"(%x) <{mode = "reshape"}> : (tensor<1x8x4x16xf32>) -> tensor<8x64xf32>
 // CHECK:         "rdu.kernel"(%c, %e)
+
+// -----
+
+func.func @merge_reduced(%x: tensor<8x4x16xf32>, %w: tensor<64x2xf32>) -> tensor<8x2xf32> {
+  %c = "rdu.view"(%x) <{mode = "reshape"}> : (tensor<8x4x16xf32>) -> tensor<8x64xf32>
+  %e = tensor.empty() : tensor<8x2xf32>
+  %m = "rdu.kernel"(%c, %w, %e) <{kind = #rdu.pattern<matmul>, domain = array<i64: 8, 2, 64>, indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>, #linalg.iterator_type<reduction>], sym_name = "k2_matmul", operandSegmentSizes = array<i32: 2, 1, 0>}> ({
+  ^bb0(%0: f32, %1: f32, %2: f32):
+    %3 = arith.mulf %0, %1 : f32
+    %4 = arith.addf %3, %2 : f32
+    "rdu.yield"(%4) : (f32) -> ()
+  }) : (tensor<8x64xf32>, tensor<64x2xf32>, tensor<8x2xf32>) -> tensor<8x2xf32>
+  func.return %m : tensor<8x2xf32>
+}
+
+
+// A merging reshape read by a matmul's reduction loop (o_proj reading the merged heads):
+// the loop k (64) splits into (4, 16), the matmul reads x directly as (m, h, l), and the
+// weight through h * 16 + l. Same points, same order: the numbers do not change.
+// CHECK-LABEL: func.func @merge_reduced
+// CHECK-NOT:     rdu.view
+// CHECK:         %m = "rdu.kernel"(%x, %w, %e) <{kind = #rdu.pattern<matmul>, domain = array<i64: 8, 2, 4, 16>, indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d2, d3)>, affine_map<(d0, d1, d2, d3) -> (((d2 * 16) + d3), d1)>, affine_map<(d0, d1, d2, d3) -> (d0, d1)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>, #linalg.iterator_type<reduction>, #linalg.iterator_type<reduction>]
