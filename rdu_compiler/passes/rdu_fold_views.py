@@ -153,7 +153,7 @@ def split_loops_for_merge(kernel: rdu.KernelOp, i: int, maps: list[AffineMap]) -
     assert isinstance(view, rdu.ViewOp)
     src, dst = rdu.shape_of(view.source.type), rdu.shape_of(view.result.type)
     groups = _groups(src, dst)
-    if groups is None or kernel.tile is not None:
+    if groups is None:
         return None
     read = maps[i]
     n_in = len(kernel.inputs)
@@ -217,8 +217,9 @@ def split_loops_for_merge(kernel: rdu.KernelOp, i: int, maps: list[AffineMap]) -
 
 def fold_input_views(kernel: rdu.KernelOp) -> bool:
     """Read every foldable view input of `kernel` from its source instead (in place).
-    Returns whether anything changed."""
-    if kernel.kind.data == rdu.Pattern.SCAN:
+    Returns whether anything changed. Tiled kernels are left alone: their buffers were
+    sized for the patterns they have (the pass runs before rdu-tile)."""
+    if kernel.kind.data == rdu.Pattern.SCAN or kernel.tile is not None:
         return False
     maps = [m.data for m in kernel.indexing_maps.data]
     changed = False
