@@ -1319,6 +1319,23 @@ def _inline_constant_ifs(proto: Any) -> bool:
     return changed
 
 
+def _types_and_shapes(graph: Any) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Element type of every declared tensor (inputs, outputs, value_info, initializers)
+    and the shape of those whose dims are all static."""
+    types: dict[str, int] = {}
+    shapes: dict[str, list[int]] = {}
+    for v in [*graph.input, *graph.output, *graph.value_info]:
+        if v.type.WhichOneof("value") == "tensor_type":
+            types[v.name] = v.type.tensor_type.elem_type
+            tt = v.type.tensor_type
+            if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+                shapes[v.name] = [int(d.dim_value) for d in tt.shape.dim]
+    for i in graph.initializer:
+        types[i.name] = i.data_type
+        shapes[i.name] = list(i.dims)
+    return types, shapes
+
+
 def _decompose(proto: Any) -> bool:
     """Rewrite ops whose torch-mlir lowering differs from ONNX into ONNX ops it lowers right:
 
@@ -1340,17 +1357,7 @@ def _decompose(proto: Any) -> bool:
 
     graph = proto.graph
     version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
-    types: dict[str, int] = {}
-    shapes: dict[str, list[int]] = {}
-    for vi in [*graph.input, *graph.value_info, *graph.output]:
-        if vi.type.WhichOneof("value") == "tensor_type":
-            types[vi.name] = vi.type.tensor_type.elem_type
-            tt = vi.type.tensor_type
-            if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
-                shapes[vi.name] = [int(d.dim_value) for d in tt.shape.dim]
-    for i in graph.initializer:
-        types[i.name] = i.data_type
-        shapes[i.name] = list(i.dims)
+    types, shapes = _types_and_shapes(graph)
     nodes, changed = [], False
     for node in graph.node:
         if node.op_type == "CastLike" and node.domain in ("", "ai.onnx") and node.input[1] in types:
@@ -1431,12 +1438,7 @@ def _widen_unsigned(proto: Any) -> bool:
     T = onnx.TensorProto
     wide: dict[int, tuple[int, int | None]] = {T.UINT16: (T.INT32, 1 << 16), T.UINT32: (T.INT64, 1 << 32), T.UINT64: (T.INT64, None)}
     graph = proto.graph
-    types: dict[str, int] = {}
-    for v in [*graph.input, *graph.output, *graph.value_info]:
-        if v.type.WhichOneof("value") == "tensor_type":
-            types[v.name] = v.type.tensor_type.elem_type
-    for i in graph.initializer:
-        types[i.name] = i.data_type
+    types, _ = _types_and_shapes(graph)
     narrow = {n for n, t in types.items() if t in wide}
     casts = [n for n in graph.node if n.op_type == "Cast" and _attr(n, "to") in wide]
     if not narrow and not casts:
@@ -1716,17 +1718,7 @@ def _explicit_quant(proto: Any) -> bool:
     version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
     if version < 13:
         return False
-    types: dict[str, int] = {}
-    shapes: dict[str, list[int]] = {}
-    for v in [*graph.input, *graph.output, *graph.value_info]:
-        if v.type.WhichOneof("value") == "tensor_type":
-            types[v.name] = v.type.tensor_type.elem_type
-            tt = v.type.tensor_type
-            if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
-                shapes[v.name] = [int(d.dim_value) for d in tt.shape.dim]
-    for i in graph.initializer:
-        types[i.name] = i.data_type
-        shapes[i.name] = list(i.dims)
+    types, shapes = _types_and_shapes(graph)
     nodes: list[Any] = []
     changed = False
     for k, node in enumerate(graph.node):
@@ -1775,17 +1767,7 @@ def _lower_narrow_types(proto: Any) -> bool:
     wide = _narrow_types()
     graph = proto.graph
     version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
-    types: dict[str, int] = {}
-    shapes: dict[str, list[int]] = {}
-    for v in [*graph.input, *graph.output, *graph.value_info]:
-        if v.type.WhichOneof("value") == "tensor_type":
-            types[v.name] = v.type.tensor_type.elem_type
-            tt = v.type.tensor_type
-            if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
-                shapes[v.name] = [int(d.dim_value) for d in tt.shape.dim]
-    for i in graph.initializer:
-        types[i.name] = i.data_type
-        shapes[i.name] = list(i.dims)
+    types, shapes = _types_and_shapes(graph)
     narrow = {n for n, t in types.items() if t in wide}
     casts = [n for n in graph.node if n.op_type == "Cast" and _attr(n, "to") in wide]
     if (not narrow and not casts) or version < 13:

@@ -138,6 +138,22 @@ def strip_casts(value: SSAValue) -> SSAValue:
     return value
 
 
+def only_feeding(block: Block, value: SSAValue) -> set[Operation]:
+    """Ops of the payload whose results reach only `value` (dead once it is dropped)."""
+    dead: set[Operation] = set()
+    stack = [value.owner] if isinstance(value.owner, Operation) else []
+    while stack:
+        op = stack.pop()
+        if op in dead or op is block.last_op:
+            continue
+        users = {u.operation for r in op.results for u in r.uses}
+        if users - dead - {block.last_op}:
+            continue
+        dead.add(op)
+        stack.extend(v.owner for v in op.operands if isinstance(v.owner, Operation))
+    return dead
+
+
 def contraction_mul(block: Block, n_inputs: int) -> Operation | None:
     """The `arith.mulf` of an `out += a * b` payload (one result), or None."""
     yielded = _yield_op(block).operands
@@ -152,14 +168,8 @@ def contraction_mul(block: Block, n_inputs: int) -> Operation | None:
 
 def contraction_operands(block: Block, n_inputs: int) -> tuple[int, int] | None:
     """For `out += a * b` payloads with a, b input block args: their input indices."""
-    yielded = _yield_op(block).operands
-    if len(yielded) != 1:
-        return None
-    found = reduction_combiner(block, block.args[n_inputs], yielded[0])
-    if found is None or found[0] != "arith.addf":
-        return None
-    mul = found[1].owner
-    if not isinstance(mul, Operation) or op_name(mul) != "arith.mulf":
+    mul = contraction_mul(block, n_inputs)
+    if mul is None:
         return None
     a, b = (strip_casts(v) for v in mul.operands)
     args = list(block.args[:n_inputs])

@@ -25,6 +25,7 @@ from rdu_compiler.passes.payload import (
     IndexSelect,
     contraction_operands,
     index_select_reduction,
+    only_feeding,
     reduction_combiner,
 )
 from rdu_compiler.runtime.payload_eval import CompiledPayload, TileContext, numpy_dtype
@@ -135,7 +136,7 @@ class KernelExecutor:
             exprs.append((found[0], found[1]))
         for i, e in enumerate(exprs):
             if e is None and i not in self.selects:
-                skip.update(_only_feeding(block, yielded[i]))
+                skip.update(only_feeding(block, yielded[i]))
         self.payload = CompiledPayload(block, self.name, skip)
         for i, e in enumerate(exprs):
             if i in self.selects:
@@ -344,22 +345,6 @@ class KernelExecutor:
         stats.operand_bytes[0] = x.nbytes
         stats.result_bytes = sum(r.nbytes for r in results)
         return results, stats
-
-
-def _only_feeding(block: Any, value: Any) -> set[Operation]:
-    """Ops of the payload whose results reach only `value` (dead once it is dropped)."""
-    dead: set[Operation] = set()
-    stack = [value.owner] if isinstance(value.owner, Operation) else []
-    while stack:
-        op = stack.pop()
-        if op in dead or op is block.last_op:
-            continue
-        users = {u.operation for r in op.results for u in r.uses}
-        if users - dead - {block.last_op}:
-            continue
-        dead.add(op)
-        stack.extend(v.owner for v in op.operands if isinstance(v.owner, Operation))
-    return dead
 
 
 def _itemsize(arr: Any) -> int:

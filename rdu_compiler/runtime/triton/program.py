@@ -35,6 +35,7 @@ from rdu_compiler.ir import op_name
 from rdu_compiler.passes.payload import (
     COMBINERS,
     contraction_operands,
+    only_feeding,
     reduction_combiner,
     strip_casts,
 )
@@ -306,7 +307,7 @@ class KernelInfo:
             if found is None:
                 if dead:
                     self.combiners.append(None)
-                    self.skip.update(_only_feeding(self.block, y))
+                    self.skip.update(only_feeding(self.block, y))
                     continue
                 raise fail(
                     f"kernel '{self.label}': reduction result {i} is not 'acc = combine(acc, f(inputs))' "
@@ -377,22 +378,6 @@ class KernelInfo:
                     v = v.owner.operands[0]
                 return list(reversed(chain))
         return []
-
-
-def _only_feeding(block: Block, value: SSAValue) -> set[Operation]:
-    """Ops of the payload whose results reach only `value` (dead once it is dropped)."""
-    dead: set[Operation] = set()
-    stack = [value.owner] if isinstance(value.owner, Operation) else []
-    while stack:
-        op = stack.pop()
-        if op in dead or op is block.last_op:
-            continue
-        users = {u.operation for r in op.results for u in r.uses}
-        if users - dead - {block.last_op}:
-            continue
-        dead.add(op)
-        stack.extend(v.owner for v in op.operands if isinstance(v.owner, Operation))
-    return dead
 
 
 def linear_coeffs(access: Access, strides: tuple[int, ...], rank: int) -> tuple[list[int], int]:
