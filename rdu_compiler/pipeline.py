@@ -47,9 +47,11 @@ def run_pipeline(
 
     Raises:
         CompileError: a pass refused the module or left it invalid.
-    `snapshots`, if given, receives the module text after each pass, by pass name. The module as it was
-            before that pass is written to a file, and the error names it with the
-            `rdu-opt` command that reproduces the failure.
+            The module as it was before that pass is written to a file, and the error
+            names it with the `rdu-opt` command that reproduces the failure.
+
+    `snapshots`, if given, receives the module text after each pass, by pass name. The
+    module is printed only then, or when a pass fails (its input is kept as a clone).
     """
     from xdsl.passes import PassPipeline
 
@@ -61,7 +63,7 @@ def run_pipeline(
         name = spec.split("{", 1)[0]
         if on_pass:
             on_pass(name)
-        before = str(module)
+        before = module.clone()  # printed only if this pass fails (the reproducer)
         try:
             pp = PassPipeline.parse_spec({k: v for k, v in registry.items()}, spec)
             for p in pp.passes:
@@ -71,7 +73,7 @@ def run_pipeline(
                 snapshots[name] = str(module)
         except (CompileError, VerifyException, DiagnosticException) as e:
             err = e if isinstance(e, CompileError) else CompileError(name, str(e))
-            err.reproducer = _write_repro(before, name, repro_dir)
+            err.reproducer = _write_repro(str(before), name, repro_dir)
             err.pass_name = spec
             raise err from e
     return module

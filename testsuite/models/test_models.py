@@ -1,5 +1,6 @@
 """End to end: the example models compiled for sn40l and tiny at -O0 and -O1, run on the
-emulator and compared with eager PyTorch (fp32, relative L2 error <= 1e-5).
+emulator and compared with eager PyTorch (fp32, relative L2 error <= 1e-5). The HF models
+come from transformers 5.23.0 and the references from torch 2.13.0 (requirements.lock).
 
 Each model is loaded once and each (model, fabric, -O) program compiled and run once per
 session (`functools.cache`); the structural tests reuse those programs. Besides the
