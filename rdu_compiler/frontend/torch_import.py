@@ -40,6 +40,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from rdu_compiler.frontend.errors import FrontendError
+from rdu_compiler.frontend.meta_device import retarget_meta_devices
 
 __all__ = [
     "ImportedProgram",
@@ -888,6 +889,7 @@ def import_torch(
     source_lines = _collect_source_lines([ep.graph])
     for k, v in source_lines_pre.items():
         source_lines.setdefault(k, v)
+    retarget_meta_devices(ep.graph)  # shape-only models: factory ops on meta -> cpu
 
     # 3. Signature: argument kinds and weights, by placeholder name.
     sig = ep.graph_signature
