@@ -9,6 +9,9 @@ so its peak RSS (`ru_maxrss` of the child) is that compile's alone. Two sweeps:
    beyond (weights on meta take no memory).
 2. depth: GPT-2 (hidden 768) with 12, 24, 48 layers on the meta device, one token of
    decode after 128 cached tokens (`rdu_compiler.bench.models.gpt2_model`).
+3. Hugging Face `LlamaForCausalLM` with the Llama-3.1-8B config (32 layers, GQA 32/8), on
+   the meta device with its own masks, decoding one token after 8,192 cached (a
+   `DynamicCache` filled from the inputs). Goal: under 30 s.
 
     python benchmarks/compile_scaling.py [--seqs 256,512,1024,2048,4096,8192]
         [--depths 12,24,48] [--real-max 1024] [--timeout 900] [--json out.json]
@@ -82,6 +85,28 @@ try:
     if kind == "depth":
         from rdu_compiler.bench.models import GPT2_SMALL_DECODE, gpt2_model
         model, inputs = gpt2_model(GPT2_SMALL_DECODE, layers=size)
+    if kind == "hf-llama3.1-8b":  # HF's own model and masks, decode one token after `size` cached
+        from transformers import LlamaConfig, LlamaForCausalLM
+        from transformers.cache_utils import DynamicCache
+        cfg = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                          num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
+                          rope_theta=500000.0)
+
+        class Decode(nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, ids, pos, *kv):
+                cache = DynamicCache(config=cfg)
+                for i in range(len(kv) // 2):
+                    cache.update(kv[2 * i], kv[2 * i + 1], i)
+                return self.m(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True).logits
+
+        with torch.device("meta"):
+            model = Decode(LlamaForCausalLM(cfg).to(torch.bfloat16).eval())
+            inputs = (torch.zeros(1, 1, dtype=torch.int64), torch.full((1, 1), size, dtype=torch.int64),
+                      *(torch.zeros(1, 8, size, 128, dtype=torch.bfloat16) for _ in range(64)))
     stages = {}
     last = [time.perf_counter(), "start"]
     def stage(name):
@@ -130,6 +155,8 @@ def main() -> None:
     ap.add_argument("--fabric", default="sn40l")
     ap.add_argument("-O", dest="level", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--no-hf-llama", dest="hf_llama", action="store_false",
+                    help="skip HF LlamaForCausalLM (Llama-3.1-8B config, 32 layers) decoding at 8K context")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rows = []
@@ -141,6 +168,9 @@ def main() -> None:
     for d in [int(x) for x in args.depths.split(",") if x]:
         rows.append(point("depth", d, "meta", args.fabric, args.level, args.timeout))
         print(_line(rows[-1]), flush=True)
+    if args.hf_llama:
+        rows.append(point("hf-llama3.1-8b", 8192, "meta", args.fabric, args.level, args.timeout))
+        print(_line(rows[-1]), flush=True)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "load_average": os.getloadavg(), "fabric": args.fabric, "opt_level": args.level}
     print(f"machine: {meta['machine']}; load average {meta['load_average'][0]:.2f}")
@@ -150,7 +180,8 @@ def main() -> None:
 
 
 def _line(r: dict[str, Any]) -> str:
-    what = f"{'sequence' if r['kind'] == 'seq' else 'depth'} {r['size']:>5} ({r['device']})"
+    label = {"seq": "sequence", "depth": "depth"}.get(r["kind"], r["kind"])
+    what = f"{label} {r['size']:>5} ({r['device']})"
     if "error" in r:
         return f"{what}: {r['error']}"
     return (f"{what}: compile {r['compile_s']:7.2f} s, peak RSS {r['peak_rss_bytes'] / 2**30:6.2f} GiB, "
