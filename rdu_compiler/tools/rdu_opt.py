@@ -82,7 +82,8 @@ def main(args: Sequence[str] | None = None) -> None:
         except OSError as e:  # missing input, unwritable -o
             raise InputError(f"{e.filename or 'rdu-opt'}: {e.strerror or e}; check the path") from e
         except (ParseError, DiagnosticException) as e:  # malformed MLIR, verifier failure
-            raise InputError(str(e).strip()) from e
+            lines = [line for line in str(e).splitlines() if line.strip()]  # one paragraph, caret kept
+            raise InputError("\n".join(lines)) from e
     except RduError as e:
         if debug:
             raise
