@@ -23,7 +23,7 @@ def pipeline(fabric: str, opt_level: int) -> list[str]:
     packs kernels into sections.
     """
     per_op = "true" if opt_level == 0 else "false"
-    fabric = fabric if fabric.isidentifier() else '"' + fabric.replace('"', '\\"') + '"'  # a spec path
+    fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
     passes = ["rdu-convert-linalg"]
     if opt_level >= 1:
         passes += ["rdu-fold-views", "rdu-fuse"]
@@ -34,6 +34,14 @@ def pipeline(fabric: str, opt_level: int) -> list[str]:
         f"rdu-place{{fabric={fabric}}}",
     ]
     return passes
+
+
+def _quote(text: str) -> str:
+    """`text` as a quoted pass-option string: backslash, quote and control characters
+    escaped as xDSL's pass-spec lexer unescapes them (a Windows-style spec path keeps its
+    backslashes)."""
+    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\f": "\\f", "\v": "\\v"}
+    return '"' + "".join(escapes.get(c, c) for c in text) + '"'
 
 
 def run_pipeline(
