@@ -110,6 +110,13 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "math.erfc": scipy.special.erfc,
 }
 
+#: Integer divisions and remainders: MLIR leaves a zero divisor (and, signed, MIN / -1)
+#: undefined; eager PyTorch raises. The emulator refuses both (`_checked_division`).
+_INT_DIVISIONS = {
+    "arith.divsi": True, "arith.remsi": True, "arith.floordivsi": True, "arith.ceildivsi": True,
+    "arith.divui": False, "arith.remui": False,
+}
+
 _CASTS = {
     "arith.extf", "arith.truncf", "arith.sitofp", "arith.uitofp", "arith.fptosi", "arith.fptoui",
     "arith.index_cast", "arith.index_castui", "arith.extsi", "arith.extui", "arith.trunci",
@@ -186,6 +193,8 @@ class CompiledPayload:
     def _compile(self, op: Operation, name: str) -> Step:
         ins = [self.slots[v] for v in op.operands]
         out = self.slots[op.results[0]] if op.results else -1
+        if name in _INT_DIVISIONS and _is_integer(op.results[0].type):
+            return self._checked_division(name, ins, out)
         if name in _BINARY:
             fn2 = _BINARY[name]
             a, b = ins
@@ -206,12 +215,41 @@ class CompiledPayload:
             return self._cast(op, ins[0], out)
         return self._special(op, name, ins, out)
 
+    def _checked_division(self, name: str, ins: list[int], out: int) -> Step:
+        fn2 = _BINARY[name]
+        signed = _INT_DIVISIONS[name]
+        a, b = ins
+
+        def division(vals: list[Any], ctx: TileContext) -> None:
+            x, y = np.asarray(vals[a]), np.asarray(vals[b])
+            if np.any(y == 0):
+                raise _payload_error(name, 
+                    f"kernel '{self.kernel}': integer division by zero ('{name}'); eager PyTorch raises "
+                    "ZeroDivisionError and the result is undefined on the RDU, so the emulator refuses the run. "
+                    "Pass nonzero divisors (or divide in floating point)."
+                )
+            if signed and y.dtype.kind == "i":
+                low = np.iinfo(y.dtype).min
+                if np.any((x == low) & (y == -1)):
+                    raise _payload_error(name, 
+                        f"kernel '{self.kernel}': integer division overflow ('{name}' of {low} by -1, which "
+                        f"does not fit in {y.dtype.name}); the result is undefined (eager PyTorch crashes with "
+                        "SIGFPE), so the emulator refuses the run. Keep dividends above the type's minimum."
+                    )
+            vals[out] = fn2(x, y)
+
+        return division
+
     def _cast(self, op: Operation, a: int, out: int) -> Step:
         dtype = numpy_dtype(op.results[0].type)
-        unsigned_source = op_name(op) in ("arith.extui", "arith.uitofp", "arith.index_castui")
+        name = op_name(op)
+        unsigned_source = name in ("arith.extui", "arith.uitofp", "arith.index_castui")
+        to_int = name in ("arith.fptosi", "arith.fptoui")
 
         def cast(vals: list[Any], ctx: TileContext) -> None:
             x = np.asarray(vals[a])
+            if to_int:
+                _check_float_to_int(self.kernel, name, x, dtype)
             vals[out] = (_as_unsigned(x) if unsigned_source else x).astype(dtype)
 
         return cast
@@ -348,6 +386,35 @@ def evaluate_op(op: Operation, args: list[Any]) -> Any:
         vals[payload.slots[v]] = a
     step(vals, TileContext((), ()))
     return vals[payload.slots[op.results[0]]]
+
+
+def _payload_error(op: str, message: str) -> EmulatorError:
+    """An EmulatorError raised by payload op `op` (kept as `.payload_op`, to locate its model line)."""
+    err = EmulatorError(message)
+    err.payload_op = op  # type: ignore[attr-defined]
+    return err
+
+
+def _is_integer(t: Attribute) -> bool:
+    return isinstance(t, IntegerType | IndexType)
+
+
+def _check_float_to_int(kernel: str, name: str, x: np.ndarray, dtype: np.dtype[Any]) -> None:
+    """Refuse a float-to-integer cast whose result MLIR leaves undefined (poison): NaN, inf, or
+    a value whose truncation is out of the integer type's range (numpy would return an
+    arbitrary number, eager PyTorch an implementation-defined one)."""
+    if dtype == np.bool_:
+        return
+    info = np.iinfo(dtype if name == "arith.fptosi" else np.dtype(f"u{dtype.itemsize}"))
+    t = np.trunc(x.astype(np.float64))
+    bad = ~np.isfinite(t) | (t < float(info.min)) | (t >= float(info.max) + 1.0)  # 2^k: exact in f64
+    if np.any(bad):
+        first = float(x[bad].flat[0]) if x.ndim else float(x)
+        raise _payload_error(name, 
+            f"kernel '{kernel}': '{name}' of {first} to {dtype.name}: NaN, inf or a value out of the integer "
+            "range has no defined result (eager PyTorch returns an arbitrary number), so the emulator refuses "
+            f"the run. Keep the values finite and within {dtype.name} before the cast (e.g. torch.nan_to_num, clamp)."
+        )
 
 
 def _constant(op: Operation) -> Any:
