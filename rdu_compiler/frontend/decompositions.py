@@ -12,6 +12,8 @@ rewrite an op into plain tensor ops whose torch-mlir lowering computes what eage
   propagates NaN. Here: `where(isnan(x) | (x > y), x, y)`-style selects that keep NaN.
 - `aten.leaky_relu`: torch-mlir builds `max(x, 0) + slope * min(x, 0)` with the same
   NaN-dropping selects; here eager's `where(x > 0, x, x * slope)`.
+- `aten.argmax`/`argmin`, the indices of `aten.max.dim`/`min.dim`: torch-mlir's
+  `cmpf ogt|olt` never selects a NaN; eager returns the first NaN's index.
 - integer `div(rounding_mode="floor")`: torch-mlir computes it in f64 (`sitofp`, `divf`,
   `floor`, `fptosi`), which is inexact beyond 2^53 and turns a division by zero into an
   undefined float-to-int cast; here a truncating integer division (`arith.divsi`, which
@@ -126,6 +128,57 @@ def _div_mode(a: Any, b: Any, *, rounding_mode: str | None = None) -> Any:
     return q - ((r != 0) & ((r < 0) != (b < 0))).to(dtype)
 
 
+_INSIDE_ARG_BEST: list[bool] = []  # set while an argmax decomposition calls the op it decomposes
+
+
+def _arg_best(x: torch.Tensor, dim: Any, keepdim: bool, is_max: bool) -> Any:
+    """argmax / argmin as eager: the first NaN's index where a NaN is present (eager ranks NaN
+    above everything), else the first best value's. torch-mlir's lowering compares with
+    `cmpf ogt|olt`, which never picks a NaN."""
+    if _INSIDE_ARG_BEST or not _is_float(x):
+        return NotImplemented
+    flat = dim is None
+    v = x.reshape(-1) if flat else x
+    d = 0 if flat else dim
+    keep = keepdim and not flat
+    nan = torch.isnan(v)
+    fill = float("-inf") if is_max else float("inf")
+    _INSIDE_ARG_BEST.append(True)
+    try:
+        masked = torch.where(nan, fill, v)
+        best = torch.argmax(masked, d, keep) if is_max else torch.argmin(masked, d, keep)
+        first_nan = torch.argmax(nan.to(torch.int32), d, keep)  # integer argmax: first maximum
+    finally:
+        _INSIDE_ARG_BEST.pop()
+    idx = torch.where(nan.any(d, keep), first_nan, best)
+    if flat and keepdim:
+        idx = idx.reshape([1] * x.dim())
+    return idx
+
+
+def _argmax(x: torch.Tensor, dim: Any = None, keepdim: bool = False) -> Any:
+    return _arg_best(x, dim, keepdim, True)
+
+
+def _argmin(x: torch.Tensor, dim: Any = None, keepdim: bool = False) -> Any:
+    return _arg_best(x, dim, keepdim, False)
+
+
+def _max_dim(x: torch.Tensor, dim: int, keepdim: bool = False) -> Any:
+    """torch.max(x, dim): the values (`maximumf`, NaN-propagating) and eager's indices."""
+    idx = _arg_best(x, dim, keepdim, True)
+    if idx is NotImplemented:
+        return NotImplemented
+    return torch.amax(x, dim, keepdim), idx
+
+
+def _min_dim(x: torch.Tensor, dim: int, keepdim: bool = False) -> Any:
+    idx = _arg_best(x, dim, keepdim, False)
+    if idx is NotImplemented:
+        return NotImplemented
+    return torch.amin(x, dim, keepdim), idx
+
+
 def numerics_decompositions() -> dict[Any, Any]:
     """aten op overload -> decomposition, for `ExportedProgram.run_decompositions`."""
     table: dict[Any, Any] = {
@@ -141,5 +194,9 @@ def numerics_decompositions() -> dict[Any, Any]:
         aten.hardtanh.default: _hardtanh,
         aten.leaky_relu.default: _leaky_relu,
         aten.div.Tensor_mode: _div_mode,
+        aten.argmax.default: _argmax,
+        aten.argmin.default: _argmin,
+        aten.max.dim: _max_dim,
+        aten.min.dim: _min_dim,
     }
     return table

@@ -250,6 +250,8 @@ class CompiledPayload:
             x = np.asarray(vals[a])
             if to_int:
                 _check_float_to_int(self.kernel, name, x, dtype)
+                if dtype.kind == "i" and dtype.itemsize < 8:  # via int64: an i8 holding a uint8 wraps exactly
+                    x = x.astype(np.int64)
             vals[out] = (_as_unsigned(x) if unsigned_source else x).astype(dtype)
 
         return cast
@@ -406,8 +408,11 @@ def _check_float_to_int(kernel: str, name: str, x: np.ndarray, dtype: np.dtype[A
     if dtype == np.bool_:
         return
     info = np.iinfo(dtype if name == "arith.fptosi" else np.dtype(f"u{dtype.itemsize}"))
+    low, high = float(info.min), float(info.max) + 1.0  # powers of two: exact in f64
+    if name == "arith.fptosi" and dtype == np.int8:
+        high = 256.0  # torch-mlir casts to uint8 (stored as signless i8) with fptosi too
     t = np.trunc(x.astype(np.float64))
-    bad = ~np.isfinite(t) | (t < float(info.min)) | (t >= float(info.max) + 1.0)  # 2^k: exact in f64
+    bad = ~np.isfinite(t) | (t < low) | (t >= high)
     if np.any(bad):
         first = float(x[bad].flat[0]) if x.ndim else float(x)
         raise _payload_error(name, 

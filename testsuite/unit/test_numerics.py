@@ -125,6 +125,7 @@ def _min_max_family(x, y):
         torch.relu(x), F.hardtanh(x), F.relu6(x), F.leaky_relu(x), F.elu(x), F.hardswish(x), F.hardsigmoid(x),
         torch.fmax(x, y), torch.fmin(x, y), torch.where(x > y, x, y),
         x.amax(1), x.amin(0), x.max(1).values, x.softmax(1), x.log_softmax(1), F.max_pool1d(x[None], 2)[0],
+        x.argmax(1), y.argmin(1), x.max(1).indices, y.min(0).indices,
     )
 
 
@@ -138,6 +139,18 @@ def test_nan_and_inf_positions_match_eager(fabric, opt_level):
             _same_specials(g, w)
         except AssertionError as e:
             raise AssertionError(f"output {i}: {e}") from None
+
+
+@pytest.mark.parametrize(("fabric", "opt_level"), CONFIGS)
+def test_argmax_argmin_pick_the_first_nan_or_the_first_best(fabric, opt_level):
+    nan, inf = math.nan, math.inf
+    x = torch.tensor([[1.0, nan, 3.0, nan], [-inf, -inf, -inf, -inf], [2.0, 5.0, 5.0, 1.0], [inf, 0.0, inf, -inf]])
+    model = Fn(lambda x: (x.argmax(1), x.argmin(0, keepdim=True), x.max(1), x.min(0, keepdim=True), x.argmax(),
+                          torch.argmax(x, dim=None, keepdim=True)))
+    got, want = _run(model, (x,), fabric, opt_level), model(x)
+    flat_got, flat_want = torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want)
+    for g, w in zip(flat_got, flat_want, strict=True):
+        _same_specials(g, w)
 
 
 def _run_quiet(model, inputs, fabric, opt_level):
@@ -208,7 +221,7 @@ def test_signed_division_overflow_is_refused():
 # ----------------------------------------------------------------------------- float -> int casts
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, 3e9])
+@pytest.mark.parametrize("bad", [math.nan, -math.inf, 3e9, -2.2e9])
 def test_float_to_int_cast_of_nan_inf_or_out_of_range_is_refused(bad):
     x = torch.tensor([1.5, -2.7, 100.0, 0.2])
     model = Fn(lambda x: x.to(torch.int32) + 1)
