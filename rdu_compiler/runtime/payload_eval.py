@@ -54,6 +54,14 @@ def numpy_dtype(t: Attribute) -> np.dtype[Any]:
     raise EmulatorError(f"element type {t} is not supported by the emulator")
 
 
+def _round_half_away(x: Any) -> Any:
+    """math.round: to nearest, ties away from zero. Not trunc(x + 0.5): that sum rounds in
+    the float type (0.49999997 -> 1, 2^23 + 1 -> 2^23 + 2 in f32); x - trunc(x) is exact."""
+    t = np.trunc(x)
+    with np.errstate(invalid="ignore"):  # inf - inf: the comparison is false, t (inf) is kept
+        return np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t).astype(np.asarray(x).dtype)
+
+
 def _divsi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     q = np.floor_divide(a, b)
     fix = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
@@ -103,7 +111,7 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "math.tanh": np.tanh, "math.sqrt": np.sqrt, "math.rsqrt": lambda x: np.reciprocal(np.sqrt(x)),
     "math.absf": np.abs, "math.absi": np.abs, "math.erf": scipy.special.erf, "math.sin": np.sin,
     "math.cos": np.cos, "math.tan": np.tan, "math.atan": np.arctan, "math.ceil": np.ceil,
-    "math.floor": np.floor, "math.roundeven": np.rint, "math.round": lambda x: np.trunc(x + np.copysign(0.5, x)),
+    "math.floor": np.floor, "math.roundeven": np.rint, "math.round": lambda x: _round_half_away(x),
     "math.trunc": np.trunc, "math.sinh": np.sinh, "math.cosh": np.cosh, "math.asin": np.arcsin,
     "math.acos": np.arccos, "math.sigmoid": scipy.special.expit, "math.atanh": np.arctanh,
     "math.asinh": np.arcsinh, "math.acosh": np.arccosh, "math.cbrt": np.cbrt,

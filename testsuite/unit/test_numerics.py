@@ -266,3 +266,53 @@ def test_emulator_refuses_integer_arguments_that_would_change():
         emulator.run([np.array([2**33, 2, 3, 4], np.int64)])
     with pytest.raises(EmulatorError, match="do not convert exactly"):
         emulator.run([np.array([1.5, 2, 3, 4])])
+
+
+# ----------------------------------------------------------------------------- payload ops on MLIR
+
+
+def _elementwise(op_line: str, in_types: list[str], out_type: str, n: int) -> str:
+    args = ", ".join(f"%a{i}: tensor<{n}x{t}>" for i, t in enumerate(in_types))
+    ins = ", ".join(f"%a{i}" for i in range(len(in_types)))
+    in_tensors = ", ".join(f"tensor<{n}x{t}>" for t in in_types)
+    block_args = ", ".join(f"%x{i}: {t}" for i, t in enumerate(in_types))
+    maps = ", ".join(["affine_map<(d0) -> (d0)>"] * (len(in_types) + 1))
+    return f"""
+func.func @main({args}) -> tensor<{n}x{out_type}> {{
+  %e = tensor.empty() : tensor<{n}x{out_type}>
+  %r = linalg.generic {{indexing_maps = [{maps}], iterator_types = ["parallel"]}} ins({ins} : {in_tensors}) outs(%e : tensor<{n}x{out_type}>) {{
+  ^bb0({block_args}, %o: {out_type}):
+    {op_line}
+    linalg.yield %q : {out_type}
+  }} -> tensor<{n}x{out_type}>
+  return %r : tensor<{n}x{out_type}>
+}}
+"""
+
+
+def _emulate(text: str, *args: np.ndarray) -> list[np.ndarray]:
+    from rdu_compiler.ir import parse_module
+    from rdu_compiler.pipeline import pipeline, run_pipeline
+
+    module = parse_module(text)
+    run_pipeline(module, pipeline("tiny", 1))
+    outputs, _ = Emulator(module, load_fabric("tiny")).run(list(args))
+    return outputs
+
+
+def test_math_round_is_half_away_from_zero_without_rounding_the_sum():
+    x = np.array([0.49999997, -0.49999997, 2.0**23 + 1, -(2.0**23) - 1, 2.5, -2.5, 0.5, -0.3, 1.5, np.inf, np.nan], np.float32)
+    (out,) = _emulate(_elementwise("%q = math.round %x0 : f32", ["f32"], "f32", len(x)), x)
+    want = np.array([0.0, -0.0, 2.0**23 + 1, -(2.0**23) - 1, 3.0, -3.0, 1.0, -0.0, 2.0, np.inf, np.nan], np.float32)
+    np.testing.assert_array_equal(out, want)
+    assert np.array_equal(np.signbit(out), np.signbit(want))
+
+
+@pytest.mark.parametrize("op", ["arith.divui", "arith.remui", "arith.floordivsi", "arith.ceildivsi", "arith.remsi"])
+def test_every_integer_division_op_refuses_a_zero_divisor(op):
+    a, b = np.array([7, 8, 9, 10], np.int32), np.array([2, 0, 3, 1], np.int32)
+    text = _elementwise(f"%q = {op} %x0, %x1 : i32", ["i32", "i32"], "i32", 4)
+    with pytest.raises(EmulatorError, match=rf"kernel 'k\d+_map': integer division by zero \('{op}'\)"):
+        _emulate(text, a, b)
+    (out,) = _emulate(text, a, np.array([2, 5, 3, 1], np.int32))
+    assert out.shape == (4,)
