@@ -34,7 +34,7 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 def to_torch(a: np.ndarray) -> torch.Tensor:
     """The inverse of `to_numpy`."""
-    a = np.ascontiguousarray(a)
+    a = np.require(a, requirements="C")  # not ascontiguousarray: it makes a 0-d array 1-d
     if a.dtype == ml_dtypes.bfloat16:
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a)
@@ -82,7 +82,10 @@ class CompiledProgram:
         if self._emulator is None:
             self._emulator = Emulator(self.module, self.fabric)
         args = self._arguments(inputs)
-        outputs, stats = self._emulator.run(args)
+        try:
+            outputs, stats = self._emulator.run(args)
+        except RduError as e:
+            raise self._locate(e) from None
         self.last_stats = stats
         self.report["emulator"] = stats.to_dict()
         tensors = [to_torch(o) for o in outputs]
@@ -128,7 +131,7 @@ class CompiledProgram:
         with open(os.path.join(directory, "kernels.py"), "w") as f:
             f.write(source.text)
         imp = self.imported
-        consts = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in source.constants.items()}
+        consts = {k: torch.from_numpy(np.require(v, requirements="C")) for k, v in source.constants.items()}
         if consts:
             imp = dataclasses.replace(
                 imp,
@@ -139,15 +142,68 @@ class CompiledProgram:
         save_weights(os.path.join(directory, "weights.safetensors"), imp)
 
     def _arguments(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
+        """The program's arguments (user inputs then weights, in `arg_names` order) as numpy.
+
+        Raises:
+            RduError: a wrong number of inputs, or an input whose dtype is not the one the
+                model was compiled for (never converted: an int64 id would wrap to int32, a
+                float id would be truncated).
+        """
         flat, _ = torch.utils._pytree.tree_flatten(inputs)
         if len(flat) != len(self.imported.input_names):
             raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
         by_name = dict(zip(self.imported.input_names, flat, strict=True))
+        expected = self._input_dtypes()
         args = []
         for name in self.imported.arg_names:
             value = by_name[name] if name in by_name else self.imported.weights[name]
-            args.append(to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value))
+            arr = to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
+            if name in by_name and name in expected and arr.dtype != expected[name]:
+                position = self.imported.input_names.index(name)
+                raise RduError(
+                    f"input '{name}' (#{position}) has dtype {_dtype_name(value, arr)} but the model was "
+                    f"compiled for {expected[name].name}; the runtime does not convert inputs (that "
+                    f"would wrap or truncate values). Pass a tensor of dtype {expected[name].name}, "
+                    "or compile with example inputs of the dtype you run with."
+                )
+            args.append(arr)
         return args
+
+    def _locate(self, err: RduError) -> RduError:
+        """Append the model line (PyTorch) or ONNX node behind the kernel an emulator error names."""
+        import re
+
+        from rdu_compiler.frontend.locations import payload_op_lines
+        from rdu_compiler.frontend.onnx_import import add_source_location
+
+        op = getattr(err, "payload_op", None)
+        k = re.search(r"kernel 'k(\d+)_", str(err))
+        op_nodes = getattr(self.imported, "op_nodes", None)
+        if op and k and op_nodes:
+            lines = payload_op_lines(self.linalg, int(k.group(1)), op, op_nodes)
+            if lines:
+                err.args = (f"{err.args[0]} [from {' or '.join(lines)}]",)
+                return err
+        return add_source_location(err, self.imported)
+
+    def _input_dtypes(self) -> dict[str, np.dtype[Any]]:
+        """input name -> numpy dtype the program takes: the ONNX graph's declared dtype, else
+        the element type of the program's function argument."""
+        declared = getattr(self.imported, "input_dtypes", None)
+        if declared:
+            return {n: np.dtype(d) for n, d in declared.items()}
+        from xdsl.dialects import func
+
+        from rdu_compiler.dialects import rdu
+        from rdu_compiler.runtime.payload_eval import numpy_dtype
+
+        fn = next(op for op in self.module.ops if isinstance(op, func.FuncOp))
+        types = [a.type for a in fn.body.block.args]
+        return {
+            n: numpy_dtype(rdu.element_type_of(t))
+            for n, t in zip(self.imported.arg_names, types, strict=False)
+            if n in self.imported.input_names
+        }
 
     def save(self, directory: str) -> None:
         """Write model.mlir (placed program), weights.safetensors and report.json."""
@@ -159,6 +215,10 @@ class CompiledProgram:
         save_weights(os.path.join(directory, "weights.safetensors"), self.imported)
         with open(os.path.join(directory, "report.json"), "w") as f:
             json.dump(self.report, f, indent=2, default=str)
+
+
+def _dtype_name(value: Any, arr: np.ndarray) -> str:
+    return str(value.dtype).removeprefix("torch.") if isinstance(value, torch.Tensor) else arr.dtype.name
 
 
 def compile(  # noqa: A001 - the documented name of the API

@@ -39,7 +39,9 @@ import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
+from rdu_compiler.frontend.decompositions import numerics_decompositions
 from rdu_compiler.frontend.errors import FrontendError
+from rdu_compiler.frontend.locations import op_locations
 from rdu_compiler.frontend.meta_device import retarget_meta_devices
 
 __all__ = [
@@ -100,6 +102,7 @@ class ImportedProgram:
     out_spec: Any
     source_lines: dict[str, str] = field(default_factory=dict)
     graph_module: torch.fx.GraphModule | None = field(default=None, repr=False)
+    op_nodes: list[str] = field(default_factory=list)  # per op of @main: its model line (locations.py)
 
 
 # --------------------------------------------------------------------------------------
@@ -395,6 +398,7 @@ def _decomposition_table() -> dict[Any, Any]:
     table[torch.ops.aten.var.correction] = _var_same_dtype
     table[torch.ops.aten._softmax.default] = _softmax_single_pass_max
     table[torch.ops.aten._log_softmax.default] = _log_softmax_single_pass_max
+    table.update(numerics_decompositions())  # eager's numbers where torch-mlir's lowering differs
     return table
 
 
@@ -998,6 +1002,7 @@ def import_torch(
         out_spec=out_spec,
         source_lines=source_lines,
         graph_module=torch.fx.GraphModule(ep.graph_module, ep.graph),
+        op_nodes=op_locations(lowered),
     )
 
 

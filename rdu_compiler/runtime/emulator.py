@@ -140,7 +140,7 @@ class Emulator:
             want = rdu.shape_of(a.type)
             if tuple(np.shape(v)) != want:
                 raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
-            env[a] = np.asarray(v, dtype=numpy_dtype(rdu.element_type_of(a.type)))
+            env[a] = _argument(a.index, v, numpy_dtype(rdu.element_type_of(a.type)))
         stats = EmulatorStats()
         start = time.perf_counter()
         outputs: list[np.ndarray] = []
@@ -229,6 +229,23 @@ class Emulator:
 def _comparable(fabric: Fabric) -> Fabric:
     """The fabric without where it was loaded from (a preset and its .toml copy are equal)."""
     return replace(fabric, source="")
+
+
+def _argument(index: int, v: Any, dtype: np.dtype[Any]) -> np.ndarray:
+    """Argument `index` as `dtype`; refuses a conversion to an integer type that changes values
+    (floats truncated, integers out of range wrapped)."""
+    arr = np.asarray(v)
+    if arr.dtype == dtype or dtype.kind not in "iub":
+        return arr.astype(dtype, copy=False)
+    if arr.dtype.kind in "iub":
+        out = arr.astype(dtype)
+        if np.array_equal(out.astype(arr.dtype), arr):
+            return out
+    raise EmulatorError(
+        f"argument {index}: {arr.dtype.name} values do not convert exactly to the program's {dtype.name} "
+        "(a float would be truncated or an integer out of range would wrap); the emulator refuses the run. "
+        f"Pass {dtype.name} values."
+    )
 
 
 def _view(op: rdu.ViewOp, arr: np.ndarray) -> np.ndarray:
