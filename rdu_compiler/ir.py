@@ -7,9 +7,18 @@ import re
 import ml_dtypes
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, UnregisteredOp
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    BytesAttr,
+    DenseIntOrFPElementsAttr,
+    IndexType,
+    IntegerType,
+    ModuleOp,
+    UnregisteredOp,
+)
+from xdsl.ir import Attribute, Operation
 from xdsl.parser import Parser
+from xdsl.utils.mlir_lexer import MLIRTokenKind
 
 
 def make_context() -> Context:
@@ -61,13 +70,73 @@ def fix_hex_float_literals(text: str) -> str:
     return _DENSE_HEX.sub(_hex_dense_to_bytes, text)
 
 
+class _SplatParser(Parser):
+    """xDSL's parser, except that a splat ``dense<v> : tensor<AxBxf32>`` stays one element.
+
+    xDSL 0.74 expands a splat into every element (``dense<0.0> : tensor<1000000x1000000xf32>``,
+    a few bytes of text, asks for 4 TB). Here its data holds the single value; xDSL prints
+    such an attribute back as the splat, and this project's readers of constants (emulator,
+    Triton) treat a one-element value of a larger shape as a splat.
+    """
+
+    def parse_dense_int_or_fp_elements_attr(self, type: Attribute | None) -> DenseIntOrFPElementsAttr:  # type: ignore[override]
+        start = self.pos
+        splat = self._parse_splat(type)
+        if splat is not None:
+            return splat
+        self._resume_from(start)
+        return super().parse_dense_int_or_fp_elements_attr(type)  # type: ignore[arg-type]
+
+    def _parse_splat(self, type: Attribute | None) -> DenseIntOrFPElementsAttr | None:
+        self.parse_punctuation("<", " in dense attribute")
+        if self._current_token.kind in (MLIRTokenKind.L_SQUARE, MLIRTokenKind.GREATER):
+            return None  # a list literal, or empty: not a splat
+        hex_bytes = None
+        if (hex_string := self.parse_optional_str_literal()) is not None:
+            if len(hex_string) > 2 + 2 * 32:  # longer than one element of any type
+                return None
+            try:
+                hex_bytes = bytes.fromhex(hex_string[2:])
+            except ValueError:
+                return None
+            value = None
+        else:
+            values, shape = self._parse_tensor_literal()
+            if shape or len(values) != 1:
+                return None
+            value = values[0]
+        self.parse_punctuation(">", " in dense attribute")
+        if type is None:
+            self.parse_punctuation(":", " in dense attribute")
+            type = self._parse_dense_literal_type()
+        elt = type.element_type  # type: ignore[attr-defined]
+        n = 1
+        for d in type.get_shape():  # type: ignore[attr-defined]
+            n *= d
+        if n <= 1 or not isinstance(elt, (AnyFloat, IntegerType, IndexType)):
+            return None
+        if hex_bytes is not None:
+            if len(hex_bytes) != elt.compile_time_size:
+                return None
+            data = hex_bytes
+        else:
+            v = value.to_type(self, elt)  # type: ignore[union-attr]
+            if isinstance(elt, IntegerType):
+                v = elt.get_normalized_value(v)
+            data = elt.pack([v])
+        return DenseIntOrFPElementsAttr(type, BytesAttr(data))  # type: ignore[arg-type]
+
+
 def parse_module(text: str, name: str = "<input>") -> ModuleOp:
     """Parse MLIR text (generic or custom form) into an xDSL module.
+
+    A splat dense constant is never expanded: its attribute holds one element (see
+    :class:`_SplatParser`), whatever its shape.
 
     Raises:
         xdsl.utils.exceptions.ParseError: the text is not valid MLIR for these dialects.
     """
-    return Parser(make_context(), fix_hex_float_literals(text), name).parse_module()
+    return _SplatParser(make_context(), fix_hex_float_literals(text), name).parse_module()
 
 
 def op_name(op: Operation) -> str:
