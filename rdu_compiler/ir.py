@@ -70,13 +70,20 @@ def fix_hex_float_literals(text: str) -> str:
     return _DENSE_HEX.sub(_hex_dense_to_bytes, text)
 
 
+#: A splat of at most this many elements is expanded as xDSL does (xDSL's ops read small
+#: attributes such as a convolution's ``strides = dense<1> : tensor<2xi64>`` element by
+#: element); a larger one keeps a single element.
+SPLAT_EXPAND_LIMIT = 1 << 16
+
+
 class _SplatParser(Parser):
-    """xDSL's parser, except that a splat ``dense<v> : tensor<AxBxf32>`` stays one element.
+    """xDSL's parser, except that a large splat ``dense<v> : tensor<AxBxf32>`` stays one element.
 
     xDSL 0.74 expands a splat into every element (``dense<0.0> : tensor<1000000x1000000xf32>``,
-    a few bytes of text, asks for 4 TB). Here its data holds the single value; xDSL prints
-    such an attribute back as the splat, and this project's readers of constants (emulator,
-    Triton) treat a one-element value of a larger shape as a splat.
+    a few bytes of text, asks for 4 TB). Here a splat of more than
+    :data:`SPLAT_EXPAND_LIMIT` elements holds the single value; xDSL prints such an
+    attribute back as the splat, and this project's readers of constants (rdu-convert-linalg's
+    folding, the emulator, Triton) treat a one-element value of a larger shape as a splat.
     """
 
     def parse_dense_int_or_fp_elements_attr(self, type: Attribute | None) -> DenseIntOrFPElementsAttr:  # type: ignore[override]
@@ -113,7 +120,7 @@ class _SplatParser(Parser):
         n = 1
         for d in type.get_shape():  # type: ignore[attr-defined]
             n *= d
-        if n <= 1 or not isinstance(elt, (AnyFloat, IntegerType, IndexType)):
+        if n <= SPLAT_EXPAND_LIMIT or not isinstance(elt, (AnyFloat, IntegerType, IndexType)):
             return None
         if hex_bytes is not None:
             if len(hex_bytes) != elt.compile_time_size:
@@ -127,16 +134,52 @@ class _SplatParser(Parser):
         return DenseIntOrFPElementsAttr(type, BytesAttr(data))  # type: ignore[arg-type]
 
 
+_RESOURCES = re.compile(r"\{-#\s*dialect_resources\s*:\s*\{\s*builtin\s*:\s*\{(?P<body>[^{}]*)\}\s*\}\s*#-\}\s*$")
+_RESOURCE_ENTRY = re.compile(r'(?P<key>[\w.$-]+|"[^"]*")\s*:\s*"0x(?P<hex>[0-9A-Fa-f]*)"')
+
+
+def inline_dense_resources(text: str) -> str:
+    """Replace each ``dense_resource<key>`` whose blob is in the file's trailing
+    ``{-# dialect_resources: {builtin: {...}} #-}`` section by ``dense<"0x...">`` with the
+    same bytes, and drop the section.
+
+    torch-mlir keeps constant tensors it creates (an int64 index table) as resource blobs,
+    which xDSL 0.74 parses into a ``DenseResourceAttr`` without its data; inlined, the
+    constant is an ordinary dense attribute that the passes and the emulator read. A blob
+    is stored as a 4-byte alignment word then the little-endian elements (MLIR's format).
+    A ``dense_resource`` whose blob is absent (``__elided__``) is left as it is.
+    """
+    m = _RESOURCES.search(text)
+    if m is None or "dense_resource<" not in text:
+        return text
+    blobs = {e.group("key").strip('"'): e.group("hex")[8:] for e in _RESOURCE_ENTRY.finditer(m.group("body"))}
+    body = text[: m.start()]
+
+    def repl(r: re.Match[str]) -> str:
+        key = r.group(1).strip('"')
+        data = blobs.get(key)
+        return r.group(0) if data is None else f'dense<"0x{data.upper()}">'
+
+    return re.sub(r'dense_resource<([\w.$-]+|"[^"]*")>', repl, body)
+
+
+def make_parser(ctx: Context, text: str, name: str = "<input>") -> Parser:
+    """An xDSL parser of MLIR ``text`` as this project reads it: large splats stay one
+    element, resource blobs are inlined, hex float literals are read as bits."""
+    return _SplatParser(ctx, fix_hex_float_literals(inline_dense_resources(text)), name)
+
+
 def parse_module(text: str, name: str = "<input>") -> ModuleOp:
     """Parse MLIR text (generic or custom form) into an xDSL module.
 
     A splat dense constant is never expanded: its attribute holds one element (see
-    :class:`_SplatParser`), whatever its shape.
+    :class:`_SplatParser`), whatever its shape. Resource blobs of the file are inlined
+    (:func:`inline_dense_resources`).
 
     Raises:
         xdsl.utils.exceptions.ParseError: the text is not valid MLIR for these dialects.
     """
-    return _SplatParser(make_context(), fix_hex_float_literals(text), name).parse_module()
+    return make_parser(make_context(), text, name).parse_module()
 
 
 def op_name(op: Operation) -> str:

@@ -59,11 +59,10 @@ def _embedding_bag(
         rows = rows * per_sample_weights.to(rows.dtype).unsqueeze(1)
     bag_size = member.to(torch.int64).sum(1)  # (B,)
     if mode == _MAX:
-        fill = torch.tensor(float("-inf"), dtype=rows.dtype)
-        masked = torch.where(member.unsqueeze(2), rows.unsqueeze(0), fill)  # (B, N, D)
+        masked = torch.where(member.unsqueeze(2), rows.unsqueeze(0), float("-inf"))  # (B, N, D)
         best, arg = masked.max(1)
         nonempty = (bag_size > 0).unsqueeze(1)
-        output = torch.where(nonempty, best, torch.zeros((), dtype=rows.dtype))
+        output = torch.where(nonempty, best, 0.0)
         max_indices = torch.where(nonempty, indices.index_select(0, arg.reshape(-1)).reshape(arg.shape), -1)
         return output, offset2bag, bag_size, max_indices.to(torch.int64)
     output = member.to(rows.dtype) @ rows  # (B, D)

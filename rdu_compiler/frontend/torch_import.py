@@ -95,6 +95,9 @@ class ImportedProgram:
             folding), callable as ``graph_module(*args)`` with one tensor per ``arg_names``
             entry and returning the flat tuple of ``num_outputs`` tensors: a PyTorch
             reference for exactly the program in ``mlir_text``.
+        op_nodes: per top-level op of ``@main`` in ``mlir_text``, the model line it comes
+            from ('model.py:12 `code`', '' if unknown); compiler errors naming kernel
+            'k7_...' add ``op_nodes[7]``.
     """
 
     mlir_text: str
@@ -106,6 +109,7 @@ class ImportedProgram:
     out_spec: Any
     source_lines: dict[str, str] = field(default_factory=dict)
     graph_module: torch.fx.GraphModule | None = field(default=None, repr=False)
+    op_nodes: list[str] = field(default_factory=list, repr=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -827,7 +831,7 @@ def import_torch(
         importer.import_stateless_graph(ep.graph, func_name="main")
     except Exception as e:  # noqa: BLE001 - the importer raises plain Python errors
         raise _import_failure(e, ep.graph, source_lines, model_name) from None
-    mlir_text, func_results = lower_to_linalg(importer.module, source_lines, model_name)
+    mlir_text, func_results, op_lines = lower_to_linalg(importer.module, source_lines, model_name)
     return ImportedProgram(
         mlir_text=mlir_text,
         arg_names=arg_names,
@@ -838,6 +842,7 @@ def import_torch(
         out_spec=out_spec,
         source_lines=source_lines,
         graph_module=torch.fx.GraphModule(ep.graph_module, ep.graph),
+        op_nodes=op_lines,
     )
 
 

@@ -190,7 +190,7 @@ def lower_text(
     model_name: str,
     stages: tuple[int, ...] = (0, 1),
     generic: bool = True,
-) -> tuple[str, int | None]:
+) -> tuple[str, int | None, list[str]]:
     """Parse torch-dialect MLIR ``text`` and run the :data:`PIPELINES` numbered ``stages``.
 
     Runs in the lowering child (see :func:`lower_to_linalg`); before each stage it writes a
@@ -198,7 +198,8 @@ def lower_text(
 
     Returns:
         (the module's MLIR text, generic op form when ``generic`` else with source
-        locations, re-parseable; the number of results of ``@main`` or None).
+        locations, re-parseable; the number of results of ``@main`` or None; per op of
+        ``@main`` its model line, see :func:`_op_lines`).
 
     Raises:
         FrontendError: a pipeline failed (names the aten op and the model line).
@@ -220,14 +221,40 @@ def lower_text(
         out = module.operation.get_asm(print_generic_op_form=True)
     else:
         out = module.operation.get_asm(enable_debug_info=True)
-    return out, _count_main_results(module)
+    return out, _count_main_results(module), _op_lines(module)
 
 
-def lower_to_linalg(module: Any, source_lines: dict[str, str], model_name: str) -> tuple[str, int | None]:
+_LIBRARY_DIRS = ("/torch/", "/torch_mlir/", "/functorch/", "/torchgen/", "/rdu_compiler/")
+
+
+def _op_lines(module: Any) -> list[str]:
+    """Per top-level op of ``@main``, in order: the model line it comes from, as
+    'file.py:12 `code`' (the first frame of its MLIR location outside torch and this
+    compiler), or '' when unknown. Kernel names ('k7_gather') index this list."""
+    out: list[str] = []
+    for fn in module.body.operations:
+        if fn.operation.name != "func.func":
+            continue
+        for op in fn.regions[0].blocks[0].operations:
+            where = ""
+            for filename, line in re.findall(r'"([^"]+)":(\d+):\d+', str(op.location)):
+                norm = filename.replace("\\", "/")
+                if not norm.startswith("<") and not any(d in norm for d in _LIBRARY_DIRS):
+                    where = fmt_where(frame_where(filename, int(line)))
+                    break
+            out.append(where)
+        break
+    return out
+
+
+def lower_to_linalg(
+    module: Any, source_lines: dict[str, str], model_name: str
+) -> tuple[str, int | None, list[str]]:
     """Lower the FX importer's torch-dialect ``module`` to linalg-on-tensors, isolated.
 
     Returns:
-        (linalg-on-tensors MLIR text in generic op form, number of results of ``@main``).
+        (linalg-on-tensors MLIR text in generic op form, number of results of ``@main``,
+        per op of ``@main`` the model line it comes from or '').
 
     Raises:
         FrontendError: torch-mlir cannot lower an op, crashed or hung (the message names

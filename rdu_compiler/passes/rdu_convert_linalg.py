@@ -1040,3 +1040,39 @@ class RduConvertLinalgPass(ModulePass):
         for fn in op.ops:
             if isinstance(fn, func.FuncOp) and not fn.is_declaration:
                 convert_function(fn)
+                refuse_unrunnable(fn)
+
+
+def refuse_unrunnable(fn: func.FuncOp) -> None:
+    """Refuse, at compile time, what the emulator would refuse at run time: each kernel is
+    prepared as the emulator prepares it (its payload compiled, its reductions matched to
+    a combiner), and a constant must have its data (not an elided ``dense_resource``).
+    Whatever compiles then runs.
+
+    Raises:
+        CompileError: naming the kernel ('k7_gather', whose number is the op's position in
+            the input, so the caller can name the model line) and the emulator's reason.
+    """
+    from xdsl.dialects.builtin import DenseResourceAttr
+
+    from rdu_compiler.errors import EmulatorError
+    from rdu_compiler.runtime.kernel_exec import KernelExecutor
+
+    for op in fn.body.block.ops:
+        if isinstance(op, arith.ConstantOp) and isinstance(op.value, DenseResourceAttr):
+            raise CompileError(
+                "rdu-convert-linalg",
+                f"a constant of @{fn.sym_name.data} ({op.value}) is a resource blob whose data "
+                "the input does not hold (elided, or not in a trailing dialect_resources "
+                "section); the compiler needs its values. Print the module with its resources "
+                "(no --mlir-elide-resource-strings-if-larger).",
+            )
+        if isinstance(op, rdu.KernelOp):
+            try:
+                KernelExecutor(op)
+            except EmulatorError as e:
+                raise CompileError(
+                    "rdu-convert-linalg",
+                    f"{e} (refused at compile time: the emulator cannot run this kernel). "
+                    "Rewrite the model op it comes from with supported operations.",
+                ) from None

@@ -6,11 +6,10 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from xdsl.parser import Parser
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from rdu_compiler.errors import RduError
-from rdu_compiler.ir import fix_hex_float_literals
+from rdu_compiler.ir import make_parser
 
 
 class RduOptMain(xDSLOptMain):
@@ -33,8 +32,8 @@ class RduOptMain(xDSLOptMain):
         super().register_all_frontends()
 
         def parse_mlir(io: IO[bytes]) -> object:
-            text = fix_hex_float_literals(io.read().decode())
-            return Parser(self.ctx, text, self.get_input_name()).parse_module(not self.args.no_implicit_module)
+            parser = make_parser(self.ctx, io.read().decode(), self.get_input_name())
+            return parser.parse_module(not self.args.no_implicit_module)
 
         self.available_frontends["mlir"] = parse_mlir
 
