@@ -13,12 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from xdsl.parser import Parser
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from rdu_compiler.errors import RduError
-from rdu_compiler.ir import fix_hex_float_literals
+from rdu_compiler.ir import make_parser
 
 
 class InputError(RduError):
@@ -57,8 +56,8 @@ class RduOptMain(xDSLOptMain):
                     f"{self.get_input_name()}: not MLIR text (byte {e.start} is not UTF-8: {data[e.start:e.start + 1]!r}); "
                     "rdu-opt reads textual .mlir files"
                 ) from e
-            text = fix_hex_float_literals(source)
-            return Parser(self.ctx, text, self.get_input_name()).parse_module(not self.args.no_implicit_module)
+            parser = make_parser(self.ctx, source, self.get_input_name())
+            return parser.parse_module(not self.args.no_implicit_module)
 
         self.available_frontends["mlir"] = parse_mlir
 
