@@ -920,6 +920,8 @@ def save_weights(path: str | os.PathLike[str], prog: ImportedProgram) -> None:
     """
     from safetensors.torch import save_file
 
+    from rdu_compiler.frontend.weights_header import canonicalize_header
+
     kinds = dict(zip(prog.arg_names, prog.arg_kinds, strict=True))
     order = [n for n in prog.arg_names if n in prog.weights]
     order += [n for n in prog.weights if n not in kinds]  # defensive: weights not in args
@@ -950,6 +952,7 @@ def save_weights(path: str | os.PathLike[str], prog: ImportedProgram) -> None:
     }
     try:
         save_file(stored, os.fspath(path), metadata=metadata)
+        canonicalize_header(path)  # safetensors writes metadata in random order
     except OSError as e:
         raise FrontendError(f"Cannot write weights file '{path}': {e.strerror or e}.") from None
 
