@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import shutil
@@ -103,9 +104,8 @@ def _check_writable(folder: Path, what: str) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise OutputError(
-            f"{what}: the folder {folder} is not writable ({e.strerror or e}); choose another path or fix its permissions"
-        ) from e
+        why = "" if e.errno == errno.ENOENT else f" ({e.strerror or e})"  # ENOENT: /proc and the like
+        raise OutputError(f"{what}: the folder {folder} is not writable{why}; choose another path or fix its permissions") from e
 
 
 def _check_creatable(path: Path, what: str) -> None:
@@ -207,7 +207,12 @@ def _commit(tmp: Path, out_dir: Path) -> None:
         os.rename(tmp, out_dir)
         return
     entries = os.listdir(out_dir)
-    whole = entries and all(e in OWN_FILES for e in entries) and not _inside(Path.cwd().absolute(), out_dir)
+    whole = (
+        entries
+        and all(e in OWN_FILES for e in entries)
+        and not out_dir.is_symlink()  # keep the user's link: write into its target instead
+        and not _inside(Path.cwd().absolute(), out_dir)  # never swap away the working directory
+    )
     if whole and _exchange(tmp, out_dir):
         shutil.rmtree(tmp)  # now the old outputs
         return

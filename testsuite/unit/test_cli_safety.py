@@ -93,6 +93,18 @@ def test_foreign_files_are_never_removed(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def test_symlinked_output_keeps_the_link(tmp_path: Path) -> None:
+    target = tmp_path / "real"
+    target.mkdir()
+    (target / "model.mlir").write_text("old model")
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    write_outputs(link, fill_ab)
+    assert link.is_symlink()
+    assert (target / "model.mlir").read_text() == "new model"
+    assert leftovers(tmp_path) == []
+
+
 def test_failure_while_writing_keeps_old_and_no_temporary(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
