@@ -67,6 +67,12 @@ def check_output_dir(out_dir: Path, force: bool = False) -> None:
         raise OutputError(f"-o {out_dir}: this is an existing file, not a folder; name a folder for the outputs")
     if out_dir.is_dir():
         entries = sorted(os.listdir(out_dir))
+        clash = [e for e in entries if e in OWN_FILES and not (out_dir / e).is_file()]
+        if clash:
+            raise OutputError(
+                f"-o {out_dir}: {clash[0]} there is not a file (a folder or a special file), so the compiler "
+                "cannot replace it; move it away or choose another folder"
+            )
         if entries and not _is_output(entries) and not force:
             foreign = [e for e in entries if e not in OWN_FILES]
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
@@ -169,20 +175,21 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def write_outputs(out_dir: Path, fill: Callable[[Path], None]) -> None:
     """Write DIR: `fill(tmp)` writes the compiler's files into a temporary folder beside
-    DIR, then they are committed (see the module docstring).
+    DIR (inside DIR when DIR is on another file system than its parent: a mount point, a
+    link to another disk), then they are committed (see the module docstring).
 
     Raises:
         OutputError: DIR or its parent cannot be written (an OSError while writing).
         Interrupted: SIGTERM/SIGINT arrived; DIR is then the old one (signal during
             writing) or the new one (signal during the commit).
     """
-    out_dir = out_dir.absolute()
+    out_dir = Path(os.path.abspath(out_dir))  # "..", "." resolved lexically; a final symlink kept
     tmp: Path | None = None
     with signals_as_exceptions():
         try:
             try:
                 out_dir.parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(tempfile.mkdtemp(prefix=".rdu-", dir=out_dir.parent))
+                tmp = Path(tempfile.mkdtemp(prefix=".rdu-", dir=_temp_home(out_dir)))
                 fill(tmp)
                 written = sorted(p.name for p in tmp.iterdir())
                 (tmp / MARKER).write_text(json.dumps({"written_by": "rdu-compile", "files": written}) + "\n")
@@ -201,17 +208,26 @@ def write_outputs(out_dir: Path, fill: Callable[[Path], None]) -> None:
                     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _temp_home(out_dir: Path) -> Path:
+    """Where the temporary goes: beside DIR, or inside an existing DIR that is on another
+    file system than its parent (renames cannot cross file systems)."""
+    if out_dir.is_dir() and os.stat(out_dir).st_dev != os.stat(out_dir.parent).st_dev:
+        return out_dir
+    return out_dir.parent
+
+
 def _commit(tmp: Path, out_dir: Path) -> None:
     """Move the new outputs in `tmp` to `out_dir` (signals are held back meanwhile)."""
     if not out_dir.exists():
         os.rename(tmp, out_dir)
         return
-    entries = os.listdir(out_dir)
+    entries = [e for e in os.listdir(out_dir) if out_dir / e != tmp]
     whole = (
         entries
+        and tmp.parent != out_dir
         and all(e in OWN_FILES for e in entries)
         and not out_dir.is_symlink()  # keep the user's link: write into its target instead
-        and not _inside(Path.cwd().absolute(), out_dir)  # never swap away the working directory
+        and not _inside(Path(os.path.realpath(os.getcwd())), Path(os.path.realpath(out_dir)))  # keep the cwd
     )
     if whole and _exchange(tmp, out_dir):
         shutil.rmtree(tmp)  # now the old outputs

@@ -212,6 +212,12 @@ def test_fabric_spec_upper_bounds(tmp_path: Path, old: str, new: str, field: str
     assert str(path) in str(info.value) and field in str(info.value)
 
 
+def test_empty_fabric_name() -> None:
+    """`--fabric ''` was read as the path '.' ("Is a directory")."""
+    with pytest.raises(FabricError, match="empty fabric name"):
+        load_fabric("")
+
+
 def test_fabric_bounds_admit_the_presets_and_a_large_grid(tmp_path: Path) -> None:
     load_fabric("sn40l")
     assert load_fabric(_spec(tmp_path, "rows = 4\ncols = 4", "rows = 256\ncols = 256")).num_pcus == 32768

@@ -105,6 +105,51 @@ def test_symlinked_output_keeps_the_link(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def test_dot_dot_and_cwd_are_written_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-o ..` and `-o .` holding only compiler files are never renamed away under the shell."""
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "model.mlir").write_text("old model")
+    monkeypatch.chdir(out / "sub")
+    (out / "sub" / "model.mlir").write_text("x")  # sub: only compiler names, and it is the cwd
+    write_outputs(Path("."), fill_ab)
+    assert (out / "sub" / "model.mlir").read_text() == "new model" and Path.cwd() == out / "sub"
+    monkeypatch.chdir(out)
+    shutil.rmtree(out / "sub")
+    (out / "sub").mkdir()
+    monkeypatch.chdir(out / "sub")
+    write_outputs(Path(".."), fill_ab)  # out holds sub/, not a compiler file: files merged in
+    assert (out / "model.mlir").read_text() == "new model" and (out / "sub").is_dir()
+    assert leftovers(out) == [] and leftovers(tmp_path) == []
+
+
+def test_temporary_inside_dir_on_another_file_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DIR on another file system than its parent (a mounted volume) is written from inside."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.mlir").write_text("old model")
+    real_stat = os.stat
+
+    def stat(path: object, *a: object, **k: object) -> os.stat_result:
+        st = real_stat(path, *a, **k)  # type: ignore[arg-type]
+        if Path(os.fspath(path)) == out:  # type: ignore[arg-type]
+            return os.stat_result((st.st_mode, st.st_ino, st.st_dev + 1, *tuple(st)[3:]))
+        return st
+
+    monkeypatch.setattr(outputs.os, "stat", stat)
+    homes: list[Path] = []
+    write_outputs(out, lambda tmp: (homes.append(tmp.parent), fill_ab(tmp)))
+    assert homes == [out]
+    assert (out / "model.mlir").read_text() == "new model"
+    assert leftovers(out) == [] and leftovers(tmp_path) == []
+
+
+def test_own_name_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.mlir").mkdir()
+    with pytest.raises(OutputError, match="model.mlir there is not a file"):
+        check_output_dir(tmp_path, force=True)
+
+
 def test_failure_while_writing_keeps_old_and_no_temporary(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
