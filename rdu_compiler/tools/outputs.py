@@ -86,21 +86,36 @@ def check_output_dir(out_dir: Path, force: bool = False) -> None:
     _check_creatable(out_dir, f"-o {out_dir}")
 
 
-def check_writable_path(path: Path, what: str, folder: bool) -> None:
+def check_writable_path(path: Path, what: str, folder: bool, force: bool = False) -> None:
     """`--plot DIR` (folder=True) or `--trace FILE`: refuse before compiling what cannot be written.
+    An existing `--trace` file is replaced only if it is an earlier trace (it starts with
+    `{"traceEvents"`) or with `force`.
 
     Raises:
-        OutputError: the path (or the folder it would be created in) is not writable, or
-            is a file where a folder is needed or the reverse.
+        OutputError: the path (or the folder it would be created in) is not writable, is a
+            file where a folder is needed or the reverse, or is a file that is not a trace.
     """
     if path.exists():
         if folder and not path.is_dir():
             raise OutputError(f"{what} {path}: this is an existing file, not a folder; name a folder")
         if not folder and path.is_dir():
             raise OutputError(f"{what} {path}: this is a folder; name the file to write")
+        if not folder and not force and not _is_trace(path):
+            raise OutputError(
+                f"{what} {path}: the file exists and is not an earlier trace, so it would be overwritten; "
+                "name a new file, or pass --force to replace it"
+            )
         _check_writable(path if folder else path.parent, f"{what} {path}")
         return
     _check_creatable(path if folder else path.parent, f"{what} {path}")
+
+
+def _is_trace(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(16).lstrip().startswith(b'{"traceEvents"')
+    except OSError:
+        return False
 
 
 def _check_writable(folder: Path, what: str) -> None:

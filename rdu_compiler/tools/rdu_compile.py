@@ -66,7 +66,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("-o", "--output", default=None, help="output folder (default: rdu_out/<model name>)")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty -o folder that is not an earlier output (only the compiler's "
-                        "own files there are replaced; nothing else is touched)")
+                        "own files there are replaced; nothing else is touched), and replace a --trace file "
+                        "that is not an earlier trace")
     p.add_argument("--check", action="store_true", help="compare the emulator with PyTorch eager")
     p.add_argument("--no-run", action="store_true", help="compile and report only; do not emulate")
     p.add_argument("--fold-constants", action="store_true", help="evaluate input-independent subgraphs at import")
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     if args.plot:
         check_writable_path(Path(args.plot), "--plot", folder=True)
     if args.trace:
-        check_writable_path(Path(args.trace), "--trace", folder=False)
+        check_writable_path(Path(args.trace), "--trace", folder=False, force=args.force)
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:

@@ -150,6 +150,21 @@ def test_own_name_that_is_a_folder_is_refused(tmp_path: Path) -> None:
         check_output_dir(tmp_path, force=True)
 
 
+def test_trace_never_overwrites_a_user_file(tmp_path: Path) -> None:
+    from rdu_compiler.runtime.trace import write_trace
+    from rdu_compiler.tools.outputs import check_writable_path
+
+    mine = tmp_path / "model.py"
+    mine.write_text("user's model")
+    with pytest.raises(OutputError, match="not an earlier trace"):
+        check_writable_path(mine, "--trace", folder=False)
+    check_writable_path(mine, "--trace", folder=False, force=True)
+    trace = tmp_path / "t.json"
+    write_trace(trace, {"sections": []})
+    check_writable_path(trace, "--trace", folder=False)  # an earlier trace may be replaced
+    assert sorted(os.listdir(tmp_path)) == ["model.py", "t.json"]  # no temporary left
+
+
 def test_failure_while_writing_keeps_old_and_no_temporary(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
