@@ -33,6 +33,7 @@ from rdu_compiler.tools.outputs import (
     OutputError,
     check_output_dir,
     check_writable_path,
+    signals_as_exceptions,
     write_outputs,
 )
 from rdu_compiler.tools.report import print_check, print_report
@@ -160,7 +161,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         )
     kernels = ", kernels.py" if getattr(args, "target", "emulator") == "triton" else ""
     console.print(f"wrote {out_dir}/model.mlir, weights.safetensors, report.json{kernels}")
-    _write_pictures(program, args, console)
+    with signals_as_exceptions():  # SIGTERM: the trace's temporary is removed, not left behind
+        _write_pictures(program, args, console)
     return program.report
 
 
