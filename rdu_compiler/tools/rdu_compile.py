@@ -91,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         Console(stderr=True).print("[bold red]error:[/] " + escape(str(e)), highlight=False)
         sys.exit(2)
     except Interrupted as e:
-        Console(stderr=True).print(f"interrupted (signal {e.signum}); outputs left as they were before the signal")
+        Console(stderr=True).print(
+            f"interrupted (signal {e.signum}); the output folder is either as it was or completely written, "
+            "and no temporary is left"
+        )
         sys.exit(128 + e.signum)
     except KeyboardInterrupt:
         sys.exit(130)
