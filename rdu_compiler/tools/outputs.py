@@ -13,7 +13,7 @@ Rules (issue 10, part 0):
   commits: a new DIR is renamed into place; a DIR holding only the compiler's files is
   swapped with the new one (renameat2 RENAME_EXCHANGE, one atomic step where the kernel
   has it) and the old one removed; otherwise the files are moved in one by one.
-  SIGTERM/SIGINT while writing become an exception (the temporary is removed, DIR is
+  SIGTERM/SIGINT/SIGHUP while writing become an exception (the temporary is removed, DIR is
   untouched); during the commit and the clean-up they are held back until it is done.
   So after any signal or failure DIR is the old one or the new one, and no temporary
   is left. (SIGKILL and power loss are not covered.)
@@ -37,7 +37,7 @@ from rdu_compiler.errors import RduError
 
 MARKER = ".rdu_output"
 OWN_FILES = frozenset({"model.mlir", "weights.safetensors", "report.json", "kernels.py", MARKER})
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, n))  # SIGHUP: terminal closed
 
 
 class OutputError(RduError):
@@ -161,7 +161,7 @@ def signals_as_exceptions() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGTERM/SIGINT wait (stay pending) until the block is done."""
+    """SIGTERM/SIGINT/SIGHUP wait (stay pending) until the block is done."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -195,7 +195,7 @@ def write_outputs(out_dir: Path, fill: Callable[[Path], None]) -> None:
 
     Raises:
         OutputError: DIR or its parent cannot be written (an OSError while writing).
-        Interrupted: SIGTERM/SIGINT arrived; DIR is then the old one (signal during
+        Interrupted: SIGTERM/SIGINT/SIGHUP arrived; DIR is then the old one (signal during
             writing) or the new one (signal during the commit).
     """
     out_dir = Path(os.path.abspath(out_dir))  # "..", "." resolved lexically; a final symlink kept

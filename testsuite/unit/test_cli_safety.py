@@ -225,7 +225,7 @@ DRIVER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGHUP"])
 @pytest.mark.parametrize("foreign", [False, True], ids=["earlier-output", "with-user-file"])
 @pytest.mark.parametrize("point", ["write", "commit"])
 def test_signal_leaves_old_or_new_and_no_temporary(tmp_path: Path, point: str, signame: str, foreign: bool) -> None:
