@@ -45,7 +45,7 @@ class OutputError(RduError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGINT arrived while outputs were being written (`signum` says which)."""
+    """SIGTERM, SIGINT or SIGHUP arrived while outputs were being written (`signum` says which)."""
 
     def __init__(self, signum: int):
         super().__init__(f"interrupted by signal {signum}")
@@ -225,9 +225,15 @@ def write_outputs(out_dir: Path, fill: Callable[[Path], None]) -> None:
 
 def _temp_home(out_dir: Path) -> Path:
     """Where the temporary goes: beside DIR, or inside an existing DIR that is on another
-    file system than its parent (renames cannot cross file systems)."""
-    if out_dir.is_dir() and os.stat(out_dir).st_dev != os.stat(out_dir.parent).st_dev:
-        return out_dir
+    file system than its parent (renames cannot cross file systems) or whose parent cannot
+    be written (a writable folder in a read-only one)."""
+    if out_dir.is_dir():
+        if os.stat(out_dir).st_dev != os.stat(out_dir.parent).st_dev:
+            return out_dir
+        try:
+            _check_writable(out_dir.parent, "")
+        except OutputError:
+            return out_dir
     return out_dir.parent
 
 

@@ -144,6 +144,25 @@ def test_temporary_inside_dir_on_another_file_system(tmp_path: Path, monkeypatch
     assert leftovers(out) == [] and leftovers(tmp_path) == []
 
 
+def test_writable_dir_in_a_read_only_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writable DIR whose parent cannot be written: the temporary goes inside DIR."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.mlir").write_text("old model")
+    real = outputs._check_writable
+
+    def check(folder: Path, what: str) -> None:
+        if Path(folder) == tmp_path:
+            raise OutputError("read-only")
+        real(folder, what)
+
+    monkeypatch.setattr(outputs, "_check_writable", check)
+    homes: list[Path] = []
+    write_outputs(out, lambda tmp: (homes.append(tmp.parent), fill_ab(tmp)))
+    assert homes == [out] and (out / "model.mlir").read_text() == "new model"
+    assert leftovers(out) == [] and leftovers(tmp_path) == []
+
+
 def test_own_name_that_is_a_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.mlir").mkdir()
     with pytest.raises(OutputError, match="model.mlir there is not a file"):
