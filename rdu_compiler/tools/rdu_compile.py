@@ -33,6 +33,7 @@ from rdu_compiler.tools.outputs import (
     OutputError,
     check_output_dir,
     check_writable_path,
+    signals_as_exceptions,
     write_outputs,
 )
 from rdu_compiler.tools.report import print_check, print_report
@@ -66,7 +67,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("-o", "--output", default=None, help="output folder (default: rdu_out/<model name>)")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty -o folder that is not an earlier output (only the compiler's "
-                        "own files there are replaced; nothing else is touched)")
+                        "own files there are replaced; nothing else is touched), and replace a --trace file "
+                        "that is not an earlier trace")
     p.add_argument("--check", action="store_true", help="compare the emulator with PyTorch eager")
     p.add_argument("--no-run", action="store_true", help="compile and report only; do not emulate")
     p.add_argument("--fold-constants", action="store_true", help="evaluate input-independent subgraphs at import")
@@ -89,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         Console(stderr=True).print("[bold red]error:[/] " + escape(str(e)), highlight=False)
         sys.exit(2)
     except Interrupted as e:
-        Console(stderr=True).print(f"interrupted (signal {e.signum}); outputs left as they were before the signal")
+        Console(stderr=True).print(
+            f"interrupted (signal {e.signum}); the output folder is either as it was or completely written, "
+            "and no temporary is left"
+        )
         sys.exit(128 + e.signum)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     if args.plot:
         check_writable_path(Path(args.plot), "--plot", folder=True)
     if args.trace:
-        check_writable_path(Path(args.trace), "--trace", folder=False)
+        check_writable_path(Path(args.trace), "--trace", folder=False, force=args.force)
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:
@@ -159,7 +164,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         )
     kernels = ", kernels.py" if getattr(args, "target", "emulator") == "triton" else ""
     console.print(f"wrote {out_dir}/model.mlir, weights.safetensors, report.json{kernels}")
-    _write_pictures(program, args, console)
+    with signals_as_exceptions():  # SIGTERM: the trace's temporary is removed, not left behind
+        _write_pictures(program, args, console)
     return program.report
 
 

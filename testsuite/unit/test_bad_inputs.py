@@ -212,6 +212,12 @@ def test_fabric_spec_upper_bounds(tmp_path: Path, old: str, new: str, field: str
     assert str(path) in str(info.value) and field in str(info.value)
 
 
+def test_empty_fabric_name() -> None:
+    """`--fabric ''` was read as the path '.' ("Is a directory")."""
+    with pytest.raises(FabricError, match="empty fabric name"):
+        load_fabric("")
+
+
 def test_fabric_bounds_admit_the_presets_and_a_large_grid(tmp_path: Path) -> None:
     load_fabric("sn40l")
     assert load_fabric(_spec(tmp_path, "rows = 4\ncols = 4", "rows = 256\ncols = 256")).num_pcus == 32768
@@ -285,15 +291,17 @@ def test_empty_buffer_on_zero_pmus_is_valid() -> None:
 
 
 def test_units_beyond_the_fabric_refused(placed: str) -> None:
-    text = re.sub(r"pcus_available = \d+", "pcus_available = 1000", placed)
-    text = re.sub(r"pcus = \d+ : i64", "pcus = 100 : i64", text, count=1)
-    _refused(text, "pcus_available = 1000 but the fabric has 8")
+    """A section claiming 1000 available PCUs on tiny (its kernels still use 8 or fewer)."""
+    _refused(re.sub(r"pcus_available = \d+", "pcus_available = 1000", placed), "pcus_available = 1000 but the fabric has 8")
 
 
-def test_program_for_another_fabric_refused(placed: str) -> None:
-    module = parse_module(placed)
+def test_program_for_another_fabric_refused(tmp_path: Path, placed: str) -> None:
+    with pytest.raises(EmulatorError, match="section 's0' on fabric 'sn40l': grid"):
+        Emulator(parse_module(placed), load_fabric("sn40l"))
+    faster = load_fabric(_spec(tmp_path, "clock_hz = 1e9", "clock_hz = 2e9"))  # same units, another chip
     with pytest.raises(EmulatorError, match="compiled for fabric 'tiny'"):
-        Emulator(module, load_fabric("sn40l"))
+        Emulator(parse_module(placed), faster)
+    Emulator(parse_module(placed), load_fabric(TINY_TOML))  # the preset's own file: the same fabric
 
 
 def test_off_grid_site_refused(placed: str) -> None:
