@@ -132,7 +132,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             if args.input_shape:
                 raise RduError("--input-shape applies to ONNX models only; a model.py sets shapes with example_inputs")
             model, example_inputs = load_model_file(args.model)
-            _refuse_meta(args.model, model, example_inputs)
+            if not args.no_run or args.target == "triton":
+                _refuse_meta(args.model, model, example_inputs)
             program = api.compile(
                 model, example_inputs, fabric=args.fabric, opt_level=args.opt_level,
                 fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
@@ -163,7 +164,9 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             f"nothing was written ({out_dir} is left as it was)"
         )
     kernels = ", kernels.py" if getattr(args, "target", "emulator") == "triton" else ""
-    console.print(f"wrote {out_dir}/model.mlir, weights.safetensors, report.json{kernels}")
+    weights = " (no weights.safetensors: the weights are on the meta device)" if program.shape_only else ""
+    written = "model.mlir, report.json" if program.shape_only else "model.mlir, weights.safetensors, report.json"
+    console.print(f"wrote {out_dir}/{written}{kernels}{weights}")
     with signals_as_exceptions():  # SIGTERM: the trace's temporary is removed, not left behind
         _write_pictures(program, args, console)
     return program.report
@@ -185,10 +188,10 @@ def _refuse_meta(path: str, model: Any, example_inputs: Any) -> None:
     for name, t in named:
         if isinstance(t, torch.Tensor) and t.is_meta:
             raise RduError(
-                f"{path}: {name} is on the meta device (a shape without data), so rdu-compile can neither write "
-                "weights.safetensors nor run the program; build the model and example_inputs with real tensors "
-                "(e.g. load a checkpoint), or for a compile-only report call rdu_compiler.compile() from Python "
-                "and read program.report"
+                f"{path}: {name} is on the meta device (a shape without data), so the program cannot run "
+                "(nor be written as Triton kernels with their weights); pass --no-run for a compile-only report "
+                "(model.mlir and report.json, no weights.safetensors), or build the model and example_inputs "
+                "with real tensors (e.g. load a checkpoint)"
             )
 
 

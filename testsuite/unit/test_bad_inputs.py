@@ -156,14 +156,23 @@ META_MODEL = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("no_run", [True, False])
-def test_meta_device_model(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_run: bool) -> None:
+def test_meta_device_model_cannot_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "meta.py").write_text(META_MODEL)
-    argv = [str(tmp_path / "meta.py"), "--fabric", "tiny", "-o", str(tmp_path / "out")] + (["--no-run"] if no_run else [])
+    argv = [str(tmp_path / "meta.py"), "--fabric", "tiny", "-o", str(tmp_path / "out")]
     code, err = run(rdu_compile.main, argv, capsys)
     assert code == 2
-    assert "meta device" in one_paragraph(err)
+    assert "meta device" in one_paragraph(err) and "--no-run" in one_paragraph(err)
     assert not (tmp_path / "out").exists()
+
+
+def test_meta_device_model_with_no_run_reports_without_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Shape-only models compile: --no-run writes model.mlir and report.json, no weights file."""
+    (tmp_path / "meta.py").write_text(META_MODEL)
+    out = tmp_path / "out"
+    code, _ = run(rdu_compile.main, [str(tmp_path / "meta.py"), "--fabric", "tiny", "--no-run", "-o", str(out)], capsys)
+    assert code == 0
+    assert (out / "model.mlir").is_file() and (out / "report.json").is_file()
+    assert not (out / "weights.safetensors").exists()
 
 
 def test_fabric_path_with_backslash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
