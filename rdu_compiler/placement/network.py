@@ -20,12 +20,13 @@ Two routings (`ROUTINGS`), both deterministic functions of the placement:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from rdu_compiler.placement.grid import Grid, Site, hops
+from rdu_compiler.placement.grid import EAST, NORTH, SOUTH, WEST, Grid, Site, hops
 from rdu_compiler.placement.problem import AGCU, Net, Problem
 
 #: An AGCU takes another net while its bytes stay within this factor of an even share.
@@ -36,6 +37,9 @@ ROUTINGS = ("balanced", "dimension-order")
 
 #: Rip-up-and-reroute passes of the balanced routing after its greedy start.
 BALANCE_PASSES = 3
+
+#: Unit roundoff of float64 (bounds the rounding of a sum, `_balance`).
+_ULP = 2.0**-53
 
 
 @dataclass(frozen=True)
@@ -115,80 +119,269 @@ def link_loads(
     """Route every net of `problem` with units at `sites` and AGCUs `agcus` (per net)
     under `routing` (one of ROUTINGS; module docstring) and sum the bytes per link.
 
+    All nets' routes are built at once with numpy (`_trees`); the balanced routing's
+    choices are `_balance`'s. Link bytes are summed per link in net order.
+
     Raises:
         RouteError: a site or AGCU is off the grid.
         ValueError: a net reaches an AGCU but has none assigned, or an unknown routing.
     """
     if routing not in ROUTINGS:
         raise ValueError(f"unknown routing {routing!r}; choose one of {', '.join(ROUTINGS)}")
-    options = [_net_trees(grid, net, sites, agcus[i], i, routing == "balanced") for i, net in enumerate(problem.nets)]
-    choice = _balance(grid, options) if routing == "balanced" else [0] * len(options)
-    ids: list[int] = []
-    weights: list[float] = []
-    for opts, k in zip(options, choice, strict=True):
-        links, loads = opts[k]
-        ids += links
-        weights += loads
-    loads = np.bincount(np.asarray(ids, dtype=np.int64), weights=np.asarray(weights, dtype=np.float64), minlength=grid.num_links)
+    trees = _trees(grid, problem, sites, agcus, routing == "balanced")
+    if routing == "balanced":
+        choice = _balance(grid.num_links, trees)
+    else:
+        choice = np.zeros(trees.num_nets, dtype=np.int64)
+    chosen = trees.option == choice[trees.net]
+    loads = np.bincount(trees.link[chosen], weights=trees.bytes[chosen], minlength=grid.num_links)
     top = int(loads.argmax()) if loads.size and loads.max() > 0 else -1
-    return NetworkLoad(loads, float(loads.sum()), float(loads[top]) if top >= 0 else 0.0, top, tuple(k == 1 for k in choice))
+    return NetworkLoad(loads, float(loads.sum()), float(loads[top]) if top >= 0 else 0.0, top, tuple((choice == 1).tolist()))
 
 
-Tree = tuple[list[int], list[float]]
+@dataclass(frozen=True)
+class _Trees:
+    """Every net's multicast tree XY (option 0) and, for nets in `two`, YX (option 1),
+    as flat arrays sorted by (net, option), each tree's links in route order (sink by
+    sink, each link once, where it first appears) with the largest bytes of its sinks.
+    Links whose bytes are 0 are left out (as `Grid.route`'s callers always did)."""
+
+    num_nets: int
+    net: np.ndarray  # int64 per element
+    option: np.ndarray  # int64 per element: 0 (XY) or 1 (YX)
+    link: np.ndarray  # int64 per element
+    bytes: np.ndarray  # float64 per element
+    two: np.ndarray  # bool per net: has a YX option
 
 
-def _net_trees(grid: Grid, net: Net, sites: Sequence[Site], agcu: int, i: int, both: bool) -> list[Tree]:
-    """The net's multicast tree XY, and YX too when `both` and no end is an AGCU:
-    (link ids, bytes per link), each link once with the largest bytes of its sinks."""
-    src = _where(grid, net.source, sites, agcu, i)
-    ends = [(_where(grid, unit, sites, agcu, i), b) for unit, b in net.sinks]
-    out = []
-    for rows_first in (False, True) if both and not net.has_agcu else (False,):
-        tree: dict[int, float] = {}
-        for dst, b in ends:
-            for link in grid.route(src, dst, rows_first):
-                if tree.get(link, 0.0) < b:
-                    tree[link] = b
-        out.append((list(tree), list(tree.values())))
-    return out
+def _trees(grid: Grid, problem: Problem, sites: Sequence[Site], agcus: Sequence[int], both: bool) -> _Trees:
+    """The nets' trees (`_Trees`), both orientations when `both` (nets without an AGCU).
+
+    Raises:
+        RouteError, ValueError: as `link_loads`, for the first net (in order) at fault.
+    """
+    nets = problem.nets
+    num = len(nets)
+    pair_net: list[int] = []
+    pair_src: list[int] = []
+    pair_dst: list[int] = []
+    pair_b: list[float] = []
+    has_agcu = [False] * num
+    for i, net in enumerate(nets):
+        for unit, b in net.sinks:
+            pair_net.append(i)
+            pair_src.append(net.source)
+            pair_dst.append(unit)
+            pair_b.append(b)
+            if unit == AGCU:
+                has_agcu[i] = True
+        if net.source == AGCU:
+            has_agcu[i] = True
+    pnet = np.asarray(pair_net, dtype=np.int64)
+    site_arr = np.asarray(sites, dtype=np.int64).reshape(-1, 2)
+    agcu_arr = np.asarray(grid.agcus, dtype=np.int64).reshape(-1, 2)
+    net_agcu = np.asarray(agcus, dtype=np.int64).reshape(-1)[:num] if num else np.zeros(0, dtype=np.int64)
+    ends = []
+    for units in (np.asarray(pair_src, dtype=np.int64), np.asarray(pair_dst, dtype=np.int64)):
+        off = units == AGCU
+        a = net_agcu[pnet]
+        if (off & (a < 0)).any() or (a[off] >= len(agcu_arr)).any() or (units[~off] >= len(site_arr)).any():
+            _raise_first(grid, problem, sites, agcus)
+        rc = np.empty((len(units), 2), dtype=np.int64)
+        rc[~off] = site_arr[units[~off]]
+        rc[off] = agcu_arr[a[off]]
+        ends.append((rc[:, 0], rc[:, 1]))
+    (r0, c0), (r1, c1) = ends
+    rows, cols = grid.rows, grid.cols
+
+    def on_grid(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
+
+    def is_agcu(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return (r >= 0) & (r < rows) & ((c == -1) | (c == cols))
+
+    src_on, dst_on, src_ag, dst_ag = on_grid(r0, c0), on_grid(r1, c1), is_agcu(r0, c0), is_agcu(r1, c1)
+    if not ((src_on | src_ag) & (dst_on | dst_ag)).all():
+        _raise_first(grid, problem, sites, agcus)
+    two = np.zeros(num, dtype=bool)
+    if both:
+        two = ~np.asarray(has_agcu, dtype=bool)
+    pb = np.asarray(pair_b, dtype=np.float64)
+    into_agcu = dst_ag & ~src_ag
+    width = grid.width
+    parts = []
+    for option in (0, 1):
+        use = np.ones(len(pnet), dtype=bool) if option == 0 else two[pnet]
+        use &= pb > 0.0
+        idx = np.flatnonzero(use)
+        yx = into_agcu[idx] | ((option == 1) & src_on[idx] & dst_on[idx])
+        a_r, a_c, b_r, b_c = r0[idx], c0[idx], r1[idx], c1[idx]
+        # leg 1 and leg 2 per pair: (start row, start col, node step, count, direction)
+        dcol, drow = b_c - a_c, b_r - a_r
+        h_dir = np.where(dcol > 0, EAST, WEST)
+        v_dir = np.where(drow > 0, SOUTH, NORTH)
+        h_step = np.where(dcol > 0, 1, -1)
+        v_step = np.where(drow > 0, width, -width)
+        h_row = np.where(yx, b_r, a_r)  # the horizontal leg runs on this row from a_c
+        v_col = np.where(yx, a_c, b_c)  # the vertical leg runs on this column from a_r
+        h_base = h_row * width + a_c + 1
+        v_base = a_r * width + v_col + 1
+        h_n, v_n = np.abs(dcol), np.abs(drow)
+        first_base = np.where(yx, v_base, h_base)
+        first_step = np.where(yx, v_step, h_step)
+        first_n = np.where(yx, v_n, h_n)
+        first_dir = np.where(yx, v_dir, h_dir)
+        second_base = np.where(yx, h_base, v_base)
+        second_step = np.where(yx, h_step, v_step)
+        second_n = np.where(yx, h_n, v_n)
+        second_dir = np.where(yx, h_dir, v_dir)
+        # legs interleaved pair by pair: leg 2k = pair k's first leg, 2k + 1 its second
+        base = np.stack([first_base, second_base], axis=1).reshape(-1)
+        step = np.stack([first_step, second_step], axis=1).reshape(-1)
+        count = np.stack([first_n, second_n], axis=1).reshape(-1)
+        direction = np.stack([first_dir, second_dir], axis=1).reshape(-1)
+        leg = np.repeat(np.arange(len(count)), count)
+        j = np.arange(len(leg)) - np.repeat(np.cumsum(count) - count, count)
+        link = (base[leg] + j * step[leg]) * 4 + direction[leg]
+        pair = idx[leg // 2]
+        net, b = pnet[pair], pb[pair]
+        if len(idx) and np.bincount(pnet[idx]).max() > 1:  # multicast: shared segments once
+            net, link, b = _dedupe(net, link, b, grid.num_links)
+        parts.append((net, np.full(len(net), option, dtype=np.int64), link, b))
+    net = np.concatenate([p[0] for p in parts])
+    order = np.argsort(net, kind="stable")  # by net, option 0 before option 1
+    return _Trees(
+        num,
+        net[order],
+        np.concatenate([p[1] for p in parts])[order],
+        np.concatenate([p[2] for p in parts])[order],
+        np.concatenate([p[3] for p in parts])[order],
+        two,
+    )
 
 
-def _balance(grid: Grid, options: list[list[Tree]]) -> list[int]:
-    """The balanced routing's choice of tree per net (module docstring)."""
-    load = np.zeros(grid.num_links)
-    arrays = [[(np.asarray(ls, dtype=np.int64), np.asarray(bs)) for ls, bs in opts] for opts in options]
-    choice = [0] * len(options)
+def _dedupe(net: np.ndarray, link: np.ndarray, b: np.ndarray, num_links: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each (net, link) once, where it first appears, with its largest bytes."""
+    key = net * num_links + link
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]]))
+    first = order[starts]
+    big = np.maximum.reduceat(b[order], starts)
+    keep = np.argsort(first, kind="stable")
+    return net[first[keep]], link[first[keep]], big[keep]
 
-    def add(i: int, sign: float) -> None:
-        ls, bs = arrays[i][choice[i]]
-        load[ls] += sign * bs
+
+def _raise_first(grid: Grid, problem: Problem, sites: Sequence[Site], agcus: Sequence[int]) -> None:
+    """Raise the error of the first net (in order) whose ends or routes are bad."""
+    for i, net in enumerate(problem.nets):
+        src = _where(grid, net.source, sites, agcus[i], i)
+        ends = [_where(grid, unit, sites, agcus[i], i) for unit, _ in net.sinks]
+        for dst in ends:
+            grid.route(src, dst)
+    raise AssertionError("no net at fault")  # pragma: no cover
+
+
+def _balance(num_links: int, trees: _Trees) -> np.ndarray:
+    """The balanced routing's choice of tree per net (module docstring): 0 (XY) or 1 (YX).
+
+    Nets one by one, with the loads in a Python list: the additions and maxima are the
+    same IEEE operations as numpy's, so the loads and the max key are bit-identical to a
+    numpy implementation. The sum key is summed in Python; where the two options' sums are
+    too close for the summation order's rounding to be ruled out (both within
+    (n - 1) x 2^-53 x sum|x| of the exact sum, however they are ordered), the net is
+    re-decided with numpy's `load[links].sum()`, so the decisions are those of the
+    reference (`testsuite/unit/test_placement_speed.py`).
+    """
+    num = trees.num_nets
+    choice = [0] * num
+    if not len(trees.net):
+        return np.zeros(num, dtype=np.int64)
+    top = np.zeros(num)
+    first = trees.option == 0
+    np.maximum.at(top, trees.net[first], trees.bytes[first])
+    active = np.zeros(num, dtype=bool)
+    active[trees.net] = True
+    order = np.argsort(-top, kind="stable")
+    order = order[active[order]]
+    starts = np.searchsorted(trees.net, np.arange(num + 1))
+    s0, e1 = starts[:-1], starts[1:]
+    e0 = s0 + np.bincount(trees.net[first], minlength=num)
+    two = trees.two & ~_same_trees(trees, s0, e0, e1)  # XY == YX (straight routes): keys tie, XY wins
+    links, nbytes = trees.link.tolist(), trees.bytes.tolist()
+    opts: list[tuple[list[int], list[float], list[int], list[float]] | None] = [None] * num
+    plain: list[tuple[list[int], list[float]] | None] = [None] * num
+    for i, a, b, z, t in zip(order.tolist(), s0[order].tolist(), e0[order].tolist(), e1[order].tolist(), two[order].tolist(), strict=True):
+        plain[i] = (links[a:b], nbytes[a:b])
+        if t:
+            opts[i] = (links[a:b], nbytes[a:b], links[b:z], nbytes[b:z])
+    load = [0.0] * num_links
+    get = load.__getitem__
+    seq = order.tolist()
+    ripped = [i for i in seq if trees.two[i]]
 
     def pick(i: int) -> int:
-        best, best_key = choice[i], None
-        for k, (ls, bs) in enumerate(arrays[i]):
-            on = load[ls]
-            key = (float((on + bs).max()) if ls.size else 0.0, float(on.sum()), k)
-            if best_key is None or key < best_key:
-                best, best_key = k, key
-        return best
+        ls0, bs0, ls1, bs1 = opts[i]  # type: ignore[misc]
+        on0 = list(map(get, ls0))
+        on1 = list(map(get, ls1))
+        m0 = max(map(operator.add, on0, bs0))
+        m1 = max(map(operator.add, on1, bs1))
+        if m1 != m0:
+            return int(m1 < m0)
+        t0, t1 = sum(on0), sum(on1)
+        tol = 4.0 * _ULP * (len(on0) * sum(map(abs, on0)) + len(on1) * sum(map(abs, on1)))
+        if abs(t1 - t0) > tol or tol == 0.0:
+            return int(t1 < t0)
+        return int(float(np.asarray(on1).sum()) < float(np.asarray(on0).sum()))
 
-    order = sorted(range(len(options)), key=lambda i: (-max((max(bs) for _, bs in options[i] if bs), default=0.0), i))
-    for i in order:
-        choice[i] = pick(i) if len(arrays[i]) > 1 else 0
-        add(i, 1.0)
+    def add(ls: list[int], bs: list[float]) -> None:
+        for x, b in zip(ls, bs, strict=True):
+            load[x] += b
+
+    def remove(ls: list[int], bs: list[float]) -> None:
+        for x, b in zip(ls, bs, strict=True):
+            load[x] += -1.0 * b
+
+    for i in seq:
+        if opts[i] is not None:
+            k = choice[i] = pick(i)
+            o = opts[i]
+            add(o[2 * k], o[2 * k + 1])  # type: ignore[index]
+        else:
+            add(*plain[i])  # type: ignore[misc]
     for _ in range(BALANCE_PASSES):
         changed = False
-        for i in order:
-            if len(arrays[i]) < 2:
+        for i in ripped:
+            o = opts[i]
+            if o is None:  # XY == YX: taken out and put back, as the reference does
+                ls, bs = plain[i]  # type: ignore[misc]
+                remove(ls, bs)
+                add(ls, bs)
                 continue
-            add(i, -1.0)
-            k = pick(i)
-            changed |= k != choice[i]
-            choice[i] = k
-            add(i, 1.0)
+            k = choice[i]
+            remove(o[2 * k], o[2 * k + 1])
+            k2 = choice[i] = pick(i)
+            changed |= k2 != k
+            add(o[2 * k2], o[2 * k2 + 1])
         if not changed:
             break
-    return choice
+    return np.asarray(choice, dtype=np.int64)
+
+
+def _same_trees(trees: _Trees, s0: np.ndarray, e0: np.ndarray, e1: np.ndarray) -> np.ndarray:
+    """Per net: its YX tree is its XY tree (same links in the same order, same bytes)."""
+    n0, n1 = e0 - s0, e1 - e0
+    same = trees.two & (n0 == n1)
+    idx = np.flatnonzero(same)
+    if len(idx):
+        lens = n0[idx]
+        el = np.repeat(s0[idx] - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+        shift = np.repeat(lens, lens)
+        diff = (trees.link[el] != trees.link[el + shift]) | (trees.bytes[el] != trees.bytes[el + shift])
+        bad = np.zeros(len(same), dtype=bool)
+        bad[trees.net[el[diff]]] = True
+        same &= ~bad
+    return same
 
 
 def _where(grid: Grid, unit: int, sites: Sequence[Site], agcu: int, net: int) -> Site:
