@@ -83,18 +83,26 @@ def assign_agcus(grid: Grid, problem: Problem, sites: Sequence[Site]) -> list[in
             unit, b, reads = _agcu_end(net)
             todo.append((-b, i, unit, b, reads))
             totals[reads] += b
+    if not todo:
+        return out
     todo.sort()
     n = len(grid.agcus)
+    agcu_rc = np.asarray(grid.agcus, dtype=np.int64).reshape(-1, 2)
+    ends = np.asarray([sites[unit] if unit != AGCU else grid.agcus[0] for _, _, unit, _, _ in todo], dtype=np.int64).reshape(-1, 2)
+    dist = np.abs(ends[:, None, 0] - agcu_rc[None, :, 0]) + np.abs(ends[:, None, 1] - agcu_rc[None, :, 1])
+    prefs = np.argsort(dist, axis=1, kind="stable").tolist()  # nearest first, ties: lower index
+    dists = dist.tolist()
     load = {True: [0.0] * n, False: [0.0] * n}
-    for _, i, unit, b, reads in todo:
-        share = totals[reads] / n * AGCU_SLACK
+    share = {reads: totals[reads] / n * AGCU_SLACK for reads in (True, False)}
+    for (_, i, _, b, reads), pref, hop in zip(todo, prefs, dists, strict=True):
         used = load[reads]
-        site = sites[unit] if unit != AGCU else grid.agcus[0]
-        fits = [a for a in range(n) if used[a] + b <= share]
-        if fits:
-            best = min(fits, key=lambda a: (hops(site, grid.agcus[a]), a))
+        limit = share[reads]
+        for a in pref:
+            if used[a] + b <= limit:
+                best = a
+                break
         else:
-            best = min(range(n), key=lambda a: (used[a], hops(site, grid.agcus[a]), a))
+            best = min(range(n), key=lambda a: (used[a], hop[a], a))
         used[best] += b
         out[i] = best
     return out
