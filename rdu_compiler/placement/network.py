@@ -20,7 +20,6 @@ Two routings (`ROUTINGS`), both deterministic functions of the placement:
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -168,29 +167,13 @@ def _trees(grid: Grid, problem: Problem, sites: Sequence[Site], agcus: Sequence[
     Raises:
         RouteError, ValueError: as `link_loads`, for the first net (in order) at fault.
     """
-    nets = problem.nets
-    num = len(nets)
-    pair_net: list[int] = []
-    pair_src: list[int] = []
-    pair_dst: list[int] = []
-    pair_b: list[float] = []
-    has_agcu = [False] * num
-    for i, net in enumerate(nets):
-        for unit, b in net.sinks:
-            pair_net.append(i)
-            pair_src.append(net.source)
-            pair_dst.append(unit)
-            pair_b.append(b)
-            if unit == AGCU:
-                has_agcu[i] = True
-        if net.source == AGCU:
-            has_agcu[i] = True
-    pnet = np.asarray(pair_net, dtype=np.int64)
+    pnet, pair_src, pair_dst, pair_b, has_agcu = net_pairs(problem)
+    num = len(has_agcu)
     site_arr = np.asarray(sites, dtype=np.int64).reshape(-1, 2)
     agcu_arr = np.asarray(grid.agcus, dtype=np.int64).reshape(-1, 2)
     net_agcu = np.asarray(agcus, dtype=np.int64).reshape(-1)[:num] if num else np.zeros(0, dtype=np.int64)
     ends = []
-    for units in (np.asarray(pair_src, dtype=np.int64), np.asarray(pair_dst, dtype=np.int64)):
+    for units in (pair_src, pair_dst):
         off = units == AGCU
         a = net_agcu[pnet]
         if (off & (a < 0)).any() or (a[off] >= len(agcu_arr)).any() or (units[~off] >= len(site_arr)).any():
@@ -213,8 +196,8 @@ def _trees(grid: Grid, problem: Problem, sites: Sequence[Site], agcus: Sequence[
         _raise_first(grid, problem, sites, agcus)
     two = np.zeros(num, dtype=bool)
     if both:
-        two = ~np.asarray(has_agcu, dtype=bool)
-    pb = np.asarray(pair_b, dtype=np.float64)
+        two = ~has_agcu
+    pb = pair_b
     into_agcu = dst_ag & ~src_ag
     width = grid.width
     parts = []
@@ -268,6 +251,35 @@ def _trees(grid: Grid, problem: Problem, sites: Sequence[Site], agcus: Sequence[
     )
 
 
+def net_pairs(problem: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every (net, sink) of `problem.nets` in order, built from the flows without the
+    nets: (net index, source unit, sink unit, bytes) per pair (units AGCU for off chip),
+    and per net whether it reaches an AGCU."""
+    nets, srcs, dsts, nbytes, agcu = [], [], [], [], []
+    first = 0
+    for f in problem.flows:
+        ends = (f.source, *(g for g, _ in f.sinks))
+        n = max(1 if g == AGCU else problem.groups[g].size for g in ends)
+        k = np.arange(n)
+
+        def units(g: int, k: np.ndarray = k) -> np.ndarray:
+            if g == AGCU:
+                return np.full(len(k), AGCU, dtype=np.int64)
+            return problem.offsets[g] + k % problem.groups[g].size
+
+        m = len(f.sinks)
+        nets.append(np.repeat(first + k, m))
+        srcs.append(np.repeat(units(f.source), m))
+        dsts.append(np.stack([units(g) for g, _ in f.sinks], axis=1).reshape(-1))
+        nbytes.append(np.tile(np.array([b / n for _, b in f.sinks], dtype=np.float64), n))
+        agcu.append(np.full(n, AGCU in ends, dtype=bool))
+        first += n
+    if not nets:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, np.zeros(0), np.zeros(0, dtype=bool)
+    return np.concatenate(nets), np.concatenate(srcs), np.concatenate(dsts), np.concatenate(nbytes), np.concatenate(agcu)
+
+
 def _dedupe(net: np.ndarray, link: np.ndarray, b: np.ndarray, num_links: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each (net, link) once, where it first appears, with its largest bytes."""
     key = net * num_links + link
@@ -293,18 +305,20 @@ def _raise_first(grid: Grid, problem: Problem, sites: Sequence[Site], agcus: Seq
 def _balance(num_links: int, trees: _Trees) -> np.ndarray:
     """The balanced routing's choice of tree per net (module docstring): 0 (XY) or 1 (YX).
 
-    Nets one by one, with the loads in a Python list: the additions and maxima are the
-    same IEEE operations as numpy's, so the loads and the max key are bit-identical to a
-    numpy implementation. The sum key is summed in Python; where the two options' sums are
-    too close for the summation order's rounding to be ruled out (both within
-    (n - 1) x 2^-53 x sum|x| of the exact sum, however they are ordered), the net is
-    re-decided with numpy's `load[links].sum()`, so the decisions are those of the
-    reference (`testsuite/unit/test_placement_speed.py`).
+    The same decisions and loads as taking the nets one by one in the docstring's order
+    (the reference in testsuite/unit/test_placement_speed.py): nets are processed in
+    *levels* of that order (`_Schedule`), a level being nets whose links (both options) are
+    disjoint and all of whose earlier link-sharing nets sit in earlier levels, so each net
+    sees the loads it would one by one and every link's additions keep their order. The
+    max key is exact; the sum key is summed per level, and where the two options' sums are
+    too close for the summation order's rounding to be ruled out (each within
+    (n - 1) x 2^-53 x sum|x| of the exact sum, however it is ordered) the net is re-decided
+    with the reference's `load[links].sum()`.
     """
     num = trees.num_nets
-    choice = [0] * num
+    choice = np.zeros(num, dtype=np.int64)
     if not len(trees.net):
-        return np.zeros(num, dtype=np.int64)
+        return choice
     top = np.zeros(num)
     first = trees.option == 0
     np.maximum.at(top, trees.net[first], trees.bytes[first])
@@ -315,65 +329,111 @@ def _balance(num_links: int, trees: _Trees) -> np.ndarray:
     starts = np.searchsorted(trees.net, np.arange(num + 1))
     s0, e1 = starts[:-1], starts[1:]
     e0 = s0 + np.bincount(trees.net[first], minlength=num)
+    ranges = (s0, e0, e1)
     two = trees.two & ~_same_trees(trees, s0, e0, e1)  # XY == YX (straight routes): keys tie, XY wins
-    links, nbytes = trees.link.tolist(), trees.bytes.tolist()
-    opts: list[tuple[list[int], list[float], list[int], list[float]] | None] = [None] * num
-    plain: list[tuple[list[int], list[float]] | None] = [None] * num
-    for i, a, b, z, t in zip(order.tolist(), s0[order].tolist(), e0[order].tolist(), e1[order].tolist(), two[order].tolist(), strict=True):
-        plain[i] = (links[a:b], nbytes[a:b])
-        if t:
-            opts[i] = (links[a:b], nbytes[a:b], links[b:z], nbytes[b:z])
-    load = [0.0] * num_links
-    get = load.__getitem__
-    seq = order.tolist()
-    ripped = [i for i in seq if trees.two[i]]
+    load = np.zeros(num_links)
+    _Schedule(trees, order, ranges, two, num_links).sweep(load, choice, rip_up=False)
+    ripped = order[trees.two[order]]
+    if len(ripped):
+        passes = _Schedule(trees, ripped, ranges, two, num_links)
+        for _ in range(BALANCE_PASSES):
+            if not passes.sweep(load, choice, rip_up=True):
+                break
+    return choice
 
-    def pick(i: int) -> int:
-        ls0, bs0, ls1, bs1 = opts[i]  # type: ignore[misc]
-        on0 = list(map(get, ls0))
-        on1 = list(map(get, ls1))
-        m0 = max(map(operator.add, on0, bs0))
-        m1 = max(map(operator.add, on1, bs1))
-        if m1 != m0:
-            return int(m1 < m0)
-        t0, t1 = sum(on0), sum(on1)
-        tol = 4.0 * _ULP * (len(on0) * sum(map(abs, on0)) + len(on1) * sum(map(abs, on1)))
-        if abs(t1 - t0) > tol or tol == 0.0:
-            return int(t1 < t0)
-        return int(float(np.asarray(on1).sum()) < float(np.asarray(on0).sum()))
 
-    def add(ls: list[int], bs: list[float]) -> None:
-        for x, b in zip(ls, bs, strict=True):
-            load[x] += b
+class _Schedule:
+    """A sequence of nets in levels (`_balance`), laid out flat: level by level, the
+    option-0 trees of its nets, then their option-1 trees (a net without a YX option
+    repeats its XY tree and always keeps 0)."""
 
-    def remove(ls: list[int], bs: list[float]) -> None:
-        for x, b in zip(ls, bs, strict=True):
-            load[x] += -1.0 * b
+    def __init__(self, trees: _Trees, seq: np.ndarray, ranges: tuple[np.ndarray, ...], two: np.ndarray, num_links: int):
+        s0, e0, e1 = ranges
+        self.trees, self.ranges = trees, ranges
+        level = np.asarray(self._levels(seq.tolist(), s0.tolist(), e1.tolist(), trees.link.tolist(), num_links), dtype=np.int64)
+        by_level = np.argsort(level, kind="stable")
+        nets, level = seq[by_level], level[by_level]
+        n = len(nets)
+        bounds = np.flatnonzero(np.concatenate([[True], level[1:] != level[:-1], [True]]))
+        # segments: level, then option, then position
+        pos = np.concatenate([np.arange(n), np.arange(n)])
+        opt = np.repeat(np.array([0, 1]), n)
+        seg = np.lexsort((pos, opt, level[pos]))
+        pos, opt = pos[seg], opt[seg]
+        net = nets[pos]
+        has_yx = two[net]
+        seg_s = np.where((opt == 1) & has_yx, e0[net], s0[net])
+        seg_e = np.where((opt == 1) & has_yx, e1[net], e0[net])
+        lens = seg_e - seg_s
+        ends = np.cumsum(lens)
+        el = np.repeat(seg_s - (ends - lens), lens) + np.arange(int(ends[-1]) if n else 0)
+        self.link = trees.link[el]
+        self.bytes = trees.bytes[el]
+        self.elem_opt = np.repeat(opt, lens)
+        self.elem_net = np.repeat(pos, lens)  # position in `nets`
+        self.nets, self.two, self.lens = nets, two[nets], lens
+        seg_first = ends - lens
+        self.levels = []
+        for a, z in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            sa, sz = 2 * a, 2 * z
+            ea, ez = int(seg_first[sa]), int(ends[sz - 1])
+            self.levels.append((a, z, ea, ez, seg_first[sa:sz] - ea))
 
-    for i in seq:
-        if opts[i] is not None:
-            k = choice[i] = pick(i)
-            o = opts[i]
-            add(o[2 * k], o[2 * k + 1])  # type: ignore[index]
-        else:
-            add(*plain[i])  # type: ignore[misc]
-    for _ in range(BALANCE_PASSES):
+    @staticmethod
+    def _levels(seq: list[int], s0: list[int], e1: list[int], link: list[int], num_links: int) -> list[int]:
+        last = [0] * num_links
+        out = []
+        for i in seq:
+            links = link[s0[i] : e1[i]]
+            v = 1 + max(map(last.__getitem__, links))
+            for x in links:
+                last[x] = v
+            out.append(v)
+        return out
+
+    def sweep(self, load: np.ndarray, choice: np.ndarray, rip_up: bool) -> bool:
+        """One pass over the sequence; returns whether any choice changed."""
         changed = False
-        for i in ripped:
-            o = opts[i]
-            if o is None:  # XY == YX: taken out and put back, as the reference does
-                ls, bs = plain[i]  # type: ignore[misc]
-                remove(ls, bs)
-                add(ls, bs)
-                continue
-            k = choice[i]
-            remove(o[2 * k], o[2 * k + 1])
-            k2 = choice[i] = pick(i)
-            changed |= k2 != k
-            add(o[2 * k2], o[2 * k2 + 1])
-        if not changed:
-            break
-    return np.asarray(choice, dtype=np.int64)
+        for a, z, ea, ez, rel in self.levels:
+            k = z - a
+            nets = self.nets[a:z]
+            links, nbytes = self.link[ea:ez], self.bytes[ea:ez]
+            eopt, enet = self.elem_opt[ea:ez], self.elem_net[ea:ez] - a
+            if rip_up:
+                old = eopt == choice[nets][enet]
+                load[links[old]] += -1.0 * nbytes[old]
+            on = load[links]
+            top = np.maximum.reduceat(on + nbytes, rel)
+            m0, m1 = top[:k], top[k:]
+            two = self.two[a:z]
+            pick = two & (m1 < m0)
+            tie = two & (m1 == m0)
+            if tie.any():
+                total = np.add.reduceat(on, rel)
+                size = np.add.reduceat(np.abs(on), rel)
+                lens = self.lens[2 * a : 2 * z]
+                t0, t1 = total[:k], total[k:]
+                tol = 4.0 * _ULP * (lens[:k] * size[:k] + lens[k:] * size[k:])
+                sure = (np.abs(t1 - t0) > tol) | (tol == 0.0)
+                pick |= tie & sure & (t1 < t0)
+                for q in np.flatnonzero(tie & ~sure).tolist():
+                    pick[q] = self._exact(int(nets[q]), load)
+            new = pick.astype(np.int64)
+            if rip_up and not changed:
+                changed = bool((new != choice[nets]).any())
+            choice[nets] = new
+            sel = eopt == new[enet]
+            load[links[sel]] += nbytes[sel]
+        return changed
+
+    def _exact(self, i: int, load: np.ndarray) -> bool:
+        """Whether net i takes YX, with the reference's arithmetic."""
+        s0, e0, e1 = self.ranges
+        keys = []
+        for a, z in ((s0[i], e0[i]), (e0[i], e1[i])):
+            on = load[self.trees.link[a:z]]
+            keys.append((float((on + self.trees.bytes[a:z]).max()), float(on.sum())))
+        return keys[1] < keys[0]
 
 
 def _same_trees(trees: _Trees, s0: np.ndarray, e0: np.ndarray, e1: np.ndarray) -> np.ndarray:
