@@ -74,17 +74,27 @@ def assign_agcus(grid: Grid, problem: Problem, sites: Sequence[Site]) -> list[in
     least loaded AGCU when none does. Each AGCU has one link to the grid per direction,
     so balance is what keeps its link from binding the section.
     """
-    out = [-1] * len(problem.nets)
-    todo = []
-    totals = {True: 0.0, False: 0.0}
-    for i, net in enumerate(problem.nets):
-        if net.has_agcu:
-            unit, b, reads = _agcu_end(net)
-            todo.append((-b, i, unit, b, reads))
-            totals[reads] += b
-    if not todo:
+    pnet, src, dst, pb, has_agcu = net_pairs(problem)
+    out = [-1] * len(has_agcu)
+    if not has_agcu.any():
         return out
-    todo.sort()
+    # per off-chip net: the unit at the other end, the bytes through the AGCU, whether it reads
+    starts = np.searchsorted(pnet, np.arange(len(has_agcu)))
+    reads_all = src[starts] == AGCU
+    big = np.zeros(len(has_agcu))
+    np.maximum.at(big, pnet, pb)
+    into = dst == AGCU
+    store_b = np.zeros(len(has_agcu))
+    store_b[pnet[into]] = pb[into]
+    nets = np.flatnonzero(has_agcu)
+    reads = reads_all[nets]
+    b_all = np.where(reads, big[nets], store_b[nets])
+    unit_all = np.where(reads, dst[starts[nets]], src[starts[nets]])
+    totals = {True: 0.0, False: 0.0}
+    for r, b in zip(reads.tolist(), b_all.tolist(), strict=True):
+        totals[r] += b
+    rank = np.lexsort((nets, -b_all))
+    todo = list(zip((-b_all[rank]).tolist(), nets[rank].tolist(), unit_all[rank].tolist(), b_all[rank].tolist(), reads[rank].tolist(), strict=True))
     n = len(grid.agcus)
     agcu_rc = np.asarray(grid.agcus, dtype=np.int64).reshape(-1, 2)
     ends = np.asarray([sites[unit] if unit != AGCU else grid.agcus[0] for _, _, unit, _, _ in todo], dtype=np.int64).reshape(-1, 2)

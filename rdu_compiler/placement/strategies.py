@@ -24,14 +24,13 @@ runs one, checks the result, and picks the AGCU of every off-chip net.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from rdu_compiler.placement.grid import Grid, Site, gilbert_curve
-from rdu_compiler.placement.network import assign_agcus
+from rdu_compiler.placement.network import assign_agcus, net_pairs
 from rdu_compiler.placement.problem import AGCU, PCU, PMU, Problem
 
 
@@ -223,24 +222,25 @@ class _Annealer:
         self.occ = [-1] * (grid.rows * cols)
         for u, (r, c) in enumerate(sites):
             self.occ[r * cols + c] = u
-        pairs: dict[tuple[int, int], float] = defaultdict(float)
-        self.agcu_w = [0.0] * n
-        for net in problem.nets:
-            for unit, b in net.sinks:
-                a, z = net.source, unit
-                if a == AGCU and z == AGCU:
-                    continue
-                if AGCU in (a, z):
-                    self.agcu_w[z if a == AGCU else a] += b
-                elif a != z:
-                    pairs[(min(a, z), max(a, z))] += b
+        src, dst, nbytes = net_pairs(problem)[1:4]
+        off_chip = (src == AGCU) | (dst == AGCU)
+        both = (src == AGCU) & (dst == AGCU)
+        mine = np.where(src == AGCU, dst, src)
+        one = off_chip & ~both
+        self.agcu_w = np.bincount(mine[one], weights=nbytes[one], minlength=n).tolist() if n else []
+        on = ~off_chip & (src != dst)
+        lo, hi, w = np.minimum(src[on], dst[on]), np.maximum(src[on], dst[on]), nbytes[on]
+        keys, first, inverse = np.unique(lo * n + hi, return_index=True, return_inverse=True)
+        sums = np.bincount(inverse.reshape(-1), weights=w, minlength=len(keys))  # in net order, as a dict would
+        by_first = np.argsort(first, kind="stable")
         self.adj_x: list[list[int]] = [[] for _ in range(n)]
         self.adj_w: list[list[float]] = [[] for _ in range(n)]
-        for (a, z), w in pairs.items():
+        for key, wt in zip(keys[by_first].tolist(), sums[by_first].tolist(), strict=True):
+            a, z = divmod(key, n)
             self.adj_x[a].append(z)
-            self.adj_w[a].append(w)
+            self.adj_w[a].append(wt)
             self.adj_x[z].append(a)
-            self.adj_w[z].append(w)
+            self.adj_w[z].append(wt)
         left = [r for r, c in grid.agcus if c < 0]
         right = [r for r, c in grid.agcus if c >= 0]
         self.agcu_dist = [
