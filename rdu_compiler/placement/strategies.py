@@ -364,18 +364,32 @@ class _Annealer:
     def _take(self, us, drs, dcs, limits, r1s, c1s, vs, ds, noops, taint, dirty, stamp) -> None:  # noqa: ANN001
         """Take a batch's proposals in order (class docstring)."""
         row, col, occ, cols = self.row, self.col, self.occ, self.grid.cols
-        adj_x = self.adj_x
+        adj_x, adj_w, agcu_w, agcu_dist, pcu, rows = self.adj_x, self.adj_w, self.agcu_w, self.agcu_dist, self.pcu, self.grid.rows
         R, C, OCC = self.R, self.C, self.OCC
         for u, dr, dc, limit, r1, c1, v, d, noop in zip(us, drs, dcs, limits, r1s, c1s, vs, ds, noops, strict=True):
             if taint[u] == stamp or (not noop and dirty[r1 * cols + c1] == stamp) or (v >= 0 and taint[v] == stamp):
-                r1, c1 = self.target(u, dr, dc)
-                if not 0 <= c1 < cols or (r1 == row[u] and c1 == col[u]):
+                # stale: `target` and `delta` from the current state, inlined
+                r0, c0 = row[u], col[u]
+                r1 = min(rows - 1, max(0, r0 + dr))
+                c1 = min(cols - 1, max(0, c0 + dc))
+                if ((r1 + c1) % 2 == 0) != pcu[u]:
+                    c1 = c1 + 1 if c1 + 1 < cols else c1 - 1
+                if not 0 <= c1 < cols or (r1 == r0 and c1 == c0):
                     continue
                 v = occ[r1 * cols + c1]
-                r0, c0 = row[u], col[u]
-                d = self.delta(u, r0, c0, r1, c1, v)
+                d = 0.0
+                for x, w in zip(adj_x[u], adj_w[u]):  # noqa: B905
+                    if x != v:
+                        rx, cx = row[x], col[x]
+                        d += w * (abs(r1 - rx) + abs(c1 - cx) - abs(r0 - rx) - abs(c0 - cx))
+                d = d + agcu_w[u] * (agcu_dist[r1 * cols + c1] - agcu_dist[r0 * cols + c0])
                 if v >= 0:
-                    d += self.delta(v, r1, c1, r0, c0, u)
+                    dv = 0.0
+                    for x, w in zip(adj_x[v], adj_w[v]):  # noqa: B905
+                        if x != u:
+                            rx, cx = row[x], col[x]
+                            dv += w * (abs(r0 - rx) + abs(c0 - cx) - abs(r1 - rx) - abs(c1 - cx))
+                    d += dv + agcu_w[v] * (agcu_dist[r0 * cols + c0] - agcu_dist[r1 * cols + c1])
             elif noop:
                 continue
             if not (d <= 0 or d < limit):
