@@ -23,6 +23,7 @@ runs one, checks the result, and picks the AGCU of every off-chip net.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Protocol
@@ -201,6 +202,17 @@ def anneal_schedule(moves: int, r_max: int) -> list[tuple[float, int, int]]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _agcu_dist(grid: Grid) -> list[int]:
+    """Per site (row-major): links to the nearest AGCU."""
+    r = np.arange(grid.rows)[:, None, None]
+    c = np.arange(grid.cols)[None, :, None]
+    left = np.array([ra for ra, ca in grid.agcus if ca < 0], dtype=np.int64)
+    right = np.array([ra for ra, ca in grid.agcus if ca >= 0], dtype=np.int64)
+    dist = np.concatenate([np.abs(r - left) + c + 1, np.abs(r - right) + grid.cols - c], axis=2)
+    return dist.min(axis=2).reshape(-1).tolist()
+
+
 class _Annealer:
     """Swap/move annealing over unit coordinates, with incremental cost deltas.
 
@@ -241,13 +253,7 @@ class _Annealer:
             self.adj_w[a].append(wt)
             self.adj_x[z].append(a)
             self.adj_w[z].append(wt)
-        left = [r for r, c in grid.agcus if c < 0]
-        right = [r for r, c in grid.agcus if c >= 0]
-        self.agcu_dist = [
-            min([abs(r - ra) + c + 1 for ra in left] + [abs(r - ra) + grid.cols - c for ra in right])
-            for r in range(grid.rows)
-            for c in range(grid.cols)
-        ]
+        self.agcu_dist = _agcu_dist(grid)
         self.movable = [u for u in range(n) if self.adj_x[u] or self.agcu_w[u]]
 
     def delta(self, u: int, r0: int, c0: int, r1: int, c1: int, skip: int) -> float:
