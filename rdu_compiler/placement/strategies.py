@@ -328,7 +328,10 @@ class _Annealer:
         inside = (c1 >= 0) & (c1 < cols)
         v = np.where(inside, self.OCC[np.clip(r1, 0, self.grid.rows - 1) * cols + np.clip(c1, 0, cols - 1)], -1)
         noop = ((r1 == r0) & (c1 == c0)) | ~inside
-        d = self._deltas(u, r0, c0, r1, c1, v) + self._deltas(v, r1, c1, r0, c0, u)
+        k = len(u)
+        cat = np.concatenate
+        both = self._deltas(cat([u, v]), cat([r0, r1]), cat([c0, c1]), cat([r1, r0]), cat([c1, c0]), cat([v, u]))
+        d = both[:k] + both[k:]
         return r1, c1, v, d, noop
 
     def _start_temperature(self, rng: np.random.Generator, radius: int) -> float:
