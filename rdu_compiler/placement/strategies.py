@@ -16,9 +16,11 @@ runs one, checks the result, and picks the AGCU of every off-chip net.
   multicast counted separately) plus each off-chip unit's bytes x hops to its nearest
   AGCU; it does not model link congestion directly (the cost model checks the most
   loaded link afterwards) nor the AGCU balance (`network.assign_agcus` does that after
-  placement). Its budget is `effort` moves per unit (default 20: ~0.4 s for a full
-  `sn40l` section in CPython); the schedule is geometric cooling with a shrinking move
-  window. Same problem, grid, seed and effort give the same placement.
+  placement). Its budget is `effort` moves per unit (default 20); the schedule is
+  geometric cooling with a shrinking move window (`anneal_schedule`), the random numbers
+  a seeded numpy stream (`anneal_draws`), and proposals are evaluated in numpy batches
+  with the result of taking them one by one (`_Annealer`; ~0.1 s for a full `sn40l`
+  section). Same problem, grid, seed and effort give the same placement.
 """
 
 from __future__ import annotations
