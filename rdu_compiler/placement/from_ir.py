@@ -193,18 +193,45 @@ def read_placement(sp: SectionProblem, grid: Grid) -> Placement | None:
             return None
         for u, s in zip(units, mine, strict=True):
             sites[u] = s
-    agcus = list(assign_agcus(grid, p, sites))
+    first, count = _net_ranges(p)
+    recorded: dict[int, int] = {}
+    missing = False
     index = {a: i for i, a in enumerate(grid.agcus)}
     for op, flows in sp.transfers:
         attr = op.properties.get("agcu_sites")
-        nets = [n for f in flows for n in p.nets_of(f)]
+        nets = [n for f in flows for n in range(first[f], first[f] + count[f])]
         if not isinstance(attr, DenseArrayBase) or len(pairs(attr)) != len(nets):
+            missing = True
             continue
         for n, a in zip(nets, pairs(attr), strict=True):
             if a not in index:
                 raise RouteError(f"{op.name} routed through {a}, which is not an AGCU of the grid")
-            agcus[n] = index[a]
+            recorded[n] = index[a]
+    total = first[-1] + count[-1] if count else 0
+    covered = {f for _, flows in sp.transfers for f in flows}
+    if missing or any(f not in covered for f in _agcu_flows(p)):
+        agcus = list(assign_agcus(grid, p, sites))  # some off-chip net has no recorded AGCU
+    else:
+        agcus = [-1] * total
+    for n, a in recorded.items():
+        agcus[n] = a
     return Placement(tuple(sites), tuple(agcus))
+
+
+def _net_ranges(p: Problem) -> tuple[list[int], list[int]]:
+    """Per flow: its first net's index and its number of nets (`Problem.nets`' split,
+    without building the nets)."""
+    first, count, n = [], [], 0
+    for f in p.flows:
+        k = max(1 if g == AGCU else p.groups[g].size for g in (f.source, *(s for s, _ in f.sinks)))
+        first.append(n)
+        count.append(k)
+        n += k
+    return first, count
+
+
+def _agcu_flows(p: Problem) -> list[int]:
+    return [i for i, f in enumerate(p.flows) if f.source == AGCU or any(s == AGCU for s, _ in f.sinks)]
 
 
 def section_routing(section: rdu.SectionOp) -> str:
