@@ -27,7 +27,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from xdsl.dialects.builtin import DenseArrayBase, i64
+import numpy as np
+from xdsl.dialects.builtin import BytesAttr, DenseArrayBase, i64
 from xdsl.ir import Operation, SSAValue
 
 from rdu_compiler.dialects import rdu
@@ -149,8 +150,10 @@ def section_problem(section: rdu.SectionOp) -> SectionProblem:
 
 
 def flat(sites: Sequence[Site]) -> DenseArrayBase:
-    """`array<i64: r0, c0, r1, c1, ...>`: sites as flattened (row, col) pairs."""
-    return DenseArrayBase.from_list(i64, [x for s in sites for x in s])
+    """`array<i64: r0, c0, r1, c1, ...>`: sites as flattened (row, col) pairs (built from
+    the bytes, the attribute `DenseArrayBase.from_list` gives, without its per-element walk)."""
+    data = np.asarray(sites, dtype="<i8").reshape(-1).tobytes()
+    return DenseArrayBase(i64, BytesAttr(data))
 
 
 def pairs(array: DenseArrayBase) -> list[Site]:
@@ -165,8 +168,9 @@ def write_placement(sp: SectionProblem, placement: Placement, grid: Grid) -> Non
         k.pcu_sites = flat(_group_sites(p, sp.pcu_group[ki], placement.sites))
         pmus = [s for g in sp.buffer_groups[ki] if g >= 0 for s in _group_sites(p, g, placement.sites)]
         k.pmu_sites = flat(pmus)
+    first, count = _net_ranges(p)
     for op, flows in sp.transfers:
-        agcus = [grid.agcus[placement.agcus[n]] for f in flows for n in p.nets_of(f)]
+        agcus = [grid.agcus[placement.agcus[n]] for f in flows for n in range(first[f], first[f] + count[f])]
         op.properties["agcu_sites"] = flat(agcus)
 
 

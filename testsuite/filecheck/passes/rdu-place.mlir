@@ -46,8 +46,8 @@ builtin.module attributes {rdu.fabric = "tiny", rdu.hbm_peak_bytes = 8192 : i64,
 // routing its link loads assume (balanced: each on-chip net XY or YX).
 // CHECK:       "rdu.section"() <{sym_name = "s0", {{.*}}, grid = array<i64: 4, 4>, routing = "balanced"}>
 // CHECK-NEXT:    "rdu.load"(%x) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 2, -1, 2, 4>}>
-// CHECK:         sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 2, 0, 0, 2, 0, 0, 1, 1, 3, 1, 3, 3>, pmu_sites = array<i64: 1, 0, 2, 1, 3, 0, 0, 1>}>
-// CHECK:         sym_name = "k2_map"{{.*}}pcu_sites = array<i64: 2, 2, 1, 3>, pmu_sites = array<i64: 3, 2, 0, 3, 1, 2, 2, 3>}>
+// CHECK:         sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 3, 3, 0, 0, 3, 1, 0, 2, 2, 0, 1, 1>, pmu_sites = array<i64: 3, 0, 1, 0, 2, 1, 0, 1>}>
+// CHECK:         sym_name = "k2_map"{{.*}}pcu_sites = array<i64: 2, 2, 1, 3>, pmu_sites = array<i64: 3, 2, 0, 3, 2, 3, 1, 2>}>
 // CHECK:         "rdu.store"(%z) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 2, 4>}>
 
 // row-major: kernels in program order take the next PCU and PMU sites row by row.
@@ -59,7 +59,7 @@ builtin.module attributes {rdu.fabric = "tiny", rdu.hbm_peak_bytes = 8192 : i64,
 // routing=dimension-order routes every net XY, as the mesh does by itself; the sites do
 // not change (routing is chosen after placement).
 // DIMORDER:    "rdu.section"() <{sym_name = "s0", {{.*}}, grid = array<i64: 4, 4>, routing = "dimension-order"}>
-// DIMORDER:    sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 2, 0, 0, 2, 0, 0, 1, 1, 3, 1, 3, 3>, pmu_sites = array<i64: 1, 0, 2, 1, 3, 0, 0, 1>}>
+// DIMORDER:    sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 3, 3, 0, 0, 3, 1, 0, 2, 2, 0, 1, 1>, pmu_sites = array<i64: 3, 0, 1, 0, 2, 1, 0, 1>}>
 
 // BADROUTING: rdu-place: unknown routing 'adaptive'; choose one of balanced, dimension-order
 
