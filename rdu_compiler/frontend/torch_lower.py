@@ -190,7 +190,7 @@ def lower_text(
     model_name: str,
     stages: tuple[int, ...] = (0, 1),
     generic: bool = True,
-) -> tuple[str, int | None, list[str]]:
+) -> tuple[str, int | None, list[str], list[int]]:
     """Parse torch-dialect MLIR ``text`` and run the :data:`PIPELINES` numbered ``stages``.
 
     Runs in the lowering child (see :func:`lower_to_linalg`); before each stage it writes a
@@ -199,7 +199,7 @@ def lower_text(
     Returns:
         (the module's MLIR text, generic op form when ``generic`` else with source
         locations, re-parseable; the number of results of ``@main`` or None; per op of
-        ``@main`` its model line, see :func:`_op_lines`).
+        ``@main`` its model line, see :func:`_op_lines`; the unused arguments of ``@main``).
 
     Raises:
         FrontendError: a pipeline failed (names the aten op and the model line).
@@ -221,7 +221,17 @@ def lower_text(
         out = module.operation.get_asm(print_generic_op_form=True)
     else:
         out = module.operation.get_asm(enable_debug_info=True)
-    return out, _count_main_results(module), _op_lines(module)
+    return out, _count_main_results(module), _op_lines(module), _unused_arguments(module)
+
+
+def _unused_arguments(module: Any) -> list[int]:
+    """Indices of the arguments of ``@main`` that no op reads (torch-mlir dropped them,
+    or the model never read them)."""
+    for fn in module.body.operations:
+        if fn.operation.name == "func.func":
+            block = fn.regions[0].blocks[0]
+            return [i for i, a in enumerate(block.arguments) if not list(a.uses)]
+    return []
 
 
 _LIBRARY_DIRS = ("/torch/", "/torch_mlir/", "/functorch/", "/torchgen/", "/rdu_compiler/")
@@ -249,12 +259,13 @@ def _op_lines(module: Any) -> list[str]:
 
 def lower_to_linalg(
     module: Any, source_lines: dict[str, str], model_name: str
-) -> tuple[str, int | None, list[str]]:
+) -> tuple[str, int | None, list[str], list[int]]:
     """Lower the FX importer's torch-dialect ``module`` to linalg-on-tensors, isolated.
 
     Returns:
         (linalg-on-tensors MLIR text in generic op form, number of results of ``@main``,
-        per op of ``@main`` the model line it comes from or '').
+        per op of ``@main`` the model line it comes from or '', the indices of the
+        arguments of ``@main`` no op reads).
 
     Raises:
         FrontendError: torch-mlir cannot lower an op, crashed or hung (the message names

@@ -297,3 +297,26 @@ def test_elided_dense_resource_is_refused_at_compile_time() -> None:
     text = RESOURCE_I64.split("{-#")[0].replace("torch_tensor_4_torch.int64", "__elided__")
     with pytest.raises(CompileError, match=r"resource blob whose data the input does not hold"):
         compile_text(text)
+
+
+# ------------------------------------------------------------- dropped operands
+
+
+def test_operand_dropped_by_torch_mlir_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch-mlir's own embedding_bag lowering ignores per_sample_weights; with our
+    decomposition off, the lowered program never reads that argument: an error."""
+    import rdu_compiler.frontend.torch_import as ti
+
+    monkeypatch.setattr(ti, "embedding_bag_decompositions", dict)
+    ins = (IDS, torch.tensor([0, 4]), torch.rand(len(IDS)))
+    with pytest.raises(FrontendError, match=r"dropped operand 'psw\w*' of op 'aten._embedding_bag'.*self.bag\(ids"):
+        import_torch(Bag("sum").eval(), ins)
+
+
+def test_argument_read_only_for_its_shape_is_not_a_dropped_operand() -> None:
+    class ShapeOnly(torch.nn.Module):
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return x + torch.zeros_like(y) + y.new_ones(y.shape)
+
+    prog = import_torch(ShapeOnly(), (torch.randn(3), torch.randn(3)))
+    assert prog.input_names == ["x", "y"]
