@@ -51,7 +51,10 @@ from rdu_compiler.frontend.torch_checks import (
     refuse_dropped_operands,
     refuse_embedding_bag_internals,
 )
-from rdu_compiler.frontend.torch_decompositions import embedding_bag_decompositions
+from rdu_compiler.frontend.torch_decompositions import (
+    embedding_bag_decompositions,
+    positive_dim_decompositions,
+)
 from rdu_compiler.frontend.torch_lower import lower_to_linalg
 from rdu_compiler.frontend.torch_lower import op_from_diagnostics as _op_from_diagnostics
 
@@ -384,6 +387,7 @@ def _decomposition_table() -> dict[Any, Any]:
     table[torch.ops.aten._softmax.default] = _softmax_single_pass_max
     table[torch.ops.aten._log_softmax.default] = _log_softmax_single_pass_max
     table.update(embedding_bag_decompositions())
+    table.update(positive_dim_decompositions())
     return table
 
 
