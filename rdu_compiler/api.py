@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,7 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 def to_torch(a: np.ndarray) -> torch.Tensor:
     """The inverse of `to_numpy`."""
-    a = np.ascontiguousarray(a)
+    a = np.require(a, requirements="C")  # not ascontiguousarray: it makes a 0-d array 1-d
     if a.dtype == ml_dtypes.bfloat16:
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a)
@@ -80,7 +82,10 @@ class CompiledProgram:
         if self._emulator is None:
             self._emulator = Emulator(self.module, self.fabric)
         args = self._arguments(inputs)
-        outputs, stats = self._emulator.run(args)
+        try:
+            outputs, stats = self._emulator.run(args)
+        except RduError as e:
+            raise self._locate(e) from None
         self.last_stats = stats
         self.report["emulator"] = stats.to_dict()
         tensors = [to_torch(o) for o in outputs]
@@ -126,7 +131,7 @@ class CompiledProgram:
         with open(os.path.join(directory, "kernels.py"), "w") as f:
             f.write(source.text)
         imp = self.imported
-        consts = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in source.constants.items()}
+        consts = {k: torch.from_numpy(np.require(v, requirements="C")) for k, v in source.constants.items()}
         if consts:
             imp = dataclasses.replace(
                 imp,
@@ -137,15 +142,68 @@ class CompiledProgram:
         save_weights(os.path.join(directory, "weights.safetensors"), imp)
 
     def _arguments(self, inputs: tuple[Any, ...]) -> list[np.ndarray]:
+        """The program's arguments (user inputs then weights, in `arg_names` order) as numpy.
+
+        Raises:
+            RduError: a wrong number of inputs, or an input whose dtype is not the one the
+                model was compiled for (never converted: an int64 id would wrap to int32, a
+                float id would be truncated).
+        """
         flat, _ = torch.utils._pytree.tree_flatten(inputs)
         if len(flat) != len(self.imported.input_names):
             raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
         by_name = dict(zip(self.imported.input_names, flat, strict=True))
+        expected = self._input_dtypes()
         args = []
         for name in self.imported.arg_names:
             value = by_name[name] if name in by_name else self.imported.weights[name]
-            args.append(to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value))
+            arr = to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
+            if name in by_name and name in expected and arr.dtype != expected[name]:
+                position = self.imported.input_names.index(name)
+                raise RduError(
+                    f"input '{name}' (#{position}) has dtype {_dtype_name(value, arr)} but the model was "
+                    f"compiled for {expected[name].name}; the runtime does not convert inputs (that "
+                    f"would wrap or truncate values). Pass a tensor of dtype {expected[name].name}, "
+                    "or compile with example inputs of the dtype you run with."
+                )
+            args.append(arr)
         return args
+
+    def _locate(self, err: RduError) -> RduError:
+        """Append the model line (PyTorch) or ONNX node behind the kernel an emulator error names."""
+        import re
+
+        from rdu_compiler.frontend.locations import payload_op_lines
+        from rdu_compiler.frontend.onnx_import import add_source_location
+
+        op = getattr(err, "payload_op", None)
+        k = re.search(r"kernel 'k(\d+)_", str(err))
+        op_nodes = getattr(self.imported, "op_nodes", None)
+        if op and k and op_nodes:
+            lines = payload_op_lines(self.linalg, int(k.group(1)), op, op_nodes)
+            if lines:
+                err.args = (f"{err.args[0]} [from {' or '.join(lines)}]",)
+                return err
+        return add_source_location(err, self.imported)
+
+    def _input_dtypes(self) -> dict[str, np.dtype[Any]]:
+        """input name -> numpy dtype the program takes: the ONNX graph's declared dtype, else
+        the element type of the program's function argument."""
+        declared = getattr(self.imported, "input_dtypes", None)
+        if declared:
+            return {n: np.dtype(d) for n, d in declared.items()}
+        from xdsl.dialects import func
+
+        from rdu_compiler.dialects import rdu
+        from rdu_compiler.runtime.payload_eval import numpy_dtype
+
+        fn = next(op for op in self.module.ops if isinstance(op, func.FuncOp))
+        types = [a.type for a in fn.body.block.args]
+        return {
+            n: numpy_dtype(rdu.element_type_of(t))
+            for n, t in zip(self.imported.arg_names, types, strict=False)
+            if n in self.imported.input_names
+        }
 
     def save(self, directory: str) -> None:
         """Write model.mlir (placed program), weights.safetensors and report.json."""
@@ -157,6 +215,10 @@ class CompiledProgram:
         save_weights(os.path.join(directory, "weights.safetensors"), self.imported)
         with open(os.path.join(directory, "report.json"), "w") as f:
             json.dump(self.report, f, indent=2, default=str)
+
+
+def _dtype_name(value: Any, arr: np.ndarray) -> str:
+    return str(value.dtype).removeprefix("torch.") if isinstance(value, torch.Tensor) else arr.dtype.name
 
 
 def compile(  # noqa: A001 - the documented name of the API
@@ -194,17 +256,42 @@ def compile(  # noqa: A001 - the documented name of the API
     fab = _fabric(fabric)
     stage("export + torch-mlir")
     imported = import_torch(module, tuple(example_inputs), fold_constants=fold_constants)
-    stage("parse (xDSL)")
-    mod = parse_module(imported.mlir_text, "linalg")
-    set_fabric(mod, fabric)
-    snapshots: dict[str, str] | None = {} if keep_ir else None
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
+
+
+@contextlib.contextmanager
+def _long_lived_heap() -> Iterator[Callable[[], None]]:
+    """Collect garbage as a compiler's heap wants: the model and the IR live for the whole
+    compile, so `gc.freeze()` them (the collector stops re-scanning them; new garbage is still
+    collected) and unfreeze at the end. Yields `refreeze`, to call once more objects of that
+    kind exist (after parsing). Does nothing when the process already froze objects itself."""
+    if gc.get_freeze_count():
+        yield lambda: None
+        return
+    gc.freeze()
     try:
-        run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
-    except CompileError as e:
-        _locate(e, imported)  # the model line / ONNX node of the refused op
-        raise
-    stage("cost model")
-    report = build_report(mod, fab, opt_level)
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
+
+
+def _compile_imported(
+    imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool
+) -> CompiledProgram:
+    """Parse the imported linalg text, run the pass pipeline, build the report."""
+    with _long_lived_heap() as refreeze:
+        stage("parse (xDSL)")
+        mod = parse_module(imported.mlir_text, "linalg")
+        set_fabric(mod, fabric)
+        refreeze()
+        snapshots: dict[str, str] | None = {} if keep_ir else None
+        try:
+            run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+        except CompileError as e:
+            _locate(e, imported)  # the model line / ONNX node of the refused op
+            raise
+        stage("cost model")
+        report = build_report(mod, fab, opt_level)
     return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
 
 
@@ -248,18 +335,7 @@ def compile_onnx(
     fab = _fabric(fabric)
     stage("export + torch-mlir")
     imported = import_onnx(model, input_shapes, constant_inputs)
-    stage("parse (xDSL)")
-    mod = parse_module(imported.mlir_text, "linalg")
-    set_fabric(mod, fabric)
-    snapshots: dict[str, str] | None = {} if keep_ir else None
-    try:
-        run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
-    except CompileError as e:
-        _locate(e, imported)  # the model line / ONNX node of the refused op
-        raise
-    stage("cost model")
-    report = build_report(mod, fab, opt_level)
-    return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
 
 
 def _locate(err: CompileError, imported: Any) -> None:

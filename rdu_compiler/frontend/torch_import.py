@@ -41,11 +41,13 @@ import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
+from rdu_compiler.frontend.decompositions import numerics_decompositions
 from rdu_compiler.frontend.errors import FrontendError
 from rdu_compiler.frontend.locations import fmt_where as _fmt_where
 from rdu_compiler.frontend.locations import frame_where as _frame_where
 from rdu_compiler.frontend.locations import summarize as _summarize
 from rdu_compiler.frontend.lower_server import prestart as prestart_lowering
+from rdu_compiler.frontend.meta_device import retarget_meta_devices
 from rdu_compiler.frontend.torch_checks import (
     refuse_data_dependent_shapes,
     refuse_dropped_operands,
@@ -386,6 +388,7 @@ def _decomposition_table() -> dict[Any, Any]:
     table[torch.ops.aten.var.correction] = _var_same_dtype
     table[torch.ops.aten._softmax.default] = _softmax_single_pass_max
     table[torch.ops.aten._log_softmax.default] = _log_softmax_single_pass_max
+    table.update(numerics_decompositions())  # eager's numbers where torch-mlir's lowering differs
     table.update(embedding_bag_decompositions())
     table.update(positive_dim_decompositions())
     return table
@@ -750,6 +753,7 @@ def import_torch(
     source_lines = _collect_source_lines([ep.graph])
     for k, v in source_lines_pre.items():
         source_lines.setdefault(k, v)
+    retarget_meta_devices(ep.graph)  # shape-only models: factory ops on meta -> cpu
 
     # 3. Signature: argument kinds and weights, by placeholder name.
     sig = ep.graph_signature
@@ -928,6 +932,8 @@ def save_weights(path: str | os.PathLike[str], prog: ImportedProgram) -> None:
     """
     from safetensors.torch import save_file
 
+    from rdu_compiler.frontend.weights_header import canonicalize_header
+
     kinds = dict(zip(prog.arg_names, prog.arg_kinds, strict=True))
     order = [n for n in prog.arg_names if n in prog.weights]
     order += [n for n in prog.weights if n not in kinds]  # defensive: weights not in args
@@ -958,6 +964,7 @@ def save_weights(path: str | os.PathLike[str], prog: ImportedProgram) -> None:
     }
     try:
         save_file(stored, os.fspath(path), metadata=metadata)
+        canonicalize_header(path)  # safetensors writes metadata in random order
     except OSError as e:
         raise FrontendError(f"Cannot write weights file '{path}': {e.strerror or e}.") from None
 

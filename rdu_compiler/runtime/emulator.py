@@ -3,25 +3,30 @@
 It executes what the compiler decided, not the original graph: each `rdu.section` in
 program order, each kernel in it tile by tile at its `tile` sizes (see
 `kernel_exec.KernelExecutor`), streams between kernels kept on chip, `rdu.load` /
-`rdu.store` / gathers counted as off-chip bytes of their tier. It refuses a program
-whose section uses more units than the fabric has, or whose buffer exceeds its PMUs.
+`rdu.store` / gathers counted as off-chip bytes of their tier. Before running it
+verifies the module (the rdu verifiers, against the fabric the module names) and checks
+every section against the fabric it runs on: it refuses a program whose section uses
+more units than the fabric has, whose buffer claims PMUs other than the fabric's or
+exceeds its PMUs, or whose placement is off the grid or puts two units on one site.
 A run's trace (one track per kernel, modelled time) is written by `runtime.trace`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from xdsl.dialects import arith, func, tensor
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp
 from xdsl.ir import Operation, SSAValue
+from xdsl.utils.exceptions import VerifyException
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.fabric import Fabric
+from rdu_compiler.passes.common import FABRIC_ATTR
 from rdu_compiler.runtime.kernel_exec import Empty, KernelExecutor
 from rdu_compiler.runtime.payload_eval import numpy_dtype
 
@@ -74,6 +79,18 @@ class Emulator:
     """Compiled once per program; `run` may be called many times."""
 
     def __init__(self, module: ModuleOp, fabric: Fabric):
+        """Raises: EmulatorError: the module does not verify, names a fabric other than
+        `fabric`, or breaks a capacity or placement rule of `fabric`."""
+        try:
+            module.verify()
+            named = rdu.module_fabric(module)
+        except VerifyException as e:
+            raise EmulatorError(f"the program does not verify, so the emulator refuses it: {e}") from e
+        if named is not None and _comparable(named) != _comparable(fabric):
+            raise EmulatorError(
+                f"the program was compiled for fabric '{named.name}' ({module.attributes[FABRIC_ATTR]}) but the emulator was given fabric "
+                f"'{fabric.name}' ({fabric.source}); run it on the fabric it was compiled for"
+            )
         self.module = module
         self.fabric = fabric
         fns = [op for op in module.ops if isinstance(op, func.FuncOp)]
@@ -94,6 +111,10 @@ class Emulator:
 
     def _check_section(self, section: rdu.SectionOp) -> None:
         name = section.sym_name.data
+        try:
+            rdu.verify_against_fabric(section, self.fabric)
+        except VerifyException as e:
+            raise EmulatorError(f"{e}; the emulator refuses the program") from e
         kernels = section.kernels()
         pcus = sum(k.pcus.value.data if k.pcus else 0 for k in kernels)
         pmus = sum(k.total_pmus for k in kernels)
@@ -119,7 +140,7 @@ class Emulator:
             want = rdu.shape_of(a.type)
             if tuple(np.shape(v)) != want:
                 raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
-            env[a] = np.asarray(v, dtype=numpy_dtype(rdu.element_type_of(a.type)))
+            env[a] = _argument(a.index, v, numpy_dtype(rdu.element_type_of(a.type)))
         stats = EmulatorStats()
         start = time.perf_counter()
         outputs: list[np.ndarray] = []
@@ -203,6 +224,28 @@ class Emulator:
             env[op.result] = np.pad(env[op.source], list(zip(low, high, strict=True)), constant_values=env[op.value])
         else:
             raise EmulatorError(f"op '{op.name}' cannot run on the emulator")
+
+
+def _comparable(fabric: Fabric) -> Fabric:
+    """The fabric without where it was loaded from (a preset and its .toml copy are equal)."""
+    return replace(fabric, source="")
+
+
+def _argument(index: int, v: Any, dtype: np.dtype[Any]) -> np.ndarray:
+    """Argument `index` as `dtype`; refuses a conversion to an integer type that changes values
+    (floats truncated, integers out of range wrapped)."""
+    arr = np.asarray(v)
+    if arr.dtype == dtype or dtype.kind not in "iub":
+        return arr.astype(dtype, copy=False)
+    if arr.dtype.kind in "iub":
+        out = arr.astype(dtype)
+        if np.array_equal(out.astype(arr.dtype), arr):
+            return out
+    raise EmulatorError(
+        f"argument {index}: {arr.dtype.name} values do not convert exactly to the program's {dtype.name} "
+        "(a float would be truncated or an integer out of range would wrap); the emulator refuses the run. "
+        f"Pass {dtype.name} values."
+    )
 
 
 def _view(op: rdu.ViewOp, arr: np.ndarray) -> np.ndarray:

@@ -54,6 +54,14 @@ def numpy_dtype(t: Attribute) -> np.dtype[Any]:
     raise EmulatorError(f"element type {t} is not supported by the emulator")
 
 
+def _round_half_away(x: Any) -> Any:
+    """math.round: to nearest, ties away from zero. Not trunc(x + 0.5): that sum rounds in
+    the float type (0.49999997 -> 1, 2^23 + 1 -> 2^23 + 2 in f32); x - trunc(x) is exact."""
+    t = np.trunc(x)
+    with np.errstate(invalid="ignore"):  # inf - inf: the comparison is false, t (inf) is kept
+        return np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t).astype(np.asarray(x).dtype)
+
+
 def _divsi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     q = np.floor_divide(a, b)
     fix = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
@@ -103,11 +111,18 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
     "math.tanh": np.tanh, "math.sqrt": np.sqrt, "math.rsqrt": lambda x: np.reciprocal(np.sqrt(x)),
     "math.absf": np.abs, "math.absi": np.abs, "math.erf": scipy.special.erf, "math.sin": np.sin,
     "math.cos": np.cos, "math.tan": np.tan, "math.atan": np.arctan, "math.ceil": np.ceil,
-    "math.floor": np.floor, "math.roundeven": np.rint, "math.round": lambda x: np.trunc(x + np.copysign(0.5, x)),
+    "math.floor": np.floor, "math.roundeven": np.rint, "math.round": lambda x: _round_half_away(x),
     "math.trunc": np.trunc, "math.sinh": np.sinh, "math.cosh": np.cosh, "math.asin": np.arcsin,
     "math.acos": np.arccos, "math.sigmoid": scipy.special.expit, "math.atanh": np.arctanh,
     "math.asinh": np.arcsinh, "math.acosh": np.arccosh, "math.cbrt": np.cbrt,
     "math.erfc": scipy.special.erfc,
+}
+
+#: Integer divisions and remainders: MLIR leaves a zero divisor (and, signed, MIN / -1)
+#: undefined; eager PyTorch raises. The emulator refuses both (`_checked_division`).
+_INT_DIVISIONS = {
+    "arith.divsi": True, "arith.remsi": True, "arith.floordivsi": True, "arith.ceildivsi": True,
+    "arith.divui": False, "arith.remui": False,
 }
 
 _CASTS = {
@@ -186,6 +201,8 @@ class CompiledPayload:
     def _compile(self, op: Operation, name: str) -> Step:
         ins = [self.slots[v] for v in op.operands]
         out = self.slots[op.results[0]] if op.results else -1
+        if name in _INT_DIVISIONS and _is_integer(op.results[0].type):
+            return self._checked_division(name, ins, out)
         if name in _BINARY:
             fn2 = _BINARY[name]
             a, b = ins
@@ -206,12 +223,43 @@ class CompiledPayload:
             return self._cast(op, ins[0], out)
         return self._special(op, name, ins, out)
 
+    def _checked_division(self, name: str, ins: list[int], out: int) -> Step:
+        fn2 = _BINARY[name]
+        signed = _INT_DIVISIONS[name]
+        a, b = ins
+
+        def division(vals: list[Any], ctx: TileContext) -> None:
+            x, y = np.asarray(vals[a]), np.asarray(vals[b])
+            if np.any(y == 0):
+                raise _payload_error(name, 
+                    f"kernel '{self.kernel}': integer division by zero ('{name}'); eager PyTorch raises "
+                    "ZeroDivisionError and the result is undefined on the RDU, so the emulator refuses the run. "
+                    "Pass nonzero divisors (or divide in floating point)."
+                )
+            if signed and y.dtype.kind == "i":
+                low = np.iinfo(y.dtype).min
+                if np.any((x == low) & (y == -1)):
+                    raise _payload_error(name, 
+                        f"kernel '{self.kernel}': integer division overflow ('{name}' of {low} by -1, which "
+                        f"does not fit in {y.dtype.name}); the result is undefined (eager PyTorch crashes with "
+                        "SIGFPE), so the emulator refuses the run. Keep dividends above the type's minimum."
+                    )
+            vals[out] = fn2(x, y)
+
+        return division
+
     def _cast(self, op: Operation, a: int, out: int) -> Step:
         dtype = numpy_dtype(op.results[0].type)
-        unsigned_source = op_name(op) in ("arith.extui", "arith.uitofp", "arith.index_castui")
+        name = op_name(op)
+        unsigned_source = name in ("arith.extui", "arith.uitofp", "arith.index_castui")
+        to_int = name in ("arith.fptosi", "arith.fptoui")
 
         def cast(vals: list[Any], ctx: TileContext) -> None:
             x = np.asarray(vals[a])
+            if to_int:
+                _check_float_to_int(self.kernel, name, x, dtype)
+                if dtype.kind == "i" and dtype.itemsize < 8:  # via int64: an i8 holding a uint8 wraps exactly
+                    x = x.astype(np.int64)
             vals[out] = (_as_unsigned(x) if unsigned_source else x).astype(dtype)
 
         return cast
@@ -348,6 +396,38 @@ def evaluate_op(op: Operation, args: list[Any]) -> Any:
         vals[payload.slots[v]] = a
     step(vals, TileContext((), ()))
     return vals[payload.slots[op.results[0]]]
+
+
+def _payload_error(op: str, message: str) -> EmulatorError:
+    """An EmulatorError raised by payload op `op` (kept as `.payload_op`, to locate its model line)."""
+    err = EmulatorError(message)
+    err.payload_op = op  # type: ignore[attr-defined]
+    return err
+
+
+def _is_integer(t: Attribute) -> bool:
+    return isinstance(t, IntegerType | IndexType)
+
+
+def _check_float_to_int(kernel: str, name: str, x: np.ndarray, dtype: np.dtype[Any]) -> None:
+    """Refuse a float-to-integer cast whose result MLIR leaves undefined (poison): NaN, inf, or
+    a value whose truncation is out of the integer type's range (numpy would return an
+    arbitrary number, eager PyTorch an implementation-defined one)."""
+    if dtype == np.bool_:
+        return
+    info = np.iinfo(dtype if name == "arith.fptosi" else np.dtype(f"u{dtype.itemsize}"))
+    low, high = float(info.min), float(info.max) + 1.0  # powers of two: exact in f64
+    if name == "arith.fptosi" and dtype == np.int8:
+        high = 256.0  # torch-mlir casts to uint8 (stored as signless i8) with fptosi too
+    t = np.trunc(x.astype(np.float64))
+    bad = ~np.isfinite(t) | (t < low) | (t >= high)
+    if np.any(bad):
+        first = float(x[bad].flat[0]) if x.ndim else float(x)
+        raise _payload_error(name, 
+            f"kernel '{kernel}': '{name}' of {first} to {dtype.name}: NaN, inf or a value out of the integer "
+            "range has no defined result (eager PyTorch returns an arbitrary number), so the emulator refuses "
+            f"the run. Keep the values finite and within {dtype.name} before the cast (e.g. torch.nan_to_num, clamp)."
+        )
 
 
 def _constant(op: Operation) -> Any:

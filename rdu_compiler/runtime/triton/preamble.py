@@ -129,7 +129,8 @@ def _roundeven(x):
 
 @triton.jit
 def _round(x):
-    return _trunc(x + tl.where(x < 0, -0.5, 0.5))
+    t = _trunc(x)  # ties away from zero; x - t is exact (x + 0.5 would round first)
+    return tl.where(tl.abs(x - t) >= 0.5, t + tl.where(x < 0, -1.0, 1.0), t)
 
 
 @triton.jit

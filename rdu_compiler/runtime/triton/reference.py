@@ -69,10 +69,22 @@ _CMPI: list[Callable[[Any, Any], Any]] = [torch.eq, torch.ne, torch.lt, torch.le
 _REDUCE = {
     "arith.addf": lambda x, d: x.sum(d, keepdim=True), "arith.addi": lambda x, d: x.sum(d, keepdim=True),
     "arith.mulf": lambda x, d: _prod(x, d), "arith.muli": lambda x, d: _prod(x, d),
-    "arith.maximumf": lambda x, d: x.amax(d, keepdim=True), "arith.maxnumf": lambda x, d: x.amax(d, keepdim=True),
+    "arith.maximumf": lambda x, d: x.amax(d, keepdim=True), "arith.maxnumf": lambda x, d: _num_reduce(x, d, True),
     "arith.maxsi": lambda x, d: x.amax(d, keepdim=True), "arith.minimumf": lambda x, d: x.amin(d, keepdim=True),
-    "arith.minnumf": lambda x, d: x.amin(d, keepdim=True), "arith.minsi": lambda x, d: x.amin(d, keepdim=True),
+    "arith.minnumf": lambda x, d: _num_reduce(x, d, False), "arith.minsi": lambda x, d: x.amin(d, keepdim=True),
 }
+
+
+def _num_reduce(x: torch.Tensor, dims: tuple[int, ...], is_max: bool) -> torch.Tensor:
+    """maxnumf / minnumf over `dims`: NaN ignored (NaN only where every value is NaN), unlike
+    amax / amin (maximumf / minimumf), which propagate it."""
+    if not x.dtype.is_floating_point:
+        return x.amax(dims, keepdim=True) if is_max else x.amin(dims, keepdim=True)
+    nan = x.isnan()
+    fill = torch.tensor(float("-inf") if is_max else float("inf"), dtype=x.dtype, device=x.device)
+    y = torch.where(nan, fill, x)
+    y = y.amax(dims, keepdim=True) if is_max else y.amin(dims, keepdim=True)
+    return torch.where(nan.all(dims, keepdim=True) if dims else nan, x.new_tensor(float("nan")), y)
 
 
 def _prod(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:

@@ -71,7 +71,7 @@ class TritonRunner:
                 cache[key] = _as_torch(v).to(self.device)
             self.weights[k] = cache[key]
         for k, arr in source.constants.items():
-            self.weights[k] = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+            self.weights[k] = torch.from_numpy(np.require(arr, requirements="C")).to(self.device)
 
     def run(self, *inputs: Any) -> tuple[torch.Tensor, ...]:
         """Run on `inputs` (tensors or arrays, moved to the device); returns the flat outputs

@@ -1,0 +1,202 @@
+"""Decompositions that fix torch-mlir lowerings which change eager PyTorch's numbers.
+
+They run with torch.export's `run_decompositions`, before torch-mlir sees the graph, and
+rewrite an op into plain tensor ops whose torch-mlir lowering computes what eager does:
+
+- `aten.gelu(approximate="tanh")`: torch-mlir's lowering uses 0.797724 for sqrt(2/pi)
+  (0.7978846), about 2e-4 relative error; here the exact constant, in eager's order
+  `0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))`, in float32 for bf16/f16.
+- `aten.maximum`/`minimum`, `clamp` (scalar and tensor bounds), `clamp_min`/`clamp_max`,
+  `hardtanh` (relu6, hardswish, hardsigmoid go through it or clamp): torch-mlir lowers them
+  to `cmpf ogt|olt|ult|ugt + select`, which turns a NaN operand into a number; eager
+  propagates NaN. Here: `where(isnan(x) | (x > y), x, y)`-style selects that keep NaN.
+- `aten.leaky_relu`: torch-mlir builds `max(x, 0) + slope * min(x, 0)` with the same
+  NaN-dropping selects; here eager's `where(x > 0, x, x * slope)`.
+- `aten.argmax`/`argmin`, the indices of `aten.max.dim`/`min.dim`: torch-mlir's
+  `cmpf ogt|olt` never selects a NaN; eager returns the first NaN's index.
+- integer `div(rounding_mode="floor")`: torch-mlir computes it in f64 (`sitofp`, `divf`,
+  `floor`, `fptosi`), which is inexact beyond 2^53 and turns a division by zero into an
+  undefined float-to-int cast; here a truncating integer division (`arith.divsi`, which
+  the emulator checks for zero divisors) corrected towards -inf.
+
+Every decomposition returns `NotImplemented` (keep the op) where torch-mlir's lowering is
+already exact (integer min/max, non-tanh GELU, float floor division).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+aten = torch.ops.aten
+
+#: sqrt(2 / pi), as eager PyTorch's GELU kernel (M_SQRT2 * M_2_SQRTPI * 0.5).
+_SQRT_2_OVER_PI = math.sqrt(2.0) * (2.0 / math.sqrt(math.pi)) * 0.5
+_GELU_KAPPA = 0.044715
+
+
+def _is_float(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and x.dtype.is_floating_point
+
+
+def _gelu(x: torch.Tensor, approximate: str = "none") -> Any:
+    if approximate != "tanh":
+        return NotImplemented
+    xf = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+    inner = _SQRT_2_OVER_PI * (xf + _GELU_KAPPA * (xf * xf * xf))
+    y = 0.5 * xf * (1.0 + torch.tanh(inner))
+    return y.to(x.dtype)
+
+
+def _nan_max(a: torch.Tensor, b: Any) -> torch.Tensor:
+    """max(a, b) with a NaN in either operand giving NaN (b may be a scalar)."""
+    pick_a = torch.isnan(a) | (a > b)
+    return torch.where(pick_a, a, b)
+
+
+def _nan_min(a: torch.Tensor, b: Any) -> torch.Tensor:
+    pick_a = torch.isnan(a) | (a < b)
+    return torch.where(pick_a, a, b)
+
+
+def _maximum(a: torch.Tensor, b: torch.Tensor) -> Any:
+    if not (_is_float(a) or _is_float(b)):
+        return NotImplemented
+    dtype = torch.result_type(a, b)
+    return _nan_max(a.to(dtype), b.to(dtype))  # a NaN b: neither isnan(a) nor a > b, so b
+
+
+def _minimum(a: torch.Tensor, b: torch.Tensor) -> Any:
+    if not (_is_float(a) or _is_float(b)):
+        return NotImplemented
+    dtype = torch.result_type(a, b)
+    return _nan_min(a.to(dtype), b.to(dtype))
+
+
+def _bound(x: torch.Tensor, v: Any) -> Any:
+    """A clamp bound as the value to compare with: scalars stay Python numbers."""
+    if isinstance(v, torch.Tensor):
+        return v.to(x.dtype)
+    return v
+
+
+def _clamp(x: torch.Tensor, lo: Any = None, hi: Any = None) -> Any:
+    """Eager's clamp: NaN in x (or in a tensor bound) propagates; bounds applied min then max."""
+    if not _is_float(x) or (lo is None and hi is None):
+        return NotImplemented
+    if any(isinstance(v, torch.Tensor) and torch.result_type(x, v) != x.dtype for v in (lo, hi) if v is not None):
+        return NotImplemented  # a promoting clamp: keep torch-mlir's handling of the dtypes
+    y = x
+    if lo is not None:
+        y = _nan_max(y, _bound(x, lo))  # a NaN tensor bound is picked too (y > NaN is false)
+    if hi is not None:
+        y = _nan_min(y, _bound(x, hi))
+    return y
+
+
+def _clamp_min(x: torch.Tensor, lo: Any) -> Any:
+    return _clamp(x, lo, None)
+
+
+def _clamp_max(x: torch.Tensor, hi: Any) -> Any:
+    return _clamp(x, None, hi)
+
+
+def _hardtanh(x: torch.Tensor, lo: Any = -1.0, hi: Any = 1.0) -> Any:
+    return _clamp(x, lo, hi)
+
+
+def _leaky_relu(x: torch.Tensor, slope: Any = 0.01) -> Any:
+    if not _is_float(x):
+        return NotImplemented
+    return torch.where(x > 0, x, x * slope)
+
+
+def _div_mode(a: Any, b: Any, *, rounding_mode: str | None = None) -> Any:
+    if rounding_mode != "floor":
+        return NotImplemented
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return NotImplemented
+    if a.dtype.is_floating_point or b.dtype.is_floating_point or a.dtype == torch.bool or b.dtype == torch.bool:
+        return NotImplemented
+    dtype = torch.result_type(a, b)
+    a, b = a.to(dtype), b.to(dtype)
+    q = torch.div(a, b, rounding_mode="trunc")
+    r = a - q * b
+    return q - ((r != 0) & ((r < 0) != (b < 0))).to(dtype)
+
+
+_INSIDE_ARG_BEST: list[bool] = []  # set while an argmax decomposition calls the op it decomposes
+
+
+def _arg_best(x: torch.Tensor, dim: Any, keepdim: bool, is_max: bool) -> Any:
+    """argmax / argmin as eager: the first NaN's index where a NaN is present (eager ranks NaN
+    above everything), else the first best value's. torch-mlir's lowering compares with
+    `cmpf ogt|olt`, which never picks a NaN."""
+    if _INSIDE_ARG_BEST or not _is_float(x):
+        return NotImplemented
+    flat = dim is None
+    v = x.reshape(-1) if flat else x
+    d = 0 if flat else dim
+    keep = keepdim and not flat
+    nan = torch.isnan(v)
+    fill = float("-inf") if is_max else float("inf")
+    _INSIDE_ARG_BEST.append(True)
+    try:
+        masked = torch.where(nan, fill, v)
+        best = torch.argmax(masked, d, keep) if is_max else torch.argmin(masked, d, keep)
+        first_nan = torch.argmax(nan.to(torch.int32), d, keep)  # integer argmax: first maximum
+    finally:
+        _INSIDE_ARG_BEST.pop()
+    idx = torch.where(nan.any(d, keep), first_nan, best)
+    if flat and keepdim:
+        idx = idx.reshape([1] * x.dim())
+    return idx
+
+
+def _argmax(x: torch.Tensor, dim: Any = None, keepdim: bool = False) -> Any:
+    return _arg_best(x, dim, keepdim, True)
+
+
+def _argmin(x: torch.Tensor, dim: Any = None, keepdim: bool = False) -> Any:
+    return _arg_best(x, dim, keepdim, False)
+
+
+def _max_dim(x: torch.Tensor, dim: int, keepdim: bool = False) -> Any:
+    """torch.max(x, dim): the values (`maximumf`, NaN-propagating) and eager's indices."""
+    idx = _arg_best(x, dim, keepdim, True)
+    if idx is NotImplemented:
+        return NotImplemented
+    return torch.amax(x, dim, keepdim), idx
+
+
+def _min_dim(x: torch.Tensor, dim: int, keepdim: bool = False) -> Any:
+    idx = _arg_best(x, dim, keepdim, False)
+    if idx is NotImplemented:
+        return NotImplemented
+    return torch.amin(x, dim, keepdim), idx
+
+
+def numerics_decompositions() -> dict[Any, Any]:
+    """aten op overload -> decomposition, for `ExportedProgram.run_decompositions`."""
+    table: dict[Any, Any] = {
+        aten.gelu.default: _gelu,
+        aten.maximum.default: _maximum,
+        aten.minimum.default: _minimum,
+        aten.clamp.default: _clamp,
+        aten.clamp.Tensor: _clamp,
+        aten.clamp_min.default: _clamp_min,
+        aten.clamp_min.Tensor: _clamp_min,
+        aten.clamp_max.default: _clamp_max,
+        aten.clamp_max.Tensor: _clamp_max,
+        aten.hardtanh.default: _hardtanh,
+        aten.leaky_relu.default: _leaky_relu,
+        aten.div.Tensor_mode: _div_mode,
+        aten.argmax.default: _argmax,
+        aten.argmin.default: _argmin,
+        aten.max.dim: _max_dim,
+        aten.min.dim: _min_dim,
+    }
+    return table
