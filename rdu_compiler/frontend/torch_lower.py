@@ -246,15 +246,20 @@ def _op_lines(module: Any) -> list[str]:
         if fn.operation.name != "func.func":
             continue
         for op in fn.regions[0].blocks[0].operations:
-            where = ""
-            for filename, line in re.findall(r'"([^"]+)":(\d+):\d+', str(op.location)):
-                norm = filename.replace("\\", "/")
-                if not norm.startswith("<") and not any(d in norm for d in _LIBRARY_DIRS):
-                    where = fmt_where(frame_where(filename, int(line)))
-                    break
-            out.append(where)
+            where = _model_frame(str(op.location))
+            out.append(fmt_where(where) if where else "")
         break
     return out
+
+
+def _model_frame(loc: str) -> str | None:
+    """'file.py:12: code' of the first frame of MLIR location ``loc`` outside torch and this
+    compiler (a callsite location lists the innermost frame first)."""
+    for filename, line in _LOC_RE.findall(loc):
+        norm = filename.replace("\\", "/")
+        if not norm.startswith("<") and not any(d in norm for d in _LIBRARY_DIRS):
+            return frame_where(filename, int(line))
+    return None
 
 
 def lower_to_linalg(
@@ -286,22 +291,22 @@ def lower_to_linalg(
     notes = progress_lines(out.stderr)
     stage = int(notes[-1].split()[1]) if notes else 0
     op, loc = _crashing_op(text, stage, model_name, timeout) if not out.timed_out else (None, "")
-    where = _where_of(op, loc, source_lines)
+    where = _model_frame(loc) or (source_lines.get(op) if op else None)
     at = f" (called at {fmt_where(where)})" if where else ""
     what = f" on op '{op}'{at}" if op else ""
     verb = "hung" if out.timed_out else "crashed"
     fatal = next((ln.strip() for ln in out.stderr.splitlines() if "error" in ln.lower()), "")
     detail = f": {fatal[:200]}" if fatal else ""
-    return_fix = (
-        "Rewrite that line with other operations (for a negative `dim`, pass the positive "
-        "dimension), or report the op to torch-mlir."
+    fix = (
+        "Rewrite that line with other operations (or other arguments of the op), or report "
+        "the op to torch-mlir with the model attached."
         if op
         else "Simplify the model, or report it to torch-mlir with the model file attached."
     )
     raise FrontendError(
         f"torch-mlir {verb} ({out.how}){what} of {model_name} during {PIPELINES[stage][0]}"
         f"{detail}; the compiler ran it in a separate process, so nothing else was lost. "
-        + return_fix
+        + fix
     )
 
 
