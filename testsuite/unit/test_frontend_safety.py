@@ -57,8 +57,8 @@ SCATTER_MODEL = textwrap.dedent(
 
     class M(torch.nn.Module):
         def forward(self, x, idx):
-            y = torch.relu(x)
-            return torch.zeros(4, 3).scatter_add(-2, idx, y)
+            y = torch.zeros(4, 3).scatter_add(0, idx, x)
+            return y.scatter_add(-2, idx, torch.relu(x))
 
 
     model = M()
@@ -77,7 +77,8 @@ CRASHING_CLI = (
 
 def test_torch_mlir_crash_is_an_error_naming_the_op_and_line(tmp_path: Path) -> None:
     """torch-mlir segfaults on scatter_add with dim=-2; rdu-compile exits 2 with one
-    paragraph naming the op and the model line (it used to die of SIGSEGV silently)."""
+    paragraph naming the op and the model line of that call, not of the first scatter_add
+    (it used to die of SIGSEGV silently)."""
     model = tmp_path / "model.py"
     model.write_text(SCATTER_MODEL)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -91,7 +92,7 @@ def test_torch_mlir_crash_is_an_error_naming_the_op_and_line(tmp_path: Path) -> 
     assert proc.returncode == 2, (proc.returncode, text[-2000:])
     assert "Traceback" not in text
     assert "crashed (signal SIGSEGV) on op 'aten.scatter_add'" in text
-    assert "model.py:7" in text and "scatter_add(-2, idx, y)" in text
+    assert "model.py:7" in text and "scatter_add(-2, idx, torch.relu(x))" in text  # the op's own line
 
 
 class NegativeDimScatters(torch.nn.Module):
