@@ -88,6 +88,7 @@ _METADATA_READERS = frozenset(
         "aten.size", "aten.stride", "aten.numel", "aten.dim",
         "aten.empty_like", "aten.zeros_like", "aten.ones_like", "aten.full_like",
         "aten.new_empty", "aten.new_zeros", "aten.new_ones", "aten.new_full",
+        "aten._assert_tensor_metadata", "aten.sym_constrain_range_for_size",
     }
 )
 
