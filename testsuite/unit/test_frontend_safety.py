@@ -350,3 +350,15 @@ def test_argument_read_only_for_its_shape_is_not_a_dropped_operand() -> None:
 
     prog = import_torch(ShapeOnly(), (torch.randn(3), torch.randn(3)))
     assert prog.input_names == ["x", "y"]
+
+
+def test_lowering_child_survives_a_segfault_and_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rdu_compiler.frontend.lower_server import Died, call_isolated
+
+    monkeypatch.delenv("RDU_LOWER_IN_PROCESS", raising=False)
+    monkeypatch.delenv("RDU_ONNX_IN_PROCESS", raising=False)
+    out = call_isolated("ctypes", "string_at", 0)  # reads address 0 in the child
+    assert isinstance(out, Died) and out.how == "signal SIGSEGV" and not out.timed_out
+    assert call_isolated("math", "sqrt", 4.0) == 2.0  # a fresh child answers
+    with pytest.raises(ValueError, match="math domain error"):
+        call_isolated("math", "sqrt", -1.0)  # exceptions come back as they were raised
