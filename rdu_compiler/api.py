@@ -205,14 +205,22 @@ class CompiledProgram:
             if n in self.imported.input_names
         }
 
+    @property
+    def shape_only(self) -> bool:
+        """Whether the weights are on the meta device (shapes without data): such a program
+        compiles and reports, but has no weights to save or run with."""
+        return any(isinstance(w, torch.Tensor) and w.is_meta for w in self.imported.weights.values())
+
     def save(self, directory: str) -> None:
-        """Write model.mlir (placed program), weights.safetensors and report.json."""
+        """Write model.mlir (placed program), weights.safetensors and report.json; a
+        shape-only program (`shape_only`) has no weights.safetensors."""
         from rdu_compiler.frontend.torch_import import save_weights
 
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, "model.mlir"), "w") as f:
             f.write(self.ir)
-        save_weights(os.path.join(directory, "weights.safetensors"), self.imported)
+        if not self.shape_only:
+            save_weights(os.path.join(directory, "weights.safetensors"), self.imported)
         with open(os.path.join(directory, "report.json"), "w") as f:
             json.dump(self.report, f, indent=2, default=str)
 

@@ -506,7 +506,10 @@ def module_fabric(op: Operation) -> Fabric | None:
     try:
         return _load_fabric(name)
     except FabricError as e:
-        raise VerifyException(f"the module names fabric {name!r} ({FABRIC_ATTR}), which cannot be loaded: {e}") from e
+        raise VerifyException(
+            f"the module names fabric {name!r} ({FABRIC_ATTR}), which cannot be loaded, so its capacities cannot be "
+            f"checked: {e} (a relative spec path is read from the current folder; point {FABRIC_ATTR} at the spec)"
+        ) from e
 
 
 @lru_cache(maxsize=16)

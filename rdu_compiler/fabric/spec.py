@@ -277,6 +277,10 @@ def load_fabric(name_or_path: str | os.PathLike[str]) -> Fabric:
             spec (missing, mistyped, non-positive or unknown field).
     """
     name = os.fspath(name_or_path)
+    if not name.strip():
+        raise FabricError(
+            f"empty fabric name {name!r}; pass a preset name ({', '.join(preset_names())}) or the path of a fabric spec .toml"
+        )
     if name in preset_names():
         resource = _PRESETS.joinpath(f"{name}.toml")
         where = f"preset {name!r} (rdu_compiler/fabric/presets/{name}.toml)"

@@ -86,11 +86,6 @@ class Emulator:
             named = rdu.module_fabric(module)
         except VerifyException as e:
             raise EmulatorError(f"the program does not verify, so the emulator refuses it: {e}") from e
-        if named is not None and _comparable(named) != _comparable(fabric):
-            raise EmulatorError(
-                f"the program was compiled for fabric '{named.name}' ({module.attributes[FABRIC_ATTR]}) but the emulator was given fabric "
-                f"'{fabric.name}' ({fabric.source}); run it on the fabric it was compiled for"
-            )
         self.module = module
         self.fabric = fabric
         fns = [op for op in module.ops if isinstance(op, func.FuncOp)]
@@ -108,6 +103,11 @@ class Emulator:
                 self._check_section(op)
                 for k in op.kernels():
                     self.executors[k] = KernelExecutor(k)
+        if named is not None and _comparable(named) != _comparable(fabric):  # after the sections: their reasons are sharper
+            raise EmulatorError(
+                f"the program was compiled for fabric '{named.name}' ({module.attributes[FABRIC_ATTR]}) but the "
+                f"emulator was given fabric '{fabric.name}' ({fabric.source}); run it on the fabric it was compiled for"
+            )
 
     def _check_section(self, section: rdu.SectionOp) -> None:
         name = section.sym_name.data

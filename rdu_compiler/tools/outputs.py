@@ -13,7 +13,7 @@ Rules (issue 10, part 0):
   commits: a new DIR is renamed into place; a DIR holding only the compiler's files is
   swapped with the new one (renameat2 RENAME_EXCHANGE, one atomic step where the kernel
   has it) and the old one removed; otherwise the files are moved in one by one.
-  SIGTERM/SIGINT while writing become an exception (the temporary is removed, DIR is
+  SIGTERM/SIGINT/SIGHUP while writing become an exception (the temporary is removed, DIR is
   untouched); during the commit and the clean-up they are held back until it is done.
   So after any signal or failure DIR is the old one or the new one, and no temporary
   is left. (SIGKILL and power loss are not covered.)
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ from rdu_compiler.errors import RduError
 
 MARKER = ".rdu_output"
 OWN_FILES = frozenset({"model.mlir", "weights.safetensors", "report.json", "kernels.py", MARKER})
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, n))  # SIGHUP: terminal closed
 
 
 class OutputError(RduError):
@@ -44,7 +45,7 @@ class OutputError(RduError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGINT arrived while outputs were being written (`signum` says which)."""
+    """SIGTERM, SIGINT or SIGHUP arrived while outputs were being written (`signum` says which)."""
 
     def __init__(self, signum: int):
         super().__init__(f"interrupted by signal {signum}")
@@ -66,6 +67,12 @@ def check_output_dir(out_dir: Path, force: bool = False) -> None:
         raise OutputError(f"-o {out_dir}: this is an existing file, not a folder; name a folder for the outputs")
     if out_dir.is_dir():
         entries = sorted(os.listdir(out_dir))
+        clash = [e for e in entries if e in OWN_FILES and not (out_dir / e).is_file()]
+        if clash:
+            raise OutputError(
+                f"-o {out_dir}: {clash[0]} there is not a file (a folder or a special file), so the compiler "
+                "cannot replace it; move it away or choose another folder"
+            )
         if entries and not _is_output(entries) and not force:
             foreign = [e for e in entries if e not in OWN_FILES]
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
@@ -79,21 +86,36 @@ def check_output_dir(out_dir: Path, force: bool = False) -> None:
     _check_creatable(out_dir, f"-o {out_dir}")
 
 
-def check_writable_path(path: Path, what: str, folder: bool) -> None:
+def check_writable_path(path: Path, what: str, folder: bool, force: bool = False) -> None:
     """`--plot DIR` (folder=True) or `--trace FILE`: refuse before compiling what cannot be written.
+    An existing `--trace` file is replaced only if it is an earlier trace (it starts with
+    `{"traceEvents"`) or with `force`.
 
     Raises:
-        OutputError: the path (or the folder it would be created in) is not writable, or
-            is a file where a folder is needed or the reverse.
+        OutputError: the path (or the folder it would be created in) is not writable, is a
+            file where a folder is needed or the reverse, or is a file that is not a trace.
     """
     if path.exists():
         if folder and not path.is_dir():
             raise OutputError(f"{what} {path}: this is an existing file, not a folder; name a folder")
         if not folder and path.is_dir():
             raise OutputError(f"{what} {path}: this is a folder; name the file to write")
+        if not folder and not force and not _is_trace(path):
+            raise OutputError(
+                f"{what} {path}: the file exists and is not an earlier trace, so it would be overwritten; "
+                "name a new file, or pass --force to replace it"
+            )
         _check_writable(path if folder else path.parent, f"{what} {path}")
         return
     _check_creatable(path if folder else path.parent, f"{what} {path}")
+
+
+def _is_trace(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(16).lstrip().startswith(b'{"traceEvents"')
+    except OSError:
+        return False
 
 
 def _check_writable(folder: Path, what: str) -> None:
@@ -103,9 +125,8 @@ def _check_writable(folder: Path, what: str) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise OutputError(
-            f"{what}: the folder {folder} is not writable ({e.strerror or e}); choose another path or fix its permissions"
-        ) from e
+        why = "" if e.errno == errno.ENOENT else f" ({e.strerror or e})"  # ENOENT: /proc and the like
+        raise OutputError(f"{what}: the folder {folder} is not writable{why}; choose another path or fix its permissions") from e
 
 
 def _check_creatable(path: Path, what: str) -> None:
@@ -140,7 +161,7 @@ def signals_as_exceptions() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGTERM/SIGINT wait (stay pending) until the block is done."""
+    """SIGTERM/SIGINT/SIGHUP wait (stay pending) until the block is done."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -169,20 +190,21 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def write_outputs(out_dir: Path, fill: Callable[[Path], None]) -> None:
     """Write DIR: `fill(tmp)` writes the compiler's files into a temporary folder beside
-    DIR, then they are committed (see the module docstring).
+    DIR (inside DIR when DIR is on another file system than its parent: a mount point, a
+    link to another disk), then they are committed (see the module docstring).
 
     Raises:
         OutputError: DIR or its parent cannot be written (an OSError while writing).
-        Interrupted: SIGTERM/SIGINT arrived; DIR is then the old one (signal during
+        Interrupted: SIGTERM/SIGINT/SIGHUP arrived; DIR is then the old one (signal during
             writing) or the new one (signal during the commit).
     """
-    out_dir = out_dir.absolute()
+    out_dir = Path(os.path.abspath(out_dir))  # "..", "." resolved lexically; a final symlink kept
     tmp: Path | None = None
     with signals_as_exceptions():
         try:
             try:
                 out_dir.parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(tempfile.mkdtemp(prefix=".rdu-", dir=out_dir.parent))
+                tmp = Path(tempfile.mkdtemp(prefix=".rdu-", dir=_temp_home(out_dir)))
                 fill(tmp)
                 written = sorted(p.name for p in tmp.iterdir())
                 (tmp / MARKER).write_text(json.dumps({"written_by": "rdu-compile", "files": written}) + "\n")
@@ -201,13 +223,33 @@ def write_outputs(out_dir: Path, fill: Callable[[Path], None]) -> None:
                     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _temp_home(out_dir: Path) -> Path:
+    """Where the temporary goes: beside DIR, or inside an existing DIR that is on another
+    file system than its parent (renames cannot cross file systems) or whose parent cannot
+    be written (a writable folder in a read-only one)."""
+    if out_dir.is_dir():
+        if os.stat(out_dir).st_dev != os.stat(out_dir.parent).st_dev:
+            return out_dir
+        try:
+            _check_writable(out_dir.parent, "")
+        except OutputError:
+            return out_dir
+    return out_dir.parent
+
+
 def _commit(tmp: Path, out_dir: Path) -> None:
     """Move the new outputs in `tmp` to `out_dir` (signals are held back meanwhile)."""
     if not out_dir.exists():
         os.rename(tmp, out_dir)
         return
-    entries = os.listdir(out_dir)
-    whole = entries and all(e in OWN_FILES for e in entries) and not _inside(Path.cwd().absolute(), out_dir)
+    entries = [e for e in os.listdir(out_dir) if out_dir / e != tmp]
+    whole = (
+        entries
+        and tmp.parent != out_dir
+        and all(e in OWN_FILES for e in entries)
+        and not out_dir.is_symlink()  # keep the user's link: write into its target instead
+        and not _inside(Path(os.path.realpath(os.getcwd())), Path(os.path.realpath(out_dir)))  # keep the cwd
+    )
     if whole and _exchange(tmp, out_dir):
         shutil.rmtree(tmp)  # now the old outputs
         return

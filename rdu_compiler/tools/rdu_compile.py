@@ -33,6 +33,7 @@ from rdu_compiler.tools.outputs import (
     OutputError,
     check_output_dir,
     check_writable_path,
+    signals_as_exceptions,
     write_outputs,
 )
 from rdu_compiler.tools.report import print_check, print_report
@@ -66,7 +67,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("-o", "--output", default=None, help="output folder (default: rdu_out/<model name>)")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty -o folder that is not an earlier output (only the compiler's "
-                        "own files there are replaced; nothing else is touched)")
+                        "own files there are replaced; nothing else is touched), and replace a --trace file "
+                        "that is not an earlier trace")
     p.add_argument("--check", action="store_true", help="compare the emulator with PyTorch eager")
     p.add_argument("--no-run", action="store_true", help="compile and report only; do not emulate")
     p.add_argument("--fold-constants", action="store_true", help="evaluate input-independent subgraphs at import")
@@ -89,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         Console(stderr=True).print("[bold red]error:[/] " + escape(str(e)), highlight=False)
         sys.exit(2)
     except Interrupted as e:
-        Console(stderr=True).print(f"interrupted (signal {e.signum}); outputs left as they were before the signal")
+        Console(stderr=True).print(
+            f"interrupted (signal {e.signum}); the output folder is either as it was or completely written, "
+            "and no temporary is left"
+        )
         sys.exit(128 + e.signum)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     if args.plot:
         check_writable_path(Path(args.plot), "--plot", folder=True)
     if args.trace:
-        check_writable_path(Path(args.trace), "--trace", folder=False)
+        check_writable_path(Path(args.trace), "--trace", folder=False, force=args.force)
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:
@@ -127,7 +132,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             if args.input_shape:
                 raise RduError("--input-shape applies to ONNX models only; a model.py sets shapes with example_inputs")
             model, example_inputs = load_model_file(args.model)
-            _refuse_meta(args.model, model, example_inputs)
+            if not args.no_run or args.target == "triton":
+                _refuse_meta(args.model, model, example_inputs)
             program = api.compile(
                 model, example_inputs, fabric=args.fabric, opt_level=args.opt_level,
                 fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
@@ -158,8 +164,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             f"nothing was written ({out_dir} is left as it was)"
         )
     kernels = ", kernels.py" if getattr(args, "target", "emulator") == "triton" else ""
-    console.print(f"wrote {out_dir}/model.mlir, weights.safetensors, report.json{kernels}")
-    _write_pictures(program, args, console)
+    weights = " (no weights.safetensors: the weights are on the meta device)" if program.shape_only else ""
+    written = "model.mlir, report.json" if program.shape_only else "model.mlir, weights.safetensors, report.json"
+    console.print(f"wrote {out_dir}/{written}{kernels}{weights}")
+    with signals_as_exceptions():  # SIGTERM: the trace's temporary is removed, not left behind
+        _write_pictures(program, args, console)
     return program.report
 
 
@@ -179,10 +188,10 @@ def _refuse_meta(path: str, model: Any, example_inputs: Any) -> None:
     for name, t in named:
         if isinstance(t, torch.Tensor) and t.is_meta:
             raise RduError(
-                f"{path}: {name} is on the meta device (a shape without data), so rdu-compile can neither write "
-                "weights.safetensors nor run the program; build the model and example_inputs with real tensors "
-                "(e.g. load a checkpoint), or for a compile-only report call rdu_compiler.compile() from Python "
-                "and read program.report"
+                f"{path}: {name} is on the meta device (a shape without data), so the program cannot run "
+                "(nor be written as Triton kernels with their weights); pass --no-run for a compile-only report "
+                "(model.mlir and report.json, no weights.safetensors), or build the model and example_inputs "
+                "with real tensors (e.g. load a checkpoint)"
             )
 
 

@@ -156,14 +156,23 @@ META_MODEL = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("no_run", [True, False])
-def test_meta_device_model(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_run: bool) -> None:
+def test_meta_device_model_cannot_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "meta.py").write_text(META_MODEL)
-    argv = [str(tmp_path / "meta.py"), "--fabric", "tiny", "-o", str(tmp_path / "out")] + (["--no-run"] if no_run else [])
+    argv = [str(tmp_path / "meta.py"), "--fabric", "tiny", "-o", str(tmp_path / "out")]
     code, err = run(rdu_compile.main, argv, capsys)
     assert code == 2
-    assert "meta device" in one_paragraph(err)
+    assert "meta device" in one_paragraph(err) and "--no-run" in one_paragraph(err)
     assert not (tmp_path / "out").exists()
+
+
+def test_meta_device_model_with_no_run_reports_without_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Shape-only models compile: --no-run writes model.mlir and report.json, no weights file."""
+    (tmp_path / "meta.py").write_text(META_MODEL)
+    out = tmp_path / "out"
+    code, _ = run(rdu_compile.main, [str(tmp_path / "meta.py"), "--fabric", "tiny", "--no-run", "-o", str(out)], capsys)
+    assert code == 0
+    assert (out / "model.mlir").is_file() and (out / "report.json").is_file()
+    assert not (out / "weights.safetensors").exists()
 
 
 def test_fabric_path_with_backslash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -210,6 +219,12 @@ def test_fabric_spec_upper_bounds(tmp_path: Path, old: str, new: str, field: str
     with pytest.raises(FabricError) as info:
         load_fabric(path)
     assert str(path) in str(info.value) and field in str(info.value)
+
+
+def test_empty_fabric_name() -> None:
+    """`--fabric ''` was read as the path '.' ("Is a directory")."""
+    with pytest.raises(FabricError, match="empty fabric name"):
+        load_fabric("")
 
 
 def test_fabric_bounds_admit_the_presets_and_a_large_grid(tmp_path: Path) -> None:
@@ -285,15 +300,17 @@ def test_empty_buffer_on_zero_pmus_is_valid() -> None:
 
 
 def test_units_beyond_the_fabric_refused(placed: str) -> None:
-    text = re.sub(r"pcus_available = \d+", "pcus_available = 1000", placed)
-    text = re.sub(r"pcus = \d+ : i64", "pcus = 100 : i64", text, count=1)
-    _refused(text, "pcus_available = 1000 but the fabric has 8")
+    """A section claiming 1000 available PCUs on tiny (its kernels still use 8 or fewer)."""
+    _refused(re.sub(r"pcus_available = \d+", "pcus_available = 1000", placed), "pcus_available = 1000 but the fabric has 8")
 
 
-def test_program_for_another_fabric_refused(placed: str) -> None:
-    module = parse_module(placed)
+def test_program_for_another_fabric_refused(tmp_path: Path, placed: str) -> None:
+    with pytest.raises(EmulatorError, match="section 's0' on fabric 'sn40l': grid"):
+        Emulator(parse_module(placed), load_fabric("sn40l"))
+    faster = load_fabric(_spec(tmp_path, "clock_hz = 1e9", "clock_hz = 2e9"))  # same units, another chip
     with pytest.raises(EmulatorError, match="compiled for fabric 'tiny'"):
-        Emulator(module, load_fabric("sn40l"))
+        Emulator(parse_module(placed), faster)
+    Emulator(parse_module(placed), load_fabric(TINY_TOML))  # the preset's own file: the same fabric
 
 
 def test_off_grid_site_refused(placed: str) -> None:

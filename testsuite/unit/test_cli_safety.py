@@ -93,6 +93,97 @@ def test_foreign_files_are_never_removed(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def test_symlinked_output_keeps_the_link(tmp_path: Path) -> None:
+    target = tmp_path / "real"
+    target.mkdir()
+    (target / "model.mlir").write_text("old model")
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    write_outputs(link, fill_ab)
+    assert link.is_symlink()
+    assert (target / "model.mlir").read_text() == "new model"
+    assert leftovers(tmp_path) == []
+
+
+def test_dot_dot_and_cwd_are_written_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-o ..` and `-o .` holding only compiler files are never renamed away under the shell."""
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "model.mlir").write_text("old model")
+    monkeypatch.chdir(out / "sub")
+    (out / "sub" / "model.mlir").write_text("x")  # sub: only compiler names, and it is the cwd
+    write_outputs(Path("."), fill_ab)
+    assert (out / "sub" / "model.mlir").read_text() == "new model" and Path.cwd() == out / "sub"
+    monkeypatch.chdir(out)
+    shutil.rmtree(out / "sub")
+    (out / "sub").mkdir()
+    monkeypatch.chdir(out / "sub")
+    write_outputs(Path(".."), fill_ab)  # out holds sub/, not a compiler file: files merged in
+    assert (out / "model.mlir").read_text() == "new model" and (out / "sub").is_dir()
+    assert leftovers(out) == [] and leftovers(tmp_path) == []
+
+
+def test_temporary_inside_dir_on_another_file_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DIR on another file system than its parent (a mounted volume) is written from inside."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.mlir").write_text("old model")
+    real_stat = os.stat
+
+    def stat(path: object, *a: object, **k: object) -> os.stat_result:
+        st = real_stat(path, *a, **k)  # type: ignore[arg-type]
+        if Path(os.fspath(path)) == out:  # type: ignore[arg-type]
+            return os.stat_result((st.st_mode, st.st_ino, st.st_dev + 1, *tuple(st)[3:]))
+        return st
+
+    monkeypatch.setattr(outputs.os, "stat", stat)
+    homes: list[Path] = []
+    write_outputs(out, lambda tmp: (homes.append(tmp.parent), fill_ab(tmp)))
+    assert homes == [out]
+    assert (out / "model.mlir").read_text() == "new model"
+    assert leftovers(out) == [] and leftovers(tmp_path) == []
+
+
+def test_writable_dir_in_a_read_only_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writable DIR whose parent cannot be written: the temporary goes inside DIR."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.mlir").write_text("old model")
+    real = outputs._check_writable
+
+    def check(folder: Path, what: str) -> None:
+        if Path(folder) == tmp_path:
+            raise OutputError("read-only")
+        real(folder, what)
+
+    monkeypatch.setattr(outputs, "_check_writable", check)
+    homes: list[Path] = []
+    write_outputs(out, lambda tmp: (homes.append(tmp.parent), fill_ab(tmp)))
+    assert homes == [out] and (out / "model.mlir").read_text() == "new model"
+    assert leftovers(out) == [] and leftovers(tmp_path) == []
+
+
+def test_own_name_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.mlir").mkdir()
+    with pytest.raises(OutputError, match="model.mlir there is not a file"):
+        check_output_dir(tmp_path, force=True)
+
+
+def test_trace_never_overwrites_a_user_file(tmp_path: Path) -> None:
+    from rdu_compiler.runtime.trace import write_trace
+    from rdu_compiler.tools.outputs import check_writable_path
+
+    mine = tmp_path / "model.py"
+    mine.write_text("user's model")
+    with pytest.raises(OutputError, match="not an earlier trace"):
+        check_writable_path(mine, "--trace", folder=False)
+    check_writable_path(mine, "--trace", folder=False, force=True)
+    trace = tmp_path / "t.json"
+    write_trace(trace, {"sections": []})
+    check_writable_path(trace, "--trace", folder=False)  # an earlier trace may be replaced
+    assert sorted(os.listdir(tmp_path)) == ["model.py", "t.json"]  # no temporary left
+
+
 def test_failure_while_writing_keeps_old_and_no_temporary(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -153,7 +244,7 @@ DRIVER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGHUP"])
 @pytest.mark.parametrize("foreign", [False, True], ids=["earlier-output", "with-user-file"])
 @pytest.mark.parametrize("point", ["write", "commit"])
 def test_signal_leaves_old_or_new_and_no_temporary(tmp_path: Path, point: str, signame: str, foreign: bool) -> None:

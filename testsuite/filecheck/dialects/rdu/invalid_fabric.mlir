@@ -129,4 +129,4 @@ builtin.module attributes {rdu.fabric = "no_such_fabric"} {
   }
 }
 
-// CHECK: Operation does not verify: the module names fabric 'no_such_fabric' (rdu.fabric), which cannot be loaded: unknown fabric 'no_such_fabric'
+// CHECK: Operation does not verify: the module names fabric 'no_such_fabric' (rdu.fabric), which cannot be loaded, so its capacities cannot be checked: unknown fabric 'no_such_fabric'
