@@ -149,8 +149,10 @@ def inline_dense_resources(text: str) -> str:
     is stored as a 4-byte alignment word then the little-endian elements (MLIR's format).
     A ``dense_resource`` whose blob is absent (``__elided__``) is left as it is.
     """
+    if "dense_resource<" not in text or "dialect_resources" not in text:
+        return text
     m = _RESOURCES.search(text)
-    if m is None or "dense_resource<" not in text:
+    if m is None:
         return text
     blobs = {e.group("key").strip('"'): e.group("hex")[8:] for e in _RESOURCE_ENTRY.finditer(m.group("body"))}
     body = text[: m.start()]

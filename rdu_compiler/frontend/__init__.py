@@ -1,8 +1,8 @@
 """PyTorch frontend: load a ``model.py``, export it with torch.export, lower it to
 linalg-on-tensors MLIR text through torch-mlir, and save/load its weights.
 
-``rdu_compiler.frontend.torch_import`` is the only module of the project that imports
-torch_mlir; it is imported lazily here, so ``from rdu_compiler.frontend import FrontendError``
+``rdu_compiler.frontend.torch_import`` (with ``torch_lower``, which runs torch-mlir's
+pipelines in a child process) imports torch_mlir; it is imported lazily here, so ``from rdu_compiler.frontend import FrontendError``
 does not load torch-mlir.
 """
 

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Died", "call_isolated", "in_process", "lowering_timeout_s", "progress", "progress_lines"]
+__all__ = ["Died", "call_isolated", "in_process", "lowering_timeout_s", "prestart", "progress", "progress_lines"]
 
 _PROGRESS = "rdu-lower: "
 
@@ -68,6 +68,12 @@ class Died:
     how: str
     stderr: str
     timed_out: bool = False
+
+
+def prestart() -> None:
+    """Start the lowering child now (it imports torch-mlir while the caller exports)."""
+    if not in_process():
+        _Server.get()
 
 
 def call_isolated(module: str, function: str, *args: Any, timeout_s: float | None = None) -> Any:

@@ -11,7 +11,7 @@ import torch
 from rdu_compiler.frontend.errors import FrontendError
 from rdu_compiler.frontend.locations import fmt_where
 
-__all__ = ["refuse_data_dependent_shapes", "refuse_embedding_bag_internals"]
+__all__ = ["refuse_data_dependent_shapes", "refuse_dropped_operands", "refuse_embedding_bag_internals"]
 
 
 def refuse_data_dependent_shapes(graph: torch.fx.Graph, model_name: str) -> None:
@@ -79,3 +79,47 @@ def refuse_embedding_bag_internals(graph: torch.fx.Graph, model_name: str) -> No
                     "(result #0). Use torch.nn.functional.embedding_bag's output, or compute "
                     "bag sizes from the offsets in the model."
                 )
+
+
+#: Ops that read only a tensor's shape / dtype: an argument read only by them may be unused.
+_METADATA_READERS = frozenset(
+    {
+        "aten.sym_size", "aten.sym_stride", "aten.sym_numel", "aten.sym_storage_offset",
+        "aten.size", "aten.stride", "aten.numel", "aten.dim",
+        "aten.empty_like", "aten.zeros_like", "aten.ones_like", "aten.full_like",
+        "aten.new_empty", "aten.new_zeros", "aten.new_ones", "aten.new_full",
+        "aten._assert_tensor_metadata", "aten.sym_constrain_range_for_size",
+    }
+)
+
+
+def refuse_dropped_operands(graph: torch.fx.Graph, unused: list[int], model_name: str) -> None:
+    """Refuse a lowering that dropped an operand: an argument of the lowered ``@main``
+    (``unused``: indices, in placeholder order) that no op reads although an op of the FX
+    graph reads it (torch-mlir once dropped EmbeddingBag's ``per_sample_weights``).
+
+    Raises:
+        FrontendError: naming the argument, the op that read it and the model line.
+    """
+    from rdu_compiler.frontend.torch_import import _aten_name, _user_frame
+
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    for i in unused:
+        if i >= len(placeholders):
+            continue
+        readers = [
+            u for u in placeholders[i].users
+            if u.op == "call_function" and (_aten_name(u.target) or "") not in _METADATA_READERS
+        ]
+        if not readers:
+            continue  # the model itself never reads it
+        reader = readers[0]
+        op = _aten_name(reader.target) or str(reader.target)
+        where = _user_frame(reader.meta.get("stack_trace"))
+        at = f" (called at {fmt_where(where)})" if where else ""
+        raise FrontendError(
+            f"torch-mlir dropped operand '{placeholders[i].name}' of op '{op}'{at} of "
+            f"{model_name}: the lowered program never reads it, so its values would be "
+            "ignored without a word. Rewrite that line with operations that use it "
+            "explicitly (e.g. multiply by the weights before the reduction), or report the op."
+        )

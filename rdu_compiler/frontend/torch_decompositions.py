@@ -6,6 +6,10 @@ emulator refuses, and drops ``per_sample_weights`` without a word. Here it becom
 pipeline supports: a gather of the rows, a multiply by the per-sample weights, and a
 segment reduction over a (bags x indices) membership mask (a matmul for sum/mean, a masked
 max for max).
+
+``scatter`` family with a negative ``dim``: torch-mlir's lowering segfaults (SIGSEGV, or
+an allocation failure) on ``scatter`` / ``scatter_add`` / ``scatter_reduce`` with
+``dim < 0``; the same op with ``dim + rank`` lowers and runs.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["embedding_bag_decompositions"]
+__all__ = ["embedding_bag_decompositions", "positive_dim_decompositions"]
 
 _SUM, _MEAN, _MAX = 0, 1, 2
 
@@ -97,3 +101,22 @@ def embedding_bag_decompositions() -> dict[Any, Any]:
         aten._embedding_bag.default: _embedding_bag,
         aten._embedding_bag_forward_only.default: _embedding_bag,
     }
+
+
+def _with_positive_dim(op: Any) -> Any:
+    def decomposition(self: torch.Tensor, dim: int, *args: Any, **kwargs: Any) -> Any:
+        if dim >= 0:
+            return NotImplemented  # kept as it is
+        return op(self, dim + self.dim(), *args, **kwargs)
+
+    return decomposition
+
+
+def positive_dim_decompositions() -> dict[Any, Any]:
+    """{scatter-family overload: the same op with ``dim`` made non-negative}."""
+    aten = torch.ops.aten
+    ops = [
+        aten.scatter.src, aten.scatter.value, aten.scatter.reduce, aten.scatter.value_reduce,
+        aten.scatter_add.default, aten.scatter_reduce.two,
+    ]
+    return {op: _with_positive_dim(op) for op in ops}

@@ -1,8 +1,8 @@
 """PyTorch -> linalg-on-tensors MLIR text, through torch.export and torch-mlir.
 
-This is the only module of the project that imports ``torch_mlir`` (lazily, inside
-:func:`import_torch`), so the rest of the compiler works on plain MLIR text, numpy arrays
-and safetensors files.
+Only this module and :mod:`.torch_lower` (and the ONNX importer) import ``torch_mlir``,
+lazily, so the rest of the compiler works on plain MLIR text, numpy arrays and
+safetensors files.
 
 The flow of :func:`import_torch`:
 
@@ -12,7 +12,10 @@ The flow of :func:`import_torch`:
 3. ``FxImporter.import_stateless_graph``: every placeholder becomes an argument of
    ``func.func @main``, so no weight is embedded in the IR text (no ``dense_resource``
    blobs), and non-persistent buffers (RoPE ``inv_freq``) need no state mapping.
-4. torch-mlir's pipelines: torch dialect -> torch backend contract -> linalg-on-tensors.
+4. torch-mlir's pipelines: torch dialect -> torch backend contract -> linalg-on-tensors,
+   run on the printed module in a child process (:mod:`.torch_lower`), so that a native
+   crash of torch-mlir becomes a FrontendError naming the op; data-dependent shapes and
+   dropped operands are refused (:mod:`.torch_checks`).
 5. The module is printed in generic op form (parseable by xDSL).
 """
 
@@ -43,12 +46,17 @@ from rdu_compiler.frontend.errors import FrontendError
 from rdu_compiler.frontend.locations import fmt_where as _fmt_where
 from rdu_compiler.frontend.locations import frame_where as _frame_where
 from rdu_compiler.frontend.locations import summarize as _summarize
+from rdu_compiler.frontend.lower_server import prestart as prestart_lowering
 from rdu_compiler.frontend.meta_device import retarget_meta_devices
 from rdu_compiler.frontend.torch_checks import (
     refuse_data_dependent_shapes,
+    refuse_dropped_operands,
     refuse_embedding_bag_internals,
 )
-from rdu_compiler.frontend.torch_decompositions import embedding_bag_decompositions
+from rdu_compiler.frontend.torch_decompositions import (
+    embedding_bag_decompositions,
+    positive_dim_decompositions,
+)
 from rdu_compiler.frontend.torch_lower import lower_to_linalg
 from rdu_compiler.frontend.torch_lower import op_from_diagnostics as _op_from_diagnostics
 
@@ -382,6 +390,7 @@ def _decomposition_table() -> dict[Any, Any]:
     table[torch.ops.aten._log_softmax.default] = _log_softmax_single_pass_max
     table.update(numerics_decompositions())  # eager's numbers where torch-mlir's lowering differs
     table.update(embedding_bag_decompositions())
+    table.update(positive_dim_decompositions())
     return table
 
 
@@ -717,6 +726,8 @@ def import_torch(
     flat_inputs = _flat_tensor_inputs(example_inputs)
     model_name = type(module).__name__
 
+    prestart_lowering()  # the lowering child starts while torch.export runs
+
     # 1. torch.export.
     try:
         with _quiet_torch_warnings():
@@ -835,7 +846,8 @@ def import_torch(
         importer.import_stateless_graph(ep.graph, func_name="main")
     except Exception as e:  # noqa: BLE001 - the importer raises plain Python errors
         raise _import_failure(e, ep.graph, source_lines, model_name) from None
-    mlir_text, func_results, op_lines = lower_to_linalg(importer.module, source_lines, model_name)
+    mlir_text, func_results, op_lines, unused = lower_to_linalg(importer.module, source_lines, model_name)
+    refuse_dropped_operands(ep.graph, unused, model_name)
     return ImportedProgram(
         mlir_text=mlir_text,
         arg_names=arg_names,

@@ -190,7 +190,7 @@ def lower_text(
     model_name: str,
     stages: tuple[int, ...] = (0, 1),
     generic: bool = True,
-) -> tuple[str, int | None, list[str]]:
+) -> tuple[str, int | None, list[str], list[int]]:
     """Parse torch-dialect MLIR ``text`` and run the :data:`PIPELINES` numbered ``stages``.
 
     Runs in the lowering child (see :func:`lower_to_linalg`); before each stage it writes a
@@ -199,7 +199,7 @@ def lower_text(
     Returns:
         (the module's MLIR text, generic op form when ``generic`` else with source
         locations, re-parseable; the number of results of ``@main`` or None; per op of
-        ``@main`` its model line, see :func:`_op_lines`).
+        ``@main`` its model line, see :func:`_op_lines`; the unused arguments of ``@main``).
 
     Raises:
         FrontendError: a pipeline failed (names the aten op and the model line).
@@ -221,7 +221,17 @@ def lower_text(
         out = module.operation.get_asm(print_generic_op_form=True)
     else:
         out = module.operation.get_asm(enable_debug_info=True)
-    return out, _count_main_results(module), _op_lines(module)
+    return out, _count_main_results(module), _op_lines(module), _unused_arguments(module)
+
+
+def _unused_arguments(module: Any) -> list[int]:
+    """Indices of the arguments of ``@main`` that no op reads (torch-mlir dropped them,
+    or the model never read them)."""
+    for fn in module.body.operations:
+        if fn.operation.name == "func.func":
+            block = fn.regions[0].blocks[0]
+            return [i for i, a in enumerate(block.arguments) if not list(a.uses)]
+    return []
 
 
 _LIBRARY_DIRS = ("/torch/", "/torch_mlir/", "/functorch/", "/torchgen/", "/rdu_compiler/")
@@ -236,25 +246,31 @@ def _op_lines(module: Any) -> list[str]:
         if fn.operation.name != "func.func":
             continue
         for op in fn.regions[0].blocks[0].operations:
-            where = ""
-            for filename, line in re.findall(r'"([^"]+)":(\d+):\d+', str(op.location)):
-                norm = filename.replace("\\", "/")
-                if not norm.startswith("<") and not any(d in norm for d in _LIBRARY_DIRS):
-                    where = fmt_where(frame_where(filename, int(line)))
-                    break
-            out.append(where)
+            where = _model_frame(str(op.location))
+            out.append(fmt_where(where) if where else "")
         break
     return out
 
 
+def _model_frame(loc: str) -> str | None:
+    """'file.py:12: code' of the first frame of MLIR location ``loc`` outside torch and this
+    compiler (a callsite location lists the innermost frame first)."""
+    for filename, line in _LOC_RE.findall(loc):
+        norm = filename.replace("\\", "/")
+        if not norm.startswith("<") and not any(d in norm for d in _LIBRARY_DIRS):
+            return frame_where(filename, int(line))
+    return None
+
+
 def lower_to_linalg(
     module: Any, source_lines: dict[str, str], model_name: str
-) -> tuple[str, int | None, list[str]]:
+) -> tuple[str, int | None, list[str], list[int]]:
     """Lower the FX importer's torch-dialect ``module`` to linalg-on-tensors, isolated.
 
     Returns:
         (linalg-on-tensors MLIR text in generic op form, number of results of ``@main``,
-        per op of ``@main`` the model line it comes from or '').
+        per op of ``@main`` the model line it comes from or '', the indices of the
+        arguments of ``@main`` no op reads).
 
     Raises:
         FrontendError: torch-mlir cannot lower an op, crashed or hung (the message names
@@ -275,22 +291,22 @@ def lower_to_linalg(
     notes = progress_lines(out.stderr)
     stage = int(notes[-1].split()[1]) if notes else 0
     op, loc = _crashing_op(text, stage, model_name, timeout) if not out.timed_out else (None, "")
-    where = _where_of(op, loc, source_lines)
+    where = _model_frame(loc) or (source_lines.get(op) if op else None)
     at = f" (called at {fmt_where(where)})" if where else ""
     what = f" on op '{op}'{at}" if op else ""
     verb = "hung" if out.timed_out else "crashed"
     fatal = next((ln.strip() for ln in out.stderr.splitlines() if "error" in ln.lower()), "")
     detail = f": {fatal[:200]}" if fatal else ""
-    return_fix = (
-        "Rewrite that line with other operations (for a negative `dim`, pass the positive "
-        "dimension), or report the op to torch-mlir."
+    fix = (
+        "Rewrite that line with other operations (or other arguments of the op), or report "
+        "the op to torch-mlir with the model attached."
         if op
         else "Simplify the model, or report it to torch-mlir with the model file attached."
     )
     raise FrontendError(
         f"torch-mlir {verb} ({out.how}){what} of {model_name} during {PIPELINES[stage][0]}"
         f"{detail}; the compiler ran it in a separate process, so nothing else was lost. "
-        + return_fix
+        + fix
     )
 
 

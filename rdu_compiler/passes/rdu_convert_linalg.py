@@ -816,13 +816,18 @@ def _check_static_nonempty(fn: func.FuncOp) -> None:
                 "fixed output size.",
             )
         if isinstance(v.type, TensorType) and math.prod(rdu.shape_of(v.type)) > MAX_TENSOR_ELEMENTS:
-            what = f"argument #{v.index}" if isinstance(v, BlockArgument) else f"the result of '{op_name(v.owner)}'"  # type: ignore[arg-type]
+            if isinstance(v, BlockArgument):
+                what = f"argument #{v.index} of @{fn.sym_name.data}"
+            else:  # 'op ... (op #i of @f)': the driver names the model line / ONNX node
+                index = list(fn.body.block.ops).index(v.owner)  # type: ignore[arg-type]
+                what = f"the result of op '{op_name(v.owner)}' (op #{index} of @{fn.sym_name.data})"  # type: ignore[arg-type]
             raise CompileError(
                 "rdu-convert-linalg",
-                f"{what} in @{fn.sym_name.data} is a tensor of {math.prod(rdu.shape_of(v.type)):,} "
+                f"{what} is a tensor of {math.prod(rdu.shape_of(v.type)):,} "
                 f"elements ({v.type}), more than the {MAX_TENSOR_ELEMENTS:,} (2**32) one tensor may "
-                "have (the emulator holds every tensor in host memory). Check the shapes the model asks for (a ConstantOfShape / Expand / "
-                "zeros(...) with a wrong size), or split the tensor.",
+                "have (the emulator holds every tensor in host memory). Check the shapes the "
+                "model asks for (a ConstantOfShape / Expand / zeros(...) with a wrong size), or "
+                "split the tensor.",
             )
         if isinstance(v.type, TensorType) and 0 in rdu.shape_of(v.type) and (v.uses or not isinstance(v, BlockArgument)):
             what = f"argument #{v.index}" if isinstance(v, BlockArgument) else f"the result of '{op_name(v.owner)}'"  # type: ignore[arg-type]

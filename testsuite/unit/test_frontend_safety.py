@@ -3,6 +3,7 @@ silent run-time refusal (issue 10, "whatever compiles runs").
 
 - a native crash of torch-mlir (``scatter_add`` with a negative ``dim`` segfaults it) runs
   in the lowering child: the user's process survives and the error names the op and line;
+  and the scatter family with a negative ``dim`` now gets ``dim + rank`` and runs;
 - data-dependent shapes (``x[x > 0]``) are refused before lowering (torch-mlir's lowering
   of them grows until the machine runs out of memory);
 - a splat constant is never expanded (a 10**12-element ``dense<0.0>`` parses in bytes),
@@ -56,8 +57,8 @@ SCATTER_MODEL = textwrap.dedent(
 
     class M(torch.nn.Module):
         def forward(self, x, idx):
-            y = torch.relu(x)
-            return torch.zeros(4, 3).scatter_add(-2, idx, y)
+            y = torch.zeros(4, 3).scatter_add(0, idx, x)
+            return y.scatter_add(-2, idx, torch.relu(x))
 
 
     model = M()
@@ -66,23 +67,52 @@ SCATTER_MODEL = textwrap.dedent(
 )
 
 
+#: rdu-compile with the frontend's negative-dim decomposition of the scatter family off,
+#: so that torch-mlir meets the op that segfaults it.
+CRASHING_CLI = (
+    "import sys, rdu_compiler.frontend.torch_import as ti; ti.positive_dim_decompositions = dict; "
+    "from rdu_compiler.tools.rdu_compile import main; main(sys.argv[1:])"
+)
+
+
 def test_torch_mlir_crash_is_an_error_naming_the_op_and_line(tmp_path: Path) -> None:
     """torch-mlir segfaults on scatter_add with dim=-2; rdu-compile exits 2 with one
-    paragraph naming the op and the model line (it used to die of SIGSEGV silently)."""
+    paragraph naming the op and the model line of that call, not of the first scatter_add
+    (it used to die of SIGSEGV silently)."""
     model = tmp_path / "model.py"
     model.write_text(SCATTER_MODEL)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("RDU_LOWER_IN_PROCESS", None)
     env.pop("RDU_ONNX_IN_PROCESS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "rdu_compiler.tools.rdu_compile", str(model), "--no-run", "-o", str(tmp_path / "out")],
+        [sys.executable, "-c", CRASHING_CLI, str(model), "--no-run", "-o", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=600, env=env,
     )
     text = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 2, (proc.returncode, text[-2000:])
     assert "Traceback" not in text
     assert "crashed (signal SIGSEGV) on op 'aten.scatter_add'" in text
-    assert "model.py:7" in text and "scatter_add(-2, idx, y)" in text
+    assert "model.py:7" in text and "scatter_add(-2, idx, torch.relu(x))" in text  # the op's own line
+
+
+class NegativeDimScatters(torch.nn.Module):
+    def forward(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        z = torch.zeros(4, 3)
+        return (
+            z.scatter_add(-2, idx, torch.relu(x)),
+            z.scatter(-1, idx.clamp(max=2), x),
+            z.scatter_reduce(-2, idx, x, "amax", include_self=False),
+        )
+
+
+def test_scatter_with_negative_dim_runs_equal_to_eager() -> None:
+    """The scatter family with dim < 0 crashed torch-mlir; the frontend passes dim + rank."""
+    torch.manual_seed(0)
+    ins = (torch.randn(2, 3), torch.tensor([[0, 1, 3], [1, 0, 3]]))
+    model = NegativeDimScatters()
+    got = api.compile(model, ins, "tiny").run(*ins)
+    for g, w in zip(got, model(*ins), strict=True):
+        torch.testing.assert_close(g, w)
 
 
 # ------------------------------------------------------------ data-dependent shapes
@@ -297,3 +327,38 @@ def test_elided_dense_resource_is_refused_at_compile_time() -> None:
     text = RESOURCE_I64.split("{-#")[0].replace("torch_tensor_4_torch.int64", "__elided__")
     with pytest.raises(CompileError, match=r"resource blob whose data the input does not hold"):
         compile_text(text)
+
+
+# ------------------------------------------------------------- dropped operands
+
+
+def test_operand_dropped_by_torch_mlir_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch-mlir's own embedding_bag lowering ignores per_sample_weights; with our
+    decomposition off, the lowered program never reads that argument: an error."""
+    import rdu_compiler.frontend.torch_import as ti
+
+    monkeypatch.setattr(ti, "embedding_bag_decompositions", dict)
+    ins = (IDS, torch.tensor([0, 4]), torch.rand(len(IDS)))
+    with pytest.raises(FrontendError, match=r"dropped operand 'psw\w*' of op 'aten._embedding_bag'.*self.bag\(ids"):
+        import_torch(Bag("sum").eval(), ins)
+
+
+def test_argument_read_only_for_its_shape_is_not_a_dropped_operand() -> None:
+    class ShapeOnly(torch.nn.Module):
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return x + torch.zeros_like(y) + y.new_ones(y.shape)
+
+    prog = import_torch(ShapeOnly(), (torch.randn(3), torch.randn(3)))
+    assert prog.input_names == ["x", "y"]
+
+
+def test_lowering_child_survives_a_segfault_and_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rdu_compiler.frontend.lower_server import Died, call_isolated
+
+    monkeypatch.delenv("RDU_LOWER_IN_PROCESS", raising=False)
+    monkeypatch.delenv("RDU_ONNX_IN_PROCESS", raising=False)
+    out = call_isolated("ctypes", "string_at", 0)  # reads address 0 in the child
+    assert isinstance(out, Died) and out.how == "signal SIGSEGV" and not out.timed_out
+    assert call_isolated("math", "sqrt", 4.0) == 2.0  # a fresh child answers
+    with pytest.raises(ValueError, match="math domain error"):
+        call_isolated("math", "sqrt", -1.0)  # exceptions come back as they were raised
