@@ -114,6 +114,10 @@ class CompiledProgram:
         flat, _ = torch.utils._pytree.tree_flatten(inputs)
         if len(flat) != len(self.imported.input_names):
             raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
+        expected = self._input_dtypes()
+        for name, value in zip(self.imported.input_names, flat, strict=True):
+            arr = to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
+            self._check_dtype(name, value, arr, expected)
         outputs = runner.run(*flat)
         return torch.utils._pytree.tree_unflatten(list(outputs), self.imported.out_spec)
 
@@ -156,16 +160,21 @@ class CompiledProgram:
         for name in self.imported.arg_names:
             value = by_name[name] if name in by_name else self.imported.weights[name]
             arr = to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
-            if name in by_name and name in expected and arr.dtype != expected[name]:
-                position = self.imported.input_names.index(name)
-                raise RduError(
-                    f"input '{name}' (#{position}) has dtype {_dtype_name(value, arr)} but the model was "
-                    f"compiled for {expected[name].name}; the runtime does not convert inputs (that "
-                    f"would wrap or truncate values). Pass a tensor of dtype {expected[name].name}, "
-                    "or compile with example inputs of the dtype you run with."
-                )
+            if name in by_name:
+                self._check_dtype(name, value, arr, expected)
             args.append(arr)
         return args
+
+    def _check_dtype(self, name: str, value: Any, arr: np.ndarray, expected: dict[str, np.dtype[Any]]) -> None:
+        """Refuse user input `name` unless its dtype is the one the program was compiled for."""
+        if name in expected and arr.dtype != expected[name]:
+            position = self.imported.input_names.index(name)
+            raise RduError(
+                f"input '{name}' (#{position}) has dtype {_dtype_name(value, arr)} but the model was "
+                f"compiled for {expected[name].name}; the runtime does not convert inputs (that "
+                f"would wrap or truncate values). Pass a tensor of dtype {expected[name].name}, "
+                "or compile with example inputs of the dtype you run with."
+            )
 
     def _locate(self, err: RduError) -> RduError:
         """Append the model line (PyTorch) or ONNX node behind the kernel an emulator error names."""
