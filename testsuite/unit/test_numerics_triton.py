@@ -89,13 +89,22 @@ def test_nan_family_on_triton_matches_eager():
             raise AssertionError(f"output {i}: {e}") from None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the Triton generator stores a 0-d result (a full reduction) through a scalar pointer with a "
-    "block value (groups.Builder.store), which Triton rejects",
-)
-def test_0d_output_on_triton():
+@pytest.mark.parametrize("fabric", ["sn40l", "tiny"])
+def test_0d_outputs_on_triton(fabric):
+    """A full reduction's one-row result used to be stored through a scalar pointer with a
+    block value, which Triton refuses."""
     x = torch.randn(4, 8)
-    model = Fn(lambda x: x.sum())
-    got = rdu_compiler.compile(model, (x,), fabric="tiny", opt_level=1).run(x, target="triton")
-    assert got.shape == () and torch.allclose(got.cpu(), model(x))
+    model = Fn(lambda x: (x.sum(), x.mean(), x.amax(), x.sum(1)))
+    got = rdu_compiler.compile(model, (x,), fabric=fabric, opt_level=1).run(x, target="triton")
+    for g, w in zip(got, model(x), strict=True):
+        assert g.shape == w.shape
+        torch.testing.assert_close(g.cpu(), w)
+
+
+def test_triton_target_refuses_wrong_input_dtypes():
+    from rdu_compiler.errors import RduError
+
+    a = torch.tensor([1, 2, 3, 4], dtype=torch.int32)
+    program = rdu_compiler.compile(Fn(lambda a: a + 1), (a,), fabric="tiny")
+    with pytest.raises(RduError, match="has dtype int64 but the model was compiled for int32"):
+        program.run(a.long(), target="triton")
