@@ -14,6 +14,8 @@ rewrite an op into plain tensor ops whose torch-mlir lowering computes what eage
   NaN-dropping selects; here eager's `where(x > 0, x, x * slope)`.
 - `aten.argmax`/`argmin`, the indices of `aten.max.dim`/`min.dim`: torch-mlir's
   `cmpf ogt|olt` never selects a NaN; eager returns the first NaN's index.
+- uint8 comparisons, min/max, divisions, sorts and right shifts: torch-mlir reads the
+  signless i8 as signed; computed on int16 instead (`_UINT8_WIDENED`).
 - integer `div(rounding_mode="floor")`: torch-mlir computes it in f64 (`sitofp`, `divf`,
   `floor`, `fptosi`), which is inexact beyond 2^53 and turns a division by zero into an
   undefined float-to-int cast; here a truncating integer division (`arith.divsi`, which
@@ -119,8 +121,8 @@ def _div_mode(a: Any, b: Any, *, rounding_mode: str | None = None) -> Any:
         return NotImplemented
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
         return NotImplemented
-    if a.dtype.is_floating_point or b.dtype.is_floating_point or a.dtype == torch.bool or b.dtype == torch.bool:
-        return NotImplemented
+    if any(t.dtype.is_floating_point or t.dtype in (torch.bool, torch.uint8) for t in (a, b)):
+        return NotImplemented  # uint8: widened first (_UINT8_WIDENED)
     dtype = torch.result_type(a, b)
     a, b = a.to(dtype), b.to(dtype)
     q = torch.div(a, b, rounding_mode="trunc")
@@ -179,8 +181,54 @@ def _min_dim(x: torch.Tensor, dim: int, keepdim: bool = False) -> Any:
     return torch.amin(x, dim, keepdim), idx
 
 
+#: Ops whose torch-mlir lowering reads a uint8 tensor (a signless i8) as signed: `cmpi slt`,
+#: `maxsi`, `divsi`, `shrsi` give 200 < 100 and max(1, 255) == 1. Computed on int16 (exact for
+#: every uint8 value), the result narrowed back to uint8 where eager returns uint8.
+_UINT8_WIDENED = [
+    aten.lt.Tensor, aten.lt.Scalar, aten.le.Tensor, aten.le.Scalar, aten.gt.Tensor, aten.gt.Scalar,
+    aten.ge.Tensor, aten.ge.Scalar, aten.maximum.default, aten.minimum.default, aten.amax.default,
+    aten.amin.default, aten.max.dim, aten.min.dim, aten.max.default, aten.min.default, aten.argmax.default,
+    aten.argmin.default, aten.clamp.default, aten.clamp.Tensor, aten.clamp_min.default, aten.clamp_max.default,
+    aten.div.Tensor_mode, aten.remainder.Tensor, aten.remainder.Scalar, aten.fmod.Tensor, aten.fmod.Scalar,
+    aten.sort.default, aten.topk.default, aten.bitwise_right_shift.Tensor, aten.bitwise_right_shift.Tensor_Scalar,
+    aten.__rshift__.Scalar, aten.__rshift__.Tensor, aten.sum.default, aten.sum.dim_IntList, aten.prod.default,
+    aten.prod.dim_int,
+]
+
+
+def _is_u8(a: Any) -> bool:
+    return isinstance(a, torch.Tensor) and a.dtype == torch.uint8
+
+
+def _uint8_widened(op: Any, then: Any) -> Any:
+    """`op` on int16 copies of its uint8 tensor arguments; else `then` (or keep the op)."""
+
+    def decomposition(*args: Any, **kwargs: Any) -> Any:
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if not any(_is_u8(a) for a in tensors):
+            return then(*args, **kwargs) if then is not None else NotImplemented
+        all_u8 = all(_is_u8(a) for a in tensors)
+        out = op(*[a.to(torch.int16) if _is_u8(a) else a for a in args], **kwargs)
+
+        def narrow(t: Any) -> Any:
+            if all_u8 and isinstance(t, torch.Tensor) and t.dtype == torch.int16:
+                return t.to(torch.uint8)
+            return t
+
+        return tuple(narrow(t) for t in out) if isinstance(out, tuple | list) else narrow(out)
+
+    return decomposition
+
+
 def numerics_decompositions() -> dict[Any, Any]:
     """aten op overload -> decomposition, for `ExportedProgram.run_decompositions`."""
+    table = _float_decompositions()
+    for op in _UINT8_WIDENED:
+        table[op] = _uint8_widened(op, table.get(op))
+    return table
+
+
+def _float_decompositions() -> dict[Any, Any]:
     table: dict[Any, Any] = {
         aten.gelu.default: _gelu,
         aten.maximum.default: _maximum,
