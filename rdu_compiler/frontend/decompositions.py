@@ -47,7 +47,8 @@ def _gelu(x: torch.Tensor, approximate: str = "none") -> Any:
     if approximate != "tanh":
         return NotImplemented
     xf = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
-    inner = _SQRT_2_OVER_PI * (xf + _GELU_KAPPA * (xf * xf * xf))
+    # pow(x, 3) is one math.fpowi (x * x * x, eager's x_cube), reading x once
+    inner = _SQRT_2_OVER_PI * (xf + _GELU_KAPPA * torch.pow(xf, 3))
     y = 0.5 * xf * (1.0 + torch.tanh(inner))
     return y.to(x.dtype)
 
@@ -92,9 +93,12 @@ def _clamp(x: torch.Tensor, lo: Any = None, hi: Any = None) -> Any:
         return NotImplemented  # a promoting clamp: keep torch-mlir's handling of the dtypes
     y = x
     if lo is not None:
-        y = _nan_max(y, _bound(x, lo))  # a NaN tensor bound is picked too (y > NaN is false)
+        b = _bound(x, lo)
+        # a scalar bound is never NaN: "y unless y < lo" (ordered: false for a NaN y) keeps NaN
+        y = _nan_max(y, b) if isinstance(b, torch.Tensor) else torch.where(y < b, b, y)
     if hi is not None:
-        y = _nan_min(y, _bound(x, hi))
+        b = _bound(x, hi)
+        y = _nan_min(y, b) if isinstance(b, torch.Tensor) else torch.where(y > b, b, y)
     return y
 
 
