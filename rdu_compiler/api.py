@@ -178,8 +178,7 @@ class CompiledProgram:
             arr = to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
             if name in by_name:
                 self._check_dtype(name, value, arr, expected)
-                arr = same_bits(arr, program.get(name))  # uint8 -> the program's signless i8
-            args.append(arr)
+            args.append(same_bits(arr, program.get(name)))  # uint8 -> the program's signless i8
         return args
 
     def _check_dtype(self, name: str, value: Any, arr: np.ndarray, expected: dict[str, np.dtype[Any]]) -> None:

@@ -336,3 +336,17 @@ def test_uint8_inputs_and_outputs_keep_eager_dtype_and_values(fabric, opt_level)
     for g, w in zip(got, want, strict=True):
         assert g.dtype == w.dtype and g.shape == w.shape
         torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def test_uint8_weights_keep_their_bits():
+    class Lut(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("table", torch.tensor([0, 100, 200, 255], dtype=torch.uint8))
+
+        def forward(self, x):
+            return self.table.float() * x
+
+    x = torch.ones(4)
+    model = Lut()
+    torch.testing.assert_close(_run(model, (x,), "tiny", 1), model(x))
