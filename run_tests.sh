@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The test command: lint, lit + FileCheck pass tests, then pytest (unit + end-to-end models).
+# The test command on a fresh machine: set up the locked environment (.venv), then lint,
+# lit + FileCheck pass tests, then pytest (unit, end-to-end models, ONNX sample, fuzz).
 set -euo pipefail
-cd "$(dirname "$0")"
-export HF_HUB_OFFLINE=1
+source "$(dirname "$0")/scripts/setup_env.sh"
 ruff check rdu_compiler testsuite benchmarks
 lit -v testsuite/filecheck
 python -m pytest testsuite

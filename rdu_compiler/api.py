@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,14 +231,22 @@ class CompiledProgram:
         types = [a.type for a in fn.body.block.args]
         return {n: numpy_dtype(rdu.element_type_of(t)) for n, t in zip(self.imported.arg_names, types, strict=False)}
 
+    @property
+    def shape_only(self) -> bool:
+        """Whether the weights are on the meta device (shapes without data): such a program
+        compiles and reports, but has no weights to save or run with."""
+        return any(isinstance(w, torch.Tensor) and w.is_meta for w in self.imported.weights.values())
+
     def save(self, directory: str) -> None:
-        """Write model.mlir (placed program), weights.safetensors and report.json."""
+        """Write model.mlir (placed program), weights.safetensors and report.json; a
+        shape-only program (`shape_only`) has no weights.safetensors."""
         from rdu_compiler.frontend.torch_import import save_weights
 
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, "model.mlir"), "w") as f:
             f.write(self.ir)
-        save_weights(os.path.join(directory, "weights.safetensors"), self.imported)
+        if not self.shape_only:
+            save_weights(os.path.join(directory, "weights.safetensors"), self.imported)
         with open(os.path.join(directory, "report.json"), "w") as f:
             json.dump(self.report, f, indent=2, default=str)
 
@@ -280,17 +290,42 @@ def compile(  # noqa: A001 - the documented name of the API
     fab = _fabric(fabric)
     stage("export + torch-mlir")
     imported = import_torch(module, tuple(example_inputs), fold_constants=fold_constants)
-    stage("parse (xDSL)")
-    mod = parse_module(imported.mlir_text, "linalg")
-    set_fabric(mod, fabric)
-    snapshots: dict[str, str] | None = {} if keep_ir else None
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
+
+
+@contextlib.contextmanager
+def _long_lived_heap() -> Iterator[Callable[[], None]]:
+    """Collect garbage as a compiler's heap wants: the model and the IR live for the whole
+    compile, so `gc.freeze()` them (the collector stops re-scanning them; new garbage is still
+    collected) and unfreeze at the end. Yields `refreeze`, to call once more objects of that
+    kind exist (after parsing). Does nothing when the process already froze objects itself."""
+    if gc.get_freeze_count():
+        yield lambda: None
+        return
+    gc.freeze()
     try:
-        run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
-    except CompileError as e:
-        _locate(e, imported)  # the model line / ONNX node of the refused op
-        raise
-    stage("cost model")
-    report = build_report(mod, fab, opt_level)
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
+
+
+def _compile_imported(
+    imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool
+) -> CompiledProgram:
+    """Parse the imported linalg text, run the pass pipeline, build the report."""
+    with _long_lived_heap() as refreeze:
+        stage("parse (xDSL)")
+        mod = parse_module(imported.mlir_text, "linalg")
+        set_fabric(mod, fabric)
+        refreeze()
+        snapshots: dict[str, str] | None = {} if keep_ir else None
+        try:
+            run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+        except CompileError as e:
+            _locate(e, imported)  # the model line / ONNX node of the refused op
+            raise
+        stage("cost model")
+        report = build_report(mod, fab, opt_level)
     return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
 
 
@@ -334,18 +369,7 @@ def compile_onnx(
     fab = _fabric(fabric)
     stage("export + torch-mlir")
     imported = import_onnx(model, input_shapes, constant_inputs)
-    stage("parse (xDSL)")
-    mod = parse_module(imported.mlir_text, "linalg")
-    set_fabric(mod, fabric)
-    snapshots: dict[str, str] | None = {} if keep_ir else None
-    try:
-        run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
-    except CompileError as e:
-        _locate(e, imported)  # the model line / ONNX node of the refused op
-        raise
-    stage("cost model")
-    report = build_report(mod, fab, opt_level)
-    return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
 
 
 def _locate(err: CompileError, imported: Any) -> None:

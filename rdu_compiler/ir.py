@@ -7,9 +7,18 @@ import re
 import ml_dtypes
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, UnregisteredOp
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    BytesAttr,
+    DenseIntOrFPElementsAttr,
+    IndexType,
+    IntegerType,
+    ModuleOp,
+    UnregisteredOp,
+)
+from xdsl.ir import Attribute, Operation
 from xdsl.parser import Parser
+from xdsl.utils.mlir_lexer import MLIRTokenKind
 
 
 def make_context() -> Context:
@@ -61,13 +70,116 @@ def fix_hex_float_literals(text: str) -> str:
     return _DENSE_HEX.sub(_hex_dense_to_bytes, text)
 
 
+#: A splat of at most this many elements is expanded as xDSL does (xDSL's ops read small
+#: attributes such as a convolution's ``strides = dense<1> : tensor<2xi64>`` element by
+#: element); a larger one keeps a single element.
+SPLAT_EXPAND_LIMIT = 1 << 16
+
+
+class _SplatParser(Parser):
+    """xDSL's parser, except that a large splat ``dense<v> : tensor<AxBxf32>`` stays one element.
+
+    xDSL 0.74 expands a splat into every element (``dense<0.0> : tensor<1000000x1000000xf32>``,
+    a few bytes of text, asks for 4 TB). Here a splat of more than
+    :data:`SPLAT_EXPAND_LIMIT` elements holds the single value; xDSL prints such an
+    attribute back as the splat, and this project's readers of constants (rdu-convert-linalg's
+    folding, the emulator, Triton) treat a one-element value of a larger shape as a splat.
+    """
+
+    def parse_dense_int_or_fp_elements_attr(self, type: Attribute | None) -> DenseIntOrFPElementsAttr:  # type: ignore[override]
+        start = self.pos
+        splat = self._parse_splat(type)
+        if splat is not None:
+            return splat
+        self._resume_from(start)
+        return super().parse_dense_int_or_fp_elements_attr(type)  # type: ignore[arg-type]
+
+    def _parse_splat(self, type: Attribute | None) -> DenseIntOrFPElementsAttr | None:
+        self.parse_punctuation("<", " in dense attribute")
+        if self._current_token.kind in (MLIRTokenKind.L_SQUARE, MLIRTokenKind.GREATER):
+            return None  # a list literal, or empty: not a splat
+        hex_bytes = None
+        if (hex_string := self.parse_optional_str_literal()) is not None:
+            if len(hex_string) > 2 + 2 * 32:  # longer than one element of any type
+                return None
+            try:
+                hex_bytes = bytes.fromhex(hex_string[2:])
+            except ValueError:
+                return None
+            value = None
+        else:
+            values, shape = self._parse_tensor_literal()
+            if shape or len(values) != 1:
+                return None
+            value = values[0]
+        self.parse_punctuation(">", " in dense attribute")
+        if type is None:
+            self.parse_punctuation(":", " in dense attribute")
+            type = self._parse_dense_literal_type()
+        elt = type.element_type  # type: ignore[attr-defined]
+        n = 1
+        for d in type.get_shape():  # type: ignore[attr-defined]
+            n *= d
+        if n <= SPLAT_EXPAND_LIMIT or not isinstance(elt, (AnyFloat, IntegerType, IndexType)):
+            return None
+        if hex_bytes is not None:
+            if len(hex_bytes) != elt.compile_time_size:
+                return None
+            data = hex_bytes
+        else:
+            v = value.to_type(self, elt)  # type: ignore[union-attr]
+            if isinstance(elt, IntegerType):
+                v = elt.get_normalized_value(v)
+            data = elt.pack([v])
+        return DenseIntOrFPElementsAttr(type, BytesAttr(data))  # type: ignore[arg-type]
+
+
+_RESOURCES = re.compile(r"\{-#\s*dialect_resources\s*:\s*\{\s*builtin\s*:\s*\{(?P<body>[^{}]*)\}\s*\}\s*#-\}\s*$")
+_RESOURCE_ENTRY = re.compile(r'(?P<key>[\w.$-]+|"[^"]*")\s*:\s*"0x(?P<hex>[0-9A-Fa-f]*)"')
+
+
+def inline_dense_resources(text: str) -> str:
+    """Replace each ``dense_resource<key>`` whose blob is in the file's trailing
+    ``{-# dialect_resources: {builtin: {...}} #-}`` section by ``dense<"0x...">`` with the
+    same bytes, and drop the section.
+
+    torch-mlir keeps constant tensors it creates (an int64 index table) as resource blobs,
+    which xDSL 0.74 parses into a ``DenseResourceAttr`` without its data; inlined, the
+    constant is an ordinary dense attribute that the passes and the emulator read. A blob
+    is stored as a 4-byte alignment word then the little-endian elements (MLIR's format).
+    A ``dense_resource`` whose blob is absent (``__elided__``) is left as it is.
+    """
+    m = _RESOURCES.search(text)
+    if m is None or "dense_resource<" not in text:
+        return text
+    blobs = {e.group("key").strip('"'): e.group("hex")[8:] for e in _RESOURCE_ENTRY.finditer(m.group("body"))}
+    body = text[: m.start()]
+
+    def repl(r: re.Match[str]) -> str:
+        key = r.group(1).strip('"')
+        data = blobs.get(key)
+        return r.group(0) if data is None else f'dense<"0x{data.upper()}">'
+
+    return re.sub(r'dense_resource<([\w.$-]+|"[^"]*")>', repl, body)
+
+
+def make_parser(ctx: Context, text: str, name: str = "<input>") -> Parser:
+    """An xDSL parser of MLIR ``text`` as this project reads it: large splats stay one
+    element, resource blobs are inlined, hex float literals are read as bits."""
+    return _SplatParser(ctx, fix_hex_float_literals(inline_dense_resources(text)), name)
+
+
 def parse_module(text: str, name: str = "<input>") -> ModuleOp:
     """Parse MLIR text (generic or custom form) into an xDSL module.
+
+    A splat dense constant is never expanded: its attribute holds one element (see
+    :class:`_SplatParser`), whatever its shape. Resource blobs of the file are inlined
+    (:func:`inline_dense_resources`).
 
     Raises:
         xdsl.utils.exceptions.ParseError: the text is not valid MLIR for these dialects.
     """
-    return Parser(make_context(), fix_hex_float_literals(text), name).parse_module()
+    return make_parser(make_context(), text, name).parse_module()
 
 
 def op_name(op: Operation) -> str:

@@ -23,7 +23,7 @@ def pipeline(fabric: str, opt_level: int) -> list[str]:
     packs kernels into sections.
     """
     per_op = "true" if opt_level == 0 else "false"
-    fabric = fabric if fabric.isidentifier() else '"' + fabric.replace('"', '\\"') + '"'  # a spec path
+    fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
     passes = ["rdu-convert-linalg"]
     if opt_level >= 1:
         passes += ["rdu-fold-views", "rdu-fuse"]
@@ -34,6 +34,14 @@ def pipeline(fabric: str, opt_level: int) -> list[str]:
         f"rdu-place{{fabric={fabric}}}",
     ]
     return passes
+
+
+def _quote(text: str) -> str:
+    """`text` as a quoted pass-option string: backslash, quote and control characters
+    escaped as xDSL's pass-spec lexer unescapes them (a Windows-style spec path keeps its
+    backslashes)."""
+    escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\f": "\\f", "\v": "\\v"}
+    return '"' + "".join(escapes.get(c, c) for c in text) + '"'
 
 
 def run_pipeline(
@@ -47,9 +55,11 @@ def run_pipeline(
 
     Raises:
         CompileError: a pass refused the module or left it invalid.
-    `snapshots`, if given, receives the module text after each pass, by pass name. The module as it was
-            before that pass is written to a file, and the error names it with the
-            `rdu-opt` command that reproduces the failure.
+            The module as it was before that pass is written to a file, and the error
+            names it with the `rdu-opt` command that reproduces the failure.
+
+    `snapshots`, if given, receives the module text after each pass, by pass name. The
+    module is printed only then, or when a pass fails (its input is kept as a clone).
     """
     from xdsl.passes import PassPipeline
 
@@ -61,7 +71,7 @@ def run_pipeline(
         name = spec.split("{", 1)[0]
         if on_pass:
             on_pass(name)
-        before = str(module)
+        before = module.clone()  # printed only if this pass fails (the reproducer)
         try:
             pp = PassPipeline.parse_spec({k: v for k, v in registry.items()}, spec)
             for p in pp.passes:
@@ -71,7 +81,7 @@ def run_pipeline(
                 snapshots[name] = str(module)
         except (CompileError, VerifyException, DiagnosticException) as e:
             err = e if isinstance(e, CompileError) else CompileError(name, str(e))
-            err.reproducer = _write_repro(before, name, repro_dir)
+            err.reproducer = _write_repro(str(before), name, repro_dir)
             err.pass_name = spec
             raise err from e
     return module

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import auto
+from functools import lru_cache
 
 from xdsl.dialects.builtin import (
     AffineMapAttr,
@@ -37,7 +38,15 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.dialects.linalg.attrs import IteratorTypeAttr
 from xdsl.dialects.utils import EnumAttribute
-from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, Region, SSAValue, TypeAttribute
+from xdsl.ir import (
+    Attribute,
+    Dialect,
+    Operation,
+    ParametrizedAttribute,
+    Region,
+    SSAValue,
+    TypeAttribute,
+)
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -58,6 +67,8 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 from xdsl.utils.str_enum import StrEnum
+
+from rdu_compiler.fabric import Fabric, FabricError, load_fabric
 
 # --------------------------------------------------------------------------- attributes
 
@@ -120,7 +131,10 @@ class BufferAttr(ParametrizedAttribute):
     `#rdu.buffer<tile_bytes, pmus, pmu_capacity, depth>`: one tile is `tile_bytes` bytes,
     the buffer keeps `depth` tiles (2 = double-buffered) and spans `pmus` PMUs of
     `pmu_capacity` bytes each. The verifier enforces what the hardware does: the buffer
-    never exceeds its PMUs (depth * tile_bytes <= pmus * pmu_capacity).
+    never exceeds its PMUs (depth * tile_bytes <= pmus * pmu_capacity), depth and
+    pmu_capacity are at least 1, and only an empty tile (0 bytes: an init the PCU fills
+    itself) may have 0 PMUs. In a section, `pmu_capacity` must be the PMU capacity of the
+    fabric the module names (`rdu.fabric`), so a program cannot claim larger PMUs.
     """
 
     name = "rdu.buffer"
@@ -147,6 +161,16 @@ class BufferAttr(ParametrizedAttribute):
         )
 
     def verify(self) -> None:
+        tile, pmus, cap, depth = self.tile_bytes.data, self.pmus.data, self.pmu_capacity.data, self.depth.data
+        if tile < 0 or pmus < 0 or cap < 1 or depth < 1:
+            raise VerifyException(
+                f"#rdu.buffer<{tile}, {pmus}, {cap}, {depth}>: tile_bytes and pmus must be >= 0, "
+                "pmu_capacity and depth >= 1; re-run rdu-allocate"
+            )
+        if tile > 0 and pmus == 0:
+            raise VerifyException(
+                f"#rdu.buffer<{tile}, 0, {cap}, {depth}>: a buffer of {tile} B tiles on 0 PMUs; re-run rdu-allocate"
+            )
         need = self.depth.data * self.tile_bytes.data
         have = self.pmus.data * self.pmu_capacity.data
         if need > have:
@@ -453,8 +477,76 @@ class SectionOp(IRDLOperation):
                 f"section '{name}': routing {self.routing.data!r} is not one of 'balanced', 'dimension-order'"
             )
         grid = tuple(self.grid.get_values()) if self.grid is not None else None
+        fabric = module_fabric(self)
+        if fabric is not None:
+            verify_against_fabric(self, fabric)
         _verify_sites(name, kernels, grid)
         _verify_agcus(name, self, grid)
+
+
+def module_fabric(op: Operation) -> Fabric | None:
+    """The fabric named by the `rdu.fabric` attribute of the outermost module that is or
+    encloses `op` (None when no module names one).
+
+    Raises:
+        VerifyException: the named preset or spec file cannot be loaded.
+    """
+    from xdsl.dialects.builtin import ModuleOp
+
+    from rdu_compiler.passes.common import FABRIC_ATTR
+
+    name = None
+    parent: Operation | None = op
+    while parent is not None:
+        if isinstance(parent, ModuleOp) and isinstance(parent.attributes.get(FABRIC_ATTR), StringAttr):
+            name = parent.attributes[FABRIC_ATTR].data  # type: ignore[union-attr]
+        parent = parent.parent_op()
+    if name is None:
+        return None
+    try:
+        return _load_fabric(name)
+    except FabricError as e:
+        raise VerifyException(
+            f"the module names fabric {name!r} ({FABRIC_ATTR}), which cannot be loaded, so its capacities cannot be "
+            f"checked: {e} (a relative spec path is read from the current folder; point {FABRIC_ATTR} at the spec)"
+        ) from e
+
+
+@lru_cache(maxsize=16)
+def _load_fabric(name: str) -> Fabric:
+    return load_fabric(name)
+
+
+def verify_against_fabric(op: SectionOp, fabric: Fabric) -> None:
+    """Check a section against `fabric`: units available, grid shape, PMU capacity of every
+    buffer, and every PCU/PMU/AGCU site on the fabric's grid (when the section has no
+    `grid`), as well as the section's own rules. The verifier calls it with the fabric the
+    module names; the emulator with the fabric it runs on.
+
+    Raises:
+        VerifyException: naming the section, kernel and field that do not fit.
+    """
+    section, kernels = op.sym_name.data, op.kernels()
+    grid = tuple(op.grid.get_values()) if op.grid is not None else None
+    where = f"section '{section}' on fabric '{fabric.name}'"
+    for field, have in (("pcus_available", fabric.num_pcus), ("pmus_available", fabric.num_pmus)):
+        claimed = getattr(op, field).value.data
+        if claimed > have:
+            raise VerifyException(f"{where}: {field} = {claimed} but the fabric has {have}; re-run rdu-section")
+    if grid is not None and grid != (fabric.rows, fabric.cols):
+        raise VerifyException(
+            f"{where}: grid {list(grid)} but the fabric's grid is {fabric.rows} x {fabric.cols}; re-run rdu-place"
+        )
+    for k in kernels:
+        for i, b in enumerate(k.buffers.data if k.buffers is not None else ()):
+            if b.pmu_capacity.data != fabric.pmu.capacity_bytes:
+                raise VerifyException(
+                    f"{where}: kernel '{k.label}' buffer {i} claims PMUs of {b.pmu_capacity.data} B but the "
+                    f"fabric's PMUs hold {fabric.pmu.capacity_bytes} B; re-run rdu-allocate"
+                )
+    if grid is None:  # sites on an unmarked section: check them against the fabric's grid
+        _verify_sites(section, kernels, (fabric.rows, fabric.cols))
+        _verify_agcus(section, op, (fabric.rows, fabric.cols))
 
 
 def site_pairs(attr: DenseArrayBase, what: str) -> list[tuple[int, int]]:

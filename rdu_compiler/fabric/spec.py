@@ -8,6 +8,28 @@ their sources (see ``reference/sn40l.md``).
 
 Units: sizes in bytes, bandwidths in bytes/s or bytes/cycle as named, clock in
 Hz, times in seconds, compute in FLOP/cycle per PCU.
+
+Upper bounds (``LIMITS``): a spec may not ask for more than a plausible chip, so a
+typo cannot make the placer list 10^10 sites. Every number field is positive and at
+most its limit; the grid also has at most ``MAX_SITES`` sites:
+
+=================================  ==================  ===================
+field                              limit               SN40L preset
+=================================  ==================  ===================
+[grid].rows, [grid].cols           512                 40, 52
+[grid].rows x [grid].cols          65536 sites         2080
+[pcu].lanes, [pcu].stages          1024                32, 6
+[pcu.flops_per_cycle].*            2^20                up to 2048
+[pmu].capacity_bytes               64 MiB (2^26)       512 KiB
+[pmu].banks                        1024                16
+every *bytes_per_cycle             2^16                64
+[agcu].count                       2 x [grid].rows     32
+[hbm|ddr].capacity_bytes           1 PiB (2^50)        64 GiB, 1.5 TiB
+[hbm|ddr].bytes_per_s, p2p         1e15 B/s            1.8e12, 2e11
+[fabric].clock_hz                  1e11 Hz             1.6e9
+[launch].*_s                       1 s                 1e-5, 1e-6
+[sockets].count                    1024                1
+=================================  ==================  ===================
 """
 
 from __future__ import annotations
@@ -215,6 +237,31 @@ _SCHEMA: dict[str, dict[str, str]] = {
 
 _PRESETS = resources.files("rdu_compiler.fabric").joinpath("presets")
 
+# Upper bound of each number field (see the module docstring); a table key covers its fields.
+MAX_SITES = 1 << 16
+LIMITS: dict[str, int | float] = {
+    "[grid].rows": 512,
+    "[grid].cols": 512,
+    "[pcu].lanes": 1024,
+    "[pcu].stages": 1024,
+    "[pcu.flops_per_cycle]": 1 << 20,
+    "[pmu].capacity_bytes": 1 << 26,
+    "[pmu].banks": 1024,
+    "[pmu].bytes_per_cycle": 1 << 16,
+    "[agcu].count": 1 << 11,  # and 2 x rows, checked with the grid
+    "[agcu].bytes_per_cycle": 1 << 16,
+    "[network].link_bytes_per_cycle": 1 << 16,
+    "[hbm].capacity_bytes": 1 << 50,
+    "[ddr].capacity_bytes": 1 << 50,
+    "[hbm].bytes_per_s": 1e15,
+    "[ddr].bytes_per_s": 1e15,
+    "[sockets].p2p_bytes_per_s": 1e15,
+    "[fabric].clock_hz": 1e11,
+    "[launch].program_load_s": 1.0,
+    "[launch].argument_load_s": 1.0,
+    "[sockets].count": 1024,
+}
+
 
 def preset_names() -> list[str]:
     """Names of the fabric presets shipped with the package, sorted."""
@@ -230,6 +277,10 @@ def load_fabric(name_or_path: str | os.PathLike[str]) -> Fabric:
             spec (missing, mistyped, non-positive or unknown field).
     """
     name = os.fspath(name_or_path)
+    if not name.strip():
+        raise FabricError(
+            f"empty fabric name {name!r}; pass a preset name ({', '.join(preset_names())}) or the path of a fabric spec .toml"
+        )
     if name in preset_names():
         resource = _PRESETS.joinpath(f"{name}.toml")
         where = f"preset {name!r} (rdu_compiler/fabric/presets/{name}.toml)"
@@ -321,6 +372,11 @@ def _check_grid(fabric: Fabric, where: str) -> None:
         raise FabricError(
             f"{where}: [grid].layout is {fabric.layout!r}; set it to one of: {', '.join(LAYOUTS)}"
         )
+    if fabric.rows * fabric.cols > MAX_SITES:
+        raise FabricError(
+            f"{where}: [grid].rows x [grid].cols = {fabric.rows} x {fabric.cols} = {fabric.rows * fabric.cols} sites "
+            f"exceeds the limit of {MAX_SITES} sites (SN40L has 2080); use a smaller grid"
+        )
     if fabric.rows * fabric.cols % 2:
         raise FabricError(
             f"{where}: [grid].rows x [grid].cols = {fabric.rows} x {fabric.cols} is odd; "
@@ -360,14 +416,24 @@ class _Reader:
         return value
 
     def get_int(self, table: str, key: str) -> int:
-        return self._positive_int(f"[{table}].{key}", self._get(table, key))
+        label = f"[{table}].{key}"
+        return self._bounded(label, self._positive_int(label, self._get(table, key)), LIMITS.get(label))
 
     def get_float(self, table: str, key: str) -> float:
+        label = f"[{table}].{key}"
         value = self._get(table, key)
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
         if not is_number or not math.isfinite(value) or value <= 0:
-            raise self._fail(f"[{table}].{key}", "a positive number", value)
-        return float(value)
+            raise self._fail(label, "a positive number", value)
+        return self._bounded(label, float(value), LIMITS.get(label))
+
+    def _bounded(self, label: str, value: Any, limit: int | float | None) -> Any:
+        if limit is not None and value > limit:
+            raise FabricError(
+                f"{self.where}: {label} = {value!r} exceeds the limit {limit if isinstance(limit, int) else f'{limit:g}'} (see LIMITS in "
+                f"rdu_compiler/fabric/spec.py); use a value a chip can have"
+            )
+        return value
 
     def get_flops_table(self) -> dict[str, int]:
         table = self._get("pcu", "flops_per_cycle")
@@ -375,7 +441,8 @@ class _Reader:
             want = "a non-empty table of dtype = FLOP/cycle"
             raise self._fail("[pcu].flops_per_cycle", want, table)
         label = "[pcu.flops_per_cycle]"
-        return {k.lower(): self._positive_int(f"{label}.{k}", v) for k, v in table.items()}
+        limit = LIMITS[label]
+        return {k.lower(): self._bounded(f"{label}.{k}", self._positive_int(f"{label}.{k}", v), limit) for k, v in table.items()}
 
     def _positive_int(self, label: str, value: object) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

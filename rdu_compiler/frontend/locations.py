@@ -1,8 +1,8 @@
-"""Model source lines of the ops of a torch-mlir function, for runtime error messages.
+"""Source locations and short summaries for frontend and runtime error messages (torch-free).
 
-torch-mlir's FX importer gives each op the location of the FX node it came from
-(`loc("/path/model.py":12:0)`); `op_locations` reads them per op of `@main`, in order,
-so that "kernel 'k5_map'" (the kernel built from op #5) can be traced to a model line.
+The torch path records, per op of `@main`, the model line it comes from
+(`ImportedProgram.op_nodes`, from torch-mlir's locations); `payload_op_lines` maps a kernel
+an emulator error names ("kernel 'k5_map'", built from op #5) back to model lines.
 """
 
 from __future__ import annotations
@@ -10,29 +10,41 @@ from __future__ import annotations
 import linecache
 import os
 import re
-from typing import Any
 
-_FILE_LINE = re.compile(r'"([^"]+)":(\d+):\d+')
+__all__ = ["fmt_where", "frame_where", "payload_op_lines", "summarize"]
 
-
-def op_locations(module: Any) -> list[str]:
-    """Per op of the first `func.func` of a torch-mlir `module`: 'model.py:12 `code`', or ''
-    where the location names no file (constants, unknown)."""
-    for fn in module.operation.regions[0].blocks[0].operations:
-        if fn.operation.name != "func.func":
-            continue
-        return [_where(str(op.location)) for op in fn.regions[0].blocks[0].operations]
-    return []
+_MAX_SUMMARY_CHARS = 400
 
 
-def _where(loc: str) -> str:
-    m = _FILE_LINE.search(loc)
-    if m is None:
-        return ""
-    path, line = m.group(1), int(m.group(2))
-    code = linecache.getline(path, line).strip()
-    where = f"{os.path.basename(path)}:{line}"
-    return f"model line {where} `{code}`" if code else f"model line {where}"
+def frame_where(filename: str, lineno: int, code: str | None = None) -> str:
+    """'file.py:123: code' for one source location (code read from the file when absent)."""
+    if code is None:
+        code = linecache.getline(filename, lineno).strip()
+    where = f"{os.path.basename(filename)}:{lineno}"
+    return f"{where}: {code}" if code else where
+
+
+def fmt_where(where: str) -> str:
+    """'file.py:12: code' -> 'file.py:12 `code`' for use inside a sentence."""
+    loc, sep, code = where.partition(": ")
+    return f"{loc} `{code.strip()}`" if sep and code.strip() else loc
+
+
+def summarize(exc: BaseException, limit: int = _MAX_SUMMARY_CHARS) -> str:
+    """The first meaningful line of an exception message, shortened, as 'Type: message'."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    first = re.split(r"\s+\((?:unhinted|Size-like symbols):", first)[0]
+    first = re.sub(r"\s+", " ", first).strip()
+    if len(first) > limit:
+        first = first[: limit - 3].rstrip() + "..."
+    name = type(exc).__name__
+    return f"{name}: {first}" if first else name
+
+
+def _model_line(where: str) -> str:
+    return where if where.startswith(("model line", "ONNX node")) else f"model line {where}"
 
 
 def payload_op_lines(linalg_text: str, kernel_index: int, payload_op: str, op_nodes: list[str]) -> list[str]:
@@ -49,5 +61,5 @@ def payload_op_lines(linalg_text: str, kernel_index: int, payload_op: str, op_no
     ]
     if kernel_index in holders:
         holders = [kernel_index]
-    lines = [op_nodes[i] for i in holders if i < len(op_nodes) and op_nodes[i]]
+    lines = [_model_line(op_nodes[i]) for i in holders if i < len(op_nodes) and op_nodes[i]]
     return list(dict.fromkeys(lines))

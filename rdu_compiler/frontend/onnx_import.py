@@ -1990,6 +1990,8 @@ def _try_fold(node: Any, inits: dict[str, Any], value: Any, static: dict[str, tu
     if not all(i in inits for i in ins) or (not ins and node.op_type != "Constant"):
         return None
     in_elements = sum(int(np.prod(inits[i].dims)) for i in ins)
+    if _fold_output_elements(node, value) > max(_FOLD_MAX_ELEMENTS, in_elements):
+        return None  # never evaluate a large output (ConstantOfShape([10**6, 10**6]))
     try:
         from onnx.reference import ReferenceEvaluator
 
@@ -2020,6 +2022,30 @@ def _try_fold(node: Any, inits: dict[str, Any], value: Any, static: dict[str, tu
             return None
         out.append(r)
     return out
+
+
+def _fold_output_elements(node: Any, value: Any) -> int:
+    """Elements of the output of a node whose output size is set by an input's values
+    (ConstantOfShape, Expand, Tile, Range), computed without evaluating it; 0 for others."""
+    try:
+        if node.op_type == "ConstantOfShape":
+            return int(np.prod([max(int(d), 0) for d in value(node.input[0]).reshape(-1)], dtype=object))
+        if node.op_type == "Expand":
+            x = value(node.input[0]).shape
+            shape = [int(d) for d in value(node.input[1]).reshape(-1)]
+            rank = max(len(x), len(shape))
+            x = (1,) * (rank - len(x)) + tuple(x)
+            shape = [1] * (rank - len(shape)) + shape
+            return int(np.prod([max(a, b) for a, b in zip(x, shape, strict=True)], dtype=object))
+        if node.op_type == "Tile":
+            reps = value(node.input[1]).reshape(-1)
+            return int(value(node.input[0]).size * np.prod([max(int(r), 0) for r in reps], dtype=object))
+        if node.op_type == "Range":
+            start, limit, delta = (float(value(i)) for i in node.input[:3])
+            return max(int(np.ceil((limit - start) / delta)), 0) if delta else 0
+    except Exception:  # noqa: BLE001 - malformed inputs: let the evaluator report them
+        return 0
+    return 0
 
 
 def _inline_small_constants(proto: Any) -> None:
@@ -2170,30 +2196,30 @@ def _has_function(op_type: str, proto: Any) -> bool:
 def _lower_isolated(
     proto: Any, where: str, node_kinds: dict[str, str], expand: frozenset[str] = frozenset()
 ) -> tuple[str, list[str], list[str]]:
-    """:func:`_lower` in a separate lowering process (started once, reused), so that a
+    """:func:`_lower` in the lowering child process (:mod:`.lower_server`), so that a
     native crash of torch-mlir (an LLVM fatal error, a segfault) becomes an OnnxImportError
     instead of killing the caller. ``RDU_ONNX_IN_PROCESS=1`` runs it in this process."""
-    import pickle
+    from rdu_compiler.frontend.lower_server import Died, call_isolated
 
-    if os.environ.get("RDU_ONNX_IN_PROCESS"):
-        return _lower(proto, where, node_kinds, expand)
-    server = _LoweringServer.get()
-    request = pickle.dumps((proto.SerializeToString(), where, node_kinds, expand))
-    kind, payload, stderr = server.call(request)
-    if kind == "ok":
-        return payload  # type: ignore[no-any-return]
-    if kind == "error":
+    out = call_isolated(
+        __name__, "_lower_request", proto.SerializeToString(), where, node_kinds, expand,
+        timeout_s=lowering_timeout_s(),
+    )
+    if not isinstance(out, Died):
+        kind, payload = out
+        if kind == "ok":
+            return payload  # type: ignore[no-any-return]
         message, op_type, node = payload
         raise OnnxImportError(message, op_type, node)
     # The lowering process died: torch-mlir crashed on this model.
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in out.stderr.splitlines() if ln.strip()]
     fatal = next((ln for ln in lines if "ERROR" in ln or "error" in ln), "")
     op_type = _op_in_text(fatal, node_kinds)
     what = f" on ONNX op '{op_type}'" if op_type else ""
     alt = nearest_alternative(op_type)
     hint = f" Nearest supported alternative: {alt}." if alt else ""
     raise OnnxImportError(
-        f"{where}: torch-mlir {'hung' if 'no result' in payload else 'crashed'} ({payload}){what} while lowering the model to linalg-on-tensors"
+        f"{where}: torch-mlir {'hung' if out.timed_out else 'crashed'} ({out.how}){what} while lowering the model to linalg-on-tensors"
         f"{': ' + _short(fatal) if fatal else ''}.{hint} Simplify or re-export the model around "
         "that op, or report it to torch-mlir with the model attached.",
         op_type,
@@ -2207,133 +2233,18 @@ def lowering_timeout_s() -> float:
     return float(os.environ.get("RDU_ONNX_LOWERING_TIMEOUT", "300"))
 
 
-class _LoweringServer:
-    """A child Python process that runs :func:`_lower` on request (length-prefixed pickles
-    over its stdin/stdout), restarted after it dies. One per process (a forked child gets
-    its own)."""
-
-    _current: _LoweringServer | None = None
-
-    def __init__(self) -> None:
-        import subprocess
-        import sys
-        import tempfile
-
-        self.pid = os.getpid()
-        self.stderr = tempfile.TemporaryFile()
-        code = "from rdu_compiler.frontend.onnx_import import _serve; _serve()"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self.stderr, env={**os.environ, "RDU_ONNX_IN_PROCESS": "1"}, bufsize=0,
-        )
-
-    @classmethod
-    def get(cls) -> _LoweringServer:
-        cur = cls._current
-        if cur is None or cur.pid != os.getpid() or cur.proc.poll() is not None:
-            if cur is not None and cur.pid == os.getpid():
-                cur.close()
-            cls._current = cur = cls()
-        return cur
-
-    def call(self, request: bytes) -> tuple[str, Any, str]:
-        """Send one request; ("ok"|"error", payload, "") or ("died", how, stderr text)."""
-        import pickle
-        import signal
-        import struct
-
-        start = self.stderr.seek(0, 2)
-        timed_out = False
-        try:
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write(struct.pack("<Q", len(request)) + request)
-            self.proc.stdin.flush()
-            head = self._read(8)
-            if head is None:
-                timed_out = True
-            elif len(head) == 8:
-                (n,) = struct.unpack("<Q", head)
-                body = self._read(n)
-                if body is not None and len(body) == n:
-                    kind, payload = pickle.loads(body)
-                    return kind, payload, ""
-                timed_out = body is None
-        except (BrokenPipeError, OSError):
-            pass
-        if timed_out:
-            self.proc.kill()
-        code = self.proc.wait()
-        if timed_out:
-            how = f"no result after {lowering_timeout_s():.0f} s, stopped"
-        else:
-            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        self.stderr.seek(start)
-        text = self.stderr.read().decode(errors="replace")
-        self.close()
-        _LoweringServer._current = None
-        return "died", how, text
-
-    def _read(self, n: int) -> bytes | None:
-        """``n`` bytes from the process (fewer at EOF), or None after lowering_timeout_s()."""
-        import select
-        import time
-
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + lowering_timeout_s()
-        chunks: list[bytes] = []
-        got = 0
-        while got < n:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-            chunk = os.read(fd, min(n - got, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-
-    def close(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-                self.proc.wait(timeout=5)
-        except Exception:  # noqa: BLE001 - best effort
-            self.proc.kill()
-        self.stderr.close()
-
-
-def _serve() -> None:
-    """The lowering process: read requests from stdin, answer on (the original) stdout."""
-    import pickle
-    import struct
-    import sys
-
+def _lower_request(
+    model_bytes: bytes, where: str, node_kinds: dict[str, str], expand: frozenset[str]
+) -> tuple[str, Any]:
+    """In the lowering child: ("ok", :func:`_lower`'s result) or ("error", (message, op, node))."""
     import onnx
 
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # stray prints go to stderr, not into the protocol
-    inp = sys.stdin.buffer
-    import torch_mlir.extras.onnx_importer  # noqa: F401 - loaded once, before the first request
-    import torch_mlir.passmanager  # noqa: F401
-
-    while True:
-        head = inp.read(8)
-        if len(head) < 8:
-            return
-        (n,) = struct.unpack("<Q", head)
-        model_bytes, where, node_kinds, expand = pickle.loads(inp.read(n))
-        try:
-            result: Any = ("ok", _lower(onnx.ModelProto.FromString(model_bytes), where, node_kinds, expand))
-        except OnnxImportError as e:
-            result = ("error", (str(e), e.op_type, e.node))
-        except Exception as e:  # noqa: BLE001 - reported by the caller
-            result = ("error", (f"{where}: torch-mlir failed: {type(e).__name__}: {_first_line(e)}", None, None))
-        data = pickle.dumps(result)
-        out.write(struct.pack("<Q", len(data)) + data)
-        out.flush()
+    try:
+        return "ok", _lower(onnx.ModelProto.FromString(model_bytes), where, node_kinds, expand)
+    except OnnxImportError as e:
+        return "error", (str(e), e.op_type, e.node)
+    except Exception as e:  # noqa: BLE001 - reported by the caller
+        return "error", (f"{where}: torch-mlir failed: {type(e).__name__}: {_first_line(e)}", None, None)
 
 
 def _op_in_text(text: str, node_kinds: dict[str, str]) -> str | None:

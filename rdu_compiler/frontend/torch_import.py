@@ -22,7 +22,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import linecache
 import logging
 import os
 import re
@@ -41,7 +40,17 @@ from torch.utils import _pytree as pytree
 
 from rdu_compiler.frontend.decompositions import numerics_decompositions
 from rdu_compiler.frontend.errors import FrontendError
-from rdu_compiler.frontend.locations import op_locations
+from rdu_compiler.frontend.locations import fmt_where as _fmt_where
+from rdu_compiler.frontend.locations import frame_where as _frame_where
+from rdu_compiler.frontend.locations import summarize as _summarize
+from rdu_compiler.frontend.meta_device import retarget_meta_devices
+from rdu_compiler.frontend.torch_checks import (
+    refuse_data_dependent_shapes,
+    refuse_embedding_bag_internals,
+)
+from rdu_compiler.frontend.torch_decompositions import embedding_bag_decompositions
+from rdu_compiler.frontend.torch_lower import lower_to_linalg
+from rdu_compiler.frontend.torch_lower import op_from_diagnostics as _op_from_diagnostics
 
 __all__ = [
     "ImportedProgram",
@@ -58,8 +67,6 @@ KINDS_METADATA_KEY = "rdu_arg_kinds"
 #: Metadata key of the weights-file format tag.
 FORMAT_METADATA_KEY = "rdu_format"
 WEIGHTS_FORMAT = "rdu_compiler.weights.v1"
-
-_MAX_SUMMARY_CHARS = 400
 
 
 # --------------------------------------------------------------------------------------
@@ -90,6 +97,9 @@ class ImportedProgram:
             folding), callable as ``graph_module(*args)`` with one tensor per ``arg_names``
             entry and returning the flat tuple of ``num_outputs`` tensors: a PyTorch
             reference for exactly the program in ``mlir_text``.
+        op_nodes: per top-level op of ``@main`` in ``mlir_text``, the model line it comes
+            from ('model.py:12 `code`', '' if unknown); compiler errors naming kernel
+            'k7_...' add ``op_nodes[7]``.
     """
 
     mlir_text: str
@@ -101,39 +111,12 @@ class ImportedProgram:
     out_spec: Any
     source_lines: dict[str, str] = field(default_factory=dict)
     graph_module: torch.fx.GraphModule | None = field(default=None, repr=False)
-    op_nodes: list[str] = field(default_factory=list)  # per op of @main: its model line (locations.py)
+    op_nodes: list[str] = field(default_factory=list, repr=False)
 
 
 # --------------------------------------------------------------------------------------
 # Loading model.py
 # --------------------------------------------------------------------------------------
-
-
-def _frame_where(filename: str, lineno: int, code: str | None = None) -> str:
-    """'file.py:123: code' for one source location (code read from the file when absent)."""
-    if code is None:
-        code = linecache.getline(filename, lineno).strip()
-    where = f"{os.path.basename(filename)}:{lineno}"
-    return f"{where}: {code}" if code else where
-
-
-def _fmt_where(where: str) -> str:
-    """'file.py:12: code' -> 'file.py:12 `code`' for use inside a sentence."""
-    loc, sep, code = where.partition(": ")
-    return f"{loc} `{code.strip()}`" if sep and code.strip() else loc
-
-
-def _summarize(exc: BaseException, limit: int = _MAX_SUMMARY_CHARS) -> str:
-    """The first meaningful line of an exception message, shortened, as 'Type: message'."""
-    text = str(exc).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    first = lines[0] if lines else ""
-    first = re.split(r"\s+\((?:unhinted|Size-like symbols):", first)[0]
-    first = re.sub(r"\s+", " ", first).strip()
-    if len(first) > limit:
-        first = first[: limit - 3].rstrip() + "..."
-    name = type(exc).__name__
-    return f"{name}: {first}" if first else name
 
 
 def _last_frame_in(exc: BaseException, path: Path) -> str | None:
@@ -398,6 +381,7 @@ def _decomposition_table() -> dict[Any, Any]:
     table[torch.ops.aten._softmax.default] = _softmax_single_pass_max
     table[torch.ops.aten._log_softmax.default] = _log_softmax_single_pass_max
     table.update(numerics_decompositions())  # eager's numbers where torch-mlir's lowering differs
+    table.update(embedding_bag_decompositions())
     return table
 
 
@@ -655,143 +639,6 @@ def _export_error(exc: BaseException, module: torch.nn.Module) -> FrontendError:
     )
 
 
-_OP_IN_DIAG_RES = (
-    # torch.operator "torch.aten.foo.overload" (an op torch-mlir has no definition for)
-    re.compile(r'name = "torch\.((?:aten|prims)\.[\w.]+)"'),
-    # failed to legalize operation 'torch.aten.foo'
-    re.compile(r"'torch\.((?:aten|prims)\.[\w.]+)'"),
-    # an op dump: "torch.aten.foo"(...)
-    re.compile(r'"torch\.((?:aten|prims)\.[\w.]+)"'),
-    re.compile(r"\btorch\.((?:aten|prims)\.[\w.]+)"),
-)
-_LOC_RE = re.compile(r'"([^"]+)":(\d+):\d+')
-
-
-def _op_from_diagnostics(text: str) -> str | None:
-    """The aten op ('aten.erfinv') that torch-mlir's diagnostics ``text`` complain about.
-
-    Overload suffixes are dropped ('torch.aten.median.dim' -> 'aten.median') to match the
-    keys of :attr:`ImportedProgram.source_lines`.
-    """
-    for rx in _OP_IN_DIAG_RES:
-        m = rx.search(text)
-        if m:
-            return ".".join(m.group(1).split(".")[:2])
-    return None
-
-
-def _short_diag(msg: str, limit: int = 200) -> str:
-    """One diagnostic message without the op dump torch-mlir appends (': %1 = ...')."""
-    msg = msg.strip().splitlines()[0] if msg.strip() else ""
-    cut = re.search(r":\s+%[\w#:]+\s*=|:\s+\"", msg)
-    if cut:
-        msg = msg[: cut.start()]
-    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
-
-
-#: (stage description, pass pipeline): torch-mlir's FX -> torch backend contract, then
-#: backend contract -> linalg-on-tensors (as torch_mlir.compiler_utils.lower_mlir_module).
-_PIPELINES = (
-    (
-        "torch-backend lowering",
-        "builtin.module(func.func(torch-match-quantized-custom-ops), "
-        "torchdynamo-export-to-torch-backend-pipeline{ extra-library=})",
-    ),
-    (
-        "linalg lowering",
-        "builtin.module(torch-backend-to-linalg-on-tensors-backend-pipeline"
-        "{allow-non-finites=True})",
-    ),
-)
-
-
-def _run_pipeline(
-    module: Any, pipeline: str, stage: str, source_lines: dict[str, str], model_name: str
-) -> None:
-    """Run one torch-mlir pass pipeline on ``module`` in place.
-
-    Error diagnostics are collected by a handler (nothing is printed and no repro file is
-    written, unlike ``run_pipeline_with_repro_report``).
-
-    Raises:
-        FrontendError: the pipeline failed (see :func:`_lowering_error`).
-    """
-    from torch_mlir import ir
-    from torch_mlir.passmanager import PassManager
-
-    errors: list[tuple[str, str]] = []
-
-    def collect(diag: Any) -> bool:
-        if "ERROR" in str(diag.severity).upper():
-            errors.append((str(diag.location), _diag_text(diag)))
-        return True  # handled: keep MLIR from printing it to stderr
-
-    with module.context as ctx:
-        handler = ctx.attach_diagnostic_handler(collect)
-        try:
-            PassManager.parse(pipeline).run(module.operation)
-        except ir.MLIRError as e:
-            errors += [(str(d.location), _diag_text(d)) for d in e.error_diagnostics]
-            raise _lowering_error(e, errors, stage, source_lines, model_name) from None
-        finally:
-            handler.detach()
-
-
-def _diag_text(diag: Any) -> str:
-    """An MLIR diagnostic's message with its notes appended."""
-    msg = str(diag.message)
-    for note in getattr(diag, "notes", ()):
-        msg += "\nnote: " + str(note.message)
-    return msg
-
-
-def _lowering_error(
-    exc: BaseException,
-    errors: list[tuple[str, str]],
-    stage: str,
-    source_lines: dict[str, str],
-    model_name: str,
-) -> FrontendError:
-    """Turn a torch-mlir pipeline failure into a one-paragraph FrontendError.
-
-    ``errors`` are the (location, message) error diagnostics. The message names the failing
-    aten op, the model source line that calls it (from ``source_lines``, else from the
-    diagnostic's MLIR location) and what to do.
-    """
-    op = None
-    first_msg = ""
-    first_loc = ""
-    for loc, msg in errors:  # the first error naming an aten op is the culprit
-        op = _op_from_diagnostics(msg)
-        if op:
-            first_msg, first_loc = msg, loc
-            break
-    if op is None:
-        op = _op_from_diagnostics(str(exc))
-        if errors:
-            first_loc, first_msg = errors[0]
-    where = source_lines.get(op) if op else None
-    if where is None and first_loc:
-        m = _LOC_RE.search(first_loc)
-        if m:
-            where = _frame_where(m.group(1), int(m.group(2)))
-    at = f" (called at {_fmt_where(where)})" if where else ""
-    detail = _short_diag(first_msg) if first_msg else _summarize(exc, 200)
-    if "'torch.operator'" in detail:
-        detail = "torch-mlir has no definition of this op, it stays an opaque torch.operator"
-    if op:
-        return FrontendError(
-            f"torch-mlir cannot lower op '{op}'{at} of {model_name} to linalg-on-tensors "
-            f"({stage}: {detail}). Rewrite that line with operations torch-mlir supports "
-            "(elementwise math, matmul/linear, convolution, pooling, reductions, indexing), "
-            "compute it outside the model, or add a decomposition for it to the frontend."
-        )
-    return FrontendError(
-        f"torch-mlir failed on {model_name}{at} during {stage}: {detail}. Simplify the model "
-        "around that line, or report the failure with the model file attached."
-    )
-
-
 @contextlib.contextmanager
 def _quiet_torch_warnings() -> Iterator[None]:
     """Silence torch's internal noise during export: pytree deprecation warnings, and the
@@ -879,6 +726,9 @@ def import_torch(
     except Exception as e:  # noqa: BLE001 - torch.export raises many exception types
         raise _export_error(e, module) from None
 
+    refuse_data_dependent_shapes(ep.graph, model_name)
+    refuse_embedding_bag_internals(ep.graph, model_name)
+
     # 2. Decompositions torch-mlir expects.
     source_lines_pre = _collect_source_lines([ep.graph])
     try:
@@ -892,6 +742,7 @@ def import_torch(
     source_lines = _collect_source_lines([ep.graph])
     for k, v in source_lines_pre.items():
         source_lines.setdefault(k, v)
+    retarget_meta_devices(ep.graph)  # shape-only models: factory ops on meta -> cpu
 
     # 3. Signature: argument kinds and weights, by placeholder name.
     sig = ep.graph_signature
@@ -984,12 +835,7 @@ def import_torch(
         importer.import_stateless_graph(ep.graph, func_name="main")
     except Exception as e:  # noqa: BLE001 - the importer raises plain Python errors
         raise _import_failure(e, ep.graph, source_lines, model_name) from None
-    for stage, pipeline in _PIPELINES:
-        _run_pipeline(importer.module, pipeline, stage, source_lines, model_name)
-    lowered = importer.module
-
-    mlir_text = lowered.operation.get_asm(print_generic_op_form=True)
-    func_results = _count_main_results(lowered)
+    mlir_text, func_results, op_lines = lower_to_linalg(importer.module, source_lines, model_name)
     return ImportedProgram(
         mlir_text=mlir_text,
         arg_names=arg_names,
@@ -1000,7 +846,7 @@ def import_torch(
         out_spec=out_spec,
         source_lines=source_lines,
         graph_module=torch.fx.GraphModule(ep.graph_module, ep.graph),
-        op_nodes=op_locations(lowered),
+        op_nodes=op_lines,
     )
 
 
@@ -1048,26 +894,6 @@ def _import_failure(
     )
 
 
-def _count_main_results(module: Any) -> int | None:
-    """Number of results of ``func.func @main`` in a torch-mlir module (None if not found)."""
-    from torch_mlir import ir
-
-    for op in module.body.operations:
-        if op.operation.name != "func.func":
-            continue
-        sym = op.attributes["sym_name"]
-        if ir.StringAttr(sym).value != "main":
-            continue
-        ftype = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
-        return len(ftype.results)
-    return None
-
-
-# --------------------------------------------------------------------------------------
-# Weights files
-# --------------------------------------------------------------------------------------
-
-
 def _storage_key(t: torch.Tensor) -> tuple[Any, ...]:
     """Identity of a tensor's exact memory view (same key <=> same data, shape and dtype)."""
     return (
@@ -1093,6 +919,8 @@ def save_weights(path: str | os.PathLike[str], prog: ImportedProgram) -> None:
         FrontendError: the file cannot be written.
     """
     from safetensors.torch import save_file
+
+    from rdu_compiler.frontend.weights_header import canonicalize_header
 
     kinds = dict(zip(prog.arg_names, prog.arg_kinds, strict=True))
     order = [n for n in prog.arg_names if n in prog.weights]
@@ -1124,6 +952,7 @@ def save_weights(path: str | os.PathLike[str], prog: ImportedProgram) -> None:
     }
     try:
         save_file(stored, os.fspath(path), metadata=metadata)
+        canonicalize_header(path)  # safetensors writes metadata in random order
     except OSError as e:
         raise FrontendError(f"Cannot write weights file '{path}': {e.strerror or e}.") from None
 

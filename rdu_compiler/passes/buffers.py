@@ -47,6 +47,19 @@ def pmus_for(tile_bytes: int, pmu_capacity: int) -> int:
     return math.ceil(DEPTH * tile_bytes / pmu_capacity) if tile_bytes else 0
 
 
+def operand_pmus(kernel: KernelOp, tile: Sequence[int], pmu_capacity: int) -> list[int]:
+    """PMUs each input/init operand's buffer needs at `tile` (`pmus_for` of its tile bytes).
+
+    Every kernel gets at least one PMU, as the cost model and the placer count it: when
+    all its operands are scalars (rank 0, in registers; e.g. a max over a 0-d sum once
+    rdu-fold-views folded the reshapes away) its first result's buffer gets one.
+    """
+    need = [pmus_for(b, pmu_capacity) for b in operand_tile_bytes(kernel, tile)]
+    if need and not any(need):
+        need[len(kernel.inputs) if len(kernel.inits) else 0] = 1
+    return need
+
+
 def untileable_dims(kernel: KernelOp) -> set[int]:
     """Loops that must stay whole: the scan dimension of a scan."""
     if kernel.kind.data == Pattern.SCAN and kernel.scan_dim is not None:

@@ -34,8 +34,8 @@ from rdu_compiler.passes.buffers import (
     compute_dtype,
     itemsize,
     kernel_traffic,
+    operand_pmus,
     operand_tile_bytes,
-    pmus_for,
 )
 from rdu_compiler.passes.common import fabric_for, functions
 from rdu_compiler.passes.payload import flops_per_point
@@ -131,7 +131,7 @@ def _allocate_units(section: rdu.SectionOp, fabric: Fabric) -> None:
         par = math.prod(s for d, s in enumerate(k.domain_sizes) if d not in k.reduction_dims)
         limits.append(max(1, math.ceil(par / fabric.pcu.lanes)))
     sizes = [operand_tile_bytes(k, k.tile_sizes) for k in kernels]
-    need = [pmus_for(b, cap) for per_kernel in sizes for b in per_kernel]
+    need = [p for k in kernels for p in operand_pmus(k, k.tile_sizes, cap)]
     traffic = []
     for k in kernels:
         per_operand = kernel_traffic(k)

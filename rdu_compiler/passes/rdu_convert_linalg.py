@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -795,9 +796,14 @@ _ALTERNATIVES = {
 }
 
 
+#: The most elements one tensor of a program may have (2**32): a bound on what a small
+#: input file can ask for (a 189-byte ONNX file can ask for a 10**12-element constant).
+MAX_TENSOR_ELEMENTS = 1 << 32
+
+
 def _check_static_nonempty(fn: func.FuncOp) -> None:
-    """Refuse tensors with a dynamic dimension, or a zero-size one (nothing to compute, no
-    tile to place)."""
+    """Refuse tensors with a dynamic dimension, a zero-size one (nothing to compute, no
+    tile to place), or more than :data:`MAX_TENSOR_ELEMENTS` elements."""
     values = list(fn.body.block.args) + [r for op in fn.body.block.ops for r in op.results]
     for v in values:
         if isinstance(v.type, TensorType) and any(d < 0 for d in v.type.get_shape()):
@@ -808,6 +814,15 @@ def _check_static_nonempty(fn: func.FuncOp) -> None:
                 "the input values (NonZero, NonMaxSuppression, data-dependent crops), and a dataflow "
                 "program needs static shapes. Compute that part outside the model or give it a "
                 "fixed output size.",
+            )
+        if isinstance(v.type, TensorType) and math.prod(rdu.shape_of(v.type)) > MAX_TENSOR_ELEMENTS:
+            what = f"argument #{v.index}" if isinstance(v, BlockArgument) else f"the result of '{op_name(v.owner)}'"  # type: ignore[arg-type]
+            raise CompileError(
+                "rdu-convert-linalg",
+                f"{what} in @{fn.sym_name.data} is a tensor of {math.prod(rdu.shape_of(v.type)):,} "
+                f"elements ({v.type}), more than the {MAX_TENSOR_ELEMENTS:,} (2**32) one tensor may "
+                "have (the emulator holds every tensor in host memory). Check the shapes the model asks for (a ConstantOfShape / Expand / "
+                "zeros(...) with a wrong size), or split the tensor.",
             )
         if isinstance(v.type, TensorType) and 0 in rdu.shape_of(v.type) and (v.uses or not isinstance(v, BlockArgument)):
             what = f"argument #{v.index}" if isinstance(v, BlockArgument) else f"the result of '{op_name(v.owner)}'"  # type: ignore[arg-type]
@@ -912,7 +927,8 @@ def _constant_array(op: arith.ConstantOp) -> np.ndarray | None:
             dtype = numpy_dtype(t.element_type)
             shape = rdu.shape_of(t)
             data = np.asarray(value.get_values(), dtype=dtype).reshape(-1)
-            return np.full(shape, data[0], dtype=dtype) if data.size == 1 else data.reshape(shape)
+            # a splat stays one element (a read-only broadcast view), never materialised
+            return np.broadcast_to(data[0], shape) if data.size == 1 else data.reshape(shape)
         if isinstance(value, FloatAttr | IntegerAttr):
             return np.asarray(value.value.data, dtype=numpy_dtype(t))
     except Exception:  # noqa: BLE001 - an attribute we do not read: not folded
@@ -1024,3 +1040,39 @@ class RduConvertLinalgPass(ModulePass):
         for fn in op.ops:
             if isinstance(fn, func.FuncOp) and not fn.is_declaration:
                 convert_function(fn)
+                refuse_unrunnable(fn)
+
+
+def refuse_unrunnable(fn: func.FuncOp) -> None:
+    """Refuse, at compile time, what the emulator would refuse at run time: each kernel is
+    prepared as the emulator prepares it (its payload compiled, its reductions matched to
+    a combiner), and a constant must have its data (not an elided ``dense_resource``).
+    Whatever compiles then runs.
+
+    Raises:
+        CompileError: naming the kernel ('k7_gather', whose number is the op's position in
+            the input, so the caller can name the model line) and the emulator's reason.
+    """
+    from xdsl.dialects.builtin import DenseResourceAttr
+
+    from rdu_compiler.errors import EmulatorError
+    from rdu_compiler.runtime.kernel_exec import KernelExecutor
+
+    for op in fn.body.block.ops:
+        if isinstance(op, arith.ConstantOp) and isinstance(op.value, DenseResourceAttr):
+            raise CompileError(
+                "rdu-convert-linalg",
+                f"a constant of @{fn.sym_name.data} ({op.value}) is a resource blob whose data "
+                "the input does not hold (elided, or not in a trailing dialect_resources "
+                "section); the compiler needs its values. Print the module with its resources "
+                "(no --mlir-elide-resource-strings-if-larger).",
+            )
+        if isinstance(op, rdu.KernelOp):
+            try:
+                KernelExecutor(op)
+            except EmulatorError as e:
+                raise CompileError(
+                    "rdu-convert-linalg",
+                    f"{e} (refused at compile time: the emulator cannot run this kernel). "
+                    "Rewrite the model op it comes from with supported operations.",
+                ) from None

@@ -16,7 +16,9 @@ moves per unit (0 keeps the greedy start). `routing`: `balanced` (default: each
 on-chip net routed XY or YX to even out link loads, static compiler-chosen flows) or
 `dimension-order` (every net XY); recorded on the section as `routing`, and the routes
 are a deterministic function of the placement and it (`placement.network`). Same input
-and options, same placement and routes.
+and options, same placement and routes. Sections that are the same placement problem
+(`Problem.shape_key`: units and flows, not names; the -O0 sections of repeated layers)
+are placed once and share the result, which is what placing each would give.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from xdsl.passes import ModulePass
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.passes.common import fabric_for
-from rdu_compiler.placement import Grid, PlacementError, make_strategy, place
+from rdu_compiler.placement import Grid, Placement, PlacementError, make_strategy, place
 from rdu_compiler.placement.from_ir import section_problem, write_placement
 from rdu_compiler.placement.network import ROUTINGS
 
@@ -56,13 +58,17 @@ class RduPlacePass(ModulePass):
         if self.routing not in ROUTINGS:
             raise CompileError(self.name, f"unknown routing {self.routing!r}; choose one of {', '.join(ROUTINGS)}")
         grid = Grid.from_fabric(fabric)
+        placed: dict[tuple[object, ...], Placement] = {}  # identical sections are placed once
         for section in op.walk():
             if not isinstance(section, rdu.SectionOp):
                 continue
             name = section.sym_name.data
             try:
                 sp = section_problem(section)
-                placement = place(sp.problem, grid, strategy)
+                key = sp.problem.shape_key
+                if key not in placed:
+                    placed[key] = place(sp.problem, grid, strategy)
+                placement = placed[key]
             except (ValueError, PlacementError) as e:
                 raise CompileError(self.name, f"section '{name}': {e}") from e
             write_placement(sp, placement, grid)

@@ -32,8 +32,7 @@ from rdu_compiler.passes.buffers import (
     gathered_bytes,
     itemsize,
     kernel_traffic,
-    operand_tile_bytes,
-    pmus_for,
+    operand_pmus,
 )
 from rdu_compiler.passes.common import fabric_for, functions
 from rdu_compiler.passes.rdu_allocate import kernel_flops
@@ -41,8 +40,7 @@ from rdu_compiler.passes.rdu_allocate import kernel_flops
 
 def kernel_units(kernel: rdu.KernelOp, fabric: Fabric) -> tuple[int, int]:
     """Minimum (PCUs, PMUs) a kernel needs at its tile sizes: 1 PCU, PMUs for its buffers."""
-    pmus = sum(pmus_for(b, fabric.pmu.capacity_bytes) for b in operand_tile_bytes(kernel, kernel.tile_sizes))
-    return 1, pmus
+    return 1, sum(operand_pmus(kernel, kernel.tile_sizes, fabric.pmu.capacity_bytes))
 
 
 @dataclass

@@ -220,4 +220,23 @@ def section_network(section: rdu.SectionOp, grid: Grid) -> NetworkLoad | None:
     placement = read_placement(sp, grid)
     if placement is None:
         return None
-    return link_loads(grid, sp.problem, placement.sites, placement.agcus, section_routing(section))
+    return cached_link_loads(grid, sp.problem, placement, section_routing(section))
+
+
+_LINK_LOADS: dict[tuple[object, ...], NetworkLoad] = {}
+_LINK_LOADS_MAX = 256
+
+
+def cached_link_loads(grid: Grid, problem: Problem, placement: Placement, routing: str) -> NetworkLoad:
+    """`link_loads`, memoized on what it depends on (the grid, `problem.shape_key`, the
+    placement and the routing), so identical sections (and the report after `--plot`) route
+    once. The result is shared: callers must not modify its arrays."""
+    key = (grid, problem.shape_key, placement, routing)
+    net = _LINK_LOADS.get(key)
+    if net is None:
+        net = link_loads(grid, problem, placement.sites, placement.agcus, routing)
+        net.link_bytes.flags.writeable = False
+        if len(_LINK_LOADS) >= _LINK_LOADS_MAX:
+            _LINK_LOADS.pop(next(iter(_LINK_LOADS)))
+        _LINK_LOADS[key] = net
+    return net

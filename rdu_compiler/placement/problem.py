@@ -88,6 +88,15 @@ class Problem:
             n += g.size
         return tuple(out)
 
+    @cached_property
+    def shape_key(self) -> tuple[object, ...]:
+        """What placement and routing depend on: group kinds, sizes and kernels, and flow
+        endpoints and bytes, without names. Two sections with equal keys are the same
+        problem, so a deterministic strategy places them alike (`rdu-place` memoizes on it)."""
+        groups = tuple((g.kernel, g.kind, g.size) for g in self.groups)
+        flows = tuple((f.source, f.sinks) for f in self.flows)
+        return (len(self.kernels), groups, flows)
+
     @property
     def num_units(self) -> int:
         return sum(g.size for g in self.groups)

@@ -3,25 +3,30 @@
 It executes what the compiler decided, not the original graph: each `rdu.section` in
 program order, each kernel in it tile by tile at its `tile` sizes (see
 `kernel_exec.KernelExecutor`), streams between kernels kept on chip, `rdu.load` /
-`rdu.store` / gathers counted as off-chip bytes of their tier. It refuses a program
-whose section uses more units than the fabric has, or whose buffer exceeds its PMUs.
+`rdu.store` / gathers counted as off-chip bytes of their tier. Before running it
+verifies the module (the rdu verifiers, against the fabric the module names) and checks
+every section against the fabric it runs on: it refuses a program whose section uses
+more units than the fabric has, whose buffer claims PMUs other than the fabric's or
+exceeds its PMUs, or whose placement is off the grid or puts two units on one site.
 A run's trace (one track per kernel, modelled time) is written by `runtime.trace`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from xdsl.dialects import arith, func, tensor
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp
 from xdsl.ir import Operation, SSAValue
+from xdsl.utils.exceptions import VerifyException
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.fabric import Fabric
+from rdu_compiler.passes.common import FABRIC_ATTR
 from rdu_compiler.runtime.kernel_exec import Empty, KernelExecutor
 from rdu_compiler.runtime.payload_eval import numpy_dtype
 
@@ -74,6 +79,13 @@ class Emulator:
     """Compiled once per program; `run` may be called many times."""
 
     def __init__(self, module: ModuleOp, fabric: Fabric):
+        """Raises: EmulatorError: the module does not verify, names a fabric other than
+        `fabric`, or breaks a capacity or placement rule of `fabric`."""
+        try:
+            module.verify()
+            named = rdu.module_fabric(module)
+        except VerifyException as e:
+            raise EmulatorError(f"the program does not verify, so the emulator refuses it: {e}") from e
         self.module = module
         self.fabric = fabric
         fns = [op for op in module.ops if isinstance(op, func.FuncOp)]
@@ -91,9 +103,18 @@ class Emulator:
                 self._check_section(op)
                 for k in op.kernels():
                     self.executors[k] = KernelExecutor(k)
+        if named is not None and _comparable(named) != _comparable(fabric):  # after the sections: their reasons are sharper
+            raise EmulatorError(
+                f"the program was compiled for fabric '{named.name}' ({module.attributes[FABRIC_ATTR]}) but the "
+                f"emulator was given fabric '{fabric.name}' ({fabric.source}); run it on the fabric it was compiled for"
+            )
 
     def _check_section(self, section: rdu.SectionOp) -> None:
         name = section.sym_name.data
+        try:
+            rdu.verify_against_fabric(section, self.fabric)
+        except VerifyException as e:
+            raise EmulatorError(f"{e}; the emulator refuses the program") from e
         kernels = section.kernels()
         pcus = sum(k.pcus.value.data if k.pcus else 0 for k in kernels)
         pmus = sum(k.total_pmus for k in kernels)
@@ -203,6 +224,11 @@ class Emulator:
             env[op.result] = np.pad(env[op.source], list(zip(low, high, strict=True)), constant_values=env[op.value])
         else:
             raise EmulatorError(f"op '{op.name}' cannot run on the emulator")
+
+
+def _comparable(fabric: Fabric) -> Fabric:
+    """The fabric without where it was loaded from (a preset and its .toml copy are equal)."""
+    return replace(fabric, source="")
 
 
 def _argument(index: int, v: Any, dtype: np.dtype[Any]) -> np.ndarray:

@@ -14,6 +14,8 @@ the host (its own time axis, also in microseconds, sections back to back).
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,12 @@ def trace_events(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_trace(path: str | Path, report: dict[str, Any]) -> Path:
-    """Write the trace JSON (`{"traceEvents": [...], "displayTimeUnit": "ns", ...}`)."""
+    """Write the trace JSON (`{"traceEvents": [...], "displayTimeUnit": "ns", ...}`) to `path`,
+    through a temporary file beside it.
+
+    Raises:
+        OSError: the folder cannot be created or written.
+    """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -69,7 +76,15 @@ def write_trace(path: str | Path, report: dict[str, Any]) -> Path:
             "fabric": report.get("fabric", {}).get("name", ""),
         },
     }
-    out.write_text(json.dumps(doc))
+    fd, tmp = tempfile.mkstemp(prefix=".rdu-trace-", suffix=".json", dir=out.parent)
+    try:  # written beside, then renamed: an interrupted write never leaves half a trace
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(doc))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return out
 
 

@@ -5,19 +5,19 @@
     rdu-compile model.onnx --input-shape input=1x3x224x224 --check
 
 Writes DIR/model.mlir, DIR/weights.safetensors and DIR/report.json (only when every
-stage succeeded), prints the report, and with --check compares the emulator's outputs
-with PyTorch eager. Errors print one paragraph and exit with status 2 (--debug shows
-the traceback).
+stage succeeded, --check included), prints the report, and with --check compares the
+emulator's outputs with PyTorch eager. Errors print one paragraph and exit with status 2
+(--debug shows the traceback). DIR is never emptied: a non-empty DIR that is not an
+earlier output is refused unless --force, and then only the compiler's files in it are
+replaced (see `tools.outputs`); after a signal or a failure DIR is the old one or the
+new one, with no temporary left beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +28,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from rdu_compiler.errors import RduError
+from rdu_compiler.tools.outputs import (
+    Interrupted,
+    OutputError,
+    check_output_dir,
+    check_writable_path,
+    signals_as_exceptions,
+    write_outputs,
+)
 from rdu_compiler.tools.report import print_check, print_report
 
 STAGES = [
@@ -57,6 +65,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "without one) written to DIR/kernels.py")
     p.add_argument("--emit", choices=("linalg", "rdu", "placed"), default="placed", help="what DIR/model.mlir holds")
     p.add_argument("-o", "--output", default=None, help="output folder (default: rdu_out/<model name>)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty -o folder that is not an earlier output (only the compiler's "
+                        "own files there are replaced; nothing else is touched), and replace a --trace file "
+                        "that is not an earlier trace")
     p.add_argument("--check", action="store_true", help="compare the emulator with PyTorch eager")
     p.add_argument("--no-run", action="store_true", help="compile and report only; do not emulate")
     p.add_argument("--fold-constants", action="store_true", help="evaluate input-independent subgraphs at import")
@@ -78,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         Console(stderr=True).print("[bold red]error:[/] " + escape(str(e)), highlight=False)
         sys.exit(2)
+    except Interrupted as e:
+        Console(stderr=True).print(
+            f"interrupted (signal {e.signum}); the output folder is either as it was or completely written, "
+            "and no temporary is left"
+        )
+        sys.exit(128 + e.signum)
     except KeyboardInterrupt:
         sys.exit(130)
 
@@ -89,6 +107,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     from rdu_compiler.frontend.torch_import import load_model_file
 
     out_dir = Path(args.output or Path("rdu_out") / Path(args.model).stem)
+    check_output_dir(out_dir, args.force)  # refuse before compiling, not after
+    if args.plot:
+        check_writable_path(Path(args.plot), "--plot", folder=True)
+    if args.trace:
+        check_writable_path(Path(args.trace), "--trace", folder=False, force=args.force)
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:
@@ -109,6 +132,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             if args.input_shape:
                 raise RduError("--input-shape applies to ONNX models only; a model.py sets shapes with example_inputs")
             model, example_inputs = load_model_file(args.model)
+            if not args.no_run or args.target == "triton":
+                _refuse_meta(args.model, model, example_inputs)
             program = api.compile(
                 model, example_inputs, fabric=args.fabric, opt_level=args.opt_level,
                 fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
@@ -127,16 +152,47 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 program.report["check"] = check
         stage("done")
     program.report["compile_stages_s"] = timings
-    _write_outputs(program, out_dir, args.emit, getattr(args, "target", "emulator"))
+    failed = check is not None and not check["ok"]
+    if not failed:  # a failed --check leaves DIR as it was
+        _write_outputs(program, out_dir, args.emit, getattr(args, "target", "emulator"))
     print_report(console, program.report, args.model)
     if check is not None:
         print_check(console, check)
+    if failed:
+        raise RduError(
+            f"--check failed: relative L2 error {check['rel_l2']:.3e} exceeds {check['tolerance']:.0e}; "
+            f"nothing was written ({out_dir} is left as it was)"
+        )
     kernels = ", kernels.py" if getattr(args, "target", "emulator") == "triton" else ""
-    console.print(f"wrote {out_dir}/model.mlir, weights.safetensors, report.json{kernels}")
-    _write_pictures(program, args, console)
-    if check is not None and not check["ok"]:
-        raise RduError(f"--check failed: relative L2 error {check['rel_l2']:.3e} exceeds {check['tolerance']:.0e}")
+    weights = " (no weights.safetensors: the weights are on the meta device)" if program.shape_only else ""
+    written = "model.mlir, report.json" if program.shape_only else "model.mlir, weights.safetensors, report.json"
+    console.print(f"wrote {out_dir}/{written}{kernels}{weights}")
+    with signals_as_exceptions():  # SIGTERM: the trace's temporary is removed, not left behind
+        _write_pictures(program, args, console)
     return program.report
+
+
+def _refuse_meta(path: str, model: Any, example_inputs: Any) -> None:
+    """A model whose weights or inputs are on the meta device has no data to save or run.
+
+    Raises:
+        RduError: naming the first meta tensor.
+    """
+    import torch
+
+    named = []
+    if isinstance(model, torch.nn.Module):
+        named = [(f"parameter '{n}'", t) for n, t in [*model.named_parameters(), *model.named_buffers()]]
+    leaves, _ = torch.utils._pytree.tree_flatten(example_inputs)
+    named += [(f"example_inputs[{i}]", t) for i, t in enumerate(leaves)]
+    for name, t in named:
+        if isinstance(t, torch.Tensor) and t.is_meta:
+            raise RduError(
+                f"{path}: {name} is on the meta device (a shape without data), so the program cannot run "
+                "(nor be written as Triton kernels with their weights); pass --no-run for a compile-only report "
+                "(model.mlir and report.json, no weights.safetensors), or build the model and example_inputs "
+                "with real tensors (e.g. load a checkpoint)"
+            )
 
 
 def compare(outputs: Any, reference: Any) -> dict[str, Any]:
@@ -166,37 +222,42 @@ def _write_pictures(program: Any, args: argparse.Namespace, console: Console) ->
     if args.plot:
         from rdu_compiler.tools.plots import write_plots
 
-        paths = write_plots(program.module, program.fabric, program.report, args.plot)
+        try:
+            paths = write_plots(program.module, program.fabric, program.report, args.plot)
+        except OSError as e:
+            raise OutputError(f"--plot {args.plot}: cannot write the pictures ({e}); choose another folder") from e
         console.print(f"wrote {len(paths)} pictures to {args.plot}/")
     if args.trace:
         from rdu_compiler.runtime.trace import write_trace
 
-        console.print(f"wrote trace {write_trace(args.trace, program.report)} (open in ui.perfetto.dev)")
+        try:
+            path = write_trace(args.trace, program.report)
+        except OSError as e:
+            raise OutputError(f"--trace {args.trace}: cannot write the trace ({e}); choose another path") from e
+        console.print(f"wrote trace {path} (open in ui.perfetto.dev)")
 
 
 def _write_outputs(program: Any, out_dir: Path, emit: str, target: str = "emulator") -> None:
-    """Write into a temporary folder, then move into place: nothing half-written."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".rdu-", dir=out_dir.parent))
-    try:
-        program.save(str(tmp))
-        if target == "triton":  # kernels.py + weights (with the program's dense constants)
-            program.save_triton(str(tmp))
-        if emit == "linalg":
-            (tmp / "model.mlir").write_text(program.linalg)
-        elif emit == "rdu":
-            unplaced = program.snapshots.get("rdu-fuse") or program.snapshots["rdu-convert-linalg"]
-            (tmp / "model.mlir").write_text(unplaced)
-        (tmp / "report.json").write_text(json.dumps(program.report, indent=2, default=str))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.chmod(tmp, 0o755)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Write DIR through a temporary folder beside it (`tools.outputs.write_outputs`).
+
+    Raises:
+        OutputError: DIR cannot be written.
+        Interrupted: SIGTERM/SIGINT during the write (DIR is then the old one or the new one).
+    """
+    write_outputs(out_dir, lambda tmp: _fill(program, tmp, emit, target))
+
+
+def _fill(program: Any, tmp: Path, emit: str, target: str) -> None:
+    """The compiler's files, written into the (temporary) folder `tmp`."""
+    program.save(str(tmp))
+    if target == "triton":  # kernels.py + weights (with the program's dense constants)
+        program.save_triton(str(tmp))
+    if emit == "linalg":
+        (tmp / "model.mlir").write_text(program.linalg)
+    elif emit == "rdu":
+        unplaced = program.snapshots.get("rdu-fuse") or program.snapshots["rdu-convert-linalg"]
+        (tmp / "model.mlir").write_text(unplaced)
+    (tmp / "report.json").write_text(json.dumps(program.report, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -1,20 +1,35 @@
-"""rdu-opt: xdsl-opt with the rdu dialect and passes registered."""
+"""rdu-opt: xdsl-opt with the rdu dialect and passes registered.
+
+Input errors (a missing or unreadable file, binary or malformed MLIR, an unknown pass,
+bad pass-option syntax, an unknown option, a module the verifier refuses, a pass
+refusing the module) print one paragraph, `error: ...`, and exit with status 2;
+`--debug` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from typing import IO
 
-from xdsl.parser import Parser
+from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from rdu_compiler.errors import RduError
-from rdu_compiler.ir import fix_hex_float_literals
+from rdu_compiler.ir import make_parser
+
+
+class InputError(RduError):
+    """rdu-opt's input (file, pipeline or module) is refused."""
 
 
 class RduOptMain(xDSLOptMain):
     """`rdu-opt file.mlir -p 'rdu-tile{fabric=tiny}'`: every xDSL and rdu pass and dialect."""
+
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        super().register_all_arguments(arg_parser)
+        arg_parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
 
     def register_all_dialects(self) -> None:
         super().register_all_dialects()
@@ -33,17 +48,44 @@ class RduOptMain(xDSLOptMain):
         super().register_all_frontends()
 
         def parse_mlir(io: IO[bytes]) -> object:
-            text = fix_hex_float_literals(io.read().decode())
-            return Parser(self.ctx, text, self.get_input_name()).parse_module(not self.args.no_implicit_module)
+            data = io.read()
+            try:
+                source = data.decode()
+            except UnicodeDecodeError as e:
+                raise InputError(
+                    f"{self.get_input_name()}: not MLIR text (byte {e.start} is not UTF-8: {data[e.start:e.start + 1]!r}); "
+                    "rdu-opt reads textual .mlir files"
+                ) from e
+            parser = make_parser(self.ctx, source, self.get_input_name())
+            return parser.parse_module(not self.args.no_implicit_module)
 
         self.available_frontends["mlir"] = parse_mlir
 
 
+def _pipeline_error(e: BaseException) -> InputError:
+    text = " ".join(str(e).split("\n", 1)[-1].split()) if isinstance(e, ArgSpecParseError) else str(e)
+    return InputError(f"bad pass pipeline (-p): {text}; check the pass names and their options (rdu-opt --help)")
+
+
 def main(args: Sequence[str] | None = None) -> None:
-    """Run rdu-opt; a pass refusing the input prints its message and exits with status 2."""
+    """Run rdu-opt; an input error prints one paragraph and exits with status 2."""
+    argv = list(sys.argv[1:] if args is None else args)
+    debug = "--debug" in argv
     try:
-        RduOptMain(args=args).run()
+        try:
+            tool = RduOptMain(args=argv)
+        except (ArgSpecParseError, ValueError) as e:  # -p could not be parsed
+            raise _pipeline_error(e) from e
+        try:
+            tool.run()
+        except OSError as e:  # missing input, unwritable -o
+            raise InputError(f"{e.filename or 'rdu-opt'}: {e.strerror or e}; check the path") from e
+        except (ParseError, DiagnosticException) as e:  # malformed MLIR, verifier failure
+            lines = [line for line in str(e).splitlines() if line.strip()]  # one paragraph, caret kept
+            raise InputError("\n".join(lines)) from e
     except RduError as e:
+        if debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -6,6 +6,9 @@ the suite (387 cases), so every op type is covered; the full sweep over all 1,88
 `python scripts/refresh_onnx_expected.py`, which rewrites expected.json. A case that now
 passes but is listed, or fails differently, fails this test: refresh the JSON (and say
 why in the commit) or fix the regression.
+
+Pins onnx 1.23.2 (its node tests and reference outputs) and ml_dtypes 0.6.0 (the narrow
+types' casts), both from requirements.lock.
 """
 
 from __future__ import annotations

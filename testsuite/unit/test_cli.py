@@ -78,7 +78,7 @@ def test_check_writes_program_weights_and_report(tmp_path: Path, capsys: pytest.
     out = tmp_path / "out"
     code, stdout, err = run_cli([MLP, "--fabric", "tiny", "--check", "-o", str(out)], capsys)
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["model.mlir", "report.json", "weights.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [".rdu_output", "model.mlir", "report.json", "weights.safetensors"]  # .rdu_output: the marker (tools.outputs)
     text = (out / "model.mlir").read_text()
     assert "rdu.section" in text
     assert "rdu.kernel" in text

@@ -264,7 +264,7 @@ def test_cli_onnx_check(tmp_path: Path, exported: dict[str, Path], capsys: pytes
     report = json.loads((out / "report.json").read_text())
     assert report["check"]["ok"] is True
     assert "ReferenceEvaluator" in report["check"]["reference"]
-    assert sorted(p.name for p in out.iterdir()) == ["model.mlir", "report.json", "weights.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [".rdu_output", "model.mlir", "report.json", "weights.safetensors"]
 
 
 def test_cli_dynamic_shape_error_and_input_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

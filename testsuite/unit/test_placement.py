@@ -377,3 +377,38 @@ def test_report_table_shows_max_link_and_link_utilization() -> None:
     print_report(console, report, "chain")
     text = console.export_text()
     assert "max link" in text and "link util" in text and "max link load / traffic x hops" in text
+
+
+def test_identical_sections_are_placed_once_and_as_if_placed_alone() -> None:
+    """rdu-place memoizes on `Problem.shape_key`: sections with equal keys (the -O0 sections of
+    two identical layers) share one placement, which is exactly what placing each gives."""
+    import torch
+
+    import rdu_compiler
+    from rdu_compiler.dialects import rdu
+    from rdu_compiler.placement.from_ir import (
+        cached_link_loads,
+        link_loads,
+        read_placement,
+        section_problem,
+    )
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU())
+    program = rdu_compiler.compile(model, (torch.randn(4, 16),), fabric="tiny", opt_level=0)
+    tiny = load_fabric("tiny")
+    grid = Grid.from_fabric(tiny)
+    strategy = make_strategy("anneal")
+    keys = []
+    for section in (op for op in program.module.walk() if isinstance(op, rdu.SectionOp)):
+        sp = section_problem(section)
+        recorded = read_placement(sp, grid)
+        assert recorded is not None
+        alone = place(sp.problem, grid, strategy)
+        assert recorded.sites == alone.sites
+        routing = section.routing.data
+        net = cached_link_loads(grid, sp.problem, recorded, routing)
+        fresh = link_loads(grid, sp.problem, recorded.sites, recorded.agcus, routing)
+        assert net.max_link_bytes == fresh.max_link_bytes and (net.link_bytes == fresh.link_bytes).all()
+        keys.append(sp.problem.shape_key)
+    assert len(set(keys)) < len(keys)  # the two Linear+ReLU layers repeat: the memo is used

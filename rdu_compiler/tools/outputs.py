@@ -1,0 +1,268 @@
+"""Writing rdu-compile's output folder without ever losing a user's files.
+
+Rules (issue 10, part 0):
+
+- Only the compiler's own files are ever replaced or removed: `model.mlir`,
+  `weights.safetensors`, `report.json`, `kernels.py` and the marker `.rdu_output`
+  (written in every output folder; it says the folder is one).
+- `check_output_dir` runs before compiling: `-o` naming a file, a folder that cannot be
+  written, or a non-empty folder that holds anything but the compiler's own files (and
+  has no marker) is refused, unless `--force`. With `--force` (or a marker) the
+  compiler's files are replaced one by one and every other file is left alone.
+- `write_outputs` writes everything into a temporary `.rdu-*` folder beside DIR, then
+  commits: a new DIR is renamed into place; a DIR holding only the compiler's files is
+  swapped with the new one (renameat2 RENAME_EXCHANGE, one atomic step where the kernel
+  has it) and the old one removed; otherwise the files are moved in one by one.
+  SIGTERM/SIGINT/SIGHUP while writing become an exception (the temporary is removed, DIR is
+  untouched); during the commit and the clean-up they are held back until it is done.
+  So after any signal or failure DIR is the old one or the new one, and no temporary
+  is left. (SIGKILL and power loss are not covered.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from rdu_compiler.errors import RduError
+
+MARKER = ".rdu_output"
+OWN_FILES = frozenset({"model.mlir", "weights.safetensors", "report.json", "kernels.py", MARKER})
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, n))  # SIGHUP: terminal closed
+
+
+class OutputError(RduError):
+    """The output folder (`-o`), `--plot` folder or `--trace` file cannot be used."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, SIGINT or SIGHUP arrived while outputs were being written (`signum` says which)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
+def _is_output(entries: list[str]) -> bool:
+    return MARKER in entries or all(e in OWN_FILES for e in entries)
+
+
+def check_output_dir(out_dir: Path, force: bool = False) -> None:
+    """Refuse an output folder before any work is done.
+
+    Raises:
+        OutputError: `out_dir` is an existing file, cannot be created or written, or is a
+            non-empty folder that does not look like an earlier output and `force` is False.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"-o {out_dir}: this is an existing file, not a folder; name a folder for the outputs")
+    if out_dir.is_dir():
+        entries = sorted(os.listdir(out_dir))
+        clash = [e for e in entries if e in OWN_FILES and not (out_dir / e).is_file()]
+        if clash:
+            raise OutputError(
+                f"-o {out_dir}: {clash[0]} there is not a file (a folder or a special file), so the compiler "
+                "cannot replace it; move it away or choose another folder"
+            )
+        if entries and not _is_output(entries) and not force:
+            foreign = [e for e in entries if e not in OWN_FILES]
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise OutputError(
+                f"-o {out_dir}: the folder is not empty and is not an earlier rdu-compile output "
+                f"(it holds {shown}); choose a new or empty folder, or pass --force to write the "
+                f"compiler's files ({', '.join(sorted(OWN_FILES - {MARKER}))}) into it, leaving everything else there untouched"
+            )
+        _check_writable(out_dir, f"-o {out_dir}")
+        return
+    _check_creatable(out_dir, f"-o {out_dir}")
+
+
+def check_writable_path(path: Path, what: str, folder: bool, force: bool = False) -> None:
+    """`--plot DIR` (folder=True) or `--trace FILE`: refuse before compiling what cannot be written.
+    An existing `--trace` file is replaced only if it is an earlier trace (it starts with
+    `{"traceEvents"`) or with `force`.
+
+    Raises:
+        OutputError: the path (or the folder it would be created in) is not writable, is a
+            file where a folder is needed or the reverse, or is a file that is not a trace.
+    """
+    if path.exists():
+        if folder and not path.is_dir():
+            raise OutputError(f"{what} {path}: this is an existing file, not a folder; name a folder")
+        if not folder and path.is_dir():
+            raise OutputError(f"{what} {path}: this is a folder; name the file to write")
+        if not folder and not force and not _is_trace(path):
+            raise OutputError(
+                f"{what} {path}: the file exists and is not an earlier trace, so it would be overwritten; "
+                "name a new file, or pass --force to replace it"
+            )
+        _check_writable(path if folder else path.parent, f"{what} {path}")
+        return
+    _check_creatable(path if folder else path.parent, f"{what} {path}")
+
+
+def _is_trace(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(16).lstrip().startswith(b'{"traceEvents"')
+    except OSError:
+        return False
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Probe with an unnamed temporary file (O_TMPFILE where the kernel has it): permission
+    bits alone miss read-only file systems and pseudo file systems such as /proc."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        why = "" if e.errno == errno.ENOENT else f" ({e.strerror or e})"  # ENOENT: /proc and the like
+        raise OutputError(f"{what}: the folder {folder} is not writable{why}; choose another path or fix its permissions") from e
+
+
+def _check_creatable(path: Path, what: str) -> None:
+    """The nearest existing ancestor of `path` must be a writable folder."""
+    ancestor = path.absolute()
+    while not ancestor.exists():
+        if ancestor.is_symlink():  # a dangling link
+            raise OutputError(f"{what}: {ancestor} is a broken symbolic link; remove it or choose another path")
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{what}: {ancestor} is a file, so no folder can be created under it; choose another path")
+    _check_writable(ancestor, what)
+
+
+@contextlib.contextmanager
+def signals_as_exceptions() -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT raise `Interrupted` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in _SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGTERM/SIGINT/SIGHUP wait (stay pending) until the block is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return rc == 0
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def write_outputs(out_dir: Path, fill: Callable[[Path], None]) -> None:
+    """Write DIR: `fill(tmp)` writes the compiler's files into a temporary folder beside
+    DIR (inside DIR when DIR is on another file system than its parent: a mount point, a
+    link to another disk), then they are committed (see the module docstring).
+
+    Raises:
+        OutputError: DIR or its parent cannot be written (an OSError while writing).
+        Interrupted: SIGTERM/SIGINT/SIGHUP arrived; DIR is then the old one (signal during
+            writing) or the new one (signal during the commit).
+    """
+    out_dir = Path(os.path.abspath(out_dir))  # "..", "." resolved lexically; a final symlink kept
+    tmp: Path | None = None
+    with signals_as_exceptions():
+        try:
+            try:
+                out_dir.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=".rdu-", dir=_temp_home(out_dir)))
+                fill(tmp)
+                written = sorted(p.name for p in tmp.iterdir())
+                (tmp / MARKER).write_text(json.dumps({"written_by": "rdu-compile", "files": written}) + "\n")
+                os.chmod(tmp, 0o755)
+                for f in tmp.iterdir():
+                    os.chmod(f, 0o644)
+                with _signals_held():
+                    _commit(tmp, out_dir)
+            except OSError as e:
+                raise OutputError(
+                    f"-o {out_dir}: cannot write the outputs ({e}); choose another folder or free space"
+                ) from e
+        finally:
+            with _signals_held():
+                if tmp is not None and tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _temp_home(out_dir: Path) -> Path:
+    """Where the temporary goes: beside DIR, or inside an existing DIR that is on another
+    file system than its parent (renames cannot cross file systems) or whose parent cannot
+    be written (a writable folder in a read-only one)."""
+    if out_dir.is_dir():
+        if os.stat(out_dir).st_dev != os.stat(out_dir.parent).st_dev:
+            return out_dir
+        try:
+            _check_writable(out_dir.parent, "")
+        except OutputError:
+            return out_dir
+    return out_dir.parent
+
+
+def _commit(tmp: Path, out_dir: Path) -> None:
+    """Move the new outputs in `tmp` to `out_dir` (signals are held back meanwhile)."""
+    if not out_dir.exists():
+        os.rename(tmp, out_dir)
+        return
+    entries = [e for e in os.listdir(out_dir) if out_dir / e != tmp]
+    whole = (
+        entries
+        and tmp.parent != out_dir
+        and all(e in OWN_FILES for e in entries)
+        and not out_dir.is_symlink()  # keep the user's link: write into its target instead
+        and not _inside(Path(os.path.realpath(os.getcwd())), Path(os.path.realpath(out_dir)))  # keep the cwd
+    )
+    if whole and _exchange(tmp, out_dir):
+        shutil.rmtree(tmp)  # now the old outputs
+        return
+    if whole:  # no renameat2: old aside, new in (signals are held, so no window for them)
+        aside = Path(tempfile.mkdtemp(prefix=".rdu-old-", dir=out_dir.parent))
+        os.rename(out_dir, aside / "old")
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            os.rename(aside / "old", out_dir)
+            raise
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+        return
+    for f in sorted(tmp.iterdir()):  # a folder with other files: replace only the compiler's own
+        os.replace(f, out_dir / f.name)

@@ -1,0 +1,53 @@
+"""The random-graph fuzz (issue 10 §3): emulator against eager on random op chains.
+
+Each example is a chain of 3-12 ops (`fuzz_programs.generate`) drawn by hypothesis,
+compiled with `rdu_compiler.compile` for one (fabric, -O) configuration and run on the
+emulator. A wrong number, shape or dtype, a crash, or an RduError at run time fails the
+test, and hypothesis shrinks the program; the failure message holds the program as a
+standalone model.py (re-run it with `rdu-compile model.py --check`). A compile-time
+RduError is a refusal, not a failure. Deviations in `fuzz_programs.KNOWN` (owned by other
+parts of the project) are tolerated explicitly and reported as warnings.
+
+CI runs a fixed-seed budget (`derandomize=True`, `EXAMPLES` per configuration; about
+3 minutes on a 2-core machine); `python benchmarks/fuzz.py --examples 10000` runs a
+large one. `RDU_FUZZ_EXAMPLES=N` changes the budget here.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+from fuzz_programs import CONFIGS, KNOWN, DataChooser, generate, render, run_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+EXAMPLES = int(os.environ.get("RDU_FUZZ_EXAMPLES", "12"))
+
+
+class KnownDeviation(UserWarning):
+    """A program hit a deviation listed in fuzz_programs.KNOWN (not a failure)."""
+
+
+@pytest.mark.parametrize(("fabric", "opt_level"), CONFIGS, ids=[f"{f}-O{o}" for f, o in CONFIGS])
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=False,
+)
+@given(data=st.data())
+def test_random_graph_matches_eager(fabric: str, opt_level: int, data: st.DataObject) -> None:
+    prog = generate(DataChooser(data))
+    source = render(prog, title=f"a fuzz program, failing on {fabric} -O{opt_level}")
+    outcome = run_config(prog, source, fabric, opt_level)
+    if outcome.kind == "known":
+        reasons = "; ".join(k.reason for k in KNOWN if k.name in outcome.cls.split(","))
+        warnings.warn(KnownDeviation(f"{outcome.cls}: {reasons}"), stacklevel=1)
+    assert outcome.kind in ("pass", "refused", "known"), (
+        f"{outcome.kind} ({outcome.cls}) on {fabric} -O{opt_level}: {outcome.detail}\n"
+        f"--- model.py ---\n{source}"
+    )

@@ -1,0 +1,42 @@
+"""Minimal programs the random-graph fuzz (testsuite/fuzz) found failing, one test each.
+
+Each docstring names the fuzz seed (`python benchmarks/fuzz.py --seed S --examples 1`
+regenerates it, at the generator of the commit that added the test) and the cause.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rdu_compiler
+from rdu_compiler.dialects import rdu
+
+CONFIGS = [("sn40l", 0), ("sn40l", 1), ("tiny", 0), ("tiny", 1)]
+
+
+def _check(model: torch.nn.Module, inputs: tuple, fabric: str, opt_level: int, rtol: float = 1e-5):
+    program = rdu_compiler.compile(model, inputs, fabric=fabric, opt_level=opt_level)
+    got = program.run(*inputs)
+    with torch.no_grad():
+        want = model(*inputs)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    err = (got.double() - want.double()).norm() / want.double().norm().clamp_min(1e-30)
+    assert err <= rtol, f"relative L2 error {err:.3e}"
+    return program
+
+
+class _ScalarMax(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(x.sum().reshape(1), 0)
+
+
+@pytest.mark.parametrize(("fabric", "opt_level"), CONFIGS)
+def test_kernel_on_scalars_only_gets_a_pmu(fabric: str, opt_level: int) -> None:
+    """Seed 1001: the max of log_softmax over a reshaped 0-d sum. rdu-fold-views folds the
+    reshapes into the maps, leaving a reduce whose operands are all rank 0 (register
+    scalars, 0 buffer bytes): rdu-allocate gave it 0 PMUs and the cost model crashed
+    ("a kernel needs at least one of each"). `buffers.operand_pmus` gives it one."""
+    program = _check(_ScalarMax(), (torch.randn(1, 5),), fabric, opt_level)
+    kernels = [op for op in program.module.walk() if isinstance(op, rdu.KernelOp)]
+    assert kernels and all(k.total_pmus >= 1 for k in kernels)
