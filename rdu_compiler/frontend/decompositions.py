@@ -196,7 +196,7 @@ _UINT8_WIDENED = [
     aten.div.Tensor_mode, aten.remainder.Tensor, aten.remainder.Scalar, aten.fmod.Tensor, aten.fmod.Scalar,
     aten.sort.default, aten.topk.default, aten.bitwise_right_shift.Tensor, aten.bitwise_right_shift.Tensor_Scalar,
     aten.__rshift__.Scalar, aten.__rshift__.Tensor, aten.sum.default, aten.sum.dim_IntList, aten.prod.default,
-    aten.prod.dim_int,
+    aten.prod.dim_int, aten.mul.Tensor,  # uint8 * k segfaulted torch-mlir; int16 keeps the low 8 bits exactly
 ]
 
 

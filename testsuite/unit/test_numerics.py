@@ -330,7 +330,7 @@ def test_uint8_inputs_and_outputs_keep_eager_dtype_and_values(fabric, opt_level)
     model = Fn(lambda x, img: (
         x.to(torch.uint8), img, img.float() * 0.5, img // 2, img % 7, img > 100, img < img.flip(1), img.max(1).values,
         img.argmax(1), torch.maximum(img, img.flip(1)), img.clamp(10, 150), img >> 2, img.sort(1).values, img.sum(1),
-        img.prod(1), img.int() + 1,
+        img.prod(1), img.int() + 1, img * 2, img * img,
     ))
     got, want = _run(model, (x, img), fabric, opt_level), model(x, img)
     for g, w in zip(got, want, strict=True):
