@@ -88,7 +88,10 @@ class CompiledProgram:
             raise self._locate(e) from None
         self.last_stats = stats
         self.report["emulator"] = stats.to_dict()
-        tensors = [to_torch(o) for o in outputs]
+        from rdu_compiler.runtime.boundary import eager_output_dtypes, same_bits
+
+        eager = eager_output_dtypes(self.imported)
+        tensors = [to_torch(same_bits(np.asarray(o), eager[i] if i < len(eager) else None)) for i, o in enumerate(outputs)]
         return torch.utils._pytree.tree_unflatten(tensors, self.imported.out_spec)
 
     def triton_source(self) -> Any:
@@ -116,7 +119,21 @@ class CompiledProgram:
         flat, _ = torch.utils._pytree.tree_flatten(inputs)
         if len(flat) != len(self.imported.input_names):
             raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
-        outputs = runner.run(*flat)
+        expected = self._input_dtypes()
+        from rdu_compiler.runtime.boundary import eager_output_dtypes, numpy_of_torch, same_bits
+
+        program = self._program_dtypes()
+        for i, (name, value) in enumerate(zip(self.imported.input_names, flat, strict=True)):
+            arr = to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
+            self._check_dtype(name, value, arr, expected)
+            if isinstance(value, torch.Tensor) and program.get(name) is not None and arr.dtype != program[name]:
+                flat[i] = to_torch(same_bits(arr, program[name])).to(value.device)
+        eager = eager_output_dtypes(self.imported)
+        outputs = list(runner.run(*flat))
+        for i, o in enumerate(outputs):
+            want = eager[i] if i < len(eager) else None
+            if want is not None and numpy_of_torch(o.dtype) != want:  # uint8 results computed as i8
+                outputs[i] = to_torch(same_bits(to_numpy(o), want)).to(o.device)
         return torch.utils._pytree.tree_unflatten(list(outputs), self.imported.out_spec)
 
     def save_triton(self, directory: str) -> None:
@@ -152,22 +169,30 @@ class CompiledProgram:
         flat, _ = torch.utils._pytree.tree_flatten(inputs)
         if len(flat) != len(self.imported.input_names):
             raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
+        from rdu_compiler.runtime.boundary import same_bits
+
         by_name = dict(zip(self.imported.input_names, flat, strict=True))
         expected = self._input_dtypes()
+        program = self._program_dtypes()
         args = []
         for name in self.imported.arg_names:
             value = by_name[name] if name in by_name else self.imported.weights[name]
             arr = to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
-            if name in by_name and name in expected and arr.dtype != expected[name]:
-                position = self.imported.input_names.index(name)
-                raise RduError(
-                    f"input '{name}' (#{position}) has dtype {_dtype_name(value, arr)} but the model was "
-                    f"compiled for {expected[name].name}; the runtime does not convert inputs (that "
-                    f"would wrap or truncate values). Pass a tensor of dtype {expected[name].name}, "
-                    "or compile with example inputs of the dtype you run with."
-                )
-            args.append(arr)
+            if name in by_name:
+                self._check_dtype(name, value, arr, expected)
+            args.append(same_bits(arr, program.get(name)))  # uint8 -> the program's signless i8
         return args
+
+    def _check_dtype(self, name: str, value: Any, arr: np.ndarray, expected: dict[str, np.dtype[Any]]) -> None:
+        """Refuse user input `name` unless its dtype is the one the program was compiled for."""
+        if name in expected and arr.dtype != expected[name]:
+            position = self.imported.input_names.index(name)
+            raise RduError(
+                f"input '{name}' (#{position}) has dtype {_dtype_name(value, arr)} but the model was "
+                f"compiled for {expected[name].name}; the runtime does not convert inputs (that "
+                f"would wrap or truncate values). Pass a tensor of dtype {expected[name].name}, "
+                "or compile with example inputs of the dtype you run with."
+            )
 
     def _locate(self, err: RduError) -> RduError:
         """Append the model line (PyTorch) or ONNX node behind the kernel an emulator error names."""
@@ -187,11 +212,16 @@ class CompiledProgram:
         return add_source_location(err, self.imported)
 
     def _input_dtypes(self) -> dict[str, np.dtype[Any]]:
-        """input name -> numpy dtype the program takes: the ONNX graph's declared dtype, else
-        the element type of the program's function argument."""
-        declared = getattr(self.imported, "input_dtypes", None)
-        if declared:
-            return {n: np.dtype(d) for n, d in declared.items()}
+        """input name -> the dtype the model takes: as exported (eager's / the ONNX graph's),
+        else the element type of the program's function argument."""
+        from rdu_compiler.runtime.boundary import eager_input_dtypes
+
+        eager = eager_input_dtypes(self.imported)
+        program = self._program_dtypes()
+        return {n: eager.get(n, program[n]) for n in self.imported.input_names if n in eager or n in program}
+
+    def _program_dtypes(self) -> dict[str, np.dtype[Any]]:
+        """argument name -> numpy dtype of the program's function argument."""
         from xdsl.dialects import func
 
         from rdu_compiler.dialects import rdu
@@ -199,11 +229,7 @@ class CompiledProgram:
 
         fn = next(op for op in self.module.ops if isinstance(op, func.FuncOp))
         types = [a.type for a in fn.body.block.args]
-        return {
-            n: numpy_dtype(rdu.element_type_of(t))
-            for n, t in zip(self.imported.arg_names, types, strict=False)
-            if n in self.imported.input_names
-        }
+        return {n: numpy_dtype(rdu.element_type_of(t)) for n, t in zip(self.imported.arg_names, types, strict=False)}
 
     @property
     def shape_only(self) -> bool:

@@ -14,6 +14,8 @@ rewrite an op into plain tensor ops whose torch-mlir lowering computes what eage
   NaN-dropping selects; here eager's `where(x > 0, x, x * slope)`.
 - `aten.argmax`/`argmin`, the indices of `aten.max.dim`/`min.dim`: torch-mlir's
   `cmpf ogt|olt` never selects a NaN; eager returns the first NaN's index.
+- uint8 comparisons, min/max, divisions, sorts and right shifts: torch-mlir reads the
+  signless i8 as signed; computed on int16 instead (`_UINT8_WIDENED`).
 - integer `div(rounding_mode="floor")`: torch-mlir computes it in f64 (`sitofp`, `divf`,
   `floor`, `fptosi`), which is inexact beyond 2^53 and turns a division by zero into an
   undefined float-to-int cast; here a truncating integer division (`arith.divsi`, which
@@ -45,7 +47,8 @@ def _gelu(x: torch.Tensor, approximate: str = "none") -> Any:
     if approximate != "tanh":
         return NotImplemented
     xf = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
-    inner = _SQRT_2_OVER_PI * (xf + _GELU_KAPPA * (xf * xf * xf))
+    # pow(x, 3) is one math.fpowi (x * x * x, eager's x_cube), reading x once
+    inner = _SQRT_2_OVER_PI * (xf + _GELU_KAPPA * torch.pow(xf, 3))
     y = 0.5 * xf * (1.0 + torch.tanh(inner))
     return y.to(x.dtype)
 
@@ -90,9 +93,12 @@ def _clamp(x: torch.Tensor, lo: Any = None, hi: Any = None) -> Any:
         return NotImplemented  # a promoting clamp: keep torch-mlir's handling of the dtypes
     y = x
     if lo is not None:
-        y = _nan_max(y, _bound(x, lo))  # a NaN tensor bound is picked too (y > NaN is false)
+        b = _bound(x, lo)
+        # a scalar bound is never NaN: "y unless y < lo" (ordered: false for a NaN y) keeps NaN
+        y = _nan_max(y, b) if isinstance(b, torch.Tensor) else torch.where(y < b, b, y)
     if hi is not None:
-        y = _nan_min(y, _bound(x, hi))
+        b = _bound(x, hi)
+        y = _nan_min(y, b) if isinstance(b, torch.Tensor) else torch.where(y > b, b, y)
     return y
 
 
@@ -119,8 +125,8 @@ def _div_mode(a: Any, b: Any, *, rounding_mode: str | None = None) -> Any:
         return NotImplemented
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
         return NotImplemented
-    if a.dtype.is_floating_point or b.dtype.is_floating_point or a.dtype == torch.bool or b.dtype == torch.bool:
-        return NotImplemented
+    if any(t.dtype.is_floating_point or t.dtype in (torch.bool, torch.uint8) for t in (a, b)):
+        return NotImplemented  # uint8: widened first (_UINT8_WIDENED)
     dtype = torch.result_type(a, b)
     a, b = a.to(dtype), b.to(dtype)
     q = torch.div(a, b, rounding_mode="trunc")
@@ -179,8 +185,54 @@ def _min_dim(x: torch.Tensor, dim: int, keepdim: bool = False) -> Any:
     return torch.amin(x, dim, keepdim), idx
 
 
+#: Ops whose torch-mlir lowering reads a uint8 tensor (a signless i8) as signed: `cmpi slt`,
+#: `maxsi`, `divsi`, `shrsi` give 200 < 100 and max(1, 255) == 1. Computed on int16 (exact for
+#: every uint8 value), the result narrowed back to uint8 where eager returns uint8.
+_UINT8_WIDENED = [
+    aten.lt.Tensor, aten.lt.Scalar, aten.le.Tensor, aten.le.Scalar, aten.gt.Tensor, aten.gt.Scalar,
+    aten.ge.Tensor, aten.ge.Scalar, aten.maximum.default, aten.minimum.default, aten.amax.default,
+    aten.amin.default, aten.max.dim, aten.min.dim, aten.max.default, aten.min.default, aten.argmax.default,
+    aten.argmin.default, aten.clamp.default, aten.clamp.Tensor, aten.clamp_min.default, aten.clamp_max.default,
+    aten.div.Tensor_mode, aten.remainder.Tensor, aten.remainder.Scalar, aten.fmod.Tensor, aten.fmod.Scalar,
+    aten.sort.default, aten.topk.default, aten.bitwise_right_shift.Tensor, aten.bitwise_right_shift.Tensor_Scalar,
+    aten.__rshift__.Scalar, aten.__rshift__.Tensor, aten.sum.default, aten.sum.dim_IntList, aten.prod.default,
+    aten.prod.dim_int, aten.mul.Tensor,  # uint8 * k segfaulted torch-mlir; int16 keeps the low 8 bits exactly
+]
+
+
+def _is_u8(a: Any) -> bool:
+    return isinstance(a, torch.Tensor) and a.dtype == torch.uint8
+
+
+def _uint8_widened(op: Any, then: Any) -> Any:
+    """`op` on int16 copies of its uint8 tensor arguments; else `then` (or keep the op)."""
+
+    def decomposition(*args: Any, **kwargs: Any) -> Any:
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if not any(_is_u8(a) for a in tensors):
+            return then(*args, **kwargs) if then is not None else NotImplemented
+        all_u8 = all(_is_u8(a) for a in tensors)
+        out = op(*[a.to(torch.int16) if _is_u8(a) else a for a in args], **kwargs)
+
+        def narrow(t: Any) -> Any:
+            if all_u8 and isinstance(t, torch.Tensor) and t.dtype == torch.int16:
+                return t.to(torch.uint8)
+            return t
+
+        return tuple(narrow(t) for t in out) if isinstance(out, tuple | list) else narrow(out)
+
+    return decomposition
+
+
 def numerics_decompositions() -> dict[Any, Any]:
     """aten op overload -> decomposition, for `ExportedProgram.run_decompositions`."""
+    table = _float_decompositions()
+    for op in _UINT8_WIDENED:
+        table[op] = _uint8_widened(op, table.get(op))
+    return table
+
+
+def _float_decompositions() -> dict[Any, Any]:
     table: dict[Any, Any] = {
         aten.gelu.default: _gelu,
         aten.maximum.default: _maximum,

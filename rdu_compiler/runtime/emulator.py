@@ -233,10 +233,12 @@ def _comparable(fabric: Fabric) -> Fabric:
 
 def _argument(index: int, v: Any, dtype: np.dtype[Any]) -> np.ndarray:
     """Argument `index` as `dtype`; refuses a conversion to an integer type that changes values
-    (floats truncated, integers out of range wrapped)."""
+    (floats truncated, integers out of range wrapped). Same-width integers keep their bits."""
     arr = np.asarray(v)
     if arr.dtype == dtype or dtype.kind not in "iub":
         return arr.astype(dtype, copy=False)
+    if arr.dtype.kind in "iu" and dtype.kind in "iu" and arr.dtype.itemsize == dtype.itemsize:
+        return arr.view(dtype)  # signless integers: a uint8 is the program's i8, same bits
     if arr.dtype.kind in "iub":
         out = arr.astype(dtype)
         if np.array_equal(out.astype(arr.dtype), arr):

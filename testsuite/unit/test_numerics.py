@@ -316,3 +316,37 @@ def test_every_integer_division_op_refuses_a_zero_divisor(op):
         _emulate(text, a, b)
     (out,) = _emulate(text, a, np.array([2, 5, 3, 1], np.int32))
     assert out.shape == (4,)
+
+
+# ----------------------------------------------------------------------------- uint8 at the boundary
+
+
+@pytest.mark.parametrize(("fabric", "opt_level"), CONFIGS)
+def test_uint8_inputs_and_outputs_keep_eager_dtype_and_values(fabric, opt_level):
+    """uint8 is the program's signless i8: 255 used to come back as int8 -1, and torch-mlir's
+    comparisons, max, divisions, shifts, sorts and sums read it as signed (200 < 100)."""
+    x = torch.tensor([[0.0, 1.7, 128.0, 255.0], [3.0, 200.9, 64.0, 127.0]])
+    img = torch.tensor([[0, 1, 128, 255], [3, 200, 64, 127]], dtype=torch.uint8)
+    model = Fn(lambda x, img: (
+        x.to(torch.uint8), img, img.float() * 0.5, img // 2, img % 7, img > 100, img < img.flip(1), img.max(1).values,
+        img.argmax(1), torch.maximum(img, img.flip(1)), img.clamp(10, 150), img >> 2, img.sort(1).values, img.sum(1),
+        img.prod(1), img.int() + 1, img * 2, img * img,
+    ))
+    got, want = _run(model, (x, img), fabric, opt_level), model(x, img)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def test_uint8_weights_keep_their_bits():
+    class Lut(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("table", torch.tensor([0, 100, 200, 255], dtype=torch.uint8))
+
+        def forward(self, x):
+            return self.table.float() * x
+
+    x = torch.ones(4)
+    model = Lut()
+    torch.testing.assert_close(_run(model, (x,), "tiny", 1), model(x))

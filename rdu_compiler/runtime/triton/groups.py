@@ -211,13 +211,19 @@ class Builder:
             cdims.append(c)
         return self.load(copy.ins[j], copy.accesses[j].forms, cdims, elt)
 
-    def store(self, v: SSAValue, forms: Any, dims: list[Coord], value: str) -> None:
+    def store(self, v: SSAValue, forms: Any, dims: list[Coord], value: str, rows: str | None = None) -> None:
+        """Store `value` at `forms(dims)` of `v`. `rows`: the block's row axis; an address that
+        does not use it (a one-row result, e.g. 0-d) is still spread over the rows, masked, so
+        that pointer and value are blocks of the same shape."""
         p = self.ptr(v, out=True)
         shape = rdu.shape_of(v.type)
         addr = address(forms, dims, row_major(shape))
-        m = self.mask(addr.axes)
+        expr, axes = addr.expr, addr.axes
+        if rows is not None and rows not in axes:
+            expr, axes = f"{expr} + {rows} * 0", axes | {rows}
+        m = self.mask(axes)
         tail = "" if m is None else f", mask={m}"
-        self.w.line(f"tl.store({p} + ({addr.expr}), {value}{tail})")
+        self.w.line(f"tl.store({p} + ({expr}), {value}{tail})")
 
     def dim_vars(self, coords: list[tuple[Coord, int]], domain: tuple[int, ...]) -> list[Coord]:
         """Index of each loop of `domain` (row-major over the linear space of `coords`)."""
@@ -500,7 +506,7 @@ def emit_row_group(g: RowGroup, name: str, env: Env, out_values: list[SSAValue])
     _alias_internal(g, internal)
     for v in out_values:
         info, dims, i = producers[v]
-        b.store(v, info.accesses[i].forms, dims, _as_tensor(internal[v].var, v))
+        b.store(v, info.accesses[i].forms, dims, _as_tensor(internal[v].var, v), rows="r")
     if two_d:
         grid = f"lambda META: (triton.cdiv({rows}, META['BLOCK_M']),)"
         bm = _row_block(g, env, bn)
