@@ -10,6 +10,10 @@ max for max).
 ``scatter`` family with a negative ``dim``: torch-mlir's lowering segfaults (SIGSEGV, or
 an allocation failure) on ``scatter`` / ``scatter_add`` / ``scatter_reduce`` with
 ``dim < 0``; the same op with ``dim + rank`` lowers and runs.
+
+The decompositions that keep eager's numbers where torch-mlir's lowering changes them
+(GELU tanh, NaN-propagating max/min/clamp, argmax with NaN, uint8, integer floor division)
+are in ``torch_numerics.py``; ``torch_import._decomposition_table`` applies both.
 """
 
 from __future__ import annotations

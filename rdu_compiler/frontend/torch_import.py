@@ -41,7 +41,6 @@ import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
-from rdu_compiler.frontend.decompositions import numerics_decompositions
 from rdu_compiler.frontend.errors import FrontendError
 from rdu_compiler.frontend.locations import fmt_where as _fmt_where
 from rdu_compiler.frontend.locations import frame_where as _frame_where
@@ -59,6 +58,7 @@ from rdu_compiler.frontend.torch_decompositions import (
 )
 from rdu_compiler.frontend.torch_lower import lower_to_linalg
 from rdu_compiler.frontend.torch_lower import op_from_diagnostics as _op_from_diagnostics
+from rdu_compiler.frontend.torch_numerics import numerics_decompositions
 
 __all__ = [
     "ImportedProgram",
