@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     per_run: Counter[str] = Counter()
     per_program: Counter[str] = Counter()
     failing: list[int] = []
+    summary: dict[str, Any] = {}
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(args.jobs, maxtasksperchild=50) if args.jobs > 1 else _Serial() as pool:
@@ -81,17 +82,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 lines = "\n".join(f"#   {r['config']}: {r['kind']} {r['cls']} {r['detail'][:300]!r}" for r in rec["runs"])
                 (out / "failures" / f"seed{rec['seed']}.py").write_text(f"# outcomes:\n{lines}\n{rec['source']}")
             print(f"[{i + 1}/{len(seeds)}] seed {rec['seed']}: {rec['kind']} {rec['cls']} ({rec['seconds']} s)", flush=True)
-    summary = {
-        "programs": len(seeds),
-        "first_seed": args.seed,
-        "configs": [f"{f}-O{o}" for f, o in fp.CONFIGS],
-        "per_program": dict(per_program.most_common()),
-        "per_config_run": dict(sorted(per_run.items())),
-        "failing_seeds": sorted(failing),
-        "known": {k.name: k.reason for k in fp.KNOWN},
-        "wall_s": round(time.perf_counter() - t0, 1),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            summary = {  # rewritten after every program: an interrupted run keeps its counts
+                "programs": i + 1,
+                "requested": len(seeds),
+                "first_seed": args.seed,
+                "configs": [f"{f}-O{o}" for f, o in fp.CONFIGS],
+                "per_program": dict(per_program.most_common()),
+                "per_config_run": dict(sorted(per_run.items())),
+                "failing_seeds": sorted(failing),
+                "known": {k.name: k.reason for k in fp.KNOWN},
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: summary[k] for k in ("per_program", "per_config_run", "failing_seeds")}, indent=2))
     return summary
 

@@ -111,6 +111,7 @@ class _Builder:
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.dtypes: dict[str, str] = {}
         self.n = 0
+        self.side: list[str] = []  # int/bool values returned as extra outputs
 
     def _name(self, prefix: str) -> str:
         self.n += 1
@@ -364,6 +365,29 @@ def _gen_embedding(b: _Builder, x: str) -> str:
     return b.op("embedding", out, x=x, ids=ids, m=m)
 
 
+INT_FNS = ["affine", "cumsum", "where", "sum", "compare"]
+
+
+def _gen_ints(b: _Builder, x: str) -> str:
+    """An int64 (or bool) side computation on fresh ids, returned as an extra output and
+    added into the float chain (int64 -> float32 promotion)."""
+    shape = b.shapes[x]
+    ids = b.input(shape, kind="ids", high=b.c.integers(2, 9))
+    fn = b.c.choice(INT_FNS)
+    d = _dim(b, shape) if shape else 0
+    out_shape = shape
+    if fn == "sum" and shape:
+        out_shape = tuple(1 if i == d % len(shape) else n for i, n in enumerate(shape))
+    if fn in ("cumsum", "sum") and not shape:
+        fn = "affine"
+    v = b.op("ints", out_shape, fn=fn, x=x, ids=ids, dim=d)
+    b.dtypes[v] = "bool" if fn == "compare" else "int64"
+    b.side.append(v)
+    if fn == "compare":
+        return b.op("masked_fill", shape, x=x, c=v, value=0.0, threshold=None)
+    return b.op("binary", _broadcast(shape, out_shape), fn=b.c.choice(["add", "mul", "sub"]), x=x, y=v, swap=False)
+
+
 def _gen_cumsum(b: _Builder, x: str) -> str:
     return b.op("cumsum", b.shapes[x], x=x, dim=_dim(b, b.shapes[x]))
 
@@ -373,23 +397,25 @@ GENERATORS = {
     "softmax": _gen_softmax, "layernorm": _gen_layernorm, "reduce": _gen_reduce,
     "transpose": _gen_transpose, "reshape": _gen_reshape, "slice": _gen_slice, "cat": _gen_cat,
     "where": _gen_where, "masked_fill": _gen_masked_fill, "embedding": _gen_embedding,
-    "cumsum": _gen_cumsum,
+    "cumsum": _gen_cumsum, "ints": _gen_ints,
 }
 KINDS = list(GENERATORS)
 
 
-def generate(c: Chooser, min_ops: int = 3, max_ops: int = 12) -> Program:
-    """A random chain of `min_ops`..`max_ops` op records (plus the reshapes some ops need)."""
-    b = _Builder(c, big=c.integers(0, 3) == 3)
+def generate(c: Chooser, min_ops: int = 3, max_ops: int = 12, big: bool | None = None) -> Program:
+    """A random chain of `min_ops`..`max_ops` op records (plus the reshapes some ops need);
+    `big` (default: one program in four) draws dims up to 128."""
+    draw_big = c.integers(0, 3) == 3
+    b = _Builder(c, big=draw_big if big is None else big)
     cur = b.input(b.shape())
     for _ in range(c.integers(min_ops, max_ops)):
         kind = c.choice(KINDS)
         if not b.shapes[cur] and kind not in ("unary", "binary", "reshape", "embedding"):
             cur = b.op("reshape", (1,), x=cur, shape=[1])
         cur = GENERATORS[kind](b, cur)
-    b.prog.outputs = [cur]
+    b.prog.outputs = [cur, *b.side[:2]]
     if c.integers(0, 3) == 0:  # sometimes a second output, an earlier value
-        earlier = [o["out"] for o in b.prog.ops[:-1]]
+        earlier = [o["out"] for o in b.prog.ops[:-1] if o["out"] not in b.prog.outputs]
         if earlier:
             b.prog.outputs.append(c.choice(earlier))
     return b.prog
@@ -463,7 +489,15 @@ def _expr(op: dict[str, Any]) -> str:
         return f"torch.where({op['c']} > {op['threshold']!r}, {x}, {_arg(op['y'])})"
     if kind == "masked_fill":
         value = "float('-inf')" if op["value"] == "-inf" else repr(op["value"])
-        return f"{x}.masked_fill({op['c']} > {op['threshold']!r}, {value})"
+        mask = op["c"] if op["threshold"] is None else f"{op['c']} > {op['threshold']!r}"
+        return f"{x}.masked_fill({mask}, {value})"
+    if kind == "ints":
+        ids, d = op["ids"], op["dim"]
+        return {
+            "affine": f"{ids} * 3 - 4", "cumsum": f"torch.cumsum({ids}, dim={d})",
+            "where": f"torch.where({x} > 0.0, {ids}, -1)", "sum": f"{ids}.sum(dim={d}, keepdim=True)",
+            "compare": f"{x} > {ids}",
+        }[op["fn"]]
     if kind == "embedding":
         return f"{x} + {op['m']}({op['ids']})"
     if kind == "cumsum":
