@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testsuite" / "f
 
 import fuzz_programs as fp  # noqa: E402
 
-RANK = {"pass": 0, "refused": 1, "known": 2, "wrong": 3, "crash": 4}
+RANK = {"pass": 0, "refused": 1, "illcond": 2, "known": 3, "wrong": 4, "crash": 5}
 
 
 def one(seed: int) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def one(seed: int) -> dict[str, Any]:
     worst = max(runs, key=lambda r: RANK[r["kind"]])
     return {"seed": seed, "kind": worst["kind"], "cls": worst["cls"], "runs": runs,
             "seconds": round(time.perf_counter() - t0, 2),
-            "source": fp.render(prog, title=f"fuzz program seed {seed}") if RANK[worst["kind"]] >= 3 else None}
+            "source": fp.render(prog, title=f"fuzz program seed {seed}") if RANK[worst["kind"]] >= RANK["wrong"] else None}
 
 
 def _label(run: dict[str, Any]) -> str:

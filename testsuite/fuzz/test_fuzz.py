@@ -30,6 +30,10 @@ class KnownDeviation(UserWarning):
     """A program hit a deviation listed in fuzz_programs.KNOWN (not a failure)."""
 
 
+class IllConditioned(UserWarning):
+    """Off by more than RTOL, but eager fp32 is as far from float64 (not a failure)."""
+
+
 @pytest.mark.parametrize(("fabric", "opt_level"), CONFIGS, ids=[f"{f}-O{o}" for f, o in CONFIGS])
 @settings(
     max_examples=EXAMPLES,
@@ -47,7 +51,9 @@ def test_random_graph_matches_eager(fabric: str, opt_level: int, data: st.DataOb
     if outcome.kind == "known":
         reasons = "; ".join(k.reason for k in KNOWN if k.name in outcome.cls.split(","))
         warnings.warn(KnownDeviation(f"{outcome.cls}: {reasons}"), stacklevel=1)
-    assert outcome.kind in ("pass", "refused", "known"), (
+    if outcome.kind == "illcond":
+        warnings.warn(IllConditioned(f"{outcome.detail}\n{source}"), stacklevel=1)
+    assert outcome.kind in ("pass", "refused", "known", "illcond"), (
         f"{outcome.kind} ({outcome.cls}) on {fabric} -O{opt_level}: {outcome.detail}\n"
         f"--- model.py ---\n{source}"
     )
