@@ -51,6 +51,11 @@ class Chooser:
     def boolean(self) -> bool:
         return self.integers(0, 1) == 1
 
+    def lengths(self, lo: int, hi: int) -> Any:
+        """Indices 0, 1, ... of a list of lo..hi items (`generate`'s op chain)."""
+        n = self.integers(lo, hi)
+        return range(n)
+
 
 class RandomChooser(Chooser):
     """Choices from `random.Random(seed)`: program `seed` is reproducible everywhere."""
@@ -73,6 +78,14 @@ class DataChooser(Chooser):
 
     def integers(self, lo: int, hi: int) -> int:
         return self.data.draw(self.st.integers(lo, hi))
+
+    def lengths(self, lo: int, hi: int) -> Any:
+        """One "one more?" draw before each item past `lo`, as hypothesis' own lists do,
+        so that shrinking can delete an op from the middle of the chain."""
+        i = 0
+        while i < hi and (i < lo or self.integers(0, 7) > 0):
+            yield i
+            i += 1
 
 
 # --------------------------------------------------------------------------- programs
@@ -440,7 +453,7 @@ def generate(c: Chooser, min_ops: int = 3, max_ops: int = 12, big: bool | None =
     draw_big = c.integers(0, 3) == 3
     b = _Builder(c, big=draw_big if big is None else big)
     cur = b.input(b.shape())
-    for _ in range(c.integers(min_ops, max_ops)):
+    for _ in c.lengths(min_ops, max_ops):
         kind = c.choice(KINDS)
         if not b.shapes[cur] and kind not in ("unary", "binary", "reshape", "embedding"):
             cur = b.op("reshape", (1,), x=cur, shape=[1])
