@@ -679,11 +679,14 @@ KNOWN: list[Known] = [
 def classify_refusal(message: str) -> str:
     """A stable class for a refusal message: its first clause with names and numbers blanked."""
     text = message.strip().splitlines()[0] if message.strip() else "(empty message)"
+    text = re.sub(r"^([\w-]+)\{[^}]*\}", r"\1", text)  # a pass's options
     text = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`", "'_'", text)
     text = re.sub(r"%[\w.#]+|@\w+", "%_", text)
+    text = re.sub(r"(tensor|memref|vector)<[^>]*>", r"\1<_>", text)
+    text = re.sub(r"[\w./-]+\.py:\d+", "FILE:N", text)
     text = re.sub(r"\b\d+(\.\d+)?(e-?\d+)?\b", "N", text)
     text = re.sub(r"\(N(, N)*,?\)|\[N(, N)*\]|N(xN)+", "SHAPE", text)
-    return re.split(r"(?<=[.;:])\s", text, maxsplit=1)[0][:120]
+    return re.split(r"(?<=[.;])\s", text, maxsplit=1)[0][:120]
 
 
 def compare_outputs(got: Any, want: Any, prog: Program | None = None) -> tuple[str, str, list[str]]:

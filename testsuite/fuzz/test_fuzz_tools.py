@@ -6,6 +6,7 @@ import torch
 from fuzz_programs import (
     KNOWN,
     RandomChooser,
+    classify_refusal,
     compare_outputs,
     generate,
     ill_conditioned,
@@ -84,3 +85,17 @@ def test_ill_conditioned_excuses_rounding_not_errors() -> None:
     assert ill_conditioned(model, (x,), want, ref)
     assert not ill_conditioned(model, (x,), want, want + 0.5)  # a real error is not excused
     assert not ill_conditioned(torch.nn.Tanh(), (x,), torch.tanh(x), torch.tanh(x) * (1 + 1e-4))
+
+
+def test_refusals_of_one_kind_share_a_class() -> None:
+    a = classify_refusal(
+        "rdu-tile{fabric=tiny max_buffer_pmus=8}: kernel 'k12_scan': operand 0 needs 27648 B per "
+        "tile even at the smallest tile, over the 16384 B a buffer may hold; use a fabric\nReproduce with: x"
+    )
+    b = classify_refusal(
+        "rdu-tile{fabric=tiny}: kernel 'k3_scan': operand 1 needs 9000 B per tile even at the "
+        "smallest tile, over the 8192 B a buffer may hold; use a fabric with larger PMUs"
+    )
+    assert a == b and a.startswith("rdu-tile: kernel")
+    c = classify_refusal("aten.foo at /tmp/m.py:12 on tensor<2x3xf32> is not supported. Rewrite it.")
+    assert c == classify_refusal("aten.foo at model.py:7 on tensor<5xi64> is not supported. Do X.")
