@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testsuite" / "f
 
 import fuzz_programs as fp  # noqa: E402
 
-RANK = {"pass": 0, "refused": 1, "known": 2, "wrong": 3, "crash": 4}
+RANK = {"pass": 0, "refused": 1, "illcond": 2, "known": 3, "wrong": 4, "crash": 5}
 
 
 def one(seed: int) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def one(seed: int) -> dict[str, Any]:
     worst = max(runs, key=lambda r: RANK[r["kind"]])
     return {"seed": seed, "kind": worst["kind"], "cls": worst["cls"], "runs": runs,
             "seconds": round(time.perf_counter() - t0, 2),
-            "source": fp.render(prog, title=f"fuzz program seed {seed}") if RANK[worst["kind"]] >= 3 else None}
+            "source": fp.render(prog, title=f"fuzz program seed {seed}") if RANK[worst["kind"]] >= RANK["wrong"] else None}
 
 
 def _label(run: dict[str, Any]) -> str:
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     per_run: Counter[str] = Counter()
     per_program: Counter[str] = Counter()
     failing: list[int] = []
+    summary: dict[str, Any] = {}
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(args.jobs, maxtasksperchild=50) if args.jobs > 1 else _Serial() as pool:
@@ -81,17 +82,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 lines = "\n".join(f"#   {r['config']}: {r['kind']} {r['cls']} {r['detail'][:300]!r}" for r in rec["runs"])
                 (out / "failures" / f"seed{rec['seed']}.py").write_text(f"# outcomes:\n{lines}\n{rec['source']}")
             print(f"[{i + 1}/{len(seeds)}] seed {rec['seed']}: {rec['kind']} {rec['cls']} ({rec['seconds']} s)", flush=True)
-    summary = {
-        "programs": len(seeds),
-        "first_seed": args.seed,
-        "configs": [f"{f}-O{o}" for f, o in fp.CONFIGS],
-        "per_program": dict(per_program.most_common()),
-        "per_config_run": dict(sorted(per_run.items())),
-        "failing_seeds": sorted(failing),
-        "known": {k.name: k.reason for k in fp.KNOWN},
-        "wall_s": round(time.perf_counter() - t0, 1),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            summary = {  # rewritten after every program: an interrupted run keeps its counts
+                "programs": i + 1,
+                "requested": len(seeds),
+                "first_seed": args.seed,
+                "configs": [f"{f}-O{o}" for f, o in fp.CONFIGS],
+                "per_program": dict(per_program.most_common()),
+                "per_config_run": dict(sorted(per_run.items())),
+                "failing_seeds": sorted(failing),
+                "known": {k.name: k.reason for k in fp.KNOWN},
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: summary[k] for k in ("per_program", "per_config_run", "failing_seeds")}, indent=2))
     return summary
 

@@ -8,9 +8,10 @@ standalone model.py (re-run it with `rdu-compile model.py --check`). A compile-t
 RduError is a refusal, not a failure. Deviations in `fuzz_programs.KNOWN` (owned by other
 parts of the project) are tolerated explicitly and reported as warnings.
 
-CI runs a fixed-seed budget (`derandomize=True`, `EXAMPLES` per configuration; about
-3 minutes on a 2-core machine); `python benchmarks/fuzz.py --examples 10000` runs a
-large one. `RDU_FUZZ_EXAMPLES=N` changes the budget here.
+CI runs a fixed-seed budget (`derandomize=True`, `EXAMPLES` per configuration, a third
+of it for sn40l -O0: about 55 s of CPU, 1-2 minutes on an idle 2-core machine, up to ~7
+under heavy load); `python benchmarks/fuzz.py --examples 10000` runs a large one.
+`RDU_FUZZ_EXAMPLES=N` changes the budget here.
 """
 
 from __future__ import annotations
@@ -24,30 +25,44 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("RDU_FUZZ_EXAMPLES", "12"))
+#: sn40l at -O0 compiles 5-20x slower than the other configurations (rdu-place anneals
+#: one section per kernel on the large grid; docs/fuzz_findings.md), so CI gives it a
+#: third of the budget: measured 12/12/12/12 at 91 s CPU, 65% of it in sn40l -O0.
+SLOW = {("sn40l", 0): 3}
 
 
 class KnownDeviation(UserWarning):
     """A program hit a deviation listed in fuzz_programs.KNOWN (not a failure)."""
 
 
+class IllConditioned(UserWarning):
+    """Off by more than RTOL, but eager fp32 is as far from float64 (not a failure)."""
+
+
 @pytest.mark.parametrize(("fabric", "opt_level"), CONFIGS, ids=[f"{f}-O{o}" for f, o in CONFIGS])
-@settings(
-    max_examples=EXAMPLES,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    print_blob=False,
-)
-@given(data=st.data())
-def test_random_graph_matches_eager(fabric: str, opt_level: int, data: st.DataObject) -> None:
+def test_random_graph_matches_eager(fabric: str, opt_level: int) -> None:
+    examples = max(1, EXAMPLES // SLOW.get((fabric, opt_level), 1))
+    check = settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        print_blob=False,
+    )(given(data=st.data())(lambda data: _check_one(fabric, opt_level, data)))
+    check()
+
+
+def _check_one(fabric: str, opt_level: int, data: st.DataObject) -> None:
     prog = generate(DataChooser(data))
-    source = render(prog, title=f"a fuzz program, failing on {fabric} -O{opt_level}")
+    source = render(prog, title=f"a fuzz program failing with --fabric {fabric} -O{opt_level}")
     outcome = run_config(prog, source, fabric, opt_level)
     if outcome.kind == "known":
         reasons = "; ".join(k.reason for k in KNOWN if k.name in outcome.cls.split(","))
         warnings.warn(KnownDeviation(f"{outcome.cls}: {reasons}"), stacklevel=1)
-    assert outcome.kind in ("pass", "refused", "known"), (
+    if outcome.kind == "illcond":
+        warnings.warn(IllConditioned(f"{outcome.detail}\n{source}"), stacklevel=1)
+    assert outcome.kind in ("pass", "refused", "known", "illcond"), (
         f"{outcome.kind} ({outcome.cls}) on {fabric} -O{opt_level}: {outcome.detail}\n"
         f"--- model.py ---\n{source}"
     )
