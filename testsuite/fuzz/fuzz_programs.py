@@ -658,21 +658,8 @@ def _zero_d(g: Any, w: Any) -> bool:
 # counts it as "known"); everything else in such a program is still checked.
 # Remove an entry when its owner's fix lands.
 KNOWN: list[Known] = [
-    Known(
-        "zero-d-output",
-        "a 0-d output (x.sum(), x.mean()) comes back shaped (1,); eager gives () "
-        "(issue 10 §2 '0-d outputs'; owner: numerics, runtime/api)",
-        applies=lambda prog, g, w: _zero_d(g, w),
-        adjust=lambda g, w: (g.reshape(()), w),
-    ),
-    Known(
-        "gelu-tanh-constant",
-        "torch-mlir lowers GELU(approximate='tanh') with 0.797724 for sqrt(2/pi) = 0.7978846: "
-        "relative errors 1e-5..2e-4 (issue 10 §2; owner: numerics, frontend decomposition); "
-        "programs using it are checked at rtol 1e-3",
-        applies=lambda prog, g, w: _uses(prog, op="unary", fn="gelu_tanh"),
-        rtol=1e-3,
-    ),
+    # "zero-d-output" and "gelu-tanh-constant" were here; both are fixed (api.to_torch keeps
+    # rank 0; GELU(tanh) is decomposed with the exact sqrt(2/pi)), so the fuzz checks them again.
 ]
 
 

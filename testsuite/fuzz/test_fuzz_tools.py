@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from fuzz_programs import (
-    KNOWN,
     RandomChooser,
     classify_refusal,
     compare_outputs,
@@ -58,10 +58,17 @@ def test_compare_outputs_catches_each_class() -> None:
     assert "outputs" in compare_outputs((w,), (w, ids), prog)[1]
 
 
-def test_known_entries_tolerate_only_their_deviation() -> None:
-    assert {k.name for k in KNOWN} >= {"zero-d-output"}
+def test_known_entries_tolerate_only_their_deviation(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fuzz_programs as fp
+
     prog = _prog_without({"gelu_tanh"})
     s = torch.tensor(3.5)
+    assert compare_outputs(s.reshape(1), s, prog)[0] == "wrong"  # no KNOWN entry: a (1,) for () is wrong
+    zero_d = fp.Known(
+        "zero-d-output", "test entry", applies=lambda prog, g, w: fp._zero_d(g, w),
+        adjust=lambda g, w: (g.reshape(()), w),
+    )
+    monkeypatch.setattr(fp, "KNOWN", [zero_d])
     kind, _, used = compare_outputs(s.reshape(1), s, prog)
     assert kind == "pass" and used == ["zero-d-output"]
     assert compare_outputs(torch.tensor([3.6]), s, prog)[0] == "wrong"  # the value still counts
