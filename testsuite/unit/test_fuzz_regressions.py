@@ -1,7 +1,8 @@
 """Minimal programs the random-graph fuzz (testsuite/fuzz) found failing, one test each.
 
 Each docstring names the fuzz seed (`python benchmarks/fuzz.py --seed S --examples 1`
-regenerates it, at the generator of the commit that added the test) and the cause.
+regenerates it with the generator of commit 8fb83c8; later generators draw differently)
+and the cause.
 """
 
 from __future__ import annotations
