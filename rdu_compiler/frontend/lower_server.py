@@ -37,9 +37,23 @@ def lowering_timeout_s(default: float = 300.0) -> float:
     """Seconds one lowering may take before the child counts as hung and is stopped.
 
     ``RDU_LOWERING_TIMEOUT`` (or the older ``RDU_ONNX_LOWERING_TIMEOUT``) overrides ``default``.
+
+    Raises:
+        FrontendError: the variable is not a number of seconds > 0.
     """
-    value = os.environ.get("RDU_LOWERING_TIMEOUT") or os.environ.get("RDU_ONNX_LOWERING_TIMEOUT")
-    return float(value) if value else default
+    name = "RDU_LOWERING_TIMEOUT" if os.environ.get("RDU_LOWERING_TIMEOUT") else "RDU_ONNX_LOWERING_TIMEOUT"
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        from rdu_compiler.frontend.errors import FrontendError
+
+        raise FrontendError(f"{name}={value!r} is not a number of seconds > 0; set it to e.g. 600, or unset it")
+    return seconds
 
 
 def progress(text: str) -> None:
@@ -88,8 +102,10 @@ def call_isolated(module: str, function: str, *args: Any, timeout_s: float | Non
         The function's (picklable) result, or a :class:`Died` if the child crashed or hung.
 
     Raises:
-        Whatever the function raised (re-raised here when it pickles; otherwise a
-        RuntimeError carrying its type and message).
+        Whatever the function raised (re-raised here when it pickles and unpickles;
+        otherwise a RuntimeError carrying its type and message). An interrupt
+        (KeyboardInterrupt, a signal turned into an exception) while waiting stops the
+        child, so the next call starts a fresh one and never reads this call's answer.
     """
     import importlib
 
@@ -98,7 +114,8 @@ def call_isolated(module: str, function: str, *args: Any, timeout_s: float | Non
     import pickle
 
     server = _Server.get()
-    kind, payload = server.call(pickle.dumps((module, function, args)), timeout_s or lowering_timeout_s())
+    timeout = timeout_s if timeout_s is not None else lowering_timeout_s()
+    kind, payload = server.call(pickle.dumps((module, function, args)), timeout)
     if kind == "ok":
         return payload
     if kind == "raised":
@@ -118,7 +135,7 @@ class _Server:
 
         self.pid = os.getpid()
         self.stderr = tempfile.TemporaryFile()
-        code = "from rdu_compiler.frontend.lower_server import _serve; _serve()"
+        code = "from rdu_compiler.frontend.lower_server import _die_with_parent, _serve; _die_with_parent(); _serve()"
         env = {**os.environ, "RDU_LOWER_IN_PROCESS": "1", "RDU_ONNX_IN_PROCESS": "1", "RDU_LOWER_CHILD": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -136,11 +153,21 @@ class _Server:
 
     def call(self, request: bytes, timeout_s: float) -> tuple[str, Any]:
         """Send one request; ("ok", result), ("raised", exception) or ("died", Died)."""
+        start = self.stderr.seek(0, 2)
+        try:
+            return self._call(request, timeout_s, start)
+        except BaseException:  # an interrupt mid-call: its answer must never reach the next call
+            self.proc.kill()
+            self.proc.wait()
+            self.close()
+            _Server._current = None
+            raise
+
+    def _call(self, request: bytes, timeout_s: float, start: int) -> tuple[str, Any]:
         import pickle
         import signal
         import struct
 
-        start = self.stderr.seek(0, 2)
         timed_out = False
         try:
             assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -199,7 +226,21 @@ class _Server:
                 self.proc.wait(timeout=5)
         except Exception:  # noqa: BLE001 - best effort
             self.proc.kill()
+            self.proc.wait()
         self.stderr.close()
+
+
+def _die_with_parent() -> None:
+    """In the child (Linux): SIGKILL it when the parent dies, so a killed compile leaves no
+    lowering running on. Elsewhere, or if the parent died before this ran, the child ends
+    at its next read of the request pipe (EOF)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: best effort
+        pass
 
 
 def _serve() -> None:
@@ -226,7 +267,8 @@ def _serve() -> None:
             result = ("raised", e)
         try:
             data = pickle.dumps(result)
-        except Exception:  # noqa: BLE001 - an unpicklable result or exception
+            pickle.loads(data)  # an exception whose __init__ takes other arguments fails here
+        except Exception:  # noqa: BLE001 - an unpicklable (or un-unpicklable) result or exception
             exc = result[1] if result[0] == "raised" else None
             text = f"{type(exc).__name__}: {exc}" if exc is not None else "unpicklable result"
             data = pickle.dumps(("raised", RuntimeError(text)))

@@ -2228,9 +2228,12 @@ def _lower_isolated(
 
 
 def lowering_timeout_s() -> float:
-    """Seconds torch-mlir may take to lower one model before it counts as hung (the
-    ``RDU_ONNX_LOWERING_TIMEOUT`` environment variable, default 300)."""
-    return float(os.environ.get("RDU_ONNX_LOWERING_TIMEOUT", "300"))
+    """Seconds torch-mlir may take to lower one model before it counts as hung
+    (`lower_server.lowering_timeout_s`: ``RDU_LOWERING_TIMEOUT`` or
+    ``RDU_ONNX_LOWERING_TIMEOUT``, default 300)."""
+    from rdu_compiler.frontend import lower_server
+
+    return lower_server.lowering_timeout_s(300.0)
 
 
 def _lower_request(

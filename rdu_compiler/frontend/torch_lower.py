@@ -285,7 +285,15 @@ def lower_to_linalg(
 
     text = module.operation.get_asm(enable_debug_info=True)
     timeout = lowering_timeout_s(TORCH_LOWERING_TIMEOUT_S)
-    out = call_isolated(__name__, "lower_text", text, source_lines, model_name, timeout_s=timeout)
+    try:
+        out = call_isolated(__name__, "lower_text", text, source_lines, model_name, timeout_s=timeout)
+    except FrontendError:
+        raise
+    except Exception as e:  # noqa: BLE001 - anything else the child raised: one paragraph, not a traceback
+        raise FrontendError(
+            f"torch-mlir failed while lowering {model_name} to linalg-on-tensors: {summarize(e)}. "
+            "Simplify or re-export the model around the op it names, or report it to torch-mlir."
+        ) from None
     if not isinstance(out, Died):
         return out  # type: ignore[no-any-return]
     notes = progress_lines(out.stderr)

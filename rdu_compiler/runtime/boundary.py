@@ -43,16 +43,18 @@ def eager_input_dtypes(imported: Any) -> dict[str, np.dtype[Any]]:
 
 
 def eager_output_dtypes(imported: Any) -> list[np.dtype[Any] | None]:
-    """Per flat output, the dtype eager PyTorch returns (None where unknown)."""
+    """Per flat output, the dtype eager PyTorch returns, or the ONNX graph declares (None
+    where unknown)."""
     gm = getattr(imported, "graph_module", None)
     if gm is None:
-        return []
+        return [np.dtype(d) for d in getattr(imported, "output_dtypes", None) or []]
     out = next(n for n in gm.graph.nodes if n.op == "output")
     return _fx_dtypes(list(torch.utils._pytree.tree_leaves(out.args[0])))
 
 
 def same_bits(arr: np.ndarray, dtype: np.dtype[Any] | None) -> np.ndarray:
-    """`arr` read as `dtype` when both are integers of one width (uint8 <-> i8); else `arr`."""
+    """`arr` read as `dtype` when both are integers of one width (uint8 <-> i8): a view of
+    the same memory, not a copy; else `arr` itself."""
     if dtype is None or arr.dtype == dtype:
         return arr
     if arr.dtype.kind in "iu" and dtype.kind in "iu" and arr.dtype.itemsize == dtype.itemsize:

@@ -362,3 +362,46 @@ def test_lowering_child_survives_a_segfault_and_restarts(monkeypatch: pytest.Mon
     assert call_isolated("math", "sqrt", 4.0) == 2.0  # a fresh child answers
     with pytest.raises(ValueError, match="math domain error"):
         call_isolated("math", "sqrt", -1.0)  # exceptions come back as they were raised
+
+
+# ------------------------------------------------------------------ the lowering child's protocol
+
+
+def test_lowering_child_interrupted_mid_call_never_answers_the_next_call() -> None:
+    """An interrupt while waiting (Ctrl-C in a notebook) stops the child: the next call gets
+    its own answer, not the interrupted call's."""
+    import signal
+
+    from rdu_compiler.frontend import lower_server as ls
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    ls.call_isolated("math", "sqrt", 1.0)  # the child is up
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(KeyboardInterrupt):
+            ls.call_isolated("time", "sleep", 3.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert ls.call_isolated("math", "sqrt", 4.0) == 2.0
+    assert ls.call_isolated("math", "sqrt", 9.0) == 3.0
+
+
+def test_lowering_child_that_hangs_is_stopped_and_replaced() -> None:
+    from rdu_compiler.frontend import lower_server as ls
+
+    died = ls.call_isolated("time", "sleep", 30.0, timeout_s=0.5)
+    assert isinstance(died, ls.Died) and died.timed_out
+    assert ls.call_isolated("math", "sqrt", 16.0) == 4.0
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5"])
+def test_bad_lowering_timeout_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from rdu_compiler.frontend import lower_server as ls
+
+    monkeypatch.setenv("RDU_LOWERING_TIMEOUT", value)
+    with pytest.raises(FrontendError, match="RDU_LOWERING_TIMEOUT"):
+        ls.lowering_timeout_s()

@@ -350,3 +350,15 @@ def test_uint8_weights_keep_their_bits():
     x = torch.ones(4)
     model = Lut()
     torch.testing.assert_close(_run(model, (x,), "tiny", 1), model(x))
+
+
+def test_onnx_program_run_keeps_uint8_outputs() -> None:
+    """`CompiledProgram.run` on an ONNX program returns the graph's declared uint8, not the
+    program's signless i8 read as int8 (250 + 3 came back as -3)."""
+    from onnx import TensorProto, helper
+
+    u8 = [helper.make_tensor_value_info(n, TensorProto.UINT8, [4]) for n in ("x", "y", "z")]
+    graph = helper.make_graph([helper.make_node("Add", ["x", "y"], ["z"])], "g", u8[:2], u8[2:])
+    program = rdu_compiler.compile_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    out = program.run(np.array([250, 1, 2, 3], np.uint8), np.array([3, 1, 2, 3], np.uint8))
+    assert out.dtype == torch.uint8 and out.tolist() == [253, 2, 4, 6]
