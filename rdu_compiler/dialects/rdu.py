@@ -493,8 +493,6 @@ def module_fabric(op: Operation) -> Fabric | None:
     """
     from xdsl.dialects.builtin import ModuleOp
 
-    from rdu_compiler.passes.common import FABRIC_ATTR
-
     name = None
     parent: Operation | None = op
     while parent is not None:
@@ -510,6 +508,10 @@ def module_fabric(op: Operation) -> Fabric | None:
             f"the module names fabric {name!r} ({FABRIC_ATTR}), which cannot be loaded, so its capacities cannot be "
             f"checked: {e} (a relative spec path is read from the current folder; point {FABRIC_ATTR} at the spec)"
         ) from e
+
+
+#: The module attribute naming the fabric a program is compiled for (preset or spec path).
+FABRIC_ATTR = "rdu.fabric"
 
 
 @lru_cache(maxsize=16)

@@ -8,11 +8,11 @@ from functools import lru_cache
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 
-from rdu_compiler.dialects.rdu import KernelOp
+from rdu_compiler.dialects.rdu import FABRIC_ATTR, KernelOp
 from rdu_compiler.errors import CompileError
 from rdu_compiler.fabric import Fabric, FabricError, load_fabric
 
-FABRIC_ATTR = "rdu.fabric"
+__all__ = ["FABRIC_ATTR"]  # defined with the dialect (its verifier reads it); re-exported for the passes
 
 
 @lru_cache(maxsize=16)
