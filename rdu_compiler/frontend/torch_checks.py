@@ -93,10 +93,23 @@ _METADATA_READERS = frozenset(
 )
 
 
-def refuse_dropped_operands(graph: torch.fx.Graph, unused: list[int], model_name: str) -> None:
+def refuse_dropped_operands(
+    graph: torch.fx.Graph,
+    unused: list[int],
+    model_name: str,
+    graph_module: torch.nn.Module | None = None,
+    values: list[torch.Tensor] | None = None,
+) -> None:
     """Refuse a lowering that dropped an operand: an argument of the lowered ``@main``
     (``unused``: indices, in placeholder order) that no op reads although an op of the FX
     graph reads it (torch-mlir once dropped EmbeddingBag's ``per_sample_weights``).
+
+    torch-mlir also drops an argument legitimately when folding proves it cannot matter
+    (``torch.where(c, v, v)`` never reads ``c``). So when ``graph_module`` (the FX graph,
+    all placeholders positional) and ``values`` (one tensor per placeholder) are given and
+    hold data, the graph is run eagerly with the argument replaced by other values of its
+    shape and dtype: an argument whose change changes no output is not a dropped operand.
+    Shape-only (meta) programs, which never run, are not refused.
 
     Raises:
         FrontendError: naming the argument, the op that read it and the model line.
@@ -113,6 +126,10 @@ def refuse_dropped_operands(graph: torch.fx.Graph, unused: list[int], model_name
         ]
         if not readers:
             continue  # the model itself never reads it
+        if values is not None and any(v.is_meta for v in values if isinstance(v, torch.Tensor)):
+            continue  # shape only: nothing runs, so nothing can be ignored
+        if graph_module is not None and values is not None and not _output_depends_on(graph_module, values, i):
+            continue  # folded away by torch-mlir because it cannot change the result
         reader = readers[0]
         op = _aten_name(reader.target) or str(reader.target)
         where = _user_frame(reader.meta.get("stack_trace"))
@@ -123,3 +140,35 @@ def refuse_dropped_operands(graph: torch.fx.Graph, unused: list[int], model_name
             "ignored without a word. Rewrite that line with operations that use it "
             "explicitly (e.g. multiply by the weights before the reduction), or report the op."
         )
+
+
+def _output_depends_on(graph_module: torch.nn.Module, values: list[torch.Tensor], i: int) -> bool:
+    """Whether changing argument ``i`` (to a seeded permutation of its values, or for a
+    bool to its negation, so indices stay in range) changes an output. True when that
+    cannot be told (the run fails, or the new values equal the old ones)."""
+    old = values[i]
+    if not isinstance(old, torch.Tensor) or old.numel() == 0:
+        return True
+    if old.dtype == torch.bool:
+        new = ~old
+    else:
+        g = torch.Generator().manual_seed(0)
+        flat = old.reshape(-1)
+        new = flat[torch.randperm(flat.numel(), generator=g)].reshape(old.shape)
+        if old.is_floating_point():
+            new = new + torch.randn(old.shape, generator=g, dtype=torch.float32).to(old.dtype)
+    if torch.equal(new, old):
+        return True
+    try:
+        with torch.no_grad():
+            a = torch.utils._pytree.tree_leaves(graph_module(*values))
+            b = torch.utils._pytree.tree_leaves(graph_module(*values[:i], new, *values[i + 1 :]))
+    except Exception:  # noqa: BLE001 - cannot tell: treat as depending
+        return True
+    for x, y in zip(a, b, strict=True):
+        if not isinstance(x, torch.Tensor):
+            continue
+        same = (x == y) | (x.isnan() & y.isnan()) if x.is_floating_point() else x == y
+        if not bool(same.all()):
+            return True
+    return False

@@ -847,7 +847,11 @@ def import_torch(
     except Exception as e:  # noqa: BLE001 - the importer raises plain Python errors
         raise _import_failure(e, ep.graph, source_lines, model_name) from None
     mlir_text, func_results, op_lines, unused = lower_to_linalg(importer.module, source_lines, model_name)
-    refuse_dropped_operands(ep.graph, unused, model_name)
+    if unused:
+        user = iter(flat_inputs)
+        values = [weights[n] if kind_of[n] != "input" else next(user) for n in arg_names]
+        gm = torch.fx.GraphModule(ep.graph_module, ep.graph)
+        refuse_dropped_operands(ep.graph, unused, model_name, gm, values)
     return ImportedProgram(
         mlir_text=mlir_text,
         arg_names=arg_names,

@@ -41,3 +41,23 @@ def test_kernel_on_scalars_only_gets_a_pmu(fabric: str, opt_level: int) -> None:
     program = _check(_ScalarMax(), (torch.randn(1, 5),), fabric, opt_level)
     kernels = [op for op in program.module.walk() if isinstance(op, rdu.KernelOp)]
     assert kernels and all(k.total_pmus >= 1 for k in kernels)
+
+
+class _SameBranches(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 7)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        v = self.lin(x)
+        return torch.softmax(torch.where(c > -0.3, v, v), dim=-1)
+
+
+@pytest.mark.parametrize(("fabric", "opt_level"), [("tiny", 1)])
+def test_operand_folded_away_because_it_cannot_matter_is_not_refused(fabric: str, opt_level: int) -> None:
+    """Fuzz seed 20022 (generator of this session's merge): `torch.where(c, v, v)` is `v`, so
+    torch-mlir never reads `c`; the dropped-operand check refused the program although no
+    number could be wrong. Now an unread argument is refused only if changing it changes
+    an output (eager run of the FX graph)."""
+    torch.manual_seed(0)
+    _check(_SameBranches().eval(), (torch.randn(2, 5, 3), torch.randn(2, 5, 7)), fabric, opt_level)
