@@ -268,8 +268,8 @@ def _constant_value(op: arith.ConstantOp) -> Any:
     if isinstance(value, DenseIntOrFPElementsAttr):
         shape = rdu.shape_of(t)
         data = np.asarray(value.get_values(), dtype=dtype).reshape(-1)
-        if data.size == 1:
-            return np.full(shape, data[0], dtype=dtype) if shape else data[0]
+        if data.size == 1:  # a splat: one element, broadcast read-only, never materialised
+            return np.broadcast_to(data[0], shape) if shape else data[0]
         return data.reshape(shape)
     data = getattr(value, "value", None)
     if data is None:
