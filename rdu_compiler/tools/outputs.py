@@ -141,35 +141,80 @@ def _check_creatable(path: Path, what: str) -> None:
     _check_writable(ancestor, what)
 
 
+# Signal state (main thread only). Python runs every signal handler in the main thread,
+# whichever thread the kernel gave the signal to, so a sigmask cannot hold a
+# process-directed signal once other threads (torch, OpenMP) exist; these flags do.
+_holding = 0  # > 0 inside `_signals_held`: the handler records signals instead of raising
+_raised = False  # the handler raised `Interrupted`: later signals wait, so the clean-up runs
+_held: list[int] = []  # signals recorded meanwhile, oldest first
+_depth = 0  # nesting of `signals_as_exceptions`
+
+
+def _handler(signum: int, _frame: object) -> None:
+    global _raised
+    if _holding or _raised:
+        _held.append(signum)
+        return
+    _raised = True
+    raise Interrupted(signum)
+
+
+def _caught() -> list[int]:
+    """The signals to turn into exceptions: ours, less those ignored (nohup, `cmd &`)."""
+    return [s for s in _SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+
+
 @contextlib.contextmanager
 def signals_as_exceptions() -> Iterator[None]:
-    """While inside, SIGTERM and SIGINT raise `Interrupted` (main thread only)."""
+    """While inside, SIGTERM, SIGINT and SIGHUP raise `Interrupted` (main thread only;
+    elsewhere a no-op). A signal whose handler is SIG_IGN (nohup, a job started with `&`)
+    stays ignored. After one `Interrupted`, and inside `_signals_held`, further signals are
+    recorded instead of raised, so clean-up code runs to its end."""
+    global _depth, _holding, _raised
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(signum)
-
-    old = {s: signal.signal(s, handler) for s in _SIGNALS}
+    old = {s: signal.signal(s, _handler) for s in _caught()}
+    _depth += 1
     try:
         yield
     finally:
+        _holding += 1  # first: a signal now cannot skip the restoring below
         for s, h in old.items():
             signal.signal(s, h)
+        _holding -= 1
+        _depth -= 1
+        if not _depth:  # a signal that landed while restoring (none raised yet) is not lost
+            signum = None if _raised or not _held else _held[0]
+            _raised = False
+            _held.clear()
+            if signum is not None:
+                raise Interrupted(signum)
 
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGTERM/SIGINT/SIGHUP wait (stay pending) until the block is done."""
+    """SIGTERM/SIGINT/SIGHUP wait until the block is done, then the first one raises
+    `Interrupted` (unless one was raised already). The main thread's sigmask is only an
+    extra: the `_holding` flag is what holds a signal another thread received."""
+    global _holding, _raised
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    _holding += 1
+    mask = _caught()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, mask) if mask else None
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # pending ones run the handler: recorded
+        _holding -= 1
+        if not _holding and _held and not _raised:
+            signum = _held[0]
+            _raised = True
+            _held.clear()
+            raise Interrupted(signum)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -217,10 +262,18 @@ def write_outputs(out_dir: Path, fill: Callable[[Path], None]) -> None:
                 raise OutputError(
                     f"-o {out_dir}: cannot write the outputs ({e}); choose another folder or free space"
                 ) from e
-        finally:
-            with _signals_held():
-                if tmp is not None and tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+        finally:  # remove the temporary whatever lands meanwhile; then the first signal raises
+            first: Interrupted | None = None
+            while tmp is not None:
+                try:
+                    with _signals_held():
+                        if tmp.exists():
+                            shutil.rmtree(tmp, ignore_errors=True)
+                    break
+                except Interrupted as e:  # landed before the hold began (or was held in it)
+                    first = first or e
+            if first is not None:
+                raise first
 
 
 def _temp_home(out_dir: Path) -> Path:
