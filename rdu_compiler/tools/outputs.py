@@ -317,5 +317,30 @@ def _commit(tmp: Path, out_dir: Path) -> None:
         finally:
             shutil.rmtree(aside, ignore_errors=True)
         return
-    for f in sorted(tmp.iterdir()):  # a folder with other files: replace only the compiler's own
+    # A folder with other files (or the cwd, a link, the temporary inside): replace the
+    # compiler's files one by one, and remove those the earlier run wrote and this one did not
+    # (weights.safetensors after a meta-device run, kernels.py after a non-triton one).
+    new = sorted(tmp.iterdir())
+    stale = _written_before(out_dir, entries) - {f.name for f in new}
+    for f in new:
         os.replace(f, out_dir / f.name)
+    for name in sorted(stale):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(out_dir / name)
+
+
+def _written_before(out_dir: Path, entries: list[str]) -> set[str]:
+    """The compiler's files in `out_dir` (names in `entries`, the marker aside) that an
+    earlier run wrote: those its marker lists; all of them when the marker has no readable
+    list or when the folder holds only the compiler's names; none in a folder that was
+    forced (--force) and has no marker, where such names are the user's."""
+    own = {e for e in entries if e in OWN_FILES - {MARKER}}
+    if MARKER in entries:
+        try:
+            listed = json.loads((out_dir / MARKER).read_text()).get("files")
+        except (OSError, ValueError, AttributeError):
+            listed = None
+        if isinstance(listed, list) and all(isinstance(n, str) for n in listed):
+            return own & set(listed)
+        return own
+    return own if all(e in OWN_FILES for e in entries) else set()

@@ -422,6 +422,41 @@ def test_sigterm_to_another_thread_waits_for_the_commit(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def test_per_file_commit_removes_the_earlier_runs_stale_files(tmp_path: Path) -> None:
+    """A run that writes no weights (meta device) or no kernels.py into an earlier output
+    with a user file: the previous model's weights and kernels.py do not stay beside it."""
+    out = tmp_path / "out"
+    write_outputs(out, lambda tmp: (fill_ab(tmp), (tmp / "weights.safetensors").write_bytes(b"old"),
+                                    (tmp / "kernels.py").write_text("old kernels")))
+    (out / "notes.txt").write_text("mine")  # so the commit goes file by file
+    write_outputs(out, fill_ab)
+    assert sorted(os.listdir(out)) == [MARKER, "model.mlir", "notes.txt", "report.json"]
+    assert leftovers(tmp_path) == []
+
+
+def test_per_file_commit_keeps_compiler_names_it_never_wrote(tmp_path: Path) -> None:
+    """--force into a user's folder, then a rerun: a `kernels.py` the compiler did not
+    write (not in the marker's list) is the user's and stays."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kernels.py").write_text("user's kernels")
+    (out / "model.py").write_text("user's model")
+    write_outputs(out, fill_ab)
+    write_outputs(out, fill_ab)
+    assert (out / "kernels.py").read_text() == "user's kernels"
+    assert (out / "model.mlir").read_text() == "new model"
+
+
+def test_per_file_commit_in_the_cwd_removes_stale_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("model.mlir", "report.json", "weights.safetensors"):
+        (out / name).write_text("old")
+    monkeypatch.chdir(out)
+    write_outputs(Path("."), fill_ab)
+    assert sorted(os.listdir(out)) == [MARKER, "model.mlir", "report.json"]
+
+
 IGNORED = """\
     import os, signal, sys
     from pathlib import Path
