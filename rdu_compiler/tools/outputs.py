@@ -6,8 +6,9 @@ Rules (issue 10, part 0):
   `weights.safetensors`, `report.json`, `kernels.py` and the marker `.rdu_output`
   (written in every output folder; it says the folder is one).
 - `check_output_dir` runs before compiling: `-o` naming a file, a folder that cannot be
-  written, or a non-empty folder that holds anything but the compiler's own files (and
-  has no marker) is refused, unless `--force`. With `--force` (or a marker) the
+  written, or a non-empty folder that is not an earlier output (no marker, and not only
+  the compiler's files with model.mlir and report.json among them) is refused, unless
+  `--force`. With `--force` (or a marker) the
   compiler's files are replaced one by one and every other file is left alone.
 - `write_outputs` writes everything into a temporary `.rdu-*` folder beside DIR, then
   commits: a new DIR is renamed into place; a DIR holding only the compiler's files is
@@ -52,8 +53,14 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+_ALWAYS = frozenset({"model.mlir", "report.json"})  # every run writes these
+
+
 def _is_output(entries: list[str]) -> bool:
-    return MARKER in entries or all(e in OWN_FILES for e in entries)
+    """An earlier output: it has the marker, or (written before the marker existed) holds
+    only the compiler's names and at least model.mlir and report.json; a lone hand-written
+    model.mlir is not one."""
+    return MARKER in entries or (all(e in OWN_FILES for e in entries) and _ALWAYS <= set(entries))
 
 
 def check_output_dir(out_dir: Path, force: bool = False) -> None:
@@ -76,6 +83,8 @@ def check_output_dir(out_dir: Path, force: bool = False) -> None:
         if entries and not _is_output(entries) and not force:
             foreign = [e for e in entries if e not in OWN_FILES]
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            if not foreign:  # only compiler names, but no marker and not model.mlir + report.json
+                shown = f"{', '.join(entries)} without the marker {MARKER} or a report.json, so possibly hand-written"
             raise OutputError(
                 f"-o {out_dir}: the folder is not empty and is not an earlier rdu-compile output "
                 f"(it holds {shown}); choose a new or empty folder, or pass --force to write the "

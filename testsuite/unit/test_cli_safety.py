@@ -362,6 +362,7 @@ def test_cli_sigterm_while_writing_keeps_old_output(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "model.mlir").write_text("old model")
+    (out / "report.json").write_text("{}")  # an earlier output (a lone model.mlir needs --force)
     before = snapshot(out)
     driver = tmp_path / "driver.py"
     driver.write_text(CLI_DRIVER)
@@ -515,6 +516,20 @@ def test_second_signal_before_the_clean_up_still_removes_the_temporary(tmp_path:
     assert proc.returncode == 128 + expected, proc.stderr
     assert snapshot(out) == {"model.mlir": b"old model"}
     assert leftovers(tmp_path) == []
+
+
+def test_hand_written_model_mlir_is_not_an_earlier_output(tmp_path: Path) -> None:
+    """No marker and not the compiler's full set (model.mlir and report.json): refused
+    without --force, so a hand-written model.mlir is never replaced silently."""
+    (tmp_path / "model.mlir").write_text("hand-written")
+    with pytest.raises(OutputError, match="--force") as e:
+        check_output_dir(tmp_path)
+    assert "model.mlir" in str(e.value) and MARKER in str(e.value)
+    check_output_dir(tmp_path, force=True)
+    (tmp_path / "report.json").write_text("{}")  # the compiler's files: an earlier output
+    check_output_dir(tmp_path)
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    check_output_dir(tmp_path)
 
 
 def test_signals_as_exceptions_names_sighup() -> None:
