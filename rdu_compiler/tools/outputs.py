@@ -183,9 +183,15 @@ def signals_as_exceptions() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {s: signal.signal(s, _handler) for s in _caught()}
+    if not _depth:  # a fresh outermost scope: nothing raised or recorded yet
+        _raised = False
+        _held.clear()
+    # None: a handler set outside Python, which could not be put back: left alone
+    old = {s: h for s in _caught() if (h := signal.getsignal(s)) is not None}
     _depth += 1
     try:
+        for s in old:
+            signal.signal(s, _handler)
         yield
     finally:
         _holding += 1  # first: a signal now cannot skip the restoring below
