@@ -6,8 +6,9 @@ Rules (issue 10, part 0):
   `weights.safetensors`, `report.json`, `kernels.py` and the marker `.rdu_output`
   (written in every output folder; it says the folder is one).
 - `check_output_dir` runs before compiling: `-o` naming a file, a folder that cannot be
-  written, or a non-empty folder that holds anything but the compiler's own files (and
-  has no marker) is refused, unless `--force`. With `--force` (or a marker) the
+  written, or a non-empty folder that is not an earlier output (no marker, and not only
+  the compiler's files with model.mlir and report.json among them) is refused, unless
+  `--force`. With `--force` (or a marker) the
   compiler's files are replaced one by one and every other file is left alone.
 - `write_outputs` writes everything into a temporary `.rdu-*` folder beside DIR, then
   commits: a new DIR is renamed into place; a DIR holding only the compiler's files is
@@ -52,8 +53,14 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+_ALWAYS = frozenset({"model.mlir", "report.json"})  # every run writes these
+
+
 def _is_output(entries: list[str]) -> bool:
-    return MARKER in entries or all(e in OWN_FILES for e in entries)
+    """An earlier output: it has the marker, or (written before the marker existed) holds
+    only the compiler's names and at least model.mlir and report.json; a lone hand-written
+    model.mlir is not one."""
+    return MARKER in entries or (all(e in OWN_FILES for e in entries) and _ALWAYS <= set(entries))
 
 
 def check_output_dir(out_dir: Path, force: bool = False) -> None:
@@ -76,6 +83,8 @@ def check_output_dir(out_dir: Path, force: bool = False) -> None:
         if entries and not _is_output(entries) and not force:
             foreign = [e for e in entries if e not in OWN_FILES]
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            if not foreign:  # only compiler names, but no marker and not model.mlir + report.json
+                shown = f"{', '.join(entries)} without the marker {MARKER} or a report.json, so possibly hand-written"
             raise OutputError(
                 f"-o {out_dir}: the folder is not empty and is not an earlier rdu-compile output "
                 f"(it holds {shown}); choose a new or empty folder, or pass --force to write the "
@@ -141,35 +150,86 @@ def _check_creatable(path: Path, what: str) -> None:
     _check_writable(ancestor, what)
 
 
+# Signal state (main thread only). Python runs every signal handler in the main thread,
+# whichever thread the kernel gave the signal to, so a sigmask cannot hold a
+# process-directed signal once other threads (torch, OpenMP) exist; these flags do.
+_holding = 0  # > 0 inside `_signals_held`: the handler records signals instead of raising
+_raised = False  # the handler raised `Interrupted`: later signals wait, so the clean-up runs
+_held: list[int] = []  # signals recorded meanwhile, oldest first
+_depth = 0  # nesting of `signals_as_exceptions`
+
+
+def _handler(signum: int, _frame: object) -> None:
+    global _raised
+    if _holding or _raised:
+        _held.append(signum)
+        return
+    _raised = True
+    raise Interrupted(signum)
+
+
+def _caught() -> list[int]:
+    """The signals to turn into exceptions: ours, less those ignored (nohup, `cmd &`)."""
+    return [s for s in _SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+
+
 @contextlib.contextmanager
 def signals_as_exceptions() -> Iterator[None]:
-    """While inside, SIGTERM and SIGINT raise `Interrupted` (main thread only)."""
+    """While inside, SIGTERM, SIGINT and SIGHUP raise `Interrupted` (main thread only;
+    elsewhere a no-op). A signal whose handler is SIG_IGN (nohup, a job started with `&`)
+    stays ignored. After one `Interrupted`, and inside `_signals_held`, further signals are
+    recorded instead of raised, so clean-up code runs to its end."""
+    global _depth, _holding, _raised
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(signum)
-
-    old = {s: signal.signal(s, handler) for s in _SIGNALS}
+    if not _depth:  # a fresh outermost scope: nothing raised or recorded yet
+        _raised = False
+        _held.clear()
+    # None: a handler set outside Python, which could not be put back: left alone
+    old = {s: h for s in _caught() if (h := signal.getsignal(s)) is not None}
+    _depth += 1
     try:
+        for s in old:
+            signal.signal(s, _handler)
         yield
     finally:
+        _holding += 1  # first: a signal now cannot skip the restoring below
         for s, h in old.items():
             signal.signal(s, h)
+        _holding -= 1
+        _depth -= 1
+        if not _depth:  # a signal that landed while restoring (none raised yet) is not lost
+            signum = None if _raised or not _held else _held[0]
+            _raised = False
+            _held.clear()
+            if signum is not None:
+                raise Interrupted(signum)
 
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGTERM/SIGINT/SIGHUP wait (stay pending) until the block is done."""
+    """SIGTERM/SIGINT/SIGHUP wait until the block is done, then the first one raises
+    `Interrupted` (unless one was raised already). The main thread's sigmask is only an
+    extra: the `_holding` flag is what holds a signal another thread received."""
+    global _holding, _raised
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    _holding += 1
+    mask = _caught()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, mask) if mask else None
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # pending ones run the handler: recorded
+        _holding -= 1
+        if not _holding and _held and not _raised:
+            signum = _held[0]
+            _raised = True
+            _held.clear()
+            raise Interrupted(signum)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -217,10 +277,18 @@ def write_outputs(out_dir: Path, fill: Callable[[Path], None]) -> None:
                 raise OutputError(
                     f"-o {out_dir}: cannot write the outputs ({e}); choose another folder or free space"
                 ) from e
-        finally:
-            with _signals_held():
-                if tmp is not None and tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+        finally:  # remove the temporary whatever lands meanwhile; then the first signal raises
+            first: Interrupted | None = None
+            while tmp is not None:
+                try:
+                    with _signals_held():
+                        if tmp.exists():
+                            shutil.rmtree(tmp, ignore_errors=True)
+                    break
+                except Interrupted as e:  # landed before the hold began (or was held in it)
+                    first = first or e
+            if first is not None:
+                raise first
 
 
 def _temp_home(out_dir: Path) -> Path:
@@ -264,5 +332,30 @@ def _commit(tmp: Path, out_dir: Path) -> None:
         finally:
             shutil.rmtree(aside, ignore_errors=True)
         return
-    for f in sorted(tmp.iterdir()):  # a folder with other files: replace only the compiler's own
+    # A folder with other files (or the cwd, a link, the temporary inside): replace the
+    # compiler's files one by one, and remove those the earlier run wrote and this one did not
+    # (weights.safetensors after a meta-device run, kernels.py after a non-triton one).
+    new = sorted(tmp.iterdir())
+    stale = _written_before(out_dir, entries) - {f.name for f in new}
+    for f in new:
         os.replace(f, out_dir / f.name)
+    for name in sorted(stale):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(out_dir / name)
+
+
+def _written_before(out_dir: Path, entries: list[str]) -> set[str]:
+    """The compiler's files in `out_dir` (names in `entries`, the marker aside) that an
+    earlier run wrote: those its marker lists; all of them when the marker has no readable
+    list or when the folder holds only the compiler's names; none in a folder that was
+    forced (--force) and has no marker, where such names are the user's."""
+    own = {e for e in entries if e in OWN_FILES - {MARKER}}
+    if MARKER in entries:
+        try:
+            listed = json.loads((out_dir / MARKER).read_text()).get("files")
+        except (OSError, ValueError, AttributeError):
+            listed = None
+        if isinstance(listed, list) and all(isinstance(n, str) for n in listed):
+            return own & set(listed)
+        return own
+    return own if all(e in OWN_FILES for e in entries) else set()

@@ -362,6 +362,7 @@ def test_cli_sigterm_while_writing_keeps_old_output(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "model.mlir").write_text("old model")
+    (out / "report.json").write_text("{}")  # an earlier output (a lone model.mlir needs --force)
     before = snapshot(out)
     driver = tmp_path / "driver.py"
     driver.write_text(CLI_DRIVER)
@@ -372,3 +373,164 @@ def test_cli_sigterm_while_writing_keeps_old_output(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert snapshot(out) == before
     assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------- review fixes (signals, stale files, markers)
+
+
+def run_driver(tmp_path: Path, source: str, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(source))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(driver), *args], env=env, capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload]
+
+
+THREADED_COMMIT = """\
+    import os, signal, sys, threading, time
+    from pathlib import Path
+    from rdu_compiler.tools import outputs
+
+    out = Path(sys.argv[1])
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # a torch/OpenMP worker
+    outputs._exchange = lambda a, b: False  # the two-renames commit: DIR is briefly absent
+    rename = os.rename
+    def rename_then_term(a, b):
+        rename(a, b)
+        if Path(b).name == "old":  # DIR moved aside, the new one not yet in place
+            os.kill(os.getpid(), signal.SIGTERM)  # blocked here, so another thread takes it
+            time.sleep(0.3)  # ... and the handler runs in this thread now
+    os.rename = rename_then_term
+    def fill(tmp):
+        (tmp / "model.mlir").write_text("new model")
+        (tmp / "report.json").write_text("{}")
+    try:
+        outputs.write_outputs(out, fill)
+    except outputs.Interrupted as e:
+        sys.exit(128 + e.signum)
+"""
+
+
+def test_sigterm_to_another_thread_waits_for_the_commit(tmp_path: Path) -> None:
+    """The sigmask holds signals for the main thread only; a process-directed SIGTERM taken
+    by another thread still runs the handler in the main thread: it must wait too."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.mlir").write_text("old model")
+    (out / "report.json").write_text("{}")
+    proc = run_driver(tmp_path, THREADED_COMMIT, str(out))
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert (out / "model.mlir").read_text() == "new model" and (out / MARKER).exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_per_file_commit_removes_the_earlier_runs_stale_files(tmp_path: Path) -> None:
+    """A run that writes no weights (meta device) or no kernels.py into an earlier output
+    with a user file: the previous model's weights and kernels.py do not stay beside it."""
+    out = tmp_path / "out"
+    write_outputs(out, lambda tmp: (fill_ab(tmp), (tmp / "weights.safetensors").write_bytes(b"old"),
+                                    (tmp / "kernels.py").write_text("old kernels")))
+    (out / "notes.txt").write_text("mine")  # so the commit goes file by file
+    write_outputs(out, fill_ab)
+    assert sorted(os.listdir(out)) == [MARKER, "model.mlir", "notes.txt", "report.json"]
+    assert leftovers(tmp_path) == []
+
+
+def test_per_file_commit_keeps_compiler_names_it_never_wrote(tmp_path: Path) -> None:
+    """--force into a user's folder, then a rerun: a `kernels.py` the compiler did not
+    write (not in the marker's list) is the user's and stays."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kernels.py").write_text("user's kernels")
+    (out / "model.py").write_text("user's model")
+    write_outputs(out, fill_ab)
+    write_outputs(out, fill_ab)
+    assert (out / "kernels.py").read_text() == "user's kernels"
+    assert (out / "model.mlir").read_text() == "new model"
+
+
+def test_per_file_commit_in_the_cwd_removes_stale_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("model.mlir", "report.json", "weights.safetensors"):
+        (out / name).write_text("old")
+    monkeypatch.chdir(out)
+    write_outputs(Path("."), fill_ab)
+    assert sorted(os.listdir(out)) == [MARKER, "model.mlir", "report.json"]
+
+
+IGNORED = """\
+    import os, signal, sys
+    from pathlib import Path
+    from rdu_compiler.tools import outputs
+
+    def fill(tmp):
+        (tmp / "model.mlir").write_text("new model")
+        os.kill(os.getpid(), signal.SIGHUP)  # ignored (nohup): must stay ignored
+        (tmp / "report.json").write_text("{}")
+    outputs.write_outputs(Path(sys.argv[1]), fill)
+    sys.exit(3 if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else 0)
+"""
+
+
+def test_ignored_signal_stays_ignored(tmp_path: Path) -> None:
+    """Under nohup (SIGHUP ignored from the start), a SIGHUP while writing changes nothing."""
+    out = tmp_path / "out"
+    proc = run_driver(tmp_path, IGNORED, str(out), preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model.mlir").read_text() == "new model" and (out / "report.json").exists()
+    assert leftovers(tmp_path) == []
+
+
+SECOND_SIGNAL = """\
+    import os, signal, sys
+    from pathlib import Path
+    from rdu_compiler.tools import outputs
+
+    first = sys.argv[2]
+    def fill(tmp):
+        (tmp / "model.mlir").write_text("half")
+        if first == "signal":
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise OSError(28, "No space left on device")
+    held = outputs._signals_held
+    def late_held():  # the clean-up's hold: a signal lands just before it begins
+        os.kill(os.getpid(), signal.SIGINT)
+        return held()
+    outputs._signals_held = late_held
+    try:
+        outputs.write_outputs(Path(sys.argv[1]), fill)
+    except outputs.Interrupted as e:
+        sys.exit(128 + e.signum)
+    except outputs.OutputError:
+        sys.exit(2)
+"""
+
+
+@pytest.mark.parametrize("first", ["signal", "error"])
+def test_second_signal_before_the_clean_up_still_removes_the_temporary(tmp_path: Path, first: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.mlir").write_text("old model")
+    proc = run_driver(tmp_path, SECOND_SIGNAL, str(out), first)
+    expected = signal.SIGTERM if first == "signal" else signal.SIGINT  # the first signal is reported
+    assert proc.returncode == 128 + expected, proc.stderr
+    assert snapshot(out) == {"model.mlir": b"old model"}
+    assert leftovers(tmp_path) == []
+
+
+def test_hand_written_model_mlir_is_not_an_earlier_output(tmp_path: Path) -> None:
+    """No marker and not the compiler's full set (model.mlir and report.json): refused
+    without --force, so a hand-written model.mlir is never replaced silently."""
+    (tmp_path / "model.mlir").write_text("hand-written")
+    with pytest.raises(OutputError, match="--force") as e:
+        check_output_dir(tmp_path)
+    assert "model.mlir" in str(e.value) and MARKER in str(e.value)
+    check_output_dir(tmp_path, force=True)
+    (tmp_path / "report.json").write_text("{}")  # the compiler's files: an earlier output
+    check_output_dir(tmp_path)
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    check_output_dir(tmp_path)
+
+
+def test_signals_as_exceptions_names_sighup() -> None:
+    assert "SIGHUP" in (outputs.signals_as_exceptions.__doc__ or "")
