@@ -242,7 +242,7 @@ def _write_outputs(program: Any, out_dir: Path, emit: str, target: str = "emulat
 
     Raises:
         OutputError: DIR cannot be written.
-        Interrupted: SIGTERM/SIGINT during the write (DIR is then the old one or the new one).
+        Interrupted: SIGTERM/SIGINT/SIGHUP during the write (DIR is then the old one or the new one).
     """
     write_outputs(out_dir, lambda tmp: _fill(program, tmp, emit, target))
 
