@@ -1,6 +1,6 @@
 """ONNX rewrites that keep NaN where torch-mlir's lowerings drop it.
 
-torch-mlir lowers ONNX ``Clip``, ``Max``, ``Min``, ``ArgMax`` and ``ArgMin`` to
+torch-mlir lowers ONNX ``Clip``, ``Sign``, ``Max``, ``Min``, ``ArgMax`` and ``ArgMin`` to
 ``arith.cmpf ogt|olt`` + ``select``, which never picks a NaN operand, so a NaN
 input comes out as a number (``Clip(nan, 0.5, 2) = 0.5``) or as another index. ONNX's
 reference evaluator follows numpy: ``np.clip``/``np.maximum``/``np.minimum`` propagate NaN
@@ -8,7 +8,9 @@ and ``np.argmax``/``np.argmin`` return the first NaN (the last one with
 ``select_last_index=1``). The rewrites here put that back (from opset 9, which has ``IsNaN``) with ``IsNaN`` (torch-mlir lowers
 it to ``cmpf uno``) and ``Where``, on float inputs only (integer ops are exact):
 
-- ``Clip(x, ...)`` -> ``Where(IsNaN(x), x, Clip(x, ...))``; a NaN bound is not handled;
+- ``Clip(x, ...)`` -> ``Where(IsNaN(x), x, Clip(x, ...))`` (a NaN bound already gives NaN);
+- ``Sign(x)`` -> ``Where(IsNaN(x), x, Sign(x))`` (torch-mlir's lowering gives 0 for NaN,
+  numpy's ``np.sign`` NaN);
 - ``Max(a, b, ...)`` / ``Min`` -> ``Where(IsNaN(a) | IsNaN(b) | ..., Sum(a, b, ...), Max(...))``
   (the sum of the inputs is NaN where one is; broadcasting as ``Max``);
 - ``ArgMax(x)`` / ``ArgMin`` -> ``Where(any NaN along axis, ArgMax(Cast(IsNaN(x))), ArgMax(x))``
@@ -47,9 +49,9 @@ def rewrite(node: Any, graph: Any, types: dict[str, int], version: int) -> list[
     from onnx import TensorProto, helper, numpy_helper
 
     op = node.op_type
-    if op not in ("Clip", "Max", "Min", "ArgMax", "ArgMin") or not node.input:
+    if op not in ("Clip", "Sign", "Max", "Min", "ArgMax", "ArgMin") or not node.input:
         return None
-    data = [n for n in (node.input[:1] if op in ("Clip", "ArgMax", "ArgMin") else node.input) if n]
+    data = [n for n in (node.input[:1] if op in ("Clip", "Sign", "ArgMax", "ArgMin") else node.input) if n]
     if not data or any(types.get(n) not in _FLOAT_TYPES for n in data):
         return None
     if op in ("Max", "Min") and len(data) < 2:
@@ -59,7 +61,7 @@ def rewrite(node: Any, graph: Any, types: dict[str, int], version: int) -> list[
     kept = helper.make_node(op, list(node.input), [f"{base}_op"], name=node.name)
     kept.attribute.extend(node.attribute)
     nans = [helper.make_node("IsNaN", [n], [f"{base}_isnan{k}"]) for k, n in enumerate(data)]
-    if op == "Clip":
+    if op in ("Clip", "Sign"):
         where = helper.make_node("Where", [nans[0].output[0], data[0], kept.output[0]], [out])
         return [kept, nans[0], where]
     if op in ("Max", "Min"):

@@ -1,8 +1,9 @@
-"""NaN through ONNX Clip, Max, Min, ArgMax and ArgMin (issue 10, "no silent wrong number").
+"""NaN through ONNX Clip, Sign, Max, Min, ArgMax and ArgMin (issue 10, "no silent wrong number").
 
 torch-mlir lowers these ops to `cmpf ogt|olt` selects that never pick a NaN; ONNX's
 reference evaluator (numpy) propagates NaN through clip/maximum/minimum and returns the
-first NaN's index from argmax/argmin (the last with select_last_index=1). The frontend
+first NaN's index from argmax/argmin (the last with select_last_index=1); np.sign(NaN)
+is NaN where torch-mlir's Sign gives 0. The frontend
 rewrites them in onnx_nan.py; each case compiles for sn40l, runs on the emulator and must
 match the evaluator exactly: same NaN positions, same numbers elsewhere, same indices.
 """
@@ -53,6 +54,11 @@ def test_clip_keeps_nan(bounds: str) -> None:
     hi = helper.make_tensor("hi", F, [], [2.0])
     ins = {"min_max": ["x", "lo", "hi"], "min_only": ["x", "lo"], "max_only": ["x", "", "hi"]}[bounds]
     m = model([helper.make_node("Clip", ins, ["z"])], [vi("x", [3, 4])], [vi("z", [3, 4])], [lo, hi])
+    check_exact(m, X)
+
+
+def test_sign_keeps_nan() -> None:
+    m = model([helper.make_node("Sign", ["x"], ["z"])], [vi("x", [3, 4])], [vi("z", [3, 4])])
     check_exact(m, X)
 
 
