@@ -13,6 +13,8 @@ it to ``cmpf uno``) and ``Where``, on float inputs only (integer ops are exact):
   numpy's ``np.sign`` NaN);
 - ``Max(a, b, ...)`` / ``Min`` -> ``Where(IsNaN(a) | IsNaN(b) | ..., Sum(a, b, ...), Max(...))``
   (the sum of the inputs is NaN where one is; broadcasting as ``Max``);
+- ``Hardmax(x)`` (opset >= 13, static shape) -> ``Cast(Equal(arange(n), ArgMax(x)))``
+  along its axis, with the ArgMax rewritten as below (one-hot at the first NaN);
 - ``ArgMax(x)`` / ``ArgMin`` -> ``Where(any NaN along axis, ArgMax(Cast(IsNaN(x))), ArgMax(x))``
   (the arg-reduction of the 0/1 NaN mask with the same attributes finds the first, or with
   ``select_last_index`` the last, NaN).
@@ -39,16 +41,19 @@ def _attr(node: Any, name: str, default: Any) -> Any:
     return default
 
 
-def rewrite(node: Any, graph: Any, types: dict[str, int], version: int) -> list[Any] | None:
+def rewrite(node: Any, graph: Any, types: dict[str, int], shapes: dict[str, list[int]], version: int) -> list[Any] | None:
     """NaN-propagating ONNX nodes replacing ``node``, or None to keep it.
 
     ``types`` maps tensor names to ONNX element types (nodes whose data input has an
-    unknown or non-float type are kept); ``version`` is the model's default-domain opset.
+    unknown or non-float type are kept), ``shapes`` names to static shapes (Hardmax needs
+    its input's); ``version`` is the model's default-domain opset.
     New tensors are named after ``node.output[0]``, which is unique in the graph.
     """
     from onnx import TensorProto, helper, numpy_helper
 
     op = node.op_type
+    if op == "Hardmax":
+        return _hardmax(node, graph, types, shapes, version)
     if op not in ("Clip", "Sign", "Max", "Min", "ArgMax", "ArgMin") or not node.input:
         return None
     data = [n for n in (node.input[:1] if op in ("Clip", "Sign", "ArgMax", "ArgMin") else node.input) if n]
@@ -89,3 +94,30 @@ def rewrite(node: Any, graph: Any, types: dict[str, int], version: int) -> list[
     any_nan = helper.make_node("Cast", [count.output[0]], [f"{base}_anynan"], to=TensorProto.BOOL)
     where = helper.make_node("Where", [any_nan.output[0], first.output[0], kept.output[0]], [out])
     return [kept, nans[0], as_float, first, count, any_nan, where]
+
+
+def _hardmax(node: Any, graph: Any, types: dict[str, int], shapes: dict[str, list[int]], version: int) -> list[Any] | None:
+    """Hardmax as a one-hot of a NaN-aware ArgMax (first maximum, or first NaN) along its
+    axis; None (kept) below opset 13 (which flattens to 2-D) or without a static shape."""
+    from onnx import helper, numpy_helper
+
+    x, out = node.input[0], node.output[0]
+    if version < 13 or types.get(x) not in _FLOAT_TYPES or x not in shapes:
+        return None
+    shape = shapes[x]
+    rank = len(shape)
+    if rank == 0:
+        return None
+    axis = int(_attr(node, "axis", -1)) % rank
+    base = f"{out}__nan"
+    arg = helper.make_node("ArgMax", [x], [f"{base}_arg"], axis=axis, keepdims=1)
+    arg_nodes = rewrite(arg, graph, types, shapes, version) or [arg]
+    positions = numpy_helper.from_array(
+        np.arange(shape[axis], dtype=np.int64).reshape([1] * axis + [shape[axis]] + [1] * (rank - axis - 1)), f"{base}_pos"
+    )
+    graph.initializer.append(positions)
+    return [
+        *arg_nodes,
+        helper.make_node("Equal", [positions.name, f"{base}_arg"], [f"{base}_hot"]),
+        helper.make_node("Cast", [f"{base}_hot"], [out], name=node.name, to=types[x]),
+    ]

@@ -1,9 +1,9 @@
-"""NaN through ONNX Clip, Sign, Max, Min, ArgMax and ArgMin (issue 10, "no silent wrong number").
+"""NaN through ONNX Clip, Sign, Max, Min, ArgMax, ArgMin and Hardmax (issue 10, "no silent wrong number").
 
 torch-mlir lowers these ops to `cmpf ogt|olt` selects that never pick a NaN; ONNX's
 reference evaluator (numpy) propagates NaN through clip/maximum/minimum and returns the
 first NaN's index from argmax/argmin (the last with select_last_index=1); np.sign(NaN)
-is NaN where torch-mlir's Sign gives 0. The frontend
+is NaN where torch-mlir's Sign gives 0, and Hardmax is one-hot at argmax. The frontend
 rewrites them in onnx_nan.py; each case compiles for sn40l, runs on the emulator and must
 match the evaluator exactly: same NaN positions, same numbers elsewhere, same indices.
 """
@@ -82,6 +82,14 @@ def test_arg_reductions_pick_nan(op: str, last: int, axis: int, keepdims: int) -
     node = helper.make_node(op, ["x"], ["z"], axis=axis, keepdims=keepdims, select_last_index=last)
     m = model([node], [vi("x", [3, 4])], [vi("z", None, TensorProto.INT64)], opset=13)
     check_exact(m, X)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_hardmax_one_hot_at_first_nan(axis: int) -> None:
+    """Hardmax is a one-hot of argmax (the first NaN, else the first maximum: ties too)."""
+    x = np.concatenate([X, np.array([[2, 5, 5, -1]], np.float32)])  # last row: a tie
+    m = model([helper.make_node("Hardmax", ["x"], ["z"], axis=axis)], [vi("x", [4, 4])], [vi("z", [4, 4])], opset=13)
+    check_exact(m, x)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float64])
