@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rdu_compiler.frontend import onnx_nan
 from rdu_compiler.frontend.errors import FrontendError
 
 if TYPE_CHECKING:  # defined on first use, see _program_class
@@ -997,6 +998,8 @@ def _rewrite_node(node: Any, graph: Any, types: dict[str, int], shapes: dict[str
     if node.domain not in ("", "ai.onnx"):
         return None
     op = node.op_type
+    if version >= 9 and (kept := onnx_nan.rewrite(node, graph, types, shapes, version)) is not None:
+        return kept  # Clip/Sign/Max/Min/ArgMax/ArgMin/Hardmax keeping NaN as ONNX does (onnx_nan.py)
     base = f"{node.name or op}__rdu"
 
     def const(value: np.ndarray, suffix: str) -> str:
@@ -1349,6 +1352,7 @@ def _decompose(proto: Any) -> bool:
       ``ReduceProd`` over an n x n mask;
     - ``Softmax`` / ``LogSoftmax`` on float16: op by op in float16, as ONNX defines them
       (torch-mlir computes them in float32 and rounds once).
+    - float ``Clip``, ``Sign``, ``Max``, ``Min``, ``ArgMax``, ``ArgMin``, ``Hardmax``: NaN kept (``onnx_nan.py``).
 
     Returns whether anything was rewritten.
     """
