@@ -21,21 +21,11 @@ import pytest
 
 from rdu_compiler.tools import outputs
 from rdu_compiler.tools.outputs import MARKER, OutputError, check_output_dir, write_outputs
-from rdu_compiler.tools.rdu_compile import main
+from testsuite.unit.test_cli import run_cli  # rdu-compile in-process: (status, stdout, stderr)
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "examples" / "mlp.py"
 FAST = ["--fabric", "tiny", "--no-run"]
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_paragraph(err: str) -> str:

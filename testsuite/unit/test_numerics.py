@@ -20,6 +20,9 @@ import rdu_compiler
 from rdu_compiler.errors import EmulatorError, RduError
 from rdu_compiler.fabric import load_fabric
 from rdu_compiler.runtime.emulator import Emulator
+from testsuite.unit.test_emulator import (
+    elementwise as _elementwise,  # one MLIR builder for payload tests
+)
 
 CONFIGS = [("sn40l", 0), ("sn40l", 1), ("tiny", 0), ("tiny", 1)]
 
@@ -271,23 +274,6 @@ def test_emulator_refuses_integer_arguments_that_would_change():
 # ----------------------------------------------------------------------------- payload ops on MLIR
 
 
-def _elementwise(op_line: str, in_types: list[str], out_type: str, n: int) -> str:
-    args = ", ".join(f"%a{i}: tensor<{n}x{t}>" for i, t in enumerate(in_types))
-    ins = ", ".join(f"%a{i}" for i in range(len(in_types)))
-    in_tensors = ", ".join(f"tensor<{n}x{t}>" for t in in_types)
-    block_args = ", ".join(f"%x{i}: {t}" for i, t in enumerate(in_types))
-    maps = ", ".join(["affine_map<(d0) -> (d0)>"] * (len(in_types) + 1))
-    return f"""
-func.func @main({args}) -> tensor<{n}x{out_type}> {{
-  %e = tensor.empty() : tensor<{n}x{out_type}>
-  %r = linalg.generic {{indexing_maps = [{maps}], iterator_types = ["parallel"]}} ins({ins} : {in_tensors}) outs(%e : tensor<{n}x{out_type}>) {{
-  ^bb0({block_args}, %o: {out_type}):
-    {op_line}
-    linalg.yield %q : {out_type}
-  }} -> tensor<{n}x{out_type}>
-  return %r : tensor<{n}x{out_type}>
-}}
-"""
 
 
 def _emulate(text: str, *args: np.ndarray) -> list[np.ndarray]:

@@ -30,20 +30,12 @@ from rdu_compiler.runtime.triton import generate  # noqa: E402
 from rdu_compiler.runtime.triton.reference import _REDUCE  # noqa: E402
 from rdu_compiler.runtime.triton.runner import TritonRunner  # noqa: E402
 from testsuite.unit.test_numerics import (  # noqa: E402
+    Fn,
     _elementwise,
     _min_max_family,
     _same_specials,
     _special_inputs,
 )
-
-
-class Fn(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
 
 
 def _triton_vs_emulator(text: str, *args: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
