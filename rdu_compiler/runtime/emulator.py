@@ -238,7 +238,9 @@ def _argument(index: int, v: Any, dtype: np.dtype[Any]) -> np.ndarray:
     if arr.dtype == dtype or dtype.kind not in "iub":
         return arr.astype(dtype, copy=False)
     if arr.dtype.kind in "iu" and dtype.kind in "iu" and arr.dtype.itemsize == dtype.itemsize:
-        return arr.view(dtype)  # signless integers: a uint8 is the program's i8, same bits
+        from rdu_compiler.runtime.boundary import same_bits  # (boundary imports torch: only here)
+
+        return same_bits(arr, dtype)  # signless integers: a uint8 is the program's i8, same bits
     if arr.dtype.kind in "iub":
         out = arr.astype(dtype)
         if np.array_equal(out.astype(arr.dtype), arr):
