@@ -3,17 +3,19 @@
 `compile(module, example_inputs, fabric="sn40l", opt_level=1)` returns a
 `CompiledProgram` with `.run(*inputs)`, `.report` and `.ir`; `compile_onnx(path_or_model,
 fabric="sn40l", opt_level=1, input_shapes=None)` does the same for an ONNX model.
+`import_model(module, example_inputs)` then `compile_imported(imported, fabric, opt_level)`
+splits `compile` in two, so one export and lowering serves many fabrics.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compile", "compile_onnx", "CompiledProgram"]
+__all__ = ["compile", "compile_onnx", "compile_imported", "import_model", "CompiledProgram"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("compile", "compile_onnx", "CompiledProgram"):
+    if name in __all__:
         from rdu_compiler import api
 
         return getattr(api, name)

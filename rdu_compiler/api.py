@@ -282,15 +282,50 @@ def compile(  # noqa: A001 - the documented name of the API
         RduError: the frontend, a pass or the fabric refused the model (message says
             what, where and what to do).
     """
-    from rdu_compiler.frontend.torch_import import import_torch
-
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
     stage("export + torch-mlir")
-    imported = import_torch(module, tuple(example_inputs), fold_constants=fold_constants)
+    imported = import_model(module, example_inputs, fold_constants=fold_constants)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
+
+
+def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
+    """Export `module` on `example_inputs` and lower it to linalg once (the frontend half of
+    `compile`): the result compiles for any fabric and opt level with `compile_imported`,
+    so a sweep over fabrics pays torch.export and torch-mlir once.
+
+    Returns:
+        the frontend's `ImportedProgram` (linalg MLIR text, weights, source locations).
+
+    Raises:
+        RduError: the frontend refused the model.
+    """
+    from rdu_compiler.frontend.torch_import import import_torch
+
+    return import_torch(module, tuple(example_inputs), fold_constants=fold_constants)
+
+
+def compile_imported(
+    imported: Any,
+    fabric: str = "sn40l",
+    opt_level: int = 1,
+    *,
+    on_stage: Stage | None = None,
+    repro_dir: str | None = None,
+    keep_ir: bool = False,
+) -> CompiledProgram:
+    """Compile a program from `import_model` for one fabric and opt level (arguments as
+    `compile`). The imported program is only read, so one import serves many calls.
+
+    Raises:
+        RduError: a pass or the fabric refused the program.
+    """
+    if opt_level not in (0, 1):
+        raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
+    stage = on_stage or (lambda _: None)
+    return _compile_imported(imported, _fabric(fabric), fabric, opt_level, stage, repro_dir, keep_ir)
 
 
 @contextlib.contextmanager

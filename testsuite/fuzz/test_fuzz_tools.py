@@ -8,6 +8,7 @@ from fuzz_programs import (
     RandomChooser,
     classify_refusal,
     compare_outputs,
+    decided_by_rounding,
     generate,
     ill_conditioned,
     load,
@@ -92,6 +93,29 @@ def test_ill_conditioned_excuses_rounding_not_errors() -> None:
     assert ill_conditioned(model, (x,), want, ref)
     assert not ill_conditioned(model, (x,), want, want + 0.5)  # a real error is not excused
     assert not ill_conditioned(torch.nn.Tanh(), (x,), torch.tanh(x), torch.tanh(x) * (1 + 1e-4))
+
+
+class _TanhArgmax(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.tanh(x)
+        return t, t.argmax(1)
+
+
+def test_decided_by_rounding_excuses_one_ulp_ties_not_errors() -> None:
+    """Seed 20353's finding in small: tanh saturates, two values one ulp apart, argmax."""
+    model = _TanhArgmax()
+    x = torch.tensor([[10.0, 8.5], [0.5, -0.5], [1.0, 2.0]])
+    with torch.no_grad():
+        t, idx = model(x)
+    assert t[0, 0] != t[0, 1] and (t[0, 0] - t[0, 1]).abs() < 1e-7  # one ulp apart
+    flipped = idx.clone()
+    flipped[0] = 1 - flipped[0]
+    assert decided_by_rounding(model, (x,), (t, idx), (t, flipped))
+    wrong = idx.clone()
+    wrong[1] = 1 - wrong[1]  # 0.46 against -0.46: no rounding decides that
+    assert not decided_by_rounding(model, (x,), (t, idx), (t, wrong))
+    assert not decided_by_rounding(model, (x,), (t, idx), (t, idx))  # nothing differs: nothing to excuse
+    assert not decided_by_rounding(model, (x,), (t, idx), (t, idx.int()))  # a dtype is never excused
 
 
 def test_refusals_of_one_kind_share_a_class() -> None:
