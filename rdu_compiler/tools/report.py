@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 MAX_ROWS = 40
 
@@ -26,37 +29,69 @@ def _time(s: float) -> str:
     return f"{s * 1e6:.2f} µs"
 
 
-def _short_reason(reason: str) -> str:
-    """The table's few words for why a section ends (the full sentence is in report.json)."""
-    if reason.startswith("fabric full"):
-        needs = reason.split("needs ", 1)[-1].split(",", 1)[0]
-        return f"full; next: {needs}"
-    if reason.startswith("-O0"):
-        return "-O0"
-    return reason
+#: Why a section ends, as the table's one word (the sentence is printed below the table).
+CUTS = (("fabric full", "full"), ("cost model", "cost"), ("-O0", "-O0"), ("end of program", "end"))
+
+
+def _cut(reason: str) -> str:
+    """The table's one word for why a section ends: full, cost, -O0, end (else `other`)."""
+    return next((word for prefix, word in CUTS if reason.startswith(prefix)), "other")
+
+
+def _compact_bytes(n: float) -> str:
+    """Three significant digits and a binary unit: 702 KiB, 4.25 KiB, 9 MiB (<= 8 chars)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 999.5 or unit == "TiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"
+
+
+def _compact_time(s: float) -> str:
+    """Three significant digits: 1.23 s, 88.5 ms, 412 µs, 3.1 ns (<= 8 chars)."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if abs(s) >= scale * 0.9995:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s * 1e9:.3g} ns"
 
 
 def print_report(console: Console, report: dict[str, Any], title: str) -> None:
-    """Sections (kernels, units, bytes per tier, estimated time, what binds), totals, roofline."""
+    """Sections (kernels, units, bytes per tier, link use, estimated time, what binds, why
+    the section ends), then why each section ends in full, totals and the roofline.
+
+    The section table fits 80 columns (values are at most 8 characters wide; the reasons
+    for each cut are printed below it, wrapped to the console), so it stays readable in a
+    narrow terminal and when piped. Long programs show the first and last MAX_ROWS/2
+    sections and say how many are left out."""
     fab = report["fabric"]
     t = report["totals"]
-    table = Table(title=f"{title} on {fab['name']} (-O{report['opt_level']}): {t['sections']} sections, {t['kernels']} kernels")
-    for col in ("section", "kernels", "PCUs", "PMUs", "HBM", "DDR", "max link", "link util", "est. time", "bound", "cut because"):
-        table.add_column(col, justify="left" if col in ("section", "bound", "cut because") else "right", no_wrap=True)
+    table = Table(
+        title=f"{title} on {fab['name']} (-O{report['opt_level']}): {t['sections']} sections, {t['kernels']} kernels",
+        box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False,
+    )
+    for col in ("section", "kern", "PCUs", "PMUs", "HBM", "DDR", "link", "est. time", "bound", "cut"):
+        table.add_column(col, justify="left" if col in ("section", "bound", "cut") else "right", no_wrap=True)
     sections = report["sections"]
     shown = sections if len(sections) <= MAX_ROWS else sections[: MAX_ROWS // 2] + [None] + sections[-MAX_ROWS // 2 :]
     for s in shown:
         if s is None:
-            table.add_row("…", f"({len(sections) - MAX_ROWS} more)", "", "", "", "", "", "", "", "", "")
+            table.add_row("…", "", "", "", "", "", "", f"{len(sections) - MAX_ROWS} more", "", "")
             continue
         c = s["cost"]
         net = s.get("network", {})
         table.add_row(
             s["name"], str(len(s["kernels"])), f"{s['pcus']}/{fab['pcus']}", f"{s['pmus']}/{fab['pmus']}",
-            _bytes(s["hbm_bytes"]), _bytes(s["ddr_bytes"]), _bytes(net.get("max_link_bytes", 0)),
-            f"{net.get('link_utilization', 0) * 100:.0f} %", _time(c["total_s"]), c["bound"], _short_reason(s["reason"]),
+            _compact_bytes(s["hbm_bytes"]), _compact_bytes(s["ddr_bytes"]),
+            f"{net.get('link_utilization', 0) * 100:.0f}%", _compact_time(c["total_s"]), c["bound"], _cut(s["reason"]),
         )
     console.print(table)
+    console.print("link: the busiest on-chip link's share of its bandwidth over the section's time.", highlight=False)
+    console.print("[bold]why each section ends[/]")
+    for s in shown:
+        if s is None:
+            console.print(f"  … ({len(sections) - MAX_ROWS} more sections: every reason is in report.json)", highlight=False)
+            continue
+        console.print(Padding(Text(f"{s['name']}: {s['reason']}"), (0, 0, 0, 2)), highlight=False)
     roof = report["roofline"]
     summary = Table(title="totals", show_header=False)
     summary.add_column("what")

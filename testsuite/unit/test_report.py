@@ -1,0 +1,52 @@
+"""The terminal report: readable in a narrow terminal and when piped (issue 12)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from rich.console import Console
+
+import rdu_compiler
+from rdu_compiler.tools.report import _compact_bytes, _compact_time, _cut, print_report
+
+
+class _Mlp(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(64, 128), torch.nn.Linear(128, 64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.b(torch.relu(self.a(x))), -1) + x.mean(-1, keepdim=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_report() -> dict:
+    torch.manual_seed(0)
+    return rdu_compiler.compile(_Mlp(), (torch.randn(16, 64),), fabric="tiny", opt_level=1).report
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_section_table_fits_the_terminal_and_keeps_every_number(tiny_report: dict, width: int) -> None:
+    buf = io.StringIO()
+    print_report(Console(file=buf, width=width), tiny_report, "mlp.py")
+    lines = buf.getvalue().splitlines()
+    assert max(map(len, lines)) <= width
+    rows = [line for line in lines if line.lstrip().startswith("s") and line.split()[0] in
+            {s["name"] for s in tiny_report["sections"]}]
+    assert len(rows) == len(tiny_report["sections"])
+    for row, s in zip(rows, tiny_report["sections"], strict=True):
+        assert "…" not in row  # no starved column
+        assert _compact_time(s["cost"]["total_s"]) in row and _compact_bytes(s["hbm_bytes"]) in row
+        assert row.rstrip().endswith(_cut(s["reason"]))
+    text = " ".join(" ".join(lines).split())  # the reasons, re-joined across wrapped lines
+    for s in tiny_report["sections"]:
+        assert f"{s['name']}: {' '.join(s['reason'].split())}" in text
+
+
+def test_compact_units() -> None:
+    assert [_compact_bytes(n) for n in (0, 896, 1000, 12_700, 9 * 2**20)] == ["0 B", "896 B", "0.977 KiB", "12.4 KiB", "9 MiB"]
+    assert [_compact_time(t) for t in (1.234, 0.0885, 4.12e-4, 3.1e-9)] == ["1.23 s", "88.5 ms", "412 µs", "3.1 ns"]
+    assert [_cut(r) for r in ("fabric full: adding 'k1'", "cost model: cutting", "-O0: one kernel", "end of program", "?")] == [
+        "full", "cost", "-O0", "end", "other"]
