@@ -55,8 +55,11 @@ def kernel_color(i: int) -> tuple[float, float, float]:
     return colorsys.hls_to_rgb(hue, light, 0.75)
 
 
-def write_plots(module: ModuleOp, fabric: Fabric, report: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write placement maps (first MAX_SECTION_MAPS placed sections) and the timeline.
+def write_plots(
+    module: ModuleOp, fabric: Fabric, report: dict[str, Any], out_dir: str | Path, max_maps: int | None = MAX_SECTION_MAPS
+) -> list[Path]:
+    """Write placement maps (the first `max_maps` placed sections; None: all) and the
+    timeline, whose title says when maps were left out (`maps_left_out` says it too).
 
     Returns the paths written. Sections that are not placed get no map.
     """
@@ -66,19 +69,28 @@ def write_plots(module: ModuleOp, fabric: Fabric, report: dict[str, Any], out_di
     written: list[Path] = []
     sections = [op for op in module.walk() if isinstance(op, rdu.SectionOp)]
     by_name = {s["name"]: s for s in report.get("sections", [])}
-    for section in sections[:MAX_SECTION_MAPS]:
+    for section in sections[:max_maps]:
         fig = placement_figure(section, grid, fabric, by_name.get(section.sym_name.data))
         if fig is None:
             continue
         written += _save(fig, out / f"{section.sym_name.data}_placement")
-    written += _save(timeline_figure(report), out / "timeline")
+    written += _save(timeline_figure(report, maps_left_out(module, max_maps)), out / "timeline")
     return written
+
+
+def maps_left_out(module: ModuleOp, max_maps: int | None = MAX_SECTION_MAPS) -> str | None:
+    """A sentence naming the sections `write_plots` draws no map for, or None if none."""
+    names = [op.sym_name.data for op in module.walk() if isinstance(op, rdu.SectionOp)]
+    if max_maps is None or len(names) <= max_maps:
+        return None
+    return (f"placement maps of the first {max_maps} of {len(names)} sections ({names[0]} to "
+            f"{names[max_maps - 1]}); {names[max_maps]} to {names[-1]} have none")
 
 
 def _save(fig: Any, stem: Path) -> list[Path]:
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=110)
-    fig.savefig(paths[1])
+    fig.savefig(paths[0], dpi=110, bbox_inches="tight")  # the kernel legend sits outside the axes
+    fig.savefig(paths[1], bbox_inches="tight")
     plt.close(fig)
     return paths
 
@@ -112,6 +124,7 @@ def placement_figure(section: rdu.SectionOp, grid: Grid, fabric: Fabric, report:
         ax.scatter(xs, ys, s=3, c="#555555", linewidths=0, zorder=1)
     _draw_links(ax, fig, grid, net.link_bytes, fabric)
     _draw_agcus(ax, grid, p, placement.agcus)
+    _name_kernels(ax, sp, placement.sites)
     if net.max_link >= 0:
         (r0, c0), (r1, c1) = grid.link_ends(net.max_link)
         ax.scatter([(c0 + c1) / 2], [(r0 + r1) / 2], s=160, facecolors="none", edgecolors="black", linewidths=1.5, zorder=5)
@@ -127,6 +140,23 @@ def placement_figure(section: rdu.SectionOp, grid: Grid, fabric: Fabric, report:
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _name_kernels(ax: Any, sp: Any, sites: Any) -> None:
+    """Each kernel's number at the middle of its units, and a legend number -> kernel name
+    in its color (colors repeat every ~20 kernels; numbers do not)."""
+    p = sp.problem
+    where: dict[int, list[tuple[int, int]]] = {}
+    for u, site in enumerate(sites):
+        where.setdefault(p.groups[p.unit_group[u]].kernel, []).append(site)
+    for k, spots in sorted(where.items()):
+        rows, cols = zip(*spots, strict=True)
+        ax.text(float(np.mean(cols)), float(np.mean(rows)), str(k), ha="center", va="center", fontsize=6,
+                color="black", zorder=6, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
+    handles = [plt.Rectangle((0, 0), 1, 1, color=0.7 * np.array(kernel_color(k)) + 0.3) for k in sorted(where)]
+    labels = [f"{k}: {sp.kernels[k].sym_name.data}" for k in sorted(where)]
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=6, frameon=False,
+              ncol=min(4, len(labels)), title="kernels (number on the map: name)", title_fontsize=7)
 
 
 def _title(section: rdu.SectionOp, sp: Any, max_link: float, fabric: Fabric, report: dict[str, Any] | None) -> str:
@@ -182,13 +212,17 @@ def _draw_agcus(ax: Any, grid: Grid, p: Any, agcus: tuple[int, ...]) -> None:
 
 
 
-def timeline_figure(report: dict[str, Any]) -> Any:
+def timeline_figure(report: dict[str, Any], note: str | None = None) -> Any:
     """Sections in sequence on the cost model's time axis: steady state colored by what
-    binds it, then pipeline fill (hatched) and launch overhead (gray)."""
+    binds it, then pipeline fill (hatched) and launch overhead (gray). A bar is labelled
+    with its section (and bound) only where the label fits inside it, so labels never
+    overlap; `note` (say, which sections have placement maps) goes under the title."""
     sections = report.get("sections", [])
     fig, ax = plt.subplots(figsize=(11, 2.6))
+    total_s = sum(s["cost"]["total_s"] for s in sections) or 1.0
     start = 0.0
     used = set()
+    bars = []
     for s in sections:
         c = s["cost"]
         steady = c["total_s"] - c["fill_s"] - c["launch_s"]
@@ -198,9 +232,17 @@ def timeline_figure(report: dict[str, Any]) -> Any:
             ax.barh(0, width * 1e6, left=x * 1e6, height=0.6, color=color, hatch=hatch, edgecolor="black", linewidth=0.3)
             x += width
         used.add(c["bound"])
-        if len(sections) <= 40:
-            ax.text((start + c["total_s"] / 2) * 1e6, 0.36, f"{s['name']} ({c['bound']})", ha="center", fontsize=7)
+        bars.append((s["name"], c["bound"], start, c["total_s"]))
         start += c["total_s"]
+    fig.tight_layout()
+    axis_in = ax.get_position().width * fig.get_figwidth()
+    char_in = 7 * 0.62 / 72  # fontsize 7: a character is about 0.62 em wide
+    for name, bound, x0, width in bars:
+        room = width / total_s * axis_in
+        for label in (f"{name} ({bound})", name):
+            if (len(label) + 1) * char_in <= room:
+                ax.text((x0 + width / 2) * 1e6, 0.36, label, ha="center", fontsize=7)
+                break
     handles = [plt.Rectangle((0, 0), 1, 1, color=BOUND_COLORS[b]) for b in BOUND_COLORS if b in used]
     labels = [f"bound: {b}" for b in BOUND_COLORS if b in used]
     handles += [plt.Rectangle((0, 0), 1, 1, facecolor="white", hatch="///", edgecolor="black"), plt.Rectangle((0, 0), 1, 1, color="#bbbbbb")]
@@ -210,6 +252,10 @@ def timeline_figure(report: dict[str, Any]) -> Any:
     ax.set_ylim(-0.45, 1.0)
     ax.set_xlabel("modelled time (us, static cost model)")
     total = report.get("totals", {}).get("estimated_s", start)
-    ax.set_title(f"{len(sections)} sections, {total * 1e6:.1f} us estimated: launch | steady state (bound) | fill", fontsize=9)
+    title = f"{len(sections)} sections, {total * 1e6:.1f} us estimated: launch | steady state (bound) | fill"
+    unlabelled = sum(1 for t in ax.texts if t.get_text()) < len(bars)
+    if unlabelled:
+        title += "; narrow sections unlabelled (names in report.json)"
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=9)
     fig.tight_layout()
     return fig

@@ -220,13 +220,16 @@ def compare(outputs: Any, reference: Any) -> dict[str, Any]:
 def _write_pictures(program: Any, args: argparse.Namespace, console: Console) -> None:
     """--plot: placement maps and timeline; --trace: the Perfetto trace of the run."""
     if args.plot:
-        from rdu_compiler.tools.plots import write_plots
+        from rdu_compiler.tools.plots import maps_left_out, write_plots
 
         try:
             paths = write_plots(program.module, program.fabric, program.report, args.plot)
         except OSError as e:
             raise OutputError(f"--plot {args.plot}: cannot write the pictures ({e}); choose another folder") from e
         console.print(f"wrote {len(paths)} pictures to {args.plot}/")
+        left_out = maps_left_out(program.module)
+        if left_out:
+            console.print(f"  {left_out}", highlight=False)
     if args.trace:
         from rdu_compiler.runtime.trace import write_trace
 
