@@ -26,7 +26,8 @@ class CompileError(RduError, PassFailedException):
     def __str__(self) -> str:
         text = f"{self.pass_name}: {self.message}"
         if self.reproducer:
-            text += f"\nReproduce with: rdu-opt {self.reproducer} -p '{self.pass_name}'"
+            # the pass's input may hold ops xDSL does not register (linalg.batch_matmul, tm_tensor)
+            text += f"\nReproduce with: rdu-opt {self.reproducer} --allow-unregistered-dialect -p '{self.pass_name}'"
         return text
 
 

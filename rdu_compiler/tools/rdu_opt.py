@@ -30,6 +30,8 @@ class RduOptMain(xDSLOptMain):
     def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
         super().register_all_arguments(arg_parser)
         arg_parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
+        arg_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        arg_parser.epilog = pass_help()
 
     def register_all_dialects(self) -> None:
         super().register_all_dialects()
@@ -62,6 +64,33 @@ class RduOptMain(xDSLOptMain):
         self.available_frontends["mlir"] = parse_mlir
 
 
+def pass_help() -> str:
+    """The rdu passes with their options (`name: type = default`) and what each does: the
+    epilog of `rdu-opt --help`, the place a bad `-p` option error points to."""
+    import dataclasses
+
+    from rdu_compiler.passes import get_all_passes
+
+    lines = ["rdu passes (-p 'name{option=value option=value}'):"]
+    for name, factory in get_all_passes().items():
+        cls = factory()
+        options = " ".join(f"{f.name}: {f.type} = {f.default!r}" for f in dataclasses.fields(cls))
+        lines.append(f"  {name}{{{options}}}" if options else f"  {name}")
+        doc = (cls.__doc__ or "").strip().splitlines()
+        if doc:
+            lines.append(f"      {doc[0]}")
+    lines.append("The compiler's own IR may hold ops xDSL does not register (linalg.batch_matmul, tm_tensor.*):")
+    lines.append("read it with --allow-unregistered-dialect (the reproducer commands the compiler prints add it).")
+    return "\n".join(lines)
+
+
+def _unregistered_hint(text: str) -> str:
+    if "is not registered" in text:
+        return (text + "\nthis op is not registered with xDSL; if the file is the compiler's own output "
+                "(--emit linalg, a reproducer), run rdu-opt with --allow-unregistered-dialect")
+    return text
+
+
 def _pipeline_error(e: BaseException) -> InputError:
     text = " ".join(str(e).split("\n", 1)[-1].split()) if isinstance(e, ArgSpecParseError) else str(e)
     return InputError(f"bad pass pipeline (-p): {text}; check the pass names and their options (rdu-opt --help)")
@@ -82,7 +111,7 @@ def main(args: Sequence[str] | None = None) -> None:
             raise InputError(f"{e.filename or 'rdu-opt'}: {e.strerror or e}; check the path") from e
         except (ParseError, DiagnosticException) as e:  # malformed MLIR, verifier failure
             lines = [line for line in str(e).splitlines() if line.strip()]  # one paragraph, caret kept
-            raise InputError("\n".join(lines)) from e
+            raise InputError(_unregistered_hint("\n".join(lines))) from e
     except RduError as e:
         if debug:
             raise
