@@ -19,7 +19,7 @@ from rdu_compiler.cost.analysis import build_report
 from rdu_compiler.errors import CompileError, RduError
 from rdu_compiler.fabric import Fabric, load_fabric
 from rdu_compiler.ir import parse_module
-from rdu_compiler.pipeline import pipeline, run_pipeline, set_fabric
+from rdu_compiler.pipeline import COST, IMPORT, PARSE, pipeline, run_pipeline, set_fabric
 
 Stage = Callable[[str], None]
 
@@ -286,7 +286,7 @@ def compile(  # noqa: A001 - the documented name of the API
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
-    stage("export + torch-mlir")
+    stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
 
@@ -349,7 +349,7 @@ def _compile_imported(
 ) -> CompiledProgram:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
-        stage("parse (xDSL)")
+        stage(PARSE)
         mod = parse_module(imported.mlir_text, "linalg")
         set_fabric(mod, fabric)
         refreeze()
@@ -359,7 +359,7 @@ def _compile_imported(
         except CompileError as e:
             _locate(e, imported)  # the model line / ONNX node of the refused op
             raise
-        stage("cost model")
+        stage(COST)
         report = build_report(mod, fab, opt_level)
     return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
 
@@ -402,7 +402,7 @@ def compile_onnx(
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
-    stage("export + torch-mlir")
+    stage(IMPORT)
     imported = import_onnx(model, input_shapes, constant_inputs)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
 

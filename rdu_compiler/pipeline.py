@@ -1,4 +1,11 @@
-"""The compiler as one list of named passes (each runs alone under `rdu-opt`)."""
+"""The compiler as one list of named stages: model to result.
+
+`stages` is every stage a compile goes through, in order, as the progress display and
+`report["compile_stages_s"]` name them: loading the model file, the frontend (export and
+torch-mlir, or the ONNX importer), parsing into xDSL, each pass of `pipeline` (each runs
+alone under `rdu-opt`), the cost model, and, when asked, the emulator run and the check
+against the reference.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,20 @@ from xdsl.utils.exceptions import DiagnosticException, VerifyException
 from rdu_compiler.errors import CompileError
 from rdu_compiler.ir import make_context
 from rdu_compiler.passes.common import FABRIC_ATTR
+
+LOAD = "load model"
+IMPORT = "export + torch-mlir"
+PARSE = "parse (xDSL)"
+COST = "cost model"
+RUN = "emulate"
+CHECK = "check"
+
+
+def stages(fabric: str, opt_level: int, *, run: bool = False, check: bool = False) -> list[str]:
+    """Every stage from model file to result, in order (`api.compile` reports the ones from
+    IMPORT to COST through `on_stage`; the CLI adds LOAD, RUN and CHECK)."""
+    passes = [spec.split("{", 1)[0] for spec in pipeline(fabric, opt_level)]
+    return [LOAD, IMPORT, PARSE, *passes, COST, *([RUN] if run else []), *([CHECK] if check else [])]
 
 
 def pipeline(fabric: str, opt_level: int) -> list[str]:

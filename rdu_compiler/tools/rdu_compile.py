@@ -28,6 +28,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from rdu_compiler.errors import RduError
+from rdu_compiler.pipeline import CHECK, LOAD, RUN, stages
 from rdu_compiler.tools.outputs import (
     Interrupted,
     OutputError,
@@ -37,21 +38,6 @@ from rdu_compiler.tools.outputs import (
     write_outputs,
 )
 from rdu_compiler.tools.report import print_check, print_report
-
-STAGES = [
-    "load model",
-    "export + torch-mlir",
-    "parse (xDSL)",
-    "rdu-convert-linalg",
-    "rdu-fuse",
-    "rdu-tile",
-    "rdu-section",
-    "rdu-allocate",
-    "rdu-place",
-    "cost model",
-    "emulate",
-    "check",
-]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -115,8 +101,9 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:
-        task = progress.add_task("load model", total=len(STAGES))
-        last = [time.perf_counter(), "load model"]
+        all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run)
+        task = progress.add_task(LOAD, total=len(all_stages))
+        last = [time.perf_counter(), LOAD]
 
         def stage(name: str) -> None:
             now = time.perf_counter()
@@ -141,11 +128,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             )
             outputs = None
             if not args.no_run:
-                stage("emulate")
+                stage(RUN)
                 outputs = program.run(*example_inputs, target=args.target)
             check = None
             if args.check and outputs is not None:
-                stage("check")
+                stage(CHECK)
                 with torch.no_grad():
                     reference = model(*example_inputs)
                 check = compare(outputs, reference)
