@@ -270,6 +270,13 @@ class CollisionlessTable:
                  "filter": int(self.admission.nbytes) if self.admission is not None else 0}
         return {**parts, "total": sum(parts.values())}
 
+    def live_bytes(self) -> int:
+        """Bytes the present IDs need at full load: per ID a row (dim x 4 B), an index slot
+        (16 B), a stamp and its ID (16 B), optimizer state; plus the admission filter. The
+        allocated `memory_bytes` is larger by the free slots and rows kept for growth."""
+        per_id = self.dim * 4 + 16 + 16 + (self.dim * 4 if self.state is not None else 0)
+        return len(self) * per_id + (int(self.admission.nbytes) if self.admission is not None else 0)
+
     def save(self, path: str | Path) -> None:
         """Write the present IDs with their rows, stamps and optimizer state (safetensors)."""
         from safetensors.numpy import save_file
