@@ -2,7 +2,7 @@
 
 :func:`lower_to_linalg` takes the module torch-mlir's FX importer built (torch dialect,
 one ``func.func @main``), prints it with its source locations, and runs torch-mlir's two
-pipelines on the text in the child of :mod:`.lower_server`. A pipeline error becomes a
+pipelines on the text in the child of :mod:`rdu_compiler.frontend.lower_server`. A pipeline error becomes a
 FrontendError naming the aten op and the model line; a native crash (torch-mlir segfaults
 on some ops, e.g. ``scatter_add`` with a negative ``dim``) or a hang becomes a
 FrontendError too, after :func:`_crashing_op` has found the op: every op of the module
