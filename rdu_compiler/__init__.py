@@ -2,18 +2,22 @@
 
 `compile(module, example_inputs, fabric="sn40l", opt_level=1)` returns a
 `CompiledProgram` with `.run(*inputs)`, `.report` and `.ir`; `compile_onnx(path_or_model,
-fabric="sn40l", opt_level=1, input_shapes=None)` does the same for an ONNX model.
+fabric="sn40l", opt_level=1, input_shapes=None)` does the same for an ONNX model and returns
+an `OnnxProgram`, whose `.run` is onnxruntime's (numpy in, a list of numpy arrays out).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["compile", "compile_onnx", "CompiledProgram"]
+if TYPE_CHECKING:
+    from rdu_compiler.api import CompiledProgram, OnnxProgram, compile, compile_onnx  # noqa: A004
+
+__all__ = ["compile", "compile_onnx", "CompiledProgram", "OnnxProgram"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("compile", "compile_onnx", "CompiledProgram"):
+    if name in ("compile", "compile_onnx", "CompiledProgram", "OnnxProgram"):
         from rdu_compiler import api
 
         return getattr(api, name)

@@ -13,6 +13,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import torch
+from torch.utils import _pytree as pytree
 from xdsl.dialects.builtin import ModuleOp
 
 from rdu_compiler.cost.analysis import build_report
@@ -92,7 +93,7 @@ class CompiledProgram:
 
         eager = eager_output_dtypes(self.imported)
         tensors = [to_torch(same_bits(np.asarray(o), eager[i] if i < len(eager) else None)) for i, o in enumerate(outputs)]
-        return torch.utils._pytree.tree_unflatten(tensors, self.imported.out_spec)
+        return pytree.tree_unflatten(tensors, self.imported.out_spec)
 
     def triton_source(self) -> Any:
         """The GPU fallback: kernels.py for this program (`runtime.triton.TritonSource`).
@@ -116,7 +117,7 @@ class CompiledProgram:
         if runner is None:
             runner = TritonRunner(source, self.imported.weights)
             self._triton = (source, runner)
-        flat, _ = torch.utils._pytree.tree_flatten(inputs)
+        flat, _ = pytree.tree_flatten(inputs)
         if len(flat) != len(self.imported.input_names):
             raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
         expected = self._input_dtypes()
@@ -134,7 +135,7 @@ class CompiledProgram:
             want = eager[i] if i < len(eager) else None
             if want is not None and numpy_of_torch(o.dtype) != want:  # uint8 results computed as i8
                 outputs[i] = to_torch(same_bits(to_numpy(o), want)).to(o.device)
-        return torch.utils._pytree.tree_unflatten(list(outputs), self.imported.out_spec)
+        return pytree.tree_unflatten(list(outputs), self.imported.out_spec)
 
     def save_triton(self, directory: str) -> None:
         """Write kernels.py (the Triton program) and weights.safetensors (weights and the
@@ -166,7 +167,7 @@ class CompiledProgram:
                 model was compiled for (never converted: an int64 id would wrap to int32, a
                 float id would be truncated).
         """
-        flat, _ = torch.utils._pytree.tree_flatten(inputs)
+        flat, _ = pytree.tree_flatten(inputs)
         if len(flat) != len(self.imported.input_names):
             raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
         from rdu_compiler.runtime.boundary import same_bits
@@ -296,7 +297,7 @@ class OnnxProgram(CompiledProgram):
             expected = self._input_dtypes()
             tensors = [to_torch(self._input_array(n, v, expected)) for n, v in zip(imported.input_names, inputs, strict=True)]
             outputs = super().run(*tensors, target="triton")
-            arrays = [to_numpy(o) for o in torch.utils._pytree.tree_leaves(outputs)]
+            arrays = [to_numpy(o) for o in pytree.tree_leaves(outputs)]
         elif target == "emulator":
             arrays = self._emulate(dict(zip(imported.input_names, inputs, strict=True)))
         else:

@@ -31,9 +31,10 @@ def compare(outputs: Any, reference: Any) -> dict[str, Any]:
     ``reference`` (torch tensors), both any pytree, over all outputs; ``ok`` when the
     relative L2 error is at most 1e-5."""
     import torch
+    from torch.utils import _pytree as pytree
 
-    outs, _ = torch.utils._pytree.tree_flatten(outputs)
-    refs, _ = torch.utils._pytree.tree_flatten(reference)
+    outs, _ = pytree.tree_flatten(outputs)
+    refs, _ = pytree.tree_flatten(reference)
     outs = [o.detach().cpu() if isinstance(o, torch.Tensor) else o for o in outs]  # triton: CUDA tensors
     got = np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in outs])
     want = np.concatenate([r.detach().double().numpy().ravel() for r in refs if isinstance(r, torch.Tensor)])

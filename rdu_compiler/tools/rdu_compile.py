@@ -159,7 +159,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     print_report(console, program.report, args.model)
     if check is not None:
         print_check(console, check)
-    if failed:
+    if check is not None and failed:
         raise RduError(
             f"--check failed: relative L2 error {check['rel_l2']:.3e} exceeds {check['tolerance']:.0e}; "
             f"nothing was written ({out_dir} is left as it was)"
@@ -180,11 +180,12 @@ def _refuse_meta(path: str, model: Any, example_inputs: Any) -> None:
         RduError: naming the first meta tensor.
     """
     import torch
+    from torch.utils import _pytree as pytree
 
     named = []
     if isinstance(model, torch.nn.Module):
         named = [(f"parameter '{n}'", t) for n, t in [*model.named_parameters(), *model.named_buffers()]]
-    leaves, _ = torch.utils._pytree.tree_flatten(example_inputs)
+    leaves, _ = pytree.tree_flatten(example_inputs)
     named += [(f"example_inputs[{i}]", t) for i, t in enumerate(leaves)]
     for name, t in named:
         if isinstance(t, torch.Tensor) and t.is_meta:

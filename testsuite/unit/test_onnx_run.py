@@ -31,8 +31,8 @@ def _binary(op: str, elem: int, shape: list[int]) -> onnx.ModelProto:
 
 
 def test_run_is_numpy_in_numpy_out_in_the_declared_uint8() -> None:
-    """Before: `.run` returned a torch tensor (a uint8 output read back through the program's
-    signless i8 as torch.int8 on some paths); now a list of numpy arrays, as onnxruntime."""
+    """Before: `.run` returned a torch tensor (numpy only through the separate `run_onnx`);
+    now a list of numpy arrays in the declared dtypes, as onnxruntime's `run`."""
     program = rdu_compiler.compile_onnx(_binary("Add", TensorProto.UINT8, [4]))
     out = program.run(np.array([250, 1, 2, 3], np.uint8), np.array([3, 1, 2, 9], np.uint8))
     assert isinstance(out, list) and len(out) == 1

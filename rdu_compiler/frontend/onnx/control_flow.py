@@ -14,6 +14,11 @@ from rdu_compiler.frontend.onnx.graph import node_attr
 _MAX_UNROLL = 64
 
 
+def _renamed(names: dict[str, str], name: str) -> str:
+    """``name`` as the unrolled copy calls it (outer-scope names are kept)."""
+    return names.get(name, name)
+
+
 def _body_nodes(body: Any, prefix: str, bind: dict[str, str]) -> tuple[list[Any], dict[str, str]]:
     """Copies of a loop body's nodes for one iteration: body inputs bound to outer names
     (``bind``), names defined inside prefixed, outer-scope names kept. Returns the nodes and
@@ -108,9 +113,9 @@ def unroll_loops(proto: Any) -> bool:
                     bind[body.input[n_state + j].name] = elem
                 nodes, names = _body_nodes(body, prefix, bind)
                 out += nodes
-                state = [names.get(o.name, o.name) for o in body.output[:n_state]]
+                state = [_renamed(names, o.name) for o in body.output[:n_state]]
                 for c, o in enumerate(body.output[n_state:]):
-                    per_step[c].append(names.get(o.name, o.name))
+                    per_step[c].append(_renamed(names, o.name))
             finals = list(node.output[:n_state])
             for name, value in zip(finals, state, strict=True):
                 if name:
@@ -154,9 +159,9 @@ def unroll_loops(proto: Any) -> bool:
                 bind.update(zip([b.name for b in body.input[2:]], state, strict=True))
                 nodes, names = _body_nodes(body, prefix, bind)
                 out += nodes
-                state = [names.get(o.name, o.name) for o in body.output[1 : 1 + n_state]]
+                state = [_renamed(names, o.name) for o in body.output[1 : 1 + n_state]]
                 for c, o in enumerate(body.output[1 + n_state :]):
-                    per_step[c].append(names.get(o.name, o.name))
+                    per_step[c].append(_renamed(names, o.name))
             for name, value in zip(node.output[:n_state], state, strict=True):
                 if name:
                     out.append(("node", helper.make_node("Identity", [value], [name])))

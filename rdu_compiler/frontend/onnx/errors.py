@@ -79,6 +79,7 @@ def nearest_alternative(op_type: str | None) -> str | None:
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of ``exc``'s message, at most ``limit`` characters."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     text = lines[0] if lines else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -122,6 +123,8 @@ def lowering_error(
 
 
 def op_error(where: str, stage: str, op_type: str | None, node: str | None, detail: str) -> OnnxImportError:
+    """The one-paragraph error for an ONNX op torch-mlir refused at ``stage``: the op, the
+    node, the nearest supported alternative and what to do."""
     alt = nearest_alternative(op_type)
     at = f" (node '{node}')" if node and node != f"{op_type}" else ""
     what = f"ONNX op '{op_type}'{at}" if op_type else "the model"
@@ -136,6 +139,7 @@ def op_error(where: str, stage: str, op_type: str | None, node: str | None, deta
 
 
 def short(msg: str, limit: int = 240) -> str:
+    """A torch-mlir diagnostic's first line without the IR it quotes, at most ``limit`` characters."""
     msg = msg.strip().splitlines()[0] if msg.strip() else ""
     cut = re.search(r":\s+%[\w#:]+\s*=|:\s+\"", msg)
     if cut:

@@ -46,7 +46,8 @@ def expand_nodes(proto: Any, ops: set[str]) -> bool:
             new_nodes.append(node)
             continue
         try:
-            schema = onnx.defs.get_schema(node.op_type, version, domain="")
+            # Any: onnx's OpSchema stub lacks the function accessors the C++ class has.
+            schema: Any = onnx.defs.get_schema(node.op_type, version, domain="")
             cd = [v for v in schema.context_dependent_function_opset_versions if v <= version]
             plain = [v for v in schema.function_opset_versions if v <= version]
             node = onnx.NodeProto.FromString(node.SerializeToString())
@@ -111,7 +112,7 @@ def has_function(op_type: str, proto: Any) -> bool:
 
     version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     try:
-        schema = onnx.defs.get_schema(op_type, domain="", max_inclusive_version=version or 10**6)
+        schema: Any = onnx.defs.get_schema(op_type, domain="", max_inclusive_version=version or 10**6)
     except Exception:  # noqa: BLE001 - not an ONNX op
         return False
     limit = version or 10**6

@@ -15,6 +15,7 @@ from rdu_compiler.frontend.onnx.errors import OnnxImportError, first_line
 
 
 def np_dtype(elem_type: int) -> np.dtype[Any]:
+    """The numpy dtype of an ONNX element type (``object`` where numpy has none)."""
     import onnx
 
     try:
@@ -24,6 +25,7 @@ def np_dtype(elem_type: int) -> np.dtype[Any]:
 
 
 def dtype_name(elem_type: int) -> str:
+    """``'uint16'`` for ``TensorProto.UINT16`` (the number itself when unknown)."""
     import onnx
 
     try:
@@ -40,6 +42,7 @@ def quiet() -> Iterator[None]:
 
 
 def node_attr(node: Any, name: str, default: Any = None) -> Any:
+    """The value of attribute ``name`` of an ONNX node, or ``default`` when it is absent."""
     import onnx
 
     for a in node.attribute:
@@ -66,6 +69,11 @@ def types_and_shapes(graph: Any) -> tuple[dict[str, int], dict[str, list[int]]]:
 
 
 def infer(proto: Any, where: str) -> Any:
+    """``proto`` after ONNX shape inference (with data propagation): a new ModelProto.
+
+    Raises:
+        OnnxImportError: shape inference failed (the model is malformed).
+    """
     import onnx
 
     try:

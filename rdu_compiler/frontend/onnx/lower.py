@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rdu_compiler.frontend import mlir_bindings
 from rdu_compiler.frontend.onnx.errors import (
     ONNX_OP_RE,
     OnnxImportError,
@@ -31,7 +32,7 @@ def _lower(proto: Any, where: str, node_kinds: dict[str, str], expand: frozenset
     ``expand``: ONNX ops (default domain) that the importer replaces by their ONNX function
     body, beside torch-mlir's default allowlist.
     """
-    from torch_mlir import ir
+    ir = mlir_bindings.ir()
     from torch_mlir.dialects import torch as torch_d
     from torch_mlir.extras import onnx_importer
 
@@ -140,7 +141,7 @@ def _op_in_text(text: str, node_kinds: dict[str, str]) -> str | None:
 
 
 def _func_names(module: Any) -> list[str]:
-    from torch_mlir import ir
+    ir = mlir_bindings.ir()
 
     names = []
     for op in module.regions[0].blocks[0].operations:
@@ -150,8 +151,8 @@ def _func_names(module: Any) -> list[str]:
 
 
 def _run_pipeline(module: Any, ctx: Any, where: str, node_kinds: dict[str, str]) -> None:
-    from torch_mlir import ir
-    from torch_mlir.passmanager import PassManager
+    ir = mlir_bindings.ir()
+    PassManager = mlir_bindings.pass_manager()  # noqa: N806 - the class, by its name
 
     errors: list[tuple[str, str]] = []
 

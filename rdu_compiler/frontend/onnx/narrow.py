@@ -53,7 +53,8 @@ def _narrow_float_table(to: int, saturate: bool) -> tuple[np.ndarray, np.ndarray
 
     def ref(x: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            return np.asarray(cast_to(np.asarray(x, np.float32), to, saturate)).astype(np.float32)
+            # onnx's stub types `to` as the DataType enum, whose values are these ints.
+            return np.asarray(cast_to(np.asarray(x, np.float32), to, saturate)).astype(np.float32)  # pyright: ignore[reportArgumentType]
 
     def same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (a == b) | (np.isnan(a) & np.isnan(b))
@@ -110,7 +111,7 @@ def _plan_narrow_quant(node: Any, types: dict[str, int], shapes: dict[str, list[
     import onnx
 
     T = onnx.TensorProto
-    wide = {T.INT8: T.INT8, T.UINT8: T.UINT8} if byte else _narrow_types()
+    wide: dict[int, int] = {T.INT8: T.INT8, T.UINT8: T.UINT8} if byte else _narrow_types()
     if int(node_attr(node, "block_size", 0) or 0) or node_attr(node, "precision") is not None or node_attr(node, "output_dtype"):
         return None
     ins = [*node.input, "", ""][:3]
@@ -139,7 +140,7 @@ def _plan_narrow_quant(node: Any, types: dict[str, int], shapes: dict[str, list[
             return None
         return "deq", (qt, pshape, types[scale])
     qt = types.get(zp) if zp else None
-    if qt not in wide or types.get(x) not in (T.FLOAT, T.FLOAT16, T.BFLOAT16):
+    if qt is None or qt not in wide or types.get(x) not in (T.FLOAT, T.FLOAT16, T.BFLOAT16):
         return None
     if wide[qt] == T.FLOAT:
         table = _narrow_float_table(qt, bool(node_attr(node, "saturate", 1)))
@@ -288,7 +289,7 @@ def lower_narrow_types(proto: Any) -> bool:
         if node.op_type == "Cast" and node_attr(node, "to") in wide:
             to = node_attr(node, "to")
             src = types.get(node.input[0])
-            src = wide.get(src, src)
+            src = wide.get(src, src) if src is not None else None
             n = int(np.prod(shapes.get(node.input[0], [1 << 30])))
             if wide[to] == T.FLOAT:
                 if src not in float_src:

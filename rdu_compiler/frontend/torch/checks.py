@@ -7,6 +7,7 @@ FrontendError naming the aten op and the model's source line.
 from __future__ import annotations
 
 import torch
+from torch.utils import _pytree as pytree
 
 from rdu_compiler.frontend.errors import FrontendError
 from rdu_compiler.frontend.locations import fmt_where
@@ -156,8 +157,8 @@ def _output_depends_on(graph_module: torch.nn.Module, values: list[torch.Tensor]
         return True
     try:
         with torch.no_grad():
-            a = torch.utils._pytree.tree_leaves(graph_module(*values))
-            b = torch.utils._pytree.tree_leaves(graph_module(*values[:i], new, *values[i + 1 :]))
+            a = pytree.tree_leaves(graph_module(*values))
+            b = pytree.tree_leaves(graph_module(*values[:i], new, *values[i + 1 :]))
     except Exception:  # noqa: BLE001 - cannot tell: treat as depending
         return True
     for x, y in zip(a, b, strict=True):

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from rdu_compiler.frontend import mlir_bindings
 from rdu_compiler.frontend.errors import FrontendError
 from rdu_compiler.frontend.locations import summarize
 from rdu_compiler.frontend.lower_server import prestart as prestart_lowering
@@ -43,6 +44,7 @@ from rdu_compiler.frontend.torch.diagnostics import (
     import_failure,
     quiet_torch_warnings,
 )
+from rdu_compiler.frontend.torch.fold import fold_input_independent
 from rdu_compiler.frontend.torch.lower import lower_to_linalg
 from rdu_compiler.frontend.torch.meta_device import retarget_meta_devices
 
@@ -195,7 +197,7 @@ def import_torch(
         )
     if fold_constants:
         try:
-            fold_constants(ep.graph, kind_of, weights, foldable, fold_max_bytes)
+            fold_input_independent(ep.graph, kind_of, weights, foldable, fold_max_bytes)
         except Exception as e:  # noqa: BLE001 - folding is an optimization; report clearly
             raise FrontendError(
                 f"Folding the input-independent part of {model_name} failed: {summarize(e)}. "
@@ -216,7 +218,7 @@ def import_torch(
     out_spec = ep.call_spec.out_spec
 
     # 4. torch-mlir: FX graph -> torch dialect -> linalg-on-tensors.
-    from torch_mlir import ir
+    ir = mlir_bindings.ir()
     from torch_mlir.dialects import torch as torch_d
     from torch_mlir.extras.fx_importer import FxImporter
 

@@ -4,9 +4,11 @@ tables): evaluated with PyTorch at import time, passed as ``"constant"`` argumen
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
+from torch.fx.node import map_arg
 
 from rdu_compiler.frontend.torch.diagnostics import aten_name
 
@@ -45,7 +47,7 @@ _CHEAP_OPS = frozenset(
 )
 
 
-#: Pure data-movement ops: a folding boundary is moved above them (see fold_constants).
+#: Pure data-movement ops: a folding boundary is moved above them (see fold_input_independent).
 _VIEW_OPS = frozenset(
     {
         "aten.view",
@@ -75,7 +77,7 @@ def _is_nondeterministic(node: torch.fx.Node) -> bool:
     return torch.Tag.nondeterministic_seeded in tags or torch.Tag.nondeterministic_bitwise in tags
 
 
-def fold_constants(
+def fold_input_independent(
     graph: torch.fx.Graph,
     kind_of: dict[str, str],
     weights: dict[str, torch.Tensor],
@@ -159,9 +161,10 @@ def fold_constants(
         for node in order:
             if node not in needed:
                 continue
-            args = torch.fx.node.map_arg(node.args, lambda a: env[a])
-            kwargs = torch.fx.node.map_arg(node.kwargs, lambda a: env[a])
-            env[node] = node.target(*args, **kwargs)
+            args = map_arg(node.args, lambda a: env[a])
+            kwargs = map_arg(node.kwargs, lambda a: env[a])
+            target = cast(Callable[..., Any], node.target)  # call_function: an op overload
+            env[node] = target(*args, **kwargs)
 
     first_input = next((n for n in placeholders if kind_of[n.name] == "input"), None)
     made: list[tuple[torch.Tensor, torch.fx.Node]] = []
