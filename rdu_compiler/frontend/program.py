@@ -19,7 +19,9 @@ __all__ = ["ImportedProgram", "OnnxImportedProgram"]
 
 @dataclass
 class ImportedProgram:
-    """A PyTorch module lowered to linalg-on-tensors, with its weights kept apart.
+    """A model lowered to linalg-on-tensors, with its weights kept apart (PyTorch: what
+    :func:`~rdu_compiler.frontend.torch.export.import_torch` returns; ONNX adds the fields of
+    :class:`OnnxImportedProgram`).
 
     Attributes:
         mlir_text: linalg-on-tensors MLIR in generic op form; one ``func.func @main`` whose
