@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("torch_mlir")
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import ModelProto, TensorProto, helper  # noqa: E402
 
 import rdu_compiler  # noqa: E402
 from rdu_compiler.errors import RduError  # noqa: E402
@@ -24,7 +24,7 @@ from rdu_compiler.tools.rdu_compile import main  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _binary(op: str, elem: int, shape: list[int]) -> onnx.ModelProto:
+def _binary(op: str, elem: int, shape: list[int]) -> ModelProto:
     vis = [helper.make_tensor_value_info(n, elem, shape) for n in ("x", "y", "z")]
     graph = helper.make_graph([helper.make_node(op, ["x", "y"], ["z"])], "g", vis[:2], vis[2:])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -99,7 +99,7 @@ def test_prepare_steps_are_a_named_documented_list() -> None:
         assert step.doc and "\n" not in step.doc, step.name
 
 
-def _clip_model() -> onnx.ModelProto:
+def _clip_model() -> ModelProto:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
     lo = onnx.numpy_helper.from_array(np.array(0.0, np.float32), "lo")
