@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def _models(seq: int) -> dict[str, Any]:
     from rdu_compiler.bench.models import LayerShape, llama_layer
-    from rdu_compiler.frontend.torch_import import load_model_file
+    from rdu_compiler.frontend.torch.model_file import load_model_file
 
     return {
         "GPT-2 small (fp32, seq 128)": lambda: load_model_file("examples/gpt2_small.py"),

@@ -68,7 +68,7 @@ def _model(job: Job) -> tuple[Any, tuple[Any, ...]]:
         from rdu_compiler.bench.models import llama_layer
 
         return llama_layer(layer_shape(job.shape()))
-    from rdu_compiler.frontend.torch_import import load_model_file
+    from rdu_compiler.frontend.torch.model_file import load_model_file
 
     return load_model_file(m.source)
 

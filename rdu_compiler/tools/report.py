@@ -116,6 +116,6 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
 def print_check(console: Console, check: dict[str, Any]) -> None:
     status = "[green]OK[/]" if check["ok"] else "[red]FAILED[/]"
     console.print(
-        f"check against PyTorch eager: max abs error {check['max_abs_error']:.3e}, "
+        f"check against {check.get('reference', 'PyTorch eager')}: max abs error {check['max_abs_error']:.3e}, "
         f"relative L2 error {check['rel_l2']:.3e} (tolerance {check['tolerance']:.0e}) {status}"
     )

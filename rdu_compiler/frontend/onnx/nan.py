@@ -19,8 +19,9 @@ it to ``cmpf uno``) and ``Where``, on float inputs only (integer ops are exact):
   (the arg-reduction of the 0/1 NaN mask with the same attributes finds the first, or with
   ``select_last_index`` the last, NaN).
 
-:func:`rewrite` is called from ``onnx_import._rewrite_node`` (the ``_decompose`` step of
-``_prepare``), before torch-mlir's ONNX importer sees the graph.
+:func:`rewrite` is called from :func:`rdu_compiler.frontend.onnx.rewrites.decompose` (the
+``decompose`` step of :data:`rdu_compiler.frontend.onnx.prepare.STEPS`), before torch-mlir's ONNX
+importer sees the graph.
 """
 
 from __future__ import annotations

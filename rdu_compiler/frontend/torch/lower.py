@@ -2,7 +2,7 @@
 
 :func:`lower_to_linalg` takes the module torch-mlir's FX importer built (torch dialect,
 one ``func.func @main``), prints it with its source locations, and runs torch-mlir's two
-pipelines on the text in the child of :mod:`.lower_server`. A pipeline error becomes a
+pipelines on the text in the child of :mod:`rdu_compiler.frontend.lower_server`. A pipeline error becomes a
 FrontendError naming the aten op and the model line; a native crash (torch-mlir segfaults
 on some ops, e.g. ``scatter_add`` with a negative ``dim``) or a hang becomes a
 FrontendError too, after :func:`_crashing_op` has found the op: every op of the module
@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rdu_compiler.frontend import mlir_bindings
 from rdu_compiler.frontend.errors import FrontendError
 from rdu_compiler.frontend.locations import fmt_where, frame_where, summarize
 
@@ -149,8 +150,8 @@ def _run_pipeline(
     Raises:
         FrontendError: the pipeline failed (see :func:`_lowering_error`).
     """
-    from torch_mlir import ir
-    from torch_mlir.passmanager import PassManager
+    ir = mlir_bindings.ir()
+    PassManager = mlir_bindings.pass_manager()  # noqa: N806 - the class, by its name
 
     errors: list[tuple[str, str]] = []
 
@@ -172,7 +173,7 @@ def _run_pipeline(
 
 def _count_main_results(module: Any) -> int | None:
     """Number of results of ``func.func @main`` in a torch-mlir module (None if not found)."""
-    from torch_mlir import ir
+    ir = mlir_bindings.ir()
 
     for op in module.body.operations:
         if op.operation.name != "func.func":
@@ -204,7 +205,7 @@ def lower_text(
     Raises:
         FrontendError: a pipeline failed (names the aten op and the model line).
     """
-    from torch_mlir import ir
+    ir = mlir_bindings.ir()
     from torch_mlir.dialects import torch as torch_d
 
     from rdu_compiler.frontend.lower_server import progress
@@ -360,7 +361,7 @@ def _single_op_functions(text: str) -> list[tuple[str, str, str]]:
     """Per op of every function in ``text`` (constants excepted): (op name, its location,
     the text of a ``func.func`` holding that op alone, its operands as arguments and its
     constant operands cloned)."""
-    from torch_mlir import ir
+    ir = mlir_bindings.ir()
     from torch_mlir.dialects import func as func_d
     from torch_mlir.dialects import torch as torch_d
 
@@ -402,6 +403,7 @@ def _single_op_functions(text: str) -> list[tuple[str, str, str]]:
                 def mapped(v: Any, mapping: list[tuple[Any, Any]] = mapping) -> Any:
                     return next(new for old, new in mapping if old == v)
 
+                new: Any = None  # after the loop: the clone of `op` (the list ends with it)
                 with ir.InsertionPoint(block):
                     for src in [*clones, op]:
                         new = src.operation.clone()

@@ -7,9 +7,11 @@ FrontendError naming the aten op and the model's source line.
 from __future__ import annotations
 
 import torch
+from torch.utils import _pytree as pytree
 
 from rdu_compiler.frontend.errors import FrontendError
 from rdu_compiler.frontend.locations import fmt_where
+from rdu_compiler.frontend.torch.diagnostics import aten_name, user_frame
 
 __all__ = ["refuse_data_dependent_shapes", "refuse_dropped_operands", "refuse_embedding_bag_internals"]
 
@@ -28,8 +30,6 @@ def refuse_data_dependent_shapes(graph: torch.fx.Graph, model_name: str) -> None
     """
     from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 
-    from rdu_compiler.frontend.torch_import import _aten_name, _user_frame
-
     for node in graph.nodes:
         if node.op != "call_function":
             continue
@@ -38,8 +38,8 @@ def refuse_data_dependent_shapes(graph: torch.fx.Graph, model_name: str) -> None
             isinstance(val, torch.Tensor) and free_unbacked_symbols(val)
         ):
             continue
-        op = _aten_name(node.target) or str(node.target)
-        where = _user_frame(node.meta.get("stack_trace"))
+        op = aten_name(node.target) or str(node.target)
+        where = user_frame(node.meta.get("stack_trace"))
         at = f" (called at {fmt_where(where)})" if where else ""
         shape = tuple(val.shape) if isinstance(val, torch.Tensor) else val
         raise FrontendError(
@@ -62,15 +62,13 @@ def refuse_embedding_bag_internals(graph: torch.fx.Graph, model_name: str) -> No
     """
     import operator
 
-    from rdu_compiler.frontend.torch_import import _aten_name, _user_frame
-
     for node in graph.nodes:
-        name = _aten_name(node.target) if node.op == "call_function" else None
+        name = aten_name(node.target) if node.op == "call_function" else None
         if name not in ("aten.embedding_bag", "aten._embedding_bag", "aten._embedding_bag_forward_only"):
             continue
         for user in node.users:
             if user.target is operator.getitem and user.args[1] != 0 and user.users:
-                where = _user_frame(node.meta.get("stack_trace"))
+                where = user_frame(node.meta.get("stack_trace"))
                 at = f" (called at {fmt_where(where)})" if where else ""
                 raise FrontendError(
                     f"{model_name} reads result #{user.args[1]} of op '{name}'{at} "
@@ -114,15 +112,13 @@ def refuse_dropped_operands(
     Raises:
         FrontendError: naming the argument, the op that read it and the model line.
     """
-    from rdu_compiler.frontend.torch_import import _aten_name, _user_frame
-
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     for i in unused:
         if i >= len(placeholders):
             continue
         readers = [
             u for u in placeholders[i].users
-            if u.op == "call_function" and (_aten_name(u.target) or "") not in _METADATA_READERS
+            if u.op == "call_function" and (aten_name(u.target) or "") not in _METADATA_READERS
         ]
         if not readers:
             continue  # the model itself never reads it
@@ -131,8 +127,8 @@ def refuse_dropped_operands(
         if graph_module is not None and values is not None and not _output_depends_on(graph_module, values, i):
             continue  # folded away by torch-mlir because it cannot change the result
         reader = readers[0]
-        op = _aten_name(reader.target) or str(reader.target)
-        where = _user_frame(reader.meta.get("stack_trace"))
+        op = aten_name(reader.target) or str(reader.target)
+        where = user_frame(reader.meta.get("stack_trace"))
         at = f" (called at {fmt_where(where)})" if where else ""
         raise FrontendError(
             f"torch-mlir dropped operand '{placeholders[i].name}' of op '{op}'{at} of "
@@ -161,8 +157,8 @@ def _output_depends_on(graph_module: torch.nn.Module, values: list[torch.Tensor]
         return True
     try:
         with torch.no_grad():
-            a = torch.utils._pytree.tree_leaves(graph_module(*values))
-            b = torch.utils._pytree.tree_leaves(graph_module(*values[:i], new, *values[i + 1 :]))
+            a = pytree.tree_leaves(graph_module(*values))
+            b = pytree.tree_leaves(graph_module(*values[:i], new, *values[i + 1 :]))
     except Exception:  # noqa: BLE001 - cannot tell: treat as depending
         return True
     for x, y in zip(a, b, strict=True):

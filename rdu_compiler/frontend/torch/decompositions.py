@@ -1,7 +1,9 @@
-"""Decompositions that fix torch-mlir lowerings which change eager PyTorch's numbers.
+"""Decompositions applied with torch.export's ``run_decompositions`` before torch-mlir sees the
+graph (:func:`decomposition_table`): torch-mlir's FX table, plus ops rewritten here because
+torch-mlir's lowering changes eager PyTorch's numbers, computes in float64, or cannot run on
+the emulator.
 
-They run with torch.export's `run_decompositions`, before torch-mlir sees the graph, and
-rewrite an op into plain tensor ops whose torch-mlir lowering computes what eager does:
+Numbers (eager's where torch-mlir's lowering differs):
 
 - `aten.gelu(approximate="tanh")`: torch-mlir's lowering uses 0.797724 for sqrt(2/pi)
   (0.7978846), about 2e-4 relative error; here the exact constant, in eager's order
@@ -23,6 +25,22 @@ rewrite an op into plain tensor ops whose torch-mlir lowering computes what eage
 
 Every decomposition returns `NotImplemented` (keep the op) where torch-mlir's lowering is
 already exact (integer min/max, non-tanh GELU, float floor division).
+
+Float32 kept (:func:`_var_mean_same_dtype`): torch-mlir's var_mean computes in float64, which
+would put f64 tensors into every LayerNorm; softmax / log-softmax through ``amax`` (a
+single-result reduction instead of ``max.dim``'s dead argmax).
+
+Lowerings that fail or do not run:
+
+``embedding_bag``: torch-mlir lowers ``aten._embedding_bag`` to a masked reduction that the
+emulator refuses, and drops ``per_sample_weights`` without a word. Here it becomes ops the
+pipeline supports: a gather of the rows, a multiply by the per-sample weights, and a
+segment reduction over a (bags x indices) membership mask (a matmul for sum/mean, a masked
+max for max).
+
+``scatter`` family with a negative ``dim``: torch-mlir's lowering segfaults (SIGSEGV, or
+an allocation failure) on ``scatter`` / ``scatter_add`` / ``scatter_reduce`` with
+``dim < 0``; the same op with ``dim + rank`` lowers and runs.
 """
 
 from __future__ import annotations
@@ -31,6 +49,13 @@ import math
 from typing import Any
 
 import torch
+
+__all__ = [
+    "decomposition_table",
+    "embedding_bag_decompositions",
+    "numerics_decompositions",
+    "positive_dim_decompositions",
+]
 
 aten = torch.ops.aten
 
@@ -251,4 +276,195 @@ def _float_decompositions() -> dict[Any, Any]:
         aten.max.dim: _max_dim,
         aten.min.dim: _min_dim,
     }
+    return table
+
+
+# --------------------------------------------------------------------------------------
+# embedding_bag, scatter with a negative dim
+# --------------------------------------------------------------------------------------
+
+_SUM, _MEAN, _MAX = 0, 1, 2
+
+
+def _embedding_bag(
+    weight: torch.Tensor,
+    indices: torch.Tensor,
+    offsets: torch.Tensor,
+    scale_grad_by_freq: bool = False,
+    mode: int = 0,
+    sparse: bool = False,
+    per_sample_weights: torch.Tensor | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = -1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``aten._embedding_bag`` / ``aten.embedding_bag.padding_idx`` as gather + segment reduce.
+
+    Shapes: ``weight`` (V, D), ``indices`` (N,), ``offsets`` (B,) or (B + 1,) with
+    ``include_last_offset``; returns (output (B, D), offset2bag (N,), bag_size (B,),
+    max_indices (B, D) for mode max else (B,)). Bag b holds the indices
+    ``offsets[b] <= j < offsets[b + 1]``; the last bag runs to N, or to the last offset
+    with ``include_last_offset`` (PyTorch documents that it equals N; for other values
+    eager's CPU kernels disagree among modes); entries equal to
+    ``padding_idx`` (>= 0) are skipped. An empty bag gives zeros. ``output`` equals eager's;
+    the auxiliary outputs (for autograd) follow these definitions, not eager's
+    mode-dependent internals, so :func:`~.checks.refuse_embedding_bag_internals`
+    refuses a model that reads them.
+    """
+    n = indices.shape[0]
+    starts = offsets[:-1] if include_last_offset else offsets
+    n_bags = starts.shape[0]
+    pos = torch.arange(n, device=indices.device)
+    # offset2bag[j]: the bag of index j (the number of bag starts <= j, minus one)
+    offset2bag = (starts.unsqueeze(0) <= pos.unsqueeze(1)).to(torch.int64).sum(1) - 1
+    member = offset2bag.unsqueeze(0) == torch.arange(n_bags, device=indices.device).unsqueeze(1)
+    if include_last_offset:  # the last offset ends the last bag (it should equal N)
+        member = member & (pos < offsets[-1]).unsqueeze(0)
+    if padding_idx is not None and padding_idx >= 0:
+        member = member & (indices != padding_idx).unsqueeze(0)
+    rows = weight.index_select(0, indices)  # (N, D)
+    if per_sample_weights is not None:
+        rows = rows * per_sample_weights.to(rows.dtype).unsqueeze(1)
+    bag_size = member.to(torch.int64).sum(1)  # (B,)
+    if mode == _MAX:
+        masked = torch.where(member.unsqueeze(2), rows.unsqueeze(0), float("-inf"))  # (B, N, D)
+        best, arg = masked.max(1)
+        nonempty = (bag_size > 0).unsqueeze(1)
+        output = torch.where(nonempty, best, 0.0)
+        max_indices = torch.where(nonempty, indices.index_select(0, arg.reshape(-1)).reshape(arg.shape), -1)
+        return output, offset2bag, bag_size, max_indices.to(torch.int64)
+    output = member.to(rows.dtype) @ rows  # (B, D)
+    if mode == _MEAN:
+        output = output / bag_size.clamp(min=1).to(rows.dtype).unsqueeze(1)
+    return output, offset2bag, bag_size, torch.zeros_like(bag_size)
+
+
+def _embedding_bag_padding_idx(
+    weight: torch.Tensor,
+    indices: torch.Tensor,
+    offsets: torch.Tensor,
+    scale_grad_by_freq: bool,
+    mode: int,
+    sparse: bool,
+    per_sample_weights: torch.Tensor | None,
+    include_last_offset: bool,
+    padding_idx: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _embedding_bag(
+        weight, indices, offsets, scale_grad_by_freq, mode, sparse, per_sample_weights,
+        include_last_offset, padding_idx,
+    )
+
+
+def embedding_bag_decompositions() -> dict[Any, Any]:
+    """{aten op overload: decomposition} for the embedding_bag family."""
+    aten = torch.ops.aten
+    return {
+        aten.embedding_bag.padding_idx: _embedding_bag_padding_idx,
+        aten.embedding_bag.default: _embedding_bag,
+        aten._embedding_bag.default: _embedding_bag,
+        aten._embedding_bag_forward_only.default: _embedding_bag,
+    }
+
+
+def _with_positive_dim(op: Any) -> Any:
+    def decomposition(self: torch.Tensor, dim: int, *args: Any, **kwargs: Any) -> Any:
+        if dim >= 0:
+            return NotImplemented  # kept as it is
+        return op(self, dim + self.dim(), *args, **kwargs)
+
+    return decomposition
+
+
+def positive_dim_decompositions() -> dict[Any, Any]:
+    """{scatter-family overload: the same op with ``dim`` made non-negative}."""
+    aten = torch.ops.aten
+    ops = [
+        aten.scatter.src, aten.scatter.value, aten.scatter.reduce, aten.scatter.value_reduce,
+        aten.scatter_add.default, aten.scatter_reduce.two,
+    ]
+    return {op: _with_positive_dim(op) for op in ops}
+
+
+# --------------------------------------------------------------------------------------
+# Float32 kept; the table
+# --------------------------------------------------------------------------------------
+
+
+def _reduced_dims(x: torch.Tensor, dim: Any) -> list[int]:
+    """Normalized reduction dims of ``x`` (all dims when ``dim`` is None or empty)."""
+    if dim is None:
+        return list(range(x.dim()))
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    if not dims:
+        return list(range(x.dim()))
+    return sorted(d % max(x.dim(), 1) for d in dims)
+
+
+def _var_mean_same_dtype(
+    x: torch.Tensor, dim: Any = None, *, correction: Any = None, keepdim: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``aten.var_mean.correction`` in the input's dtype (two-pass: mean, then squares).
+
+    torch-mlir's own decomposition of var_mean computes in float64, which would put f64
+    tensors into the linalg output (every LayerNorm); this keeps them float32.
+    """
+    dims = _reduced_dims(x, dim)
+    n = 1
+    for d in dims:
+        n *= x.shape[d]
+    corr = 1 if correction is None else correction
+    mean = torch.ops.aten.mean.dim(x, dims, True)
+    centered = torch.ops.aten.sub.Tensor(x, mean)
+    sq = torch.ops.aten.mul.Tensor(centered, centered)
+    var = torch.ops.aten.sum.dim_IntList(sq, dims, keepdim)
+    var = torch.ops.aten.div.Scalar(var, max(n - corr, 0))
+    if not keepdim:
+        mean = torch.ops.aten.squeeze.dims(mean, dims)
+    return var, mean
+
+
+def _var_same_dtype(
+    x: torch.Tensor, dim: Any = None, *, correction: Any = None, keepdim: bool = False
+) -> torch.Tensor:
+    """``aten.var.correction`` in the input's dtype (see :func:`_var_mean_same_dtype`)."""
+    return _var_mean_same_dtype(x, dim, correction=correction, keepdim=keepdim)[0]
+
+
+def _softmax_single_pass_max(x: torch.Tensor, dim: int, half_to_float: bool) -> torch.Tensor:
+    """``aten._softmax``: exp(x - amax(x)) / sum(exp(x - amax(x))) along ``dim``.
+
+    torch-mlir's own decomposition goes through ``aten.max.dim``, which yields a two-result
+    linalg.generic with a dead i64 argmax; ``amax`` keeps the max a single-result reduction.
+    """
+    if half_to_float:
+        x = torch.ops.aten._to_copy.default(x, dtype=torch.float32)
+    m = torch.ops.aten.amax.default(x, [dim], True)
+    e = torch.ops.aten.exp.default(torch.ops.aten.sub.Tensor(x, m))
+    return torch.ops.aten.div.Tensor(e, torch.ops.aten.sum.dim_IntList(e, [dim], True))
+
+
+def _log_softmax_single_pass_max(x: torch.Tensor, dim: int, half_to_float: bool) -> torch.Tensor:
+    """``aten._log_softmax``: (x - amax) - log(sum(exp(x - amax))) along ``dim``."""
+    if half_to_float:
+        x = torch.ops.aten._to_copy.default(x, dtype=torch.float32)
+    m = torch.ops.aten.amax.default(x, [dim], True)
+    shifted = torch.ops.aten.sub.Tensor(x, m)
+    lse = torch.ops.aten.log.default(
+        torch.ops.aten.sum.dim_IntList(torch.ops.aten.exp.default(shifted), [dim], True)
+    )
+    return torch.ops.aten.sub.Tensor(shifted, lse)
+
+
+def decomposition_table() -> dict[Any, Any]:
+    """torch-mlir's FX decomposition table plus this project's float32-preserving ones."""
+    from torch_mlir.extras.fx_decomp_util import get_decomposition_table
+
+    table = dict(get_decomposition_table())
+    table[torch.ops.aten.var_mean.correction] = _var_mean_same_dtype
+    table[torch.ops.aten.var.correction] = _var_same_dtype
+    table[torch.ops.aten._softmax.default] = _softmax_single_pass_max
+    table[torch.ops.aten._log_softmax.default] = _log_softmax_single_pass_max
+    table.update(numerics_decompositions())  # eager's numbers where torch-mlir's lowering differs
+    table.update(embedding_bag_decompositions())
+    table.update(positive_dim_decompositions())
     return table
