@@ -26,9 +26,7 @@ FIGURES = ("estimated_s", "roofline_s", "roofline_bound", "roofline_fraction", "
 def compiler_id() -> str:
     """The compiler's identity for job keys: its version and a hash of its source files,
     so a changed compiler never reuses an old result."""
-    import rdu_compiler
-
-    root = Path(rdu_compiler.__file__).parent
+    root = Path(__file__).resolve().parents[1]  # the rdu_compiler package
     h = hashlib.sha256()
     for f in sorted(root.rglob("*.py")) + sorted(root.rglob("*.toml")):
         h.update(str(f.relative_to(root)).encode())
@@ -75,7 +73,7 @@ def _model(job: Job) -> tuple[Any, tuple[Any, ...]]:
 
 def run_job(job: Job, compiler: str, fabric_dir: str) -> dict[str, Any]:
     """Compile `job` and return its row (see the module docstring)."""
-    import rdu_compiler
+    from rdu_compiler import api
     from rdu_compiler.bench import level_figures
     from rdu_compiler.errors import RduError
 
@@ -87,10 +85,10 @@ def run_job(job: Job, compiler: str, fabric_dir: str) -> dict[str, Any]:
     try:
         fabric = fabric_for(job, Path(fabric_dir))
         if job.model.kind == "onnx":
-            program = rdu_compiler.compile_onnx(job.model.source, fabric=fabric, opt_level=job.opt_level)
+            program = api.compile_onnx(job.model.source, fabric=fabric, opt_level=job.opt_level)
         else:
             model, inputs = _model(job)
-            program = rdu_compiler.compile(model, inputs, fabric=fabric, opt_level=job.opt_level)
+            program = api.compile(model, inputs, fabric=fabric, opt_level=job.opt_level)
         figures = asdict(level_figures(program.report, job.opt_level, time.perf_counter() - t0))
         row.update({k: figures[k] for k in FIGURES})
         row["error"] = ""

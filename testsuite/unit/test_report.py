@@ -9,7 +9,9 @@ import torch
 from rich.console import Console
 
 import rdu_compiler
-from rdu_compiler.tools.report import _compact_bytes, _compact_time, _cut, print_report
+from rdu_compiler.tools.report import _cut, print_report
+from rdu_compiler.units import compact_bytes as _compact_bytes
+from rdu_compiler.units import compact_seconds as _compact_time
 
 
 class _Mlp(torch.nn.Module):
