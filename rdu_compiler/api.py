@@ -455,7 +455,19 @@ def _compile_imported(
             raise
         stage(COST)
         report = build_report(mod, fab, opt_level)
+        report["node"] = _node_report(fab)
     return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
+
+
+def _node_report(fab: Fabric) -> dict[str, Any]:
+    """What of the node the program uses: today always one socket (no sharding pass yet),
+    said in the report so a multi-socket fabric never reads as a node-level estimate."""
+    node = fab.node
+    out: dict[str, Any] = {"sockets": node.sockets, "sockets_used": 1, "topology": node.topology}
+    if node.sockets > 1:
+        out["note"] = (f"the program runs on one of the {node.sockets} sockets: tensor/pipeline parallelism "
+                       "(issue 13's rdu-shard pass) is not implemented yet, so every figure is one socket's")
+    return out
 
 
 def _fabric(name: str) -> Fabric:

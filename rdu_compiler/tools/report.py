@@ -80,6 +80,9 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
         summary.add_row("emulator: tiles, wall time", f"{emu['tiles']}, {format_seconds(emu['wall_s'])}")
         summary.add_row("emulator: HBM / DDR bytes measured", f"{format_bytes(emu['hbm_bytes'])} / {format_bytes(emu['ddr_bytes'])}")
     console.print(summary)
+    note = report.get("node", {}).get("note")
+    if note:
+        console.print(f"[bold]node:[/] {note}", highlight=False)
 
 
 def print_check(console: Console, check: dict[str, Any]) -> None:

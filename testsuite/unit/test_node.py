@@ -90,3 +90,23 @@ def test_all_gather_send_recv_and_bubbles() -> None:
         send_recv(ring, 1.0, 0, 8)
     assert pipeline_bubble(4, 8) == pytest.approx(3 / 8) and pipeline_bubble(4, 8, interleave=2) == pytest.approx(3 / 16)
     assert pipeline_bubble(1, 1) == 0
+
+
+def test_a_multi_socket_fabric_says_the_program_uses_one_socket() -> None:
+    import io
+
+    import torch
+    from rich.console import Console
+
+    import rdu_compiler
+    from rdu_compiler.tools.report import print_report
+
+    model, x = torch.nn.Linear(16, 16), (torch.randn(4, 16),)
+    one = rdu_compiler.compile(model, x, fabric="sn40l").report
+    node = rdu_compiler.compile(model, x, fabric="sn40l-node8").report
+    assert one["node"] == {"sockets": 1, "sockets_used": 1, "topology": "single"}
+    assert node["node"]["sockets"] == 8 and node["node"]["sockets_used"] == 1 and "one of the 8" in node["node"]["note"]
+    assert node["totals"]["estimated_s"] == one["totals"]["estimated_s"]  # one socket's time, said so
+    buf = io.StringIO()
+    print_report(Console(file=buf, width=100), node, "linear")
+    assert "one of the 8 sockets" in " ".join(buf.getvalue().split())
