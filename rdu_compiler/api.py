@@ -456,7 +456,31 @@ def _compile_imported(
         stage(COST)
         report = build_report(mod, fab, opt_level)
         report["node"] = _node_report(fab)
+        report["constants"] = _constants_report(imported, mod)
     return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
+
+
+def _constants_report(imported: Any, module: Any) -> dict[str, Any]:
+    """Where the program's constant data lives: bytes of weights by kind (parameter, buffer,
+    constant: tensors the model computes with but does not train, lifted by torch.export or
+    folded at import; tied tensors counted once), and bytes of dense literals left in the IR
+    (``arith.constant`` values as stored; a large splat is one element)."""
+    from xdsl.dialects import arith
+    from xdsl.dialects.builtin import DenseIntOrFPElementsAttr
+
+    by_kind: dict[str, int] = {}
+    seen: set[int] = set()
+    for name, kind in zip(imported.arg_names, imported.arg_kinds, strict=True):
+        w = imported.weights.get(name) if kind != "input" else None
+        if w is None or id(w) in seen:
+            continue
+        seen.add(id(w))
+        nbytes = w.numel() * w.element_size() if isinstance(w, torch.Tensor) else int(np.asarray(w).nbytes)
+        by_kind[kind] = by_kind.get(kind, 0) + nbytes
+    literals = [len(op.value.data.data) for op in module.walk()
+                if isinstance(op, arith.ConstantOp) and isinstance(op.value, DenseIntOrFPElementsAttr)]
+    return {"weight_bytes": dict(sorted(by_kind.items())), "constants_as_weights_bytes": by_kind.get("constant", 0),
+            "ir_literal_bytes": sum(literals), "largest_ir_literal_bytes": max(literals, default=0)}
 
 
 def _node_report(fab: Fabric) -> dict[str, Any]:

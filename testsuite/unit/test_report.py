@@ -52,3 +52,25 @@ def test_compact_units() -> None:
     assert [_compact_time(t) for t in (1.234, 0.0885, 4.12e-4, 3.1e-9)] == ["1.23 s", "88.5 ms", "412 µs", "3.1 ns"]
     assert [_cut(r) for r in ("fabric full: adding 'k1'", "cost model: cutting", "-O0: one kernel", "end of program", "?")] == [
         "full", "cost", "-O0", "end", "other"]
+
+
+class _Rope(torch.nn.Module):
+    """A RoPE-like table computed from arange and a lifted constant tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, 8, 2).float() / 8)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.arange(x.shape[0], dtype=torch.float32)
+        ang = torch.outer(t, self.inv_freq)
+        return x * torch.cat([ang.cos(), ang.sin()], -1) + torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+
+
+def test_report_says_where_constant_data_lives() -> None:
+    x = (torch.randn(16, 8),)
+    plain = rdu_compiler.compile(_Rope(), x, fabric="tiny").report["constants"]
+    assert plain["weight_bytes"] == {"buffer": 16, "constant": 32}  # inv_freq; the lifted literal
+    assert plain["constants_as_weights_bytes"] == 32 and plain["largest_ir_literal_bytes"] <= 64
+    folded = rdu_compiler.compile(_Rope(), x, fabric="tiny", fold_constants=True).report["constants"]
+    assert folded["constants_as_weights_bytes"] >= 16 * 8 * 4  # the table became a weight
