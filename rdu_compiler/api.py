@@ -6,6 +6,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -244,7 +245,7 @@ class CompiledProgram:
 
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, "model.mlir"), "w") as f:
-            f.write(self.ir)
+            f.write(kernel_source_comments(self.report) + self.ir)
         if not self.shape_only:
             save_weights(os.path.join(directory, "weights.safetensors"), self.imported)
         with open(os.path.join(directory, "report.json"), "w") as f:
@@ -457,7 +458,35 @@ def _compile_imported(
         report = build_report(mod, fab, opt_level)
         report["node"] = _node_report(fab)
         report["constants"] = _constants_report(imported, mod)
+        _add_kernel_sources(report, imported)
     return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
+
+
+_KERNEL_NUMBER = re.compile(r"k(\d+)_")
+
+
+def _add_kernel_sources(report: dict[str, Any], imported: Any) -> None:
+    """Give each kernel of `report["sections"]` its model line as `source`: kernel 'k7_...'
+    comes from op #7 of the imported `@main` (`ImportedProgram.op_nodes`; the number is kept
+    through every pass, and fusion keeps the consumer's), e.g. 'model.py:12 `y = x @ w`' or
+    "ONNX node 'mm' (MatMul)". Kernels whose op has no known line get none."""
+    op_nodes = getattr(imported, "op_nodes", None) or []
+    for section in report.get("sections", []):
+        for k in section.get("kernels", []):
+            m = _KERNEL_NUMBER.match(k.get("name", ""))
+            if m and int(m.group(1)) < len(op_nodes) and op_nodes[int(m.group(1))]:
+                k["source"] = op_nodes[int(m.group(1))]
+
+
+def kernel_source_comments(report: dict[str, Any]) -> str:
+    """`// k7_map: model.py:12 ...` lines, one per kernel with a model line: the header
+    `save` puts above model.mlir (MLIR comments: rdu-opt reads the file unchanged)."""
+    lines = [f"// {k['name']}: {k['source']}" for s in report.get("sections", []) for k in s.get("kernels", [])
+             if k.get("source")]
+    if not lines:
+        return ""
+    head = "// model lines of the kernels (the op each kernel comes from; producers fused into it are not listed)"
+    return "\n".join([head, *lines]) + "\n"
 
 
 def _constants_report(imported: Any, module: Any) -> dict[str, Any]:

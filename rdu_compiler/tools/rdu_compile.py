@@ -225,8 +225,10 @@ def _fill(program: Any, tmp: Path, emit: str, target: str) -> None:
     if emit == "linalg":
         (tmp / "model.mlir").write_text(program.linalg)
     elif emit == "rdu":
+        from rdu_compiler.api import kernel_source_comments
+
         unplaced = program.snapshots.get("rdu-fuse") or program.snapshots["rdu-convert-linalg"]
-        (tmp / "model.mlir").write_text(unplaced)
+        (tmp / "model.mlir").write_text(kernel_source_comments(program.report) + unplaced)
     (tmp / "report.json").write_text(json.dumps(program.report, indent=2, default=str))
 
 

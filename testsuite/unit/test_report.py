@@ -74,3 +74,28 @@ def test_report_says_where_constant_data_lives() -> None:
     assert plain["constants_as_weights_bytes"] == 32 and plain["largest_ir_literal_bytes"] <= 64
     folded = rdu_compiler.compile(_Rope(), x, fabric="tiny", fold_constants=True).report["constants"]
     assert folded["constants_as_weights_bytes"] >= 16 * 8 * 4  # the table became a weight
+
+
+class _TwoLines(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x @ self.w  # LINE-MATMUL
+        return torch.softmax(y, -1)  # LINE-SOFTMAX
+
+
+def test_kernels_name_their_model_line_in_report_trace_and_emitted_ir(tmp_path) -> None:
+    from rdu_compiler.runtime.trace import trace_events
+
+    program = rdu_compiler.compile(_TwoLines(), (torch.randn(4, 8),), fabric="tiny", opt_level=0)
+    kernels = [k for s in program.report["sections"] for k in s["kernels"]]
+    matmul = next(k for k in kernels if "matmul" in k["name"])
+    assert "LINE-MATMUL" in matmul["source"] and "test_report.py:" in matmul["source"]
+    assert any("LINE-SOFTMAX" in k.get("source", "") for k in kernels if k is not matmul)
+    sliced = [e for e in trace_events(program.report) if e["ph"] == "X" and e["name"] == matmul["name"] and e["tid"] > 0]
+    assert "LINE-MATMUL" in sliced[0]["args"]["source"]
+    program.save(str(tmp_path))
+    text = (tmp_path / "model.mlir").read_text()
+    assert f"// {matmul['name']}: " in text and "LINE-MATMUL" in text.split("builtin.module", 1)[0]
