@@ -30,6 +30,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from rdu_compiler.errors import RduError
 from rdu_compiler.pipeline import CHECK, LOAD, RUN, stages
+from rdu_compiler.tools.check import TORCH_REFERENCE, cli_compile, compare
 from rdu_compiler.tools.outputs import (
     Interrupted,
     OutputError,
@@ -92,7 +93,6 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
     from rdu_compiler import api
     from rdu_compiler.frontend.torch.model_file import load_model_file
-    from rdu_compiler.tools.check import TORCH_REFERENCE, cli_compile, compare
 
     out_dir = Path(args.output or Path("rdu_out") / Path(args.model).stem)
     check_output_dir(out_dir, args.force)  # refuse before compiling, not after
