@@ -142,7 +142,7 @@ def tp_layer(spec: LlamaSpec, tp: int, seq: int, past: int, batch: int) -> tuple
     return layer, inputs
 
 
-_LAYER_CACHE: dict[tuple[object, ...], float] = {}
+_LAYER_CACHE: dict[tuple[object, ...], tuple[float, float]] = {}
 
 
 def rdu_tp_step_s(spec: LlamaSpec, node_fabric: str, tp: int, seq: int, past: int, batch: int) -> dict[str, float]:
@@ -159,24 +159,31 @@ def rdu_tp_step_s(spec: LlamaSpec, node_fabric: str, tp: int, seq: int, past: in
 
     Returns:
         {"layer_s", "all_reduce_s", "sync_s", "lm_head_s", "step_s"}: one layer's program,
-        one all-reduce, one sync, the LM head, and the whole step.
+        one all-reduce, one sync, the LM head, and the whole step (seconds); and
+        "activation_bytes": the layer program's HBM peak less its weights, per socket (bytes).
 
     Raises:
-        RduError: tp does not divide the shape, or the compile failed.
+        RduError: tp does not divide the shape or exceeds the node's sockets, or the compile failed.
     """
     import rdu_compiler
     from rdu_compiler.api import _fabric
     from rdu_compiler.cost.collectives import all_reduce
 
     fab = _fabric(node_fabric)
+    if tp > fab.node.sockets:
+        raise RduError(f"tp={tp} needs {tp} sockets but '{fab.name}' has {fab.node.sockets}; use a node preset "
+                       "such as sn40l-node8, or a smaller tp")
     key = (spec, fab.source, tp, seq, past, batch)
     if key not in _LAYER_CACHE:
         layer, inputs = tp_layer(spec, tp, seq, past, batch)
-        _LAYER_CACHE[key] = rdu_compiler.compile(layer, inputs, fabric=node_fabric).report["totals"]["estimated_s"]
+        totals = rdu_compiler.compile(layer, inputs, fabric=node_fabric).report["totals"]
+        weights = sum(p.numel() * p.element_size() for p in layer.parameters())
+        _LAYER_CACHE[key] = (totals["estimated_s"], max(0.0, float(totals["hbm_peak_bytes"] - weights)))
     node = fab.node
-    ar = all_reduce(node, spec.act_bytes(batch, seq), group=tp if node.sockets > 1 else None).seconds if tp > 1 else 0.0
+    ar = all_reduce(node, spec.act_bytes(batch, seq), group=tp).seconds
     lm = spec.vocab * spec.hidden * spec.dtype_bytes / tp / fab.hbm.bytes_per_s
-    out = {"layer_s": _LAYER_CACHE[key], "all_reduce_s": ar, "sync_s": node.sync_s, "lm_head_s": lm}
+    layer_s, act = _LAYER_CACHE[key]
+    out = {"layer_s": layer_s, "all_reduce_s": ar, "sync_s": node.sync_s, "lm_head_s": lm, "activation_bytes": act}
     out["step_s"] = spec.layers * (out["layer_s"] + 2 * ar + node.sync_s) + lm
     return out
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from rdu_compiler.coe import DGX_A100, DGX_H100, CoEDoesNotFit, ExpertCache, Request, gpu_node, plan_memory, simulate
+from rdu_compiler.coe import (
+    DGX_A100,
+    DGX_H100,
+    CoEDoesNotFit,
+    ExpertCache,
+    Request,
+    gpu_node,
+    plan_memory,
+    simulate,
+)
 from rdu_compiler.coe.gpu import UnknownGpuNode
 from rdu_compiler.coe.llama import LLAMA2_7B, GpuLlamaTiming
 from rdu_compiler.coe.runtime import switch_seconds
