@@ -62,6 +62,9 @@ def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str] =
         return _model_files(cfg, requests, sockets)
     expert, router = BUILTIN_SHAPES[cfg.expert_shape or ""], BUILTIN_SHAPES[cfg.router_shape or ""]
     kv = expert.kv_bytes(cfg.batch * (cfg.prompt + cfg.output))
+    plan_memory(fab.hbm.capacity_bytes * sockets, fab.ddr.capacity_bytes * sockets, router.weight_bytes,
+                [expert.weight_bytes] * cfg.expert_count, kv, 0.0,
+                machine=f"{sockets} sockets of {fab.name}")  # refuse before compiling anything
     act = _activation_bytes(expert, cfg, sockets)
     rdu_plan = plan_memory(fab.hbm.capacity_bytes * sockets, fab.ddr.capacity_bytes * sockets, router.weight_bytes,
                            [expert.weight_bytes] * cfg.expert_count, kv, act,
