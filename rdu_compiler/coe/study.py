@@ -36,8 +36,9 @@ def requests_of(cfg: CoEConfig, count: int | None = None) -> list[Request]:
     return requests_from_mix(n, cfg.expert_count, p, cfg.prompt, cfg.output, cfg.batch, cfg.seed)
 
 
-def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str] = ()) -> dict[str, Any]:
-    """Simulate the config's requests on its node and on each GPU box in `compare`.
+def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str | GpuNode] = ()) -> dict[str, Any]:
+    """Simulate the config's requests on its node and on each GPU box in `compare` (preset
+    names or `GpuNode`s).
 
     Returns:
         a JSON-able dict: "rdu" and one entry per GPU (timeline totals, hit rate, per-request
@@ -49,7 +50,7 @@ def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str] =
     """
     from rdu_compiler.api import _fabric
 
-    gpus = [gpu_node(name) for name in compare]  # refuse a bad name before compiling anything
+    gpus = [g if isinstance(g, GpuNode) else gpu_node(g) for g in compare]  # refuse a bad name before compiling anything
     if count is not None and count < 1:
         raise RduError(f"--requests must be at least 1, got {count}")
     fab = _fabric(cfg.fabric)
