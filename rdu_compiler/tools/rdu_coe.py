@@ -73,17 +73,26 @@ def _write_atomic(path: str, text: str) -> None:
 def _print(result: dict[str, Any]) -> None:
     machines = ["rdu"] + [k for k in result["speedup"]]
     print(f"{result['requests']} requests over {result['experts']} experts ({result['config']})")
-    print(f"{'machine':<22}{'router s':>10}{'switch s':>11}{'exec s':>10}{'total s':>10}{'hit rate':>10}{'speedup':>9}")
+    print(f"{'machine':<22}{'router':>10}{'switch':>11}{'exec':>10}{'total':>10}{'hit rate':>10}{'speedup':>9}")
     for m in machines:
         r = result[m]
         t = r["totals"]
         sp = result["speedup"].get(m)
-        print(f"{r['machine']:<22}{t['router_s']:>10.3f}{t['switch_s']:>11.3f}{t['exec_s']:>10.3f}{t['total_s']:>10.3f}"
+        print(f"{r['machine']:<22}{_s(t['router_s']):>10}{_s(t['switch_s']):>11}{_s(t['exec_s']):>10}{_s(t['total_s']):>10}"
               f"{r['hit_rate']:>10.1%}{(f'{sp:.2f}x' if sp else '-'):>9}")
-    print("switching one expert: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in result["switch_one_expert_s"].items()))
+    print("switching one expert: " + ", ".join(f"{k} {_s(v)}" for k, v in result["switch_one_expert_s"].items()))
     for name, fp in result["footprint"].items():
         print(f"footprint, {fp['experts']} experts: {fp['rdu_nodes']} RDU node(s); {fp['gpu_boxes_hbm']} {name} box(es) "
               f"with experts in HBM, {fp['gpu_boxes_host']} with experts in host memory")
+
+
+def _s(seconds: float) -> str:
+    """A duration with a readable unit (s, ms, us)."""
+    if seconds == 0 or abs(seconds) >= 1:
+        return f"{seconds:.2f} s"
+    if abs(seconds) >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.2f} us"
 
 
 if __name__ == "__main__":

@@ -100,3 +100,21 @@ def test_config_paths_are_relative_to_the_file(tmp_path) -> None:
     (tmp_path / "bad.toml").write_text('[node]\nfabric = "tiny"\n[router]\nmodel = "r.py"\n[experts]\nshape = "llama2-7b"\n')
     with pytest.raises(CoEConfigError, match="both be built-in shapes or both model files"):
         load_config(tmp_path / "bad.toml")
+
+
+def test_model_file_experts_run_through_the_cli(tmp_path, capsys) -> None:
+    src = ("import torch\nfrom torch import nn\ntorch.manual_seed({seed})\n"
+           "model = nn.Sequential({body}).eval()\nexample_inputs = (torch.randn(1, 8),)\n")
+    (tmp_path / "router.py").write_text(src.format(seed=0, body="nn.Linear(8, 2)"))
+    for i in (1, 2):
+        (tmp_path / f"e{i}.py").write_text(src.format(seed=i, body="nn.Linear(8, 4), nn.Tanh(), nn.Linear(4, 8)"))
+    (tmp_path / "coe.toml").write_text('[node]\nfabric = "tiny"\nsockets = 2\n[router]\nmodel = "router.py"\n'
+                                       '[experts]\nmodels = ["e1.py", "e2.py"]\n[requests]\ntrace = [0, 1, 1, 0]\n')
+    main([str(tmp_path / "coe.toml"), "--json", str(tmp_path / "r.json")])
+    r = json.loads((tmp_path / "r.json").read_text())
+    expert_bytes = (8 * 4 + 4 + 4 * 8 + 8) * 4
+    assert r["expert_bytes"] == [expert_bytes] * 2
+    assert [q["hit"] for q in r["rdu"]["requests"]] == [False, False, True, True]
+    # tiny has one socket per spec: its DDR bandwidth (12.8 GB/s) is the copy path; 2 sockets share the copy
+    assert r["rdu"]["totals"]["switch_s"] == pytest.approx(2 * expert_bytes / 2 / 12.8e9)
+    assert "tiny x2" in capsys.readouterr().out
