@@ -26,6 +26,8 @@ from rdu_compiler.coe.runtime import (
 )
 from rdu_compiler.errors import RduError
 
+SWEEP = (1, 10, 25, 50, 100, 150, 250, 400, 600, 850)  # expert counts of the footprint sweep
+
 
 def requests_of(cfg: CoEConfig, count: int | None = None) -> list[Request]:
     """The config's requests: its trace (cycled to `count`) or `count` draws from its distribution."""
@@ -42,7 +44,8 @@ def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str | 
 
     Returns:
         a JSON-able dict: "rdu" and one entry per GPU (timeline totals, hit rate, per-request
-        times in seconds), "switch_one_expert_s", "footprint", "speedup" (GPU total / RDU total).
+        times in seconds), "switch_one_expert_s", "footprint", "speedup" (GPU total / RDU total),
+        and with GPUs "footprint_sweep" (the footprint at each count of SWEEP).
 
     Raises:
         RduError: an unknown GPU, --compare with model-file experts, a CoE that does not fit,
@@ -89,6 +92,8 @@ def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str | 
         out["switch_one_expert_s"][gpu.name] = gpu.switch_s(expert.weight_bytes)
         out["footprint"][gpu.name] = fp.to_dict()
         out["speedup"][gpu.name] = timeline.total() / rdu.total()
+        out.setdefault("footprint_sweep", {})[gpu.name] = [
+            footprint(n, expert.weight_bytes, router.weight_bytes, fab, gpu, kv + act).to_dict() for n in SWEEP]
     return out
 
 

@@ -1,11 +1,12 @@
 """rdu-coe: a Composition of Experts on an RDU node, against GPU boxes.
 
-    rdu-coe coe.toml [--requests N] [--compare dgx-h100,dgx-a100] [--json FILE]
+    rdu-coe coe.toml [--requests N] [--compare dgx-h100,dgx-a100] [--json FILE] [--plot DIR]
 
 coe.toml names the router, the experts, the node and the request mix
 (rdu_compiler/coe/config.py). Prints each machine's totals (router, switch, execution,
 hit rate), one expert's switching time, the footprint and the speedup; --json writes the
-whole result, per-request times included. Bad input: `error: ...`, exit 2, nothing written.
+whole result, per-request times included; --plot writes breakdown.png and footprint.png
+(rdu_compiler/coe/plots.py). Bad input: `error: ...`, exit 2, nothing written.
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--requests", type=int, default=None, help="requests to simulate (default: the config's count)")
     p.add_argument("--compare", default="", help="GPU boxes, comma-separated (dgx-h100,dgx-a100)")
     p.add_argument("--json", default=None, help="write the result as JSON here")
+    p.add_argument("--plot", default=None, help="write breakdown.png (and footprint.png with --compare) here")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)
     try:
         result = _run(args)
         text = json.dumps(result, indent=2)
+        if args.plot:
+            from rdu_compiler.coe.plots import write_coe_plots
+
+            write_coe_plots(result, args.plot)
         if args.json:
             _write_atomic(args.json, text)
     except RduError as e:
@@ -54,6 +60,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         folder = os.path.dirname(os.path.abspath(args.json))
         if not os.path.isdir(folder):
             raise RduError(f"--json {args.json}: the folder {folder} does not exist; create it or pick another path")
+    if args.plot:
+        parent = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(parent) or (os.path.exists(args.plot) and not os.path.isdir(args.plot)):
+            raise RduError(f"--plot {args.plot}: not a folder, and its parent {parent} must exist; pick a folder")
     cfg = load_config(args.config)
     return run_study(cfg, args.requests, compare)
 

@@ -52,6 +52,7 @@ def _bad(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | None, *
     (GOOD.replace('fabric = "sn40l-node8"\n', ""), (), "missing [node].fabric"),
     (GOOD, ("--compare", "dgx-b200"), "there is no GPU node 'dgx-b200'"),
     (GOOD, ("--requests", "0"), "--requests must be at least 1"),
+    (GOOD, ("--plot", "/nonexistent/dir/pics"), "--plot /nonexistent/dir/pics: not a folder"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, text, extra, words) -> None:
     assert words in _bad(tmp_path, capsys, text, *extra)
@@ -74,7 +75,8 @@ def test_a_study_with_fixed_step_times(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(study, "rdu_tp_step_s", fixed)
     (tmp_path / "coe.toml").write_text(GOOD)
     out = tmp_path / "r.json"
-    main([str(tmp_path / "coe.toml"), "--compare", "dgx-h100,dgx-a100", "--json", str(out)])
+    main([str(tmp_path / "coe.toml"), "--compare", "dgx-h100,dgx-a100", "--json", str(out), "--plot", str(tmp_path / "pics")])
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["breakdown.png", "footprint.png"]
     r = json.loads(out.read_text())
     rdu = r["rdu"]
     assert rdu["totals"]["router_s"] == pytest.approx(50 * 0.01)
@@ -85,6 +87,8 @@ def test_a_study_with_fixed_step_times(tmp_path, capsys, monkeypatch) -> None:
     # 150 x 13.48 GB = 2.02 TB: 2 H100 boxes (2 TB host memory each) and 3 A100 boxes (1 TB) hold them
     assert r["dgx-h100"]["machine"] == "dgx-h100 x2" and r["dgx-a100"]["machine"] == "dgx-a100 x3"
     assert r["footprint"]["dgx-h100"]["rdu_nodes"] == 1 and r["footprint"]["dgx-h100"]["gpu_boxes_hbm"] == 4
+    sweep = r["footprint_sweep"]["dgx-h100"]
+    assert [f["experts"] for f in sweep][-1] == 850 and sweep[-1]["gpu_boxes_hbm"] == 19 and sweep[-1]["rdu_nodes"] == 1
     assert r["speedup"]["dgx-h100"] == pytest.approx(r["dgx-h100"]["totals"]["total_s"] / rdu["totals"]["total_s"])
     assert [q["expert"] for q in r["dgx-h100"]["requests"]] == [q["expert"] for q in rdu["requests"]]
     assert "speedup" in capsys.readouterr().out
