@@ -94,8 +94,8 @@ class GpuNode:
 
 # DGX H100 -----------------------------------------------------------------------------
 # 8 x H100 SXM5 80 GB (640 GB per box) [S, NVIDIA DGX H100 product pages].
-# HBM3 3.35 TB/s per GPU [S, H100 SXM5 spec table, NVIDIA / exxactcorp].
-# BF16 dense 989 TFLOP/s per GPU [S, H100 SXM5 datasheet, as recalled; not checked here].
+# HBM3 3.35 TB/s per GPU [S, H100 SXM5 spec tables: NVIDIA via glennklockwood.com/garden/processors/h100].
+# BF16 dense 989.4 TFLOP/s per GPU (1979 with sparsity) [S, same page, citing NVIDIA's Hopper whitepaper].
 # Host -> GPU 64 GB/s (PCIe Gen5 x16, one direction) [S, workloads.md "Composition of Experts"].
 # host_links_per_copy = 1 [NF]: the SN40L paper's 15x switching ratio equals
 #   (>1 TB/s) / 64 GB/s, i.e. it charges one expert copy at one link's bandwidth. Eight GPUs
@@ -108,11 +108,11 @@ DGX_H100 = GpuNode("dgx-h100", 8, 80e9, 3.35e12, 989e12, 64e9, 1, 450e9, 5e-6, 2
 
 # DGX A100 -----------------------------------------------------------------------------
 # 8 x A100 SXM4 80 GB (640 GB per box) [S, NVIDIA DGX A100 640GB product page].
-# HBM2e 2.039 TB/s per GPU [S, A100 80GB SXM datasheet, as recalled; not checked here].
-# BF16 dense 312 TFLOP/s per GPU [S, A100 datasheet, as recalled].
+# HBM2e 2.039 TB/s per GPU [S, glennklockwood.com/garden/processors/A100, citing NVIDIA's A100 datasheet].
+# BF16 dense 312 TFLOP/s per GPU [S, same page]. PCIe Gen4 32+32 GB/s per GPU [S, same page].
 # Host -> GPU 32 GB/s (PCIe Gen4 x16, one direction) [S, workloads.md]; one link per copy
 #   for the reason given for the H100 (the paper's 31x = 1 TB/s / 32 GB/s) [NF].
-# NVLink 3: 600 GB/s bidirectional per GPU = 300 GB/s each direction [S, NVIDIA A100 page].
+# NVLink 3: 300 + 300 GB/s per GPU = 300 GB/s each direction [S, same page].
 # Host memory 1 TB (2 TB option) [S, DGX A100 product page]; 1 TB here.
 DGX_A100 = GpuNode("dgx-a100", 8, 80e9, 2.039e12, 312e12, 32e9, 1, 300e9, 5e-6, 1e12)
 
