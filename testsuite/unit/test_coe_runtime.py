@@ -110,3 +110,27 @@ def test_llama_spec_counts_the_parameters_of_the_meta_model() -> None:
 
     model, _ = llama_model(LayerShape(seq=1), layers=32, vocab=32000)
     assert LLAMA2_7B.params == sum(p.numel() for p in model.parameters()) == 6_738_415_616
+
+
+def test_tp_step_estimate_adds_collectives_and_sync_to_the_compiled_shard() -> None:
+    import rdu_compiler
+    from rdu_compiler.coe.llama import LlamaSpec, rdu_tp_step_s, tp_layer
+    from rdu_compiler.cost.collectives import all_reduce
+    from rdu_compiler.errors import RduError
+
+    toy = LlamaSpec("toy", hidden=256, heads=8, kv_heads=8, mlp=512, layers=3, vocab=1000)
+    layer, inputs = tp_layer(toy, 4, seq=1, past=16, batch=2)
+    # the shard holds 1/4 of every projection (norms unsplit)
+    shard = sum(p.numel() for p in layer.parameters())
+    assert shard == (toy.layer_params - 2 * toy.hidden) // 4 + 2 * toy.hidden
+    node = load_fabric("sn40l-node8")
+    step = rdu_tp_step_s(toy, "sn40l-node8", 4, 1, 16, 2)
+    alone = rdu_compiler.compile(layer, inputs, fabric="sn40l-node8").report["totals"]["estimated_s"]
+    ar = all_reduce(node.node, 2 * 1 * 256 * 2, group=4).seconds
+    assert step["layer_s"] == pytest.approx(alone) and step["all_reduce_s"] == pytest.approx(ar)
+    lm = 1000 * 256 * 2 / 4 / node.hbm.bytes_per_s
+    assert step["step_s"] == pytest.approx(3 * (alone + 2 * ar + node.node.sync_s) + lm)
+    with pytest.raises(RduError, match="tp=3 must divide"):
+        tp_layer(toy, 3, 1, 0, 1)
+    with pytest.raises(RduError, match="tp=16 needs 16 sockets"):
+        rdu_tp_step_s(toy, "sn40l-node8", 16, 1, 0, 1)
