@@ -131,7 +131,7 @@ def _plan_for(plan: MemoryPlan, boxes: int) -> MemoryPlan:
 
 def _model_files(cfg: CoEConfig, requests: list[Request], sockets: int) -> dict[str, Any]:
     from rdu_compiler.coe.coe import CoE
-    from rdu_compiler.frontend.torch_import import load_model_file
+    from rdu_compiler.frontend.torch.model_file import load_model_file
 
     router = load_model_file(cfg.router_model or "")
     experts = [load_model_file(m) for m in cfg.expert_models]
