@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import ml_dtypes
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
@@ -19,6 +18,8 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation
 from xdsl.parser import Parser
 from xdsl.utils.mlir_lexer import MLIRTokenKind
+
+from rdu_compiler.dtypes import FLOAT_BITS, TABLE
 
 
 def make_context() -> Context:
@@ -38,8 +39,6 @@ def make_context() -> Context:
     return ctx
 
 
-_FLOAT_DTYPES = {"f16": np.float16, "bf16": ml_dtypes.bfloat16, "f32": np.float32, "f64": np.float64}
-_BITS = {"f16": np.uint16, "bf16": np.uint16, "f32": np.uint32, "f64": np.uint64}
 _DENSE_HEX = re.compile(r'dense<([^<>"]*0x[0-9A-Fa-f]+[^<>"]*)>(\s*:\s*tensor<(?:[0-9]+x)*(f16|bf16|f32|f64)>)')
 _ELEMENT = re.compile(r"0x[0-9A-Fa-f]+|[-+]?(?:inf|nan|[0-9][0-9.]*(?:[eE][-+]?[0-9]+)?)")
 
@@ -51,8 +50,8 @@ def _hex_dense_to_bytes(match: re.Match[str]) -> str:
         if token.startswith("0x"):
             bits.append(int(token, 16))
         else:
-            bits.append(int(np.asarray(float(token), _FLOAT_DTYPES[elt]).view(_BITS[elt])))
-    data = np.asarray(bits, dtype=_BITS[elt]).astype("<" + np.dtype(_BITS[elt]).str[1:])
+            bits.append(int(np.asarray(float(token), TABLE[elt].numpy).view(FLOAT_BITS[elt])))
+    data = np.asarray(bits, dtype=FLOAT_BITS[elt]).astype("<" + FLOAT_BITS[elt].str[1:])
     if len(set(bits)) == 1:
         data = data[:1]
     return f'dense<"0x{data.tobytes().hex().upper()}">{suffix}'

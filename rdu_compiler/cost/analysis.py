@@ -1,7 +1,7 @@
 """Read a placed rdu program into the cost model's plain data, and build the report.
 
 Traffic is counted with the same tile geometry the emulator executes
-(`rdu_compiler.tiling`): an operand is re-read once per tile of every loop it does not
+(`rdu_compiler.kernel.access`) and the byte rules of `rdu_compiler.kernel.traffic`: an operand is re-read once per tile of every loop it does not
 depend on; loads and gathers count towards their tier, stores write each result once,
 and every operand tile and result passes through the kernel's PMU buffers.
 """
@@ -19,9 +19,15 @@ from xdsl.ir import SSAValue
 from rdu_compiler.cost.model import KernelLoad, Roofline, SectionLoad, program_cost, roofline
 from rdu_compiler.dialects import rdu
 from rdu_compiler.fabric import Fabric
-from rdu_compiler.passes.buffers import compute_dtype, gathered_bytes, itemsize, kernel_traffic
-from rdu_compiler.passes.rdu_allocate import kernel_flops
-from rdu_compiler.tiling import num_tiles
+from rdu_compiler.kernel.access import num_tiles
+from rdu_compiler.kernel.traffic import (
+    compute_dtype,
+    follow_tiers,
+    gathered_bytes,
+    itemsize,
+    kernel_flops,
+    kernel_traffic,
+)
 
 
 def _tier_sources(section: rdu.SectionOp, traffic: dict[str, int]) -> dict[SSAValue, str]:
@@ -32,14 +38,8 @@ def _tier_sources(section: rdu.SectionOp, traffic: dict[str, int]) -> dict[SSAVa
     """
     tiers: dict[SSAValue, str] = {}
     for op in section.body.block.ops:
-        if isinstance(op, rdu.LoadOp):
-            tiers[op.result] = op.tier.data.value
-        elif isinstance(op, rdu.ConcatOp):
-            for v in op.sources:
-                if v in tiers:
-                    traffic[tiers[v]] += math.prod(rdu.shape_of(v.type)) * itemsize(v.type)
-        elif isinstance(op, rdu.ViewOp | rdu.PadOp) and op.operands[0] in tiers:
-            tiers[op.results[0]] = tiers[op.operands[0]]
+        for tier, v in follow_tiers(op, tiers):
+            traffic[tier] += math.prod(rdu.shape_of(v.type)) * itemsize(v.type)
     return tiers
 
 

@@ -26,16 +26,16 @@ from xdsl.rewriter import Rewriter
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.fabric import Fabric
-from rdu_compiler.passes import section_plan
-from rdu_compiler.passes.buffers import (
+from rdu_compiler.kernel.traffic import (
     compute_dtype,
     gathered_bytes,
     itemsize,
+    kernel_flops,
     kernel_traffic,
     operand_pmus,
 )
+from rdu_compiler.passes import section_plan
 from rdu_compiler.passes.common import fabric_for, functions
-from rdu_compiler.passes.rdu_allocate import kernel_flops
 
 
 def kernel_units(kernel: rdu.KernelOp, fabric: Fabric) -> tuple[int, int]:

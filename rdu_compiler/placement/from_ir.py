@@ -32,7 +32,7 @@ from xdsl.dialects.builtin import BytesAttr, DenseArrayBase, i64
 from xdsl.ir import Operation, SSAValue
 
 from rdu_compiler.dialects import rdu
-from rdu_compiler.passes.buffers import gathered_bytes, itemsize, kernel_traffic
+from rdu_compiler.kernel.traffic import gathered_bytes, itemsize, kernel_traffic
 from rdu_compiler.placement.grid import Grid, RouteError, Site
 from rdu_compiler.placement.network import NetworkLoad, assign_agcus, link_loads
 from rdu_compiler.placement.problem import AGCU, PCU, PMU, Flow, Group, Problem

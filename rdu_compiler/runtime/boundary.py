@@ -9,16 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 import torch
 
-
-def numpy_of_torch(dtype: torch.dtype) -> np.dtype[Any]:
-    """The numpy dtype of a torch dtype (bf16 through ml_dtypes)."""
-    if dtype == torch.bfloat16:
-        return np.dtype(ml_dtypes.bfloat16)
-    return torch.empty(0, dtype=dtype).numpy().dtype
+from rdu_compiler.dtypes import numpy_of_torch
 
 
 def _fx_dtypes(nodes: list[Any]) -> list[np.dtype[Any] | None]:

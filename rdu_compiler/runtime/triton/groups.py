@@ -30,6 +30,7 @@ from typing import Any
 from xdsl.ir import Attribute, SSAValue
 
 from rdu_compiler.dialects import rdu
+from rdu_compiler.dtypes import is_low_float
 from rdu_compiler.ir import op_name
 from rdu_compiler.runtime.triton.exprs import (
     ZERO,
@@ -37,7 +38,6 @@ from rdu_compiler.runtime.triton.exprs import (
     Writer,
     address,
     clamp_pow2,
-    is_low_float,
     literal,
     pow2_at_least,
     py_literal,
@@ -196,8 +196,8 @@ class Builder:
                            copy: KernelInfo, j: int) -> str:
         """Read element `forms(dims)` of a copy kernel's result from the tensor it copies:
         the row-major position in `v` is a point of the copy's loops, read through its map."""
+        from rdu_compiler.kernel.access import Access
         from rdu_compiler.runtime.triton.exprs import index_expr
-        from rdu_compiler.tiling import Access
 
         coeffs, const = linear_coeffs(Access(tuple(forms)), row_major(rdu.shape_of(v.type)), len(dims))
         coords = [(dims[d], c) for d, c in enumerate(coeffs) if c and dims[d].extent > 1]
@@ -861,8 +861,6 @@ def emit_loop_reduce(info: KernelInfo, name: str, env: Env) -> Launch:
 
 def emit_scan(info: KernelInfo, name: str, env: Env, max_row: int) -> Launch:
     """cumsum / cumprod along `scan_dim`: each program holds whole scan lines."""
-    from rdu_compiler.ir import op_name
-
     k = info.op
     assert k.scan_dim is not None and k.scan_inclusive is not None
     sd = k.scan_dim.value.data

@@ -32,14 +32,8 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.ir import op_name
-from rdu_compiler.passes.payload import (
-    COMBINERS,
-    contraction_operands,
-    only_feeding,
-    reduction_combiner,
-    strip_casts,
-)
-from rdu_compiler.tiling import Access
+from rdu_compiler.kernel.access import Access
+from rdu_compiler.kernel.payload import COMBINERS, reduction_plan, strip_casts
 
 PASS = "triton-codegen"
 
@@ -282,6 +276,7 @@ class KernelInfo:
                 raise fail(f"kernel '{self.label}': output {i} access pattern is not a projection")
         self.combiners: list[tuple[str, SSAValue] | None] = []
         self.skip: set[Operation] = set()
+        self.contraction: tuple[int, int] | None = None
         if self.red and self.kind != rdu.Pattern.SCAN:
             self._analyse_reduction()
         self.dot = self._dot_plan() if self.red and self.kind != rdu.Pattern.SCAN else None
@@ -299,34 +294,27 @@ class KernelInfo:
         return row_major(self.domain)
 
     def _analyse_reduction(self) -> None:
-        yielded = self.block.last_op.operands  # type: ignore[union-attr]
-        for i, y in enumerate(yielded):
-            acc = self.block.args[self.n_in + i]
-            found = reduction_combiner(self.block, acc, y)
-            dead = not self.results[i].uses
-            if found is None:
-                if dead:
-                    self.combiners.append(None)
-                    self.skip.update(only_feeding(self.block, y))
-                    continue
+        plan = reduction_plan(self.block, self.n_in, [not r.uses for r in self.results])
+        for i, role in enumerate(plan.roles):
+            if role.kind in ("unrecognised", "select"):
                 raise fail(
                     f"kernel '{self.label}': reduction result {i} is not 'acc = combine(acc, f(inputs))' "
                     f"with combine one of {sorted(COMBINERS)}; the Triton generator cannot express it"
                 )
-            assert isinstance(y.owner, Operation)
-            self.skip.add(y.owner)
-            self.combiners.append((op_name(y.owner), found[1]))
-        for op in self.block.ops:
-            if op in self.skip:
-                continue
-            for i in range(self.n_init):
-                if self.block.args[self.n_in + i] in op.operands and op is not self.block.last_op:
-                    raise fail(f"kernel '{self.label}': the accumulator is read outside its combiner")
+            if role.kind == "combine":
+                assert role.expr is not None
+                self.combiners.append((role.combiner, role.expr))
+            else:
+                self.combiners.append(None)
+        self.skip = set(plan.skip)
+        self.contraction = plan.contraction
+        if plan.misread is not None:
+            raise fail(f"kernel '{self.label}': the accumulator is read outside its combiner")
 
     def _dot_plan(self) -> DotPlan | None:
         if self.n_init != 1 or self.n_cap:
             return None
-        pair = contraction_operands(self.block, self.n_in)
+        pair = self.contraction
         if pair is None or pair[0] == pair[1]:
             return None
         # the payload must be exactly out + cast(a) * cast(b): nothing else to compute

@@ -206,3 +206,64 @@ def classify_kernel(
 def flops_per_point(block: Block) -> int:
     """Arithmetic ops executed per iteration-domain point (a multiply-add counts 2)."""
     return sum(1 for o in block.walk() if op_name(o) not in FREE_OPS and not o.regions)
+
+
+@dataclass(frozen=True)
+class ReductionRole:
+    """What one result of a reduction payload does with its accumulator.
+
+    `kind` is "combine" (`acc = combiner(acc, expr)`), "select" (an index-of-best or
+    last-write result, `select`), "dead" (no recognised form and the result is never read:
+    not computed) or "unrecognised" (no recognised form, read: a user must refuse it).
+    """
+
+    kind: str
+    combiner: str = ""
+    expr: SSAValue | None = None
+    select: IndexSelect | None = None
+
+
+@dataclass(frozen=True)
+class ReductionPlan:
+    """The roles of a reduction payload's results, one analysis for every user (emulator,
+    Triton generator). `skip` holds the ops the reducer applies itself (combiners, the
+    select and compare of index-of-best results) and the ops feeding only dead results:
+    the payload evaluator leaves them out. `misread` is an op outside `skip` that reads an
+    accumulator (users refuse: the accumulator is read outside its combiner), or None.
+    `contraction` is `contraction_operands` for single-result payloads (`out += a * b`)."""
+
+    roles: tuple[ReductionRole, ...]
+    skip: frozenset[Operation]
+    misread: Operation | None
+    contraction: tuple[int, int] | None
+
+
+def reduction_plan(block: Block, n_inputs: int, dead: Sequence[bool]) -> ReductionPlan:
+    """Analyse a reduction payload (block args: inputs, then one accumulator per result,
+    then captures). `dead[i]`: result i is never read."""
+    yielded = _yield_op(block).operands
+    roles: list[ReductionRole] = []
+    skip: set[Operation] = set()
+    for i, y in enumerate(yielded):
+        found = reduction_combiner(block, block.args[n_inputs + i], y)
+        if found is not None:
+            assert isinstance(y.owner, Operation)
+            skip.add(y.owner)
+            roles.append(ReductionRole("combine", found[0], found[1]))
+            continue
+        if dead[i]:
+            roles.append(ReductionRole("dead"))
+            skip.update(only_feeding(block, y))
+            continue
+        select = index_select_reduction(block, n_inputs, i)
+        if select is None:
+            roles.append(ReductionRole("unrecognised"))
+            continue
+        skip.update(o for o in (select.select, select.cmp) if o is not None)
+        roles.append(ReductionRole("select", select=select))
+    accs = set(block.args[n_inputs : n_inputs + len(yielded)])
+    misread = next(
+        (op for op in block.ops if op not in skip and op is not block.last_op and accs & set(op.operands)), None
+    )
+    contraction = contraction_operands(block, n_inputs) if len(yielded) == 1 else None
+    return ReductionPlan(tuple(roles), frozenset(skip), misread, contraction)

@@ -1,0 +1,2 @@
+"""Facts about one `rdu.kernel` read from IR: access geometry (`access`), payload roles
+(`payload`: reductions, contractions, patterns) and the byte-counting rules (`traffic`)."""

@@ -1,0 +1,90 @@
+"""One table of payload-op semantics (`interpreters.payload.PAYLOAD_OPS`) and its users.
+
+The emulator and constant folding evaluate the table; the Triton generator has a rule for
+every op of it except the ones it refuses by name with a reason (`REFUSED`); the torch
+reference of generated kernels accepts every op of it. These tests fail when a user
+accepts an op the table lacks or refuses one the table has (the drift of issue 12:
+arith.bitcast only in Triton, nine math ops only in the emulator, 6 of 10 cmpi predicates
+in the torch reference, extui/uitofp read as signed casts by the reference).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from xdsl.dialects import func
+
+from rdu_compiler.errors import CompileError
+from rdu_compiler.interpreters.payload import PAYLOAD_OPS, evaluate_op, op_key
+from rdu_compiler.ir import parse_module
+from rdu_compiler.runtime.triton.payload import REFUSED, triton_ops
+from rdu_compiler.runtime.triton.reference import torch_op
+
+
+def _op(line: str, args: str):
+    """The first op of `func.func @f(args) { line; return }` (and the module, kept alive)."""
+    module = parse_module(f"func.func @f({args}) {{\n  {line}\n  func.return\n}}")
+    fn = next(o for o in module.ops if isinstance(o, func.FuncOp))
+    op = next(iter(fn.body.block.ops))
+    return module, op
+
+
+def test_triton_covers_the_table_except_what_it_refuses_by_name() -> None:
+    assert set(REFUSED) <= PAYLOAD_OPS
+    assert not set(REFUSED) & triton_ops()
+    assert triton_ops() | set(REFUSED) == PAYLOAD_OPS
+    assert all(REFUSED.values())  # every refusal says why
+
+
+def test_emulator_and_folding_accept_bitcast() -> None:
+    _m, op = _op("%r = arith.bitcast %x : f32 to i32", "%x: f32")
+    assert op_key(op) in PAYLOAD_OPS
+    out = evaluate_op(op, [np.asarray(1.0, np.float32)])
+    assert int(out) == 0x3F800000
+
+
+CMPI = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"]
+
+
+@pytest.mark.parametrize("pred", CMPI)
+def test_torch_reference_has_every_cmpi_predicate(pred: str) -> None:
+    m, op = _op(f"%r = arith.cmpi {pred}, %a, %b : i8", "%a: i8, %b: i8")
+    a = np.asarray([-1, 0, 5, 100, -128], np.int8)
+    b = np.asarray([1, 0, -5, 100, 127], np.int8)
+    want = evaluate_op(op, [a, b])
+    fn = op.parent_block()
+    assert fn is not None
+    vals = {op.operands[0]: torch.from_numpy(a), op.operands[1]: torch.from_numpy(b)}
+    got = torch_op(op, vals, (5,), torch.device("cpu"))
+    assert np.array_equal(got.numpy(), want)
+    del m
+
+
+@pytest.mark.parametrize(
+    "line,args,x",
+    [
+        ("%r = math.atan %x : f32", "%x: f32", np.asarray([0.5, -2.0], np.float32)),
+        ("%r = math.cbrt %x : f32", "%x: f32", np.asarray([27.0, -8.0], np.float32)),
+        ("%r = math.round %x : f32", "%x: f32", np.asarray([2.5, -2.5, 0.49999997], np.float32)),
+        ("%r = arith.extui %x : i8 to i32", "%x: i8", np.asarray([-1, 3], np.int8)),
+        ("%r = arith.uitofp %x : i8 to f32", "%x: i8", np.asarray([-1, 3], np.int8)),
+    ],
+)
+def test_torch_reference_matches_the_emulator_rule(line: str, args: str, x: np.ndarray) -> None:
+    _m, op = _op(line, args)
+    want = evaluate_op(op, [x])
+    got = torch_op(op, {op.operands[0]: torch.from_numpy(x)}, (len(x),), torch.device("cpu"))
+    np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_triton_refuses_a_table_op_by_name_and_reason() -> None:
+    from rdu_compiler.runtime.triton.exprs import Writer
+    from rdu_compiler.runtime.triton.payload import PayloadContext, PayloadEmitter
+
+    _m, op = _op("%r = math.atan %x : f32", "%x: f32")
+    block = op.parent_block()
+    assert block is not None
+    ctx = PayloadContext("k", Writer(), [], lambda i: "x", None)
+    with pytest.raises(CompileError, match=r"math\.atan.*libdevice"):
+        PayloadEmitter(ctx, block)._emit(op, "math.atan")
