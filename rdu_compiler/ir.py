@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
     AnyFloat,
     BytesAttr,
+    DenseArrayBase,
     DenseIntOrFPElementsAttr,
     IndexType,
     IntegerType,
@@ -127,9 +129,15 @@ class _SplatParser(Parser):
             data = hex_bytes
         else:
             v = value.to_type(self, elt)  # type: ignore[union-attr]
+            assert not isinstance(v, tuple)  # a complex value: elt is not a complex type here
             if isinstance(elt, IntegerType):
-                v = elt.get_normalized_value(v)
-            data = elt.pack([v])
+                data = elt.pack([elt.get_normalized_value(int(v))])
+            elif isinstance(elt, IndexType):
+                data = elt.pack([int(v)])
+            elif isinstance(elt, AnyFloat):
+                data = elt.pack([float(v)])
+            else:
+                return None
         return DenseIntOrFPElementsAttr(type, BytesAttr(data))  # type: ignore[arg-type]
 
 
@@ -188,3 +196,8 @@ def op_name(op: Operation) -> str:
     if isinstance(op, UnregisteredOp):
         return op.op_name.data
     return op.name
+
+
+def int_values(array: DenseArrayBase[Any]) -> list[int]:
+    """The values of an integer dense array property (sizes, fills, pads, sites) as ints."""
+    return [int(v) for v in array.get_values()]

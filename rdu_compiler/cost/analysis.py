@@ -56,13 +56,13 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0) -> SectionLo
                 traffic[tiers[v]] += nbytes
         gathered = gathered_bytes(k)
         if gathered:
-            cap_tiers = [t.data.value for t in k.capture_tiers.data] if k.capture_tiers else ["hbm"]
+            cap_tiers = [str(t.data.value) for t in k.capture_tiers.data] if k.capture_tiers else ["hbm"]
             traffic[cap_tiers[0]] += gathered
         result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
         kernels.append(
             KernelLoad(
                 name=k.label,
-                kind=k.kind.data.value,
+                kind=str(k.kind.data.value),
                 dtype=compute_dtype(k),
                 flops=kernel_flops(k),
                 pcus=k.pcus.value.data if k.pcus else 0,
@@ -73,7 +73,7 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0) -> SectionLo
         )
     for op in section.body.block.ops:
         if isinstance(op, rdu.StoreOp):
-            traffic[op.tier.data.value] += math.prod(rdu.shape_of(op.result.type)) * itemsize(op.result.type)
+            traffic[str(op.tier.data.value)] += math.prod(rdu.shape_of(op.result.type)) * itemsize(op.result.type)
     return SectionLoad(section.sym_name.data, tuple(kernels), traffic["hbm"], traffic["ddr"], max_link_bytes)
 
 

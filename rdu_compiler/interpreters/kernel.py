@@ -21,7 +21,7 @@ from rdu_compiler.dialects.rdu import KernelOp, Pattern
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.interpreters.payload import CompiledPayload, TileContext
-from rdu_compiler.ir import op_name
+from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access, tiles
 from rdu_compiler.kernel.payload import COMBINERS, IndexSelect, reduction_plan
 from rdu_compiler.kernel.traffic import counted_operands
@@ -85,7 +85,7 @@ class KernelExecutor:
         self.par = tuple(d for d in range(len(self.domain)) if d not in self.red)
         self.result_dtypes = [numpy_dtype(kernel.body.block.args[self.n_in + i].type) for i in range(self.n_init)]
         fills = kernel.init_fills
-        self.init_fills = [int(f) for f in fills.get_values()] if fills is not None else [-1] * self.n_init
+        self.init_fills = int_values(fills) if fills is not None else [-1] * self.n_init
         block = kernel.body.block
         self.used = [bool(a.uses) for a in block.args]
         self.counted = counted_operands(kernel)  # the cost model's rule (kernel.traffic)

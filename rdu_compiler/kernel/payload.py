@@ -172,7 +172,7 @@ def contraction_operands(block: Block, n_inputs: int) -> tuple[int, int] | None:
     if mul is None:
         return None
     a, b = (strip_casts(v) for v in mul.operands)
-    args = list(block.args[:n_inputs])
+    args: list[SSAValue] = list(block.args[:n_inputs])
     if a not in args or b not in args:
         return None
     return args.index(a), args.index(b)

@@ -128,7 +128,7 @@ def follow_tiers(op: Operation, tiers: dict[SSAValue, str]) -> list[tuple[str, S
     its buffer (returned) and is on chip. Kernels' operand reads are `kernel_traffic`.
     """
     if isinstance(op, rdu.LoadOp):
-        tiers[op.result] = op.tier.data.value
+        tiers[op.result] = str(op.tier.data.value)
     elif isinstance(op, rdu.ConcatOp):
         return [(tiers[v], v) for v in op.sources if v in tiers]
     elif isinstance(op, rdu.ViewOp | rdu.PadOp) and op.operands[0] in tiers:

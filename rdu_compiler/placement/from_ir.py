@@ -32,6 +32,7 @@ from xdsl.dialects.builtin import BytesAttr, DenseArrayBase, i64
 from xdsl.ir import Operation, SSAValue
 
 from rdu_compiler.dialects import rdu
+from rdu_compiler.ir import int_values
 from rdu_compiler.kernel.traffic import gathered_bytes, itemsize, kernel_traffic
 from rdu_compiler.placement.grid import Grid, RouteError, Site
 from rdu_compiler.placement.network import NetworkLoad, assign_agcus, link_loads
@@ -157,7 +158,7 @@ def flat(sites: Sequence[Site]) -> DenseArrayBase:
 
 
 def pairs(array: DenseArrayBase) -> list[Site]:
-    values = list(array.get_values())
+    values = int_values(array)
     return [(int(values[i]), int(values[i + 1])) for i in range(0, len(values) - 1, 2)]
 
 

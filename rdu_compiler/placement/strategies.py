@@ -42,7 +42,8 @@ class PlacementError(ValueError):
 
 
 class Strategy(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def place(self, problem: Problem, grid: Grid) -> list[Site]: ...
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils import _pytree as pytree
 
 from rdu_compiler.dtypes import numpy_of_torch
 
@@ -43,7 +44,7 @@ def eager_output_dtypes(imported: Any) -> list[np.dtype[Any] | None]:
     if gm is None:
         return [np.dtype(d) for d in getattr(imported, "output_dtypes", None) or []]
     out = next(n for n in gm.graph.nodes if n.op == "output")
-    return _fx_dtypes(list(torch.utils._pytree.tree_leaves(out.args[0])))
+    return _fx_dtypes(list(pytree.tree_leaves(out.args[0])))
 
 
 def same_bits(arr: np.ndarray, dtype: np.dtype[Any] | None) -> np.ndarray:

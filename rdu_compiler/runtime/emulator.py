@@ -28,6 +28,7 @@ from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.interpreters.kernel import Empty, KernelExecutor
+from rdu_compiler.ir import int_values
 from rdu_compiler.kernel.traffic import follow_tiers
 from rdu_compiler.passes.common import FABRIC_ATTR
 
@@ -167,7 +168,7 @@ class Emulator:
             elif isinstance(op, rdu.StoreOp):
                 arr = env[op.source]
                 env[op.result] = arr
-                self._add(st, op.tier.data.value, arr.nbytes)
+                self._add(st, str(op.tier.data.value), arr.nbytes)
             elif isinstance(op, rdu.KernelOp):
                 self._run_kernel(op, env, tier_of, st)
             elif isinstance(op, rdu.YieldOp):
@@ -190,7 +191,7 @@ class Emulator:
         for v, nbytes in zip(operands, ks.operand_bytes, strict=True):
             if v in tier_of:
                 self._add(st, tier_of[v], nbytes)
-        cap_tiers = [t.data.value for t in k.capture_tiers.data] if k.capture_tiers else ["hbm"] * len(caps)
+        cap_tiers = [str(t.data.value) for t in k.capture_tiers.data] if k.capture_tiers else ["hbm"] * len(caps)
         if ks.gathered_bytes:
             self._add(st, cap_tiers[0] if cap_tiers else "hbm", ks.gathered_bytes)
         st.pmu_bytes[k.label] = sum(ks.operand_bytes) + ks.result_bytes
@@ -215,7 +216,7 @@ class Emulator:
         elif isinstance(op, rdu.ConcatOp):
             env[op.result] = np.concatenate([env[v] for v in op.sources], axis=op.dim.value.data)
         elif isinstance(op, rdu.PadOp):
-            low, high = op.low.get_values(), op.high.get_values()
+            low, high = int_values(op.low), int_values(op.high)
             env[op.result] = np.pad(env[op.source], list(zip(low, high, strict=True)), constant_values=env[op.value])
         else:
             raise EmulatorError(f"op '{op.name}' cannot run on the emulator")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import keyword
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,3 +200,19 @@ class Writer:
 
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+def ident(name: str, taken: set[str]) -> str:
+    """`name` as a fresh Python identifier of the generated source (not a keyword or a
+    name the file uses itself), added to `taken`."""
+    base = re.sub(r"\W", "_", name) or "v"
+    if base[0].isdigit():
+        base = "_" + base
+    if keyword.iskeyword(base) or base in ("torch", "triton", "tl", "run", "weights", "inputs", "dev", "math"):
+        base += "_"
+    out, n = base, 1
+    while out in taken:
+        n += 1
+        out = f"{base}_{n}"
+    taken.add(out)
+    return out

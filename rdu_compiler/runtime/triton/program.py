@@ -31,7 +31,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
-from rdu_compiler.ir import op_name
+from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access
 from rdu_compiler.kernel.payload import COMBINERS, reduction_plan, strip_casts
 
@@ -125,7 +125,8 @@ def unfold_init_fills(module: ModuleOp) -> ModuleOp:
         return module
     module = module.clone()
     for k in [op for op in module.walk() if isinstance(op, rdu.KernelOp) and op.init_fills is not None]:
-        fills = [int(f) for f in k.init_fills.get_values()]
+        assert k.init_fills is not None
+        fills = int_values(k.init_fills)
         inits = list(k.inits)
         for j, f in enumerate(fills):
             if f < 0:
@@ -200,7 +201,7 @@ def flatten(module: ModuleOp) -> FlatProgram:
                 nodes.append(Node(op, "const", [], [op.result]))
                 continue
             ins = [canon(v) for v in op.operands]
-            outs = list(op.results)
+            outs: list[SSAValue] = list(op.results)
             if isinstance(op, rdu.KernelOp):
                 nodes.append(Node(op, "kernel", ins, outs))
             elif isinstance(op, tensor.EmptyOp):

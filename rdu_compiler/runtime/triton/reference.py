@@ -25,7 +25,7 @@ from rdu_compiler.dtypes import to_numpy, to_torch, torch_dtype
 from rdu_compiler.interpreters.payload import PAYLOAD_OPS, OpKey, evaluate_op, op_key
 from rdu_compiler.ir import op_name
 from rdu_compiler.runtime.triton.generate import TritonSource
-from rdu_compiler.runtime.triton.groups import Launch
+from rdu_compiler.runtime.triton.groups.common import Launch
 from rdu_compiler.runtime.triton.program import KernelInfo, fail
 
 _BIN: dict[OpKey, Callable[[Any, Any], Any]] = {
@@ -262,7 +262,7 @@ def torch_op(op: Operation, vals: dict[SSAValue, Any], dom: tuple[int, ...], dev
         CompileError: an op with no rule.
     """
     name = op_name(op)
-    ins = [vals.get(v) for v in op.operands]
+    ins: list[Any] = [vals.get(v) for v in op.operands]
     if name == "cf.assert":
         return None
     t = op.results[0].type
