@@ -81,10 +81,10 @@ def section_network(section: rdu.SectionOp, fabric: Fabric) -> Any:
     """The placed section's link loads (`placement.NetworkLoad`), or None if unplaced.
 
     Routes are re-derived from the recorded sites, AGCUs and routing, with the
-    bytes of `placement.from_ir` (the traffic counted here, per section execution).
+    bytes of `passes.placement_ir` (the traffic counted here, per section execution).
     """
-    from rdu_compiler.placement import Grid
-    from rdu_compiler.placement.from_ir import section_network as network
+    from rdu_compiler.passes.placement_ir import section_network as network
+    from rdu_compiler.plan.placement import Grid
 
     return network(section, Grid.from_fabric(fabric))
 

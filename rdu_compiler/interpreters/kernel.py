@@ -23,7 +23,7 @@ from rdu_compiler.errors import EmulatorError
 from rdu_compiler.interpreters.payload import CompiledPayload, TileContext
 from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access, tiles
-from rdu_compiler.kernel.payload import COMBINERS, IndexSelect, reduction_plan
+from rdu_compiler.kernel.payload import COMBINERS, IndexSelect, contraction_dims, reduction_plan
 from rdu_compiler.kernel.traffic import counted_operands
 
 
@@ -326,14 +326,10 @@ def _contract(a: Any, b: Any, acc_a: Access, acc_b: Access, acc_o: Access, sizes
     """sum over k of a*b as one batched matmul on the tile, or None if the dims do not fit."""
     da, db, do = acc_a.dims, acc_b.dims, acc_o.dims
     rank = len(sizes)
-    batch = sorted(da & db & do)
-    m = sorted((da & do) - db)
-    n = sorted((db & do) - da)
-    k = sorted((da & db) - do)
-    if set(batch + m + k) != da or set(batch + n + k) != db or set(batch + m + n) != do:
+    roles = contraction_dims(acc_a, acc_b, acc_o, rank)
+    if roles is None:
         return None
-    if set(range(rank)) - set(batch + m + n + k):
-        return None
+    batch, m, n, k = roles.batch, roles.m, roles.n, roles.k
     rest_a = [d for d in range(rank) if d not in da]
     rest_b = [d for d in range(rank) if d not in db]
     prod = lambda ds: math.prod(sizes[d] for d in ds)  # noqa: E731

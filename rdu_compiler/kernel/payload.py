@@ -10,6 +10,7 @@ from xdsl.ir.affine import AffineMap
 
 from rdu_compiler.dialects.rdu import Pattern
 from rdu_compiler.ir import op_name
+from rdu_compiler.kernel.access import Access
 
 #: Combiners a reduction payload may use on its accumulator, with their numpy ufunc name.
 COMBINERS = {
@@ -267,3 +268,26 @@ def reduction_plan(block: Block, n_inputs: int, dead: Sequence[bool]) -> Reducti
     )
     contraction = contraction_operands(block, n_inputs) if len(yielded) == 1 else None
     return ReductionPlan(tuple(roles), frozenset(skip), misread, contraction)
+
+
+@dataclass(frozen=True)
+class ContractionDims:
+    """The loops of a contraction `out += a * b` by role (ascending): in all three operands
+    (`batch`), in a and out (`m`), in b and out (`n`), in a and b, reduced (`k`)."""
+
+    batch: list[int]
+    m: list[int]
+    n: list[int]
+    k: list[int]
+
+
+def contraction_dims(a: Access, b: Access, out: Access, rank: int) -> ContractionDims | None:
+    """The roles of the `rank` loops of `out += a * b` from the three access patterns, or
+    None when a loop is read by one operand alone or by none (no batched matmul). The
+    emulator runs such a contraction as `np.matmul` per tile; the Triton generator as
+    `tl.dot` (with conditions of its own)."""
+    da, db, do = a.dims, b.dims, out.dims
+    dims = ContractionDims(sorted(da & db & do), sorted((da & do) - db), sorted((db & do) - da), sorted((da & db) - do))
+    if set(dims.batch + dims.m + dims.n + dims.k) != set(range(rank)):
+        return None
+    return dims

@@ -1,7 +1,7 @@
 """rdu-section: cut the kernel graph into sections that fit the fabric.
 
 Kernels stay in program order. With `strategy=cost` (default) the cut points are chosen
-by a dynamic program over the static bandwidth model (`section_plan`): every section
+by a dynamic program over the static bandwidth model (`plan.sections`): every section
 fits the fabric's PCUs (one per kernel at least) and PMUs (its buffers at the chosen
 tiles), and the cuts go where the least data crosses them. `strategy=first-fit` fills
 each section until the next kernel does not fit. With `per_op` (SambaFlow's `o0`) every
@@ -34,8 +34,8 @@ from rdu_compiler.kernel.traffic import (
     kernel_traffic,
     operand_pmus,
 )
-from rdu_compiler.passes import section_plan
 from rdu_compiler.passes.common import fabric_for, functions
+from rdu_compiler.plan import sections as section_plan
 
 
 def kernel_units(kernel: rdu.KernelOp, fabric: Fabric) -> tuple[int, int]:
@@ -105,7 +105,7 @@ def kernel_needs(kernels: list[rdu.KernelOp], fabric: Fabric) -> list[section_pl
 
 
 def plan_by_cost(fn: func.FuncOp, fabric: Fabric) -> list[_Group]:
-    """Sections where the cost model puts the cuts (see `section_plan`)."""
+    """Sections where the cost model puts the cuts (see `plan.sections`)."""
     kernels = [op for op in fn.body.block.ops if isinstance(op, rdu.KernelOp)]
     if not kernels:
         return []

@@ -33,7 +33,7 @@ from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access
-from rdu_compiler.kernel.payload import COMBINERS, reduction_plan, strip_casts
+from rdu_compiler.kernel.payload import COMBINERS, contraction_dims, reduction_plan, strip_casts
 
 PASS = "triton-codegen"
 
@@ -337,13 +337,10 @@ class KernelInfo:
         acc_a, acc_b, acc_o = self.accesses[a], self.accesses[b], self.accesses[self.n_in]
         if not acc_o.is_projection:
             return None
-        da, db, do = acc_a.dims, acc_b.dims, acc_o.dims
-        batch = sorted(da & db & do)
-        m = sorted((da & do) - db)
-        n = sorted((db & do) - da)
-        kk = sorted((da & db) - do)
-        if set(batch + m + n + kk) != set(range(self.rank)):
+        roles = contraction_dims(acc_a, acc_b, acc_o, self.rank)
+        if roles is None:
             return None
+        batch, m, n, kk = roles.batch, roles.m, roles.n, roles.k
         if set(kk) != set(self.red) or not m or not n or not kk:
             return None
         for acc in (acc_a, acc_b, acc_o):  # each loop in at most one index of each operand

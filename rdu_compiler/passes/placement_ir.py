@@ -34,10 +34,10 @@ from xdsl.ir import Operation, SSAValue
 from rdu_compiler.dialects import rdu
 from rdu_compiler.ir import int_values
 from rdu_compiler.kernel.traffic import gathered_bytes, itemsize, kernel_traffic
-from rdu_compiler.placement.grid import Grid, RouteError, Site
-from rdu_compiler.placement.network import NetworkLoad, assign_agcus, link_loads
-from rdu_compiler.placement.problem import AGCU, PCU, PMU, Flow, Group, Problem
-from rdu_compiler.placement.strategies import Placement
+from rdu_compiler.plan.placement.grid import Grid, RouteError, Site
+from rdu_compiler.plan.placement.network import NetworkLoad, assign_agcus, link_loads
+from rdu_compiler.plan.placement.problem import AGCU, PCU, PMU, Flow, Group, Problem
+from rdu_compiler.plan.placement.strategies import Placement
 
 Key = tuple[str, object, int]
 
