@@ -23,6 +23,7 @@ from rdu_compiler.kernel.access import num_tiles
 from rdu_compiler.kernel.traffic import (
     compute_dtype,
     follow_tiers,
+    gather_tier,
     gathered_bytes,
     itemsize,
     kernel_flops,
@@ -56,8 +57,7 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0) -> SectionLo
                 traffic[tiers[v]] += nbytes
         gathered = gathered_bytes(k)
         if gathered:
-            cap_tiers = [str(t.data.value) for t in k.capture_tiers.data] if k.capture_tiers else ["hbm"]
-            traffic[cap_tiers[0]] += gathered
+            traffic[gather_tier(k)] += gathered
         result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
         kernels.append(
             KernelLoad(

@@ -136,7 +136,18 @@ def follow_tiers(op: Operation, tiers: dict[SSAValue, str]) -> list[tuple[str, S
     return []
 
 
+def gather_tier(k: rdu.KernelOp) -> str:
+    """The memory tier a kernel's gathers read from ("hbm" / "ddr"): its first capture's
+    (`rdu-allocate` sets `capture_tiers`); HBM when unset. All of `gathered_bytes` is
+    charged there."""
+    if k.capture_tiers and k.capture_tiers.data:
+        return str(k.capture_tiers.data[0].data.value)
+    return "hbm"
+
+
 def gathered_bytes(k: rdu.KernelOp) -> int:
+    """Bytes a kernel's gathers (`tensor.extract` in the payload) read: one element per
+    iteration-domain point each."""
     extracts = [o for o in k.body.block.walk() if isinstance(o, tensor.ExtractOp)]
     return sum(math.prod(k.domain_sizes) * itemsize(o.result.type) for o in extracts)
 

@@ -29,7 +29,7 @@ from rdu_compiler.errors import EmulatorError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.interpreters.kernel import Empty, KernelExecutor
 from rdu_compiler.ir import int_values
-from rdu_compiler.kernel.traffic import follow_tiers
+from rdu_compiler.kernel.traffic import follow_tiers, gather_tier
 from rdu_compiler.passes.common import FABRIC_ATTR
 
 
@@ -191,9 +191,8 @@ class Emulator:
         for v, nbytes in zip(operands, ks.operand_bytes, strict=True):
             if v in tier_of:
                 self._add(st, tier_of[v], nbytes)
-        cap_tiers = [str(t.data.value) for t in k.capture_tiers.data] if k.capture_tiers else ["hbm"] * len(caps)
         if ks.gathered_bytes:
-            self._add(st, cap_tiers[0] if cap_tiers else "hbm", ks.gathered_bytes)
+            self._add(st, gather_tier(k), ks.gathered_bytes)
         st.pmu_bytes[k.label] = sum(ks.operand_bytes) + ks.result_bytes
         st.tiles[k.label] = ks.tiles
 

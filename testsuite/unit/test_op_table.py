@@ -49,16 +49,13 @@ CMPI = ["eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge"]
 
 @pytest.mark.parametrize("pred", CMPI)
 def test_torch_reference_has_every_cmpi_predicate(pred: str) -> None:
-    m, op = _op(f"%r = arith.cmpi {pred}, %a, %b : i8", "%a: i8, %b: i8")
+    _m, op = _op(f"%r = arith.cmpi {pred}, %a, %b : i8", "%a: i8, %b: i8")
     a = np.asarray([-1, 0, 5, 100, -128], np.int8)
     b = np.asarray([1, 0, -5, 100, 127], np.int8)
     want = evaluate_op(op, [a, b])
-    fn = op.parent_block()
-    assert fn is not None
     vals = {op.operands[0]: torch.from_numpy(a), op.operands[1]: torch.from_numpy(b)}
     got = torch_op(op, vals, (5,), torch.device("cpu"))
     assert np.array_equal(got.numpy(), want)
-    del m
 
 
 @pytest.mark.parametrize(
