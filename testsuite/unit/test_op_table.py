@@ -85,3 +85,29 @@ def test_triton_refuses_a_table_op_by_name_and_reason() -> None:
     ctx = PayloadContext("k", Writer(), [], lambda i: "x", None)
     with pytest.raises(CompileError, match=r"math\.atan.*libdevice"):
         PayloadEmitter(ctx, block)._emit(op, "math.atan")
+
+
+def test_xdsl_interpreter_runs_the_table() -> None:
+    from xdsl.interpreter import Interpreter
+    from xdsl.interpreters.func import FuncFunctions
+
+    from rdu_compiler.interpreters.functions import IMPLEMENTED, TILE_ONLY, PayloadFunctions
+
+    module = parse_module(
+        """
+func.func @f(%x: f32, %n: i8) -> (f32, i1, i32) {
+  %c = arith.constant 3.0 : f32
+  %y = arith.mulf %x, %c : f32
+  %r = math.round %y : f32
+  %u = arith.cmpi ult, %n, %n : i8
+  %b = arith.bitcast %r : f32 to i32
+  func.return %r, %u, %b : f32, i1, i32
+}
+"""
+    )
+    interpreter = Interpreter(module)
+    interpreter.register_implementations(FuncFunctions())
+    interpreter.register_implementations(PayloadFunctions())
+    r, u, b = interpreter.call_op("f", (np.float32(0.5), np.int8(-1)))
+    assert float(r) == 2.0 and not bool(u) and int(b) == 0x40000000  # round(1.5) = 2, ties away
+    assert set(IMPLEMENTED) == {k for k in PAYLOAD_OPS if isinstance(k, type)} - TILE_ONLY
