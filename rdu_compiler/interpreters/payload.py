@@ -184,7 +184,7 @@ class CompiledPayload:
         self.yield_slots: list[int] = []
         for op in block.ops:
             name = op_name(op)
-            if name == "rdu.yield":
+            if isinstance(op, rdu.YieldOp):
                 self.yield_slots = [self.slots.get(v, -1) for v in op.operands]
                 continue
             if skip and op in skip:
@@ -254,7 +254,7 @@ class CompiledPayload:
         dtype = numpy_dtype(op.results[0].type)
         name = op_name(op)
         unsigned_source = name in ("arith.extui", "arith.uitofp", "arith.index_castui")
-        to_int = name in ("arith.fptosi", "arith.fptoui")
+        to_int = isinstance(op, arith.FPToSIOp | arith.FPToUIOp)
         if isinstance(op, arith.BitcastOp):  # the same bits read as the result type
 
             def bitcast(vals: list[Any], ctx: TileContext) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from xdsl.dialects import arith, tensor
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.ir.affine import AffineMap
 
+from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu import Pattern
 from rdu_compiler.ir import op_name
 from rdu_compiler.kernel.access import Access
@@ -41,7 +43,7 @@ FREE_OPS = {
 
 def _yield_op(block: Block) -> Operation:
     last = block.last_op
-    assert last is not None and op_name(last) == "rdu.yield"
+    assert last is not None and isinstance(last, rdu.YieldOp)
     return last
 
 
@@ -134,7 +136,7 @@ def depends_on(value: SSAValue, target: SSAValue) -> bool:
 
 def strip_casts(value: SSAValue) -> SSAValue:
     """Look through extf/truncf casts."""
-    while isinstance(value.owner, Operation) and op_name(value.owner) in ("arith.extf", "arith.truncf"):
+    while isinstance(value.owner, arith.ExtFOp | arith.TruncFOp):
         value = value.owner.operands[0]
     return value
 
@@ -164,7 +166,7 @@ def contraction_mul(block: Block, n_inputs: int) -> Operation | None:
     if found is None or found[0] != "arith.addf":
         return None
     mul = found[1].owner
-    return mul if isinstance(mul, Operation) and op_name(mul) == "arith.mulf" else None
+    return mul if isinstance(mul, arith.MulfOp) else None
 
 
 def contraction_operands(block: Block, n_inputs: int) -> tuple[int, int] | None:
@@ -184,7 +186,7 @@ def classify_kernel(
 ) -> Pattern:
     """The parallel pattern of a payload, for reports and the cost model. With the
     iteration `domain` (sizes), loops of size 1 do not make a copy a broadcast."""
-    if any(op_name(o) == "tensor.extract" for o in block.walk()):
+    if any(isinstance(o, tensor.ExtractOp) for o in block.walk()):
         return Pattern.GATHER
     if "reduction" in iterators:
         if contraction_operands(block, n_inputs) is not None:

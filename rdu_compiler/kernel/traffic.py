@@ -19,14 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from xdsl.dialects import tensor
+from xdsl.dialects import arith, tensor
 from xdsl.dialects.builtin import AnyFloat
 from xdsl.ir import Operation, SSAValue
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, element_type_of
 from rdu_compiler.dtypes import numpy_dtype
-from rdu_compiler.ir import op_name
 from rdu_compiler.kernel.access import Access, tile_elements, traffic_elements
 from rdu_compiler.kernel.payload import contraction_mul, flops_per_point
 
@@ -164,7 +163,7 @@ def compute_dtype(k: rdu.KernelOp) -> str:
             widths = []
             for v in mul.operands:
                 types = [v.type]
-                while isinstance(v.owner, Operation) and op_name(v.owner) in ("arith.extf", "arith.truncf"):
+                while isinstance(v.owner, arith.ExtFOp | arith.TruncFOp):
                     v = v.owner.operands[0]
                     types.append(v.type)
                 widths.append(min(types, key=lambda t: t.bitwidth if isinstance(t, AnyFloat) else 1 << 30))

@@ -16,7 +16,7 @@ import torch
 from xdsl.dialects import func
 
 from rdu_compiler.errors import CompileError
-from rdu_compiler.interpreters.payload import PAYLOAD_OPS, evaluate_op, op_key
+from rdu_compiler.interpreters.payload import PAYLOAD_OPS, OpKey, evaluate_op, op_key
 from rdu_compiler.ir import parse_module
 from rdu_compiler.runtime.triton.payload import REFUSED, triton_ops
 from rdu_compiler.runtime.triton.reference import torch_op
@@ -111,3 +111,53 @@ func.func @f(%x: f32, %n: i8) -> (f32, i1, i32) {
     r, u, b = interpreter.call_op("f", (np.float32(0.5), np.int8(-1)))
     assert float(r) == 2.0 and not bool(u) and int(b) == 0x40000000  # round(1.5) = 2, ties away
     assert set(IMPLEMENTED) == {k for k in PAYLOAD_OPS if isinstance(k, type)} - TILE_ONLY
+
+
+def _elementwise_cases() -> list[tuple[str, str, int]]:
+    """(op name, element type, arity) for every one- and two-operand table op."""
+    from rdu_compiler.interpreters.payload import _BINARY, _UNARY  # pyright: ignore[reportPrivateUsage]
+
+    def name(k: OpKey) -> str:
+        return k if isinstance(k, str) else k.name
+
+    cases = []
+    for keys, arity in ((_BINARY, 2), (_UNARY, 1)):
+        for k in keys:
+            n = name(k)
+            is_int = n.startswith("arith.") and not n.endswith("f") or n == "math.absi"
+            cases.append((n, "i32" if is_int else "f32", arity))
+    return sorted(cases)
+
+
+def _inputs(n: str, t: str, arity: int) -> list[np.ndarray]:
+    if t == "i32":
+        vals = [np.asarray([7, -9, 12], np.int32), np.asarray([2, 3, -5], np.int32)]
+        if n in ("arith.shli", "arith.shrsi", "arith.shrui"):
+            vals[1] = np.asarray([1, 2, 3], np.int32)
+    else:
+        vals = [np.asarray([0.25, 0.5, 0.75], np.float32), np.asarray([0.5, 1.5, 2.0], np.float32)]
+        if n == "math.acosh":
+            vals[0] = vals[0] + np.float32(1.0)
+    return vals[:arity]
+
+
+@pytest.mark.parametrize("n,t,arity", _elementwise_cases())
+def test_every_elementwise_table_op_has_the_same_meaning_in_each_user(n: str, t: str, arity: int) -> None:
+    from rdu_compiler.runtime.triton.exprs import Writer
+    from rdu_compiler.runtime.triton.payload import PayloadContext, PayloadEmitter
+
+    args = ", ".join(f"%a{i}: {t}" for i in range(arity))
+    operands = ", ".join(f"%a{i}" for i in range(arity))
+    _m, op = _op(f'%r = "{n}"({operands}) : ({", ".join([t] * arity)}) -> {t}', args)
+    xs = _inputs(n, t, arity)
+    want = np.asarray(evaluate_op(op, xs))
+    got = torch_op(op, {v: torch.from_numpy(x) for v, x in zip(op.operands, xs, strict=True)}, (3,), torch.device("cpu"))
+    np.testing.assert_allclose(got.numpy().astype(np.float64), want.astype(np.float64), rtol=2e-6)
+    block = op.parent_block()
+    assert block is not None
+    ctx = PayloadContext("k", Writer(), [], lambda i: f"x{i}", None)
+    if op_key(op) in REFUSED:
+        with pytest.raises(CompileError, match="no Triton rule"):
+            PayloadEmitter(ctx, block)._emit(op, n)
+    else:
+        PayloadEmitter(ctx, block)._emit(op, n)  # a rule: no refusal

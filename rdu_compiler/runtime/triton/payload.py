@@ -146,7 +146,7 @@ class PayloadEmitter:
         yielded: list[str] = []
         for op in self.block.ops:
             name = op_name(op)
-            if name == "rdu.yield":
+            if isinstance(op, rdu.YieldOp):
                 yielded = [self.value(v) if not self._skipped(v) else "" for v in op.operands]
                 continue
             if op in self.skip:
@@ -203,7 +203,7 @@ class PayloadEmitter:
         label = self.ctx.label
         if self._fold(op, name):
             return
-        if name == "arith.constant":
+        if isinstance(op, arith.ConstantOp):
             attr = op.properties.get("value")
             if isinstance(attr, FloatAttr | IntegerAttr):
                 value: Any = attr.value.data
@@ -243,41 +243,41 @@ class PayloadEmitter:
             else:
                 self._bind(op, _MATH[key].format(x=x))
             return
-        if name == "arith.negf":
+        if isinstance(op, arith.NegfOp):
             (x,) = self._operands(op)
             t = op.results[0].type
             self._bind(op, f"(-{x}.to(tl.float32)).to({tl_dtype(t)})" if is_low_float(t) else f"-{x}")
             return
-        if name == "math.absi":
+        if isinstance(op, math.AbsIOp):
             (x,) = self._operands(op)
             self._bind(op, f"tl.abs({x})")
             return
         if key in _CASTS:
             self._cast(op, name)
             return
-        if name in ("arith.cmpf", "arith.cmpi"):
+        if isinstance(op, arith.CmpfOp | arith.CmpiOp):
             pred = op.properties["predicate"]
             assert isinstance(pred, IntegerAttr)
             p = pred.value.data
             a, b = self._operands(op)
-            if name == "arith.cmpf" and is_low_float(op.operands[0].type):
+            if isinstance(op, arith.CmpfOp) and is_low_float(op.operands[0].type):
                 a, b = f"{a}.to(tl.float32)", f"{b}.to(tl.float32)"
-            if name == "arith.cmpi" and p >= 6:  # unsigned predicates
+            if isinstance(op, arith.CmpiOp) and p >= 6:  # unsigned predicates
                 u = tl_unsigned(op.operands[0].type)
                 a, b = f"{a}.to({u}, bitcast=True)", f"{b}.to({u}, bitcast=True)"
-            table = _CMPF if name == "arith.cmpf" else _CMPI
+            table = _CMPF if isinstance(op, arith.CmpfOp) else _CMPI
             self._bind(op, table[p].format(a=a, b=b))
             return
-        if name == "arith.select":
+        if isinstance(op, arith.SelectOp):
             c, a, b = (self.value(v) for v in op.operands)
             if all(v in self.consts for v in op.operands[1:]):
                 a = self._typed(op.operands[1])
             self._bind(op, f"tl.where({c}, {a}, {b})")
             return
-        if name == "math.fpowi":
+        if isinstance(op, math.FPowIOp):
             self._fpowi(op)
             return
-        if name == "rdu.index":
+        if isinstance(op, rdu.IndexOp):
             dim = op.properties["dim"]
             assert isinstance(dim, IntegerAttr)
             d = self.ctx.dims[dim.value.data]
@@ -289,10 +289,10 @@ class PayloadEmitter:
             else:
                 self.names[op.results[0]] = self.ctx.writer.let(d.expr, "i", share=True)
             return
-        if name == "tensor.extract":
+        if isinstance(op, tensor.ExtractOp):
             self._extract(op)
             return
-        if name == "cf.assert":
+        if isinstance(op, cf.AssertOp):
             msg = op.properties.get("msg") or op.attributes.get("msg")
             text = str(getattr(msg, "data", "assertion failed")).replace('"', "'")
             cond = self.value(op.operands[0])
@@ -323,7 +323,7 @@ class PayloadEmitter:
                 value = int(c)  # fptosi truncates toward zero
             else:
                 value = int(c)
-                if isinstance(dst_t, IntegerType) and name == "arith.trunci":
+                if isinstance(dst_t, IntegerType) and isinstance(op, arith.TruncIOp):
                     w = dst_t.width.data
                     value = (value + (1 << (w - 1))) % (1 << w) - (1 << (w - 1))
             self.consts[op.results[0]] = value
@@ -331,14 +331,14 @@ class PayloadEmitter:
             return
         x = self.value(src_v)
         dst = tl_dtype(dst_t)
-        if name == "arith.bitcast":
+        if isinstance(op, arith.BitcastOp):
             self._bind(op, f"{x}.to({dst}, bitcast=True)")
             return
         if name in ("arith.extui", "arith.uitofp", "arith.index_castui") and not (
             isinstance(src_t, IntegerType) and src_t.width.data == 1
         ):
             x = f"{x}.to({tl_unsigned(src_t)}, bitcast=True)"
-        if name == "arith.fptoui":
+        if isinstance(op, arith.FPToUIOp):
             self._bind(op, f"{x}.to({tl_unsigned(dst_t)}).to({dst}, bitcast=True)")
             return
         self._bind(op, f"{x}.to({dst})")

@@ -325,7 +325,7 @@ class KernelInfo:
         assert isinstance(mul, Operation)
         allowed = {self.block.last_op, mul} | set(self.skip)
         for v in mul.operands:
-            while isinstance(v.owner, Operation) and op_name(v.owner) in ("arith.extf", "arith.truncf"):
+            while isinstance(v.owner, arith.ExtFOp | arith.TruncFOp):
                 allowed.add(v.owner)
                 v = v.owner.operands[0]
         if any(op not in allowed for op in self.block.ops):
@@ -359,7 +359,7 @@ class KernelInfo:
         for v in mul.operands:
             if strip_casts(v) is arg:
                 chain: list[Operation] = []
-                while isinstance(v.owner, Operation) and op_name(v.owner) in ("arith.extf", "arith.truncf"):
+                while isinstance(v.owner, arith.ExtFOp | arith.TruncFOp):
                     chain.append(v.owner)
                     v = v.owner.operands[0]
                 return list(reversed(chain))

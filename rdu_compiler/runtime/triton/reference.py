@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from xdsl.dialects import arith, tensor
+from xdsl.dialects import arith, cf, tensor
 from xdsl.dialects import math as xmath
 from xdsl.dialects.builtin import FloatAttr, IntegerAttr
 from xdsl.ir import Operation, SSAValue
@@ -211,7 +211,7 @@ class GroupReference:
             dims = sorted(acc.dims)
             v = v.reshape([dom[d] for d in dims])
             chain = info.mul_operand_chain(which)
-            if chain and not all(op_name(c) == "arith.extf" for c in chain):
+            if chain and not all(isinstance(c, arith.ExtFOp) for c in chain):
                 for c in chain:
                     v = v.to(torch_dtype(c.results[0].type))
             terms.append((v, "".join(letters[d] for d in dims)))
@@ -244,8 +244,7 @@ class GroupReference:
         vals = dict(args)
         dom = info.domain
         for op in info.block.ops:
-            name = op_name(op)
-            if name == "rdu.yield" or op in info.skip:
+            if isinstance(op, rdu.YieldOp) or op in info.skip:
                 continue
             out = torch_op(op, vals, dom, device)
             if op.results:
@@ -263,10 +262,10 @@ def torch_op(op: Operation, vals: dict[SSAValue, Any], dom: tuple[int, ...], dev
     """
     name = op_name(op)
     ins: list[Any] = [vals.get(v) for v in op.operands]
-    if name == "cf.assert":
+    if isinstance(op, cf.AssertOp):
         return None
     t = op.results[0].type
-    if name == "arith.constant":
+    if isinstance(op, arith.ConstantOp):
         attr = op.properties["value"]
         assert isinstance(attr, FloatAttr | IntegerAttr)
         return torch.tensor(attr.value.data, dtype=torch_dtype(t), device=device)
@@ -277,15 +276,15 @@ def torch_op(op: Operation, vals: dict[SSAValue, Any], dom: tuple[int, ...], dev
         return _UN[key](ins[0])
     if key in _CASTS:
         return torch.as_tensor(ins[0], device=device).to(torch_dtype(t))
-    if name in ("arith.cmpf", "arith.cmpi"):
+    if isinstance(op, arith.CmpfOp | arith.CmpiOp):
         pred = op.properties["predicate"]
         assert isinstance(pred, IntegerAttr)
-        table = _CMPF if name == "arith.cmpf" else _CMPI
+        table = _CMPF if isinstance(op, arith.CmpfOp) else _CMPI
         if pred.value.data < len(table):
             return table[pred.value.data](*ins)
-    if name == "arith.select":
+    if isinstance(op, arith.SelectOp):
         return torch.where(*ins)
-    if name == "math.fpowi":
+    if isinstance(op, xmath.FPowIOp):
         n = int(ins[1])
         if 1 <= n <= 4:
             y = ins[0]
@@ -293,12 +292,12 @@ def torch_op(op: Operation, vals: dict[SSAValue, Any], dom: tuple[int, ...], dev
                 y = y * ins[0]
             return y
         return torch.pow(ins[0], n)
-    if name == "rdu.index":
+    if isinstance(op, rdu.IndexOp):
         d = op.properties["dim"]
         assert isinstance(d, IntegerAttr)
         dim = d.value.data
         return torch.arange(dom[dim], device=device).reshape([dom[dim] if i == dim else 1 for i in range(len(dom))])
-    if name == "tensor.extract":
+    if isinstance(op, tensor.ExtractOp):
         table, *idx = ins
         return table[tuple(torch.broadcast_tensors(*[torch.as_tensor(i, device=device).long() for i in idx]))]
     if key in PAYLOAD_OPS:  # no torch operator of the same meaning: the emulator's rule

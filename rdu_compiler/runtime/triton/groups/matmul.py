@@ -9,10 +9,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from xdsl.dialects import arith
 from xdsl.ir import SSAValue
 
 from rdu_compiler.dtypes import is_low_float
-from rdu_compiler.ir import op_name
 from rdu_compiler.runtime.triton.exprs import (
     ZERO,
     Coord,
@@ -135,7 +135,7 @@ def emit_matmul_group(g: MatmulGroup, name: str, env: Env, out_values: list[SSAV
         tiles.append((x, elt, a.mul_operand_chain(which)))
     mul_t = a.combiners[0][1].type  # type: ignore[index]
     (xa, ta, ca), (xb, tb, cb) = tiles
-    widen = all(op_name(c) == "arith.extf" for c in ca + cb)
+    widen = all(isinstance(c, arith.ExtFOp) for c in ca + cb)
     if str(ta) == str(tb) and is_low_float(ta) and str(mul_t) == "f32" and widen:
         # fp16/bf16 products are exact in fp32: tensor cores with fp32 accumulation compute
         # the same numbers (the interpreter has no bf16 arithmetic: it widens first)
