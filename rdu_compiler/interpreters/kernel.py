@@ -23,6 +23,7 @@ from rdu_compiler.errors import EmulatorError
 from rdu_compiler.interpreters.payload import CompiledPayload, TileContext
 from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access, tiles
+from rdu_compiler.kernel.facts import kernel_facts
 from rdu_compiler.kernel.payload import COMBINERS, IndexSelect, contraction_dims, reduction_plan
 from rdu_compiler.kernel.traffic import counted_operands
 
@@ -75,24 +76,21 @@ class KernelExecutor:
 
     def __init__(self, kernel: KernelOp):
         self.kernel = kernel
-        self.name = kernel.label
-        self.domain = kernel.domain_sizes
-        self.tile = kernel.tile_sizes
-        self.n_in = len(kernel.inputs)
-        self.n_init = len(kernel.inits)
-        self.accesses = [Access.from_map(m.data) for m in kernel.indexing_maps.data]
-        self.red = kernel.reduction_dims
-        self.par = tuple(d for d in range(len(self.domain)) if d not in self.red)
+        facts = kernel_facts(kernel)
+        self.name = facts.label
+        self.domain, self.tile = facts.domain, facts.tile
+        self.n_in, self.n_init = facts.n_in, facts.n_init
+        self.accesses = facts.accesses
+        self.red, self.par = facts.red, facts.par
         self.result_dtypes = [numpy_dtype(kernel.body.block.args[self.n_in + i].type) for i in range(self.n_init)]
         fills = kernel.init_fills
         self.init_fills = int_values(fills) if fills is not None else [-1] * self.n_init
         block = kernel.body.block
-        self.used = [bool(a.uses) for a in block.args]
+        self.used = facts.used
         self.counted = counted_operands(kernel)  # the cost model's rule (kernel.traffic)
-        self.kind = kernel.kind.data
-        for i in range(self.n_init):
-            if not self.accesses[self.n_in + i].is_projection:
-                raise EmulatorError(f"kernel '{self.name}': output access pattern must be a projection")
+        self.kind = facts.kind
+        if facts.non_projection_output() is not None:
+            raise EmulatorError(f"kernel '{self.name}': output access pattern must be a projection")
         self.contraction: tuple[int, int] | None = None
         self.combiners: list[tuple[str, int]] = []
         if self.kind == Pattern.SCAN:

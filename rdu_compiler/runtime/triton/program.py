@@ -33,6 +33,7 @@ from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access
+from rdu_compiler.kernel.facts import kernel_facts
 from rdu_compiler.kernel.payload import COMBINERS, contraction_dims, reduction_plan, strip_casts
 
 PASS = "triton-codegen"
@@ -248,22 +249,19 @@ class KernelInfo:
         self.node = node
         self.op = k
         self.label = k.label
-        self.domain = k.domain_sizes
-        self.rank = len(self.domain)
-        self.n_in = len(k.inputs)
-        self.n_init = len(k.inits)
-        self.n_cap = len(k.captures)
-        self.maps = [m.data for m in k.indexing_maps.data]
         try:
-            self.accesses = [Access.from_map(m) for m in self.maps]
+            facts = kernel_facts(k)
         except CompileError as e:
             raise fail(f"kernel '{self.label}': {e.message}") from None
-        self.red = k.reduction_dims
-        self.par = tuple(d for d in range(self.rank) if d not in self.red)
-        self.kind = k.kind.data
+        self.domain, self.tile = facts.domain, facts.tile
+        self.rank = len(self.domain)
+        self.n_in, self.n_init, self.n_cap = facts.n_in, facts.n_init, facts.n_cap
+        self.maps = [m.data for m in k.indexing_maps.data]
+        self.accesses = facts.accesses
+        self.red, self.par = facts.red, facts.par
+        self.kind = facts.kind
         self.block = k.body.block
-        self.used = [bool(a.uses) for a in self.block.args]
-        self.tile = k.tile_sizes
+        self.used = facts.used
         # operands: canonical values, inputs then inits then captures
         self.ins = node.ins[: self.n_in]
         self.inits = node.ins[self.n_in : self.n_in + self.n_init]
@@ -272,9 +270,9 @@ class KernelInfo:
         self.results = list(k.results)
         self.result_shapes = [rdu.shape_of(r.type) for r in k.results]
         self.result_elts = [rdu.element_type_of(r.type) for r in k.results]
-        for i in range(self.n_init):
-            if not self.accesses[self.n_in + i].is_projection:
-                raise fail(f"kernel '{self.label}': output {i} access pattern is not a projection")
+        bad = facts.non_projection_output()
+        if bad is not None:
+            raise fail(f"kernel '{self.label}': output {bad} access pattern is not a projection")
         self.combiners: list[tuple[str, SSAValue] | None] = []
         self.skip: set[Operation] = set()
         self.contraction: tuple[int, int] | None = None
