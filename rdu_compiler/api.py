@@ -11,35 +11,19 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 from xdsl.dialects.builtin import ModuleOp
 
 from rdu_compiler.cost.analysis import build_report
+from rdu_compiler.dtypes import numpy_dtype, numpy_of_torch, to_numpy, to_torch
 from rdu_compiler.errors import CompileError, RduError
 from rdu_compiler.fabric import Fabric, load_fabric
 from rdu_compiler.ir import parse_module
 from rdu_compiler.pipeline import COST, IMPORT, PARSE, pipeline, run_pipeline, set_fabric
 
 Stage = Callable[[str], None]
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """A tensor's values as numpy; bf16 through its bits (numpy has no bf16; ml_dtypes does)."""
-    t = t.detach().cpu()
-    if t.dtype == torch.bfloat16:
-        return t.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
-
-
-def to_torch(a: np.ndarray) -> torch.Tensor:
-    """The inverse of `to_numpy`."""
-    a = np.require(a, requirements="C")  # not ascontiguousarray: it makes a 0-d array 1-d
-    if a.dtype == ml_dtypes.bfloat16:
-        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(a)
 
 
 @dataclass
@@ -122,7 +106,7 @@ class CompiledProgram:
         if len(flat) != len(self.imported.input_names):
             raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
         expected = self._input_dtypes()
-        from rdu_compiler.runtime.boundary import eager_output_dtypes, numpy_of_torch, same_bits
+        from rdu_compiler.runtime.boundary import eager_output_dtypes, same_bits
 
         program = self._program_dtypes()
         for i, (name, value) in enumerate(zip(self.imported.input_names, flat, strict=True)):
@@ -226,7 +210,6 @@ class CompiledProgram:
         from xdsl.dialects import func
 
         from rdu_compiler.dialects import rdu
-        from rdu_compiler.runtime.payload_eval import numpy_dtype
 
         fn = next(op for op in self.module.ops if isinstance(op, func.FuncOp))
         types = [a.type for a in fn.body.block.args]

@@ -32,10 +32,10 @@ from xdsl.dialects.builtin import ModuleOp  # noqa: E402
 
 from rdu_compiler.dialects import rdu  # noqa: E402
 from rdu_compiler.fabric import Fabric  # noqa: E402
-from rdu_compiler.placement import Grid, link_loads  # noqa: E402
-from rdu_compiler.placement.from_ir import read_placement, section_problem, section_routing  # noqa: E402
-from rdu_compiler.placement.grid import EAST, SOUTH  # noqa: E402
-from rdu_compiler.placement.problem import AGCU  # noqa: E402
+from rdu_compiler.passes.placement_ir import read_placement, section_problem, section_routing  # noqa: E402
+from rdu_compiler.plan.placement import Grid, link_loads  # noqa: E402
+from rdu_compiler.plan.placement.grid import EAST, SOUTH  # noqa: E402
+from rdu_compiler.plan.placement.problem import AGCU  # noqa: E402
 
 BOUND_COLORS = {
     "compute": "#4c72b0",

@@ -32,9 +32,9 @@ from typing import Protocol
 
 import numpy as np
 
-from rdu_compiler.placement.grid import Grid, Site, gilbert_curve
-from rdu_compiler.placement.network import assign_agcus, net_pairs
-from rdu_compiler.placement.problem import AGCU, PCU, PMU, Problem
+from rdu_compiler.plan.placement.grid import Grid, Site, gilbert_curve
+from rdu_compiler.plan.placement.network import assign_agcus, net_pairs
+from rdu_compiler.plan.placement.problem import AGCU, PCU, PMU, Problem
 
 
 class PlacementError(ValueError):
@@ -42,7 +42,8 @@ class PlacementError(ValueError):
 
 
 class Strategy(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def place(self, problem: Problem, grid: Grid) -> list[Site]: ...
 

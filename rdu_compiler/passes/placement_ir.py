@@ -32,11 +32,12 @@ from xdsl.dialects.builtin import BytesAttr, DenseArrayBase, i64
 from xdsl.ir import Operation, SSAValue
 
 from rdu_compiler.dialects import rdu
-from rdu_compiler.passes.buffers import gathered_bytes, itemsize, kernel_traffic
-from rdu_compiler.placement.grid import Grid, RouteError, Site
-from rdu_compiler.placement.network import NetworkLoad, assign_agcus, link_loads
-from rdu_compiler.placement.problem import AGCU, PCU, PMU, Flow, Group, Problem
-from rdu_compiler.placement.strategies import Placement
+from rdu_compiler.ir import int_values
+from rdu_compiler.kernel.traffic import gathered_bytes, itemsize, kernel_traffic
+from rdu_compiler.plan.placement.grid import Grid, RouteError, Site
+from rdu_compiler.plan.placement.network import NetworkLoad, assign_agcus, link_loads
+from rdu_compiler.plan.placement.problem import AGCU, PCU, PMU, Flow, Group, Problem
+from rdu_compiler.plan.placement.strategies import Placement
 
 Key = tuple[str, object, int]
 
@@ -157,7 +158,7 @@ def flat(sites: Sequence[Site]) -> DenseArrayBase:
 
 
 def pairs(array: DenseArrayBase) -> list[Site]:
-    values = list(array.get_values())
+    values = int_values(array)
     return [(int(values[i]), int(values[i + 1])) for i in range(0, len(values) - 1, 2)]
 
 

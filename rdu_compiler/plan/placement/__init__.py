@@ -1,19 +1,20 @@
 """Placement and routing over plain data (no IR): the grid, a section's units and flows,
 strategies that place them, and the network load of a placement.
 
-`from_ir` is the one module that reads and writes IR; the rest is tested without it.
+The IR adapter (problems from sections, placements written back) is `passes/placement_ir`;
+this package is tested without IR.
 """
 
-from rdu_compiler.placement.grid import Grid, RouteError, Site, gilbert_curve, hops
-from rdu_compiler.placement.network import (
+from rdu_compiler.plan.placement.grid import Grid, RouteError, Site, gilbert_curve, hops
+from rdu_compiler.plan.placement.network import (
     ROUTINGS,
     NetworkLoad,
     assign_agcus,
     link_loads,
     nearest_agcus,
 )
-from rdu_compiler.placement.problem import AGCU, PCU, PMU, Flow, Group, Net, Problem
-from rdu_compiler.placement.strategies import (
+from rdu_compiler.plan.placement.problem import AGCU, PCU, PMU, Flow, Group, Net, Problem
+from rdu_compiler.plan.placement.strategies import (
     STRATEGIES,
     Anneal,
     Placement,

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from xdsl.dialects import arith, tensor
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.ir.affine import AffineMap
 
+from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu import Pattern
 from rdu_compiler.ir import op_name
+from rdu_compiler.kernel.access import Access
 
 #: Combiners a reduction payload may use on its accumulator, with their numpy ufunc name.
 COMBINERS = {
@@ -40,7 +43,7 @@ FREE_OPS = {
 
 def _yield_op(block: Block) -> Operation:
     last = block.last_op
-    assert last is not None and op_name(last) == "rdu.yield"
+    assert last is not None and isinstance(last, rdu.YieldOp)
     return last
 
 
@@ -133,7 +136,7 @@ def depends_on(value: SSAValue, target: SSAValue) -> bool:
 
 def strip_casts(value: SSAValue) -> SSAValue:
     """Look through extf/truncf casts."""
-    while isinstance(value.owner, Operation) and op_name(value.owner) in ("arith.extf", "arith.truncf"):
+    while isinstance(value.owner, arith.ExtFOp | arith.TruncFOp):
         value = value.owner.operands[0]
     return value
 
@@ -163,7 +166,7 @@ def contraction_mul(block: Block, n_inputs: int) -> Operation | None:
     if found is None or found[0] != "arith.addf":
         return None
     mul = found[1].owner
-    return mul if isinstance(mul, Operation) and op_name(mul) == "arith.mulf" else None
+    return mul if isinstance(mul, arith.MulfOp) else None
 
 
 def contraction_operands(block: Block, n_inputs: int) -> tuple[int, int] | None:
@@ -172,7 +175,7 @@ def contraction_operands(block: Block, n_inputs: int) -> tuple[int, int] | None:
     if mul is None:
         return None
     a, b = (strip_casts(v) for v in mul.operands)
-    args = list(block.args[:n_inputs])
+    args: list[SSAValue] = list(block.args[:n_inputs])
     if a not in args or b not in args:
         return None
     return args.index(a), args.index(b)
@@ -183,7 +186,7 @@ def classify_kernel(
 ) -> Pattern:
     """The parallel pattern of a payload, for reports and the cost model. With the
     iteration `domain` (sizes), loops of size 1 do not make a copy a broadcast."""
-    if any(op_name(o) == "tensor.extract" for o in block.walk()):
+    if any(isinstance(o, tensor.ExtractOp) for o in block.walk()):
         return Pattern.GATHER
     if "reduction" in iterators:
         if contraction_operands(block, n_inputs) is not None:
@@ -206,3 +209,87 @@ def classify_kernel(
 def flops_per_point(block: Block) -> int:
     """Arithmetic ops executed per iteration-domain point (a multiply-add counts 2)."""
     return sum(1 for o in block.walk() if op_name(o) not in FREE_OPS and not o.regions)
+
+
+@dataclass(frozen=True)
+class ReductionRole:
+    """What one result of a reduction payload does with its accumulator.
+
+    `kind` is "combine" (`acc = combiner(acc, expr)`), "select" (an index-of-best or
+    last-write result, `select`), "dead" (no recognised form and the result is never read:
+    not computed) or "unrecognised" (no recognised form, read: a user must refuse it).
+    """
+
+    kind: str
+    combiner: str = ""
+    expr: SSAValue | None = None
+    select: IndexSelect | None = None
+
+
+@dataclass(frozen=True)
+class ReductionPlan:
+    """The roles of a reduction payload's results, one analysis for every user (emulator,
+    Triton generator). `skip` holds the ops the reducer applies itself (combiners, the
+    select and compare of index-of-best results) and the ops feeding only dead results:
+    the payload evaluator leaves them out. `misread` is an op outside `skip` that reads an
+    accumulator (users refuse: the accumulator is read outside its combiner), or None.
+    `contraction` is `contraction_operands` for single-result payloads (`out += a * b`)."""
+
+    roles: tuple[ReductionRole, ...]
+    skip: frozenset[Operation]
+    misread: Operation | None
+    contraction: tuple[int, int] | None
+
+
+def reduction_plan(block: Block, n_inputs: int, dead: Sequence[bool]) -> ReductionPlan:
+    """Analyse a reduction payload (block args: inputs, then one accumulator per result,
+    then captures). `dead[i]`: result i is never read."""
+    yielded = _yield_op(block).operands
+    roles: list[ReductionRole] = []
+    skip: set[Operation] = set()
+    for i, y in enumerate(yielded):
+        found = reduction_combiner(block, block.args[n_inputs + i], y)
+        if found is not None:
+            assert isinstance(y.owner, Operation)
+            skip.add(y.owner)
+            roles.append(ReductionRole("combine", found[0], found[1]))
+            continue
+        if dead[i]:
+            roles.append(ReductionRole("dead"))
+            skip.update(only_feeding(block, y))
+            continue
+        select = index_select_reduction(block, n_inputs, i)
+        if select is None:
+            roles.append(ReductionRole("unrecognised"))
+            continue
+        skip.update(o for o in (select.select, select.cmp) if o is not None)
+        roles.append(ReductionRole("select", select=select))
+    accs = set(block.args[n_inputs : n_inputs + len(yielded)])
+    misread = next(
+        (op for op in block.ops if op not in skip and op is not block.last_op and accs & set(op.operands)), None
+    )
+    contraction = contraction_operands(block, n_inputs) if len(yielded) == 1 else None
+    return ReductionPlan(tuple(roles), frozenset(skip), misread, contraction)
+
+
+@dataclass(frozen=True)
+class ContractionDims:
+    """The loops of a contraction `out += a * b` by role (ascending): in all three operands
+    (`batch`), in a and out (`m`), in b and out (`n`), in a and b, reduced (`k`)."""
+
+    batch: list[int]
+    m: list[int]
+    n: list[int]
+    k: list[int]
+
+
+def contraction_dims(a: Access, b: Access, out: Access, rank: int) -> ContractionDims | None:
+    """The roles of the `rank` loops of `out += a * b` from the three access patterns, or
+    None when a loop is read by one operand alone or by none (no batched matmul). The
+    emulator runs such a contraction as `np.matmul` per tile; the Triton generator as
+    `tl.dot` (with conditions of its own)."""
+    da, db, do = a.dims, b.dims, out.dims
+    dims = ContractionDims(sorted(da & db & do), sorted((da & do) - db), sorted((db & do) - da), sorted((da & db) - do))
+    if set(dims.batch + dims.m + dims.n + dims.k) != set(range(rank)):
+        return None
+    return dims

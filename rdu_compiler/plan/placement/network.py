@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rdu_compiler.placement.grid import EAST, NORTH, SOUTH, WEST, Grid, Site, hops
-from rdu_compiler.placement.problem import AGCU, Net, Problem
+from rdu_compiler.plan.placement.grid import EAST, NORTH, SOUTH, WEST, Grid, Site, hops
+from rdu_compiler.plan.placement.problem import AGCU, Net, Problem
 
 #: An AGCU takes another net while its bytes stay within this factor of an even share.
 AGCU_SLACK = 1.05

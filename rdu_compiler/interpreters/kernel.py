@@ -18,18 +18,14 @@ import numpy as np
 from xdsl.ir import Operation
 
 from rdu_compiler.dialects.rdu import KernelOp, Pattern
+from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
-from rdu_compiler.ir import op_name
-from rdu_compiler.passes.payload import (
-    COMBINERS,
-    IndexSelect,
-    contraction_operands,
-    index_select_reduction,
-    only_feeding,
-    reduction_combiner,
-)
-from rdu_compiler.runtime.payload_eval import CompiledPayload, TileContext, numpy_dtype
-from rdu_compiler.tiling import Access, tiles
+from rdu_compiler.interpreters.payload import CompiledPayload, TileContext
+from rdu_compiler.ir import int_values, op_name
+from rdu_compiler.kernel.access import Access, tiles
+from rdu_compiler.kernel.facts import kernel_facts
+from rdu_compiler.kernel.payload import COMBINERS, IndexSelect, contraction_dims, reduction_plan
+from rdu_compiler.kernel.traffic import counted_operands
 
 
 class Empty:
@@ -80,23 +76,21 @@ class KernelExecutor:
 
     def __init__(self, kernel: KernelOp):
         self.kernel = kernel
-        self.name = kernel.label
-        self.domain = kernel.domain_sizes
-        self.tile = kernel.tile_sizes
-        self.n_in = len(kernel.inputs)
-        self.n_init = len(kernel.inits)
-        self.accesses = [Access.from_map(m.data) for m in kernel.indexing_maps.data]
-        self.red = kernel.reduction_dims
-        self.par = tuple(d for d in range(len(self.domain)) if d not in self.red)
+        facts = kernel_facts(kernel)
+        self.name = facts.label
+        self.domain, self.tile = facts.domain, facts.tile
+        self.n_in, self.n_init = facts.n_in, facts.n_init
+        self.accesses = facts.accesses
+        self.red, self.par = facts.red, facts.par
         self.result_dtypes = [numpy_dtype(kernel.body.block.args[self.n_in + i].type) for i in range(self.n_init)]
         fills = kernel.init_fills
-        self.init_fills = [int(f) for f in fills.get_values()] if fills is not None else [-1] * self.n_init
+        self.init_fills = int_values(fills) if fills is not None else [-1] * self.n_init
         block = kernel.body.block
-        self.used = [bool(a.uses) for a in block.args]
-        self.kind = kernel.kind.data
-        for i in range(self.n_init):
-            if not self.accesses[self.n_in + i].is_projection:
-                raise EmulatorError(f"kernel '{self.name}': output access pattern must be a projection")
+        self.used = facts.used
+        self.counted = counted_operands(kernel)  # the cost model's rule (kernel.traffic)
+        self.kind = facts.kind
+        if facts.non_projection_output() is not None:
+            raise EmulatorError(f"kernel '{self.name}': output access pattern must be a projection")
         self.contraction: tuple[int, int] | None = None
         self.combiners: list[tuple[str, int]] = []
         if self.kind == Pattern.SCAN:
@@ -105,65 +99,42 @@ class KernelExecutor:
         if not self.red:
             self.payload = CompiledPayload(block, self.name)
             return
-        self.contraction = contraction_operands(block, self.n_in) if self.n_init == 1 else None
-        skip: set[Operation] = set()
-        yielded = block.last_op.operands  # type: ignore[union-attr]
-        exprs = []
-        self.dead = [not kernel.results[i].uses for i in range(self.n_init)]
+        plan = reduction_plan(block, self.n_in, [not r.uses for r in kernel.results])
+        self.contraction = plan.contraction
         self.selects: dict[int, IndexSelect] = {}
-        for i, y in enumerate(yielded):
-            found = reduction_combiner(block, block.args[self.n_in + i], y)
-            if found is None and self.dead[i]:
-                exprs.append(None)  # never read: not computed (its tensor stays Empty)
-                continue
-            select = index_select_reduction(block, self.n_in, i) if found is None else None
-            if select is not None and len(self.red) != 1:
-                raise EmulatorError(
-                    f"kernel '{self.name}': an index-of-best or last-write reduction (argmax/argmin, scatter; result {i}) "
-                    f"over {len(self.red)} loops is not supported (one reduction loop only)"
-                )
-            if select is not None:
-                self.selects[i] = select
-                skip.update(o for o in (select.select, select.cmp) if o is not None)
-                exprs.append(None)
-                continue
-            if found is None:
+        for i, role in enumerate(plan.roles):
+            if role.kind == "unrecognised":
                 raise EmulatorError(
                     f"kernel '{self.name}': reduction result {i} is not 'acc = combine(acc, f(inputs))' "
                     f"with combine one of {sorted(COMBINERS)}; refusing rather than guessing"
                 )
-            skip.add(y.owner)  # type: ignore[arg-type]
-            exprs.append((found[0], found[1]))
-        for i, e in enumerate(exprs):
-            if e is None and i not in self.selects:
-                skip.update(only_feeding(block, yielded[i]))
-        self.payload = CompiledPayload(block, self.name, skip)
-        for i, e in enumerate(exprs):
-            if i in self.selects:
-                sel = self.selects[i]
-                if self.combiners_pending_value(sel, exprs):
+            if role.select is not None:
+                if len(self.red) != 1:
+                    raise EmulatorError(
+                        f"kernel '{self.name}': an index-of-best or last-write reduction (argmax/argmin, scatter; "
+                        f"result {i}) over {len(self.red)} loops is not supported (one reduction loop only)"
+                    )
+                sel = role.select
+                if not sel.last_match and plan.roles[sel.value_result].kind != "combine":
                     raise EmulatorError(f"kernel '{self.name}': argmax/argmin result {i} without its value result")
+                self.selects[i] = sel
+        if plan.misread is not None:
+            raise EmulatorError(f"kernel '{self.name}': the accumulator is read outside its combiner")
+        self.payload = CompiledPayload(block, self.name, set(plan.skip))
+        for i, role in enumerate(plan.roles):
+            if role.kind == "select":
                 self.combiners.append(("select", i))
-                continue
-            if e is None:
+            elif role.kind == "combine":
+                assert role.expr is not None
+                self.combiners.append((COMBINERS[role.combiner], self.payload.slots[role.expr]))
+            else:  # dead: never read, not computed (its tensor stays Empty)
                 self.combiners.append(("", -1))
-                continue
-            comb, expr = e
-            self.combiners.append((COMBINERS[comb], self.payload.slots[expr]))
-            for op in block.ops:
-                if op not in skip and block.args[self.n_in + i] in op.operands:
-                    raise EmulatorError(f"kernel '{self.name}': the accumulator is read outside its combiner")
-
-    @staticmethod
-    def combiners_pending_value(sel: IndexSelect, exprs: list[Any]) -> bool:
-        """Whether the value reduction an index-of-best result compares against is missing."""
-        return not sel.last_match and exprs[sel.value_result] is None
 
     def _select_index(self, i: int, vals: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> Any:
         """One tile of an argmax/argmin result, exactly as the sequential payload would do it:
         the running value before each step (a prefix reduction, NaN included), the steps
         whose comparison updates the index, and the last such step's index."""
-        from rdu_compiler.runtime.payload_eval import compare_fn
+        from rdu_compiler.interpreters.payload import compare_fn
 
         sel = self.selects[i]
         ax = self.red[0]
@@ -249,9 +220,7 @@ class KernelExecutor:
 
     def _count(self, operands: list[Any], starts: tuple[int, ...], sizes: tuple[int, ...], stats: KernelStats) -> None:
         for i, (arr, acc) in enumerate(zip(operands, self.accesses, strict=True)):
-            if isinstance(arr, Empty) or not acc.forms:
-                continue
-            if i >= self.n_in and not self.red and not self.used[i]:
+            if isinstance(arr, Empty) or not self.counted[i]:
                 continue
             stats.operand_bytes[i] += math.prod(acc.extent(starts, sizes)) * _itemsize(arr)
 
@@ -355,14 +324,10 @@ def _contract(a: Any, b: Any, acc_a: Access, acc_b: Access, acc_o: Access, sizes
     """sum over k of a*b as one batched matmul on the tile, or None if the dims do not fit."""
     da, db, do = acc_a.dims, acc_b.dims, acc_o.dims
     rank = len(sizes)
-    batch = sorted(da & db & do)
-    m = sorted((da & do) - db)
-    n = sorted((db & do) - da)
-    k = sorted((da & db) - do)
-    if set(batch + m + k) != da or set(batch + n + k) != db or set(batch + m + n) != do:
+    roles = contraction_dims(acc_a, acc_b, acc_o, rank)
+    if roles is None:
         return None
-    if set(range(rank)) - set(batch + m + n + k):
-        return None
+    batch, m, n, k = roles.batch, roles.m, roles.n, roles.k
     rest_a = [d for d in range(rank) if d not in da]
     rest_b = [d for d in range(rank) if d not in db]
     prod = lambda ds: math.prod(sizes[d] for d in ds)  # noqa: E731

@@ -1,9 +1,17 @@
-"""Evaluate a kernel payload on whole tiles at once with numpy.
+"""The semantics of payload ops, written once, on whole numpy tiles.
 
 A payload is a block of scalar ops (arith, math, rdu.index, tensor.extract, cf.assert).
-`CompiledPayload` turns it once into a list of numpy steps; `run` then evaluates those
-steps on arrays that broadcast over the tile's iteration domain, so one call computes a
-whole tile. An op without a numpy rule is refused by name (never guessed).
+The tables below give each op's meaning, keyed by its xDSL op class (`op_key`; by name
+for the few ops xDSL has no class for and parses as unregistered). `PAYLOAD_OPS` is the
+set of ops with a rule: the emulator, constant folding (`evaluate_op`), the Triton
+generator and its torch reference all accept exactly these (the Triton generator refuses,
+by name and with the reason, the ones listed in `runtime.triton.payload.REFUSED`);
+`testsuite/unit/test_op_table.py` checks every user against this set.
+
+`CompiledPayload` is the fast path fed by the tables: it turns a block once into a list
+of numpy steps; `run` then evaluates those steps on arrays that broadcast over the tile's
+iteration domain, so one call computes a whole tile. An op without a rule is refused by
+name (never guessed).
 """
 
 from __future__ import annotations
@@ -11,47 +19,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 import scipy.special
+from xdsl.dialects import arith, cf, math, tensor
 from xdsl.dialects.builtin import (
-    BFloat16Type,
-    Float16Type,
-    Float32Type,
-    Float64Type,
     FloatAttr,
     IndexType,
     IntegerAttr,
     IntegerType,
+    UnregisteredOp,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
+from rdu_compiler.dialects import rdu
+from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.ir import op_name
 
+OpKey = type[Operation] | str
 
-def numpy_dtype(t: Attribute) -> np.dtype[Any]:
-    """The numpy dtype of an MLIR element type (bf16 through ml_dtypes).
 
-    Raises:
-        EmulatorError: an element type the emulator has no numpy equivalent for.
-    """
-    if isinstance(t, Float32Type):
-        return np.dtype(np.float32)
-    if isinstance(t, Float64Type):
-        return np.dtype(np.float64)
-    if isinstance(t, Float16Type):
-        return np.dtype(np.float16)
-    if isinstance(t, BFloat16Type):
-        return np.dtype(ml_dtypes.bfloat16)
-    if isinstance(t, IndexType):
-        return np.dtype(np.int64)
-    if isinstance(t, IntegerType):
-        width = t.width.data
-        if width == 1:
-            return np.dtype(np.bool_)
-        return np.dtype({8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}[width])
-    raise EmulatorError(f"element type {t} is not supported by the emulator")
+def op_key(op: Operation) -> OpKey:
+    """The key of `op` in the semantics tables: its class, or its name where xDSL has no
+    class for it (parsed as unregistered: math.sigmoid, math.erfc, arith.remf,
+    arith.index_castui)."""
+    return op_name(op) if isinstance(op, UnregisteredOp) else type(op)
 
 
 def _round_half_away(x: Any) -> Any:
@@ -91,44 +83,53 @@ def _unsigned(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return apply
 
 
-_BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "arith.addf": np.add, "arith.subf": np.subtract, "arith.mulf": np.multiply,
-    "arith.divf": np.divide, "arith.maximumf": np.maximum, "arith.minimumf": np.minimum,
-    "arith.maxnumf": np.fmax, "arith.minnumf": np.fmin, "arith.remf": np.fmod,
-    "math.powf": np.power, "math.atan2": np.arctan2, "math.copysign": np.copysign,
-    "arith.addi": np.add, "arith.subi": np.subtract, "arith.muli": np.multiply,
-    "arith.divsi": _divsi, "arith.divui": _unsigned(np.floor_divide), "arith.remsi": np.fmod,
-    "arith.remui": _unsigned(np.remainder), "arith.floordivsi": np.floor_divide, "arith.ceildivsi": _ceildivsi,
-    "arith.andi": np.bitwise_and, "arith.ori": np.bitwise_or, "arith.xori": np.bitwise_xor,
-    "arith.shli": np.left_shift, "arith.shrsi": np.right_shift, "arith.shrui": _unsigned(np.right_shift),
-    "arith.maxsi": np.maximum, "arith.minsi": np.minimum, "arith.maxui": _unsigned(np.maximum),
-    "arith.minui": _unsigned(np.minimum),
+_BINARY: dict[OpKey, Callable[[Any, Any], Any]] = {
+    arith.AddfOp: np.add, arith.SubfOp: np.subtract, arith.MulfOp: np.multiply,
+    arith.DivfOp: np.divide, arith.MaximumfOp: np.maximum, arith.MinimumfOp: np.minimum,
+    arith.MaxnumfOp: np.fmax, arith.MinnumfOp: np.fmin, "arith.remf": np.fmod,
+    math.PowFOp: np.power, math.Atan2Op: np.arctan2, math.CopySignOp: np.copysign,
+    arith.AddiOp: np.add, arith.SubiOp: np.subtract, arith.MuliOp: np.multiply,
+    arith.DivSIOp: _divsi, arith.DivUIOp: _unsigned(np.floor_divide), arith.RemSIOp: np.fmod,
+    arith.RemUIOp: _unsigned(np.remainder), arith.FloorDivSIOp: np.floor_divide, arith.CeilDivSIOp: _ceildivsi,
+    arith.AndIOp: np.bitwise_and, arith.OrIOp: np.bitwise_or, arith.XOrIOp: np.bitwise_xor,
+    arith.ShLIOp: np.left_shift, arith.ShRSIOp: np.right_shift, arith.ShRUIOp: _unsigned(np.right_shift),
+    arith.MaxSIOp: np.maximum, arith.MinSIOp: np.minimum, arith.MaxUIOp: _unsigned(np.maximum),
+    arith.MinUIOp: _unsigned(np.minimum),
 }
 
-_UNARY: dict[str, Callable[[Any], Any]] = {
-    "arith.negf": np.negative, "math.exp": np.exp, "math.exp2": np.exp2, "math.expm1": np.expm1,
-    "math.log": np.log, "math.log2": np.log2, "math.log10": np.log10, "math.log1p": np.log1p,
-    "math.tanh": np.tanh, "math.sqrt": np.sqrt, "math.rsqrt": lambda x: np.reciprocal(np.sqrt(x)),
-    "math.absf": np.abs, "math.absi": np.abs, "math.erf": scipy.special.erf, "math.sin": np.sin,
-    "math.cos": np.cos, "math.tan": np.tan, "math.atan": np.arctan, "math.ceil": np.ceil,
-    "math.floor": np.floor, "math.roundeven": np.rint, "math.round": lambda x: _round_half_away(x),
-    "math.trunc": np.trunc, "math.sinh": np.sinh, "math.cosh": np.cosh, "math.asin": np.arcsin,
-    "math.acos": np.arccos, "math.sigmoid": scipy.special.expit, "math.atanh": np.arctanh,
-    "math.asinh": np.arcsinh, "math.acosh": np.arccosh, "math.cbrt": np.cbrt,
+_UNARY: dict[OpKey, Callable[[Any], Any]] = {
+    arith.NegfOp: np.negative, math.ExpOp: np.exp, math.Exp2Op: np.exp2, math.ExpM1Op: np.expm1,
+    math.LogOp: np.log, math.Log2Op: np.log2, math.Log10Op: np.log10, math.Log1pOp: np.log1p,
+    math.TanhOp: np.tanh, math.SqrtOp: np.sqrt, math.RsqrtOp: lambda x: np.reciprocal(np.sqrt(x)),
+    math.AbsFOp: np.abs, math.AbsIOp: np.abs, math.ErfOp: scipy.special.erf, math.SinOp: np.sin,
+    math.CosOp: np.cos, math.TanOp: np.tan, math.AtanOp: np.arctan, math.CeilOp: np.ceil,
+    math.FloorOp: np.floor, math.RoundEvenOp: np.rint, math.RoundOp: lambda x: _round_half_away(x),
+    math.TruncOp: np.trunc, math.SinhOp: np.sinh, math.CoshOp: np.cosh, math.AsinOp: np.arcsin,
+    math.AcosOp: np.arccos, "math.sigmoid": scipy.special.expit, math.AtanhOp: np.arctanh,
+    math.AsinhOp: np.arcsinh, math.AcoshOp: np.arccosh, math.CbrtOp: np.cbrt,
     "math.erfc": scipy.special.erfc,
 }
 
 #: Integer divisions and remainders: MLIR leaves a zero divisor (and, signed, MIN / -1)
 #: undefined; eager PyTorch raises. The emulator refuses both (`_checked_division`).
-_INT_DIVISIONS = {
-    "arith.divsi": True, "arith.remsi": True, "arith.floordivsi": True, "arith.ceildivsi": True,
-    "arith.divui": False, "arith.remui": False,
+_INT_DIVISIONS: dict[OpKey, bool] = {
+    arith.DivSIOp: True, arith.RemSIOp: True, arith.FloorDivSIOp: True, arith.CeilDivSIOp: True,
+    arith.DivUIOp: False, arith.RemUIOp: False,
 }
 
-_CASTS = {
-    "arith.extf", "arith.truncf", "arith.sitofp", "arith.uitofp", "arith.fptosi", "arith.fptoui",
-    "arith.index_cast", "arith.index_castui", "arith.extsi", "arith.extui", "arith.trunci",
+_CASTS: set[OpKey] = {
+    arith.ExtFOp, arith.TruncFOp, arith.SIToFPOp, arith.UIToFPOp, arith.FPToSIOp, arith.FPToUIOp,
+    arith.IndexCastOp, "arith.index_castui", arith.ExtSIOp, arith.ExtUIOp, arith.TruncIOp, arith.BitcastOp,
 }
+
+#: Ops with a rule of their own (`CompiledPayload._special`).
+_SPECIAL: set[OpKey] = {
+    arith.ConstantOp, arith.CmpfOp, arith.CmpiOp, arith.SelectOp, math.FPowIOp, rdu.IndexOp, tensor.ExtractOp,
+    cf.AssertOp,
+}
+
+#: Every payload op with a rule (the one set all table users accept; see the module doc).
+PAYLOAD_OPS: frozenset[OpKey] = frozenset(_BINARY) | frozenset(_UNARY) | frozenset(_CASTS) | frozenset(_SPECIAL)
 
 # arith.cmpf / cmpi predicates, in MLIR's enum order.
 _CMPF = [
@@ -183,7 +184,7 @@ class CompiledPayload:
         self.yield_slots: list[int] = []
         for op in block.ops:
             name = op_name(op)
-            if name == "rdu.yield":
+            if isinstance(op, rdu.YieldOp):
                 self.yield_slots = [self.slots.get(v, -1) for v in op.operands]
                 continue
             if skip and op in skip:
@@ -201,31 +202,32 @@ class CompiledPayload:
     def _compile(self, op: Operation, name: str) -> Step:
         ins = [self.slots[v] for v in op.operands]
         out = self.slots[op.results[0]] if op.results else -1
-        if name in _INT_DIVISIONS and _is_integer(op.results[0].type):
-            return self._checked_division(name, ins, out)
-        if name in _BINARY:
-            fn2 = _BINARY[name]
+        key = op_key(op)
+        if key in _INT_DIVISIONS and _is_integer(op.results[0].type):
+            return self._checked_division(key, name, ins, out)
+        if key in _BINARY:
+            fn2 = _BINARY[key]
             a, b = ins
 
             def binary(vals: list[Any], ctx: TileContext) -> None:
                 vals[out] = fn2(vals[a], vals[b])
 
             return binary
-        if name in _UNARY:
-            fn1 = _UNARY[name]
+        if key in _UNARY:
+            fn1 = _UNARY[key]
             (a,) = ins
 
             def unary(vals: list[Any], ctx: TileContext) -> None:
                 vals[out] = fn1(vals[a])
 
             return unary
-        if name in _CASTS:
+        if key in _CASTS:
             return self._cast(op, ins[0], out)
         return self._special(op, name, ins, out)
 
-    def _checked_division(self, name: str, ins: list[int], out: int) -> Step:
-        fn2 = _BINARY[name]
-        signed = _INT_DIVISIONS[name]
+    def _checked_division(self, key: OpKey, name: str, ins: list[int], out: int) -> Step:
+        fn2 = _BINARY[key]
+        signed = _INT_DIVISIONS[key]
         a, b = ins
 
         def division(vals: list[Any], ctx: TileContext) -> None:
@@ -252,7 +254,13 @@ class CompiledPayload:
         dtype = numpy_dtype(op.results[0].type)
         name = op_name(op)
         unsigned_source = name in ("arith.extui", "arith.uitofp", "arith.index_castui")
-        to_int = name in ("arith.fptosi", "arith.fptoui")
+        to_int = isinstance(op, arith.FPToSIOp | arith.FPToUIOp)
+        if isinstance(op, arith.BitcastOp):  # the same bits read as the result type
+
+            def bitcast(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = np.asarray(vals[a]).view(dtype)
+
+            return bitcast
 
         def cast(vals: list[Any], ctx: TileContext) -> None:
             x = np.asarray(vals[a])
@@ -265,19 +273,19 @@ class CompiledPayload:
         return cast
 
     def _special(self, op: Operation, name: str, ins: list[int], out: int) -> Step:
-        if name == "arith.constant":
+        if isinstance(op, arith.ConstantOp):
             value = _constant(op)
 
             def const(vals: list[Any], ctx: TileContext) -> None:
                 vals[out] = value
 
             return const
-        if name in ("arith.cmpf", "arith.cmpi"):
+        if isinstance(op, arith.CmpfOp | arith.CmpiOp):
             pred = op.properties["predicate"]
             assert isinstance(pred, IntegerAttr)
-            fn = (_CMPF if name == "arith.cmpf" else _CMPI)[pred.value.data]
+            fn = (_CMPF if isinstance(op, arith.CmpfOp) else _CMPI)[pred.value.data]
             a, b = ins
-            unsigned = name == "arith.cmpi" and pred.value.data >= 6
+            unsigned = isinstance(op, arith.CmpiOp) and pred.value.data >= 6
 
             def cmp(vals: list[Any], ctx: TileContext) -> None:
                 x, y = vals[a], vals[b]
@@ -286,14 +294,14 @@ class CompiledPayload:
                 vals[out] = fn(x, y)
 
             return cmp
-        if name == "arith.select":
+        if isinstance(op, arith.SelectOp):
             c, a, b = ins
 
             def select(vals: list[Any], ctx: TileContext) -> None:
                 vals[out] = np.where(vals[c], vals[a], vals[b])
 
             return select
-        if name == "math.fpowi":
+        if isinstance(op, math.FPowIOp):
             a, b = ins
 
             def fpowi(vals: list[Any], ctx: TileContext) -> None:
@@ -307,7 +315,7 @@ class CompiledPayload:
                 vals[out] = np.power(x, n.astype(np.asarray(x).dtype))
 
             return fpowi
-        if name == "rdu.index":
+        if isinstance(op, rdu.IndexOp):
             dim = op.properties["dim"]
             assert isinstance(dim, IntegerAttr)
             d = dim.value.data
@@ -316,9 +324,9 @@ class CompiledPayload:
                 vals[out] = ctx.index_grid(d)
 
             return index
-        if name == "tensor.extract":
+        if isinstance(op, tensor.ExtractOp):
             return self._extract(op, ins, out)
-        if name == "cf.assert":
+        if isinstance(op, cf.AssertOp):
             return self._assert(op, ins[0])
         raise EmulatorError(
             f"kernel '{self.kernel}': payload op '{name}' has no emulator rule; "
@@ -364,7 +372,7 @@ def compare_fn(op: Operation) -> Callable[[Any, Any], Any]:
     pred = op.properties["predicate"]
     assert isinstance(pred, IntegerAttr)
     p = pred.value.data
-    if op_name(op) == "arith.cmpf":
+    if isinstance(op, arith.CmpfOp):
         return _CMPF[p]
     fn = _CMPI[p]
     if p >= 6:
