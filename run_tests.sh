@@ -4,5 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/scripts/setup_env.sh"
 ruff check rdu_compiler testsuite benchmarks
+lint-imports --no-cache    # the layers of docs/design.md (pyproject.toml [tool.importlinter])
+pyright                    # basic mode over rdu_compiler (pyproject.toml [tool.pyright])
 lit -v testsuite/filecheck
 python -m pytest testsuite

@@ -165,7 +165,7 @@ def rdu_tp_step_s(spec: LlamaSpec, node_fabric: str, tp: int, seq: int, past: in
     Raises:
         RduError: tp does not divide the shape or exceeds the node's sockets, or the compile failed.
     """
-    import rdu_compiler
+    from rdu_compiler import api
     from rdu_compiler.api import _fabric
     from rdu_compiler.cost.collectives import all_reduce
 
@@ -176,7 +176,7 @@ def rdu_tp_step_s(spec: LlamaSpec, node_fabric: str, tp: int, seq: int, past: in
     key = (spec, fab.source, tp, seq, past, batch)
     if key not in _LAYER_CACHE:
         layer, inputs = tp_layer(spec, tp, seq, past, batch)
-        totals = rdu_compiler.compile(layer, inputs, fabric=node_fabric).report["totals"]
+        totals = api.compile(layer, inputs, fabric=node_fabric).report["totals"]
         weights = sum(p.numel() * p.element_size() for p in layer.parameters())
         _LAYER_CACHE[key] = (totals["estimated_s"], max(0.0, float(totals["hbm_peak_bytes"] - weights)))
     node = fab.node
