@@ -71,7 +71,9 @@ class LlamaSpec:
 
 
 LLAMA2_7B = LlamaSpec("llama2-7b", 4096, 32, 32, 11008, 32, 32000)
-BUILTIN_SHAPES = {LLAMA2_7B.name: LLAMA2_7B}
+#: Llama 3.1 8B (HF config): GQA with 8 KV heads, MLP 14336, vocab 128256.
+LLAMA31_8B = LlamaSpec("llama3.1-8b", 4096, 32, 8, 14336, 32, 128256)
+BUILTIN_SHAPES = {LLAMA2_7B.name: LLAMA2_7B, LLAMA31_8B.name: LLAMA31_8B}
 
 
 class TPLayer(nn.Module):
@@ -84,7 +86,7 @@ class TPLayer(nn.Module):
 
     def __init__(self, spec: LlamaSpec, tp: int):
         super().__init__()
-        self.h, self.kv, self.d = spec.heads // tp, spec.kv_heads // tp, spec.head_dim
+        self.h, self.kv, self.d = spec.heads // tp, max(1, spec.kv_heads // tp), spec.head_dim
         self.input_norm = RMSNorm(spec.hidden, 1e-5)
         self.q_proj = nn.Linear(spec.hidden, self.h * self.d, bias=False)
         self.k_proj = nn.Linear(spec.hidden, self.kv * self.d, bias=False)
@@ -125,24 +127,29 @@ class TPLayer(nn.Module):
 def tp_layer(spec: LlamaSpec, tp: int, seq: int, past: int, batch: int) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     """The per-socket TP layer and its example inputs on the meta device (BF16, shapes only).
 
+    GQA: with tp <= kv_heads each socket holds kv_heads / tp KV heads; with tp > kv_heads (a
+    multiple of it) each socket holds one KV head, replicated on tp / kv_heads sockets (as
+    Megatron does): each of them reads that head's K/V weights and KV cache.
+
     Raises:
-        RduError: tp does not divide heads, kv_heads and mlp.
+        RduError: tp does not divide heads and mlp, or neither divides nor is a multiple of kv_heads.
     """
-    if tp < 1 or spec.heads % tp or spec.kv_heads % tp or spec.mlp % tp:
-        raise RduError(f"tp={tp} must divide heads ({spec.heads}), kv_heads ({spec.kv_heads}) and mlp ({spec.mlp}) "
-                       f"of {spec.name}; pick a tp that divides all three")
+    kv_ok = spec.kv_heads % tp == 0 or tp % spec.kv_heads == 0
+    if tp < 1 or spec.heads % tp or spec.mlp % tp or not kv_ok:
+        raise RduError(f"tp={tp} must divide heads ({spec.heads}) and mlp ({spec.mlp}) of {spec.name}, and divide or be a "
+                       f"multiple of kv_heads ({spec.kv_heads}); pick another tp")
     with torch.device("meta"):
         layer = TPLayer(spec, tp).to(torch.bfloat16).eval()
         d = spec.head_dim
         inputs: tuple[torch.Tensor, ...] = (torch.empty(batch, seq, spec.hidden, dtype=torch.bfloat16),
                                             torch.empty(seq, d, dtype=torch.bfloat16), torch.empty(seq, d, dtype=torch.bfloat16))
         if past:
-            kv = (batch, spec.kv_heads // tp, past, d)
+            kv = (batch, max(1, spec.kv_heads // tp), past, d)
             inputs += (torch.empty(kv, dtype=torch.bfloat16), torch.empty(kv, dtype=torch.bfloat16))
     return layer, inputs
 
 
-_LAYER_CACHE: dict[tuple[object, ...], tuple[float, float]] = {}
+_LAYER_CACHE: dict[tuple[object, ...], tuple[float, float, int]] = {}
 
 
 def rdu_tp_step_s(spec: LlamaSpec, node_fabric: str, tp: int, seq: int, past: int, batch: int) -> dict[str, float]:
@@ -160,7 +167,8 @@ def rdu_tp_step_s(spec: LlamaSpec, node_fabric: str, tp: int, seq: int, past: in
     Returns:
         {"layer_s", "all_reduce_s", "sync_s", "lm_head_s", "step_s"}: one layer's program,
         one all-reduce, one sync, the LM head, and the whole step (seconds); and
-        "activation_bytes": the layer program's HBM peak less its weights, per socket (bytes).
+        "activation_bytes": the layer program's HBM peak less its weights, per socket (bytes);
+        "sections": the layer program's sections (kernel launches per layer call).
 
     Raises:
         RduError: tp does not divide the shape or exceeds the node's sockets, or the compile failed.
@@ -178,12 +186,13 @@ def rdu_tp_step_s(spec: LlamaSpec, node_fabric: str, tp: int, seq: int, past: in
         layer, inputs = tp_layer(spec, tp, seq, past, batch)
         totals = api.compile(layer, inputs, fabric=node_fabric).report["totals"]
         weights = sum(p.numel() * p.element_size() for p in layer.parameters())
-        _LAYER_CACHE[key] = (totals["estimated_s"], max(0.0, float(totals["hbm_peak_bytes"] - weights)))
+        _LAYER_CACHE[key] = (totals["estimated_s"], max(0.0, float(totals["hbm_peak_bytes"] - weights)), totals["sections"])
     node = fab.node
     ar = all_reduce(node, spec.act_bytes(batch, seq), group=tp).seconds
     lm = spec.vocab * spec.hidden * spec.dtype_bytes / tp / fab.hbm.bytes_per_s
-    layer_s, act = _LAYER_CACHE[key]
-    out = {"layer_s": layer_s, "all_reduce_s": ar, "sync_s": node.sync_s, "lm_head_s": lm, "activation_bytes": act}
+    layer_s, act, sections = _LAYER_CACHE[key]
+    out = {"layer_s": layer_s, "all_reduce_s": ar, "sync_s": node.sync_s, "lm_head_s": lm, "activation_bytes": act,
+           "sections": sections}
     out["step_s"] = spec.layers * (out["layer_s"] + 2 * ar + node.sync_s) + lm
     return out
 
