@@ -390,7 +390,7 @@ def _kernel_from(op: Operation, st: _Structured, index: int) -> list[Operation]:
                 empty = tensor.EmptyOp([], TensorType(v.type.element_type, [1]))
                 before.append(empty)
                 return empty.results[0]
-            view = rdu.ViewOp(operands=[v], result_types=[TensorType(v.type.element_type, [1])], properties={"mode": StringAttr("reshape")})
+            view = rdu.ViewOp(v, TensorType(v.type.element_type, [1]))
             before.append(view)
             return view.results[0]
 
@@ -422,7 +422,7 @@ def _kernel_from(op: Operation, st: _Structured, index: int) -> list[Operation]:
     )
     for r, t in zip(kernel.results, [r.type for r in op.results], strict=True):
         if r.type != t:
-            after.append(rdu.ViewOp(operands=[r], result_types=[t], properties={"mode": StringAttr("reshape")}))
+            after.append(rdu.ViewOp(r, t))
     return [*before, kernel, *after]
 
 
@@ -647,36 +647,26 @@ def _sort_kernels(op: Operation, index: int) -> list[Operation]:
     return ops
 
 
-def _dense(values: list[int]) -> DenseArrayBase:
-    return DenseArrayBase.from_list(i64, values)
-
-
 def _layout_op(op: Operation) -> Operation | None:
     name = op_name(op)
     if name in ("tensor.expand_shape", "tensor.collapse_shape"):
-        return rdu.ViewOp(
-            operands=[op.operands[0]], result_types=[op.results[0].type], properties={"mode": StringAttr("reshape")}
-        )
+        return rdu.ViewOp(op.operands[0], op.results[0].type)
     if name == "tensor.extract_slice":
         assert isinstance(op, tensor.ExtractSliceOp)
         if op.offsets or op.sizes or op.strides:
             raise CompileError("rdu-convert-linalg", "tensor.extract_slice with dynamic offsets/sizes is not supported")
         return rdu.ViewOp(
-            operands=[op.source],
-            result_types=[op.result.type],
-            properties={
-                "mode": StringAttr("slice"),
-                "offsets": _dense(list(op.static_offsets.get_values())),
-                "sizes": _dense(list(op.static_sizes.get_values())),
-                "strides": _dense(list(op.static_strides.get_values())),
-            },
+            op.source,
+            op.result.type,
+            rdu.ViewMode.SLICE,
+            op.static_offsets.get_values(),
+            op.static_sizes.get_values(),
+            op.static_strides.get_values(),
         )
     if name == "tensor.concat":
         dim = op.properties["dim"]
         assert isinstance(dim, IntegerAttr)
-        return rdu.ConcatOp(
-            operands=[list(op.operands)], result_types=[op.results[0].type], properties={"dim": IntegerAttr(dim.value.data, i64)}
-        )
+        return rdu.ConcatOp(list(op.operands), op.results[0].type, dim.value.data)
     if name == "tensor.pad":
         return _pad(op)
     return None
@@ -708,7 +698,7 @@ def _insert_slice(op: Operation, index: int) -> list[Operation]:
         and not isinstance(fill.inputs[0].type, TensorType)
     ):
         high = [d - o - n for d, o, n in zip(dshape, offsets, sizes, strict=True)]
-        return [rdu.PadOp(operands=[src, fill.inputs[0]], result_types=[op.result.type], properties={"low": _dense(offsets), "high": _dense(high)})]
+        return [rdu.PadOp(src, fill.inputs[0], op.result.type, offsets, high)]
     # General case: out[i] = covered(i) ? src[(i - off) / stride] : dest[i].
     rank = len(dshape)
     kept = [d for d, n in enumerate(sizes) if n != 1 or len(sshape) == rank]
@@ -776,11 +766,7 @@ def _pad(op: Operation) -> Operation:
     value = yielded.operands[0]
     if value.owner is op.region.block or (isinstance(value.owner, Operation) and value.owner.parent_block() is op.region.block):
         raise CompileError("rdu-convert-linalg", "tensor.pad whose padding value depends on the index is not supported")
-    return rdu.PadOp(
-        operands=[op.source, value],
-        result_types=[op.result.type],
-        properties={"low": _dense(list(op.static_low.get_values())), "high": _dense(list(op.static_high.get_values()))},
-    )
+    return rdu.PadOp(op.source, value, op.result.type, op.static_low.get_values(), op.static_high.get_values())
 
 
 _SUPPORTED = (
