@@ -18,13 +18,15 @@ from rdu_compiler.passes.common import FABRIC_ATTR
 def pipeline(fabric: str, opt_level: int) -> list[str]:
     """The pass pipeline, as `rdu-opt -p` would spell each pass.
 
-    -O0 is SambaFlow's unfused baseline (every kernel its own section); -O1 folds
-    views into access patterns, fuses elementwise chains into their consumers and
-    packs kernels into sections.
+    `rdu-fold-constants` evaluates the shape checks and scalar code on constants that
+    torch-mlir emits, before `rdu-convert-linalg` lowers the rest. -O0 is SambaFlow's
+    unfused baseline (every kernel its own section); -O1 folds views into access
+    patterns, fuses elementwise chains into their consumers and packs kernels into
+    sections.
     """
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
-    passes = ["rdu-convert-linalg"]
+    passes = ["rdu-fold-constants", "rdu-convert-linalg"]
     if opt_level >= 1:
         passes += ["rdu-fold-views", "rdu-fuse"]
     passes += [

@@ -96,7 +96,7 @@ def kernel_needs(kernels: list[rdu.KernelOp], fabric: Fabric) -> list[section_pl
         for v, nbytes in zip([*k.inputs, *k.inits], kernel_traffic(k), strict=True):
             if nbytes:
                 producer = _producer(v)
-                inputs.append((index[producer] if producer in index else -1, nbytes))
+                inputs.append((index[producer] if producer is not None and producer in index else -1, nbytes))
         if gathered_bytes(k):
             inputs.append((-1, gathered_bytes(k)))
         result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
