@@ -17,6 +17,7 @@ from xdsl.dialects.builtin import (
     IndexType,
     IntegerAttr,
     StringAttr,
+    TensorType,
     i64,
 )
 from xdsl.dialects.linalg.attrs import IteratorTypeAttr
@@ -188,6 +189,28 @@ class KernelOp(IRDLOperation):
                         f"kernel '{self.label}': init {i} ({self.inits[i].type}) is filled from capture {f} "
                         f"of type {self.captures[f].type}; the fill value must be a scalar of the element type"
                     )
+        if any(n < 1 for n in self.domain_sizes):
+            raise VerifyException(
+                f"kernel '{self.label}': domain {list(self.domain_sizes)} has a loop of fewer than 1 iteration; "
+                "every loop bound is >= 1 (an empty tensor has no kernel)"
+            )
+        if self.tile is not None and any(not 1 <= t <= n for t, n in zip(self.tile_sizes, self.domain_sizes, strict=True)):
+            raise VerifyException(
+                f"kernel '{self.label}': tile {list(self.tile_sizes)} is not within [1, domain] for domain "
+                f"{list(self.domain_sizes)}; re-run rdu-tile"
+            )
+        for j, (v, m) in enumerate(zip((*self.inputs, *self.inits), self.indexing_maps.data, strict=True)):
+            if isinstance(v.type, StreamType | TensorType) and len(m.data.results) != len(v.type.get_shape()):
+                raise VerifyException(
+                    f"kernel '{self.label}': operand {j} ({v.type}) has rank {len(v.type.get_shape())} but its "
+                    f"indexing map {m.data} gives {len(m.data.results)} indices; give one index per dim"
+                )
+        if self.scan_dim is not None and not 0 <= self.scan_dim.value.data < rank:
+            raise VerifyException(
+                f"kernel '{self.label}': scan_dim {self.scan_dim.value.data} is not a loop of its {rank}-d domain"
+            )
+        if self.pcus is not None and self.pcus.value.data < 1:
+            raise VerifyException(f"kernel '{self.label}': pcus = {self.pcus.value.data}; a kernel runs on >= 1 PCU")
         n_args = n_mapped + len(self.captures)
         if len(self.body.block.args) != n_args:
             raise VerifyException(

@@ -76,6 +76,17 @@ def _scan_kernel(op: Operation, index: int) -> rdu.KernelOp:
     )
 
 
+#: The identity of each combiner a scatter may accumulate with.
+_COMBINER_IDENTITY: dict[type, float | int] = {
+    arith.AddfOp: 0.0,
+    arith.AddiOp: 0,
+    arith.MulfOp: 1.0,
+    arith.MuliOp: 1,
+    arith.MaximumfOp: float("-inf"),
+    arith.MinimumfOp: float("inf"),
+}
+
+
 def _scatter_kernel(op: Operation, index: int) -> rdu.KernelOp:
     """`tm_tensor.scatter` with one full index per update (`updates: N`, `indices: N x K`,
     K = the destination's rank, as torch-mlir emits for ScatterElements / ScatterND /
@@ -124,8 +135,7 @@ def _scatter_kernel(op: Operation, index: int) -> rdu.KernelOp:
     else:
         comb_op = combined.owner
         name = op_name(comb_op) if isinstance(comb_op, Operation) else ""
-        identity = {"arith.addf": 0.0, "arith.addi": 0, "arith.mulf": 1.0, "arith.muli": 1,
-                    "arith.maximumf": float("-inf"), "arith.minimumf": float("inf")}.get(name)
+        identity = _COMBINER_IDENTITY.get(type(comb_op))
         if identity is None or not isinstance(comb_op, Operation) or set(comb_op.operands) != {u, acc}:
             raise CompileError("rdu-convert-linalg", f"tm_tensor.scatter (op #{index}) with combiner '{name or 'unknown'}' is not supported")
         for o in list(ops):

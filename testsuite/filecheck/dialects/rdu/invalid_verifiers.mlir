@@ -1,7 +1,8 @@
 // RUN: rdu-opt %s --split-input-file --verify-diagnostics | filecheck %s
 
 // The verifiers of rdu.index, rdu.yield, rdu.load, rdu.store, rdu.view, rdu.concat and
-// rdu.pad, one broken rule per chunk: each message names the op and what to change.
+// rdu.pad, and the newer rules of rdu.kernel and rdu.section, one broken rule per chunk:
+// each message names the op and what to change.
 
 func.func @index_dim_outside_domain(%x: tensor<4xf32>) -> tensor<4xf32> {
   %e = tensor.empty() : tensor<4xf32>
@@ -231,3 +232,70 @@ func.func @view_mode_string(%x: tensor<4x8xf32>) -> tensor<32xf32> {
 }
 
 // CHECK: Operation does not verify: "reshape" should be of base attribute rdu.view_mode
+
+// -----
+
+func.func @kernel_empty_loop(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %r = "rdu.kernel"(%x, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 0>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+  ^bb0(%in: f32, %o: f32):
+    rdu.yield %in : f32
+  }) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  func.return %r : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: kernel 'k0': domain [0] has a loop of fewer than 1 iteration; every loop bound is >= 1 (an empty tensor has no kernel)
+
+// -----
+
+func.func @kernel_tile_too_big(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %r = "rdu.kernel"(%x, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", tile = array<i64: 8>, operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+  ^bb0(%in: f32, %o: f32):
+    rdu.yield %in : f32
+  }) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  func.return %r : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: kernel 'k0': tile [8] is not within [1, domain] for domain [4]; re-run rdu-tile
+
+// -----
+
+func.func @kernel_map_rank(%x: tensor<4x8xf32>) -> tensor<4xf32> {
+  %e = tensor.empty() : tensor<4xf32>
+  %r = "rdu.kernel"(%x, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+  ^bb0(%in: f32, %o: f32):
+    rdu.yield %in : f32
+  }) : (tensor<4x8xf32>, tensor<4xf32>) -> tensor<4xf32>
+  func.return %r : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: kernel 'k0': operand 0 (tensor<4x8xf32>) has rank 2 but its indexing map (d0) -> (d0) gives 1 indices; give one index per dim
+
+// -----
+
+func.func @scan_dim_outside(%x: tensor<4xf32>) -> (tensor<4xf32>, tensor<f32>) {
+  %e = tensor.empty() : tensor<4xf32>
+  %acc = tensor.empty() : tensor<f32>
+  %r:2 = "rdu.kernel"(%x, %e, %acc) <{kind = #rdu.pattern<scan>, domain = array<i64: 4>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> ()>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", scan_dim = 1 : i64, scan_inclusive = 1 : i64, operandSegmentSizes = array<i32: 1, 2, 0>}> ({
+  ^bb0(%in: f32, %o: f32, %prev: f32):
+    %s = arith.addf %prev, %in : f32
+    rdu.yield %s, %s : f32, f32
+  }) : (tensor<4xf32>, tensor<4xf32>, tensor<f32>) -> (tensor<4xf32>, tensor<f32>)
+  func.return %r#0, %r#1 : tensor<4xf32>, tensor<f32>
+}
+
+// CHECK: Operation does not verify: kernel 'k0': scan_dim 1 is not a loop of its 1-d domain
+
+// -----
+
+func.func @section_grid(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, grid = array<i64: 4>}> ({
+    %a = rdu.load %x from <hbm> : tensor<4xf32> -> !rdu.stream<4xf32>
+    %s = rdu.store %a to <hbm> : !rdu.stream<4xf32> -> tensor<4xf32>
+    rdu.yield %s : tensor<4xf32>
+  }) : () -> tensor<4xf32>
+  func.return %0 : tensor<4xf32>
+}
+
+// CHECK: Operation does not verify: section 's0': grid [4] must be [rows, cols], both >= 1; re-run rdu-place
