@@ -8,6 +8,7 @@ against its fabric in `fabric_checks.py`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from xdsl.dialects.builtin import (
     I64,
@@ -102,8 +103,8 @@ class KernelOp(IRDLOperation):
     buffers = opt_prop_def(ArrayAttr[BufferAttr])
     capture_tiers = opt_prop_def(ArrayAttr[TierAttr])
     init_fills = opt_prop_def(_I64_ARRAY)
-    pcu_sites = opt_prop_def(_I64_ARRAY)
-    pmu_sites = opt_prop_def(_I64_ARRAY)
+    pcu_sites: DenseArrayBase[Any] | None = opt_prop_def(_I64_ARRAY)  # written by placement as plain arrays
+    pmu_sites: DenseArrayBase[Any] | None = opt_prop_def(_I64_ARRAY)  # written by placement as plain arrays
     agcu_sites = opt_prop_def(_I64_ARRAY)
 
     body = region_def("single_block")
