@@ -10,9 +10,10 @@
   (start at the current split, look one share each way, keep walking while it improves:
   2-4 model calls) with hysteresis (move only when the objective improves by more than
   `hysteresis`, default 5 %). The objective is
-      J(F) = w * T_prefill(F) / slo_ttft + (1 - w) * T_decode(1 - F) / slo_tbt,
+      J(F) = w * T_prefill(F) / T_prefill(1) + (1 - w) * T_decode(1 - F) / T_decode(1),
   T_prefill = time to prefill the whole waiting queue on F (contended with decode),
   T_decode = one decode step of the running batch on 1 - F (contended with prefill),
+  each normalised by its time on the whole grid (so J is unitless and needs no SLO),
   w = 0.75 (favour TTFT) while KV occupancy < `kv_switch` (default 0.7), else 0.25 (favour
   TBT, so running requests finish and free KV). With nothing to prefill, decode takes the
   largest share; with nothing to decode, prefill does. Prefill takes shortest prompt first,
