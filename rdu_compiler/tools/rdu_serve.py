@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="llama3.1-8b", help="llama3.1-8b | llama2-7b | tiny")
     p.add_argument("--fabric", default="sn40l", help="preset name or fabric .toml")
     p.add_argument("--trace", default="conversation", help="conversation | code | FILE.csv")
-    p.add_argument("--rate", type=float, default=1.0, help="requests/s (generated traces)")
+    p.add_argument("--rate", type=float, default=1.0, help="requests/s (generated traces; a CSV keeps its own times unless --goodput rescales them)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals (generated traces)")
     p.add_argument("--cv", type=float, default=1.0, help="inter-arrival coefficient of variation (1 = Poisson)")
     p.add_argument("--seed", type=int, default=0)
@@ -83,6 +83,8 @@ def _check(args: argparse.Namespace) -> list[float]:
         raise RduError(f"--block-tokens must be >= 1, got {args.block_tokens}")
     if args.json and os.path.isdir(args.json):
         raise RduError(f"--json {args.json!r} is a directory; give a file name")
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        raise RduError(f"--json {args.json!r}: its directory does not exist; create it or give another path")
     try:
         shares = [float(s) for s in args.shares.split(",") if s.strip()]
     except ValueError:

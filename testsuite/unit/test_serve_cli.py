@@ -35,11 +35,13 @@ def run(argv: list[str], capsys) -> tuple[int, str, str]:
         (["--trace", "chat"], "unknown trace 'chat'"),
         (["--trace", "missing.csv"], "cannot read the trace"),
         (["--shares", "0.5,x"], "comma-separated numbers"),
+        (["--json", "/nonexistent-dir/m.json"], "its directory does not exist"),
     ],
 )
 def test_bad_input_exits_2(argv: list[str], message: str, capsys, tmp_path) -> None:
     out_json = tmp_path / "out.json"
-    code, out, err = run([*argv, "--json", str(out_json)], capsys)
+    extra = [] if "--json" in argv else ["--json", str(out_json)]
+    code, out, err = run([*argv, *extra], capsys)
     assert code == 2
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
