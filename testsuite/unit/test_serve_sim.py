@@ -94,3 +94,34 @@ def test_refusals() -> None:
         simulate([Request(0.0, 10_000, 10)], lm, "chunked", kv_capacity=1 << 16)
     with pytest.raises(SimError, match="not both compiled"):
         simulate([Request(0.0, 10, 10)], lm, "static:0.9")
+
+
+def test_greedy_split_walks_downhill_with_hysteresis() -> None:
+    from rdu_compiler.serve.policies import greedy_split
+
+    rows = [2, 4, 6]
+    calls: list[int] = []
+
+    def bowl(r: int) -> float:
+        calls.append(r)
+        return {2: 3.0, 4: 2.0, 6: 1.0}[r]
+
+    assert greedy_split(rows, 2, bowl, 0.05) == (6, 3)
+    assert calls == [2, 4, 6]  # never looks below the current split when it is the lowest
+    assert greedy_split(rows, 4, lambda r: {2: 1.0, 4: 1.02, 6: 2.0}[r], 0.05)[0] == 4  # < 5 %: stay
+    assert greedy_split(rows, 4, lambda r: {2: 0.5, 4: 1.0, 6: 2.0}[r], 0.05)[0] == 2
+
+
+def test_contention_stretches_decode_during_prefill_only() -> None:
+    """The same trace with HBM bandwidth 1000x higher (no contention possible) decodes faster
+    while prompts are prefilled; prefill steps (compute-bound) keep their times."""
+    from dataclasses import replace
+
+    lm = synthetic_model(hbm_bytes_per_s=3.5e8)  # demands: decode 1, the 3000-token prefill ~0.3
+    free = replace(lm, hbm_bytes_per_s=2e10)
+    reqs = [Request(0.0, 50, 400), Request(0.003, 3000, 2)]  # a long prefill arrives mid-decode
+    a = simulate(reqs, lm, "static:0.5")
+    b = simulate(reqs, free, "static:0.5")
+    assert a.records[1].ttft == pytest.approx(b.records[1].ttft)
+    assert sum(a.records[0].tbts) > sum(b.records[0].tbts)
+    assert a.records[0].finish > b.records[0].finish
