@@ -1,7 +1,7 @@
 """rdu-serve: how should this chip serve this traffic? (issue 15)
 
     rdu-serve --model llama3.1-8b --fabric sn40l --trace conversation --rate 2.5 --duration 600 \
-              --policy nexus [--slo-ttft 0.5 --slo-tbt 0.05] [--goodput] [--json FILE]
+              --policy nexus [--slo-ttft 0.5 --slo-tbt 0.05] [--goodput] [--json FILE] [--plot DIR]
 
 Compiles (or reads from the cache) the model's prefill, decode and head programs on shares
 of the fabric, fits their latency (rdu_compiler.serve.latency), then simulates the trace
@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--slo-tbt", type=float, default=None, help="TBT (TPOT) SLO (s)")
     p.add_argument("--goodput", action="store_true", help="binary-search the highest rate meeting both SLOs at P90")
     p.add_argument("--json", default=None, help="write metrics (and goodput) as JSON")
+    p.add_argument("--plot", default=None, help="write TTFT/TBT CDFs and the split over time as PNGs into this directory")
     p.add_argument("--cache", default=None, help="latency cache dir (default $RDU_SERVE_CACHE or ~/.cache/rdu_compiler/serve)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -83,6 +84,8 @@ def _check(args: argparse.Namespace) -> list[float]:
         raise RduError(f"--block-tokens must be >= 1, got {args.block_tokens}")
     if args.json and os.path.isdir(args.json):
         raise RduError(f"--json {args.json!r} is a directory; give a file name")
+    if args.plot and os.path.exists(args.plot) and not os.path.isdir(args.plot):
+        raise RduError(f"--plot {args.plot!r} is a file; give a directory")
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         raise RduError(f"--json {args.json!r}: its directory does not exist; create it or give another path")
     try:
@@ -143,6 +146,11 @@ def _run(args: argparse.Namespace) -> None:
            "metrics": result.metrics, "kv_capacity_blocks": result.kv_capacity_blocks, "kv_peak_blocks": result.kv_peak_blocks,
            "fit_error": lm.fit_error, "goodput_rps": good}
     _print(out)
+    if args.plot:
+        from rdu_compiler.serve.plots import write_plots
+
+        for path in write_plots(result, lm.base_rows, args.plot):
+            print(f"  wrote {path}")
     if args.json:
         tmp = f"{args.json}.tmp{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:

@@ -61,8 +61,10 @@ def test_good_run_prints_metrics_and_writes_json(capsys, tmp_path, monkeypatch) 
     csv.write_text("arrived_at,num_prefill_tokens,num_decode_tokens\n0.0,100,5\n0.001,50,8\n0.002,80,2\n")
     out_json = tmp_path / "m.json"
     code, out, _ = run(["--model", "tiny", "--trace", str(csv), "--policy", "static:0.5", "--shares", "0.25,0.5,0.75",
-                        "--slo-ttft", "1", "--slo-tbt", "1", "--goodput", "--json", str(out_json)], capsys)
+                        "--slo-ttft", "1", "--slo-tbt", "1", "--goodput", "--json", str(out_json),
+                        "--plot", str(tmp_path / "plots")], capsys)
     assert code == 0
     assert "TTFT p50/p95/p99" in out and "SLO attainment      100.0 %" in out and "goodput" in out
     doc = json.loads(out_json.read_text())
     assert doc["metrics"]["finished"] == 3 and doc["goodput_rps"] > 0
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["split.png", "tbt_cdf.png", "ttft_cdf.png"]
