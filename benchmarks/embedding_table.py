@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from rdu_compiler.embedding import CollisionlessTable, CountingFilter
-from rdu_compiler.embedding.hashed import collision_rate
+from rdu_compiler.embedding.hashed import collision_rate, lookup_collision_rate
 
 DAY = 86_400  # seconds
 
@@ -75,7 +75,9 @@ def main() -> None:
     base = results[0]
     # a fixed-row table of the same memory as the plain collisionless table needs (live bytes)
     same_memory_rows = base["live_bytes"] // (4 * args.dim)
-    hashed = {"rows": same_memory_rows, "collision_rate_distinct_ids": collision_rate(np.concatenate(days), same_memory_rows),
+    everything = np.concatenate(days)
+    hashed = {"rows": same_memory_rows, "collision_rate_distinct_ids": collision_rate(everything, same_memory_rows),
+              "collision_rate_lookups": lookup_collision_rate(everything, same_memory_rows),
               "rows_for_1pct_collisions": int(distinct / 0.01)}
     print(json.dumps({"stream": {**vars(args), "lookups": sum(map(len, days)), "distinct_ids": distinct},
                       "collisionless": results, "hashed_same_memory": hashed}, indent=2))

@@ -35,7 +35,8 @@ def main() -> None:
     import torch
 
     import rdu_compiler
-    from rdu_compiler.frontend.torch_import import import_torch, load_model_file
+    from rdu_compiler.frontend.torch.export import import_torch
+    from rdu_compiler.frontend.torch.model_file import load_model_file
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)

@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def _models(seq: int) -> dict[str, Any]:
     from rdu_compiler.bench.models import LayerShape, llama_layer
-    from rdu_compiler.frontend.torch_import import load_model_file
+    from rdu_compiler.frontend.torch.model_file import load_model_file
 
     return {
         "GPT-2 small (fp32, seq 128)": lambda: load_model_file("examples/gpt2_small.py"),
@@ -48,8 +48,8 @@ def measure(module: Any, fabric: Any, strategy: Any, routing: str) -> dict[str, 
     from rdu_compiler.cost.analysis import section_load
     from rdu_compiler.cost.model import section_cost
     from rdu_compiler.dialects import rdu
-    from rdu_compiler.placement import Grid, link_loads, place
-    from rdu_compiler.placement.from_ir import section_problem
+    from rdu_compiler.passes.placement_ir import section_problem
+    from rdu_compiler.plan.placement import Grid, link_loads, place
 
     grid = Grid.from_fabric(fabric)
     link_bps = fabric.link_bytes_per_cycle * fabric.clock_hz
@@ -93,7 +93,7 @@ def main() -> None:
 
     import rdu_compiler
     from rdu_compiler.fabric import load_fabric
-    from rdu_compiler.placement import Anneal, RandomPlacement, RowMajor
+    from rdu_compiler.plan.placement import Anneal, RandomPlacement, RowMajor
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--efforts", default="20,100", help="anneal efforts (moves per unit) to measure")

@@ -24,7 +24,7 @@ FABRICS = ("tiny", "sn40l")
 
 def counts(model: str, fabric: str, opt_level: int) -> dict[str, Any]:
     import rdu_compiler
-    from rdu_compiler.frontend.torch_import import load_model_file
+    from rdu_compiler.frontend.torch.model_file import load_model_file
 
     module, inputs = load_model_file(ROOT / "examples" / f"{model}.py")
     report = rdu_compiler.compile(module, inputs, fabric=fabric, opt_level=opt_level).report

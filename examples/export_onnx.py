@@ -23,7 +23,7 @@ OPSET = 17
 
 def export(name: str, out_dir: Path) -> Path:
     """Export examples/<name>.py's model on its example inputs to out_dir/<name>.onnx."""
-    from rdu_compiler.frontend.torch_import import load_model_file
+    from rdu_compiler.frontend.torch.model_file import load_model_file
 
     model, example_inputs = load_model_file(HERE / f"{name}.py")
     out_dir.mkdir(parents=True, exist_ok=True)

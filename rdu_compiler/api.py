@@ -6,38 +6,24 @@ import contextlib
 import gc
 import json
 import os
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 import torch
+from torch.utils import _pytree as pytree
 from xdsl.dialects.builtin import ModuleOp
 
 from rdu_compiler.cost.analysis import build_report
+from rdu_compiler.dtypes import numpy_dtype, numpy_of_torch, to_numpy, to_torch
 from rdu_compiler.errors import CompileError, RduError
 from rdu_compiler.fabric import Fabric, load_fabric
 from rdu_compiler.ir import parse_module
 from rdu_compiler.pipeline import COST, IMPORT, PARSE, pipeline, run_pipeline, set_fabric
 
 Stage = Callable[[str], None]
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """A tensor's values as numpy; bf16 through its bits (numpy has no bf16; ml_dtypes does)."""
-    t = t.detach().cpu()
-    if t.dtype == torch.bfloat16:
-        return t.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
-
-
-def to_torch(a: np.ndarray) -> torch.Tensor:
-    """The inverse of `to_numpy`."""
-    a = np.require(a, requirements="C")  # not ascontiguousarray: it makes a 0-d array 1-d
-    if a.dtype == ml_dtypes.bfloat16:
-        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(a)
 
 
 @dataclass
@@ -92,7 +78,7 @@ class CompiledProgram:
 
         eager = eager_output_dtypes(self.imported)
         tensors = [to_torch(same_bits(np.asarray(o), eager[i] if i < len(eager) else None)) for i, o in enumerate(outputs)]
-        return torch.utils._pytree.tree_unflatten(tensors, self.imported.out_spec)
+        return pytree.tree_unflatten(tensors, self.imported.out_spec)
 
     def triton_source(self) -> Any:
         """The GPU fallback: kernels.py for this program (`runtime.triton.TritonSource`).
@@ -116,11 +102,11 @@ class CompiledProgram:
         if runner is None:
             runner = TritonRunner(source, self.imported.weights)
             self._triton = (source, runner)
-        flat, _ = torch.utils._pytree.tree_flatten(inputs)
+        flat, _ = pytree.tree_flatten(inputs)
         if len(flat) != len(self.imported.input_names):
             raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
         expected = self._input_dtypes()
-        from rdu_compiler.runtime.boundary import eager_output_dtypes, numpy_of_torch, same_bits
+        from rdu_compiler.runtime.boundary import eager_output_dtypes, same_bits
 
         program = self._program_dtypes()
         for i, (name, value) in enumerate(zip(self.imported.input_names, flat, strict=True)):
@@ -134,14 +120,14 @@ class CompiledProgram:
             want = eager[i] if i < len(eager) else None
             if want is not None and numpy_of_torch(o.dtype) != want:  # uint8 results computed as i8
                 outputs[i] = to_torch(same_bits(to_numpy(o), want)).to(o.device)
-        return torch.utils._pytree.tree_unflatten(list(outputs), self.imported.out_spec)
+        return pytree.tree_unflatten(list(outputs), self.imported.out_spec)
 
     def save_triton(self, directory: str) -> None:
         """Write kernels.py (the Triton program) and weights.safetensors (weights and the
         program's dense constants) into `directory`; they need only torch and triton."""
         import dataclasses
 
-        from rdu_compiler.frontend.torch_import import save_weights
+        from rdu_compiler.frontend.weights import save_weights
 
         source = self.triton_source()
         os.makedirs(directory, exist_ok=True)
@@ -166,7 +152,7 @@ class CompiledProgram:
                 model was compiled for (never converted: an int64 id would wrap to int32, a
                 float id would be truncated).
         """
-        flat, _ = torch.utils._pytree.tree_flatten(inputs)
+        flat, _ = pytree.tree_flatten(inputs)
         if len(flat) != len(self.imported.input_names):
             raise RduError(f"the model takes {len(self.imported.input_names)} input tensor(s), got {len(flat)}")
         from rdu_compiler.runtime.boundary import same_bits
@@ -198,8 +184,7 @@ class CompiledProgram:
         """Append the model line (PyTorch) or ONNX node behind the kernel an emulator error names."""
         import re
 
-        from rdu_compiler.frontend.locations import payload_op_lines
-        from rdu_compiler.frontend.onnx_import import add_source_location
+        from rdu_compiler.frontend.locations import add_source_location, payload_op_lines
 
         op = getattr(err, "payload_op", None)
         k = re.search(r"kernel 'k(\d+)_", str(err))
@@ -225,7 +210,6 @@ class CompiledProgram:
         from xdsl.dialects import func
 
         from rdu_compiler.dialects import rdu
-        from rdu_compiler.runtime.payload_eval import numpy_dtype
 
         fn = next(op for op in self.module.ops if isinstance(op, func.FuncOp))
         types = [a.type for a in fn.body.block.args]
@@ -240,15 +224,108 @@ class CompiledProgram:
     def save(self, directory: str) -> None:
         """Write model.mlir (placed program), weights.safetensors and report.json; a
         shape-only program (`shape_only`) has no weights.safetensors."""
-        from rdu_compiler.frontend.torch_import import save_weights
+        from rdu_compiler.frontend.weights import save_weights
 
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, "model.mlir"), "w") as f:
-            f.write(self.ir)
+            f.write(kernel_source_comments(self.report) + self.ir)
         if not self.shape_only:
             save_weights(os.path.join(directory, "weights.safetensors"), self.imported)
         with open(os.path.join(directory, "report.json"), "w") as f:
             json.dump(self.report, f, indent=2, default=str)
+
+
+#: numpy (ml_dtypes) names of the narrow ONNX types -> the dtype the program computes them
+#: in (`frontend.onnx.narrow`: every value is exact there).
+_NARROW_NUMPY = {
+    "int4": np.int8, "int2": np.int8, "uint4": np.uint8, "uint2": np.uint8, "float4_e2m1fn": np.float32,
+    "float8_e4m3fn": np.float32, "float8_e4m3fnuz": np.float32, "float8_e5m2": np.float32,
+    "float8_e5m2fnuz": np.float32,
+}
+
+
+@dataclass
+class OnnxProgram(CompiledProgram):
+    """An ONNX model compiled for one fabric (`compile_onnx`). The fields of
+    `CompiledProgram`; `run` behaves like onnxruntime's `InferenceSession.run`."""
+
+    def run(self, *inputs: Any, target: str = "emulator") -> list[np.ndarray]:  # type: ignore[override]
+        """Run on one numpy array per graph input, in order, or on a single dict of them by
+        input name (torch tensors are taken too).
+
+        Returns one numpy array per graph output, in the graph's declared dtypes: a uint8
+        output comes back as uint8 (the program computes on signless integers, same bits),
+        bfloat16 as `ml_dtypes.bfloat16`.
+
+        Raises:
+            RduError: an unknown target, missing or extra inputs, an input whose dtype is not
+                the graph's (never converted), or the emulator refused the program (the
+                message names the ONNX node).
+        """
+        from rdu_compiler.runtime.boundary import same_bits
+
+        imported = self.imported
+        if len(inputs) == 1 and isinstance(inputs[0], Mapping):
+            by_name = dict(inputs[0])
+            missing = [n for n in imported.input_names if n not in by_name]
+            extra = [n for n in by_name if n not in imported.input_names]
+            if missing or extra:
+                raise RduError(
+                    f"the inputs name {sorted(by_name)}, but the model takes {imported.input_names}; "
+                    "pass one array per graph input"
+                )
+            inputs = tuple(by_name[n] for n in imported.input_names)
+        if len(inputs) != len(imported.input_names):
+            raise RduError(f"the model takes {len(imported.input_names)} input(s) {imported.input_names}, got {len(inputs)}")
+        if target == "triton":
+            expected = self._input_dtypes()
+            tensors = [to_torch(self._input_array(n, v, expected)) for n, v in zip(imported.input_names, inputs, strict=True)]
+            outputs = super().run(*tensors, target="triton")
+            arrays = [to_numpy(o) for o in pytree.tree_leaves(outputs)]
+        elif target == "emulator":
+            arrays = self._emulate(dict(zip(imported.input_names, inputs, strict=True)))
+        else:
+            raise RduError(f"target '{target}' is not available; the targets are 'emulator' and 'triton'")
+        declared = imported.output_dtypes
+        result = []
+        for i, arr in enumerate(arrays):
+            want = declared[i] if i < len(declared) and declared[i].kind != "O" else None
+            arr = same_bits(np.asarray(arr), want)  # i8 -> uint8: the same bits
+            result.append(arr.astype(want) if want is not None and arr.dtype != want else arr)
+        return result
+
+    def _input_array(self, name: str, value: Any, expected: dict[str, np.dtype[Any]]) -> np.ndarray:
+        """User input `name` as numpy, refused unless of its `expected` (declared) dtype."""
+        arr = to_numpy(value) if isinstance(value, torch.Tensor) else np.asarray(value)
+        self._check_dtype(name, value, arr, expected)
+        return arr
+
+    def _emulate(self, values: dict[str, Any]) -> list[np.ndarray]:
+        """The emulator's outputs for user inputs `values` (by name); weights from the program."""
+        from rdu_compiler.runtime.boundary import same_bits
+        from rdu_compiler.runtime.emulator import Emulator
+
+        program = self._program_dtypes()
+        expected = self._input_dtypes()
+        args = []
+        for name in self.imported.arg_names:
+            if name in values:
+                arr = self._input_array(name, values[name], expected)
+            else:
+                w = self.imported.weights[name]
+                arr = to_numpy(w) if isinstance(w, torch.Tensor) else np.asarray(w)
+            if arr.dtype.name in _NARROW_NUMPY:  # computed in a wider type (frontend.onnx.narrow): exact
+                arr = arr.astype(_NARROW_NUMPY[arr.dtype.name])
+            args.append(same_bits(arr, program.get(name)))
+        if self._emulator is None:
+            self._emulator = Emulator(self.module, self.fabric)
+        try:
+            outputs, stats = self._emulator.run(args)
+        except RduError as e:
+            raise self._locate(e) from None
+        self.last_stats = stats
+        self.report["emulator"] = stats.to_dict()
+        return [np.asarray(o) for o in outputs]
 
 
 def _dtype_name(value: Any, arr: np.ndarray) -> str:
@@ -302,7 +379,7 @@ def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fo
     Raises:
         RduError: the frontend refused the model.
     """
-    from rdu_compiler.frontend.torch_import import import_torch
+    from rdu_compiler.frontend.torch.export import import_torch
 
     return import_torch(module, tuple(example_inputs), fold_constants=fold_constants)
 
@@ -345,8 +422,9 @@ def _long_lived_heap() -> Iterator[Callable[[], None]]:
 
 
 def _compile_imported(
-    imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool
-) -> CompiledProgram:
+    imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool,
+    cls: type[CompiledProgram] = CompiledProgram,
+) -> Any:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
         stage(PARSE)
@@ -361,7 +439,71 @@ def _compile_imported(
             raise
         stage(COST)
         report = build_report(mod, fab, opt_level)
-    return CompiledProgram(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
+        report["node"] = _node_report(fab)
+        report["constants"] = _constants_report(imported, mod)
+        _add_kernel_sources(report, imported)
+    return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
+
+
+_KERNEL_NUMBER = re.compile(r"k(\d+)_")
+
+
+def _add_kernel_sources(report: dict[str, Any], imported: Any) -> None:
+    """Give each kernel of `report["sections"]` its model line as `source`: kernel 'k7_...'
+    comes from op #7 of the imported `@main` (`ImportedProgram.op_nodes`; the number is kept
+    through every pass, and fusion keeps the consumer's), e.g. 'model.py:12 `y = x @ w`' or
+    "ONNX node 'mm' (MatMul)". Kernels whose op has no known line get none."""
+    op_nodes = getattr(imported, "op_nodes", None) or []
+    for section in report.get("sections", []):
+        for k in section.get("kernels", []):
+            m = _KERNEL_NUMBER.match(k.get("name", ""))
+            if m and int(m.group(1)) < len(op_nodes) and op_nodes[int(m.group(1))]:
+                k["source"] = op_nodes[int(m.group(1))]
+
+
+def kernel_source_comments(report: dict[str, Any]) -> str:
+    """`// k7_map: model.py:12 ...` lines, one per kernel with a model line: the header
+    `save` puts above model.mlir (MLIR comments: rdu-opt reads the file unchanged)."""
+    lines = [f"// {k['name']}: {k['source']}" for s in report.get("sections", []) for k in s.get("kernels", [])
+             if k.get("source")]
+    if not lines:
+        return ""
+    head = "// model lines of the kernels (the op each kernel comes from; producers fused into it are not listed)"
+    return "\n".join([head, *lines]) + "\n"
+
+
+def _constants_report(imported: Any, module: Any) -> dict[str, Any]:
+    """Where the program's constant data lives: bytes of weights by kind (parameter, buffer,
+    constant: tensors the model computes with but does not train, lifted by torch.export or
+    folded at import; tied tensors counted once), and bytes of dense literals left in the IR
+    (``arith.constant`` values as stored; a large splat is one element)."""
+    from xdsl.dialects import arith
+    from xdsl.dialects.builtin import DenseIntOrFPElementsAttr
+
+    by_kind: dict[str, int] = {}
+    seen: set[int] = set()
+    for name, kind in zip(imported.arg_names, imported.arg_kinds, strict=True):
+        w = imported.weights.get(name) if kind != "input" else None
+        if w is None or id(w) in seen:
+            continue
+        seen.add(id(w))
+        nbytes = w.numel() * w.element_size() if isinstance(w, torch.Tensor) else int(np.asarray(w).nbytes)
+        by_kind[kind] = by_kind.get(kind, 0) + nbytes
+    literals = [len(op.value.data.data) for op in module.walk()
+                if isinstance(op, arith.ConstantOp) and isinstance(op.value, DenseIntOrFPElementsAttr)]
+    return {"weight_bytes": dict(sorted(by_kind.items())), "constants_as_weights_bytes": by_kind.get("constant", 0),
+            "ir_literal_bytes": sum(literals), "largest_ir_literal_bytes": max(literals, default=0)}
+
+
+def _node_report(fab: Fabric) -> dict[str, Any]:
+    """What of the node the program uses: today always one socket (no sharding pass yet),
+    said in the report so a multi-socket fabric never reads as a node-level estimate."""
+    node = fab.node
+    out: dict[str, Any] = {"sockets": node.sockets, "sockets_used": 1, "topology": node.topology}
+    if node.sockets > 1:
+        out["note"] = (f"the program runs on one of the {node.sockets} sockets: tensor/pipeline parallelism "
+                       "(issue 13's rdu-shard pass) is not implemented yet, so every figure is one socket's")
+    return out
 
 
 def _fabric(name: str) -> Fabric:
@@ -383,20 +525,19 @@ def compile_onnx(
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
     keep_ir: bool = False,
-) -> CompiledProgram:
+) -> OnnxProgram:
     """Compile an ONNX model (a path or an `onnx.ModelProto`) for the RDU.
 
     Inputs take their declared static shapes; `input_shapes` ({name: shape}) gives those
     with dynamic dims; `constant_inputs` ({name: array}) binds inputs to fixed values (for
     inputs an op needs at compile time, such as a Reshape's shape). Initializers become
-    weight arguments. `.run(*inputs)` takes one
-    array per graph input, in order (`rdu_compiler.frontend.onnx_import.run_onnx` returns
-    numpy arrays in the graph's output dtypes). Other arguments as `compile`.
+    weight arguments. The result's `.run` is onnxruntime's: numpy arrays in, a list of numpy
+    arrays out in the graph's declared dtypes (`OnnxProgram.run`). Other arguments as `compile`.
 
     Raises:
         RduError: the file, the ONNX importer, a pass or the fabric refused the model.
     """
-    from rdu_compiler.frontend.onnx_import import import_onnx
+    from rdu_compiler.frontend.onnx.importer import import_onnx
 
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
@@ -404,11 +545,11 @@ def compile_onnx(
     fab = _fabric(fabric)
     stage(IMPORT)
     imported = import_onnx(model, input_shapes, constant_inputs)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram)
 
 
 def _locate(err: CompileError, imported: Any) -> None:
     """Add where the op a pass refused comes from (model line or ONNX node) to `err`."""
-    from rdu_compiler.frontend.onnx_import import add_source_location
+    from rdu_compiler.frontend.locations import add_source_location
 
     add_source_location(err, imported)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-import ml_dtypes
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
     AnyFloat,
     BytesAttr,
+    DenseArrayBase,
     DenseIntOrFPElementsAttr,
     IndexType,
     IntegerType,
@@ -19,6 +20,8 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation
 from xdsl.parser import Parser
 from xdsl.utils.mlir_lexer import MLIRTokenKind
+
+from rdu_compiler.dtypes import FLOAT_BITS, TABLE
 
 
 def make_context() -> Context:
@@ -38,8 +41,6 @@ def make_context() -> Context:
     return ctx
 
 
-_FLOAT_DTYPES = {"f16": np.float16, "bf16": ml_dtypes.bfloat16, "f32": np.float32, "f64": np.float64}
-_BITS = {"f16": np.uint16, "bf16": np.uint16, "f32": np.uint32, "f64": np.uint64}
 _DENSE_HEX = re.compile(r'dense<([^<>"]*0x[0-9A-Fa-f]+[^<>"]*)>(\s*:\s*tensor<(?:[0-9]+x)*(f16|bf16|f32|f64)>)')
 _ELEMENT = re.compile(r"0x[0-9A-Fa-f]+|[-+]?(?:inf|nan|[0-9][0-9.]*(?:[eE][-+]?[0-9]+)?)")
 
@@ -51,8 +52,8 @@ def _hex_dense_to_bytes(match: re.Match[str]) -> str:
         if token.startswith("0x"):
             bits.append(int(token, 16))
         else:
-            bits.append(int(np.asarray(float(token), _FLOAT_DTYPES[elt]).view(_BITS[elt])))
-    data = np.asarray(bits, dtype=_BITS[elt]).astype("<" + np.dtype(_BITS[elt]).str[1:])
+            bits.append(int(np.asarray(float(token), TABLE[elt].numpy).view(FLOAT_BITS[elt])))
+    data = np.asarray(bits, dtype=FLOAT_BITS[elt]).astype("<" + FLOAT_BITS[elt].str[1:])
     if len(set(bits)) == 1:
         data = data[:1]
     return f'dense<"0x{data.tobytes().hex().upper()}">{suffix}'
@@ -128,9 +129,15 @@ class _SplatParser(Parser):
             data = hex_bytes
         else:
             v = value.to_type(self, elt)  # type: ignore[union-attr]
+            assert not isinstance(v, tuple)  # a complex value: elt is not a complex type here
             if isinstance(elt, IntegerType):
-                v = elt.get_normalized_value(v)
-            data = elt.pack([v])
+                data = elt.pack([elt.get_normalized_value(int(v))])
+            elif isinstance(elt, IndexType):
+                data = elt.pack([int(v)])
+            elif isinstance(elt, AnyFloat):
+                data = elt.pack([float(v)])
+            else:
+                return None
         return DenseIntOrFPElementsAttr(type, BytesAttr(data))  # type: ignore[arg-type]
 
 
@@ -189,3 +196,8 @@ def op_name(op: Operation) -> str:
     if isinstance(op, UnregisteredOp):
         return op.op_name.data
     return op.name
+
+
+def int_values(array: DenseArrayBase[Any]) -> list[int]:
+    """The values of an integer dense array property (sizes, fills, pads, sites) as ints."""
+    return [int(v) for v in array.get_values()]

@@ -22,7 +22,7 @@ if [ $# -gt 0 ]; then upgrade=("$@"); fi
 find_links=()
 if [ -d /opt/wheels ]; then find_links=(--find-links /opt/wheels); fi  # the local CPU torch wheel
 cp requirements.lock requirements.lock.old
-"$tools/bin/uv" pip compile pyproject.toml scripts/build-requirements.in --extra test \
+"$tools/bin/uv" pip compile pyproject.toml scripts/build-requirements.in --extra test --extra ray \
   --python-version 3.11 --python-platform x86_64-manylinux_2_28 "${find_links[@]}" \
   --custom-compile-command "scripts/refresh_lock.sh" --quiet "${upgrade[@]}" -o requirements.lock
 echo "versions that changed (old -> new):"

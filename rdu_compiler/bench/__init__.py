@@ -119,13 +119,13 @@ def compare(
     Raises:
         RduError: the model does not compile for `fabric`.
     """
-    import rdu_compiler
+    from rdu_compiler import api
 
     meta = _is_meta(module, example_inputs)
     result = BenchResult(name, fabric)
     for level in (0, 1):
         t0 = time.perf_counter()
-        program = rdu_compiler.compile(module, example_inputs, fabric=fabric, opt_level=level)
+        program = api.compile(module, example_inputs, fabric=fabric, opt_level=level)
         figures = level_figures(program.report, level, time.perf_counter() - t0)
         if run_emulator and not meta:
             t0 = time.perf_counter()
@@ -140,7 +140,8 @@ def print_table(result: BenchResult, console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from rdu_compiler.tools.report import _bytes, _time
+    from rdu_compiler.units import format_bytes as _bytes
+    from rdu_compiler.units import format_seconds as _time
 
     console = console or Console()
     table = Table(title=f"{result.name} on {result.fabric}: -O1 {result.speedup:.2f}x faster, {result.launch_ratio:.1f}x fewer launches")

@@ -1,7 +1,7 @@
 """Read a placed rdu program into the cost model's plain data, and build the report.
 
 Traffic is counted with the same tile geometry the emulator executes
-(`rdu_compiler.tiling`): an operand is re-read once per tile of every loop it does not
+(`rdu_compiler.kernel.access`) and the byte rules of `rdu_compiler.kernel.traffic`: an operand is re-read once per tile of every loop it does not
 depend on; loads and gathers count towards their tier, stores write each result once,
 and every operand tile and result passes through the kernel's PMU buffers.
 """
@@ -19,9 +19,16 @@ from xdsl.ir import SSAValue
 from rdu_compiler.cost.model import KernelLoad, Roofline, SectionLoad, program_cost, roofline
 from rdu_compiler.dialects import rdu
 from rdu_compiler.fabric import Fabric
-from rdu_compiler.passes.buffers import compute_dtype, gathered_bytes, itemsize, kernel_traffic
-from rdu_compiler.passes.rdu_allocate import kernel_flops
-from rdu_compiler.tiling import num_tiles
+from rdu_compiler.kernel.access import num_tiles
+from rdu_compiler.kernel.traffic import (
+    compute_dtype,
+    follow_tiers,
+    gather_tier,
+    gathered_bytes,
+    itemsize,
+    kernel_flops,
+    kernel_traffic,
+)
 
 
 def _tier_sources(section: rdu.SectionOp, traffic: dict[str, int]) -> dict[SSAValue, str]:
@@ -32,14 +39,8 @@ def _tier_sources(section: rdu.SectionOp, traffic: dict[str, int]) -> dict[SSAVa
     """
     tiers: dict[SSAValue, str] = {}
     for op in section.body.block.ops:
-        if isinstance(op, rdu.LoadOp):
-            tiers[op.result] = op.tier.data.value
-        elif isinstance(op, rdu.ConcatOp):
-            for v in op.sources:
-                if v in tiers:
-                    traffic[tiers[v]] += math.prod(rdu.shape_of(v.type)) * itemsize(v.type)
-        elif isinstance(op, rdu.ViewOp | rdu.PadOp) and op.operands[0] in tiers:
-            tiers[op.results[0]] = tiers[op.operands[0]]
+        for tier, v in follow_tiers(op, tiers):
+            traffic[tier] += math.prod(rdu.shape_of(v.type)) * itemsize(v.type)
     return tiers
 
 
@@ -56,13 +57,12 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0) -> SectionLo
                 traffic[tiers[v]] += nbytes
         gathered = gathered_bytes(k)
         if gathered:
-            cap_tiers = [t.data.value for t in k.capture_tiers.data] if k.capture_tiers else ["hbm"]
-            traffic[cap_tiers[0]] += gathered
+            traffic[gather_tier(k)] += gathered
         result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
         kernels.append(
             KernelLoad(
                 name=k.label,
-                kind=k.kind.data.value,
+                kind=str(k.kind.data.value),
                 dtype=compute_dtype(k),
                 flops=kernel_flops(k),
                 pcus=k.pcus.value.data if k.pcus else 0,
@@ -73,7 +73,7 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0) -> SectionLo
         )
     for op in section.body.block.ops:
         if isinstance(op, rdu.StoreOp):
-            traffic[op.tier.data.value] += math.prod(rdu.shape_of(op.result.type)) * itemsize(op.result.type)
+            traffic[str(op.tier.data.value)] += math.prod(rdu.shape_of(op.result.type)) * itemsize(op.result.type)
     return SectionLoad(section.sym_name.data, tuple(kernels), traffic["hbm"], traffic["ddr"], max_link_bytes)
 
 
@@ -81,10 +81,10 @@ def section_network(section: rdu.SectionOp, fabric: Fabric) -> Any:
     """The placed section's link loads (`placement.NetworkLoad`), or None if unplaced.
 
     Routes are re-derived from the recorded sites, AGCUs and routing, with the
-    bytes of `placement.from_ir` (the traffic counted here, per section execution).
+    bytes of `passes.placement_ir` (the traffic counted here, per section execution).
     """
-    from rdu_compiler.placement import Grid
-    from rdu_compiler.placement.from_ir import section_network as network
+    from rdu_compiler.passes.placement_ir import section_network as network
+    from rdu_compiler.plan.placement import Grid
 
     return network(section, Grid.from_fabric(fabric))
 

@@ -62,7 +62,7 @@ class SectionLoad:
     """One section: its kernels and its off-chip traffic (loads + stores) in bytes.
 
     max_link_bytes: bytes per section execution on the most loaded network link after
-    placement and routing (`rdu_compiler.placement`); 0 when not placed.
+    placement and routing (`rdu_compiler.plan.placement`); 0 when not placed.
     """
 
     name: str

@@ -61,3 +61,14 @@ def collision_rate(ids: Any, rows: int, seed: int = 0) -> float:
     r = (mix64(unique, seed) % np.uint64(rows)).astype(np.int64)
     _, inverse, counts = np.unique(r, return_inverse=True, return_counts=True)
     return float((counts[inverse] > 1).mean()) if len(unique) else 0.0
+
+
+def lookup_collision_rate(ids: Any, rows: int, seed: int = 0) -> float:
+    """Share of the lookups in the stream `ids` (repeats count) whose ID shares its row with
+    another distinct ID of the stream: how often a read gets a row mixed with another ID's."""
+    all_ids = as_ids(ids)
+    unique, inverse = np.unique(all_ids, return_inverse=True)
+    r = (mix64(unique, seed) % np.uint64(rows)).astype(np.int64)
+    _, row_inverse, counts = np.unique(r, return_inverse=True, return_counts=True)
+    shared = counts[row_inverse] > 1  # per distinct ID
+    return float(shared[inverse].mean()) if len(all_ids) else 0.0

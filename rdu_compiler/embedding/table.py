@@ -139,7 +139,8 @@ class CollisionlessTable:
         return key, row
 
     def _grow_index(self, homeless: tuple[np.uint64, int]) -> None:
-        entries = [(self._keys[b, s], int(self._slot_row[b, s])) for b, s in zip(*np.nonzero(self._slot_row >= 0), strict=True)]
+        entries: list[tuple[np.uint64, int]] = [
+            (np.uint64(self._keys[b, s]), int(self._slot_row[b, s])) for b, s in zip(*np.nonzero(self._slot_row >= 0), strict=True)]
         entries.append(homeless)
         buckets = self.buckets * 2
         while True:

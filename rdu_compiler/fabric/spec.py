@@ -28,8 +28,14 @@ every *bytes_per_cycle             2^16                64
 [hbm|ddr].bytes_per_s, p2p         1e15 B/s            1.8e12, 2e11
 [fabric].clock_hz                  1e11 Hz             1.6e9
 [launch].*_s                       1 s                 1e-5, 1e-6
-[sockets].count                    1024                1
+[sockets].count                    1024                1 (node8: 8, rack16: 16)
+[sockets].hop_latency_s, sync_s    1 s                 1e-6, 1e-5
+[sockets].ddr_to_hbm_bytes_per_s   1e15 B/s            1.25e11
 =================================  ==================  ===================
+
+A spec may start from another with a top-level ``extends = "<preset or path>"``: its
+tables are the base's, field by field overridden by the ones it gives (the multi-socket
+presets extend ``sn40l``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from rdu_compiler.fabric.node import NodeSpec, read_node
 
 LAYOUTS = ("checkerboard",)
 
@@ -161,6 +169,18 @@ class Fabric:
     argument_load_s: float
     sockets: int
     p2p_bytes_per_s: float
+    node_spec: NodeSpec | None = None  # None: one socket, nothing crosses sockets
+
+    def __post_init__(self) -> None:
+        if self.node_spec is None and self.sockets != 1:
+            raise ValueError(f"Fabric with {self.sockets} sockets needs node_spec (a NodeSpec: topology, latencies)")
+
+    @property
+    def node(self) -> NodeSpec:
+        """The node this socket is part of (`fabric/node.py`); one socket when not given."""
+        if self.node_spec is None:
+            return NodeSpec(1, "single", self.p2p_bytes_per_s, 0.0, 0.0, self.ddr.bytes_per_s)
+        return self.node_spec
 
     @property
     def num_pcus(self) -> int:
@@ -232,7 +252,8 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "ddr": {"capacity_bytes": "int", "bytes_per_s": "float"},
     "network": {"link_bytes_per_cycle": "int"},
     "launch": {"program_load_s": "float", "argument_load_s": "float"},
-    "sockets": {"count": "int", "p2p_bytes_per_s": "float"},
+    "sockets": {"count": "int", "p2p_bytes_per_s": "float", "topology": "str", "hop_latency_s": "float",
+                "sync_s": "float", "ddr_to_hbm_bytes_per_s": "float"},
 }
 
 _PRESETS = resources.files("rdu_compiler.fabric").joinpath("presets")
@@ -260,6 +281,9 @@ LIMITS: dict[str, int | float] = {
     "[launch].program_load_s": 1.0,
     "[launch].argument_load_s": 1.0,
     "[sockets].count": 1024,
+    "[sockets].hop_latency_s": 1.0,
+    "[sockets].sync_s": 1.0,
+    "[sockets].ddr_to_hbm_bytes_per_s": 1e15,
 }
 
 
@@ -292,7 +316,7 @@ def load_fabric(name_or_path: str | os.PathLike[str]) -> Fabric:
             f"unknown fabric {name!r}: not a preset ({presets}) and not a .toml file; "
             f"pass a preset name or the path of a fabric spec .toml"
         )
-    return _parse_fabric(_read_text(path), source=name, where=name)
+    return _parse_fabric(_read_text(path), source=name, where=name, base_dir=path.parent)
 
 
 def _read_text(path: Path) -> str:
@@ -304,7 +328,7 @@ def _read_text(path: Path) -> str:
         ) from err
 
 
-def _parse_fabric(text: str, source: str, where: str) -> Fabric:
+def _parse_fabric(text: str, source: str, where: str, base_dir: Path | None = None) -> Fabric:
     """Parse and validate TOML ``text``; ``where`` names the file in errors.
 
     Raises:
@@ -314,7 +338,7 @@ def _parse_fabric(text: str, source: str, where: str) -> Fabric:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise FabricError(f"{where}: invalid TOML ({err}); fix the syntax") from err
-    _check_known(doc, where)
+    doc = _resolve_extends(doc, where, base_dir, ())
     r = _Reader(doc, where)
     fabric = Fabric(
         name=r.get_str("fabric", "name"),
@@ -337,9 +361,56 @@ def _parse_fabric(text: str, source: str, where: str) -> Fabric:
         argument_load_s=r.get_float("launch", "argument_load_s"),
         sockets=r.get_int("sockets", "count"),
         p2p_bytes_per_s=r.get_float("sockets", "p2p_bytes_per_s"),
+        node_spec=read_node(r, FabricError),
     )
     _check_grid(fabric, where)
     return fabric
+
+
+MAX_EXTENDS = 8  # bases a spec may chain through
+
+
+def _resolve_extends(doc: dict[str, Any], where: str, base_dir: Path | None, seen: tuple[str, ...]) -> dict[str, Any]:
+    """`doc` with its ``extends`` base merged under it (recursively), typos checked first.
+
+    The base is a preset name or a .toml path (relative to the extending file). Each table
+    of `doc` overrides the base's field by field ([pcu.flops_per_cycle] too).
+
+    Raises:
+        FabricError: ``extends`` is not a string, names no preset or file, or the chain
+            loops or is longer than MAX_EXTENDS.
+    """
+    doc = dict(doc)
+    base = doc.pop("extends", None)
+    _check_known(doc, where)
+    if base is None:
+        return doc
+    if not isinstance(base, str) or not base:
+        raise FabricError(f"{where}: extends must be a preset name or a .toml path, got {base!r}; fix the value")
+    if base in seen or len(seen) >= MAX_EXTENDS:
+        chain = " -> ".join([*seen, base])
+        raise FabricError(f"{where}: extends chain {chain} loops or is longer than {MAX_EXTENDS}; break the chain")
+    if base in preset_names():
+        text, base_where, next_dir = _PRESETS.joinpath(f"{base}.toml").read_text(encoding="utf-8"), f"preset {base!r}", None
+    else:
+        path = Path(base) if base_dir is None or Path(base).is_absolute() else base_dir / base
+        if not path.exists():
+            raise FabricError(f"{where}: extends {base!r}: not a preset ({', '.join(preset_names())}) and no file {path}; "
+                              "fix the name or the path")
+        text, base_where, next_dir = _read_text(path), str(path), path.parent
+    try:
+        base_doc = _resolve_extends(tomllib.loads(text), base_where, next_dir, (*seen, base))
+    except tomllib.TOMLDecodeError as err:
+        raise FabricError(f"{base_where} (extended by {where}): invalid TOML ({err}); fix the syntax") from err
+    merged = {t: dict(b) for t, b in base_doc.items()}
+    for table, body in doc.items():
+        target = merged.setdefault(table, {})
+        for key, value in body.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                target[key] = {**target[key], **value}
+            else:
+                target[key] = value
+    return merged
 
 
 def _check_known(doc: Mapping[str, Any], where: str) -> None:

@@ -29,21 +29,16 @@ from xdsl.passes import ModulePass
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.fabric import Fabric
-from rdu_compiler.passes.buffers import (
+from rdu_compiler.kernel.traffic import (
     DEPTH,
     compute_dtype,
     itemsize,
+    kernel_flops,
     kernel_traffic,
     operand_pmus,
     operand_tile_bytes,
 )
 from rdu_compiler.passes.common import fabric_for, functions
-from rdu_compiler.passes.payload import flops_per_point
-
-
-def kernel_flops(kernel: rdu.KernelOp) -> int:
-    """FLOPs of a whole kernel: arithmetic payload ops x iteration-domain points."""
-    return flops_per_point(kernel.body.block) * math.prod(kernel.domain_sizes)
 
 
 def split_pcus(flops: list[float], limits: list[int], total: int) -> list[int]:

@@ -43,10 +43,11 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from rdu_compiler.dialects import rdu
+from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import CompileError
+from rdu_compiler.interpreters.payload import evaluate_op
 from rdu_compiler.ir import op_name
-from rdu_compiler.passes.payload import classify_kernel
-from rdu_compiler.runtime.payload_eval import evaluate_op, numpy_dtype
+from rdu_compiler.kernel.payload import classify_kernel
 
 KEEP = {"tensor.empty", "arith.constant", "func.return"}
 
@@ -1061,7 +1062,7 @@ def refuse_unrunnable(fn: func.FuncOp) -> None:
     from xdsl.dialects.builtin import DenseResourceAttr
 
     from rdu_compiler.errors import EmulatorError
-    from rdu_compiler.runtime.kernel_exec import KernelExecutor
+    from rdu_compiler.interpreters.kernel import KernelExecutor
 
     for op in fn.body.block.ops:
         if isinstance(op, arith.ConstantOp) and isinstance(op.value, DenseResourceAttr):

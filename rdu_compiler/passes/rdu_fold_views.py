@@ -44,8 +44,8 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from rdu_compiler.dialects import rdu
+from rdu_compiler.kernel.payload import classify_kernel
 from rdu_compiler.passes.common import functions
-from rdu_compiler.passes.payload import classify_kernel
 
 
 def reshape_map(src: tuple[int, ...], dst: tuple[int, ...]) -> AffineMap | None:

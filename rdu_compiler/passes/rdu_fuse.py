@@ -33,9 +33,9 @@ from xdsl.rewriter import Rewriter
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
+from rdu_compiler.kernel.access import Access
+from rdu_compiler.kernel.payload import classify_kernel, flops_per_point
 from rdu_compiler.passes.common import functions
-from rdu_compiler.passes.payload import classify_kernel, flops_per_point
-from rdu_compiler.tiling import Access
 
 
 def _distinct_loops(amap: AffineMap) -> bool:

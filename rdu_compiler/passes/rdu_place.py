@@ -1,6 +1,6 @@
 """rdu-place: put every kernel's PCUs and buffers' PMUs on grid sites, and route the streams.
 
-For each section the pass builds the placement problem (`placement.from_ir`: the units
+For each section the pass builds the placement problem (`passes.placement_ir`: the units
 of each kernel and the bytes flowing between them), places it with a strategy
 (`placement.strategies`), picks the AGCU of every load, store and gather net, and
 records the result on the IR: `pcu_sites` / `pmu_sites` on kernels as (row, col) pairs,
@@ -32,9 +32,9 @@ from xdsl.passes import ModulePass
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.passes.common import fabric_for
-from rdu_compiler.placement import Grid, Placement, PlacementError, make_strategy, place
-from rdu_compiler.placement.from_ir import section_problem, write_placement
-from rdu_compiler.placement.network import ROUTINGS
+from rdu_compiler.passes.placement_ir import section_problem, write_placement
+from rdu_compiler.plan.placement import Grid, Placement, PlacementError, make_strategy, place
+from rdu_compiler.plan.placement.network import ROUTINGS
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """rdu-section: cut the kernel graph into sections that fit the fabric.
 
 Kernels stay in program order. With `strategy=cost` (default) the cut points are chosen
-by a dynamic program over the static bandwidth model (`section_plan`): every section
+by a dynamic program over the static bandwidth model (`plan.sections`): every section
 fits the fabric's PCUs (one per kernel at least) and PMUs (its buffers at the chosen
 tiles), and the cuts go where the least data crosses them. `strategy=first-fit` fills
 each section until the next kernel does not fit. With `per_op` (SambaFlow's `o0`) every
@@ -26,16 +26,16 @@ from xdsl.rewriter import Rewriter
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.fabric import Fabric
-from rdu_compiler.passes import section_plan
-from rdu_compiler.passes.buffers import (
+from rdu_compiler.kernel.traffic import (
     compute_dtype,
     gathered_bytes,
     itemsize,
+    kernel_flops,
     kernel_traffic,
     operand_pmus,
 )
 from rdu_compiler.passes.common import fabric_for, functions
-from rdu_compiler.passes.rdu_allocate import kernel_flops
+from rdu_compiler.plan import sections as section_plan
 
 
 def kernel_units(kernel: rdu.KernelOp, fabric: Fabric) -> tuple[int, int]:
@@ -96,7 +96,7 @@ def kernel_needs(kernels: list[rdu.KernelOp], fabric: Fabric) -> list[section_pl
         for v, nbytes in zip([*k.inputs, *k.inits], kernel_traffic(k), strict=True):
             if nbytes:
                 producer = _producer(v)
-                inputs.append((index[producer] if producer in index else -1, nbytes))
+                inputs.append((index[producer] if producer is not None and producer in index else -1, nbytes))
         if gathered_bytes(k):
             inputs.append((-1, gathered_bytes(k)))
         result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
@@ -105,7 +105,7 @@ def kernel_needs(kernels: list[rdu.KernelOp], fabric: Fabric) -> list[section_pl
 
 
 def plan_by_cost(fn: func.FuncOp, fabric: Fabric) -> list[_Group]:
-    """Sections where the cost model puts the cuts (see `section_plan`)."""
+    """Sections where the cost model puts the cuts (see `plan.sections`)."""
     kernels = [op for op in fn.body.block.ops if isinstance(op, rdu.KernelOp)]
     if not kernels:
         return []

@@ -23,9 +23,9 @@ from xdsl.passes import ModulePass
 
 from rdu_compiler.dialects.rdu import KernelOp
 from rdu_compiler.errors import CompileError
-from rdu_compiler.passes.buffers import DEPTH, itemsize, operand_tile_bytes, untileable_dims
+from rdu_compiler.kernel.access import Access, traffic_elements
+from rdu_compiler.kernel.traffic import DEPTH, itemsize, operand_tile_bytes, untileable_dims
 from rdu_compiler.passes.common import fabric_for, kernels
-from rdu_compiler.tiling import Access, traffic_elements
 
 
 def choose_tile(kernel: KernelOp, budget_bytes: int) -> list[int]:

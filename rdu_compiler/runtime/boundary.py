@@ -9,16 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 import torch
+from torch.utils import _pytree as pytree
 
-
-def numpy_of_torch(dtype: torch.dtype) -> np.dtype[Any]:
-    """The numpy dtype of a torch dtype (bf16 through ml_dtypes)."""
-    if dtype == torch.bfloat16:
-        return np.dtype(ml_dtypes.bfloat16)
-    return torch.empty(0, dtype=dtype).numpy().dtype
+from rdu_compiler.dtypes import numpy_of_torch
 
 
 def _fx_dtypes(nodes: list[Any]) -> list[np.dtype[Any] | None]:
@@ -49,7 +44,7 @@ def eager_output_dtypes(imported: Any) -> list[np.dtype[Any] | None]:
     if gm is None:
         return [np.dtype(d) for d in getattr(imported, "output_dtypes", None) or []]
     out = next(n for n in gm.graph.nodes if n.op == "output")
-    return _fx_dtypes(list(torch.utils._pytree.tree_leaves(out.args[0])))
+    return _fx_dtypes(list(pytree.tree_leaves(out.args[0])))
 
 
 def same_bits(arr: np.ndarray, dtype: np.dtype[Any] | None) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 It executes what the compiler decided, not the original graph: each `rdu.section` in
 program order, each kernel in it tile by tile at its `tile` sizes (see
-`kernel_exec.KernelExecutor`), streams between kernels kept on chip, `rdu.load` /
+`interpreters.kernel.KernelExecutor`), streams between kernels kept on chip, `rdu.load` /
 `rdu.store` / gathers counted as off-chip bytes of their tier. Before running it
 verifies the module (the rdu verifiers, against the fabric the module names) and checks
 every section against the fabric it runs on: it refuses a program whose section uses
@@ -24,11 +24,13 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
 from rdu_compiler.dialects import rdu
+from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.fabric import Fabric
+from rdu_compiler.interpreters.kernel import Empty, KernelExecutor
+from rdu_compiler.ir import int_values
+from rdu_compiler.kernel.traffic import follow_tiers, gather_tier
 from rdu_compiler.passes.common import FABRIC_ATTR
-from rdu_compiler.runtime.kernel_exec import Empty, KernelExecutor
-from rdu_compiler.runtime.payload_eval import numpy_dtype
 
 
 @dataclass
@@ -159,27 +161,21 @@ class Emulator:
         t0 = time.perf_counter()
         tier_of: dict[SSAValue, str] = {}
         for op in section.body.block.ops:
+            for tier, v in follow_tiers(op, tier_of):  # loaded parts read once into a concat buffer
+                self._add(st, tier, env[v].nbytes)
             if isinstance(op, rdu.LoadOp):
                 env[op.result] = env[op.source]
-                tier_of[op.result] = op.tier.data.value
             elif isinstance(op, rdu.StoreOp):
                 arr = env[op.source]
                 env[op.result] = arr
-                self._add(st, op.tier.data.value, arr.nbytes)
+                self._add(st, str(op.tier.data.value), arr.nbytes)
             elif isinstance(op, rdu.KernelOp):
                 self._run_kernel(op, env, tier_of, st)
             elif isinstance(op, rdu.YieldOp):
                 for r, v in zip(section.results, op.operands, strict=True):
                     env[r] = env[v]
-            elif isinstance(op, rdu.ConcatOp):
-                self._run_plain(op, env)
-                for v in op.sources:  # loaded parts are read once into the concat buffer
-                    if v in tier_of:
-                        self._add(st, tier_of[v], env[v].nbytes)
             else:
                 self._run_plain(op, env)
-                if op.operands and op.operands[0] in tier_of:  # a view of a load reads off chip
-                    tier_of[op.results[0]] = tier_of[op.operands[0]]
         st.wall_s = time.perf_counter() - t0
         return st
 
@@ -195,9 +191,8 @@ class Emulator:
         for v, nbytes in zip(operands, ks.operand_bytes, strict=True):
             if v in tier_of:
                 self._add(st, tier_of[v], nbytes)
-        cap_tiers = [t.data.value for t in k.capture_tiers.data] if k.capture_tiers else ["hbm"] * len(caps)
         if ks.gathered_bytes:
-            self._add(st, cap_tiers[0] if cap_tiers else "hbm", ks.gathered_bytes)
+            self._add(st, gather_tier(k), ks.gathered_bytes)
         st.pmu_bytes[k.label] = sum(ks.operand_bytes) + ks.result_bytes
         st.tiles[k.label] = ks.tiles
 
@@ -220,7 +215,7 @@ class Emulator:
         elif isinstance(op, rdu.ConcatOp):
             env[op.result] = np.concatenate([env[v] for v in op.sources], axis=op.dim.value.data)
         elif isinstance(op, rdu.PadOp):
-            low, high = op.low.get_values(), op.high.get_values()
+            low, high = int_values(op.low), int_values(op.high)
             env[op.result] = np.pad(env[op.source], list(zip(low, high, strict=True)), constant_values=env[op.value])
         else:
             raise EmulatorError(f"op '{op.name}' cannot run on the emulator")

@@ -45,7 +45,8 @@ def trace_events(report: dict[str, Any]) -> list[dict[str, Any]]:
                 events.append(_meta(MODEL_PID, tids[k["name"]], "thread_name", k["name"]))
                 events.append({"ph": "M", "pid": MODEL_PID, "tid": tids[k["name"]], "name": "thread_sort_index", "args": {"sort_index": tids[k["name"]]}})
             args = {"section": s["name"], "compute_s": k["compute_s"], "pmu_s": k["pmu_s"]}
-            args.update({f: loads[k["name"]][f] for f in ("pcus", "pmus", "flops", "tiles") if k["name"] in loads})
+            args.update({f: loads[k["name"]][f] for f in ("pcus", "pmus", "flops", "tiles", "source")
+                         if f in loads.get(k["name"], {})})
             events.append(_slice(MODEL_PID, tids[k["name"]], k["name"], start + c["launch_s"], k["time_s"], args))
         start += c["total_s"]
     emu = report.get("emulator")

@@ -25,16 +25,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.colors import LinearSegmentedColormap, Normalize  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from xdsl.dialects.builtin import ModuleOp  # noqa: E402
 
 from rdu_compiler.dialects import rdu  # noqa: E402
 from rdu_compiler.fabric import Fabric  # noqa: E402
-from rdu_compiler.placement import Grid, link_loads  # noqa: E402
-from rdu_compiler.placement.from_ir import read_placement, section_problem, section_routing  # noqa: E402
-from rdu_compiler.placement.grid import EAST, SOUTH  # noqa: E402
-from rdu_compiler.placement.problem import AGCU  # noqa: E402
+from rdu_compiler.passes.placement_ir import read_placement, section_problem, section_routing  # noqa: E402
+from rdu_compiler.plan.placement import Grid, link_loads  # noqa: E402
+from rdu_compiler.plan.placement.grid import EAST, SOUTH  # noqa: E402
+from rdu_compiler.plan.placement.problem import AGCU  # noqa: E402
 
 BOUND_COLORS = {
     "compute": "#4c72b0",
@@ -45,7 +46,7 @@ BOUND_COLORS = {
     "network": "#dd8452",
 }
 MAX_SECTION_MAPS = 24
-_LINK_CMAP = matplotlib.colors.LinearSegmentedColormap.from_list("link", ["#c8c8c8", "#505050", "#000000", "#d62728"])
+_LINK_CMAP = LinearSegmentedColormap.from_list("link", ["#c8c8c8", "#505050", "#000000", "#d62728"])
 
 
 def kernel_color(i: int) -> tuple[float, float, float]:
@@ -153,7 +154,7 @@ def _name_kernels(ax: Any, sp: Any, sites: Any) -> None:
         rows, cols = zip(*spots, strict=True)
         ax.text(float(np.mean(cols)), float(np.mean(rows)), str(k), ha="center", va="center", fontsize=6,
                 color="black", zorder=6, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
-    handles = [plt.Rectangle((0, 0), 1, 1, color=0.7 * np.array(kernel_color(k)) + 0.3) for k in sorted(where)]
+    handles = [Rectangle((0, 0), 1, 1, color=0.7 * np.array(kernel_color(k)) + 0.3) for k in sorted(where)]
     labels = [f"{k}: {sp.kernels[k].sym_name.data}" for k in sorted(where)]
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=6, frameon=False,
               ncol=min(4, len(labels)), title="kernels (number on the map: name)", title_fontsize=7)
@@ -243,9 +244,9 @@ def timeline_figure(report: dict[str, Any], note: str | None = None) -> Any:
             if (len(label) + 1) * char_in <= room:
                 ax.text((x0 + width / 2) * 1e6, 0.36, label, ha="center", fontsize=7)
                 break
-    handles = [plt.Rectangle((0, 0), 1, 1, color=BOUND_COLORS[b]) for b in BOUND_COLORS if b in used]
+    handles = [Rectangle((0, 0), 1, 1, color=BOUND_COLORS[b]) for b in BOUND_COLORS if b in used]
     labels = [f"bound: {b}" for b in BOUND_COLORS if b in used]
-    handles += [plt.Rectangle((0, 0), 1, 1, facecolor="white", hatch="///", edgecolor="black"), plt.Rectangle((0, 0), 1, 1, color="#bbbbbb")]
+    handles += [Rectangle((0, 0), 1, 1, facecolor="white", hatch="///", edgecolor="black"), Rectangle((0, 0), 1, 1, color="#bbbbbb")]
     labels += ["pipeline fill", "launch"]
     ax.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=7, frameon=False)
     ax.set_yticks([])

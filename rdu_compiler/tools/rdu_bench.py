@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> Any:
         model, inputs = _builtins()[args.builtin]()
         name = args.builtin
     elif args.model:
-        from rdu_compiler.frontend.torch_import import load_model_file
+        from rdu_compiler.frontend.torch.model_file import load_model_file
 
         model, inputs = load_model_file(args.model)
         name = args.model

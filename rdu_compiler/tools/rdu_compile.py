@@ -6,7 +6,8 @@
 
 Writes DIR/model.mlir, DIR/weights.safetensors and DIR/report.json (only when every
 stage succeeded, --check included), prints the report, and with --check compares the
-emulator's outputs with PyTorch eager. Errors print one paragraph and exit with status 2
+emulator's outputs with PyTorch eager (a model.py) or ONNX's reference evaluator (a
+model.onnx; `tools.check`), and says which. Errors print one paragraph and exit with status 2
 (--debug shows the traceback). DIR is never emptied: a non-empty DIR that is not an
 earlier output is refused unless --force, and then only the compiler's files in it are
 replaced (see `tools.outputs`); after a signal or a failure DIR is the old one or the
@@ -29,6 +30,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from rdu_compiler.errors import RduError
 from rdu_compiler.pipeline import CHECK, LOAD, RUN, stages
+from rdu_compiler.tools.check import TORCH_REFERENCE, cli_compile, compare
 from rdu_compiler.tools.outputs import (
     Interrupted,
     OutputError,
@@ -55,7 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="write into a non-empty -o folder that is not an earlier output (only the compiler's "
                         "own files there are replaced; nothing else is touched), and replace a --trace file "
                         "that is not an earlier trace")
-    p.add_argument("--check", action="store_true", help="compare the emulator with PyTorch eager")
+    p.add_argument("--check", action="store_true", help="compare the outputs with PyTorch eager (model.py) or onnx.reference (model.onnx)")
     p.add_argument("--no-run", action="store_true", help="compile and report only; do not emulate")
     p.add_argument("--fold-constants", action="store_true", help="evaluate input-independent subgraphs at import")
     p.add_argument("--plot", metavar="DIR", default=None, help="write placement maps per section and a timeline (PNG + SVG) to DIR")
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     import torch
 
     from rdu_compiler import api
-    from rdu_compiler.frontend.torch_import import load_model_file
+    from rdu_compiler.frontend.torch.model_file import load_model_file
 
     out_dir = Path(args.output or Path("rdu_out") / Path(args.model).stem)
     check_output_dir(out_dir, args.force)  # refuse before compiling, not after
@@ -112,8 +114,6 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             progress.update(task, description=name, advance=1)
 
         if Path(args.model).suffix.lower() == ".onnx":  # ONNX: --check against onnx's reference evaluator
-            from rdu_compiler.frontend.onnx_import import cli_compile
-
             program, check = cli_compile(args, stage, str(out_dir.parent))
         else:
             if args.input_shape:
@@ -136,6 +136,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 with torch.no_grad():
                     reference = model(*example_inputs)
                 check = compare(outputs, reference)
+                check["reference"] = TORCH_REFERENCE
                 program.report["check"] = check
         stage("done")
     program.report["compile_stages_s"] = timings
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     print_report(console, program.report, args.model)
     if check is not None:
         print_check(console, check)
-    if failed:
+    if check is not None and failed:
         raise RduError(
             f"--check failed: relative L2 error {check['rel_l2']:.3e} exceeds {check['tolerance']:.0e}; "
             f"nothing was written ({out_dir} is left as it was)"
@@ -166,11 +167,12 @@ def _refuse_meta(path: str, model: Any, example_inputs: Any) -> None:
         RduError: naming the first meta tensor.
     """
     import torch
+    from torch.utils import _pytree as pytree
 
     named = []
     if isinstance(model, torch.nn.Module):
         named = [(f"parameter '{n}'", t) for n, t in [*model.named_parameters(), *model.named_buffers()]]
-    leaves, _ = torch.utils._pytree.tree_flatten(example_inputs)
+    leaves, _ = pytree.tree_flatten(example_inputs)
     named += [(f"example_inputs[{i}]", t) for i, t in enumerate(leaves)]
     for name, t in named:
         if isinstance(t, torch.Tensor) and t.is_meta:
@@ -180,28 +182,6 @@ def _refuse_meta(path: str, model: Any, example_inputs: Any) -> None:
                 "(model.mlir and report.json, no weights.safetensors), or build the model and example_inputs "
                 "with real tensors (e.g. load a checkpoint)"
             )
-
-
-def compare(outputs: Any, reference: Any) -> dict[str, Any]:
-    """Max abs error and relative L2 error of the emulator against PyTorch, all outputs."""
-    import numpy as np
-    import torch
-
-    outs, _ = torch.utils._pytree.tree_flatten(outputs)
-    refs, _ = torch.utils._pytree.tree_flatten(reference)
-    outs = [o.detach().cpu() if isinstance(o, torch.Tensor) else o for o in outs]  # triton: CUDA tensors
-    got = np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in outs])
-    want = np.concatenate([r.detach().double().numpy().ravel() for r in refs if isinstance(r, torch.Tensor)])
-    diff = got - want
-    rel = float(np.linalg.norm(diff) / max(np.linalg.norm(want), 1e-30))
-    tolerance = 1e-5
-    return {
-        "max_abs_error": float(np.abs(diff).max()) if diff.size else 0.0,
-        "rel_l2": rel,
-        "tolerance": tolerance,
-        "ok": bool(rel <= tolerance),
-        "outputs": len(outs),
-    }
 
 
 def _write_pictures(program: Any, args: argparse.Namespace, console: Console) -> None:
@@ -245,8 +225,10 @@ def _fill(program: Any, tmp: Path, emit: str, target: str) -> None:
     if emit == "linalg":
         (tmp / "model.mlir").write_text(program.linalg)
     elif emit == "rdu":
+        from rdu_compiler.api import kernel_source_comments
+
         unplaced = program.snapshots.get("rdu-fuse") or program.snapshots["rdu-convert-linalg"]
-        (tmp / "model.mlir").write_text(unplaced)
+        (tmp / "model.mlir").write_text(kernel_source_comments(program.report) + unplaced)
     (tmp / "report.json").write_text(json.dumps(program.report, indent=2, default=str))
 
 

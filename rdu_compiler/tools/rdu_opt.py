@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError
 from xdsl.xdsl_opt_main import xDSLOptMain
 
@@ -49,7 +50,7 @@ class RduOptMain(xDSLOptMain):
     def register_all_frontends(self) -> None:
         super().register_all_frontends()
 
-        def parse_mlir(io: IO[bytes]) -> object:
+        def parse_mlir(io: IO[bytes]) -> ModuleOp:
             data = io.read()
             try:
                 source = data.decode()

@@ -10,23 +10,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from rdu_compiler.units import compact_bytes, compact_seconds, format_bytes, format_seconds
+
 MAX_ROWS = 40
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"
-
-
-def _time(s: float) -> str:
-    if s >= 1:
-        return f"{s:.3f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.3f} ms"
-    return f"{s * 1e6:.2f} µs"
 
 
 #: Why a section ends, as the table's one word (the sentence is printed below the table).
@@ -36,23 +22,6 @@ CUTS = (("fabric full", "full"), ("cost model", "cost"), ("-O0", "-O0"), ("end o
 def _cut(reason: str) -> str:
     """The table's one word for why a section ends: full, cost, -O0, end (else `other`)."""
     return next((word for prefix, word in CUTS if reason.startswith(prefix)), "other")
-
-
-def _compact_bytes(n: float) -> str:
-    """Three significant digits and a binary unit: 702 KiB, 4.25 KiB, 9 MiB (<= 8 chars)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 999.5 or unit == "TiB":
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n:.3g} TiB"
-
-
-def _compact_time(s: float) -> str:
-    """Three significant digits: 1.23 s, 88.5 ms, 412 µs, 3.1 ns (<= 8 chars)."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if abs(s) >= scale * 0.9995:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s * 1e9:.3g} ns"
 
 
 def print_report(console: Console, report: dict[str, Any], title: str) -> None:
@@ -81,8 +50,8 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
         net = s.get("network", {})
         table.add_row(
             s["name"], str(len(s["kernels"])), f"{s['pcus']}/{fab['pcus']}", f"{s['pmus']}/{fab['pmus']}",
-            _compact_bytes(s["hbm_bytes"]), _compact_bytes(s["ddr_bytes"]),
-            f"{net.get('link_utilization', 0) * 100:.0f}%", _compact_time(c["total_s"]), c["bound"], _cut(s["reason"]),
+            compact_bytes(s["hbm_bytes"]), compact_bytes(s["ddr_bytes"]),
+            f"{net.get('link_utilization', 0) * 100:.0f}%", compact_seconds(c["total_s"]), c["bound"], _cut(s["reason"]),
         )
     console.print(table)
     console.print("link: the busiest on-chip link's share of its bandwidth over the section's time.", highlight=False)
@@ -98,24 +67,27 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
     summary.add_column("value", justify="right")
     summary.add_row("FLOPs", f"{t['flops']:.3e}")
     summary.add_row("kernels by pattern", ", ".join(f"{k} {v}" for k, v in sorted(t["kernel_kinds"].items())))
-    summary.add_row("HBM traffic / DDR traffic", f"{_bytes(t['hbm_bytes'])} / {_bytes(t['ddr_bytes'])}")
-    summary.add_row("peak HBM / DDR footprint", f"{_bytes(t['hbm_peak_bytes'])} / {_bytes(t['ddr_peak_bytes'])}")
+    summary.add_row("HBM traffic / DDR traffic", f"{format_bytes(t['hbm_bytes'])} / {format_bytes(t['ddr_bytes'])}")
+    summary.add_row("peak HBM / DDR footprint", f"{format_bytes(t['hbm_peak_bytes'])} / {format_bytes(t['ddr_peak_bytes'])}")
     if "max_link_bytes" in t:
-        summary.add_row("max link load / traffic x hops", f"{_bytes(t['max_link_bytes'])} / {t['traffic_hop_bytes']:.3e} B x hops")
-    summary.add_row("estimated time (static model)", _time(t["estimated_s"]))
-    summary.add_row("  of which launch overhead", _time(t["launch_s"]))
-    summary.add_row(f"roofline bound ({roof['bound']})", _time(roof["bound_s"]))
+        summary.add_row("max link load / traffic x hops", f"{format_bytes(t['max_link_bytes'])} / {t['traffic_hop_bytes']:.3e} B x hops")
+    summary.add_row("estimated time (static model)", format_seconds(t["estimated_s"]))
+    summary.add_row("  of which launch overhead", format_seconds(t["launch_s"]))
+    summary.add_row(f"roofline bound ({roof['bound']})", format_seconds(roof["bound_s"]))
     summary.add_row("roofline / estimate", f"{report['roofline_fraction'] * 100:.1f} %")
     emu = report.get("emulator")
     if emu:
-        summary.add_row("emulator: tiles, wall time", f"{emu['tiles']}, {_time(emu['wall_s'])}")
-        summary.add_row("emulator: HBM / DDR bytes measured", f"{_bytes(emu['hbm_bytes'])} / {_bytes(emu['ddr_bytes'])}")
+        summary.add_row("emulator: tiles, wall time", f"{emu['tiles']}, {format_seconds(emu['wall_s'])}")
+        summary.add_row("emulator: HBM / DDR bytes measured", f"{format_bytes(emu['hbm_bytes'])} / {format_bytes(emu['ddr_bytes'])}")
     console.print(summary)
+    note = report.get("node", {}).get("note")
+    if note:
+        console.print(f"[bold]node:[/] {note}", highlight=False)
 
 
 def print_check(console: Console, check: dict[str, Any]) -> None:
     status = "[green]OK[/]" if check["ok"] else "[red]FAILED[/]"
     console.print(
-        f"check against PyTorch eager: max abs error {check['max_abs_error']:.3e}, "
+        f"check against {check.get('reference', 'PyTorch eager')}: max abs error {check['max_abs_error']:.3e}, "
         f"relative L2 error {check['rel_l2']:.3e} (tolerance {check['tolerance']:.0e}) {status}"
     )

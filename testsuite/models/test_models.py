@@ -23,7 +23,7 @@ import rdu_compiler
 from rdu_compiler.api import CompiledProgram
 from rdu_compiler.errors import EmulatorError, RduError
 from rdu_compiler.fabric import load_fabric
-from rdu_compiler.frontend.torch_import import load_model_file
+from rdu_compiler.frontend.torch.model_file import load_model_file
 from rdu_compiler.runtime.emulator import Emulator
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -192,7 +192,7 @@ def _value(x: Any) -> Any:
 
 def _run(case: Any) -> tuple[str, str]:
     import rdu_compiler
-    from rdu_compiler.frontend.onnx_import import compile_time_inputs, run_onnx
+    from rdu_compiler.frontend.onnx.load import compile_time_inputs
 
     if not case.data_sets:
         return "crash", "the case has no data set"
@@ -229,7 +229,7 @@ def _run(case: Any) -> tuple[str, str]:
                     constant_inputs={n: values[n] for n in frozen},
                 )
             program = programs[key]
-            got = run_onnx(program, *[values[n] for n in names if n not in frozen])
+            got = program.run(*[values[n] for n in names if n not in frozen])
             problem = _compare(got, list(expected), case.rtol, case.atol)
             if problem:
                 return "wrong_numbers", problem
@@ -288,7 +288,7 @@ def run_cases(
     import torch_mlir.extras.onnx_importer  # noqa: F401
 
     import rdu_compiler.api  # noqa: F401
-    import rdu_compiler.frontend.onnx_import  # noqa: F401
+    import rdu_compiler.frontend.onnx.importer  # noqa: F401
     import rdu_compiler.runtime.emulator  # noqa: F401
     ctx = mp.get_context("fork")
     todo = list(names)

@@ -266,7 +266,7 @@ def test_emulator_outputs_match_saved_weights(tmp_path: Path, capsys: pytest.Cap
     """weights.safetensors holds the model's parameters under the program's argument names."""
     from safetensors.numpy import load_file
 
-    from rdu_compiler.frontend.torch_import import load_model_file
+    from rdu_compiler.frontend.torch.model_file import load_model_file
 
     out = tmp_path / "out"
     code, _, err = run_cli([MLP, "--fabric", "tiny", "--no-run", "-o", str(out)], capsys)

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import torch
 
-from rdu_compiler.frontend.torch_import import load_weights, save_weights
+from rdu_compiler.frontend.weights import load_weights, save_weights
 
 MODEL = textwrap.dedent(
     '''

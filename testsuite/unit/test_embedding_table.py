@@ -19,7 +19,7 @@ from rdu_compiler.embedding import (
     ProbabilisticFilter,
     TableFullError,
 )
-from rdu_compiler.embedding.hashed import HashedTable, collision_rate
+from rdu_compiler.embedding.hashed import HashedTable, collision_rate, lookup_collision_rate
 from rdu_compiler.embedding.hashing import normal_rows
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -153,5 +153,8 @@ def test_hashed_table_collides_as_the_birthday_bound_says() -> None:
     for rows in (20000, 200000):
         expected = 1 - (1 - 1 / rows) ** (len(np.unique(ids)) - 1)
         assert abs(collision_rate(ids, rows) - expected) < 0.02
+    stream = np.array([1, 1, 1, 1, 2, 3], dtype=np.int64)
+    assert lookup_collision_rate(stream, 1) == 1.0 and lookup_collision_rate(stream, 10**12) == 0.0
+    assert lookup_collision_rate(np.array([5, 5, 5]), 1) == 0.0  # one ID alone shares with nobody
     h = HashedTable(2, 4)
     assert len(set(h.row_of(np.arange(100)).tolist())) <= 4  # 100 IDs, 4 rows: they share

@@ -248,5 +248,5 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_unknown_preset() -> None:
-    with pytest.raises(FabricError, match=r"'sn50'.*sn40l, tiny"):
+    with pytest.raises(FabricError, match=r"'sn50'.*sn40l, sn40l-node8, sn40l-rack16, tiny"):
         load_fabric("sn50")

@@ -408,7 +408,7 @@ def test_frontend_package_does_not_import_torch_mlir_eagerly() -> None:
 @pytest.mark.parametrize("dim", [None, 1, (0, 2)])
 def test_float32_var_mean_decomposition(correction: int, keepdim: bool, dim: object) -> None:
     """The frontend's var_mean decomposition (kept in f32) matches torch.var_mean."""
-    from rdu_compiler.frontend.torch_import import _var_mean_same_dtype
+    from rdu_compiler.frontend.torch.decompositions import _var_mean_same_dtype
 
     x = torch.randn(3, 5, 7)
     var, mean = _var_mean_same_dtype(x, dim, correction=correction, keepdim=keepdim)

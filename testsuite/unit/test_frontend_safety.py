@@ -32,7 +32,7 @@ from rdu_compiler import api
 from rdu_compiler.errors import CompileError, RduError
 from rdu_compiler.fabric import load_fabric
 from rdu_compiler.frontend.errors import FrontendError
-from rdu_compiler.frontend.torch_import import import_torch
+from rdu_compiler.frontend.torch.export import import_torch
 from rdu_compiler.ir import parse_module
 from rdu_compiler.pipeline import pipeline, run_pipeline
 from rdu_compiler.runtime.emulator import Emulator
@@ -70,7 +70,7 @@ SCATTER_MODEL = textwrap.dedent(
 #: rdu-compile with the frontend's negative-dim decomposition of the scatter family off,
 #: so that torch-mlir meets the op that segfaults it.
 CRASHING_CLI = (
-    "import sys, rdu_compiler.frontend.torch_import as ti; ti.positive_dim_decompositions = dict; "
+    "import sys, rdu_compiler.frontend.torch.decompositions as td; td.positive_dim_decompositions = dict; "
     "from rdu_compiler.tools.rdu_compile import main; main(sys.argv[1:])"
 )
 
@@ -254,9 +254,9 @@ def test_embedding_bag_internal_results_are_refused() -> None:
 def test_unrunnable_kernel_is_refused_at_compile_time_with_model_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """torch-mlir's own embedding_bag lowering (without our decomposition) is a masked
     reduction the emulator cannot run: refused by rdu-convert-linalg, naming the line."""
-    import rdu_compiler.frontend.torch_import as ti
+    import rdu_compiler.frontend.torch.decompositions as td
 
-    monkeypatch.setattr(ti, "embedding_bag_decompositions", dict)
+    monkeypatch.setattr(td, "embedding_bag_decompositions", dict)
     model = Bag("sum").eval()
     with pytest.raises(CompileError, match=r"kernel 'k\d+_\w+'.*refused at compile time.*test_frontend_safety.py:\d+") as info:
         api.compile(model, (IDS, torch.tensor([0, 4])), "tiny")
@@ -335,9 +335,9 @@ def test_elided_dense_resource_is_refused_at_compile_time() -> None:
 def test_operand_dropped_by_torch_mlir_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """torch-mlir's own embedding_bag lowering ignores per_sample_weights; with our
     decomposition off, the lowered program never reads that argument: an error."""
-    import rdu_compiler.frontend.torch_import as ti
+    import rdu_compiler.frontend.torch.decompositions as td
 
-    monkeypatch.setattr(ti, "embedding_bag_decompositions", dict)
+    monkeypatch.setattr(td, "embedding_bag_decompositions", dict)
     ins = (IDS, torch.tensor([0, 4]), torch.rand(len(IDS)))
     with pytest.raises(FrontendError, match=r"dropped operand 'psw\w*' of op 'aten._embedding_bag'.*self.bag\(ids"):
         import_torch(Bag("sum").eval(), ins)

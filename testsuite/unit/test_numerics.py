@@ -346,5 +346,5 @@ def test_onnx_program_run_keeps_uint8_outputs() -> None:
     u8 = [helper.make_tensor_value_info(n, TensorProto.UINT8, [4]) for n in ("x", "y", "z")]
     graph = helper.make_graph([helper.make_node("Add", ["x", "y"], ["z"])], "g", u8[:2], u8[2:])
     program = rdu_compiler.compile_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
-    out = program.run(np.array([250, 1, 2, 3], np.uint8), np.array([3, 1, 2, 3], np.uint8))
-    assert out.dtype == torch.uint8 and out.tolist() == [253, 2, 4, 6]
+    (out,) = program.run(np.array([250, 1, 2, 3], np.uint8), np.array([3, 1, 2, 3], np.uint8))
+    assert out.dtype == np.uint8 and out.tolist() == [253, 2, 4, 6]

@@ -23,14 +23,11 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 import rdu_compiler  # noqa: E402
 from rdu_compiler.errors import CompileError  # noqa: E402
 from rdu_compiler.frontend.errors import FrontendError  # noqa: E402
-from rdu_compiler.frontend.onnx_import import (  # noqa: E402
-    OnnxImportError,
-    compile_time_inputs,
-    import_onnx,
-    parse_input_shape,
-    run_onnx,
-)
-from rdu_compiler.frontend.torch_import import load_model_file  # noqa: E402
+from rdu_compiler.frontend.onnx.errors import OnnxImportError  # noqa: E402
+from rdu_compiler.frontend.onnx.importer import import_onnx  # noqa: E402
+from rdu_compiler.frontend.onnx.load import compile_time_inputs  # noqa: E402
+from rdu_compiler.frontend.torch.model_file import load_model_file  # noqa: E402
+from rdu_compiler.tools.check import parse_input_shape  # noqa: E402
 from rdu_compiler.tools.rdu_compile import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,13 +84,13 @@ def test_example_same_numbers_as_pytorch_path(name: str, exported: dict[str, Pat
     model, example_inputs = load_model_file(EXAMPLES / f"{name}.py")
     via_onnx = rdu_compiler.compile_onnx(str(exported[name]), fabric="sn40l")
     via_torch = rdu_compiler.compile(model, example_inputs, fabric="sn40l")
-    got = via_onnx.run(*example_inputs)
+    (got,) = via_onnx.run(*example_inputs)  # an ONNX program: a list of numpy arrays
     want = via_torch.run(*example_inputs)
     with torch.no_grad():
         eager = model(*example_inputs)
-    assert got.shape == eager.shape
-    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got.numpy(), eager.numpy(), rtol=1e-5, atol=1e-6)
+    assert got.shape == tuple(eager.shape)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, eager.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_initializers_are_arguments_not_ir(exported: dict[str, Path]) -> None:
@@ -141,7 +138,7 @@ def test_dynamic_dim_needs_input_shape() -> None:
 def test_input_shapes_make_it_static() -> None:
     program = rdu_compiler.compile_onnx(_dynamic_model(), input_shapes={"x": (5, 4)})
     x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
-    (y,) = run_onnx(program, x)
+    (y,) = program.run(x)
     np.testing.assert_allclose(y, x @ np.arange(12, dtype=np.float32).reshape(4, 3), rtol=1e-5)
 
 
@@ -167,7 +164,7 @@ def test_compile_time_inputs_and_constant_inputs() -> None:
     program = rdu_compiler.compile_onnx(model, constant_inputs={"shape": np.array([3, 4])})
     assert program.imported.input_names == ["x"]
     data = np.arange(12, dtype=np.float32).reshape(2, 6)
-    np.testing.assert_array_equal(run_onnx(program, data)[0], data.reshape(3, 4))
+    np.testing.assert_array_equal(program.run(data)[0], data.reshape(3, 4))
 
 
 def test_constant_subgraph_is_folded() -> None:
@@ -183,14 +180,14 @@ def test_constant_subgraph_is_folded() -> None:
     inits = [numpy_helper.from_array(np.array([0]), "zero"), numpy_helper.from_array(np.array([-1]), "minus1")]
     program = rdu_compiler.compile_onnx(model_of(nodes, [x], [y], inits))
     data = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
-    np.testing.assert_array_equal(run_onnx(program, data)[0], data.reshape(2, 12))
+    np.testing.assert_array_equal(program.run(data)[0], data.reshape(2, 12))
 
 
 def test_unsigned_output_dtype() -> None:
     x = helper.make_tensor_value_info("x", TensorProto.UINT8, [4])
     y = helper.make_tensor_value_info("y", TensorProto.UINT8, [4])
     program = rdu_compiler.compile_onnx(model_of([helper.make_node("Add", ["x", "x"], ["y"])], [x], [y]))
-    (out,) = run_onnx(program, np.array([1, 100, 200, 255], dtype=np.uint8))
+    (out,) = program.run(np.array([1, 100, 200, 255], dtype=np.uint8))
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, np.array([2, 200, 144, 254], dtype=np.uint8))
 
@@ -203,7 +200,7 @@ def test_function_op_is_expanded() -> None:
     model = model_of([helper.make_node("Swish", ["x"], ["y"], alpha=1.5)], [x], [y], opset=24)
     program = rdu_compiler.compile_onnx(model)
     data = np.linspace(-3, 3, 10, dtype=np.float32).reshape(2, 5)
-    np.testing.assert_allclose(run_onnx(program, data)[0], data / (1 + np.exp(-1.5 * data)), rtol=1e-5)
+    np.testing.assert_allclose(program.run(data)[0], data / (1 + np.exp(-1.5 * data)), rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------- errors

@@ -4,7 +4,7 @@ torch-mlir lowers these ops to `cmpf ogt|olt` selects that never pick a NaN; ONN
 reference evaluator (numpy) propagates NaN through clip/maximum/minimum and returns the
 first NaN's index from argmax/argmin (the last with select_last_index=1); np.sign(NaN)
 is NaN where torch-mlir's Sign gives 0, and Hardmax is one-hot at argmax. The frontend
-rewrites them in onnx_nan.py; each case compiles for sn40l, runs on the emulator and must
+rewrites them in frontend/onnx/nan.py; each case compiles for sn40l, runs on the emulator and must
 match the evaluator exactly: same NaN positions, same numbers elsewhere, same indices.
 """
 
@@ -18,7 +18,6 @@ from onnx import TensorProto, helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
 import rdu_compiler  # noqa: E402
-from rdu_compiler.frontend.onnx_import import run_onnx  # noqa: E402
 
 F = TensorProto.FLOAT
 NAN = np.nan
@@ -40,7 +39,7 @@ def model(nodes, inputs, outputs, inits=(), opset=17) -> onnx.ModelProto:
 def check_exact(m: onnx.ModelProto, *inputs: np.ndarray) -> None:
     names = [i.name for i in m.graph.input]
     want = ReferenceEvaluator(m).run(None, dict(zip(names, inputs, strict=True)))
-    got = run_onnx(rdu_compiler.compile_onnx(m, fabric="sn40l"), *inputs)
+    got = rdu_compiler.compile_onnx(m, fabric="sn40l").run(*inputs)
     for g, w in zip(got, want, strict=True):
         assert g.dtype == w.dtype and g.shape == w.shape
         if w.dtype.kind == "f":

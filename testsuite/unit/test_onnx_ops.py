@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
 import rdu_compiler  # noqa: E402
-from rdu_compiler.frontend.onnx_import import OnnxImportError, run_onnx  # noqa: E402
+from rdu_compiler.frontend.onnx.errors import OnnxImportError  # noqa: E402
 
 F = TensorProto.FLOAT
 
@@ -42,7 +42,7 @@ def check(m: onnx.ModelProto, *inputs: np.ndarray, rtol: float = 1e-5, atol: flo
     names = [i.name for i in m.graph.input]
     want = ReferenceEvaluator(m).run(None, dict(zip(names, inputs, strict=True)))
     program = rdu_compiler.compile_onnx(m, fabric="sn40l")
-    got = run_onnx(program, *inputs)
+    got = program.run(*inputs)
     for g, w in zip(got, want, strict=True):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
@@ -209,7 +209,7 @@ def test_sort_with_nan_keys_is_refused_at_run_time() -> None:
     m = model([node], [vi("x", [1, 4])], [vi("v", [1, 2]), vi("i", [1, 2], TensorProto.INT64)], [k], opset=11)
     program = rdu_compiler.compile_onnx(m)
     with pytest.raises(EmulatorError, match="not totally ordered"):
-        run_onnx(program, np.array([[0, np.nan, 1, 1]], dtype=np.float32))
+        program.run(np.array([[0, np.nan, 1, 1]], dtype=np.float32))
 
 
 def exact(m: onnx.ModelProto, *inputs: np.ndarray) -> None:
@@ -217,7 +217,7 @@ def exact(m: onnx.ModelProto, *inputs: np.ndarray) -> None:
     equal; narrow types compared as float32)."""
     names = [i.name for i in m.graph.input]
     want = ReferenceEvaluator(m).run(None, dict(zip(names, inputs, strict=True)))
-    got = run_onnx(rdu_compiler.compile_onnx(m, fabric="sn40l"), *inputs)
+    got = rdu_compiler.compile_onnx(m, fabric="sn40l").run(*inputs)
     for g, w in zip(got, want, strict=True):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_array_equal(g.astype(np.float32), w.astype(np.float32))
@@ -261,7 +261,7 @@ def test_cast_to_float8_and_float4_matches_reference_bits(to: str, saturate: int
 def test_narrow_float_table_is_the_reference_cast() -> None:
     from onnx.reference.ops.op_cast import cast_to
 
-    from rdu_compiler.frontend.onnx_import import _narrow_float_table
+    from rdu_compiler.frontend.onnx.narrow import _narrow_float_table
 
     x = np.concatenate([_narrow_probe(), np.random.default_rng(1).standard_normal(50000).astype(np.float32) * 300])
     for to in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT4E2M1"):

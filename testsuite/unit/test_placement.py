@@ -1,4 +1,4 @@
-"""Placement and routing (`rdu_compiler.placement`) on plain data, the network term of the
+"""Placement and routing (`rdu_compiler.plan.placement`) on plain data, the network term of the
 cost model (hand-computed), and the pictures and trace of a placed program."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from rdu_compiler.cost import KernelLoad, SectionLoad, section_cost
 from rdu_compiler.fabric import load_fabric
-from rdu_compiler.placement import (
+from rdu_compiler.plan.placement import (
     AGCU,
     PCU,
     PMU,
@@ -34,7 +34,7 @@ from rdu_compiler.placement import (
     make_strategy,
     place,
 )
-from rdu_compiler.placement.grid import EAST, NORTH, SOUTH, WEST
+from rdu_compiler.plan.placement.grid import EAST, NORTH, SOUTH, WEST
 
 ROOT = Path(__file__).resolve().parents[2]
 SN40L = load_fabric("sn40l")
@@ -300,7 +300,7 @@ def placed_module() -> object:
 def test_ir_round_trip_and_network_in_the_report() -> None:
     from rdu_compiler.cost.analysis import build_report, section_load
     from rdu_compiler.dialects import rdu
-    from rdu_compiler.placement.from_ir import read_placement, section_network, section_problem
+    from rdu_compiler.passes.placement_ir import read_placement, section_network, section_problem
 
     module = placed_module()
     section = next(op for op in module.walk() if isinstance(op, rdu.SectionOp))  # type: ignore[attr-defined]
@@ -386,7 +386,7 @@ def test_identical_sections_are_placed_once_and_as_if_placed_alone() -> None:
 
     import rdu_compiler
     from rdu_compiler.dialects import rdu
-    from rdu_compiler.placement.from_ir import (
+    from rdu_compiler.passes.placement_ir import (
         cached_link_loads,
         link_loads,
         read_placement,

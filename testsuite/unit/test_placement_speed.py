@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from rdu_compiler.placement import (
+from rdu_compiler.plan.placement import (
     AGCU,
     PCU,
     PMU,
@@ -24,7 +24,7 @@ from rdu_compiler.placement import (
     link_loads,
     strategies,
 )
-from rdu_compiler.placement.network import AGCU_SLACK, BALANCE_PASSES
+from rdu_compiler.plan.placement.network import AGCU_SLACK, BALANCE_PASSES
 
 # ------------------------------------------------------------------ reference implementations
 
@@ -299,8 +299,8 @@ def test_read_placement_agcus_are_the_placed_ones() -> None:
     import rdu_compiler
     from rdu_compiler.dialects import rdu
     from rdu_compiler.fabric import load_fabric
-    from rdu_compiler.placement import make_strategy, place
-    from rdu_compiler.placement.from_ir import read_placement, section_problem
+    from rdu_compiler.passes.placement_ir import read_placement, section_problem
+    from rdu_compiler.plan.placement import make_strategy, place
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU())

@@ -33,8 +33,8 @@ def _overlap(a, b) -> bool:
 
 def test_placement_map_names_every_kernel(program) -> None:
     from rdu_compiler.fabric import load_fabric
-    from rdu_compiler.placement import Grid
-    from rdu_compiler.placement.from_ir import section_problem
+    from rdu_compiler.passes.placement_ir import section_problem
+    from rdu_compiler.plan.placement import Grid
 
     fabric = load_fabric("tiny")
     section = next(op for op in program.module.walk() if type(op).__name__ == "SectionOp")

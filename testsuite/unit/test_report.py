@@ -9,7 +9,9 @@ import torch
 from rich.console import Console
 
 import rdu_compiler
-from rdu_compiler.tools.report import _compact_bytes, _compact_time, _cut, print_report
+from rdu_compiler.tools.report import _cut, print_report
+from rdu_compiler.units import compact_bytes as _compact_bytes
+from rdu_compiler.units import compact_seconds as _compact_time
 
 
 class _Mlp(torch.nn.Module):
@@ -50,3 +52,50 @@ def test_compact_units() -> None:
     assert [_compact_time(t) for t in (1.234, 0.0885, 4.12e-4, 3.1e-9)] == ["1.23 s", "88.5 ms", "412 µs", "3.1 ns"]
     assert [_cut(r) for r in ("fabric full: adding 'k1'", "cost model: cutting", "-O0: one kernel", "end of program", "?")] == [
         "full", "cost", "-O0", "end", "other"]
+
+
+class _Rope(torch.nn.Module):
+    """A RoPE-like table computed from arange and a lifted constant tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("inv_freq", 1.0 / (10000 ** (torch.arange(0, 8, 2).float() / 8)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.arange(x.shape[0], dtype=torch.float32)
+        ang = torch.outer(t, self.inv_freq)
+        return x * torch.cat([ang.cos(), ang.sin()], -1) + torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+
+
+def test_report_says_where_constant_data_lives() -> None:
+    x = (torch.randn(16, 8),)
+    plain = rdu_compiler.compile(_Rope(), x, fabric="tiny").report["constants"]
+    assert plain["weight_bytes"] == {"buffer": 16, "constant": 32}  # inv_freq; the lifted literal
+    assert plain["constants_as_weights_bytes"] == 32 and plain["largest_ir_literal_bytes"] <= 64
+    folded = rdu_compiler.compile(_Rope(), x, fabric="tiny", fold_constants=True).report["constants"]
+    assert folded["constants_as_weights_bytes"] >= 16 * 8 * 4  # the table became a weight
+
+
+class _TwoLines(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x @ self.w  # LINE-MATMUL
+        return torch.softmax(y, -1)  # LINE-SOFTMAX
+
+
+def test_kernels_name_their_model_line_in_report_trace_and_emitted_ir(tmp_path) -> None:
+    from rdu_compiler.runtime.trace import trace_events
+
+    program = rdu_compiler.compile(_TwoLines(), (torch.randn(4, 8),), fabric="tiny", opt_level=0)
+    kernels = [k for s in program.report["sections"] for k in s["kernels"]]
+    matmul = next(k for k in kernels if "matmul" in k["name"])
+    assert "LINE-MATMUL" in matmul["source"] and "test_report.py:" in matmul["source"]
+    assert any("LINE-SOFTMAX" in k.get("source", "") for k in kernels if k is not matmul)
+    sliced = [e for e in trace_events(program.report) if e["ph"] == "X" and e["name"] == matmul["name"] and e["tid"] > 0]
+    assert "LINE-MATMUL" in sliced[0]["args"]["source"]
+    program.save(str(tmp_path))
+    text = (tmp_path / "model.mlir").read_text()
+    assert f"// {matmul['name']}: " in text and "LINE-MATMUL" in text.split("builtin.module", 1)[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rdu_compiler.passes.section_plan import KernelNeeds, Machine, plan
+from rdu_compiler.plan.sections import KernelNeeds, Machine, plan
 
 # 1 Hz clock, 1 B/s HBM and no launch cost make times equal bytes: easy to check by hand.
 M = Machine(pcus=3, pmus=100, clock_hz=1.0, hbm_bytes_per_s=1.0, launch_s=0.0)

@@ -1,4 +1,4 @@
-"""Tile geometry over plain data (`rdu_compiler.tiling`), the PCU split of rdu-allocate,
+"""Tile geometry over plain data (`rdu_compiler.kernel.access`), the PCU split of rdu-allocate,
 the tile choice of rdu-tile, and the hex float rewrite of `rdu_compiler.ir`.
 
 The closed forms are checked against brute force: every point of every tile enumerated,
@@ -20,12 +20,7 @@ from xdsl.parser import Parser
 
 from rdu_compiler.errors import CompileError
 from rdu_compiler.ir import fix_hex_float_literals, make_context, parse_module
-from rdu_compiler.passes.buffers import DEPTH, operand_tile_bytes
-from rdu_compiler.passes.common import kernels
-from rdu_compiler.passes.rdu_allocate import split_pcus
-from rdu_compiler.passes.rdu_tile import choose_tile
-from rdu_compiler.pipeline import run_pipeline
-from rdu_compiler.tiling import (
+from rdu_compiler.kernel.access import (
     Access,
     num_tiles,
     tile_elements,
@@ -33,6 +28,11 @@ from rdu_compiler.tiling import (
     tiles,
     traffic_elements,
 )
+from rdu_compiler.kernel.traffic import DEPTH, operand_tile_bytes
+from rdu_compiler.passes.common import kernels
+from rdu_compiler.passes.rdu_allocate import split_pcus
+from rdu_compiler.passes.rdu_tile import choose_tile
+from rdu_compiler.pipeline import run_pipeline
 
 d0, d1, d2, d3 = (AffineDimExpr(i) for i in range(4))
 

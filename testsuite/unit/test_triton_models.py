@@ -28,7 +28,7 @@ pytest.importorskip("triton")
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # masked lanes in the interpreter
 
 import rdu_compiler  # noqa: E402
-from rdu_compiler.frontend.torch_import import load_model_file  # noqa: E402
+from rdu_compiler.frontend.torch.model_file import load_model_file  # noqa: E402
 from rdu_compiler.tools.rdu_compile import main  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -170,11 +170,10 @@ def test_onnx_model_runs_on_triton() -> None:
         pytest.skip("examples/onnx/mlp.onnx not present")
     program = rdu_compiler.compile_onnx(str(onnx_file))
     xs = [np.random.default_rng(0).standard_normal(s).astype(np.float32) for s in program.imported.input_shapes.values()]
-    want = program.run(*xs)
-    got = program.run(*xs, target="triton")
-    want = want[0] if isinstance(want, list | tuple) else want
-    got = got[0] if isinstance(got, list | tuple) else got
-    assert rel_l2(torch.as_tensor(np.asarray(got.cpu())), torch.as_tensor(np.asarray(want))) <= TOLERANCE
+    (want,) = program.run(*xs)
+    (got,) = program.run(*xs, target="triton")  # numpy out on both targets
+    assert isinstance(got, np.ndarray) and got.dtype == want.dtype
+    assert rel_l2(torch.as_tensor(got), torch.as_tensor(want)) <= TOLERANCE
 
 
 def test_kernels_compile_for_an_h100_without_a_gpu() -> None:

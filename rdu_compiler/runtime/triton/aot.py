@@ -15,12 +15,8 @@ import inspect
 from typing import Any
 
 from rdu_compiler.dialects import rdu
+from rdu_compiler.dtypes import lookup
 from rdu_compiler.runtime.triton.generate import TritonSource
-
-_PTR = {
-    "f32": "*fp32", "f16": "*fp16", "bf16": "*bf16", "f64": "*fp64", "i1": "*i1", "i8": "*i8",
-    "i16": "*i16", "i32": "*i32", "i64": "*i64", "index": "*i64",
-}
 
 
 def compile_kernels(source: TritonSource, arch: int = 90, all_configs: bool = False) -> dict[str, str | None]:
@@ -44,7 +40,7 @@ def compile_kernels(source: TritonSource, arch: int = 90, all_configs: bool = Fa
         tuner: Any = getattr(module, la.name)
         fn = tuner.fn
         params = list(inspect.signature(fn.fn).parameters)
-        types = [_PTR[str(rdu.element_type_of(v.type))] for v in la.args]
+        types = [lookup(rdu.element_type_of(v.type)).triton_pointer for v in la.args]
         configs = tuner.configs if all_configs else tuner.configs[:1]
         try:
             for cfg in configs:

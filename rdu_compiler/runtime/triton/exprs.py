@@ -2,70 +2,54 @@
 
 from __future__ import annotations
 
+import keyword
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from xdsl.dialects.builtin import (
-    BFloat16Type,
-    Float16Type,
-    Float32Type,
-    Float64Type,
-    IndexType,
-    IntegerType,
-)
+from xdsl.dialects.builtin import Float32Type, IntegerType
 from xdsl.ir import Attribute
 
+from rdu_compiler.dtypes import ElementType, UnsupportedElementType, is_float, lookup
 from rdu_compiler.runtime.triton.program import fail
 
 
+def _row(t: Attribute, what: str) -> ElementType:
+    try:
+        return lookup(t)
+    except UnsupportedElementType:
+        raise fail(f"element type {t} has no {what} dtype") from None
+
+
 def tl_dtype(t: Attribute) -> str:
-    """The `tl.*` dtype of an MLIR element type (index is int32 inside kernels)."""
-    if isinstance(t, Float32Type):
-        return "tl.float32"
-    if isinstance(t, Float16Type):
-        return "tl.float16"
-    if isinstance(t, BFloat16Type):
-        return "tl.bfloat16"
-    if isinstance(t, Float64Type):
-        return "tl.float64"
-    if isinstance(t, IndexType):
-        return "tl.int32"
-    if isinstance(t, IntegerType):
-        width = t.width.data
-        if width in (1, 8, 16, 32, 64):
-            return f"tl.int{width}"
-    raise fail(f"element type {t} has no Triton dtype")
+    """The `tl.*` dtype of an MLIR element type (index is int32 inside kernels; `dtypes.TABLE`).
+
+    Raises:
+        CompileError: an element type with no Triton dtype.
+    """
+    return _row(t, "Triton").triton
+
+
+def tl_unsigned(t: Attribute) -> str:
+    """The same-width unsigned `tl.*` dtype of an integer element type (i1: tl.int1).
+
+    Raises:
+        CompileError: a float or unsupported element type.
+    """
+    u = _row(t, "Triton").triton_unsigned
+    if u is None:
+        raise fail(f"element type {t} has no unsigned Triton dtype")
+    return u
 
 
 def torch_dtype(t: Attribute) -> str:
-    """The `torch.*` dtype of an MLIR element type, as source text."""
-    if isinstance(t, Float32Type):
-        return "torch.float32"
-    if isinstance(t, Float16Type):
-        return "torch.float16"
-    if isinstance(t, BFloat16Type):
-        return "torch.bfloat16"
-    if isinstance(t, Float64Type):
-        return "torch.float64"
-    if isinstance(t, IndexType):
-        return "torch.int64"
-    if isinstance(t, IntegerType):
-        width = t.width.data
-        if width == 1:
-            return "torch.bool"
-        if width in (8, 16, 32, 64):
-            return f"torch.int{width}"
-    raise fail(f"element type {t} has no torch dtype")
+    """The `torch.*` dtype of an MLIR element type, as source text (`dtypes.TABLE`).
 
-
-def is_float(t: Attribute) -> bool:
-    return isinstance(t, Float16Type | BFloat16Type | Float32Type | Float64Type)
-
-
-def is_low_float(t: Attribute) -> bool:
-    """fp16 / bf16: Triton's math functions take fp32, so these go through fp32."""
-    return isinstance(t, Float16Type | BFloat16Type)
+    Raises:
+        CompileError: an element type with no torch dtype.
+    """
+    return f"torch.{_row(t, 'torch').torch}"
 
 
 def py_literal(value: Any) -> str:
@@ -216,3 +200,19 @@ class Writer:
 
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+def ident(name: str, taken: set[str]) -> str:
+    """`name` as a fresh Python identifier of the generated source (not a keyword or a
+    name the file uses itself), added to `taken`."""
+    base = re.sub(r"\W", "_", name) or "v"
+    if base[0].isdigit():
+        base = "_" + base
+    if keyword.iskeyword(base) or base in ("torch", "triton", "tl", "run", "weights", "inputs", "dev", "math"):
+        base += "_"
+    out, n = base, 1
+    while out in taken:
+        n += 1
+        out = f"{base}_{n}"
+    taken.add(out)
+    return out

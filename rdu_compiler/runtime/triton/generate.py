@@ -9,35 +9,28 @@ weights come from the caller (or `load_weights("weights.safetensors")`).
 
 from __future__ import annotations
 
-import keyword
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-from xdsl.dialects import tensor
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Attribute, SSAValue
 
 from rdu_compiler.dialects import rdu
-from rdu_compiler.runtime.triton.exprs import pow2_at_least, py_literal, torch_dtype
-from rdu_compiler.runtime.triton.groups import (
-    Env,
-    Launch,
-    MatmulGroup,
-    Member,
+from rdu_compiler.runtime.triton.exprs import ident, pow2_at_least, torch_dtype
+from rdu_compiler.runtime.triton.groups.common import Env, Launch, Member
+from rdu_compiler.runtime.triton.groups.loop_reduce import emit_loop_reduce
+from rdu_compiler.runtime.triton.groups.matmul import MatmulGroup, emit_matmul_group, matmul_join
+from rdu_compiler.runtime.triton.groups.rows import (
     RowGroup,
-    emit_loop_reduce,
-    emit_matmul_group,
     emit_row_group,
-    emit_scan,
-    matmul_join,
     outputs_ok,
     reduction_shape,
     row_join,
 )
+from rdu_compiler.runtime.triton.groups.scan import emit_scan
+from rdu_compiler.runtime.triton.launcher import Launcher
 from rdu_compiler.runtime.triton.preamble import header
 from rdu_compiler.runtime.triton.program import (
     FlatProgram,
@@ -46,7 +39,6 @@ from rdu_compiler.runtime.triton.program import (
     fail,
     fill_value,
     flatten,
-    row_major,
     unfold_init_fills,
 )
 from rdu_compiler.runtime.triton.settings import TritonSettings, generation_defaults
@@ -84,20 +76,6 @@ class TritonSource:
     def distinct_kernels(self) -> int:
         """Kernels defined (layers that compute the same thing share one)."""
         return len({name for name, _ in self.kernels})
-
-
-def _ident(name: str, taken: set[str]) -> str:
-    base = re.sub(r"\W", "_", name) or "v"
-    if base[0].isdigit():
-        base = "_" + base
-    if keyword.iskeyword(base) or base in ("torch", "triton", "tl", "run", "weights", "inputs", "dev", "math"):
-        base += "_"
-    out, n = base, 1
-    while out in taken:
-        n += 1
-        out = f"{base}_{n}"
-    taken.add(out)
-    return out
 
 
 # --------------------------------------------------------------------------- planning
@@ -217,7 +195,7 @@ class Planner:
 
     def _name(self, label: str, n: int) -> str:
         base = label if n == 1 else f"{label}_fused{n}"
-        return _ident(base, self.names)
+        return ident(base, self.names)
 
     # ---------------------------------------------------------------- main loop
 
@@ -390,147 +368,6 @@ class Planner:
         self._emit(Step("launch", launch))
         for idx in sorted(keep):
             self._emit(Step("node", node=self.prog.nodes[idx]))
-
-
-# --------------------------------------------------------------------------- launcher
-
-
-class Launcher:
-    """The `run(weights, *inputs)` function: tensors, layout ops and launches in order."""
-
-    def __init__(self, prog: FlatProgram, planner: Planner, arg_names: list[str], input_names: list[str]):
-        self.prog = prog
-        self.planner = planner
-        self.lines: list[str] = []
-        self.var: dict[SSAValue, str] = {}
-        self.layouts: dict[SSAValue, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-        self.taken: set[str] = set()
-        self.constants: dict[str, np.ndarray] = {}
-        self.arg_names = arg_names
-        self.input_names = input_names
-        self.count = 0
-
-    def layout(self, v: SSAValue) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        if v not in self.layouts:
-            self.need(v)
-        return self.layouts[v]
-
-    def _new(self, v: SSAValue, stem: str = "t") -> str:
-        self.count += 1
-        name = _ident(f"{stem}{self.count}", self.taken)
-        self.var[v] = name
-        return name
-
-    def emit(self, text: str) -> None:
-        self.lines.append("    " + text)
-
-    def bind_args(self) -> None:
-        by_input = {n: i for i, n in enumerate(self.input_names)}
-        for i, a in enumerate(self.prog.args):
-            name = self.arg_names[i]
-            shape = rdu.shape_of(a.type)
-            dt = torch_dtype(rdu.element_type_of(a.type))
-            if not self.prog.users.get(a) and a not in self.prog.outputs:
-                continue
-            var = _ident(name, self.taken)
-            self.var[a] = var
-            self.layouts[a] = (shape, row_major(shape))
-            if name in by_input:
-                src = f"inputs[{by_input[name]}]"
-            else:
-                src = f"weights[{name!r}]"
-            self.emit(f"{var} = _arg({src}, {name!r}, {shape!r}, {dt}, dev)")
-
-    def need(self, v: SSAValue) -> str:
-        """The launcher variable of `v`, materializing constants and splats on demand."""
-        if v in self.var:
-            return self.var[v]
-        shape = rdu.shape_of(v.type)
-        elt = rdu.element_type_of(v.type)
-        dt = torch_dtype(elt)
-        c = self.prog.consts.get(v)
-        if c is not None and not c.splat:
-            name = f"_const{len(self.constants)}"
-            self.constants[name] = np.asarray(c.value)
-            var = self._new(v, "c")
-            self.emit(f"{var} = _arg(weights[{name!r}], {name!r}, {shape!r}, {dt}, dev)  # a dense constant")
-        elif v in self.planner.splats:
-            value = self.planner.splats[v][0]
-            var = self._new(v, "c")
-            self.emit(f"{var} = torch.full({shape!r}, {py_literal(value)}, dtype={dt}, device=dev)")
-        elif isinstance(v.owner, tensor.EmptyOp):
-            var = self._new(v)
-            self.emit(f"{var} = torch.empty({shape!r}, dtype={dt}, device=dev)")
-        else:
-            raise fail(f"internal: value {v} is read before it is computed")
-        self.layouts[v] = (shape, row_major(shape))
-        return var
-
-    def launch(self, launch: Launch) -> None:
-        outs = set(launch.outputs)
-        args = []
-        for v in launch.args:
-            if v in outs:
-                continue
-            args.append(self.need(v))
-        for v in launch.outputs:
-            shape = rdu.shape_of(v.type)
-            dt = torch_dtype(rdu.element_type_of(v.type))
-            var = self._new(v)
-            self.layouts[v] = (shape, row_major(shape))
-            self.emit(f"{var} = torch.empty({shape!r}, dtype={dt}, device=dev)")
-        call = ", ".join(self.var[v] for v in launch.args)
-        self.emit(f"# {', '.join(launch.members)}")
-        self.emit(f"{launch.name}[{launch.grid}]({call})")
-
-    def node(self, node: Node) -> None:
-        op = node.op
-        out = node.outs[0]
-        shape = rdu.shape_of(out.type)
-        if isinstance(op, rdu.ViewOp):
-            src = self.need(node.ins[0])
-            sshape, sstrides = self.layout(node.ins[0])
-            meta = torch.empty_strided(sshape, sstrides, device="meta")
-            if op.mode.data == "reshape":
-                expr = f"{src}.reshape({shape!r})"
-                res = meta.reshape(shape)
-            else:
-                offsets = op.offsets.get_values()  # type: ignore[union-attr]
-                sizes = op.sizes.get_values()  # type: ignore[union-attr]
-                strides = op.strides.get_values()  # type: ignore[union-attr]
-                idx = tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offsets, sizes, strides, strict=True))
-                text = ", ".join(f"{s.start}:{s.stop}" + (f":{s.step}" if s.step != 1 else "") for s in idx)
-                res = meta[idx]
-                expr = f"{src}[{text}]"
-                if tuple(res.shape) != shape:
-                    expr += f".reshape({shape!r})"
-                    res = res.reshape(shape)
-            var = self._new(out)
-            self.layouts[out] = (shape, tuple(res.stride()))
-            self.emit(f"{var} = {expr}")
-        elif isinstance(op, rdu.ConcatOp):
-            parts = ", ".join(self.need(v) for v in node.ins)
-            var = self._new(out)
-            self.layouts[out] = (shape, row_major(shape))
-            self.emit(f"{var} = torch.cat([{parts}], dim={op.dim.value.data})")
-        elif isinstance(op, rdu.PadOp):
-            src = self.need(node.ins[0])
-            value = self.prog.consts.get(node.ins[1])
-            if value is None or not value.splat:
-                raise fail("rdu.pad with a padding value that is not a constant has no launcher form")
-            low, high = op.low.get_values(), op.high.get_values()
-            pads: list[int] = []
-            for lo, hi in zip(reversed(low), reversed(high), strict=True):
-                pads += [lo, hi]
-            var = self._new(out)
-            self.layouts[out] = (shape, row_major(shape))
-            self.emit(f"{var} = torch.nn.functional.pad({src}, {pads!r}, value={py_literal(value.value)})")
-        else:
-            raise fail(f"op '{op.name}' has no launcher form")
-
-    def finish(self) -> None:
-        outs = [self.need(v) if v not in self.prog.args else self.var[v] for v in self.prog.outputs]
-        self.emit(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
 
 
 def generate(

@@ -1,7 +1,7 @@
 """Translate a kernel payload (scalar arith/math ops) into Triton block expressions.
 
 Every payload op becomes one line of Triton on whole blocks, with the meaning the
-emulator gives it (`runtime/payload_eval.py`). Ops without an exact or well-conditioned
+emulator gives it (`interpreters/payload.py`). Ops without an exact or well-conditioned
 Triton form are refused by name with a CompileError (never approximated silently).
 fp16/bf16 math functions are evaluated in fp32 and rounded back (Triton's math
 functions take fp32), as numpy does for ml_dtypes.
@@ -13,52 +13,69 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, IntegerType
+from xdsl.dialects import arith, cf, math, tensor
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, IntegerType
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
+from rdu_compiler.dialects import rdu
+from rdu_compiler.dtypes import is_float, is_low_float, numpy_dtype
+from rdu_compiler.interpreters.payload import OpKey, evaluate_op, op_key
 from rdu_compiler.ir import op_name
 from rdu_compiler.runtime.triton.exprs import (
     Coord,
     Writer,
-    is_float,
-    is_low_float,
     literal,
     py_literal,
     tl_dtype,
+    tl_unsigned,
 )
 from rdu_compiler.runtime.triton.program import fail
 
-_BIN = {
-    "arith.addf": "{a} + {b}", "arith.subf": "{a} - {b}", "arith.mulf": "{a} * {b}", "arith.divf": "{a} / {b}",
-    "arith.addi": "{a} + {b}", "arith.subi": "{a} - {b}", "arith.muli": "{a} * {b}",
-    "arith.divsi": "{a} // {b}", "arith.remsi": "{a} % {b}", "arith.remf": "{a} % {b}",
-    "arith.andi": "{a} & {b}", "arith.ori": "{a} | {b}", "arith.xori": "{a} ^ {b}",
-    "arith.shli": "{a} << {b}", "arith.shrsi": "{a} >> {b}",
-    "arith.maxsi": "tl.maximum({a}, {b})", "arith.minsi": "tl.minimum({a}, {b})",
-    "arith.maximumf": "tl.maximum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)",
-    "arith.minimumf": "tl.minimum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)",
-    "arith.maxnumf": "tl.maximum({a}, {b})", "arith.minnumf": "tl.minimum({a}, {b})",
-    "arith.floordivsi": "_floordiv({a}, {b})", "arith.ceildivsi": "_ceildiv({a}, {b})",
-    "math.powf": "_powf({a}, {b})", "math.copysign": "_copysign({a}, {b})",
+_BIN: dict[OpKey, str] = {
+    arith.AddfOp: "{a} + {b}", arith.SubfOp: "{a} - {b}", arith.MulfOp: "{a} * {b}", arith.DivfOp: "{a} / {b}",
+    arith.AddiOp: "{a} + {b}", arith.SubiOp: "{a} - {b}", arith.MuliOp: "{a} * {b}",
+    arith.DivSIOp: "{a} // {b}", arith.RemSIOp: "{a} % {b}", "arith.remf": "{a} % {b}",
+    arith.AndIOp: "{a} & {b}", arith.OrIOp: "{a} | {b}", arith.XOrIOp: "{a} ^ {b}",
+    arith.ShLIOp: "{a} << {b}", arith.ShRSIOp: "{a} >> {b}",
+    arith.MaxSIOp: "tl.maximum({a}, {b})", arith.MinSIOp: "tl.minimum({a}, {b})",
+    arith.MaximumfOp: "tl.maximum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)",
+    arith.MinimumfOp: "tl.minimum({a}, {b}, propagate_nan=tl.PropagateNan.ALL)",
+    arith.MaxnumfOp: "tl.maximum({a}, {b})", arith.MinnumfOp: "tl.minimum({a}, {b})",
+    arith.FloorDivSIOp: "_floordiv({a}, {b})", arith.CeilDivSIOp: "_ceildiv({a}, {b})",
+    math.PowFOp: "_powf({a}, {b})", math.CopySignOp: "_copysign({a}, {b})",
 }
-_UNSIGNED_BIN = {
-    "arith.divui": "{a} // {b}", "arith.remui": "{a} % {b}", "arith.shrui": "{a} >> {b}",
-    "arith.maxui": "tl.maximum({a}, {b})", "arith.minui": "tl.minimum({a}, {b})",
+_UNSIGNED_BIN: dict[OpKey, str] = {
+    arith.DivUIOp: "{a} // {b}", arith.RemUIOp: "{a} % {b}", arith.ShRUIOp: "{a} >> {b}",
+    arith.MaxUIOp: "tl.maximum({a}, {b})", arith.MinUIOp: "tl.minimum({a}, {b})",
 }
 #: Float math functions: Triton expression of `x` (fp32 / fp64).
-_MATH = {
-    "math.exp": "tl.exp({x})", "math.exp2": "tl.exp2({x})", "math.log": "tl.log({x})",
-    "math.log2": "tl.log2({x})", "math.log10": "tl.log2({x}) * 0.30102999566398120",
-    "math.sqrt": "tl.sqrt({x})", "math.rsqrt": "tl.rsqrt({x})", "math.absf": "tl.abs({x})",
-    "math.erf": "tl.erf({x})", "math.sin": "tl.sin({x})", "math.cos": "tl.cos({x})",
-    "math.tan": "tl.sin({x}) / tl.cos({x})", "math.floor": "tl.floor({x})", "math.ceil": "tl.ceil({x})",
-    "math.tanh": "_tanh({x})", "math.expm1": "_expm1({x})", "math.log1p": "_log1p({x})",
-    "math.sigmoid": "_sigmoid({x})", "math.sinh": "_sinh({x})", "math.cosh": "_cosh({x})",
-    "math.trunc": "_trunc({x})", "math.roundeven": "_roundeven({x})", "math.round": "_round({x})",
+_MATH: dict[OpKey, str] = {
+    math.ExpOp: "tl.exp({x})", math.Exp2Op: "tl.exp2({x})", math.LogOp: "tl.log({x})",
+    math.Log2Op: "tl.log2({x})", math.Log10Op: "tl.log2({x}) * 0.30102999566398120",
+    math.SqrtOp: "tl.sqrt({x})", math.RsqrtOp: "tl.rsqrt({x})", math.AbsFOp: "tl.abs({x})",
+    math.ErfOp: "tl.erf({x})", math.SinOp: "tl.sin({x})", math.CosOp: "tl.cos({x})",
+    math.TanOp: "tl.sin({x}) / tl.cos({x})", math.FloorOp: "tl.floor({x})", math.CeilOp: "tl.ceil({x})",
+    math.TanhOp: "_tanh({x})", math.ExpM1Op: "_expm1({x})", math.Log1pOp: "_log1p({x})",
+    "math.sigmoid": "_sigmoid({x})", math.SinhOp: "_sinh({x})", math.CoshOp: "_cosh({x})",
+    math.TruncOp: "_trunc({x})", math.RoundEvenOp: "_roundeven({x})", math.RoundOp: "_round({x})",
 }
-_CASTS = {
-    "arith.extf", "arith.truncf", "arith.sitofp", "arith.uitofp", "arith.fptosi", "arith.fptoui",
-    "arith.index_cast", "arith.index_castui", "arith.extsi", "arith.extui", "arith.trunci", "arith.bitcast",
+_CASTS: set[OpKey] = {
+    arith.ExtFOp, arith.TruncFOp, arith.SIToFPOp, arith.UIToFPOp, arith.FPToSIOp, arith.FPToUIOp,
+    arith.IndexCastOp, "arith.index_castui", arith.ExtSIOp, arith.ExtUIOp, arith.TruncIOp, arith.BitcastOp,
+}
+#: Payload ops with an emulator rule (`interpreters.payload.PAYLOAD_OPS`) that the Triton
+#: generator refuses, and why. Every other op of that table has a rule here
+#: (testsuite/unit/test_op_table.py).
+_NO_LIBDEVICE = "Triton has no such function without libdevice (which its interpreter lacks) and the formulas lose precision"
+REFUSED: dict[OpKey, str] = {
+    math.AsinOp: _NO_LIBDEVICE, math.AcosOp: _NO_LIBDEVICE, math.AtanOp: _NO_LIBDEVICE,
+    math.Atan2Op: _NO_LIBDEVICE, math.AsinhOp: _NO_LIBDEVICE, math.AcoshOp: _NO_LIBDEVICE,
+    math.AtanhOp: _NO_LIBDEVICE, math.CbrtOp: _NO_LIBDEVICE, "math.erfc": _NO_LIBDEVICE,
+}
+#: Ops with a rule of their own in `PayloadEmitter._emit`.
+_SPECIAL: set[OpKey] = {
+    arith.NegfOp, math.AbsIOp, arith.ConstantOp, arith.CmpfOp, arith.CmpiOp, arith.SelectOp, math.FPowIOp,
+    rdu.IndexOp, tensor.ExtractOp, cf.AssertOp,
 }
 # arith.cmpf predicates in MLIR's enum order
 _CMPF = [
@@ -69,13 +86,6 @@ _CMPF = [
 ]
 _CMPI = ["{a} == {b}", "{a} != {b}", "{a} < {b}", "{a} <= {b}", "{a} > {b}", "{a} >= {b}",
          "{a} < {b}", "{a} <= {b}", "{a} > {b}", "{a} >= {b}"]
-
-
-def _unsigned(t: Attribute) -> str:
-    if isinstance(t, IndexType):
-        return "tl.uint32"
-    assert isinstance(t, IntegerType)
-    return f"tl.uint{t.width.data}" if t.width.data > 1 else "tl.int1"
 
 
 @dataclass
@@ -136,7 +146,7 @@ class PayloadEmitter:
         yielded: list[str] = []
         for op in self.block.ops:
             name = op_name(op)
-            if name == "rdu.yield":
+            if isinstance(op, rdu.YieldOp):
                 yielded = [self.value(v) if not self._skipped(v) else "" for v in op.operands]
                 continue
             if op in self.skip:
@@ -166,10 +176,9 @@ class PayloadEmitter:
         return f"tl.full([], {py_literal(float(c) if is_float(t) else int(c))}, {tl_dtype(t)})"
 
     def _fold(self, op: Operation, name: str) -> bool:
-        """Evaluate an op whose operands are all compile-time constants (the emulator's rules)."""
+        """Evaluate an op whose operands are all compile-time constants (the emulator's rules:
+        `interpreters.payload.evaluate_op`)."""
         import numpy as np
-
-        from rdu_compiler.runtime import payload_eval as pe
 
         if not op.operands or len(op.results) != 1:
             return False
@@ -179,31 +188,11 @@ class PayloadEmitter:
         if not all(v in self.consts for v in op.operands):
             return False
         try:
-            args = [np.asarray(self.consts[v], dtype=pe.numpy_dtype(v.type)) for v in op.operands]
-            dtype = pe.numpy_dtype(op.results[0].type)
+            args = [np.asarray(self.consts[v], dtype=numpy_dtype(v.type)) for v in op.operands]
+            dtype = numpy_dtype(op.results[0].type)
             with np.errstate(all="ignore"):
-                if name in pe._BINARY:
-                    out = pe._BINARY[name](*args)
-                elif name in pe._UNARY:
-                    out = pe._UNARY[name](*args)
-                elif name in _CASTS and name != "arith.bitcast":
-                    x = args[0]
-                    if name in ("arith.extui", "arith.uitofp", "arith.index_castui"):
-                        x = pe._as_unsigned(x)
-                    out = x.astype(dtype)
-                elif name in ("arith.cmpf", "arith.cmpi"):
-                    pred = op.properties["predicate"]
-                    assert isinstance(pred, IntegerAttr)
-                    p = pred.value.data
-                    a, b = args
-                    if name == "arith.cmpi" and p >= 6:
-                        a, b = a.astype(np.uint64), b.astype(np.uint64)
-                    out = (pe._CMPF if name == "arith.cmpf" else pe._CMPI)[p](a, b)
-                elif name == "arith.select":
-                    out = np.where(*args)
-                else:
-                    return False
-        except Exception:  # noqa: BLE001 - not foldable: emit it instead
+                out = evaluate_op(op, args)
+        except Exception:  # noqa: BLE001 - not foldable (no rule, or refused on these values): emit it instead
             return False
         value = np.asarray(out).astype(dtype)[()].item()
         self.consts[op.results[0]] = value
@@ -214,7 +203,7 @@ class PayloadEmitter:
         label = self.ctx.label
         if self._fold(op, name):
             return
-        if name == "arith.constant":
+        if isinstance(op, arith.ConstantOp):
             attr = op.properties.get("value")
             if isinstance(attr, FloatAttr | IntegerAttr):
                 value: Any = attr.value.data
@@ -225,69 +214,70 @@ class PayloadEmitter:
                 self.names[op.results[0]] = literal(value, t)
                 return
             raise fail(f"kernel '{label}': payload constant {attr} is not a scalar")
-        if name in _BIN:
+        key = op_key(op)
+        if key in _BIN:
             a, b = self._operands(op)
             t = op.results[0].type
             if is_low_float(t):
                 # fp16/bf16 arithmetic as fp32 rounded once to the type (exact products; what
                 # GPUs do; Triton's interpreter has no bf16 arithmetic of its own)
-                expr = _BIN[name].format(a=f"{a}.to(tl.float32)", b=f"{b}.to(tl.float32)")
+                expr = _BIN[key].format(a=f"{a}.to(tl.float32)", b=f"{b}.to(tl.float32)")
                 self._bind(op, f"({expr}).to({tl_dtype(t)})")
                 return
-            self._bind(op, _BIN[name].format(a=a, b=b))
+            self._bind(op, _BIN[key].format(a=a, b=b))
             return
-        if name in _UNSIGNED_BIN:
+        if key in _UNSIGNED_BIN:
             a, b = self._operands(op)
             t = op.results[0].type
-            u, s = _unsigned(t), tl_dtype(t)
-            expr = _UNSIGNED_BIN[name].format(a=f"{a}.to({u}, bitcast=True)", b=f"{b}.to({u}, bitcast=True)")
+            u, s = tl_unsigned(t), tl_dtype(t)
+            expr = _UNSIGNED_BIN[key].format(a=f"{a}.to({u}, bitcast=True)", b=f"{b}.to({u}, bitcast=True)")
             self._bind(op, f"({expr}).to({s}, bitcast=True)")
             return
-        if name in _MATH:
+        if key in _MATH:
             (x,) = self._operands(op)
             t = op.results[0].type
             if not is_float(t):
                 raise fail(f"kernel '{label}': payload op '{name}' on {t} has no Triton rule")
             if is_low_float(t):
-                self._bind(op, "(" + _MATH[name].format(x=f"{x}.to(tl.float32)") + f").to({tl_dtype(t)})")
+                self._bind(op, "(" + _MATH[key].format(x=f"{x}.to(tl.float32)") + f").to({tl_dtype(t)})")
             else:
-                self._bind(op, _MATH[name].format(x=x))
+                self._bind(op, _MATH[key].format(x=x))
             return
-        if name == "arith.negf":
+        if isinstance(op, arith.NegfOp):
             (x,) = self._operands(op)
             t = op.results[0].type
             self._bind(op, f"(-{x}.to(tl.float32)).to({tl_dtype(t)})" if is_low_float(t) else f"-{x}")
             return
-        if name == "math.absi":
+        if isinstance(op, math.AbsIOp):
             (x,) = self._operands(op)
             self._bind(op, f"tl.abs({x})")
             return
-        if name in _CASTS:
+        if key in _CASTS:
             self._cast(op, name)
             return
-        if name in ("arith.cmpf", "arith.cmpi"):
+        if isinstance(op, arith.CmpfOp | arith.CmpiOp):
             pred = op.properties["predicate"]
             assert isinstance(pred, IntegerAttr)
             p = pred.value.data
             a, b = self._operands(op)
-            if name == "arith.cmpf" and is_low_float(op.operands[0].type):
+            if isinstance(op, arith.CmpfOp) and is_low_float(op.operands[0].type):
                 a, b = f"{a}.to(tl.float32)", f"{b}.to(tl.float32)"
-            if name == "arith.cmpi" and p >= 6:  # unsigned predicates
-                u = _unsigned(op.operands[0].type)
+            if isinstance(op, arith.CmpiOp) and p >= 6:  # unsigned predicates
+                u = tl_unsigned(op.operands[0].type)
                 a, b = f"{a}.to({u}, bitcast=True)", f"{b}.to({u}, bitcast=True)"
-            table = _CMPF if name == "arith.cmpf" else _CMPI
+            table = _CMPF if isinstance(op, arith.CmpfOp) else _CMPI
             self._bind(op, table[p].format(a=a, b=b))
             return
-        if name == "arith.select":
+        if isinstance(op, arith.SelectOp):
             c, a, b = (self.value(v) for v in op.operands)
             if all(v in self.consts for v in op.operands[1:]):
                 a = self._typed(op.operands[1])
             self._bind(op, f"tl.where({c}, {a}, {b})")
             return
-        if name == "math.fpowi":
+        if isinstance(op, math.FPowIOp):
             self._fpowi(op)
             return
-        if name == "rdu.index":
+        if isinstance(op, rdu.IndexOp):
             dim = op.properties["dim"]
             assert isinstance(dim, IntegerAttr)
             d = self.ctx.dims[dim.value.data]
@@ -299,10 +289,10 @@ class PayloadEmitter:
             else:
                 self.names[op.results[0]] = self.ctx.writer.let(d.expr, "i", share=True)
             return
-        if name == "tensor.extract":
+        if isinstance(op, tensor.ExtractOp):
             self._extract(op)
             return
-        if name == "cf.assert":
+        if isinstance(op, cf.AssertOp):
             msg = op.properties.get("msg") or op.attributes.get("msg")
             text = str(getattr(msg, "data", "assertion failed")).replace('"', "'")
             cond = self.value(op.operands[0])
@@ -310,8 +300,9 @@ class PayloadEmitter:
                 cond = f"{cond} | ~({self.ctx.mask})"
             self.ctx.writer.line(f'tl.device_assert({cond}, "{label}: {text}")')
             return
+        reason = REFUSED.get(key, "")
         raise fail(
-            f"kernel '{label}': payload op '{name}' has no Triton rule; "
+            f"kernel '{label}': payload op '{name}' has no Triton rule{' (' + reason + ')' if reason else ''}; "
             "the Triton generator refuses it rather than change the numerics"
         )
 
@@ -323,18 +314,16 @@ class PayloadEmitter:
             if is_float(dst_t):
                 value: Any = float(c)
                 if str(dst_t) in ("f32", "f16", "bf16"):
-                    import ml_dtypes
                     import numpy as np
 
-                    np_t = {"f32": np.float32, "f16": np.float16, "bf16": ml_dtypes.bfloat16}[str(dst_t)]
-                    value = float(np.asarray(value).astype(np_t))
+                    value = float(np.asarray(value).astype(numpy_dtype(dst_t)))
             elif isinstance(dst_t, IntegerType) and dst_t.width.data == 1:
                 value = bool(c)
             elif isinstance(c, float):
                 value = int(c)  # fptosi truncates toward zero
             else:
                 value = int(c)
-                if isinstance(dst_t, IntegerType) and name == "arith.trunci":
+                if isinstance(dst_t, IntegerType) and isinstance(op, arith.TruncIOp):
                     w = dst_t.width.data
                     value = (value + (1 << (w - 1))) % (1 << w) - (1 << (w - 1))
             self.consts[op.results[0]] = value
@@ -342,15 +331,15 @@ class PayloadEmitter:
             return
         x = self.value(src_v)
         dst = tl_dtype(dst_t)
-        if name == "arith.bitcast":
+        if isinstance(op, arith.BitcastOp):
             self._bind(op, f"{x}.to({dst}, bitcast=True)")
             return
         if name in ("arith.extui", "arith.uitofp", "arith.index_castui") and not (
             isinstance(src_t, IntegerType) and src_t.width.data == 1
         ):
-            x = f"{x}.to({_unsigned(src_t)}, bitcast=True)"
-        if name == "arith.fptoui":
-            self._bind(op, f"{x}.to({_unsigned(dst_t)}).to({dst}, bitcast=True)")
+            x = f"{x}.to({tl_unsigned(src_t)}, bitcast=True)"
+        if isinstance(op, arith.FPToUIOp):
+            self._bind(op, f"{x}.to({tl_unsigned(dst_t)}).to({dst}, bitcast=True)")
             return
         self._bind(op, f"{x}.to({dst})")
 
@@ -407,6 +396,11 @@ class PayloadEmitter:
         other = literal(0, cap.elt) if not str(cap.elt) == "f32" else "0.0"
         load = f"tl.load({cap.ptr} + ({offset})" + (f", mask={mask}, other={other})" if mask else ")")
         self._bind(op, load)
+
+
+def triton_ops() -> frozenset[OpKey]:
+    """The payload ops this generator has a rule for (`PayloadEmitter`)."""
+    return frozenset(_BIN) | frozenset(_UNSIGNED_BIN) | frozenset(_MATH) | frozenset(_CASTS) | frozenset(_SPECIAL)
 
 
 def is_capture(x: Any) -> bool:

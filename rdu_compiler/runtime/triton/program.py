@@ -31,15 +31,10 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
-from rdu_compiler.ir import op_name
-from rdu_compiler.passes.payload import (
-    COMBINERS,
-    contraction_operands,
-    only_feeding,
-    reduction_combiner,
-    strip_casts,
-)
-from rdu_compiler.tiling import Access
+from rdu_compiler.ir import int_values, op_name
+from rdu_compiler.kernel.access import Access
+from rdu_compiler.kernel.facts import kernel_facts
+from rdu_compiler.kernel.payload import COMBINERS, contraction_dims, reduction_plan, strip_casts
 
 PASS = "triton-codegen"
 
@@ -131,7 +126,8 @@ def unfold_init_fills(module: ModuleOp) -> ModuleOp:
         return module
     module = module.clone()
     for k in [op for op in module.walk() if isinstance(op, rdu.KernelOp) and op.init_fills is not None]:
-        fills = [int(f) for f in k.init_fills.get_values()]
+        assert k.init_fills is not None
+        fills = int_values(k.init_fills)
         inits = list(k.inits)
         for j, f in enumerate(fills):
             if f < 0:
@@ -206,7 +202,7 @@ def flatten(module: ModuleOp) -> FlatProgram:
                 nodes.append(Node(op, "const", [], [op.result]))
                 continue
             ins = [canon(v) for v in op.operands]
-            outs = list(op.results)
+            outs: list[SSAValue] = list(op.results)
             if isinstance(op, rdu.KernelOp):
                 nodes.append(Node(op, "kernel", ins, outs))
             elif isinstance(op, tensor.EmptyOp):
@@ -253,22 +249,19 @@ class KernelInfo:
         self.node = node
         self.op = k
         self.label = k.label
-        self.domain = k.domain_sizes
-        self.rank = len(self.domain)
-        self.n_in = len(k.inputs)
-        self.n_init = len(k.inits)
-        self.n_cap = len(k.captures)
-        self.maps = [m.data for m in k.indexing_maps.data]
         try:
-            self.accesses = [Access.from_map(m) for m in self.maps]
+            facts = kernel_facts(k)
         except CompileError as e:
             raise fail(f"kernel '{self.label}': {e.message}") from None
-        self.red = k.reduction_dims
-        self.par = tuple(d for d in range(self.rank) if d not in self.red)
-        self.kind = k.kind.data
+        self.domain, self.tile = facts.domain, facts.tile
+        self.rank = len(self.domain)
+        self.n_in, self.n_init, self.n_cap = facts.n_in, facts.n_init, facts.n_cap
+        self.maps = [m.data for m in k.indexing_maps.data]
+        self.accesses = facts.accesses
+        self.red, self.par = facts.red, facts.par
+        self.kind = facts.kind
         self.block = k.body.block
-        self.used = [bool(a.uses) for a in self.block.args]
-        self.tile = k.tile_sizes
+        self.used = facts.used
         # operands: canonical values, inputs then inits then captures
         self.ins = node.ins[: self.n_in]
         self.inits = node.ins[self.n_in : self.n_in + self.n_init]
@@ -277,11 +270,12 @@ class KernelInfo:
         self.results = list(k.results)
         self.result_shapes = [rdu.shape_of(r.type) for r in k.results]
         self.result_elts = [rdu.element_type_of(r.type) for r in k.results]
-        for i in range(self.n_init):
-            if not self.accesses[self.n_in + i].is_projection:
-                raise fail(f"kernel '{self.label}': output {i} access pattern is not a projection")
+        bad = facts.non_projection_output()
+        if bad is not None:
+            raise fail(f"kernel '{self.label}': output {bad} access pattern is not a projection")
         self.combiners: list[tuple[str, SSAValue] | None] = []
         self.skip: set[Operation] = set()
+        self.contraction: tuple[int, int] | None = None
         if self.red and self.kind != rdu.Pattern.SCAN:
             self._analyse_reduction()
         self.dot = self._dot_plan() if self.red and self.kind != rdu.Pattern.SCAN else None
@@ -299,34 +293,27 @@ class KernelInfo:
         return row_major(self.domain)
 
     def _analyse_reduction(self) -> None:
-        yielded = self.block.last_op.operands  # type: ignore[union-attr]
-        for i, y in enumerate(yielded):
-            acc = self.block.args[self.n_in + i]
-            found = reduction_combiner(self.block, acc, y)
-            dead = not self.results[i].uses
-            if found is None:
-                if dead:
-                    self.combiners.append(None)
-                    self.skip.update(only_feeding(self.block, y))
-                    continue
+        plan = reduction_plan(self.block, self.n_in, [not r.uses for r in self.results])
+        for i, role in enumerate(plan.roles):
+            if role.kind in ("unrecognised", "select"):
                 raise fail(
                     f"kernel '{self.label}': reduction result {i} is not 'acc = combine(acc, f(inputs))' "
                     f"with combine one of {sorted(COMBINERS)}; the Triton generator cannot express it"
                 )
-            assert isinstance(y.owner, Operation)
-            self.skip.add(y.owner)
-            self.combiners.append((op_name(y.owner), found[1]))
-        for op in self.block.ops:
-            if op in self.skip:
-                continue
-            for i in range(self.n_init):
-                if self.block.args[self.n_in + i] in op.operands and op is not self.block.last_op:
-                    raise fail(f"kernel '{self.label}': the accumulator is read outside its combiner")
+            if role.kind == "combine":
+                assert role.expr is not None
+                self.combiners.append((role.combiner, role.expr))
+            else:
+                self.combiners.append(None)
+        self.skip = set(plan.skip)
+        self.contraction = plan.contraction
+        if plan.misread is not None:
+            raise fail(f"kernel '{self.label}': the accumulator is read outside its combiner")
 
     def _dot_plan(self) -> DotPlan | None:
         if self.n_init != 1 or self.n_cap:
             return None
-        pair = contraction_operands(self.block, self.n_in)
+        pair = self.contraction
         if pair is None or pair[0] == pair[1]:
             return None
         # the payload must be exactly out + cast(a) * cast(b): nothing else to compute
@@ -336,7 +323,7 @@ class KernelInfo:
         assert isinstance(mul, Operation)
         allowed = {self.block.last_op, mul} | set(self.skip)
         for v in mul.operands:
-            while isinstance(v.owner, Operation) and op_name(v.owner) in ("arith.extf", "arith.truncf"):
+            while isinstance(v.owner, arith.ExtFOp | arith.TruncFOp):
                 allowed.add(v.owner)
                 v = v.owner.operands[0]
         if any(op not in allowed for op in self.block.ops):
@@ -348,13 +335,10 @@ class KernelInfo:
         acc_a, acc_b, acc_o = self.accesses[a], self.accesses[b], self.accesses[self.n_in]
         if not acc_o.is_projection:
             return None
-        da, db, do = acc_a.dims, acc_b.dims, acc_o.dims
-        batch = sorted(da & db & do)
-        m = sorted((da & do) - db)
-        n = sorted((db & do) - da)
-        kk = sorted((da & db) - do)
-        if set(batch + m + n + kk) != set(range(self.rank)):
+        roles = contraction_dims(acc_a, acc_b, acc_o, self.rank)
+        if roles is None:
             return None
+        batch, m, n, kk = roles.batch, roles.m, roles.n, roles.k
         if set(kk) != set(self.red) or not m or not n or not kk:
             return None
         for acc in (acc_a, acc_b, acc_o):  # each loop in at most one index of each operand
@@ -373,7 +357,7 @@ class KernelInfo:
         for v in mul.operands:
             if strip_casts(v) is arg:
                 chain: list[Operation] = []
-                while isinstance(v.owner, Operation) and op_name(v.owner) in ("arith.extf", "arith.truncf"):
+                while isinstance(v.owner, arith.ExtFOp | arith.TruncFOp):
                     chain.append(v.owner)
                     v = v.owner.operands[0]
                 return list(reversed(chain))

@@ -15,48 +15,41 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from xdsl.dialects import tensor
+from xdsl.dialects import arith, cf, tensor
+from xdsl.dialects import math as xmath
 from xdsl.dialects.builtin import FloatAttr, IntegerAttr
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.ir import Operation, SSAValue
 
 from rdu_compiler.dialects import rdu
+from rdu_compiler.dtypes import to_numpy, to_torch, torch_dtype
+from rdu_compiler.interpreters.payload import PAYLOAD_OPS, OpKey, evaluate_op, op_key
 from rdu_compiler.ir import op_name
 from rdu_compiler.runtime.triton.generate import TritonSource
-from rdu_compiler.runtime.triton.groups import Launch
+from rdu_compiler.runtime.triton.groups.common import Launch
 from rdu_compiler.runtime.triton.program import KernelInfo, fail
 
-_DTYPES = {
-    "f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16, "f64": torch.float64,
-    "i1": torch.bool, "i8": torch.int8, "i16": torch.int16, "i32": torch.int32, "i64": torch.int64,
-    "index": torch.int64,
+_BIN: dict[OpKey, Callable[[Any, Any], Any]] = {
+    arith.AddfOp: torch.add, arith.SubfOp: torch.sub, arith.MulfOp: torch.mul, arith.DivfOp: torch.div,
+    arith.AddiOp: torch.add, arith.SubiOp: torch.sub, arith.MuliOp: torch.mul,
+    arith.DivSIOp: lambda a, b: torch.div(a, b, rounding_mode="trunc"), arith.RemSIOp: torch.fmod,
+    arith.FloorDivSIOp: lambda a, b: torch.div(a, b, rounding_mode="floor"), "arith.remf": torch.fmod,
+    arith.MaximumfOp: torch.maximum, arith.MinimumfOp: torch.minimum, arith.MaxnumfOp: torch.fmax,
+    arith.MinnumfOp: torch.fmin, arith.MaxSIOp: torch.maximum, arith.MinSIOp: torch.minimum,
+    arith.AndIOp: torch.bitwise_and, arith.OrIOp: torch.bitwise_or, arith.XOrIOp: torch.bitwise_xor,
+    arith.ShLIOp: torch.bitwise_left_shift, arith.ShRSIOp: torch.bitwise_right_shift, xmath.PowFOp: torch.pow,
 }
-
-
-def torch_dtype_of(t: Attribute) -> torch.dtype:
-    return _DTYPES[str(t)]
-
-
-_BIN: dict[str, Callable[[Any, Any], Any]] = {
-    "arith.addf": torch.add, "arith.subf": torch.sub, "arith.mulf": torch.mul, "arith.divf": torch.div,
-    "arith.addi": torch.add, "arith.subi": torch.sub, "arith.muli": torch.mul,
-    "arith.divsi": lambda a, b: torch.div(a, b, rounding_mode="trunc"), "arith.remsi": torch.fmod,
-    "arith.floordivsi": lambda a, b: torch.div(a, b, rounding_mode="floor"), "arith.remf": torch.fmod,
-    "arith.maximumf": torch.maximum, "arith.minimumf": torch.minimum, "arith.maxnumf": torch.fmax,
-    "arith.minnumf": torch.fmin, "arith.maxsi": torch.maximum, "arith.minsi": torch.minimum,
-    "arith.andi": torch.bitwise_and, "arith.ori": torch.bitwise_or, "arith.xori": torch.bitwise_xor,
-    "arith.shli": torch.bitwise_left_shift, "arith.shrsi": torch.bitwise_right_shift, "math.powf": torch.pow,
+_UN: dict[OpKey, Callable[[Any], Any]] = {
+    arith.NegfOp: torch.neg, xmath.ExpOp: torch.exp, xmath.Exp2Op: torch.exp2, xmath.ExpM1Op: torch.expm1,
+    xmath.LogOp: torch.log, xmath.Log2Op: torch.log2, xmath.Log10Op: torch.log10, xmath.Log1pOp: torch.log1p,
+    xmath.TanhOp: torch.tanh, xmath.SqrtOp: torch.sqrt, xmath.RsqrtOp: torch.rsqrt, xmath.AbsFOp: torch.abs,
+    xmath.AbsIOp: torch.abs, xmath.ErfOp: torch.erf, xmath.SinOp: torch.sin, xmath.CosOp: torch.cos,
+    xmath.TanOp: torch.tan, xmath.CeilOp: torch.ceil, xmath.FloorOp: torch.floor, xmath.RoundEvenOp: torch.round,
+    xmath.TruncOp: torch.trunc, "math.sigmoid": torch.sigmoid, xmath.SinhOp: torch.sinh, xmath.CoshOp: torch.cosh,
 }
-_UN: dict[str, Callable[[Any], Any]] = {
-    "arith.negf": torch.neg, "math.exp": torch.exp, "math.exp2": torch.exp2, "math.expm1": torch.expm1,
-    "math.log": torch.log, "math.log2": torch.log2, "math.log10": torch.log10, "math.log1p": torch.log1p,
-    "math.tanh": torch.tanh, "math.sqrt": torch.sqrt, "math.rsqrt": torch.rsqrt, "math.absf": torch.abs,
-    "math.absi": torch.abs, "math.erf": torch.erf, "math.sin": torch.sin, "math.cos": torch.cos,
-    "math.tan": torch.tan, "math.ceil": torch.ceil, "math.floor": torch.floor, "math.roundeven": torch.round,
-    "math.trunc": torch.trunc, "math.sigmoid": torch.sigmoid, "math.sinh": torch.sinh, "math.cosh": torch.cosh,
-}
-_CASTS = {
-    "arith.extf", "arith.truncf", "arith.sitofp", "arith.fptosi", "arith.index_cast", "arith.extsi",
-    "arith.trunci", "arith.extui", "arith.uitofp",
+#: Casts torch's `.to` does with MLIR's meaning (the unsigned ones go through `_via_numpy`).
+_CASTS: set[OpKey] = {
+    arith.ExtFOp, arith.TruncFOp, arith.SIToFPOp, arith.FPToSIOp, arith.IndexCastOp, arith.ExtSIOp,
+    arith.TruncIOp,
 }
 _CMPF: list[Callable[[Any, Any], Any]] = [
     lambda a, b: torch.zeros_like(a, dtype=torch.bool), torch.eq, torch.gt, torch.ge, torch.lt, torch.le,
@@ -159,9 +152,9 @@ class GroupReference:
             t = self._value(self.launch.aliases[v], env, device).reshape(rdu.shape_of(v.type))
         elif v in self.source.splats:
             value, elt = self.source.splats[v]
-            t = torch.full(rdu.shape_of(v.type), value, dtype=torch_dtype_of(elt), device=device)
+            t = torch.full(rdu.shape_of(v.type), value, dtype=torch_dtype(elt), device=device)
         elif isinstance(v.owner, tensor.EmptyOp):  # an output-shape carrier, never read
-            t = torch.empty(rdu.shape_of(v.type), dtype=torch_dtype_of(rdu.element_type_of(v.type)), device=device)
+            t = torch.empty(rdu.shape_of(v.type), dtype=torch_dtype(rdu.element_type_of(v.type)), device=device)
         elif v in self.source.virtual:
             copy, _ = self.source.virtual[v]
             if copy.results[0] not in env:
@@ -203,7 +196,7 @@ class GroupReference:
                 val = vals[yielded[j]]
                 if not isinstance(val, torch.Tensor):
                     val = torch.tensor(val, device=device)
-            val = val.to(torch_dtype_of(info.result_elts[j]))
+            val = val.to(torch_dtype(info.result_elts[j]))
             env[r] = _write(val, info.accesses[info.n_in + j].forms, dom, info.red, info.result_shapes[j])
 
     def _einsum(self, info: KernelInfo, ops: list[torch.Tensor], env: dict[SSAValue, torch.Tensor]) -> None:
@@ -218,9 +211,9 @@ class GroupReference:
             dims = sorted(acc.dims)
             v = v.reshape([dom[d] for d in dims])
             chain = info.mul_operand_chain(which)
-            if chain and not all(op_name(c) == "arith.extf" for c in chain):
+            if chain and not all(isinstance(c, arith.ExtFOp) for c in chain):
                 for c in chain:
-                    v = v.to(torch_dtype_of(c.results[0].type))
+                    v = v.to(torch_dtype(c.results[0].type))
             terms.append((v, "".join(letters[d] for d in dims)))
         out = info.accesses[info.n_in]
         odims = sorted(out.dims)
@@ -228,7 +221,7 @@ class GroupReference:
         if a.dtype != b.dtype:
             a, b = a.float(), b.float()
         prod = torch.einsum(f"{la},{lb}->{''.join(letters[d] for d in odims)}", a, b)
-        elt = torch_dtype_of(info.result_elts[0])
+        elt = torch_dtype(info.result_elts[0])
         full = [dom[d] if d in odims else 1 for d in range(len(dom))]
         res = _write(prod.reshape(full).to(elt), out.forms, dom, info.red, info.result_shapes[0])
         splat = self.source.splats.get(info.inits[0])
@@ -242,7 +235,7 @@ class GroupReference:
         x = self._value(info.ins[0], env, device)
         comb = op_name(info.block.last_op.operands[0].owner)  # type: ignore[union-attr, arg-type]
         fn = torch.cumsum if comb.startswith("arith.add") else torch.cumprod
-        out = fn(x, dim=k.scan_dim.value.data).to(torch_dtype_of(info.result_elts[0]))
+        out = fn(x, dim=k.scan_dim.value.data).to(torch_dtype(info.result_elts[0]))
         env[info.results[0]] = out
         if info.n_init > 1:
             env[info.results[1]] = out.select(k.scan_dim.value.data, -1).reshape(info.result_shapes[1])
@@ -251,54 +244,77 @@ class GroupReference:
         vals = dict(args)
         dom = info.domain
         for op in info.block.ops:
-            name = op_name(op)
-            if name == "rdu.yield" or op in info.skip:
+            if isinstance(op, rdu.YieldOp) or op in info.skip:
                 continue
-            out = self._op(op, name, vals, dom, device)
+            out = torch_op(op, vals, dom, device)
             if op.results:
                 vals[op.results[0]] = out
         return vals
 
-    def _op(self, op: Operation, name: str, vals: dict[SSAValue, Any], dom: tuple[int, ...], device: torch.device) -> Any:
-        ins = [vals.get(v) for v in op.operands]
-        if name == "cf.assert":
-            return None
-        t = op.results[0].type
-        if name == "arith.constant":
-            attr = op.properties["value"]
-            assert isinstance(attr, FloatAttr | IntegerAttr)
-            return torch.tensor(attr.value.data, dtype=torch_dtype_of(t), device=device)
-        if name in _BIN:
-            return _BIN[name](*ins)
-        if name in _UN:
-            return _UN[name](ins[0])
-        if name in _CASTS:
-            return torch.as_tensor(ins[0], device=device).to(torch_dtype_of(t))
-        if name in ("arith.cmpf", "arith.cmpi"):
-            pred = op.properties["predicate"]
-            assert isinstance(pred, IntegerAttr)
-            return (_CMPF if name == "arith.cmpf" else _CMPI)[pred.value.data](*ins)
-        if name == "arith.select":
-            return torch.where(*ins)
-        if name == "math.fpowi":
-            n = int(ins[1])
-            if 1 <= n <= 4:
-                y = ins[0]
-                for _ in range(n - 1):
-                    y = y * ins[0]
-                return y
-            return torch.pow(ins[0], n)
-        if name == "rdu.index":
-            d = op.properties["dim"]
-            assert isinstance(d, IntegerAttr)
-            dim = d.value.data
-            return torch.arange(dom[dim], device=device).reshape([dom[dim] if i == dim else 1 for i in range(len(dom))])
-        if name == "tensor.extract":
-            table, *idx = ins
-            return table[tuple(torch.broadcast_tensors(*[torch.as_tensor(i, device=device).long() for i in idx]))]
-        if name == "cf.assert":
-            return None
-        raise fail(f"reference: payload op '{name}' has no torch rule")
+
+def torch_op(op: Operation, vals: dict[SSAValue, Any], dom: tuple[int, ...], device: torch.device) -> Any:
+    """One payload op on torch tensors (`vals`: SSA value -> tensor; `dom`: the iteration
+    domain sizes). Ops without a torch operator of the same meaning use the emulator's
+    numpy rule (`_via_numpy`), so this accepts exactly `interpreters.payload.PAYLOAD_OPS`.
+
+    Raises:
+        CompileError: an op with no rule.
+    """
+    name = op_name(op)
+    ins: list[Any] = [vals.get(v) for v in op.operands]
+    if isinstance(op, cf.AssertOp):
+        return None
+    t = op.results[0].type
+    if isinstance(op, arith.ConstantOp):
+        attr = op.properties["value"]
+        assert isinstance(attr, FloatAttr | IntegerAttr)
+        return torch.tensor(attr.value.data, dtype=torch_dtype(t), device=device)
+    key = op_key(op)
+    if key in _BIN:
+        return _BIN[key](*ins)
+    if key in _UN:
+        return _UN[key](ins[0])
+    if key in _CASTS:
+        return torch.as_tensor(ins[0], device=device).to(torch_dtype(t))
+    if isinstance(op, arith.CmpfOp | arith.CmpiOp):
+        pred = op.properties["predicate"]
+        assert isinstance(pred, IntegerAttr)
+        table = _CMPF if isinstance(op, arith.CmpfOp) else _CMPI
+        if pred.value.data < len(table):
+            return table[pred.value.data](*ins)
+    if isinstance(op, arith.SelectOp):
+        return torch.where(*ins)
+    if isinstance(op, xmath.FPowIOp):
+        n = int(ins[1])
+        if 1 <= n <= 4:
+            y = ins[0]
+            for _ in range(n - 1):
+                y = y * ins[0]
+            return y
+        return torch.pow(ins[0], n)
+    if isinstance(op, rdu.IndexOp):
+        d = op.properties["dim"]
+        assert isinstance(d, IntegerAttr)
+        dim = d.value.data
+        return torch.arange(dom[dim], device=device).reshape([dom[dim] if i == dim else 1 for i in range(len(dom))])
+    if isinstance(op, tensor.ExtractOp):
+        table, *idx = ins
+        return table[tuple(torch.broadcast_tensors(*[torch.as_tensor(i, device=device).long() for i in idx]))]
+    if key in PAYLOAD_OPS:  # no torch operator of the same meaning: the emulator's rule
+        return _via_numpy(op, ins, device)
+    raise fail(f"reference: payload op '{name}' has no torch rule")
+
+
+def _via_numpy(op: Operation, ins: list[Any], device: torch.device) -> torch.Tensor:
+    """`op` on `ins` with the emulator's numpy rule (`interpreters.payload.evaluate_op`),
+    for the ops torch has no operator of the same meaning for (unsigned integer ops and
+    compares, math.round's ties away from zero, bitcasts, ...)."""
+    import numpy as np
+
+    args = [to_numpy(torch.as_tensor(x)) for x in ins]
+    with np.errstate(all="ignore"):
+        out = np.asarray(evaluate_op(op, args))
+    return to_torch(out).to(device)
 
 
 def numel(v: SSAValue) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rdu_compiler.dtypes import to_torch
 from rdu_compiler.runtime.triton.generate import TritonSource
 from rdu_compiler.runtime.triton.settings import TritonSettings, prepare
 
@@ -85,7 +86,5 @@ def _as_torch(x: Any) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach()
     if isinstance(x, np.ndarray):
-        from rdu_compiler.api import to_torch
-
         return to_torch(x)
     return torch.as_tensor(x)

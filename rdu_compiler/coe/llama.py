@@ -1,0 +1,246 @@
+"""Llama-shaped experts: sizes, and execution times on an RDU node (TP estimate) and a GPU box.
+
+`LlamaSpec` gives a model's parameter count, weight bytes (BF16: 2 bytes per parameter),
+KV cache bytes and all-reduce message bytes from its shape alone.
+
+`rdu_tp_step_s` is an ESTIMATE of one tensor-parallel step on a node, standing in for the
+sharding pass of issue 13 (`rdu-shard`), which does not exist yet: it compiles the
+per-socket program of Megatron TP from the layer shape divided by tp and adds the
+collectives analytically (see its docstring). `RduLlamaTiming` and `GpuLlamaTiming` turn
+those step times into router and execution times per request for `runtime.simulate`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from rdu_compiler.bench.models import RMSNorm, _rotate_half
+from rdu_compiler.coe.gpu import GpuNode
+from rdu_compiler.coe.runtime import Request
+from rdu_compiler.errors import RduError
+
+
+@dataclass(frozen=True)
+class LlamaSpec:
+    """A Llama-style decoder-only model's shape; `dtype_bytes` per parameter and KV element."""
+
+    name: str
+    hidden: int
+    heads: int
+    kv_heads: int
+    mlp: int
+    layers: int
+    vocab: int
+    dtype_bytes: int = 2
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def layer_params(self) -> int:
+        d, kv = self.head_dim, self.kv_heads * self.head_dim
+        return 2 * self.hidden * self.heads * d + 2 * self.hidden * kv + 3 * self.hidden * self.mlp + 2 * self.hidden
+
+    @property
+    def params(self) -> int:
+        """Parameters: embedding + layers + final norm + LM head (untied)."""
+        return 2 * self.vocab * self.hidden + self.layers * self.layer_params + self.hidden
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of all weights (the size of the expert in DDR / host memory)."""
+        return self.params * self.dtype_bytes
+
+    @property
+    def streamed_bytes(self) -> int:
+        """Weight bytes one decode step reads: all but the embedding table (only rows are gathered)."""
+        return self.weight_bytes - self.vocab * self.hidden * self.dtype_bytes
+
+    def kv_bytes(self, tokens: int) -> int:
+        """KV cache bytes for `tokens` cached tokens (all layers, K and V)."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * tokens * self.dtype_bytes
+
+    def act_bytes(self, batch: int, tokens: int) -> int:
+        """Bytes of one TP all-reduce message: batch x tokens x hidden x dtype bytes."""
+        return batch * tokens * self.hidden * self.dtype_bytes
+
+
+LLAMA2_7B = LlamaSpec("llama2-7b", 4096, 32, 32, 11008, 32, 32000)
+BUILTIN_SHAPES = {LLAMA2_7B.name: LLAMA2_7B}
+
+
+class TPLayer(nn.Module):
+    """The per-socket shard of a Megatron-TP Llama layer: `heads / tp` query heads and
+    `kv_heads / tp` KV heads of `head_dim`, `mlp / tp` MLP columns, hidden unchanged.
+
+    forward(x [b, n, hidden], cos/sin [n, head_dim], past_k/past_v [b, kv_local, past, head_dim]
+    when past > 0) -> [b, n, hidden] (the partial sum before each all-reduce is what the
+    row-parallel projections produce; the residual adds stand where the all-reduces go)."""
+
+    def __init__(self, spec: LlamaSpec, tp: int):
+        super().__init__()
+        self.h, self.kv, self.d = spec.heads // tp, spec.kv_heads // tp, spec.head_dim
+        self.input_norm = RMSNorm(spec.hidden, 1e-5)
+        self.q_proj = nn.Linear(spec.hidden, self.h * self.d, bias=False)
+        self.k_proj = nn.Linear(spec.hidden, self.kv * self.d, bias=False)
+        self.v_proj = nn.Linear(spec.hidden, self.kv * self.d, bias=False)
+        self.o_proj = nn.Linear(self.h * self.d, spec.hidden, bias=False)
+        self.post_norm = RMSNorm(spec.hidden, 1e-5)
+        self.gate_proj = nn.Linear(spec.hidden, spec.mlp // tp, bias=False)
+        self.up_proj = nn.Linear(spec.hidden, spec.mlp // tp, bias=False)
+        self.down_proj = nn.Linear(spec.mlp // tp, spec.hidden, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *past: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        h = self.input_norm(x)
+        q = self.q_proj(h).view(b, n, self.h, self.d).transpose(1, 2)
+        k = self.k_proj(h).view(b, n, self.kv, self.d).transpose(1, 2)
+        v = self.v_proj(h).view(b, n, self.kv, self.d).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        if past:
+            k = torch.cat((past[0], k), dim=2)
+            v = torch.cat((past[1], v), dim=2)
+        if self.kv != self.h:
+            k = k.repeat_interleave(self.h // self.kv, dim=1)
+            v = v.repeat_interleave(self.h // self.kv, dim=1)
+        scores = ((q @ k.transpose(2, 3)) * (1.0 / math.sqrt(self.d))).float()
+        if n > 1:
+            total = k.shape[2]
+            row = torch.arange(n, device=x.device).unsqueeze(1) + (total - n)
+            col = torch.arange(total, device=x.device).unsqueeze(0)
+            scores = scores + (col > row).float() * torch.finfo(torch.float32).min
+        attn = torch.softmax(scores, dim=-1).to(q.dtype)
+        o = (attn @ v).transpose(1, 2).reshape(b, n, self.h * self.d)
+        x = x + self.o_proj(o)
+        h = self.post_norm(x)
+        return x + self.down_proj(nn.functional.silu(self.gate_proj(h)) * self.up_proj(h))
+
+
+def tp_layer(spec: LlamaSpec, tp: int, seq: int, past: int, batch: int) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The per-socket TP layer and its example inputs on the meta device (BF16, shapes only).
+
+    Raises:
+        RduError: tp does not divide heads, kv_heads and mlp.
+    """
+    if tp < 1 or spec.heads % tp or spec.kv_heads % tp or spec.mlp % tp:
+        raise RduError(f"tp={tp} must divide heads ({spec.heads}), kv_heads ({spec.kv_heads}) and mlp ({spec.mlp}) "
+                       f"of {spec.name}; pick a tp that divides all three")
+    with torch.device("meta"):
+        layer = TPLayer(spec, tp).to(torch.bfloat16).eval()
+        d = spec.head_dim
+        inputs: tuple[torch.Tensor, ...] = (torch.empty(batch, seq, spec.hidden, dtype=torch.bfloat16),
+                                            torch.empty(seq, d, dtype=torch.bfloat16), torch.empty(seq, d, dtype=torch.bfloat16))
+        if past:
+            kv = (batch, spec.kv_heads // tp, past, d)
+            inputs += (torch.empty(kv, dtype=torch.bfloat16), torch.empty(kv, dtype=torch.bfloat16))
+    return layer, inputs
+
+
+_LAYER_CACHE: dict[tuple[object, ...], tuple[float, float]] = {}
+
+
+def rdu_tp_step_s(spec: LlamaSpec, node_fabric: str, tp: int, seq: int, past: int, batch: int) -> dict[str, float]:
+    """ESTIMATE of one model step (all layers) under Megatron TP on an RDU node (seconds).
+
+    Caveat: there is no sharding pass yet (issue 13's `rdu-shard`). This compiles the
+    per-socket program of Megatron TP from the layer shape divided by tp (heads / tp,
+    kv_heads / tp, mlp / tp; hidden unchanged; `TPLayer`) on one socket of `node_fabric`,
+    takes its cost-model `estimated_s`, and adds per layer two all-reduces of
+    batch x seq x hidden x 2 bytes (`cost.collectives.all_reduce` on the node) and the
+    node's `sync_s` (each layer is one call: no kernel looping), plus the LM head's shard
+    (vocab x hidden x 2 / tp bytes) read at the socket's HBM bandwidth. The emulator never
+    runs this program and the collectives are not in the IR.
+
+    Returns:
+        {"layer_s", "all_reduce_s", "sync_s", "lm_head_s", "step_s"}: one layer's program,
+        one all-reduce, one sync, the LM head, and the whole step (seconds); and
+        "activation_bytes": the layer program's HBM peak less its weights, per socket (bytes).
+
+    Raises:
+        RduError: tp does not divide the shape or exceeds the node's sockets, or the compile failed.
+    """
+    import rdu_compiler
+    from rdu_compiler.api import _fabric
+    from rdu_compiler.cost.collectives import all_reduce
+
+    fab = _fabric(node_fabric)
+    if tp > fab.node.sockets:
+        raise RduError(f"tp={tp} needs {tp} sockets but '{fab.name}' has {fab.node.sockets}; use a node preset "
+                       "such as sn40l-node8, or a smaller tp")
+    key = (spec, fab.source, tp, seq, past, batch)
+    if key not in _LAYER_CACHE:
+        layer, inputs = tp_layer(spec, tp, seq, past, batch)
+        totals = rdu_compiler.compile(layer, inputs, fabric=node_fabric).report["totals"]
+        weights = sum(p.numel() * p.element_size() for p in layer.parameters())
+        _LAYER_CACHE[key] = (totals["estimated_s"], max(0.0, float(totals["hbm_peak_bytes"] - weights)))
+    node = fab.node
+    ar = all_reduce(node, spec.act_bytes(batch, seq), group=tp).seconds
+    lm = spec.vocab * spec.hidden * spec.dtype_bytes / tp / fab.hbm.bytes_per_s
+    layer_s, act = _LAYER_CACHE[key]
+    out = {"layer_s": layer_s, "all_reduce_s": ar, "sync_s": node.sync_s, "lm_head_s": lm, "activation_bytes": act}
+    out["step_s"] = spec.layers * (out["layer_s"] + 2 * ar + node.sync_s) + lm
+    return out
+
+
+@dataclass
+class RduLlamaTiming:
+    """Router and expert times on an RDU node from `rdu_tp_step_s` (seconds).
+
+    router: one prefill step over the prompt. expert: a prefill step over the prompt (it
+    yields the first output token), then output - 1 decode steps, each at the context
+    prompt + output // 2 (the midpoint: a modelling choice instead of one compile per step).
+    """
+
+    expert: LlamaSpec
+    router: LlamaSpec
+    node_fabric: str = "sn40l-node8"
+    tp: int = 8
+    cache: dict[tuple[object, ...], float] = field(default_factory=dict)
+
+    def _step(self, spec: LlamaSpec, seq: int, past: int, batch: int) -> float:
+        key = (spec, seq, past, batch)
+        if key not in self.cache:
+            self.cache[key] = rdu_tp_step_s(spec, self.node_fabric, self.tp, seq, past, batch)["step_s"]
+        return self.cache[key]
+
+    def router_s(self, request: Request) -> float:
+        return self._step(self.router, request.prompt, 0, request.batch)
+
+    def exec_s(self, request: Request) -> float:
+        first = self._step(self.expert, request.prompt, 0, request.batch)
+        if request.output <= 1:
+            return first
+        return first + (request.output - 1) * self._step(self.expert, 1, request.prompt + request.output // 2, request.batch)
+
+
+@dataclass(frozen=True)
+class GpuLlamaTiming:
+    """Router and expert times on a GPU box at its rooflines (`GpuNode.prefill_s`,
+    `decode_step_s`: HBM-bound decode), TP over all its GPUs; same steps as `RduLlamaTiming`."""
+
+    expert: LlamaSpec
+    router: LlamaSpec
+    gpu: GpuNode
+
+    def _prefill(self, spec: LlamaSpec, request: Request) -> float:
+        tokens = request.batch * request.prompt
+        return self.gpu.prefill_s(spec.streamed_bytes, spec.params, tokens, spec.kv_bytes(tokens), spec.layers,
+                                  spec.act_bytes(request.batch, request.prompt))
+
+    def router_s(self, request: Request) -> float:
+        return self._prefill(self.router, request)
+
+    def exec_s(self, request: Request) -> float:
+        first = self._prefill(self.expert, request)
+        if request.output <= 1:
+            return first
+        ctx = request.batch * (request.prompt + request.output // 2)
+        step = self.gpu.decode_step_s(self.expert.streamed_bytes, self.expert.kv_bytes(ctx), self.expert.layers,
+                                      self.expert.act_bytes(request.batch, 1))
+        return first + (request.output - 1) * step

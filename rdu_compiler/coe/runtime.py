@@ -1,0 +1,249 @@
+"""The runtime for many programs: a home tier for every expert, an LRU cache of experts in
+HBM, switching costs, and a request-level timeline.
+
+The memory tiers (RDU: DDR home, HBM cache; GPU: host-memory home, HBM cache):
+
+    cache_bytes = hbm_bytes - router_bytes - kv_bytes - activation_bytes
+    a CoE fits when sum(expert_bytes) <= home_bytes and max(expert_bytes) <= cache_bytes
+
+A request runs the router, copies the chosen expert into HBM unless it is resident
+(evicting the least recently used experts until it fits; weights are read-only, so an
+eviction writes nothing back), then runs the expert. The steps depend on each other, so
+they add: total = router_s + switch_s + exec_s. Switching on an RDU node: each of the
+`copiers` sockets copies its TP shard (bytes / copiers) over its own DDR -> HBM path at
+once, so switch_s = bytes / copiers / bytes_per_s_per_copier.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from rdu_compiler.errors import RduError
+
+GB = 1e9
+
+
+class CoEDoesNotFit(RduError):
+    """The experts do not fit their home tier, or one expert does not fit the HBM cache."""
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a node's memory is split (all bytes; the home is DDR on an RDU node, host memory on a GPU box)."""
+
+    hbm_bytes: float
+    router_bytes: float
+    kv_bytes: float
+    activation_bytes: float
+    home_bytes: float
+    experts_bytes: float
+    largest_expert_bytes: float
+
+    @property
+    def cache_bytes(self) -> float:
+        """HBM left for resident experts: hbm - router - KV cache - activations."""
+        return self.hbm_bytes - self.router_bytes - self.kv_bytes - self.activation_bytes
+
+
+def plan_memory(
+    hbm_bytes: float,
+    home_bytes: float,
+    router_bytes: float,
+    expert_bytes: Sequence[float],
+    kv_bytes: float = 0.0,
+    activation_bytes: float = 0.0,
+    *,
+    machine: str = "the node",
+    home: str = "DDR",
+) -> MemoryPlan:
+    """Check that the CoE fits and return the split of memory.
+
+    Args:
+        hbm_bytes, home_bytes: capacities of the node's HBM and of the experts' home tier.
+        router_bytes: the router's weights, pinned in HBM.
+        expert_bytes: each expert's weights (what is copied home -> HBM on a switch).
+        kv_bytes, activation_bytes: HBM reserved for the KV cache and for activations.
+
+    Raises:
+        CoEDoesNotFit: the experts exceed the home tier, or the largest expert exceeds the
+            HBM left for the cache (each message names the sizes and what to do).
+    """
+    plan = MemoryPlan(hbm_bytes, router_bytes, kv_bytes, activation_bytes, home_bytes,
+                      float(sum(expert_bytes)), float(max(expert_bytes, default=0.0)))
+    n = len(expert_bytes)
+    if plan.experts_bytes > home_bytes:
+        per = plan.experts_bytes / max(n, 1)
+        raise CoEDoesNotFit(
+            f"{n} experts need {plan.experts_bytes / GB:.3f} GB of {home} but {machine} has "
+            f"{home_bytes / GB:.3f} GB ({home} is the home of every expert); at {per / GB:.3f} GB per expert "
+            f"at most {int(home_bytes // per) if per else 0} fit: use fewer experts, a node with more {home}, "
+            "or smaller (quantised) experts")
+    if plan.largest_expert_bytes > plan.cache_bytes:
+        raise CoEDoesNotFit(
+            f"the largest expert ({plan.largest_expert_bytes / GB:.3f} GB) does not fit the HBM left for experts on "
+            f"{machine}: {plan.cache_bytes / GB:.3f} GB = HBM {hbm_bytes / GB:.3f} GB - router {router_bytes / GB:.3f} GB - "
+            f"KV cache {kv_bytes / GB:.3f} GB - activations {activation_bytes / GB:.3f} GB; use more sockets, "
+            "a smaller KV cache (shorter context or batch), or smaller experts")
+    return plan
+
+
+def switch_seconds(nbytes: float, bytes_per_s: float, copiers: int = 1) -> float:
+    """Seconds to copy `nbytes` when `copiers` engines (sockets) each copy nbytes / copiers
+    at `bytes_per_s` (bytes/s) in parallel: nbytes / copiers / bytes_per_s.
+
+    Raises:
+        ValueError: copiers < 1 or bytes_per_s <= 0.
+    """
+    if copiers < 1 or bytes_per_s <= 0:
+        raise ValueError(f"need copiers >= 1 and bytes_per_s > 0, got {copiers} and {bytes_per_s}")
+    return nbytes / copiers / bytes_per_s
+
+
+@dataclass(frozen=True)
+class Access:
+    """One cache lookup: whether it hit, and the experts evicted to make room."""
+
+    hit: bool
+    evicted: tuple[int, ...]
+
+
+class ExpertCache:
+    """An LRU cache of experts (by index) in `capacity_bytes` of HBM.
+
+    Raises (from `access`):
+        CoEDoesNotFit: an expert larger than the whole cache.
+    """
+
+    def __init__(self, capacity_bytes: float):
+        self.capacity_bytes = capacity_bytes
+        self._resident: OrderedDict[int, float] = OrderedDict()  # least recently used first
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def used_bytes(self) -> float:
+        return sum(self._resident.values())
+
+    @property
+    def resident(self) -> list[int]:
+        """Resident experts, least recently used first."""
+        return list(self._resident)
+
+    @property
+    def hit_rate(self) -> float:
+        """hits / lookups (0.0 before any lookup)."""
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def access(self, expert: int, nbytes: float) -> Access:
+        """Look `expert` (of `nbytes` bytes) up; on a miss evict LRU experts until it fits, then load it."""
+        if expert in self._resident:
+            self._resident.move_to_end(expert)
+            self.hits += 1
+            return Access(True, ())
+        if nbytes > self.capacity_bytes:
+            raise CoEDoesNotFit(f"expert {expert} ({nbytes / GB:.3f} GB) is larger than the HBM cache of experts "
+                                f"({self.capacity_bytes / GB:.3f} GB); use more sockets or smaller experts")
+        evicted: list[int] = []
+        while self.used_bytes + nbytes > self.capacity_bytes:
+            victim, _ = self._resident.popitem(last=False)
+            evicted.append(victim)
+        self._resident[expert] = nbytes
+        self.misses += 1
+        return Access(False, tuple(evicted))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request: which expert, prompt tokens, output tokens, batch (sequences sharing the expert)."""
+
+    expert: int
+    prompt: int = 1
+    output: int = 1
+    batch: int = 1
+
+
+class Timing(Protocol):
+    """Execution times of a CoE's programs for a request (seconds)."""
+
+    def router_s(self, request: Request) -> float: ...
+
+    def exec_s(self, request: Request) -> float: ...
+
+
+@dataclass(frozen=True)
+class RequestTime:
+    """One request on the timeline (seconds; `start_s` from the first request's start)."""
+
+    index: int
+    expert: int
+    start_s: float
+    router_s: float
+    switch_s: float
+    exec_s: float
+    hit: bool
+    evicted: tuple[int, ...]
+
+    @property
+    def total_s(self) -> float:
+        return self.router_s + self.switch_s + self.exec_s
+
+
+@dataclass
+class Timeline:
+    """A simulation's result: per request times, the cache hit rate and the totals (seconds)."""
+
+    machine: str
+    requests: list[RequestTime] = field(default_factory=list)
+    hit_rate: float = 0.0
+    plan: MemoryPlan | None = None
+
+    def total(self, part: str = "total_s") -> float:
+        """Sum over requests of `router_s`, `switch_s`, `exec_s` or `total_s`."""
+        return sum(getattr(r, part) for r in self.requests)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "hit_rate": self.hit_rate,
+            "totals": {p: self.total(p) for p in ("router_s", "switch_s", "exec_s", "total_s")},
+            "cache_bytes": self.plan.cache_bytes if self.plan else None,
+            "requests": [asdict(r) | {"total_s": r.total_s} for r in self.requests],
+        }
+
+
+def simulate(
+    requests: Sequence[Request],
+    expert_bytes: Sequence[float],
+    plan: MemoryPlan,
+    copy_s: Callable[[float], float],
+    timing: Timing,
+    machine: str,
+) -> Timeline:
+    """Run `requests` one after the other through an LRU cache of `plan.cache_bytes`.
+
+    Args:
+        expert_bytes: weights of each expert (bytes), indexed by `Request.expert`.
+        copy_s: seconds to bring an expert of that many bytes into HBM.
+        timing: router and execution times per request.
+
+    Raises:
+        CoEDoesNotFit: a request names an expert that is not there.
+    """
+    cache = ExpertCache(plan.cache_bytes)
+    timeline = Timeline(machine, plan=plan)
+    clock = 0.0
+    for i, req in enumerate(requests):
+        if not 0 <= req.expert < len(expert_bytes):
+            raise CoEDoesNotFit(f"request {i} asks for expert {req.expert} but there are {len(expert_bytes)} "
+                                f"(0..{len(expert_bytes) - 1}); fix the request mix")
+        access = cache.access(req.expert, expert_bytes[req.expert])
+        switch = 0.0 if access.hit else copy_s(expert_bytes[req.expert])
+        rt = RequestTime(i, req.expert, clock, timing.router_s(req), switch, timing.exec_s(req), access.hit, access.evicted)
+        timeline.requests.append(rt)
+        clock += rt.total_s
+    timeline.hit_rate = cache.hit_rate
+    return timeline

@@ -1,0 +1,249 @@
+"""PyTorch -> linalg-on-tensors MLIR text, through torch.export and torch-mlir.
+
+Only this module and :mod:`.lower` (and the ONNX importer) import ``torch_mlir``,
+lazily, so the rest of the compiler works on plain MLIR text, numpy arrays and
+safetensors files.
+
+The flow of :func:`import_torch`:
+
+1. ``torch.export.export(module, example_inputs)`` -> ``ExportedProgram``; parameters,
+   buffers (persistent or not) and lifted constants become graph placeholders.
+2. ``run_decompositions`` with torch-mlir's decomposition table.
+3. ``FxImporter.import_stateless_graph``: every placeholder becomes an argument of
+   ``func.func @main``, so no weight is embedded in the IR text (no ``dense_resource``
+   blobs), and non-persistent buffers (RoPE ``inv_freq``) need no state mapping.
+4. torch-mlir's pipelines: torch dialect -> torch backend contract -> linalg-on-tensors,
+   run on the printed module in a child process (:mod:`.lower`), so that a native
+   crash of torch-mlir becomes a FrontendError naming the op; data-dependent shapes and
+   dropped operands are refused (:mod:`.checks`).
+5. The module is printed in generic op form (parseable by xDSL).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils import _pytree as pytree
+
+from rdu_compiler.frontend import mlir_bindings
+from rdu_compiler.frontend.errors import FrontendError
+from rdu_compiler.frontend.locations import summarize
+from rdu_compiler.frontend.lower_server import prestart as prestart_lowering
+from rdu_compiler.frontend.program import ImportedProgram
+from rdu_compiler.frontend.torch.checks import (
+    refuse_data_dependent_shapes,
+    refuse_dropped_operands,
+    refuse_embedding_bag_internals,
+)
+from rdu_compiler.frontend.torch.decompositions import decomposition_table
+from rdu_compiler.frontend.torch.diagnostics import (
+    collect_source_lines,
+    effect_error,
+    export_error,
+    import_failure,
+    quiet_torch_warnings,
+)
+from rdu_compiler.frontend.torch.fold import fold_input_independent
+from rdu_compiler.frontend.torch.lower import lower_to_linalg
+from rdu_compiler.frontend.torch.meta_device import retarget_meta_devices
+
+_KIND_NAMES = {
+    "PARAMETER": "parameter",
+    "BUFFER": "buffer",
+    "CONSTANT_TENSOR": "constant",
+    "USER_INPUT": "input",
+}
+
+
+def _flat_tensor_inputs(example_inputs: tuple[Any, ...]) -> list[torch.Tensor]:
+    """Flatten ``example_inputs``; every leaf must be a tensor (else FrontendError)."""
+    if not isinstance(example_inputs, tuple):
+        raise FrontendError(
+            f"example_inputs must be a tuple of tensors, not {type(example_inputs).__name__}; "
+            "use `(x,)` for a single input."
+        )
+    leaves = pytree.tree_leaves(example_inputs)
+    for i, leaf in enumerate(leaves):
+        if not isinstance(leaf, torch.Tensor):
+            raise FrontendError(
+                f"example input #{i} is of type {type(leaf).__name__} ({leaf!r:.60}); only tensor "
+                "inputs are supported. Make non-tensor arguments constants of the model "
+                "(attributes set in __init__ or default arguments of forward)."
+            )
+    return leaves
+
+
+def import_torch(
+    module: torch.nn.Module,
+    example_inputs: tuple[Any, ...],
+    *,
+    fold_constants: bool = True,
+    fold_max_bytes: int = 16 << 20,
+) -> ImportedProgram:
+    """Export ``module`` on ``example_inputs`` and lower it to linalg-on-tensors MLIR text.
+
+    Args:
+        module: the model, normally in eval mode (it is exported in its current mode).
+        example_inputs: a tuple (possibly nested lists/tuples/dicts) of tensors, one entry
+            per positional argument of ``module.forward``; their shapes and dtypes become the
+            static shapes of the compiled program.
+        fold_constants: evaluate, at import time, the parts of the graph that depend on no
+            user input and no parameter/persistent buffer (HF causal masks built with
+            cumsum/index/compare ops, RoPE cos/sin tables from ``inv_freq``), and pass each
+            result as a ``"constant"`` argument named ``c_folded_<i>``. Chains made only of
+            generators and views (``arange`` -> ``unsqueeze``) are kept as computation.
+        fold_max_bytes: a folded result larger than this (bytes) is left as computation.
+
+    Returns:
+        The :class:`ImportedProgram` (MLIR text, argument names/kinds, weights, output spec).
+
+    Raises:
+        FrontendError: a non-tensor example input; torch.export fails (e.g. data-dependent
+            control flow), summarized with the model's source line and a fix; the model
+            mutates buffers or returns non-tensor values; torch-mlir cannot import or lower
+            an op (the message names the aten op and the model line that calls it).
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise FrontendError(f"import_torch expects a torch.nn.Module, got {type(module).__name__}.")
+    flat_inputs = _flat_tensor_inputs(example_inputs)
+    model_name = type(module).__name__
+
+    prestart_lowering()  # the lowering child starts while torch.export runs
+
+    # 1. torch.export.
+    try:
+        with quiet_torch_warnings():
+            ep = torch.export.export(module, example_inputs)
+    except FrontendError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch.export raises many exception types
+        raise export_error(e, module) from None
+
+    refuse_data_dependent_shapes(ep.graph, model_name)
+    refuse_embedding_bag_internals(ep.graph, model_name)
+
+    # 2. Decompositions torch-mlir expects.
+    source_lines_pre = collect_source_lines([ep.graph])
+    try:
+        with quiet_torch_warnings():
+            ep = ep.run_decompositions(decomposition_table())
+    except Exception as e:  # noqa: BLE001
+        raise FrontendError(
+            f"Decomposing the exported graph of {model_name} failed: {summarize(e)}. This "
+            "usually means an op without a decomposition; rewrite it with basic tensor ops."
+        ) from None
+    source_lines = collect_source_lines([ep.graph])
+    for k, v in source_lines_pre.items():
+        source_lines.setdefault(k, v)
+    retarget_meta_devices(ep.graph)  # shape-only models: factory ops on meta -> cpu
+
+    # 3. Signature: argument kinds and weights, by placeholder name.
+    sig = ep.graph_signature
+    kind_of: dict[str, str] = {}
+    weights: dict[str, torch.Tensor] = {}
+    foldable: set[str] = set()  # lifted constants and non-persistent buffers
+    converted: dict[int, torch.Tensor] = {}  # id(original) -> detached contiguous tensor
+    for spec in sig.input_specs:
+        kind = _KIND_NAMES.get(spec.kind.name)
+        name = getattr(spec.arg, "name", None)
+        if spec.kind.name == "TOKEN":
+            raise effect_error(ep.graph, source_lines_pre, model_name)
+        if kind is None or name is None:
+            raise FrontendError(
+                f"{model_name} has an exported input of kind {spec.kind.name} "
+                f"('{spec.target}'); only parameters, buffers, constant tensors and tensor "
+                "inputs are supported. Remove custom objects / side-effecting ops from forward()."
+            )
+        kind_of[name] = kind
+        if kind == "input":
+            continue
+        target = spec.target
+        if target in ep.state_dict:
+            t = ep.state_dict[target]
+        elif target in ep.constants:
+            t = ep.constants[target]
+        else:  # pragma: no cover - torch.export invariant
+            raise FrontendError(f"No tensor found for exported {kind} '{target}'.")
+        if not isinstance(t, torch.Tensor):
+            raise FrontendError(
+                f"Exported {kind} '{target}' of {model_name} is a {type(t).__name__}, not a "
+                "tensor; only tensor state is supported."
+            )
+        key = id(t)
+        if key not in converted:
+            # meta tensors (shape-only compiles of big models) have no data to move
+            converted[key] = t.detach() if t.is_meta else t.detach().contiguous().cpu()
+        weights[name] = converted[key]
+        if kind == "constant" or (kind == "buffer" and spec.persistent is False):
+            foldable.add(name)
+    placeholders = [n.name for n in ep.graph.nodes if n.op == "placeholder"]
+    if placeholders != [s.arg.name for s in sig.input_specs]:  # pragma: no cover
+        raise FrontendError("Internal error: graph placeholders do not match input specs.")
+    n_user = sum(1 for k in kind_of.values() if k == "input")
+    if n_user != len(flat_inputs):
+        raise FrontendError(
+            f"{model_name} was exported with {n_user} tensor inputs but example_inputs has "
+            f"{len(flat_inputs)} tensors; inputs that forward() does not use, or that are "
+            "specialized to constants, are not supported."
+        )
+    mutations = [o for o in sig.output_specs if o.kind.name != "USER_OUTPUT"]
+    if mutations:
+        what = ", ".join(f"{o.kind.name.lower()} of '{o.target}'" for o in mutations[:3])
+        raise FrontendError(
+            f"{model_name} mutates its state in forward() ({what}); the compiler handles "
+            "inference graphs only. Call model.eval() (BatchNorm updates running stats in "
+            "training mode) or remove the in-place updates of buffers/inputs."
+        )
+    if fold_constants:
+        try:
+            fold_input_independent(ep.graph, kind_of, weights, foldable, fold_max_bytes)
+        except Exception as e:  # noqa: BLE001 - folding is an optimization; report clearly
+            raise FrontendError(
+                f"Folding the input-independent part of {model_name} failed: {summarize(e)}. "
+                "Retry with import_torch(..., fold_constants=False)."
+            ) from None
+    arg_names = [n.name for n in ep.graph.nodes if n.op == "placeholder"]
+    arg_kinds = [kind_of[n] for n in arg_names]
+    input_names = [n for n in arg_names if kind_of[n] == "input"]
+    weights = {n: weights[n] for n in arg_names if kind_of[n] != "input"}
+    out_node = next(n for n in ep.graph.nodes if n.op == "output")
+    flat_out = pytree.tree_leaves(out_node.args[0])
+    for i, o in enumerate(flat_out):
+        if not isinstance(o, torch.fx.Node):
+            raise FrontendError(
+                f"Output #{i} of {model_name} is a {type(o).__name__} ({o!r:.40}), not a tensor "
+                "computed by the model; return only tensors from forward()."
+            )
+    out_spec = ep.call_spec.out_spec
+
+    # 4. torch-mlir: FX graph -> torch dialect -> linalg-on-tensors.
+    ir = mlir_bindings.ir()
+    from torch_mlir.dialects import torch as torch_d
+    from torch_mlir.extras.fx_importer import FxImporter
+
+    ctx = ir.Context()
+    torch_d.register_dialect(ctx)
+    importer = FxImporter(context=ctx)
+    try:
+        importer.import_stateless_graph(ep.graph, func_name="main")
+    except Exception as e:  # noqa: BLE001 - the importer raises plain Python errors
+        raise import_failure(e, ep.graph, source_lines, model_name) from None
+    mlir_text, func_results, op_lines, unused = lower_to_linalg(importer.module, source_lines, model_name)
+    if unused:
+        user = iter(flat_inputs)
+        values = [weights[n] if kind_of[n] != "input" else next(user) for n in arg_names]
+        gm = torch.fx.GraphModule(ep.graph_module, ep.graph)
+        refuse_dropped_operands(ep.graph, unused, model_name, gm, values)
+    return ImportedProgram(
+        mlir_text=mlir_text,
+        arg_names=arg_names,
+        arg_kinds=arg_kinds,
+        weights=weights,
+        input_names=input_names,
+        num_outputs=func_results if func_results is not None else len(flat_out),
+        out_spec=out_spec,
+        source_lines=source_lines,
+        graph_module=torch.fx.GraphModule(ep.graph_module, ep.graph),
+        op_nodes=op_lines,
+    )

@@ -1,0 +1,339 @@
+"""Run one `rdu.kernel` tile by tile on numpy arrays.
+
+For every tile of the kernel's tiled iteration domain (parallel loops outside, reduction
+loops inside, accumulating) the executor cuts each operand's tile out of its tensor with
+the operand's access pattern, evaluates the payload on the whole tile at once, and writes
+the result tile. Contractions (`out += a * b`) go to numpy's matmul (BLAS) per tile;
+other reductions evaluate the payload and reduce with the combiner's ufunc. A payload
+whose use of the accumulator is not a recognised combiner is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.ir import Operation
+
+from rdu_compiler.dialects.rdu import KernelOp, Pattern
+from rdu_compiler.dtypes import numpy_dtype
+from rdu_compiler.errors import EmulatorError
+from rdu_compiler.interpreters.payload import CompiledPayload, TileContext
+from rdu_compiler.ir import int_values, op_name
+from rdu_compiler.kernel.access import Access, tiles
+from rdu_compiler.kernel.facts import kernel_facts
+from rdu_compiler.kernel.payload import COMBINERS, IndexSelect, contraction_dims, reduction_plan
+from rdu_compiler.kernel.traffic import counted_operands
+
+
+class Empty:
+    """An uninitialised tensor (`tensor.empty`): a shape and dtype, no data."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any]):
+        self.shape = shape
+        self.dtype = dtype
+
+
+@dataclass
+class KernelStats:
+    """What one kernel run moved and executed (bytes, tiles)."""
+
+    tiles: int = 0
+    operand_bytes: list[int] = field(default_factory=list)  # per input/init operand, tile loads summed
+    result_bytes: int = 0
+    gathered_bytes: int = 0
+
+
+def _gather(arr: Any, access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Any:
+    """The operand's values for a tile, as an array broadcastable to the tile's domain shape."""
+    rank = len(sizes)
+    if not access.forms:
+        return np.asarray(arr).reshape((1,) * rank)
+    if access.is_projection:
+        index: list[Any] = []
+        dims: list[int] = []
+        for coeffs, const in access.forms:
+            if not any(coeffs):
+                index.append(const)
+                continue
+            d = coeffs.index(1)
+            index.append(slice(starts[d] + const, starts[d] + const + sizes[d]))
+            dims.append(d)
+        view = arr[tuple(index)]
+        order = sorted(range(len(dims)), key=lambda i: dims[i])
+        view = np.transpose(view, order) if order != list(range(len(dims))) else view
+        shape = [sizes[d] if d in dims else 1 for d in range(rank)]
+        return view.reshape(shape)
+    grids = [np.arange(s, s + n).reshape([n if i == d else 1 for i in range(rank)]) for d, (s, n) in enumerate(zip(starts, sizes, strict=True))]
+    idx = [const + sum(c * grids[d] for d, c in enumerate(coeffs) if c) for coeffs, const in access.forms]
+    return arr[tuple(np.broadcast_arrays(*idx))] if idx else arr
+
+
+class KernelExecutor:
+    """A kernel compiled once for repeated tile-by-tile execution."""
+
+    def __init__(self, kernel: KernelOp):
+        self.kernel = kernel
+        facts = kernel_facts(kernel)
+        self.name = facts.label
+        self.domain, self.tile = facts.domain, facts.tile
+        self.n_in, self.n_init = facts.n_in, facts.n_init
+        self.accesses = facts.accesses
+        self.red, self.par = facts.red, facts.par
+        self.result_dtypes = [numpy_dtype(kernel.body.block.args[self.n_in + i].type) for i in range(self.n_init)]
+        fills = kernel.init_fills
+        self.init_fills = int_values(fills) if fills is not None else [-1] * self.n_init
+        block = kernel.body.block
+        self.used = facts.used
+        self.counted = counted_operands(kernel)  # the cost model's rule (kernel.traffic)
+        self.kind = facts.kind
+        if facts.non_projection_output() is not None:
+            raise EmulatorError(f"kernel '{self.name}': output access pattern must be a projection")
+        self.contraction: tuple[int, int] | None = None
+        self.combiners: list[tuple[str, int]] = []
+        if self.kind == Pattern.SCAN:
+            self.payload = CompiledPayload(block, self.name)
+            return
+        if not self.red:
+            self.payload = CompiledPayload(block, self.name)
+            return
+        plan = reduction_plan(block, self.n_in, [not r.uses for r in kernel.results])
+        self.contraction = plan.contraction
+        self.selects: dict[int, IndexSelect] = {}
+        for i, role in enumerate(plan.roles):
+            if role.kind == "unrecognised":
+                raise EmulatorError(
+                    f"kernel '{self.name}': reduction result {i} is not 'acc = combine(acc, f(inputs))' "
+                    f"with combine one of {sorted(COMBINERS)}; refusing rather than guessing"
+                )
+            if role.select is not None:
+                if len(self.red) != 1:
+                    raise EmulatorError(
+                        f"kernel '{self.name}': an index-of-best or last-write reduction (argmax/argmin, scatter; "
+                        f"result {i}) over {len(self.red)} loops is not supported (one reduction loop only)"
+                    )
+                sel = role.select
+                if not sel.last_match and plan.roles[sel.value_result].kind != "combine":
+                    raise EmulatorError(f"kernel '{self.name}': argmax/argmin result {i} without its value result")
+                self.selects[i] = sel
+        if plan.misread is not None:
+            raise EmulatorError(f"kernel '{self.name}': the accumulator is read outside its combiner")
+        self.payload = CompiledPayload(block, self.name, set(plan.skip))
+        for i, role in enumerate(plan.roles):
+            if role.kind == "select":
+                self.combiners.append(("select", i))
+            elif role.kind == "combine":
+                assert role.expr is not None
+                self.combiners.append((COMBINERS[role.combiner], self.payload.slots[role.expr]))
+            else:  # dead: never read, not computed (its tensor stays Empty)
+                self.combiners.append(("", -1))
+
+    def _select_index(self, i: int, vals: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> Any:
+        """One tile of an argmax/argmin result, exactly as the sequential payload would do it:
+        the running value before each step (a prefix reduction, NaN included), the steps
+        whose comparison updates the index, and the last such step's index."""
+        from rdu_compiler.interpreters.payload import compare_fn
+
+        sel = self.selects[i]
+        ax = self.red[0]
+        x = np.broadcast_to(np.asarray(vals[self.payload.slots[sel.x]]), sizes)
+        if sel.last_match:  # the condition reads no accumulator: the last step where it holds
+            cond = x.astype(bool)
+        else:
+            assert sel.cmp is not None
+            ufunc = getattr(np, self.combiners[sel.value_result][0])
+            acc_v = np.broadcast_to(accs[sel.value_result], [1 if d == ax else n for d, n in enumerate(sizes)])
+            running = ufunc.accumulate(np.concatenate([acc_v.astype(x.dtype), x], axis=ax), axis=ax)
+            prev = np.take(running, range(sizes[ax]), axis=ax)
+            cond = compare_fn(sel.cmp)(x, prev) if sel.x_is_lhs else compare_fn(sel.cmp)(prev, x)
+        update = np.asarray(cond) if sel.update_on_true else ~np.asarray(cond)
+        e = np.broadcast_to(np.asarray(vals[self.payload.slots[sel.e]]), sizes)
+        last = sizes[ax] - 1 - np.argmax(np.flip(update, axis=ax), axis=ax)
+        picked = np.take_along_axis(e, np.expand_dims(last, ax), axis=ax)
+        acc_i = accs[i]
+        return np.where(update.any(axis=ax, keepdims=True), picked, acc_i).astype(acc_i.dtype, copy=False)
+
+    # ------------------------------------------------------------------ execution
+
+    def run(self, ins: list[Any], inits: list[Any], caps: list[Any], check_buffers: bool = True) -> tuple[list[np.ndarray], KernelStats]:
+        """Execute every tile. Arrays in, arrays out (one per result)."""
+        stats = KernelStats(operand_bytes=[0] * (self.n_in + self.n_init))
+        results = [np.empty(self._result_shape(i, inits[i]), dtype=self.result_dtypes[i]) for i in range(self.n_init)]
+        if check_buffers:
+            self._check_buffers(ins, inits)
+        if self.kind == Pattern.SCAN:
+            return self._scan(ins, inits, results, stats)
+        operands = list(ins) + list(inits)
+        order = list(self.par) + list(self.red)
+        current_par: tuple[int, ...] | None = None
+        prev_starts: tuple[int, ...] = ()
+        prev_sizes: tuple[int, ...] = ()
+        accs: list[Any] = []
+        tile_iter = tiles(self.domain, self.tile, order)
+        for starts, sizes in tile_iter:
+            par_key = tuple(starts[d] for d in self.par)
+            if self.red and par_key != current_par:
+                if current_par is not None:
+                    self._write(results, accs, prev_starts, prev_sizes)
+                accs = self._init_accs(inits, caps, starts, sizes)
+                current_par = par_key
+            stats.tiles += 1
+            self._count(operands, starts, sizes, stats)
+            args = self._args(operands, caps, starts, sizes, include_inits=not self.red)
+            ctx = TileContext(starts, sizes)
+            if not self.red:
+                vals = self.payload.run(args, ctx)
+                self._write(results, [vals[s] for s in self.payload.yield_slots], starts, sizes)
+            else:
+                accs = self._reduce(args, accs, ctx, sizes)
+                prev_starts, prev_sizes = starts, sizes
+            stats.gathered_bytes += ctx.gathered_bytes
+        if self.red and current_par is not None:
+            self._write(results, accs, prev_starts, prev_sizes)
+        stats.result_bytes = sum(r.nbytes for r in results)
+        return results, stats
+
+    def _result_shape(self, i: int, init: Any) -> tuple[int, ...]:
+        return tuple(init.shape)
+
+    def _check_buffers(self, ins: list[Any], inits: list[Any]) -> None:
+        bufs = self.kernel.buffers
+        if bufs is None:
+            return
+        operands = list(ins) + list(inits)
+        full = tuple(min(t, d) for t, d in zip(self.tile, self.domain, strict=True))
+        zeros = (0,) * len(full)
+        for i, (buf, acc) in enumerate(zip(bufs.data, self.accesses, strict=True)):
+            if not acc.forms:
+                continue  # scalars live in PCU registers
+            itemsize = _itemsize(operands[i])
+            need = math.prod(acc.extent(zeros, full)) * itemsize * buf.depth.data
+            have = buf.pmus.data * buf.pmu_capacity.data
+            if need > have:
+                raise EmulatorError(
+                    f"kernel '{self.name}' operand {i}: a tile needs {need} B (x{buf.depth.data} buffered) "
+                    f"but its {buf.pmus.data} PMU(s) hold {have} B; the emulator refuses programs that "
+                    "break PMU capacity (re-run rdu-tile / rdu-allocate)"
+                )
+
+    def _count(self, operands: list[Any], starts: tuple[int, ...], sizes: tuple[int, ...], stats: KernelStats) -> None:
+        for i, (arr, acc) in enumerate(zip(operands, self.accesses, strict=True)):
+            if isinstance(arr, Empty) or not self.counted[i]:
+                continue
+            stats.operand_bytes[i] += math.prod(acc.extent(starts, sizes)) * _itemsize(arr)
+
+    def _args(self, operands: list[Any], caps: list[Any], starts: tuple[int, ...], sizes: tuple[int, ...], include_inits: bool) -> list[Any]:
+        args: list[Any] = []
+        for i, (arr, acc) in enumerate(zip(operands, self.accesses, strict=True)):
+            is_init = i >= self.n_in
+            if not self.used[i] or (is_init and not include_inits) or isinstance(arr, Empty):
+                args.append(None)
+                continue
+            args.append(_gather(arr, acc, starts, sizes))
+        args.extend(caps)
+        return args
+
+    def _init_accs(self, inits: list[Any], caps: list[Any], starts: tuple[int, ...], sizes: tuple[int, ...]) -> list[Any]:
+        accs = []
+        red_sizes = list(sizes)
+        for d in self.red:
+            red_sizes[d] = 1
+        for i, init in enumerate(inits):
+            if self.init_fills[i] >= 0:  # a folded fill: the accumulators start at a constant
+                dims = self.accesses[self.n_in + i].dims
+                shape = [red_sizes[d] if d in dims else 1 for d in range(len(sizes))]
+                accs.append(np.full(shape, caps[self.init_fills[i]], dtype=self.result_dtypes[i]))
+                continue
+            if isinstance(init, Empty):
+                raise EmulatorError(f"kernel '{self.name}': reduction into an uninitialised tensor")
+            acc = _gather(init, self.accesses[self.n_in + i], starts, tuple(red_sizes))
+            accs.append(np.array(acc, dtype=self.result_dtypes[i]))
+        return accs
+
+    def _reduce(self, args: list[Any], accs: list[Any], ctx: TileContext, sizes: tuple[int, ...]) -> list[Any]:
+        if self.contraction is not None:
+            a, b = self.contraction
+            prod = _contract(args[a], args[b], self.accesses[a], self.accesses[b], self.accesses[self.n_in], sizes, accs[0].dtype)
+            if prod is not None:
+                return [accs[0] + prod]
+        vals = self.payload.run(args, ctx)
+        out = []
+        for (ufunc_name, slot), acc in zip(self.combiners, accs, strict=True):
+            if ufunc_name == "select":
+                out.append(self._select_index(slot, vals, accs, sizes))
+                continue
+            if not ufunc_name:
+                out.append(acc)
+                continue
+            ufunc = getattr(np, ufunc_name)
+            expr = np.broadcast_to(vals[slot], sizes)
+            part = ufunc.reduce(expr, axis=self.red, keepdims=True)
+            out.append(ufunc(acc, part).astype(acc.dtype, copy=False))
+        return out
+
+    def _write(self, results: list[np.ndarray], values: list[Any], starts: tuple[int, ...], sizes: tuple[int, ...]) -> None:
+        """Store each result tile through its (projection) output map."""
+        tile_shape = list(sizes)
+        for d in self.red:
+            tile_shape[d] = 1
+        rank = len(sizes)
+        for i, (res, val) in enumerate(zip(results, values, strict=True)):
+            acc = self.accesses[self.n_in + i]
+            full = np.broadcast_to(np.asarray(val), tile_shape)
+            dims = [coeffs.index(1) for coeffs, _ in acc.forms if any(coeffs)]
+            drop = tuple(0 if d not in dims else slice(None) for d in range(rank))
+            if any(tile_shape[d] != 1 for d in range(rank) if d not in dims):
+                raise EmulatorError(f"kernel '{self.name}': result {i} does not depend on a parallel loop of size > 1")
+            kept = full[drop]  # axes: dims in ascending order
+            ascending = sorted(dims)
+            tile = np.transpose(kept, [ascending.index(d) for d in dims]) if dims != ascending else kept
+            index = tuple(
+                slice(starts[c.index(1)], starts[c.index(1)] + sizes[c.index(1)]) if any(c) else k for c, k in acc.forms
+            )
+            res[index] = tile
+
+    def _scan(self, ins: list[Any], inits: list[Any], results: list[np.ndarray], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
+        dim = self.kernel.scan_dim.value.data  # type: ignore[union-attr]
+        inclusive = bool(self.kernel.scan_inclusive.value.data)  # type: ignore[union-attr]
+        comb = self.kernel.body.block.last_op.operands[0].owner  # type: ignore[union-attr]
+        name = op_name(comb) if isinstance(comb, Operation) else ""
+        if name not in ("arith.addi", "arith.addf", "arith.muli", "arith.mulf"):
+            raise EmulatorError(f"kernel '{self.name}': scan combiner '{name}' is not supported (add or mul only)")
+        x = np.asarray(ins[0])
+        fn = np.cumsum if name.endswith(("addi", "addf")) else np.cumprod
+        out = fn(x, axis=dim, dtype=results[0].dtype)
+        if not inclusive:
+            init = np.asarray(inits[1]) if not isinstance(inits[1], Empty) else np.zeros(results[1].shape, results[0].dtype)
+            shifted = np.concatenate([np.expand_dims(init, dim), np.take(out, range(x.shape[dim] - 1), axis=dim)], axis=dim)
+            out = shifted
+        results[0][...] = out
+        results[1][...] = np.take(fn(x, axis=dim, dtype=results[0].dtype), -1, axis=dim)
+        stats.tiles = 1
+        stats.operand_bytes[0] = x.nbytes
+        stats.result_bytes = sum(r.nbytes for r in results)
+        return results, stats
+
+
+def _itemsize(arr: Any) -> int:
+    return int(np.asarray(arr).dtype.itemsize) if not isinstance(arr, Empty) else int(arr.dtype.itemsize)
+
+
+def _contract(a: Any, b: Any, acc_a: Access, acc_b: Access, acc_o: Access, sizes: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
+    """sum over k of a*b as one batched matmul on the tile, or None if the dims do not fit."""
+    da, db, do = acc_a.dims, acc_b.dims, acc_o.dims
+    rank = len(sizes)
+    roles = contraction_dims(acc_a, acc_b, acc_o, rank)
+    if roles is None:
+        return None
+    batch, m, n, k = roles.batch, roles.m, roles.n, roles.k
+    rest_a = [d for d in range(rank) if d not in da]
+    rest_b = [d for d in range(rank) if d not in db]
+    prod = lambda ds: math.prod(sizes[d] for d in ds)  # noqa: E731
+    at = np.transpose(np.asarray(a, dtype=dtype), batch + m + k + rest_a).reshape(prod(batch), prod(m), prod(k))
+    bt = np.transpose(np.asarray(b, dtype=dtype), batch + k + n + rest_b).reshape(prod(batch), prod(k), prod(n))
+    c = np.matmul(at, bt).reshape([sizes[d] for d in batch + m + n])
+    order = batch + m + n
+    c = np.transpose(c, sorted(range(len(order)), key=lambda i: order[i]))
+    return c.reshape([sizes[d] if d in do else 1 for d in range(rank)])

@@ -1,0 +1,446 @@
+"""The semantics of payload ops, written once, on whole numpy tiles.
+
+A payload is a block of scalar ops (arith, math, rdu.index, tensor.extract, cf.assert).
+The tables below give each op's meaning, keyed by its xDSL op class (`op_key`; by name
+for the few ops xDSL has no class for and parses as unregistered). `PAYLOAD_OPS` is the
+set of ops with a rule: the emulator, constant folding (`evaluate_op`), the Triton
+generator and its torch reference all accept exactly these (the Triton generator refuses,
+by name and with the reason, the ones listed in `runtime.triton.payload.REFUSED`);
+`testsuite/unit/test_op_table.py` checks every user against this set.
+
+`CompiledPayload` is the fast path fed by the tables: it turns a block once into a list
+of numpy steps; `run` then evaluates those steps on arrays that broadcast over the tile's
+iteration domain, so one call computes a whole tile. An op without a rule is refused by
+name (never guessed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.special
+from xdsl.dialects import arith, cf, math, tensor
+from xdsl.dialects.builtin import (
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    UnregisteredOp,
+)
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+
+from rdu_compiler.dialects import rdu
+from rdu_compiler.dtypes import numpy_dtype
+from rdu_compiler.errors import EmulatorError
+from rdu_compiler.ir import op_name
+
+OpKey = type[Operation] | str
+
+
+def op_key(op: Operation) -> OpKey:
+    """The key of `op` in the semantics tables: its class, or its name where xDSL has no
+    class for it (parsed as unregistered: math.sigmoid, math.erfc, arith.remf,
+    arith.index_castui)."""
+    return op_name(op) if isinstance(op, UnregisteredOp) else type(op)
+
+
+def _round_half_away(x: Any) -> Any:
+    """math.round: to nearest, ties away from zero. Not trunc(x + 0.5): that sum rounds in
+    the float type (0.49999997 -> 1, 2^23 + 1 -> 2^23 + 2 in f32); x - trunc(x) is exact."""
+    t = np.trunc(x)
+    with np.errstate(invalid="ignore"):  # inf - inf: the comparison is false, t (inf) is kept
+        return np.where(np.abs(x - t) >= 0.5, t + np.sign(x), t).astype(np.asarray(x).dtype)
+
+
+def _divsi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    q = np.floor_divide(a, b)
+    fix = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+    return q + fix
+
+
+def _ceildivsi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return -np.floor_divide(-a, b)
+
+
+def _as_unsigned(x: Any) -> np.ndarray:
+    """The same bits read as an unsigned integer (MLIR integers are signless)."""
+    a = np.asarray(x)
+    if a.dtype == np.bool_ or a.dtype.kind == "u":
+        return a
+    return a.view(np.dtype(f"u{a.dtype.itemsize}"))
+
+
+def _unsigned(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """`fn` on the operands' unsigned reading, result back in the signless (signed) dtype."""
+
+    def apply(a: Any, b: Any) -> Any:
+        a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
+        out = np.asarray(fn(_as_unsigned(a.copy()), _as_unsigned(b.copy())))
+        return out.view(a.dtype) if out.dtype.itemsize == a.dtype.itemsize and a.dtype != np.bool_ else out
+
+    return apply
+
+
+_BINARY: dict[OpKey, Callable[[Any, Any], Any]] = {
+    arith.AddfOp: np.add, arith.SubfOp: np.subtract, arith.MulfOp: np.multiply,
+    arith.DivfOp: np.divide, arith.MaximumfOp: np.maximum, arith.MinimumfOp: np.minimum,
+    arith.MaxnumfOp: np.fmax, arith.MinnumfOp: np.fmin, "arith.remf": np.fmod,
+    math.PowFOp: np.power, math.Atan2Op: np.arctan2, math.CopySignOp: np.copysign,
+    arith.AddiOp: np.add, arith.SubiOp: np.subtract, arith.MuliOp: np.multiply,
+    arith.DivSIOp: _divsi, arith.DivUIOp: _unsigned(np.floor_divide), arith.RemSIOp: np.fmod,
+    arith.RemUIOp: _unsigned(np.remainder), arith.FloorDivSIOp: np.floor_divide, arith.CeilDivSIOp: _ceildivsi,
+    arith.AndIOp: np.bitwise_and, arith.OrIOp: np.bitwise_or, arith.XOrIOp: np.bitwise_xor,
+    arith.ShLIOp: np.left_shift, arith.ShRSIOp: np.right_shift, arith.ShRUIOp: _unsigned(np.right_shift),
+    arith.MaxSIOp: np.maximum, arith.MinSIOp: np.minimum, arith.MaxUIOp: _unsigned(np.maximum),
+    arith.MinUIOp: _unsigned(np.minimum),
+}
+
+_UNARY: dict[OpKey, Callable[[Any], Any]] = {
+    arith.NegfOp: np.negative, math.ExpOp: np.exp, math.Exp2Op: np.exp2, math.ExpM1Op: np.expm1,
+    math.LogOp: np.log, math.Log2Op: np.log2, math.Log10Op: np.log10, math.Log1pOp: np.log1p,
+    math.TanhOp: np.tanh, math.SqrtOp: np.sqrt, math.RsqrtOp: lambda x: np.reciprocal(np.sqrt(x)),
+    math.AbsFOp: np.abs, math.AbsIOp: np.abs, math.ErfOp: scipy.special.erf, math.SinOp: np.sin,
+    math.CosOp: np.cos, math.TanOp: np.tan, math.AtanOp: np.arctan, math.CeilOp: np.ceil,
+    math.FloorOp: np.floor, math.RoundEvenOp: np.rint, math.RoundOp: lambda x: _round_half_away(x),
+    math.TruncOp: np.trunc, math.SinhOp: np.sinh, math.CoshOp: np.cosh, math.AsinOp: np.arcsin,
+    math.AcosOp: np.arccos, "math.sigmoid": scipy.special.expit, math.AtanhOp: np.arctanh,
+    math.AsinhOp: np.arcsinh, math.AcoshOp: np.arccosh, math.CbrtOp: np.cbrt,
+    "math.erfc": scipy.special.erfc,
+}
+
+#: Integer divisions and remainders: MLIR leaves a zero divisor (and, signed, MIN / -1)
+#: undefined; eager PyTorch raises. The emulator refuses both (`_checked_division`).
+_INT_DIVISIONS: dict[OpKey, bool] = {
+    arith.DivSIOp: True, arith.RemSIOp: True, arith.FloorDivSIOp: True, arith.CeilDivSIOp: True,
+    arith.DivUIOp: False, arith.RemUIOp: False,
+}
+
+_CASTS: set[OpKey] = {
+    arith.ExtFOp, arith.TruncFOp, arith.SIToFPOp, arith.UIToFPOp, arith.FPToSIOp, arith.FPToUIOp,
+    arith.IndexCastOp, "arith.index_castui", arith.ExtSIOp, arith.ExtUIOp, arith.TruncIOp, arith.BitcastOp,
+}
+
+#: Ops with a rule of their own (`CompiledPayload._special`).
+_SPECIAL: set[OpKey] = {
+    arith.ConstantOp, arith.CmpfOp, arith.CmpiOp, arith.SelectOp, math.FPowIOp, rdu.IndexOp, tensor.ExtractOp,
+    cf.AssertOp,
+}
+
+#: Every payload op with a rule (the one set all table users accept; see the module doc).
+PAYLOAD_OPS: frozenset[OpKey] = frozenset(_BINARY) | frozenset(_UNARY) | frozenset(_CASTS) | frozenset(_SPECIAL)
+
+# arith.cmpf / cmpi predicates, in MLIR's enum order.
+_CMPF = [
+    lambda a, b: np.zeros(np.broadcast(a, b).shape, bool), np.equal, np.greater, np.greater_equal,
+    np.less, np.less_equal, lambda a, b: (a != b) & ~np.isnan(a) & ~np.isnan(b),
+    lambda a, b: ~np.isnan(a) & ~np.isnan(b), lambda a, b: (a == b) | np.isnan(a) | np.isnan(b),
+    lambda a, b: ~(a <= b), lambda a, b: ~(a < b), lambda a, b: ~(a >= b), lambda a, b: ~(a > b),
+    np.not_equal, lambda a, b: np.isnan(a) | np.isnan(b), lambda a, b: np.ones(np.broadcast(a, b).shape, bool),
+]
+_CMPI = [
+    np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal,
+    np.less, np.less_equal, np.greater, np.greater_equal,
+]
+
+
+class TileContext:
+    """What a payload sees of the tile it runs on: index grids and gather accounting."""
+
+    def __init__(self, starts: tuple[int, ...], sizes: tuple[int, ...]):
+        self.starts = starts
+        self.sizes = sizes
+        self.points = int(np.prod(sizes)) if sizes else 1
+        self.gathered_bytes = 0
+
+    def index_grid(self, dim: int) -> np.ndarray:
+        shape = [1] * len(self.sizes)
+        shape[dim] = self.sizes[dim]
+        start = self.starts[dim]
+        return np.arange(start, start + self.sizes[dim], dtype=np.int64).reshape(shape)
+
+
+Step = Callable[[list[Any], TileContext], None]
+
+
+class CompiledPayload:
+    """A payload block compiled to numpy steps.
+
+    `run(args, ctx)` takes one array per block argument (broadcastable to the tile's
+    domain shape; captures are whole tensors) and returns the value of every slot; the
+    yielded values are at `yield_slots`. Ops listed in `skip` are not evaluated (the
+    accumulator combiners of reductions, applied by the kernel executor instead).
+
+    Raises:
+        EmulatorError: at construction, for a payload op with no numpy rule.
+    """
+
+    def __init__(self, block: Block, kernel: str, skip: set[Operation] | None = None):
+        self.kernel = kernel
+        self.slots: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
+        self.n_args = len(block.args)
+        self.steps: list[Step] = []
+        self.yield_slots: list[int] = []
+        for op in block.ops:
+            name = op_name(op)
+            if isinstance(op, rdu.YieldOp):
+                self.yield_slots = [self.slots.get(v, -1) for v in op.operands]
+                continue
+            if skip and op in skip:
+                continue
+            for r in op.results:
+                self.slots[r] = len(self.slots)
+            self.steps.append(self._compile(op, name))
+
+    def run(self, args: list[Any], ctx: TileContext) -> list[Any]:
+        vals: list[Any] = list(args) + [None] * (len(self.slots) - self.n_args)
+        for step in self.steps:
+            step(vals, ctx)
+        return vals
+
+    def _compile(self, op: Operation, name: str) -> Step:
+        ins = [self.slots[v] for v in op.operands]
+        out = self.slots[op.results[0]] if op.results else -1
+        key = op_key(op)
+        if key in _INT_DIVISIONS and _is_integer(op.results[0].type):
+            return self._checked_division(key, name, ins, out)
+        if key in _BINARY:
+            fn2 = _BINARY[key]
+            a, b = ins
+
+            def binary(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = fn2(vals[a], vals[b])
+
+            return binary
+        if key in _UNARY:
+            fn1 = _UNARY[key]
+            (a,) = ins
+
+            def unary(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = fn1(vals[a])
+
+            return unary
+        if key in _CASTS:
+            return self._cast(op, ins[0], out)
+        return self._special(op, name, ins, out)
+
+    def _checked_division(self, key: OpKey, name: str, ins: list[int], out: int) -> Step:
+        fn2 = _BINARY[key]
+        signed = _INT_DIVISIONS[key]
+        a, b = ins
+
+        def division(vals: list[Any], ctx: TileContext) -> None:
+            x, y = np.asarray(vals[a]), np.asarray(vals[b])
+            if np.any(y == 0):
+                raise _payload_error(name, 
+                    f"kernel '{self.kernel}': integer division by zero ('{name}'); eager PyTorch raises "
+                    "ZeroDivisionError and the result is undefined on the RDU, so the emulator refuses the run. "
+                    "Pass nonzero divisors (or divide in floating point)."
+                )
+            if signed and y.dtype.kind == "i":
+                low = np.iinfo(y.dtype).min
+                if np.any((x == low) & (y == -1)):
+                    raise _payload_error(name, 
+                        f"kernel '{self.kernel}': integer division overflow ('{name}' of {low} by -1, which "
+                        f"does not fit in {y.dtype.name}); the result is undefined (eager PyTorch crashes with "
+                        "SIGFPE), so the emulator refuses the run. Keep dividends above the type's minimum."
+                    )
+            vals[out] = fn2(x, y)
+
+        return division
+
+    def _cast(self, op: Operation, a: int, out: int) -> Step:
+        dtype = numpy_dtype(op.results[0].type)
+        name = op_name(op)
+        unsigned_source = name in ("arith.extui", "arith.uitofp", "arith.index_castui")
+        to_int = isinstance(op, arith.FPToSIOp | arith.FPToUIOp)
+        if isinstance(op, arith.BitcastOp):  # the same bits read as the result type
+
+            def bitcast(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = np.asarray(vals[a]).view(dtype)
+
+            return bitcast
+
+        def cast(vals: list[Any], ctx: TileContext) -> None:
+            x = np.asarray(vals[a])
+            if to_int:
+                _check_float_to_int(self.kernel, name, x, dtype)
+                if dtype.kind == "i" and dtype.itemsize < 8:  # via int64: an i8 holding a uint8 wraps exactly
+                    x = x.astype(np.int64)
+            vals[out] = (_as_unsigned(x) if unsigned_source else x).astype(dtype)
+
+        return cast
+
+    def _special(self, op: Operation, name: str, ins: list[int], out: int) -> Step:
+        if isinstance(op, arith.ConstantOp):
+            value = _constant(op)
+
+            def const(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = value
+
+            return const
+        if isinstance(op, arith.CmpfOp | arith.CmpiOp):
+            pred = op.properties["predicate"]
+            assert isinstance(pred, IntegerAttr)
+            fn = (_CMPF if isinstance(op, arith.CmpfOp) else _CMPI)[pred.value.data]
+            a, b = ins
+            unsigned = isinstance(op, arith.CmpiOp) and pred.value.data >= 6
+
+            def cmp(vals: list[Any], ctx: TileContext) -> None:
+                x, y = vals[a], vals[b]
+                if unsigned:
+                    x, y = np.asarray(x).astype(np.uint64), np.asarray(y).astype(np.uint64)
+                vals[out] = fn(x, y)
+
+            return cmp
+        if isinstance(op, arith.SelectOp):
+            c, a, b = ins
+
+            def select(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = np.where(vals[c], vals[a], vals[b])
+
+            return select
+        if isinstance(op, math.FPowIOp):
+            a, b = ins
+
+            def fpowi(vals: list[Any], ctx: TileContext) -> None:
+                x, n = vals[a], np.asarray(vals[b])
+                if n.ndim == 0 and 1 <= int(n) <= 4:
+                    y = x
+                    for _ in range(int(n) - 1):
+                        y = y * x  # exact repeated products, as torch's pow for small ints
+                    vals[out] = y
+                    return
+                vals[out] = np.power(x, n.astype(np.asarray(x).dtype))
+
+            return fpowi
+        if isinstance(op, rdu.IndexOp):
+            dim = op.properties["dim"]
+            assert isinstance(dim, IntegerAttr)
+            d = dim.value.data
+
+            def index(vals: list[Any], ctx: TileContext) -> None:
+                vals[out] = ctx.index_grid(d)
+
+            return index
+        if isinstance(op, tensor.ExtractOp):
+            return self._extract(op, ins, out)
+        if isinstance(op, cf.AssertOp):
+            return self._assert(op, ins[0])
+        raise EmulatorError(
+            f"kernel '{self.kernel}': payload op '{name}' has no emulator rule; "
+            "refusing rather than guessing its semantics"
+        )
+
+    def _extract(self, op: Operation, ins: list[int], out: int) -> Step:
+        t, *idx = ins
+        itemsize = numpy_dtype(op.results[0].type).itemsize
+
+        def extract(vals: list[Any], ctx: TileContext) -> None:
+            table = vals[t]
+            indices = np.broadcast_arrays(*[np.asarray(vals[i]) for i in idx])
+            for axis, ix in enumerate(indices):
+                if ix.size and (ix.min() < 0 or ix.max() >= table.shape[axis]):
+                    raise EmulatorError(
+                        f"kernel '{self.kernel}': gather index out of bounds on axis {axis} "
+                        f"(indices {int(ix.min())}..{int(ix.max())}, size {table.shape[axis]}); the emulator "
+                        "refuses the run. Pass indices within the table size."
+                    )
+            vals[out] = table[tuple(indices)]
+            ctx.gathered_bytes += ctx.points * itemsize
+
+        return extract
+
+    def _assert(self, op: Operation, cond: int) -> Step:
+        msg = op.properties.get("msg") or op.attributes.get("msg")
+        text = getattr(msg, "data", "assertion failed")
+
+        def check(vals: list[Any], ctx: TileContext) -> None:
+            if not np.all(vals[cond]):
+                raise EmulatorError(
+                    f"kernel '{self.kernel}': runtime check failed for these inputs: {text}; the "
+                    "emulator refuses the run. Pass inputs that satisfy the check (e.g. indices "
+                    "within the table size)."
+                )
+
+        return check
+
+
+def compare_fn(op: Operation) -> Callable[[Any, Any], Any]:
+    """The numpy function of an `arith.cmpf` / `arith.cmpi` op (its predicate)."""
+    pred = op.properties["predicate"]
+    assert isinstance(pred, IntegerAttr)
+    p = pred.value.data
+    if isinstance(op, arith.CmpfOp):
+        return _CMPF[p]
+    fn = _CMPI[p]
+    if p >= 6:
+        return lambda a, b: fn(_as_unsigned(np.asarray(a)), _as_unsigned(np.asarray(b)))
+    return fn
+
+
+def evaluate_op(op: Operation, args: list[Any]) -> Any:
+    """Evaluate one scalar payload op (arith/math) on numpy values; its result.
+
+    Used to fold function-level scalar arithmetic on constants with exactly the emulator's
+    semantics.
+
+    Raises:
+        EmulatorError: an op with no numpy rule.
+    """
+    payload = CompiledPayload.__new__(CompiledPayload)
+    payload.kernel = "constant folding"
+    payload.slots = {}
+    for v in op.operands:
+        payload.slots.setdefault(v, len(payload.slots))
+    payload.n_args = len(payload.slots)
+    for r in op.results:
+        payload.slots[r] = len(payload.slots)
+    payload.steps, payload.yield_slots = [], []
+    step = payload._compile(op, op_name(op))
+    vals: list[Any] = [None] * len(payload.slots)
+    for v, a in zip(op.operands, args, strict=True):
+        vals[payload.slots[v]] = a
+    step(vals, TileContext((), ()))
+    return vals[payload.slots[op.results[0]]]
+
+
+def _payload_error(op: str, message: str) -> EmulatorError:
+    """An EmulatorError raised by payload op `op` (kept as `.payload_op`, to locate its model line)."""
+    err = EmulatorError(message)
+    err.payload_op = op  # type: ignore[attr-defined]
+    return err
+
+
+def _is_integer(t: Attribute) -> bool:
+    return isinstance(t, IntegerType | IndexType)
+
+
+def _check_float_to_int(kernel: str, name: str, x: np.ndarray, dtype: np.dtype[Any]) -> None:
+    """Refuse a float-to-integer cast whose result MLIR leaves undefined (poison): NaN, inf, or
+    a value whose truncation is out of the integer type's range (numpy would return an
+    arbitrary number, eager PyTorch an implementation-defined one)."""
+    if dtype == np.bool_:
+        return
+    info = np.iinfo(dtype if name == "arith.fptosi" else np.dtype(f"u{dtype.itemsize}"))
+    low, high = float(info.min), float(info.max) + 1.0  # powers of two: exact in f64
+    if name == "arith.fptosi" and dtype == np.int8:
+        high = 256.0  # torch-mlir casts to uint8 (stored as signless i8) with fptosi too
+    t = np.trunc(x.astype(np.float64))
+    bad = ~np.isfinite(t) | (t < low) | (t >= high)
+    if np.any(bad):
+        first = float(x[bad].flat[0]) if x.ndim else float(x)
+        raise _payload_error(name, 
+            f"kernel '{kernel}': '{name}' of {first} to {dtype.name}: NaN, inf or a value out of the integer "
+            "range has no defined result (eager PyTorch returns an arbitrary number), so the emulator refuses "
+            f"the run. Keep the values finite and within {dtype.name} before the cast (e.g. torch.nan_to_num, clamp)."
+        )
+
+
+def _constant(op: Operation) -> Any:
+    value = op.properties.get("value")
+    dtype = numpy_dtype(op.results[0].type)
+    if isinstance(value, FloatAttr | IntegerAttr):
+        return np.asarray(value.value.data, dtype=dtype)[()]
+    raise EmulatorError(f"payload constant {value} is not a scalar")

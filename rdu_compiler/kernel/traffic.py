@@ -1,0 +1,173 @@
+"""The byte-counting rules of one kernel, stated once.
+
+Used by rdu-tile and rdu-allocate (buffer sizes per tile), by the cost model (traffic per
+operand, FLOPs, tier of each off-chip read) and checked by the emulator's counters
+(`testsuite/unit/test_traffic.py`):
+
+- an operand is *counted* (`counted_operands`) when it is read from a tensor: not a scalar
+  (rank 0, in PCU registers), not `tensor.empty`, and, for an init of a map (no reduction
+  loop), only when the payload reads its block argument;
+- a counted operand moves `traffic_elements(access, domain, tile) * itemsize` bytes over the
+  tiled loop nest (re-read once per tile of every loop it does not depend on);
+- off-chip reads are charged to the tier of the `rdu.load` they come from, through views
+  and pads (`follow_tiers`); a concat reads its loaded parts once into its buffer;
+- a gather (`tensor.extract`) reads one element per domain point from its capture's tier.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from xdsl.dialects import arith, tensor
+from xdsl.dialects.builtin import AnyFloat
+from xdsl.ir import Operation, SSAValue
+
+from rdu_compiler.dialects import rdu
+from rdu_compiler.dialects.rdu import KernelOp, Pattern, element_type_of
+from rdu_compiler.dtypes import numpy_dtype
+from rdu_compiler.kernel.access import Access, tile_elements, traffic_elements
+from rdu_compiler.kernel.payload import contraction_mul, flops_per_point
+
+#: Tiles kept per buffer: 2 = double-buffered, so the AGCU/producer fills one tile while
+#: the consumer reads the other (SN40L §III-A, PMU stage buffers).
+DEPTH = 2
+
+
+def itemsize(value_type: object) -> int:
+    return numpy_dtype(element_type_of(value_type)).itemsize  # type: ignore[arg-type]
+
+
+def operand_tile_bytes(kernel: KernelOp, tile: Sequence[int]) -> list[int]:
+    """Bytes of one tile of each input/init operand (0 for scalars, which live in registers).
+
+    An init always has an output buffer (the result tile is staged there), even when it
+    is `tensor.empty` and never read.
+    """
+    out = []
+    operands = [*kernel.inputs, *kernel.inits]
+    for value, amap in zip(operands, kernel.indexing_maps.data, strict=True):
+        access = Access.from_map(amap.data)
+        if not access.forms:
+            out.append(0)
+            continue
+        out.append(tile_elements(access, tile) * itemsize(value.type))
+    return out
+
+
+def pmus_for(tile_bytes: int, pmu_capacity: int) -> int:
+    """PMUs a buffer of `tile_bytes` tiles needs at DEPTH-fold buffering (0 for no buffer)."""
+    return math.ceil(DEPTH * tile_bytes / pmu_capacity) if tile_bytes else 0
+
+
+def operand_pmus(kernel: KernelOp, tile: Sequence[int], pmu_capacity: int) -> list[int]:
+    """PMUs each input/init operand's buffer needs at `tile` (`pmus_for` of its tile bytes).
+
+    Every kernel gets at least one PMU, as the cost model and the placer count it: when
+    all its operands are scalars (rank 0, in registers; e.g. a max over a 0-d sum once
+    rdu-fold-views folded the reshapes away) its first result's buffer gets one.
+    """
+    need = [pmus_for(b, pmu_capacity) for b in operand_tile_bytes(kernel, tile)]
+    if need and not any(need):
+        need[len(kernel.inputs) if len(kernel.inits) else 0] = 1
+    return need
+
+
+def untileable_dims(kernel: KernelOp) -> set[int]:
+    """Loops that must stay whole: the scan dimension of a scan."""
+    if kernel.kind.data == Pattern.SCAN and kernel.scan_dim is not None:
+        return {kernel.scan_dim.value.data}
+    return set()
+
+
+def is_empty_init(kernel: KernelOp, i: int) -> bool:
+    return isinstance(kernel.inits[i].owner, tensor.EmptyOp)
+
+
+def counted_operands(k: rdu.KernelOp) -> list[bool]:
+    """Per input/init operand, whether the kernel reads it from its tensor: not a scalar
+    (no access forms: PCU registers), not `tensor.empty`, and an init only when there is a
+    reduction loop or the payload reads its block argument. The cost model counts these
+    operands' traffic; the emulator counts the same ones (`KernelExecutor`)."""
+    red = bool(k.reduction_dims)
+    block = k.body.block
+    out = []
+    for i, (v, amap) in enumerate(zip([*k.inputs, *k.inits], k.indexing_maps.data, strict=True)):
+        unread = i >= len(k.inputs) and not red and not block.args[i].uses
+        out.append(bool(amap.data.results) and not isinstance(v.owner, tensor.EmptyOp) and not unread)
+    return out
+
+
+def kernel_traffic(k: rdu.KernelOp) -> list[int]:
+    """Bytes each input/init operand moves over the whole tiled loop nest (0: not counted).
+    A scan reads its input once, whole."""
+    if k.kind.data == rdu.Pattern.SCAN:
+        return [math.prod(rdu.shape_of(k.inputs[0].type)) * itemsize(k.inputs[0].type)] + [0] * len(k.inits)
+    out = []
+    operands = [*k.inputs, *k.inits]
+    for v, amap, counted in zip(operands, k.indexing_maps.data, counted_operands(k), strict=True):
+        if not counted:
+            out.append(0)
+            continue
+        out.append(traffic_elements(Access.from_map(amap.data), k.domain_sizes, k.tile_sizes) * itemsize(v.type))
+    return out
+
+
+def kernel_flops(kernel: rdu.KernelOp) -> int:
+    """FLOPs of a whole kernel: arithmetic payload ops x iteration-domain points."""
+    return flops_per_point(kernel.body.block) * math.prod(kernel.domain_sizes)
+
+
+def follow_tiers(op: Operation, tiers: dict[SSAValue, str]) -> list[tuple[str, SSAValue]]:
+    """Apply one section op to `tiers` (value -> the memory tier it is read from) and
+    return the off-chip reads the op makes itself, as (tier, value).
+
+    An `rdu.load` result is read from its tier; a view or pad of such a value reads off
+    chip through its access pattern (same tier); a concat reads its loaded parts once into
+    its buffer (returned) and is on chip. Kernels' operand reads are `kernel_traffic`.
+    """
+    if isinstance(op, rdu.LoadOp):
+        tiers[op.result] = str(op.tier.data.value)
+    elif isinstance(op, rdu.ConcatOp):
+        return [(tiers[v], v) for v in op.sources if v in tiers]
+    elif isinstance(op, rdu.ViewOp | rdu.PadOp) and op.operands[0] in tiers:
+        tiers[op.results[0]] = tiers[op.operands[0]]
+    return []
+
+
+def gather_tier(k: rdu.KernelOp) -> str:
+    """The memory tier a kernel's gathers read from ("hbm" / "ddr"): its first capture's
+    (`rdu-allocate` sets `capture_tiers`); HBM when unset. All of `gathered_bytes` is
+    charged there."""
+    if k.capture_tiers and k.capture_tiers.data:
+        return str(k.capture_tiers.data[0].data.value)
+    return "hbm"
+
+
+def gathered_bytes(k: rdu.KernelOp) -> int:
+    """Bytes a kernel's gathers (`tensor.extract` in the payload) read: one element per
+    iteration-domain point each."""
+    extracts = [o for o in k.body.block.walk() if isinstance(o, tensor.ExtractOp)]
+    return sum(math.prod(k.domain_sizes) * itemsize(o.result.type) for o in extracts)
+
+
+def compute_dtype(k: rdu.KernelOp) -> str:
+    """The type the PCU computes in: a contraction's operand type (SN40L: BF16 multiply,
+    FP32 accumulate, so a bf16 matmul with an f32 accumulator runs at the bf16 rate);
+    otherwise the result type. The operand type is the narrowest float on the casts
+    between the input and the multiply (an f32 input rounded to bf16 in the payload, as
+    a folded `truncf` leaves it, multiplies at the bf16 rate)."""
+    if k.kind.data == rdu.Pattern.MATMUL and k.inputs:
+        mul = contraction_mul(k.body.block, len(k.inputs))
+        if mul is not None:
+            widths = []
+            for v in mul.operands:
+                types = [v.type]
+                while isinstance(v.owner, arith.ExtFOp | arith.TruncFOp):
+                    v = v.owner.operands[0]
+                    types.append(v.type)
+                widths.append(min(types, key=lambda t: t.bitwidth if isinstance(t, AnyFloat) else 1 << 30))
+            narrowest = min(widths, key=lambda t: t.bitwidth if isinstance(t, AnyFloat) else 1 << 30)
+            return str(narrowest)
+        return str(rdu.element_type_of(k.inputs[0].type))
+    return str(rdu.element_type_of(k.results[0].type))
