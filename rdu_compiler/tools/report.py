@@ -35,10 +35,11 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
     fab = report["fabric"]
     t = report["totals"]
     table = Table(
-        title=f"{title} on {fab['name']} (-O{report['opt_level']}): {t['sections']} sections, {t['kernels']} kernels",
+        title=f"{title} on {fab['name']} (-O{report['opt_level']}): {t['sections']} sections, {t['kernels']} kernels "
+              f"(fabric: {fab['pcus']} PCUs, {fab['pmus']} PMUs)",
         box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False,
     )
-    for col in ("section", "kern", "PCUs", "PMUs", "HBM", "DDR", "link", "est. time", "bound", "cut"):
+    for col in ("section", "kern", "PCUs", "PMUs", "HBM", "DDR", "link", "time", "bound", "cut"):
         table.add_column(col, justify="left" if col in ("section", "bound", "cut") else "right", no_wrap=True)
     sections = report["sections"]
     shown = sections if len(sections) <= MAX_ROWS else sections[: MAX_ROWS // 2] + [None] + sections[-MAX_ROWS // 2 :]
@@ -49,12 +50,13 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
         c = s["cost"]
         net = s.get("network", {})
         table.add_row(
-            s["name"], str(len(s["kernels"])), f"{s['pcus']}/{fab['pcus']}", f"{s['pmus']}/{fab['pmus']}",
+            s["name"], str(len(s["kernels"])), str(s["pcus"]), str(s["pmus"]),
             compact_bytes(s["hbm_bytes"]), compact_bytes(s["ddr_bytes"]),
             f"{net.get('link_utilization', 0) * 100:.0f}%", compact_seconds(c["total_s"]), c["bound"], _cut(s["reason"]),
         )
     console.print(table)
-    console.print("link: the busiest on-chip link's share of its bandwidth over the section's time.", highlight=False)
+    console.print("time: the cost model's estimate. link: link util, the busiest on-chip link's share of its "
+                  "bandwidth over the section's time (its bytes per run, max link, are in report.json).", highlight=False)
     console.print("[bold]why each section ends[/]")
     for s in shown:
         if s is None:

@@ -23,10 +23,11 @@ class _Mlp(torch.nn.Module):
         return torch.softmax(self.b(torch.relu(self.a(x))), -1) + x.mean(-1, keepdim=True)
 
 
-@pytest.fixture(scope="module")
-def tiny_report() -> dict:
+@pytest.fixture(scope="module", params=["tiny", "sn40l"])
+def tiny_report(request: pytest.FixtureRequest) -> dict:
+    """The report of a small MLP on `tiny` (many sections) and on `sn40l` (4-digit unit counts)."""
     torch.manual_seed(0)
-    return rdu_compiler.compile(_Mlp(), (torch.randn(16, 64),), fabric="tiny", opt_level=1).report
+    return rdu_compiler.compile(_Mlp(), (torch.randn(16, 64),), fabric=request.param, opt_level=1).report
 
 
 @pytest.mark.parametrize("width", [80, 100])
