@@ -45,7 +45,7 @@ def pipeline(fabric: str, opt_level: int) -> list[str]:
     """
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
-    passes = ["rdu-convert-linalg"]
+    passes = ["rdu-convert-linalg", "rdu-inline-splats"]
     if opt_level >= 1:
         passes += ["rdu-fold-views", "rdu-fuse"]
     passes += [
