@@ -112,8 +112,12 @@ class InlineSplatOperands(RewritePattern):
         )
         if init_splats or kernel.init_fills is not None:
             new.init_fills = DenseArrayBase.from_list(i64, fills)
+        old_constants = {kernel.inputs[i].owner for i in in_splats} | {kernel.inits[j].owner for j in init_splats}
         rewriter.insert_op(new_ops, _before(kernel))
         rewriter.replace_matched_op(new)
+        for c in old_constants:  # the splat tensors nobody reads any more
+            if isinstance(c, Operation) and not any(r.uses for r in c.results):
+                rewriter.erase_op(c)
 
 
 def _before(op: Operation):  # noqa: ANN202 - xDSL's InsertPoint
