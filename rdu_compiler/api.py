@@ -50,7 +50,8 @@ class CompiledProgram:
 
     @property
     def ir(self) -> str:
-        return str(self.module)
+        """The placed rdu program as MLIR text, headed by `// kernel: model line` comments."""
+        return kernel_source_comments(self.report) + str(self.module)
 
     def run(self, *inputs: Any, target: str = "emulator") -> Any:
         """Run on `inputs` (tensors shaped like the example inputs); returns torch tensors
@@ -228,7 +229,7 @@ class CompiledProgram:
 
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, "model.mlir"), "w") as f:
-            f.write(kernel_source_comments(self.report) + self.ir)
+            f.write(self.ir)
         if not self.shape_only:
             save_weights(os.path.join(directory, "weights.safetensors"), self.imported)
         with open(os.path.join(directory, "report.json"), "w") as f:

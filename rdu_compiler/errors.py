@@ -27,7 +27,7 @@ class CompileError(RduError, PassFailedException):
         text = f"{self.pass_name}: {self.message}"
         if self.reproducer:
             # the pass's input may hold ops xDSL does not register (linalg.batch_matmul, tm_tensor)
-            text += f"\nReproduce with: rdu-opt {self.reproducer} --allow-unregistered-dialect -p '{self.pass_name}'"
+            text += f"\nReproduce with: rdu-opt {self.reproducer} -p '{self.pass_name}' --allow-unregistered-dialect"
         return text
 
 

@@ -7,6 +7,12 @@ from collections.abc import Callable
 from xdsl.passes import ModulePass
 
 
+def _fold_constants() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_fold_constants import RduFoldConstantsPass
+
+    return RduFoldConstantsPass
+
+
 def _convert() -> type[ModulePass]:
     from rdu_compiler.passes.rdu_convert_linalg import RduConvertLinalgPass
 
@@ -58,6 +64,7 @@ def _place() -> type[ModulePass]:
 def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     """Pass name -> function returning the pass class."""
     return {
+        "rdu-fold-constants": _fold_constants,
         "rdu-convert-linalg": _convert,
         "rdu-inline-splats": _inline_splats,
         "rdu-fold-views": _fold_views,

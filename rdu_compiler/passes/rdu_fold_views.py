@@ -4,8 +4,8 @@ A kernel input `%v = rdu.view(%src)` is replaced by `%src`, read through the vie
 index map composed with the kernel's map, when that composition is linear (the access
 patterns of `tiling.Access`):
 
-- `mode = "slice"`: source index `j` = `offset_j + stride_j * i_j` (same rank);
-- `mode = "reshape"` that only *expands* dims (`4096x4096 -> 1x4096x32x128`: the source
+- `<slice>`: source index `j` = `offset_j + stride_j * i_j` (same rank);
+- `<reshape>` that only *expands* dims (`4096x4096 -> 1x4096x32x128`: the source
   index is `i_1 * 128 + i_3`) or drops / inserts unit dims (`1x32x4096 -> 32x4096`).
   A reshape that merges two dims of size > 1 (`1x4096x32x128 -> 4096x4096`) needs a
   floordiv/mod to undo. When the kernel walks each merged dim with a loop of its own
@@ -21,6 +21,11 @@ producer into the consumer. Views read by something other than a kernel input (a
 a concat, a kernel's init, a scan) are left alone, and a view left without uses is
 erased. Numerics are unchanged: the same elements are read.
 
+The pass is one pattern (`FoldInputViews`, on each function-level `rdu.kernel`) applied
+by a single forward walk: folding one kernel's inputs never enables a fold elsewhere (a
+view shared by two kernels is folded by each; a chain of views is followed within one
+kernel), so one visit per kernel reaches the fixed point.
+
     rdu-opt -p rdu-fold-views in.mlir
 """
 
@@ -30,6 +35,7 @@ import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
+from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     AffineMapAttr,
     ArrayAttr,
@@ -41,11 +47,15 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir.affine import AffineConstantExpr, AffineDimExpr, AffineExpr, AffineMap
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.kernel.payload import classify_kernel
-from rdu_compiler.passes.common import functions
 
 
 def reshape_map(src: tuple[int, ...], dst: tuple[int, ...]) -> AffineMap | None:
@@ -104,9 +114,9 @@ def slice_map(view: rdu.ViewOp) -> AffineMap | None:
 def view_map(view: rdu.ViewOp) -> AffineMap | None:
     """Result indices -> source indices of a view, when linear (module docstring)."""
     mode = view.mode.data
-    if mode == "slice":
+    if mode == rdu.ViewMode.SLICE:
         return slice_map(view)
-    if mode == "reshape":
+    if mode == rdu.ViewMode.RESHAPE:
         return reshape_map(rdu.shape_of(view.source.type), rdu.shape_of(view.result.type))
     return None
 
@@ -215,10 +225,11 @@ def split_loops_for_merge(kernel: rdu.KernelOp, i: int, maps: list[AffineMap]) -
     return new_maps
 
 
-def fold_input_views(kernel: rdu.KernelOp) -> bool:
-    """Read every foldable view input of `kernel` from its source instead (in place).
-    Returns whether anything changed. Tiled kernels are left alone: their buffers were
-    sized for the patterns they have (the pass runs before rdu-tile)."""
+def fold_input_views(kernel: rdu.KernelOp, rewriter: PatternRewriter) -> bool:
+    """Read every foldable view input of `kernel` from its source instead (in place;
+    views left without uses are erased through `rewriter`). Returns whether anything
+    changed. Tiled kernels are left alone: their buffers were sized for the patterns they
+    have (the pass runs before rdu-tile)."""
     if kernel.kind.data == rdu.Pattern.SCAN or kernel.tile is not None:
         return False
     maps = [m.data for m in kernel.indexing_maps.data]
@@ -228,7 +239,7 @@ def fold_input_views(kernel: rdu.KernelOp) -> bool:
             vmap = view_map(view)
             if vmap is not None:
                 maps[i] = vmap.compose(maps[i])
-            elif view.mode.data == "reshape" and (split := split_loops_for_merge(kernel, i, maps)) is not None:
+            elif view.mode.data == rdu.ViewMode.RESHAPE and (split := split_loops_for_merge(kernel, i, maps)) is not None:
                 maps = split
             else:
                 break
@@ -238,15 +249,26 @@ def fold_input_views(kernel: rdu.KernelOp) -> bool:
             kernel.operands = operands
             changed = True
             if not view.result.uses:
-                Rewriter.erase_op(view)
+                rewriter.erase(view)
     if changed:
         kernel.properties["indexing_maps"] = ArrayAttr([AffineMapAttr(m) for m in maps])
-        iterators = [it.data.value for it in kernel.iterator_types.data]
+        iterators = [str(it.data.value) for it in kernel.iterator_types.data]
         kind = classify_kernel(kernel.body.block, len(kernel.inputs), iterators, maps, kernel.domain_sizes)
         if kind != kernel.kind.data:
             kernel.properties["kind"] = rdu.PatternAttr(kind)
             kernel.properties["sym_name"] = StringAttr(f"{kernel.label.split('_', 1)[0]}_{kind.value}")
     return changed
+
+
+class FoldInputViews(RewritePattern):
+    """A function-level kernel reads its foldable view inputs from their sources."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: rdu.KernelOp, rewriter: PatternRewriter) -> None:
+        if not isinstance(op.parent_op(), func.FuncOp):
+            return  # kernels in sections (after rdu-section) read streams: left as they are
+        if fold_input_views(op, rewriter):
+            rewriter.notify_op_modified(op)
 
 
 @dataclass(frozen=True)
@@ -256,6 +278,4 @@ class RduFoldViewsPass(ModulePass):
     name = "rdu-fold-views"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in functions(op):
-            for kernel in [k for k in fn.body.block.ops if isinstance(k, rdu.KernelOp)]:
-                fold_input_views(kernel)
+        PatternRewriteWalker(FoldInputViews(), apply_recursively=False).rewrite_module(op)

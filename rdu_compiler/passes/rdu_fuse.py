@@ -17,6 +17,14 @@ last one has folded it.
 
 Reductions are never folded into consumers (their result is only complete after the
 whole reduction loop); they are joined to consumers as pipeline stages by rdu-section.
+
+Which producer folds into which consumer is decided per consumer, from its producers
+(`fusable_operand`), so the pass is two patterns applied by two walks, each visiting
+every function-level kernel once: `FuseIntoConsumer` forward (in program order, a
+consumer drops its dead results, starts its accumulators from constant fills, then
+folds producers until none qualifies; a kernel already folded into a consumer is
+gone and not visited), then `EraseDeadKernel` backward (a kernel nobody reads and
+that checks nothing, after the kernels reading it).
 """
 
 from __future__ import annotations
@@ -24,18 +32,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, tensor
+from xdsl.dialects import arith, cf, func, tensor
 from xdsl.dialects.builtin import AffineMapAttr, DenseArrayBase, ModuleOp, StringAttr, i64
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineDimExpr, AffineMap
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
 from rdu_compiler.kernel.access import Access
 from rdu_compiler.kernel.payload import classify_kernel, flops_per_point
-from rdu_compiler.passes.common import functions
 
 
 def _distinct_loops(amap: AffineMap) -> bool:
@@ -153,7 +165,7 @@ def fuse(consumer: rdu.KernelOp, i: int) -> rdu.KernelOp:
         block.add_op(op.clone(value_mapper=c_map))
         for old, new in zip(op.results, block.last_op.results, strict=True):  # type: ignore[union-attr]
             c_map[old] = new
-    iterators = [it.data.value for it in consumer.iterator_types.data]
+    iterators = [str(it.data.value) for it in consumer.iterator_types.data]
     kind = classify_kernel(block, len(inputs), iterators, maps, consumer.domain_sizes)
     extra: dict[str, Attribute] = {"sym_name": StringAttr(f"{consumer.label.split('_', 1)[0]}_{kind.value}")}
     if consumer.init_fills is not None:  # the consumer's captures now follow the producer's
@@ -198,7 +210,7 @@ def _live_ops(block: Block, roots: list[SSAValue]) -> set[Operation]:
     """Payload ops that compute `roots`, plus runtime checks (cf.assert) and their inputs."""
     live: set[Operation] = set()
     stack = [v.owner for v in roots if isinstance(v.owner, Operation)]
-    stack += [op for op in block.ops if op.name == "cf.assert"]
+    stack += [op for op in block.ops if isinstance(op, cf.AssertOp)]
     while stack:
         op = stack.pop()
         if op in live:
@@ -306,42 +318,67 @@ def fold_init_fills(kernel: rdu.KernelOp) -> rdu.KernelOp | None:
     )
 
 
+def _at_function_level(op: Operation) -> bool:
+    return isinstance(op.parent_op(), func.FuncOp)
+
+
+@dataclass
+class FuseIntoConsumer(RewritePattern):
+    """A consumer kernel drops its unread results, starts its accumulators from constant
+    fills, then folds in producers while one qualifies (module docstring)."""
+
+    max_operands: int = 6
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: rdu.KernelOp, rewriter: PatternRewriter) -> None:
+        if not _at_function_level(op):
+            return
+        current = op
+        if (trimmed := drop_dead_results(current)) is not None:
+            live = iter(trimmed.results)
+            mapped = [next(live) if r.uses else None for r in current.results]
+            rewriter.replace(current, trimmed, new_results=mapped)
+            current = trimmed
+        if (filled := fold_init_fills(current)) is not None:
+            fill_kernels = {v.owner for v in current.inits} - {v.owner for v in filled.inits}
+            rewriter.replace(current, filled)
+            for f in fill_kernels:
+                if isinstance(f, rdu.KernelOp) and not f.results[0].uses:
+                    rewriter.erase(f)
+            current = filled
+        while (i := fusable_operand(current, self.max_operands)) is not None:
+            producer = current.inputs[i].owner
+            fused = fuse(current, i)
+            rewriter.replace(current, fused)
+            assert isinstance(producer, rdu.KernelOp)
+            if not producer.results[0].uses:
+                rewriter.erase(producer)
+            current = fused
+
+
+class EraseDeadKernel(RewritePattern):
+    """A function-level kernel whose results nobody reads and whose payload checks
+    nothing (no `cf.assert`) is erased: e.g. the fill of a dropped argmax result."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: rdu.KernelOp, rewriter: PatternRewriter) -> None:
+        if not _at_function_level(op) or any(r.uses for r in op.results):
+            return
+        if not any(isinstance(o, cf.AssertOp) for o in op.body.block.walk()):
+            rewriter.erase(op)
+
+
 @dataclass(frozen=True)
 class RduFusePass(ModulePass):
-    """Fold elementwise producers (and transposes) into their single consumer kernel."""
+    """Fold elementwise producers (and transposes) into their single consumer kernel.
+
+    `max_operands`: the most input/init operands a fused kernel may have (each needs a
+    PMU buffer and a PCU input stream)."""
 
     name = "rdu-fuse"
 
     max_operands: int = 6
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for fn in functions(op):
-            for kernel in [k for k in fn.body.block.ops if isinstance(k, rdu.KernelOp)]:
-                if kernel.parent is None:
-                    continue  # already folded into a consumer
-                current = kernel
-                if (trimmed := drop_dead_results(current)) is not None:
-                    live = iter(trimmed.results)
-                    mapped = [next(live) if r.uses else None for r in current.results]
-                    Rewriter.replace_op(current, trimmed, new_results=mapped)
-                    current = trimmed
-                if (filled := fold_init_fills(current)) is not None:
-                    fill_kernels = {v.owner for v in current.inits} - {v.owner for v in filled.inits}
-                    Rewriter.replace_op(current, filled)
-                    for f in fill_kernels:
-                        if isinstance(f, rdu.KernelOp) and not f.results[0].uses:
-                            Rewriter.erase_op(f)
-                    current = filled
-                while (i := fusable_operand(current, self.max_operands)) is not None:
-                    producer = current.inputs[i].owner
-                    fused = fuse(current, i)
-                    Rewriter.replace_op(current, fused)
-                    assert isinstance(producer, rdu.KernelOp)
-                    if not producer.results[0].uses:
-                        Rewriter.erase_op(producer)
-                    current = fused
-            for kernel in reversed([k for k in fn.body.block.ops if isinstance(k, rdu.KernelOp)]):
-                checks = any(o.name == "cf.assert" for o in kernel.body.block.walk())
-                if not checks and not any(r.uses for r in kernel.results):
-                    Rewriter.erase_op(kernel)  # dead: e.g. the fill of a dropped argmax result
-
+        PatternRewriteWalker(FuseIntoConsumer(self.max_operands), apply_recursively=False).rewrite_module(op)
+        PatternRewriteWalker(EraseDeadKernel(), apply_recursively=False, walk_reverse=True).rewrite_module(op)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, StringAttr, i64
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
 from xdsl.passes import ModulePass
 
 from rdu_compiler.dialects import rdu
@@ -73,4 +73,4 @@ class RduPlacePass(ModulePass):
                 raise CompileError(self.name, f"section '{name}': {e}") from e
             write_placement(sp, placement, grid)
             section.grid = DenseArrayBase.from_list(i64, [grid.rows, grid.cols])
-            section.routing = StringAttr(self.routing)
+            section.routing = rdu.RoutingAttr(rdu.Routing(self.routing))

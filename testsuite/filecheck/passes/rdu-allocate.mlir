@@ -113,9 +113,9 @@ func.func @spill(%x: tensor<96x128xf32>) -> tensor<96x128xf32> {
 // TIER:       builtin.module attributes {rdu.fabric = "tiny", rdu.hbm_peak_bytes = 49152 : i64, rdu.ddr_peak_bytes = 49152 : i64}
 // TIER-LABEL: func.func @spill
 // TIER:         %[[S0:.*]] = "rdu.section"() <{sym_name = "s0"
-// TIER-NEXT:      "rdu.load"(%x) <{tier = #rdu.tier<hbm>}>
+// TIER-NEXT:      rdu.load %x from <hbm>
 // TIER-NEXT:      %t0 = "rdu.kernel"{{.*}}, pcus = 8 : i64, buffers = [#rdu.buffer<24576, 4, 16384, 2>, #rdu.buffer<24576, 4, 16384, 2>]}>
-// TIER:           "rdu.store"(%t0) <{tier = #rdu.tier<ddr>}>
+// TIER:           rdu.store %t0 to <ddr>
 // TIER:         "rdu.section"() <{sym_name = "s1"
-// TIER-NEXT:      "rdu.load"(%[[S0]]) <{tier = #rdu.tier<ddr>}>
-// TIER:           "rdu.store"(%t1) <{tier = #rdu.tier<hbm>}>
+// TIER-NEXT:      rdu.load %[[S0]] from <ddr>
+// TIER:           rdu.store %t1 to <hbm>

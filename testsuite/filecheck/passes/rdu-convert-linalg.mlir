@@ -29,7 +29,7 @@ func.func @relu(%x: tensor<16x64xf32>) -> tensor<16x64xf32> {
 // CHECK-NEXT:    ^bb0(%in: f32, %out: f32):
 // CHECK-NEXT:      %zero_1 = arith.constant 0.000000e+00 : f32
 // CHECK-NEXT:      %m = arith.maximumf %in, %zero_1 : f32
-// CHECK-NEXT:      "rdu.yield"(%m) : (f32) -> ()
+// CHECK-NEXT:      rdu.yield %m : f32
 // CHECK-NEXT:    }) : (tensor<16x64xf32>, tensor<16x64xf32>) -> tensor<16x64xf32>
 // CHECK-NEXT:    func.return %r : tensor<16x64xf32>
 
@@ -59,7 +59,7 @@ func.func @matmul(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>, %c: tensor<16x32
 // CHECK-NEXT:    ^bb0(%0: f32, %1: f32, %2: f32):
 // CHECK-NEXT:      %3 = arith.mulf %0, %1 : f32
 // CHECK-NEXT:      %4 = arith.addf %3, %2 : f32
-// CHECK-NEXT:      "rdu.yield"(%4) : (f32) -> ()
+// CHECK-NEXT:      rdu.yield %4 : f32
 
 // linalg.batch_matmul (not defined by xDSL, so in generic form): domain (B, M, N, K).
 
@@ -103,7 +103,7 @@ func.func @mixed_precision(%a: tensor<8x16xbf16>, %b: tensor<16x4xbf16>, %c: ten
 // CHECK:         %scaled = "rdu.kernel"(%m, %e, %s) <{kind = #rdu.pattern<map>, {{.*}} operandSegmentSizes = array<i32: 1, 1, 1>}> ({
 // CHECK-NEXT:    ^bb0(%x_1: f32, %o: f32, %0: f32):
 // CHECK-NEXT:      %r_1 = arith.mulf %x_1, %0 : f32
-// CHECK-NEXT:      "rdu.yield"(%r_1) : (f32) -> ()
+// CHECK-NEXT:      rdu.yield %r_1 : f32
 // CHECK-NEXT:    }) : (tensor<8x4xf32>, tensor<8x4xf32>, f32) -> tensor<8x4xf32>
 
 // linalg.fill: a scalar input with an empty map. linalg.transpose: a permuted input
@@ -151,9 +151,9 @@ func.func @embedding(%ids: tensor<4xi64>, %table: tensor<100x8xf32>) -> tensor<4
 // CHECK:         %r = "rdu.kernel"(%ids, %e, %table) <{kind = #rdu.pattern<gather>, domain = array<i64: 4, 8>, {{.*}} operandSegmentSizes = array<i32: 1, 1, 1>}> ({
 // CHECK-NEXT:    ^bb0(%id: i64, %out: f32, %0: tensor<100x8xf32>):
 // CHECK-NEXT:      %row = arith.index_cast %id : i64 to index
-// CHECK-NEXT:      %col = "rdu.index"() <{dim = 1 : i64}> : () -> index
+// CHECK-NEXT:      %col = rdu.index 1 : index
 // CHECK-NEXT:      %v = tensor.extract %0[%row, %col] : tensor<100x8xf32>
-// CHECK-NEXT:      "rdu.yield"(%v) : (f32) -> ()
+// CHECK-NEXT:      rdu.yield %v : f32
 
 // tm_tensor.scan (cumsum along dim 1): a scan kernel with inits (output, accumulator);
 // the payload gets (input, output, previous) and yields the combined value twice.
@@ -173,7 +173,7 @@ func.func @cumsum(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
 // CHECK:         %r, %r_1 = "rdu.kernel"(%x, %e, %acc) <{kind = #rdu.pattern<scan>, domain = array<i64: 4, 8>, indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k2_scan", scan_dim = 1 : i64, scan_inclusive = 1 : i64, operandSegmentSizes = array<i32: 1, 2, 0>}> ({
 // CHECK-NEXT:    ^bb0(%0: f32, %1: f32, %2: f32):
 // CHECK-NEXT:      %s = arith.addf %2, %0 : f32
-// CHECK-NEXT:      "rdu.yield"(%s, %s) : (f32, f32) -> ()
+// CHECK-NEXT:      rdu.yield %s, %s : f32, f32
 // CHECK-NEXT:    }) : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4xf32>) -> (tensor<4x8xf32>, tensor<4xf32>)
 // CHECK-NEXT:    func.return %r : tensor<4x8xf32>
 
@@ -187,9 +187,9 @@ func.func @views(%x: tensor<32xf32>, %y: tensor<4x8xf32>) -> (tensor<4x8xf32>, t
 }
 
 // CHECK-LABEL: func.func @views
-// CHECK-NEXT:    %a = "rdu.view"(%x) <{mode = "reshape"}> : (tensor<32xf32>) -> tensor<4x8xf32>
-// CHECK-NEXT:    %b = "rdu.view"(%y) <{mode = "reshape"}> : (tensor<4x8xf32>) -> tensor<32xf32>
-// CHECK-NEXT:    %c = "rdu.view"(%y) <{mode = "slice", offsets = array<i64: 1, 0>, sizes = array<i64: 2, 4>, strides = array<i64: 1, 2>}> : (tensor<4x8xf32>) -> tensor<2x4xf32>
+// CHECK-NEXT:    %a = rdu.view %x <reshape> : tensor<32xf32> -> tensor<4x8xf32>
+// CHECK-NEXT:    %b = rdu.view %y <reshape> : tensor<4x8xf32> -> tensor<32xf32>
+// CHECK-NEXT:    %c = rdu.view %y <slice> offsets [1, 0] sizes [2, 4] strides [1, 2] : tensor<4x8xf32> -> tensor<2x4xf32>
 
 func.func @concat_pad(%x: tensor<4x8xf32>, %y: tensor<2x8xf32>) -> (tensor<6x8xf32>, tensor<6x10xf32>) {
   %c = tensor.concat dim(0) %x, %y : (tensor<4x8xf32>, tensor<2x8xf32>) -> tensor<6x8xf32>
@@ -202,9 +202,9 @@ func.func @concat_pad(%x: tensor<4x8xf32>, %y: tensor<2x8xf32>) -> (tensor<6x8xf
 }
 
 // CHECK-LABEL: func.func @concat_pad
-// CHECK-NEXT:    %c = "rdu.concat"(%x, %y) <{dim = 0 : i64}> : (tensor<4x8xf32>, tensor<2x8xf32>) -> tensor<6x8xf32>
+// CHECK-NEXT:    %c = rdu.concat %x, %y dim 0 : (tensor<4x8xf32>, tensor<2x8xf32>) -> tensor<6x8xf32>
 // CHECK-NEXT:    %zero = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %p = "rdu.pad"(%x, %zero) <{low = array<i64: 1, 0>, high = array<i64: 1, 2>}> : (tensor<4x8xf32>, f32) -> tensor<6x10xf32>
+// CHECK-NEXT:    %p = rdu.pad %x low [1, 0] high [1, 2] value %zero : tensor<4x8xf32>, f32 -> tensor<6x10xf32>
 
 // -----
 

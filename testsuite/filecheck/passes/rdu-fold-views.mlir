@@ -7,13 +7,13 @@
 // transposed to 1 x 4 x 8 x 16, and the second half of each head sliced (rotate-half).
 
 func.func @heads(%x: tensor<8x64xf32>) -> tensor<1x4x8x8xf32> {
-  %v = "rdu.view"(%x) <{mode = "reshape"}> : (tensor<8x64xf32>) -> tensor<1x8x4x16xf32>
+  %v = "rdu.view"(%x) <{mode = #rdu.view_mode<reshape>}> : (tensor<8x64xf32>) -> tensor<1x8x4x16xf32>
   %e = tensor.empty() : tensor<1x4x8x16xf32>
   %t = "rdu.kernel"(%v, %e) <{kind = #rdu.pattern<transpose>, domain = array<i64: 1, 4, 8, 16>, indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d2, d1, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k2_transpose", operandSegmentSizes = array<i32: 1, 1, 0>}> ({
   ^bb0(%in: f32, %out: f32):
     "rdu.yield"(%in) : (f32) -> ()
   }) : (tensor<1x8x4x16xf32>, tensor<1x4x8x16xf32>) -> tensor<1x4x8x16xf32>
-  %s = "rdu.view"(%t) <{mode = "slice", offsets = array<i64: 0, 0, 0, 8>, sizes = array<i64: 1, 4, 8, 8>, strides = array<i64: 1, 1, 1, 1>}> : (tensor<1x4x8x16xf32>) -> tensor<1x4x8x8xf32>
+  %s = "rdu.view"(%t) <{mode = #rdu.view_mode<slice>, offsets = array<i64: 0, 0, 0, 8>, sizes = array<i64: 1, 4, 8, 8>, strides = array<i64: 1, 1, 1, 1>}> : (tensor<1x4x8x16xf32>) -> tensor<1x4x8x8xf32>
   %e2 = tensor.empty() : tensor<1x4x8x8xf32>
   %n = "rdu.kernel"(%s, %e2) <{kind = #rdu.pattern<map>, domain = array<i64: 1, 4, 8, 8>, indexing_maps = [affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>, affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k5_map", operandSegmentSizes = array<i32: 1, 1, 0>}> ({
   ^bb0(%in_1: f32, %out_1: f32):
@@ -24,7 +24,7 @@ func.func @heads(%x: tensor<8x64xf32>) -> tensor<1x4x8x8xf32> {
 }
 
 func.func @merge(%x: tensor<1x8x4x16xf32>) -> tensor<8x64xf32> {
-  %c = "rdu.view"(%x) <{mode = "reshape"}> : (tensor<1x8x4x16xf32>) -> tensor<8x64xf32>
+  %c = "rdu.view"(%x) <{mode = #rdu.view_mode<reshape>}> : (tensor<1x8x4x16xf32>) -> tensor<8x64xf32>
   %e = tensor.empty() : tensor<8x64xf32>
   %n = "rdu.kernel"(%c, %e) <{kind = #rdu.pattern<map>, domain = array<i64: 8, 64>, indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k2_map", operandSegmentSizes = array<i32: 1, 1, 0>}> ({
   ^bb0(%in: f32, %out: f32):
@@ -46,13 +46,13 @@ func.func @merge(%x: tensor<1x8x4x16xf32>) -> tensor<8x64xf32> {
 // to address the source, and the negation's loop j also writes its result, so it cannot
 // be split: the view stays.
 // CHECK-LABEL: func.func @merge
-// CHECK:         %c = "rdu.view"(%x) <{mode = "reshape"}> : (tensor<1x8x4x16xf32>) -> tensor<8x64xf32>
+// CHECK:         %c = rdu.view %x <reshape> : tensor<1x8x4x16xf32> -> tensor<8x64xf32>
 // CHECK:         "rdu.kernel"(%c, %e)
 
 // -----
 
 func.func @merge_reduced(%x: tensor<8x4x16xf32>, %w: tensor<64x2xf32>) -> tensor<8x2xf32> {
-  %c = "rdu.view"(%x) <{mode = "reshape"}> : (tensor<8x4x16xf32>) -> tensor<8x64xf32>
+  %c = "rdu.view"(%x) <{mode = #rdu.view_mode<reshape>}> : (tensor<8x4x16xf32>) -> tensor<8x64xf32>
   %e = tensor.empty() : tensor<8x2xf32>
   %m = "rdu.kernel"(%c, %w, %e) <{kind = #rdu.pattern<matmul>, domain = array<i64: 8, 2, 64>, indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d2)>, affine_map<(d0, d1, d2) -> (d2, d1)>, affine_map<(d0, d1, d2) -> (d0, d1)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>, #linalg.iterator_type<reduction>], sym_name = "k2_matmul", operandSegmentSizes = array<i32: 2, 1, 0>}> ({
   ^bb0(%0: f32, %1: f32, %2: f32):

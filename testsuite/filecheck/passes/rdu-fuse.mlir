@@ -36,7 +36,7 @@ func.func @chain(%x: tensor<16x64xf32>) -> tensor<16x64xf32> {
 // CHECK-NEXT:      %n = arith.negf %0 : f32
 // CHECK-NEXT:      %m = math.exp %n : f32
 // CHECK-NEXT:      %s = arith.addf %m, %1 : f32
-// CHECK-NEXT:      "rdu.yield"(%s) : (f32) -> ()
+// CHECK-NEXT:      rdu.yield %s : f32
 // CHECK-NEXT:    })
 // CHECK-NEXT:    func.return %c : tensor<16x64xf32>
 
@@ -63,7 +63,7 @@ func.func @exp_rowsum(%x: tensor<16x64xf32>, %init: tensor<16xf32>) -> tensor<16
 // CHECK-NEXT:    ^bb0(%0: f32, %1: f32):
 // CHECK-NEXT:      %m = math.exp %0 : f32
 // CHECK-NEXT:      %s = arith.addf %1, %m : f32
-// CHECK-NEXT:      "rdu.yield"(%s) : (f32) -> ()
+// CHECK-NEXT:      rdu.yield %s : f32
 
 // The fused map is (producer map) o (consumer map), in that order. The producer
 // P[p0, p1, p2] = -x[p1, p0, p2] is read as P[c0, c2, c1], so the kernel reads
@@ -113,11 +113,11 @@ func.func @index_under_transpose() -> tensor<8x4xf32> {
 // CHECK-LABEL: func.func @index_under_transpose
 // CHECK:         %q = "rdu.kernel"(%e2) <{kind = #rdu.pattern<map>, domain = array<i64: 8, 4>, indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>], {{.*}} operandSegmentSizes = array<i32: 0, 1, 0>}> ({
 // CHECK-NEXT:    ^bb0(%0: f32):
-// CHECK-NEXT:      %1 = "rdu.index"() <{dim = 1 : i64}> : () -> index
+// CHECK-NEXT:      %1 = rdu.index 1 : index
 // CHECK-NEXT:      %ii = arith.index_cast %1 : index to i64
 // CHECK-NEXT:      %f = arith.sitofp %ii : i64 to f32
 // CHECK-NEXT:      %n = arith.negf %f : f32
-// CHECK-NEXT:      "rdu.yield"(%n) : (f32) -> ()
+// CHECK-NEXT:      rdu.yield %n : f32
 
 // A gather producer brings its capture (the table) along; the fused kernel is a gather.
 
@@ -143,10 +143,10 @@ func.func @gather_scale(%ids: tensor<4xi64>, %table: tensor<100x8xf32>, %w: tens
 // CHECK-NEXT:    %s = "rdu.kernel"(%ids, %w, %e, %table) <{kind = #rdu.pattern<gather>, domain = array<i64: 4, 8>, indexing_maps = [affine_map<(d0, d1) -> (d0)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>], {{.*}} operandSegmentSizes = array<i32: 2, 1, 1>}> ({
 // CHECK-NEXT:    ^bb0(%0: i64, %1: f32, %2: f32, %3: tensor<100x8xf32>):
 // CHECK-NEXT:      %row = arith.index_cast %0 : i64 to index
-// CHECK-NEXT:      %4 = "rdu.index"() <{dim = 1 : i64}> : () -> index
+// CHECK-NEXT:      %4 = rdu.index 1 : index
 // CHECK-NEXT:      %v = tensor.extract %3[%row, %4] : tensor<100x8xf32>
 // CHECK-NEXT:      %m = arith.mulf %1, %v : f32
-// CHECK-NEXT:      "rdu.yield"(%m) : (f32) -> ()
+// CHECK-NEXT:      rdu.yield %m : f32
 
 // Not folded: a producer whose result is also returned (it has two uses) ...
 
@@ -256,7 +256,7 @@ func.func @window(%x: tensor<4x16xf32>) -> tensor<4x8xf32> {
 // CHECK-NEXT:    %b = "rdu.kernel"(%x, %e2) <{kind = #rdu.pattern<map>, domain = array<i64: 4, 8>, indexing_maps = [affine_map<(d0, d1) -> (d0, ((d1 * 2) + 1))>, affine_map<(d0, d1) -> (d0, d1)>]
 // CHECK:           arith.negf
 // CHECK-NEXT:      math.exp
-// CHECK-NEXT:      "rdu.yield"
+// CHECK-NEXT:      rdu.yield
 // CHECK-NEXT:    })
 // CHECK-NEXT:    func.return %b
 

@@ -2,7 +2,7 @@
 // RUN: %chunk(0) | rdu-opt -p 'rdu-place{fabric=tiny strategy=row-major}' | filecheck %s --check-prefix=ROWMAJOR
 // RUN: %chunk(0) | rdu-opt -p 'rdu-place{fabric=tiny strategy=random seed=3}' > %t.a
 // RUN: %chunk(0) | rdu-opt -p 'rdu-place{fabric=tiny strategy=random seed=3}' > %t.b
-// RUN: diff %t.a %t.b
+// RUN: cmp %t.a %t.b
 // RUN: %chunk(0) | not rdu-opt -p 'rdu-place{fabric=tiny strategy=spiral}' 2>&1 | filecheck %s --check-prefix=UNKNOWN
 // RUN: %chunk(0) | rdu-opt -p 'rdu-place{fabric=tiny routing=dimension-order}' | filecheck %s --check-prefix=DIMORDER
 // RUN: %chunk(0) | not rdu-opt -p 'rdu-place{fabric=tiny routing=adaptive}' 2>&1 | filecheck %s --check-prefix=BADROUTING
@@ -44,11 +44,11 @@ builtin.module attributes {rdu.fabric = "tiny", rdu.hbm_peak_bytes = 8192 : i64,
 // The default strategy (anneal, seed 0): k1 around the left, k2's PCUs on the right next
 // to the store's AGCU (2, 4); the section records the grid it was placed on and the
 // routing its link loads assume (balanced: each on-chip net XY or YX).
-// CHECK:       "rdu.section"() <{sym_name = "s0", {{.*}}, grid = array<i64: 4, 4>, routing = "balanced"}>
-// CHECK-NEXT:    "rdu.load"(%x) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 2, -1, 2, 4>}>
+// CHECK:       "rdu.section"() <{sym_name = "s0", {{.*}}, grid = array<i64: 4, 4>, routing = #rdu.routing<balanced>}>
+// CHECK-NEXT:    rdu.load %x from <hbm> agcu [2, -1, 2, 4]
 // CHECK:         sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 3, 3, 0, 0, 3, 1, 0, 2, 2, 0, 1, 1>, pmu_sites = array<i64: 3, 0, 1, 0, 2, 1, 0, 1>}>
 // CHECK:         sym_name = "k2_map"{{.*}}pcu_sites = array<i64: 2, 2, 1, 3>, pmu_sites = array<i64: 3, 2, 0, 3, 2, 3, 1, 2>}>
-// CHECK:         "rdu.store"(%z) <{tier = #rdu.tier<hbm>, agcu_sites = array<i64: 2, 4>}>
+// CHECK:         rdu.store %z to <hbm> agcu [2, 4]
 
 // row-major: kernels in program order take the next PCU and PMU sites row by row.
 // ROWMAJOR:      sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 0, 0, 0, 2, 1, 1, 1, 3, 2, 0, 2, 2>, pmu_sites = array<i64: 0, 1, 0, 3, 1, 0, 1, 2>}>
@@ -58,7 +58,7 @@ builtin.module attributes {rdu.fabric = "tiny", rdu.hbm_peak_bytes = 8192 : i64,
 
 // routing=dimension-order routes every net XY, as the mesh does by itself; the sites do
 // not change (routing is chosen after placement).
-// DIMORDER:    "rdu.section"() <{sym_name = "s0", {{.*}}, grid = array<i64: 4, 4>, routing = "dimension-order"}>
+// DIMORDER:    "rdu.section"() <{sym_name = "s0", {{.*}}, grid = array<i64: 4, 4>, routing = #rdu.routing<"dimension-order">}>
 // DIMORDER:    sym_name = "k1_map"{{.*}}pcu_sites = array<i64: 3, 3, 0, 0, 3, 1, 0, 2, 2, 0, 1, 1>, pmu_sites = array<i64: 3, 0, 1, 0, 2, 1, 0, 1>}>
 
 // BADROUTING: rdu-place: unknown routing 'adaptive'; choose one of balanced, dimension-order

@@ -35,21 +35,21 @@ func.func @boundaries(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>, %x: tensor<5
 // CHECK-LABEL: func.func @boundaries
 // CHECK-NEXT:    %e = tensor.empty() : tensor<16x32xf32>
 // CHECK-NEXT:    %zero = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %xv = "rdu.view"(%x) <{mode = "reshape"}> : (tensor<512xf32>) -> tensor<16x32xf32>
+// CHECK-NEXT:    %xv = rdu.view %x <reshape> : tensor<512xf32> -> tensor<16x32xf32>
 // CHECK-NEXT:    %[[M:.*]], %[[FLAT:.*]] = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, reason = "end of program"}> ({
-// CHECK-NEXT:      %[[A:.*]] = "rdu.load"(%a) <{tier = #rdu.tier<hbm>}> : (tensor<16x64xf32>) -> !rdu.stream<16x64xf32>
-// CHECK-NEXT:      %[[B:.*]] = "rdu.load"(%b) <{tier = #rdu.tier<hbm>}> : (tensor<64x32xf32>) -> !rdu.stream<64x32xf32>
-// CHECK-NEXT:      %[[XV:.*]] = "rdu.load"(%xv) <{tier = #rdu.tier<hbm>}> : (tensor<16x32xf32>) -> !rdu.stream<16x32xf32>
+// CHECK-NEXT:      %[[A:.*]] = rdu.load %a from <hbm> : tensor<16x64xf32> -> !rdu.stream<16x64xf32>
+// CHECK-NEXT:      %[[B:.*]] = rdu.load %b from <hbm> : tensor<64x32xf32> -> !rdu.stream<64x32xf32>
+// CHECK-NEXT:      %[[XV:.*]] = rdu.load %xv from <hbm> : tensor<16x32xf32> -> !rdu.stream<16x32xf32>
 // CHECK-NEXT:      %c = "rdu.kernel"(%zero, %e) <{kind = #rdu.pattern<fill>
 // CHECK:           }) : (f32, tensor<16x32xf32>) -> !rdu.stream<16x32xf32>
 // CHECK-NEXT:      %m = "rdu.kernel"(%[[A]], %[[B]], %c) <{kind = #rdu.pattern<matmul>
 // CHECK:           }) : (!rdu.stream<16x64xf32>, !rdu.stream<64x32xf32>, !rdu.stream<16x32xf32>) -> !rdu.stream<16x32xf32>
 // CHECK-NEXT:      %r = "rdu.kernel"(%m, %[[XV]], %e) <{kind = #rdu.pattern<map>
 // CHECK:           }) : (!rdu.stream<16x32xf32>, !rdu.stream<16x32xf32>, tensor<16x32xf32>) -> !rdu.stream<16x32xf32>
-// CHECK-NEXT:      %flat = "rdu.view"(%r) <{mode = "reshape"}> : (!rdu.stream<16x32xf32>) -> !rdu.stream<512xf32>
-// CHECK-NEXT:      %[[SM:.*]] = "rdu.store"(%m) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<16x32xf32>) -> tensor<16x32xf32>
-// CHECK-NEXT:      %[[SF:.*]] = "rdu.store"(%flat) <{tier = #rdu.tier<hbm>}> : (!rdu.stream<512xf32>) -> tensor<512xf32>
-// CHECK-NEXT:      "rdu.yield"(%[[SM]], %[[SF]]) : (tensor<16x32xf32>, tensor<512xf32>) -> ()
+// CHECK-NEXT:      %flat = rdu.view %r <reshape> : !rdu.stream<16x32xf32> -> !rdu.stream<512xf32>
+// CHECK-NEXT:      %[[SM:.*]] = rdu.store %m to <hbm> : !rdu.stream<16x32xf32> -> tensor<16x32xf32>
+// CHECK-NEXT:      %[[SF:.*]] = rdu.store %flat to <hbm> : !rdu.stream<512xf32> -> tensor<512xf32>
+// CHECK-NEXT:      rdu.yield %[[SM]], %[[SF]] : tensor<16x32xf32>, tensor<512xf32>
 // CHECK-NEXT:    }) : () -> (tensor<16x32xf32>, tensor<512xf32>)
 // CHECK-NEXT:    func.return %[[FLAT]], %[[M]] : tensor<512xf32>, tensor<16x32xf32>
 
@@ -58,20 +58,20 @@ func.func @boundaries(%a: tensor<16x64xf32>, %b: tensor<64x32xf32>, %x: tensor<5
 // O0-LABEL: func.func @boundaries
 // O0:         %[[S0:.*]] = "rdu.section"() <{sym_name = "s0", {{.*}}, reason = "-O0: one kernel per section"}> ({
 // O0-NEXT:      %c = "rdu.kernel"(%zero, %e) <{kind = #rdu.pattern<fill>
-// O0:           "rdu.store"(%c)
+// O0:           rdu.store %c
 // O0:         %[[S1:.*]] = "rdu.section"() <{sym_name = "s1", {{.*}}, reason = "-O0: one kernel per section"}> ({
-// O0-NEXT:      "rdu.load"(%a)
-// O0-NEXT:      "rdu.load"(%b)
-// O0-NEXT:      %[[C:.*]] = "rdu.load"(%[[S0]])
+// O0-NEXT:      rdu.load %a
+// O0-NEXT:      rdu.load %b
+// O0-NEXT:      %[[C:.*]] = rdu.load %[[S0]]
 // O0-NEXT:      %m = "rdu.kernel"(%{{.*}}, %{{.*}}, %[[C]]) <{kind = #rdu.pattern<matmul>
-// O0:           "rdu.store"(%m)
-// O0:         %xv = "rdu.view"(%x) <{mode = "reshape"}>
+// O0:           rdu.store %m
+// O0:         %xv = rdu.view %x <reshape>
 // O0-NEXT:    %[[S2:.*]] = "rdu.section"() <{sym_name = "s2", {{.*}}, reason = "end of program"}> ({
-// O0-NEXT:      "rdu.load"(%[[S1]])
-// O0-NEXT:      "rdu.load"(%xv)
+// O0-NEXT:      rdu.load %[[S1]]
+// O0-NEXT:      rdu.load %xv
 // O0-NEXT:      %r = "rdu.kernel"
-// O0:           %flat = "rdu.view"(%r)
-// O0-NEXT:      "rdu.store"(%flat)
+// O0:           %flat = rdu.view %r
+// O0-NEXT:      rdu.store %flat
 // O0:         func.return %[[S2]], %[[S1]] : tensor<512xf32>, tensor<16x32xf32>
 
 // A gather reads its table through a capture: the table is not loaded (the AGCU reads
@@ -91,7 +91,7 @@ func.func @gather(%ids: tensor<4xi64>, %table: tensor<100x8xf32>) -> tensor<4x8x
 
 // CHECK-LABEL: func.func @gather
 // CHECK:         "rdu.section"()
-// CHECK-NEXT:      %[[IDS:.*]] = "rdu.load"(%ids) <{tier = #rdu.tier<hbm>}> : (tensor<4xi64>) -> !rdu.stream<4xi64>
+// CHECK-NEXT:      %[[IDS:.*]] = rdu.load %ids from <hbm> : tensor<4xi64> -> !rdu.stream<4xi64>
 // CHECK-NEXT:      %r = "rdu.kernel"(%[[IDS]], %e, %table) <{kind = #rdu.pattern<gather>
 // CHECK:           }) : (!rdu.stream<4xi64>, tensor<4x8xf32>, tensor<100x8xf32>) -> !rdu.stream<4x8xf32>
 
@@ -202,7 +202,7 @@ func.func @five_negs(%x: tensor<16x16xf32>) -> tensor<16x16xf32> {
 // CHECK:         "rdu.section"() <{sym_name = "s0", {{.*}}, reason = "fabric full: next kernel 'k5_map' needs 1 PCU / 2 PMU, section uses 4/8 PCUs and 8/8 PMUs"}>
 // CHECK-COUNT-4:   "rdu.kernel"
 // CHECK:         "rdu.section"() <{sym_name = "s1", {{.*}}, reason = "end of program"}>
-// CHECK-NEXT:      "rdu.load"
+// CHECK-NEXT:      rdu.load
 // CHECK-NEXT:      "rdu.kernel"{{.*}}sym_name = "k5_map"
 
 // COST-LABEL: func.func @five_negs

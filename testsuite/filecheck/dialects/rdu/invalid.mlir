@@ -239,7 +239,8 @@ func.func @load_outside_section(%x: tensor<4xf32>) {
 // CHECK: Operation does not verify: 'rdu.load' expects parent op 'rdu.section'
 
 // -----
-// A section's routing is one of the routings rdu-place knows.
+// A section's routing is one of the routings rdu-place knows: an #rdu.routing, not a string
+// (invalid_enums.mlir: an #rdu.routing naming no routing).
 
 func.func @unknown_routing(%x: tensor<4xf32>) -> tensor<4xf32> {
   %0 = "rdu.section"() <{sym_name = "s0", pcus_available = 8 : i64, pmus_available = 8 : i64, grid = array<i64: 4, 4>, routing = "adaptive"}> ({
@@ -250,7 +251,7 @@ func.func @unknown_routing(%x: tensor<4xf32>) -> tensor<4xf32> {
   func.return %0 : tensor<4xf32>
 }
 
-// CHECK: Operation does not verify: section 's0': routing 'adaptive' is not one of 'balanced', 'dimension-order'
+// CHECK: Operation does not verify: "adaptive" should be of base attribute rdu.routing
 
 // -----
 // An accumulator filled from a capture needs a scalar of the init's element type.
