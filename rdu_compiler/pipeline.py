@@ -47,7 +47,7 @@ def pipeline(fabric: str, opt_level: int) -> list[str]:
     """
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
-    passes = ["rdu-fold-constants", "rdu-convert-linalg"]
+    passes = ["rdu-fold-constants", "rdu-convert-linalg", "rdu-inline-splats"]
     if opt_level >= 1:
         passes += ["rdu-fold-views", "rdu-fuse"]
     passes += [

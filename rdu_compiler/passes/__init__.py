@@ -19,6 +19,12 @@ def _convert() -> type[ModulePass]:
     return RduConvertLinalgPass
 
 
+def _inline_splats() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_inline_splats import RduInlineSplatsPass
+
+    return RduInlineSplatsPass
+
+
 def _fold_views() -> type[ModulePass]:
     from rdu_compiler.passes.rdu_fold_views import RduFoldViewsPass
 
@@ -60,6 +66,7 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     return {
         "rdu-fold-constants": _fold_constants,
         "rdu-convert-linalg": _convert,
+        "rdu-inline-splats": _inline_splats,
         "rdu-fold-views": _fold_views,
         "rdu-fuse": _fuse,
         "rdu-tile": _tile,

@@ -113,6 +113,11 @@ def main(args: Sequence[str] | None = None) -> None:
         except (ParseError, DiagnosticException) as e:  # malformed MLIR, verifier failure
             lines = [line for line in str(e).splitlines() if line.strip()]  # one paragraph, caret kept
             raise InputError(_unregistered_hint("\n".join(lines))) from e
+        except ValueError as e:
+            if "file extension" not in str(e):
+                raise
+            raise InputError(f"{tool.get_input_name()}: {e}; rdu-opt reads .mlir files (rename the file, or pass "
+                             "-f mlir to read it as MLIR)") from e
     except RduError as e:
         if debug:
             raise

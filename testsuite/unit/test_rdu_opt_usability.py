@@ -77,3 +77,12 @@ def test_help_lists_every_rdu_pass_with_its_options() -> None:
         assert f"  {name}" in proc.stdout
     assert "rdu-tile{fabric: str = '' max_buffer_pmus: int = 8}" in proc.stdout
     assert "effort: int = 20" in proc.stdout
+
+
+def test_a_file_without_the_mlir_extension_is_one_paragraph(tmp_path: Path) -> None:
+    path = tmp_path / "program.txt"
+    path.write_text("func.func @f() {\n  func.return\n}\n")
+    refused = _rdu_opt(str(path))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "-f mlir" in refused.stderr
+    assert _rdu_opt(str(path), "-f", "mlir").returncode == 0
