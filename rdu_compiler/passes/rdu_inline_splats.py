@@ -7,8 +7,8 @@ tensor<SxSxi1>`. Read as kernel operands, each would be a whole tensor loaded fr
 rewrites, for every `rdu.kernel` operand produced by an `arith.constant` whose value is
 a splat:
 
-- an **input**: it becomes a scalar capture (an `arith.constant` of the element value,
-  passed like a fill's scalar); the payload reads the capture where it read the element;
+- an **input**: the payload reads an `arith.constant` of the element value where it read
+  the element (every backend evaluates payload constants; nothing is streamed);
 - an **init of a reduction** that the payload reads (an accumulator's start): the
   accumulator starts at the scalar (`init_fills`, as `rdu-fuse` does for a fill), and the
   init becomes a `tensor.empty` that only gives the result's shape.
@@ -66,7 +66,7 @@ def _scalar_constant(attr: Attribute) -> arith.ConstantOp:
 
 
 class InlineSplatOperands(RewritePattern):
-    """Splat inputs -> scalar captures; splat accumulator inits -> `init_fills`."""
+    """Splat inputs -> payload constants; splat accumulator inits -> `init_fills`."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, kernel: rdu.KernelOp, rewriter: PatternRewriter) -> None:
@@ -81,12 +81,13 @@ class InlineSplatOperands(RewritePattern):
             return
         new_ops: list[Operation] = []
         captures = list(kernel.captures)
-        for i, a in in_splats.items():  # the payload reads a new scalar capture instead
+        for i, a in in_splats.items():  # the payload reads a scalar constant instead
             c = _scalar_constant(a)
-            new_ops.append(c)
-            block.insert_arg(c.result.type, len(block.args))
-            block.args[i].replace_all_uses_with(block.args[-1])
-            captures.append(c.result)
+            if block.first_op is not None:
+                block.insert_op_before(c, block.first_op)
+            else:
+                block.add_op(c)
+            block.args[i].replace_all_uses_with(c.result)
         inits = list(kernel.inits)
         for j, a in init_splats.items():  # the accumulator starts at the scalar
             c = _scalar_constant(a)
@@ -128,7 +129,7 @@ def _before(op: Operation):  # noqa: ANN202 - xDSL's InsertPoint
 
 @dataclass(frozen=True)
 class RduInlineSplatsPass(ModulePass):
-    """Splat constants read by kernels become scalars (captures / accumulator starts)."""
+    """Splat constants read by kernels become scalars (payload constants / accumulator starts)."""
 
     name = "rdu-inline-splats"
 

@@ -1,7 +1,7 @@
 // RUN: rdu-opt %s -p 'rdu-convert-linalg,rdu-inline-splats' | filecheck %s
 
 // rdu-inline-splats: a splat constant a kernel reads is one scalar, not a tensor loaded
-// from HBM. An input becomes a scalar capture the payload reads; the splat init of a
+// from HBM. An input becomes a constant in the payload; the splat init of a
 // reduction becomes the accumulators' start (init_fills) and its init a tensor.empty.
 
 #id = affine_map<(i, j) -> (i, j)>
@@ -22,10 +22,10 @@ func.func @select_with_mask(%x: tensor<64x64xf32>) -> tensor<64x64xf32> {
 
 // CHECK-LABEL: func.func @select_with_mask
 // CHECK-NOT:     dense<true> : tensor<64x64xi1>
-// CHECK:         %[[M:.*]] = arith.constant true
-// CHECK:         "rdu.kernel"(%{{.*}}, %{{.*}}, %[[M]])
-// CHECK-SAME:    operandSegmentSizes = array<i32: 1, 1, 1>
-// CHECK:         ^bb0(%[[V:.*]]: f32, %{{.*}}: f32, %[[C:.*]]: i1):
+// CHECK:         "rdu.kernel"(%{{.*}}, %{{.*}})
+// CHECK-SAME:    operandSegmentSizes = array<i32: 1, 1, 0>
+// CHECK:         ^bb0(%[[V:.*]]: f32, %{{.*}}: f32):
+// CHECK:           %[[C:.*]] = arith.constant true
 // CHECK:           arith.select %[[C]], %[[V]]
 
 func.func @sum_from_splat_init(%x: tensor<64x64xf32>) -> tensor<64xf32> {
