@@ -73,8 +73,16 @@ def run_pipeline(
     on_pass: Callable[[str], None] | None = None,
     repro_dir: str | None = None,
     snapshots: dict[str, str] | None = None,
+    verify_each: bool | None = None,
 ) -> ModuleOp:
-    """Apply `passes` in order, verifying after each (from rdu-convert-linalg on).
+    """Apply `passes` in order and verify the result.
+
+    Verification: with `verify_each` (default: $RDU_VERIFY_EACH_PASS = "1") the module is
+    verified after every pass from rdu-convert-linalg on; otherwise only after the last
+    one (xDSL's verifier costs ~0.4 s per pass on GPT-2 small). When that final check
+    fails, or a pass refuses its input, the passes run again from the pipeline's input with
+    `verify_each`, so the error still names the first pass that left the module invalid
+    (with its input as reproducer); a refusal of valid input is reported as it was.
 
     Raises:
         CompileError: a pass refused the module or left it invalid.
@@ -88,9 +96,12 @@ def run_pipeline(
 
     from rdu_compiler.passes import get_all_passes
 
+    if verify_each is None:
+        verify_each = os.environ.get("RDU_VERIFY_EACH_PASS") == "1"
+    original = None if verify_each else module.clone()  # to find the culprit if the end fails
     ctx = make_context()
     registry = get_all_passes()
-    for spec in passes:
+    for i, spec in enumerate(passes):
         name = spec.split("{", 1)[0]
         if on_pass:
             on_pass(name)
@@ -99,11 +110,21 @@ def run_pipeline(
             pp = PassPipeline.parse_spec({k: v for k, v in registry.items()}, spec)
             for p in pp.passes:
                 _apply(p, ctx, module)
-            if name not in _BEFORE_CONVERSION:
+            last = i == len(passes) - 1
+            if name not in _BEFORE_CONVERSION and (verify_each or last):
                 module.verify()
             if snapshots is not None:
                 snapshots[name] = str(module)
-        except (CompileError, VerifyException, DiagnosticException) as e:
+        except VerifyException as e:
+            if original is not None:  # find the pass that broke it, then report that one
+                run_pipeline(original.clone(), passes, repro_dir=repro_dir, verify_each=True)
+            err = CompileError(name, str(e))
+            err.reproducer = _write_repro(str(before), name, repro_dir)
+            err.pass_name = spec
+            raise err from e
+        except (CompileError, DiagnosticException) as e:
+            if original is not None and i > 0:  # an earlier pass's invalid output may be the cause
+                run_pipeline(original.clone(), passes[:i], repro_dir=repro_dir, verify_each=True)
             err = e if isinstance(e, CompileError) else CompileError(name, str(e))
             err.reproducer = _write_repro(str(before), name, repro_dir)
             err.pass_name = spec
