@@ -20,11 +20,9 @@ the compiler's sources outside `serve/` and `tools/`).
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -107,19 +105,11 @@ def build(m: ModelSpec, phase: str, point: tuple[int, ...]) -> tuple[nn.Module, 
     return layer, inputs
 
 
-@lru_cache(maxsize=1)
 def compiler_version() -> str:
-    """Package version + SHA-256 prefix of the compiler's sources (not serve/, not tools/)."""
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256(importlib.metadata.version("rdu-compiler").encode())
-    for p in sorted(root.rglob("*.py")):
-        rel = p.relative_to(root).as_posix()
-        if not rel.startswith(("serve/", "tools/")):
-            h.update(rel.encode())
-            h.update(p.read_bytes())
-    for p in sorted(root.rglob("*.toml")):
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+    """The compiler's identity, leaving out serve/ and tools/ (`rdu_compiler.version`)."""
+    from rdu_compiler.version import compiler_id
+
+    return compiler_id(("serve/", "tools/"))
 
 
 def cache_key(m: ModelSpec, reg: Region, phase: str, point: tuple[int, ...]) -> str:

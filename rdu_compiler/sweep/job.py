@@ -24,20 +24,10 @@ FIGURES = ("estimated_s", "roofline_s", "roofline_bound", "roofline_fraction", "
 
 
 def compiler_id() -> str:
-    """The compiler's identity for job keys: its version and a hash of its source files,
-    so a changed compiler never reuses an old result."""
-    root = Path(__file__).resolve().parents[1]  # the rdu_compiler package
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")) + sorted(root.rglob("*.toml")):
-        h.update(str(f.relative_to(root)).encode())
-        h.update(f.read_bytes())
-    from importlib.metadata import PackageNotFoundError, version
+    """The compiler's identity for job keys (`rdu_compiler.version.compiler_id`)."""
+    from rdu_compiler.version import compiler_id as _id
 
-    try:
-        v = version("rdu-compiler")
-    except PackageNotFoundError:
-        v = "unknown"
-    return f"{v}+{h.hexdigest()[:12]}"
+    return _id()
 
 
 def fabric_for(job: Job, folder: Path) -> str:
