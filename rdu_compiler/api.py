@@ -116,7 +116,10 @@ class CompiledProgram:
             if isinstance(value, torch.Tensor) and program.get(name) is not None and arr.dtype != program[name]:
                 flat[i] = to_torch(same_bits(arr, program[name])).to(value.device)
         eager = eager_output_dtypes(self.imported)
-        outputs = list(runner.run(*flat))
+        try:
+            outputs = list(runner.run(*flat))
+        except RduError as e:
+            raise self._locate(e) from None
         for i, o in enumerate(outputs):
             want = eager[i] if i < len(eager) else None
             if want is not None and numpy_of_torch(o.dtype) != want:  # uint8 results computed as i8
