@@ -540,6 +540,8 @@ def compile_onnx(
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
     keep_ir: bool = False,
+    tp: int = 1,
+    sockets: int | None = None,
 ) -> OnnxProgram:
     """Compile an ONNX model (a path or an `onnx.ModelProto`) for the RDU.
 
@@ -547,7 +549,8 @@ def compile_onnx(
     with dynamic dims; `constant_inputs` ({name: array}) binds inputs to fixed values (for
     inputs an op needs at compile time, such as a Reshape's shape). Initializers become
     weight arguments. The result's `.run` is onnxruntime's: numpy arrays in, a list of numpy
-    arrays out in the graph's declared dtypes (`OnnxProgram.run`). Other arguments as `compile`.
+    arrays out in the graph's declared dtypes (`OnnxProgram.run`). Other arguments (`tp`,
+    `sockets` included) as `compile`.
 
     Raises:
         RduError: the file, the ONNX importer, a pass or the fabric refused the model.
@@ -558,9 +561,10 @@ def compile_onnx(
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
+    check_sockets(fab, tp, sockets)
     stage(IMPORT)
     imported = import_onnx(model, input_shapes, constant_inputs)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram, tp=tp)
 
 
 def _locate(err: CompileError, imported: Any) -> None:

@@ -52,7 +52,10 @@ class NodeStats:
     collectives: list[CollectiveStats] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """Socket 0's figures at the top (as one socket's `EmulatorStats.to_dict`: every socket
+        runs the same program), then each socket's and the collectives."""
         return {
+            **self.sockets[0].to_dict(),
             "sockets": [s.to_dict() for s in self.sockets],
             "collectives": [{"op": c.op, "bytes_per_socket": c.bytes_per_socket, "group": c.group}
                             for c in self.collectives],
@@ -126,6 +129,8 @@ class NodeEmulator:
             else:
                 for env in envs:
                     em._run_plain(op, env)  # noqa: SLF001
+        for st in stats.sockets:
+            st.wall_s = sum(sec.wall_s for sec in st.sections)
         for r in range(1, tp):
             for i, (a, b) in enumerate(zip(outputs[0], outputs[r], strict=True)):
                 if not np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"):

@@ -159,3 +159,33 @@ def test_single_socket_emulator_refuses_sharded_program() -> None:
     prog = rdu_compiler.compile(_Odd().eval(), (torch.randn(4, 8),), fabric="sn40l-node8", tp=2)
     with pytest.raises(EmulatorError, match="node emulator"):
         Emulator(prog.module, prog.fabric).run([])
+
+
+_MLP = '''
+import torch
+
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 16)).eval()
+example_inputs = (torch.randn(4, 16),)
+'''
+
+
+def test_cli_tp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from rdu_compiler.tools.rdu_compile import main
+
+    src = tmp_path / "mlp.py"
+    src.write_text(_MLP)
+    main([str(src), "--fabric", "sn40l-node8", "--tp", "4", "--check", "-o", str(tmp_path / "out")])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "tensor parallel over 4 of the 8 sockets" in out and "OK" in out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["node"]["sockets_used"] == 4 and len(report["sockets"]) == 4
+    assert [c["op"] for c in report["collectives"]] == ["rdu.all_reduce"]  # column then row-parallel
+    assert "rdu.shard = array<i64: 0, 4, 1>" in (tmp_path / "out" / "model.mlir").read_text()
+    with pytest.raises(SystemExit) as e:
+        main([str(src), "--fabric", "sn40l-node8", "--tp", "3", "--no-run", "-o", str(tmp_path / "bad")])
+    assert e.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error: tp = 3") and "Traceback" not in err
