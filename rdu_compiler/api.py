@@ -17,6 +17,7 @@ from torch.utils import _pytree as pytree
 from xdsl.dialects.builtin import ModuleOp
 
 from rdu_compiler.cost.analysis import build_report
+from rdu_compiler.cost.node import check_sockets, node_report
 from rdu_compiler.dtypes import numpy_dtype, numpy_of_torch, to_numpy, to_torch
 from rdu_compiler.errors import CompileError, RduError
 from rdu_compiler.fabric import Fabric, load_fabric
@@ -64,10 +65,10 @@ class CompiledProgram:
             return self._run_triton(inputs)
         if target != "emulator":
             raise RduError(f"target '{target}' is not available; the targets are 'emulator' and 'triton'")
-        from rdu_compiler.runtime.emulator import Emulator
+        from rdu_compiler.runtime.node import emulator_for
 
         if self._emulator is None:
-            self._emulator = Emulator(self.module, self.fabric)
+            self._emulator = emulator_for(self.module, self.fabric)
         args = self._arguments(inputs)
         try:
             outputs, stats = self._emulator.run(args)
@@ -87,8 +88,12 @@ class CompiledProgram:
         Raises:
             CompileError: a kernel or op the Triton generator cannot express (named).
         """
+        from rdu_compiler.passes.shard_layout import module_tp
         from rdu_compiler.runtime.triton import generate
 
+        if module_tp(self.module) > 1:
+            raise RduError(f"the program is split over tp = {module_tp(self.module)} sockets; the Triton fallback "
+                           "runs one-socket programs only: compile with tp=1 for target='triton'")
         if self._triton is None:
             imp = self.imported
             self._triton = (generate(self.module, imp.arg_names, imp.input_names, title=type(self).__name__), None)
@@ -307,7 +312,7 @@ class OnnxProgram(CompiledProgram):
     def _emulate(self, values: dict[str, Any]) -> list[np.ndarray]:
         """The emulator's outputs for user inputs `values` (by name); weights from the program."""
         from rdu_compiler.runtime.boundary import same_bits
-        from rdu_compiler.runtime.emulator import Emulator
+        from rdu_compiler.runtime.node import emulator_for
 
         program = self._program_dtypes()
         expected = self._input_dtypes()
@@ -322,7 +327,7 @@ class OnnxProgram(CompiledProgram):
                 arr = arr.astype(_NARROW_NUMPY[arr.dtype.name])
             args.append(same_bits(arr, program.get(name)))
         if self._emulator is None:
-            self._emulator = Emulator(self.module, self.fabric)
+            self._emulator = emulator_for(self.module, self.fabric)
         try:
             outputs, stats = self._emulator.run(args)
         except RduError as e:
@@ -346,6 +351,8 @@ def compile(  # noqa: A001 - the documented name of the API
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
     keep_ir: bool = False,
+    tp: int = 1,
+    sockets: int | None = None,
 ) -> CompiledProgram:
     """Compile a PyTorch module for the RDU.
 
@@ -358,6 +365,11 @@ def compile(  # noqa: A001 - the documented name of the API
             import time with PyTorch instead of compiling them.
         on_stage: called with each stage's name (progress display).
         keep_ir: keep the IR text after every pass in `.snapshots` (pass name -> text).
+        tp: tensor-parallel degree: `rdu-shard{tp=N}` splits the program over `tp`
+            sockets of the fabric's node (docs/design.md "Tensor parallelism"); `.run`
+            then runs every socket's program on the node emulator.
+        sockets: sockets the program may use (default: tp); at most the node's, and tp
+            divides it.
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -367,9 +379,10 @@ def compile(  # noqa: A001 - the documented name of the API
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
+    check_sockets(fab, tp, sockets)
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp)
 
 
 def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
@@ -396,6 +409,8 @@ def compile_imported(
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
     keep_ir: bool = False,
+    tp: int = 1,
+    sockets: int | None = None,
 ) -> CompiledProgram:
     """Compile a program from `import_model` for one fabric and opt level (arguments as
     `compile`). The imported program is only read, so one import serves many calls.
@@ -406,7 +421,9 @@ def compile_imported(
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
-    return _compile_imported(imported, _fabric(fabric), fabric, opt_level, stage, repro_dir, keep_ir)
+    fab = _fabric(fabric)
+    check_sockets(fab, tp, sockets)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp)
 
 
 @contextlib.contextmanager
@@ -427,23 +444,31 @@ def _long_lived_heap() -> Iterator[Callable[[], None]]:
 
 def _compile_imported(
     imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool,
-    cls: type[CompiledProgram] = CompiledProgram,
+    cls: type[CompiledProgram] = CompiledProgram, tp: int = 1,
 ) -> Any:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
         stage(PARSE)
         mod = parse_module(imported.mlir_text, "linalg")
         set_fabric(mod, fabric)
+        if tp > 1:
+            from rdu_compiler.passes.shard_layout import mark_inputs
+
+            mark_inputs(mod, list(imported.arg_kinds))
         refreeze()
         snapshots: dict[str, str] | None = {} if keep_ir else None
         try:
-            run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+            run_pipeline(mod, pipeline(fabric, opt_level, tp=tp), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
         except CompileError as e:
             _locate(e, imported)  # the model line / ONNX node of the refused op
             raise
         stage(COST)
         report = build_report(mod, fab, opt_level)
-        report["node"] = _node_report(fab)
+        report["node"] = node_report(fab, tp)
+        if tp > 1:
+            from rdu_compiler.cost.node import add_node_report
+
+            add_node_report(report, mod, fab)
         report["constants"] = _constants_report(imported, mod)
         _add_kernel_sources(report, imported)
     return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
@@ -499,17 +524,6 @@ def _constants_report(imported: Any, module: Any) -> dict[str, Any]:
             "ir_literal_bytes": sum(literals), "largest_ir_literal_bytes": max(literals, default=0)}
 
 
-def _node_report(fab: Fabric) -> dict[str, Any]:
-    """What of the node the program uses: today always one socket (no sharding pass yet),
-    said in the report so a multi-socket fabric never reads as a node-level estimate."""
-    node = fab.node
-    out: dict[str, Any] = {"sockets": node.sockets, "sockets_used": 1, "topology": node.topology}
-    if node.sockets > 1:
-        out["note"] = (f"the program runs on one of the {node.sockets} sockets: tensor/pipeline parallelism "
-                       "(issue 13's rdu-shard pass) is not implemented yet, so every figure is one socket's")
-    return out
-
-
 def _fabric(name: str) -> Fabric:
     from rdu_compiler.fabric import FabricError
 
@@ -529,6 +543,8 @@ def compile_onnx(
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
     keep_ir: bool = False,
+    tp: int = 1,
+    sockets: int | None = None,
 ) -> OnnxProgram:
     """Compile an ONNX model (a path or an `onnx.ModelProto`) for the RDU.
 
@@ -536,7 +552,8 @@ def compile_onnx(
     with dynamic dims; `constant_inputs` ({name: array}) binds inputs to fixed values (for
     inputs an op needs at compile time, such as a Reshape's shape). Initializers become
     weight arguments. The result's `.run` is onnxruntime's: numpy arrays in, a list of numpy
-    arrays out in the graph's declared dtypes (`OnnxProgram.run`). Other arguments as `compile`.
+    arrays out in the graph's declared dtypes (`OnnxProgram.run`). Other arguments (`tp`,
+    `sockets` included) as `compile`.
 
     Raises:
         RduError: the file, the ONNX importer, a pass or the fabric refused the model.
@@ -547,9 +564,10 @@ def compile_onnx(
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
+    check_sockets(fab, tp, sockets)
     stage(IMPORT)
     imported = import_onnx(model, input_shapes, constant_inputs)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram, tp=tp)
 
 
 def _locate(err: CompileError, imported: Any) -> None:

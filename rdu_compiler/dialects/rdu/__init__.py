@@ -19,7 +19,8 @@ its kernels are connected by `!rdu.stream` values.
 ```
 
 Modules: `attrs` (enums, `#rdu.buffer`, `!rdu.stream`, shape helpers), `ops` (section,
-kernel, index, yield), `layout` (load, store, view, concat, pad), `fabric_checks` (a
+kernel, index, yield), `layout` (load, store, view, concat, pad), `collectives` (all_reduce,
+all_gather, shard: the tensor-parallel ops), `fabric_checks` (a
 section against the fabric its module names).
 """
 
@@ -41,6 +42,7 @@ from rdu_compiler.dialects.rdu.attrs import (
     element_type_of,
     shape_of,
 )
+from rdu_compiler.dialects.rdu.collectives import TP_OPS, AllGatherOp, AllReduceOp, ShardOp
 from rdu_compiler.dialects.rdu.fabric_checks import (
     FABRIC_ATTR,
     module_fabric,
@@ -52,7 +54,7 @@ from rdu_compiler.dialects.rdu.ops import IndexOp, KernelOp, SectionOp, YieldOp
 
 RDU = Dialect(
     "rdu",
-    [KernelOp, IndexOp, SectionOp, YieldOp, LoadOp, StoreOp, ViewOp, ConcatOp, PadOp],
+    [KernelOp, IndexOp, SectionOp, YieldOp, LoadOp, StoreOp, ViewOp, ConcatOp, PadOp, AllReduceOp, AllGatherOp, ShardOp],
     [TierAttr, PatternAttr, RoutingAttr, ViewModeAttr, BufferAttr, StreamType],
 )
 
@@ -60,6 +62,9 @@ __all__ = [
     "FABRIC_ATTR",
     "LAYOUT_OPS",
     "RDU",
+    "TP_OPS",
+    "AllGatherOp",
+    "AllReduceOp",
     "BufferAttr",
     "ConcatOp",
     "IndexOp",
@@ -71,6 +76,7 @@ __all__ = [
     "Routing",
     "RoutingAttr",
     "SectionOp",
+    "ShardOp",
     "StoreOp",
     "StreamType",
     "Tier",
