@@ -64,10 +64,10 @@ class CompiledProgram:
             return self._run_triton(inputs)
         if target != "emulator":
             raise RduError(f"target '{target}' is not available; the targets are 'emulator' and 'triton'")
-        from rdu_compiler.runtime.emulator import Emulator
+        from rdu_compiler.runtime.stages import make_emulator
 
         if self._emulator is None:
-            self._emulator = Emulator(self.module, self.fabric)
+            self._emulator = make_emulator(self.module, self.fabric)  # a pipelined program: its stages
         args = self._arguments(inputs)
         try:
             outputs, stats = self._emulator.run(args)
@@ -208,12 +208,10 @@ class CompiledProgram:
 
     def _program_dtypes(self) -> dict[str, np.dtype[Any]]:
         """argument name -> numpy dtype of the program's function argument."""
-        from xdsl.dialects import func
-
         from rdu_compiler.dialects import rdu
+        from rdu_compiler.runtime.stages import argument_types
 
-        fn = next(op for op in self.module.ops if isinstance(op, func.FuncOp))
-        types = [a.type for a in fn.body.block.args]
+        types = argument_types(self.module)  # of the unstaged function (a stage takes some of them)
         return {n: numpy_dtype(rdu.element_type_of(t)) for n, t in zip(self.imported.arg_names, types, strict=False)}
 
     @property
@@ -304,7 +302,7 @@ class OnnxProgram(CompiledProgram):
     def _emulate(self, values: dict[str, Any]) -> list[np.ndarray]:
         """The emulator's outputs for user inputs `values` (by name); weights from the program."""
         from rdu_compiler.runtime.boundary import same_bits
-        from rdu_compiler.runtime.emulator import Emulator
+        from rdu_compiler.runtime.stages import make_emulator
 
         program = self._program_dtypes()
         expected = self._input_dtypes()
@@ -319,7 +317,7 @@ class OnnxProgram(CompiledProgram):
                 arr = arr.astype(_NARROW_NUMPY[arr.dtype.name])
             args.append(same_bits(arr, program.get(name)))
         if self._emulator is None:
-            self._emulator = Emulator(self.module, self.fabric)
+            self._emulator = make_emulator(self.module, self.fabric)
         try:
             outputs, stats = self._emulator.run(args)
         except RduError as e:
@@ -343,6 +341,8 @@ def compile(  # noqa: A001 - the documented name of the API
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
     keep_ir: bool = False,
+    pp: int = 1,
+    microbatches: int = 1,
 ) -> CompiledProgram:
     """Compile a PyTorch module for the RDU.
 
@@ -355,6 +355,10 @@ def compile(  # noqa: A001 - the documented name of the API
             import time with PyTorch instead of compiling them.
         on_stage: called with each stage's name (progress display).
         keep_ir: keep the IR text after every pass in `.snapshots` (pass name -> text).
+        pp: pipeline-parallel stages, one per socket (`rdu-pipeline`; needs a fabric with
+            >= pp sockets, e.g. "sn40l-node8"); `example_inputs` are then one micro-batch.
+        microbatches: micro-batches per call; `report["totals"]["estimated_s"]` is the
+            node's time for all of them, with the bubble (`cost.pipeline`).
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -366,7 +370,7 @@ def compile(  # noqa: A001 - the documented name of the API
     fab = _fabric(fabric)
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, pp=(pp, microbatches))
 
 
 def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
@@ -393,6 +397,8 @@ def compile_imported(
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
     keep_ir: bool = False,
+    pp: int = 1,
+    microbatches: int = 1,
 ) -> CompiledProgram:
     """Compile a program from `import_model` for one fabric and opt level (arguments as
     `compile`). The imported program is only read, so one import serves many calls.
@@ -403,7 +409,8 @@ def compile_imported(
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
-    return _compile_imported(imported, _fabric(fabric), fabric, opt_level, stage, repro_dir, keep_ir)
+    return _compile_imported(imported, _fabric(fabric), fabric, opt_level, stage, repro_dir, keep_ir,
+                             pp=(pp, microbatches))
 
 
 @contextlib.contextmanager
@@ -424,7 +431,7 @@ def _long_lived_heap() -> Iterator[Callable[[], None]]:
 
 def _compile_imported(
     imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool,
-    cls: type[CompiledProgram] = CompiledProgram,
+    cls: type[CompiledProgram] = CompiledProgram, pp: tuple[int, int] = (1, 1),
 ) -> Any:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
@@ -434,13 +441,20 @@ def _compile_imported(
         refreeze()
         snapshots: dict[str, str] | None = {} if keep_ir else None
         try:
-            run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+            passes = pipeline(fabric, opt_level, pp=pp[0], microbatches=pp[1])  # pp: (stages, micro-batches)
+            run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
         except CompileError as e:
             _locate(e, imported)  # the model line / ONNX node of the refused op
             raise
         stage(COST)
-        report = build_report(mod, fab, opt_level)
-        report["node"] = _node_report(fab)
+        if pp[0] > 1:
+            from rdu_compiler.cost.pipeline import node_report, pipeline_report
+
+            report = pipeline_report(mod, fab, opt_level)
+            report["node"] = node_report(report, fab)
+        else:
+            report = build_report(mod, fab, opt_level)
+            report["node"] = _node_report(fab)
         report["constants"] = _constants_report(imported, mod)
         _add_kernel_sources(report, imported)
     return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})

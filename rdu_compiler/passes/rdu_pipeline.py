@@ -22,7 +22,8 @@ each a contiguous run of its kernels in program order:
   and constants, and kernels that read no argument (position ids, a causal mask) are
   cloned into each stage that uses them.
 - **Bookkeeping**: each stage function has `rdu.stage = s`, `rdu.args` (the indices of the
-  original arguments it takes, in order) and `rdu.results` (the original results it
+  original arguments it takes, in order; an argument nothing reads goes to the last stage,
+  so every one has a place) and `rdu.results` (the original results it
   returns); the module gets `rdu.microbatches = M` (for the cost model: the compiled shape
   is one micro-batch, a pipeline step runs M of them).
 
@@ -31,8 +32,8 @@ run (fusion never straddles a stage), and every stage is tiled, sectioned, alloc
 placed on its own socket by the passes after it, as a one-socket program is. pp = 1 leaves
 the module as it is.
 
-Raises CompileError: the module has sections already, more than one function, or fewer
-kernels than stages.
+Raises CompileError: the module has sections already, more than one function, fewer
+kernels than stages, or the fabric has fewer sockets than stages.
 """
 
 from __future__ import annotations
@@ -184,8 +185,9 @@ def split_function(fn: func.FuncOp, g: _Graph, plan: StagePlan) -> list[func.Fun
     by_producer = sorted(channels.items(), key=lambda kv: kv[1])
     stages = []
     args = fn.body.block.args
+    arg_stages = [_value_stages(a, stage_of, g, dict(enumerate(result_stage))) for a in args]
     for s in range(p):
-        used_args = [a.index for a in args if s in _value_stages(a, stage_of, g, dict(enumerate(result_stage)))]
+        used_args = [a.index for a in args if s in (arg_stages[a.index] or {p - 1})]  # an unused one: the last stage
         block = Block(arg_types=[args[i].type for i in used_args])
         vm: dict[SSAValue, SSAValue] = {args[i]: block.args[i_new] for i_new, i in enumerate(used_args)}
         for i_new, i in enumerate(used_args):
@@ -285,6 +287,10 @@ class RduPipelinePass(ModulePass):
             raise CompileError(NAME, f"@{fn.sym_name.data} is already cut into rdu.sections; run rdu-pipeline before "
                                "rdu-tile and rdu-section (each stage is then sectioned on its own socket)")
         fabric = fabric_for(NAME, self.fabric, op)
+        if self.pp > fabric.node.sockets:
+            raise CompileError(NAME, f"pp={self.pp} stages need {self.pp} sockets, but fabric '{fabric.name}' has "
+                               f"{fabric.node.sockets}; use a multi-socket fabric (sn40l-node8: 8, sn40l-rack16: 16) "
+                               "or a smaller pp")
         g, plan = stage_plan(fn, fabric, self.pp, self.imbalance)
         stages = split_function(fn, g, plan)
         block = op.body.block

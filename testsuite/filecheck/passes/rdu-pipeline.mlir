@@ -1,9 +1,10 @@
-// RUN: %chunk(0) | rdu-opt -p rdu-convert-linalg | rdu-opt -p 'rdu-pipeline{pp=2 microbatches=4}' | filecheck %s
-// RUN: %chunk(1) | rdu-opt -p rdu-convert-linalg | rdu-opt -p 'rdu-pipeline{pp=3}' | filecheck %s --check-prefix=SKIP
-// RUN: %chunk(1) | rdu-opt -p rdu-convert-linalg | rdu-opt -p 'rdu-pipeline{pp=3},rdu-tile,rdu-section,rdu-allocate,rdu-place' | filecheck %s --check-prefix=PLACED
-// RUN: %chunk(0) | rdu-opt -p rdu-convert-linalg | not rdu-opt -p 'rdu-pipeline{pp=5}' 2>&1 | filecheck %s --check-prefix=TOO-MANY
+// RUN: %chunk(0) | rdu-opt -p rdu-convert-linalg | rdu-opt -p 'rdu-pipeline{pp=2 microbatches=4 fabric=sn40l-node8}' | filecheck %s
+// RUN: %chunk(1) | rdu-opt -p rdu-convert-linalg | rdu-opt -p 'rdu-pipeline{pp=3 fabric=sn40l-node8}' | filecheck %s --check-prefix=SKIP
+// RUN: %chunk(1) | rdu-opt -p rdu-convert-linalg | rdu-opt -p 'rdu-pipeline{pp=3 fabric=sn40l-node8},rdu-tile,rdu-section,rdu-allocate,rdu-place' | filecheck %s --check-prefix=PLACED
+// RUN: %chunk(0) | rdu-opt -p rdu-convert-linalg | not rdu-opt -p 'rdu-pipeline{pp=5 fabric=sn40l-node8}' 2>&1 | filecheck %s --check-prefix=TOO-MANY
 // RUN: %chunk(0) | rdu-opt -p 'rdu-convert-linalg,rdu-tile,rdu-section' | not rdu-opt -p 'rdu-pipeline{pp=2}' 2>&1 | filecheck %s --check-prefix=SECTIONED
 // RUN: %chunk(0) | rdu-opt -p rdu-convert-linalg | rdu-opt -p 'rdu-pipeline{pp=1}' | filecheck %s --check-prefix=ONE
+// RUN: %chunk(0) | rdu-opt -p rdu-convert-linalg | not rdu-opt -p 'rdu-pipeline{pp=2}' 2>&1 | filecheck %s --check-prefix=ONE-SOCKET
 
 // rdu-pipeline cuts the kernel graph into pp stage programs in program order. Two
 // "layers" (matmul with a weight, then a residual add): inside a layer the residual %x
@@ -32,7 +33,7 @@ func.func @forward(%x: tensor<4x8xf32>, %w0: tensor<8x8xf32>, %w1: tensor<8x8xf3
   return %h1 : tensor<4x8xf32>
 }
 
-// CHECK:      builtin.module attributes {rdu.fabric = "sn40l", rdu.microbatches = 4 : i64} {
+// CHECK:      builtin.module attributes {rdu.fabric = "sn40l-node8", rdu.microbatches = 4 : i64} {
 // CHECK-NEXT:   func.func @forward_stage0(%x: tensor<4x8xf32>, %w0: tensor<8x8xf32>) attributes {rdu.stage = 0 : i64, rdu.args = array<i64: 0, 1>, rdu.results = array<i64>} {
 // CHECK:          sym_name = "k2_fill"
 // CHECK:          %m0 = "rdu.kernel"(%x, %w0, %c) {{.*}}sym_name = "k3_matmul"
@@ -49,6 +50,7 @@ func.func @forward(%x: tensor<4x8xf32>, %w0: tensor<8x8xf32>, %w1: tensor<8x8xf3
 
 // TOO-MANY: rdu-pipeline: function @forward: cannot cut 4 kernels into 5 stages; each stage needs at least one kernel; use a smaller pp
 // SECTIONED: rdu-pipeline: @forward is already cut into rdu.sections; run rdu-pipeline before rdu-tile and rdu-section
+// ONE-SOCKET: rdu-pipeline: pp=2 stages need 2 sockets, but fabric 'sn40l' has 1; use a multi-socket fabric
 // ONE-NOT: rdu.stage
 // ONE: func.func @forward(
 
