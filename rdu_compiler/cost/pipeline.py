@@ -43,8 +43,8 @@ from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.traffic import itemsize
 from rdu_compiler.passes.rdu_pipeline import MICROBATCHES_ATTR
 
-#: totals summed over the stages (bytes, FLOPs, counts, launch time)
-_SUMMED = ("sections", "kernels", "flops", "hbm_bytes", "ddr_bytes", "launch_s", "traffic_hop_bytes")
+#: totals summed over the stages (bytes, FLOPs and counts of one micro-batch)
+_SUMMED = ("sections", "kernels", "flops", "hbm_bytes", "ddr_bytes", "traffic_hop_bytes")
 
 
 def pipeline_time(stage_s: list[float], microbatches: int) -> tuple[float, float]:
@@ -104,6 +104,7 @@ def pipeline_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[st
         "ddr_peak_bytes": max(st["totals"]["ddr_peak_bytes"] for st in stages),
         "max_link_bytes": max(st["totals"]["max_link_bytes"] for st in stages),
         "estimated_s": step_s,
+        "launch_s": pipeline_time([st["totals"]["launch_s"] for st in stages], m)[0],  # the launches on T's path
     })
     for st in stages:
         del st["totals"]

@@ -141,3 +141,67 @@ def test_a_deadlocked_program_never_reaches_the_emulator() -> None:
     }"""
     with pytest.raises(EmulatorError, match="deadlock.*waits on channel 1.*waits on channel 0"):
         StagedEmulator(parse_module(text), load_fabric("sn40l-node8"))
+
+
+def test_pipeline_time_and_bubble_by_hand() -> None:
+    from rdu_compiler.cost.pipeline import pipeline_time
+
+    assert pipeline_time([1.0, 1.0, 1.0, 1.0], 8) == pytest.approx((11.0, 3 / 11))  # (p - 1) / (m + p - 1)
+    total, bubble = pipeline_time([1.0, 3.0], 2)  # 1 + 3 + 1 x 3 = 7; busy 2 x 4 = 8 of 2 x 7
+    assert total == pytest.approx(7.0) and bubble == pytest.approx(1 - 8 / 14)
+    assert pipeline_time([2.0], 5) == pytest.approx((10.0, 0.0))
+    with pytest.raises(ValueError, match="micro-batch"):
+        pipeline_time([1.0], 0)
+
+
+def test_report_sums_stages_sends_and_bubble() -> None:
+    """The GPT-2 pp=2 report: each stage's time is its sections plus its sends (hop latency
+    + bytes over the link, sn40l-node8's numbers); the call's time is the pipeline of 4
+    micro-batches."""
+    from rdu_compiler.fabric import load_fabric
+
+    one, staged, _ = _programs("gpt2_2layer")
+    node = load_fabric("sn40l-node8").node
+    pipe = staged.report["pipeline"]
+    s0, s1 = pipe["stages"]
+    (t,) = s0["transfers"]
+    assert t["seconds"] == pytest.approx(node.hop_latency_s + 4096 / node.link_bytes_per_s)
+    assert s0["time_s"] == pytest.approx(s0["sections_s"] + t["seconds"]) and s1["send_s"] == 0
+    times = [s0["time_s"], s1["time_s"]]
+    assert staged.report["totals"]["estimated_s"] == pytest.approx(sum(times) + 3 * max(times))
+    assert pipe["bubble_equal_stages"] == pytest.approx(1 / 5)
+    assert staged.report["node"]["sockets_used"] == 2 and "bubble" in staged.report["node"]["note"]
+    assert [s["stage"] for s in staged.report["sections"]][0] == 0 and staged.report["sections"][-1]["stage"] == 1
+    # the stages' work is the unstaged program's, split: kernels and FLOPs add up (the
+    # constant-only kernels, such as the causal mask, are computed by each stage that reads them)
+    assert staged.report["totals"]["flops"] >= one.report["totals"]["flops"]
+    assert staged.report["totals"]["flops"] <= 1.01 * one.report["totals"]["flops"]
+
+
+def test_pp_needs_the_sockets() -> None:
+    import rdu_compiler
+
+    with pytest.raises(RduError, match="pp=2 stages need 2 sockets, but fabric 'sn40l' has 1"):
+        rdu_compiler.compile(torch.nn.Linear(8, 8), (torch.randn(2, 8),), fabric="sn40l", pp=2)
+
+
+def test_rdu_compile_pp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`rdu-compile --pp 2 --microbatches 3 --check`: the stage programs, run and checked;
+    --pp with a one-socket tool (--target triton) is one paragraph, exit 2."""
+    import json
+
+    from rdu_compiler.tools.rdu_compile import main
+
+    out = tmp_path / "out"
+    code = main([str(EXAMPLES / "mlp.py"), "--fabric", "sn40l-node8", "--pp", "2", "--microbatches", "3", "--check",
+                 "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code in (0, None), captured.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["pipeline"]["pp"] == 2 and report["pipeline"]["microbatches"] == 3 and report["check"]["ok"]
+    assert "@main_stage1" in (out / "model.mlir").read_text()
+    assert "bubble" in " ".join(captured.out.split())
+    with pytest.raises(SystemExit) as exited:
+        main([str(EXAMPLES / "mlp.py"), "--fabric", "sn40l-node8", "--pp", "2", "--target", "triton", "-o", str(tmp_path / "t")])
+    code, err = exited.value.code, capsys.readouterr().err
+    assert code == 2 and "--pp compiles one program per socket" in " ".join(err.split()) and "Traceback" not in err
