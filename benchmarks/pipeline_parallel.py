@@ -21,7 +21,7 @@ from rdu_compiler.cost.pipeline import pipeline_time
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description="Pipeline parallelism on a Llama-2-7B-shaped decode step")
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--pp", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--microbatches", type=int, nargs="+", default=[1, 4, 8, 16])
