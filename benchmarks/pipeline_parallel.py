@@ -13,6 +13,7 @@ T for every M from the stage times of that compile. All figures are the cost mod
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 import rdu_compiler
@@ -37,6 +38,7 @@ def main() -> None:
         t0 = time.perf_counter()
         program = rdu_compiler.compile_imported(imported, fabric=args.fabric, pp=pp)
         wall = time.perf_counter() - t0
+        print(f"(pp={pp}: decoder layers per stage, by the weights each stage holds: {_layers(program, imported)})")
         if pp == 1:
             stage_s, sends = [program.report["totals"]["estimated_s"]], 0.0
         else:
@@ -49,6 +51,29 @@ def main() -> None:
             print(f"| {pp} | {m} | {shown} ms | {max(stage_s) * 1e3:.2f} ms | {sends * 1e6:.1f} us | {total * 1e3:.2f} ms "
                   f"| {m / total:.0f} | {1 / total:.0f} | {bubble * 100:.1f} % |")
         print(f"(pp={pp}: compile {wall:.1f} s)")
+
+
+def _layers(program: object, imported: object) -> str:
+    """Each stage's decoder layers, from the layer weights it takes ("3-7.5" = layers 3 to 7
+    and layer 8's attention half); the embedding and LM head are named when a stage holds them."""
+    from xdsl.dialects import func
+
+    names = imported.arg_names  # type: ignore[attr-defined]
+    out = []
+    for fn in (op for op in program.module.ops if isinstance(op, func.FuncOp)):  # type: ignore[attr-defined]
+        attr = fn.attributes.get("rdu.args")
+        held = [names[i] for i in attr.get_values()] if attr is not None else names  # type: ignore[attr-defined]
+        layers: dict[int, set[str]] = {}
+        for n in held:
+            m = re.match(r"p_layers_(\d+)_(\w+)_weight", n)
+            if m:
+                layers.setdefault(int(m.group(1)), set()).add(m.group(2))
+        full = sorted(i for i, w in layers.items() if len(w) == 9)
+        parts = [f"{full[0]}-{full[-1]}" if full else ""]
+        parts += [f"+{i}{'(attn)' if 'q_proj' in w else '(mlp)'}" for i, w in sorted(layers.items()) if len(w) < 9]
+        parts += [e for e in ("embed", "lm_head") if f"p_{e}_weight" in held]
+        out.append(" ".join(p for p in parts if p))
+    return "; ".join(out)
 
 
 if __name__ == "__main__":
