@@ -153,14 +153,15 @@ def mixed_roofline(loads: list[SectionLoad], compulsory_bytes: int, fabric: Fabr
     return Roofline(sum(per_dtype.values()), compulsory_bytes, compute_s, memory_s, max(compute_s, memory_s), bound)
 
 
-def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, Any]:
-    """The compile report: sections, kernels, units, bytes per tier, time, roofline.
+def build_report(module: ModuleOp, fabric: Fabric, opt_level: int, fn: func.FuncOp | None = None) -> dict[str, Any]:
+    """The compile report: sections, kernels, units, bytes per tier, time, roofline (of
+    `fn`, by default the module's first function: one stage program, `cost.pipeline`).
 
     Times are the static bandwidth model's estimates (seconds) on `fabric`; bytes are
     bytes; the roofline is FLOPs / peak and compulsory bytes (arguments read once,
     results written once) / HBM bandwidth.
     """
-    fn = _main(module)
+    fn = fn if fn is not None else _main(module)
     sections = [op for op in fn.body.block.ops if isinstance(op, rdu.SectionOp)]
     networks = [section_network(s, fabric) for s in sections]
     loads = [section_load(s, n.max_link_bytes if n is not None else 0) for s, n in zip(sections, networks, strict=True)]
