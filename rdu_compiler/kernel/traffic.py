@@ -11,7 +11,10 @@ operand, FLOPs, tier of each off-chip read) and checked by the emulator's counte
   tiled loop nest (re-read once per tile of every loop it does not depend on);
 - off-chip reads are charged to the tier of the `rdu.load` they come from, through views
   and pads (`follow_tiers`); a concat reads its loaded parts once into its buffer;
-- a gather (`tensor.extract`) reads one element per domain point from its capture's tier.
+- a gather (`tensor.extract`) reads one element per domain point from its capture's tier;
+- a scatter's destination (its init) is its accumulator, resident in its PMUs for the whole
+  kernel: its buffer holds the whole destination, which is read once (unless it is
+  `tensor.empty`) and written once; its index and update inputs follow the rule above.
 """
 
 from __future__ import annotations
@@ -46,12 +49,15 @@ def operand_tile_bytes(kernel: KernelOp, tile: Sequence[int]) -> list[int]:
     """
     out = []
     operands = [*kernel.inputs, *kernel.inits]
-    for value, amap in zip(operands, kernel.indexing_maps.data, strict=True):
+    scatter = kernel.kind.data == Pattern.SCATTER
+    for i, (value, amap) in enumerate(zip(operands, kernel.indexing_maps.data, strict=True)):
         access = Access.from_map(amap.data)
         if not access.forms:
             out.append(0)
-            continue
-        out.append(tile_elements(access, tile) * itemsize(value.type))
+        elif scatter and i >= len(kernel.inputs):  # the resident destination, whole
+            out.append(math.prod(rdu.shape_of(value.type)) * itemsize(value.type))
+        else:
+            out.append(tile_elements(access, tile) * itemsize(value.type))
     return out
 
 
@@ -89,7 +95,7 @@ def counted_operands(k: rdu.KernelOp) -> list[bool]:
     (no access forms: PCU registers), not `tensor.empty`, and an init only when there is a
     reduction loop or the payload reads its block argument. The cost model counts these
     operands' traffic; the emulator counts the same ones (`KernelExecutor`)."""
-    red = bool(k.reduction_dims)
+    red = bool(k.reduction_dims) or k.kind.data == Pattern.SCATTER  # a scatter keeps what it does not write
     block = k.body.block
     out = []
     for i, (v, amap) in enumerate(zip([*k.inputs, *k.inits], k.indexing_maps.data, strict=True)):
@@ -100,14 +106,17 @@ def counted_operands(k: rdu.KernelOp) -> list[bool]:
 
 def kernel_traffic(k: rdu.KernelOp) -> list[int]:
     """Bytes each input/init operand moves over the whole tiled loop nest (0: not counted).
-    A scan reads its input once, whole."""
+    A scan reads its input once, whole; a scatter its destination once, whole."""
     if k.kind.data == rdu.Pattern.SCAN:
         return [math.prod(rdu.shape_of(k.inputs[0].type)) * itemsize(k.inputs[0].type)] + [0] * len(k.inits)
     out = []
     operands = [*k.inputs, *k.inits]
-    for v, amap, counted in zip(operands, k.indexing_maps.data, counted_operands(k), strict=True):
+    for i, (v, amap, counted) in enumerate(zip(operands, k.indexing_maps.data, counted_operands(k), strict=True)):
         if not counted:
             out.append(0)
+            continue
+        if k.kind.data == rdu.Pattern.SCATTER and i >= len(k.inputs):
+            out.append(math.prod(rdu.shape_of(v.type)) * itemsize(v.type))
             continue
         out.append(traffic_elements(Access.from_map(amap.data), k.domain_sizes, k.tile_sizes) * itemsize(v.type))
     return out
