@@ -95,6 +95,7 @@ class KernelExecutor:
         self.used = facts.used
         self.counted = counted_operands(kernel)  # the cost model's rule (kernel.traffic)
         self.kind = facts.kind
+        self.gather_burst = 1  # bytes per gather access; the emulator sets its tier's (TierSpec.burst_bytes)
         if facts.non_projection_output() is not None:
             raise EmulatorError(f"kernel '{self.name}': output access pattern must be a projection")
         self.contraction: tuple[int, int] | None = None
@@ -193,7 +194,7 @@ class KernelExecutor:
             stats.tiles += 1
             self._count(operands, starts, sizes, stats)
             args = self._args(operands, caps, starts, sizes, include_inits=not self.red)
-            ctx = TileContext(starts, sizes)
+            ctx = TileContext(starts, sizes, self.gather_burst)
             if not self.red:
                 vals = self.payload.run(args, ctx)
                 self._write(results, [vals[s] for s in self.payload.yield_slots], starts, sizes)
@@ -351,7 +352,7 @@ class KernelExecutor:
                 if self.counted[i] and not isinstance(operands[i], Empty):
                     stats.operand_bytes[i] += math.prod(self.accesses[i].extent(starts, sizes)) * _itemsize(operands[i])
             args = self._args(operands, caps, starts, sizes, include_inits=False)
-            ctx = TileContext(starts, sizes)
+            ctx = TileContext(starts, sizes, self.gather_burst)
             vals = self.payload.run(args, ctx)
             stats.gathered_bytes += ctx.gathered_bytes
             value = np.broadcast_to(np.asarray(vals[self.scatter_slot], dtype=dest.dtype), sizes).reshape(-1)

@@ -11,7 +11,9 @@ operand, FLOPs, tier of each off-chip read) and checked by the emulator's counte
   tiled loop nest (re-read once per tile of every loop it does not depend on);
 - off-chip reads are charged to the tier of the `rdu.load` they come from, through views
   and pads (`follow_tiers`); a concat reads its loaded parts once into its buffer;
-- a gather (`tensor.extract`) reads one element per domain point from its capture's tier;
+- a gather (`tensor.extract`) reads one element per domain point from its capture's tier,
+  charged there at the tier's access granularity (`gathered_bytes(k, burst)`: each run of
+  contiguous elements in a tile rounded up to whole bursts);
 - a scatter's destination (its init) is its accumulator, resident in its PMUs for the whole
   kernel: its buffer holds the whole destination, which is read once (unless it is
   `tensor.empty`) and written once; its index and update inputs follow the rule above.
@@ -153,11 +155,48 @@ def gather_tier(k: rdu.KernelOp) -> str:
     return "hbm"
 
 
-def gathered_bytes(k: rdu.KernelOp) -> int:
-    """Bytes a kernel's gathers (`tensor.extract` in the payload) read: one element per
-    iteration-domain point each."""
-    extracts = [o for o in k.body.block.walk() if isinstance(o, tensor.ExtractOp)]
-    return sum(math.prod(k.domain_sizes) * itemsize(o.result.type) for o in extracts)
+def gather_run_dim(op: tensor.ExtractOp) -> int | None:
+    """The loop whose counter is a gather's innermost table index (through index casts), or
+    None. Consecutive points of that loop read consecutive elements: the gather reads one
+    contiguous run per row of the tile along it. Otherwise every element is its own access."""
+    if not op.indices:
+        return None
+    v = op.indices[-1]
+    while isinstance(v.owner, arith.IndexCastOp):
+        v = v.owner.operands[0]
+    return v.owner.dim.value.data if isinstance(v.owner, rdu.IndexOp) else None
+
+
+def burst_round(nbytes: int, burst: int) -> int:
+    """`nbytes` rounded up to a whole number of `burst`-byte accesses."""
+    return -(-nbytes // burst) * burst
+
+
+def gathered_bytes(k: rdu.KernelOp, burst: int = 1) -> int:
+    """Bytes a kernel's gathers (`tensor.extract` in the payload) read from their tier.
+
+    `burst = 1`: the elements requested, one per iteration-domain point each. With the
+    tier's access granularity `burst` (`TierSpec.burst_bytes`): each tile reads, per point
+    of its other loops, one run of `tile[d]` contiguous elements along the gather's
+    innermost loop d (`gather_run_dim`), rounded up to whole bursts; a gather whose
+    innermost index is computed from data reads a burst per element. Over the tiled loop
+    nest: `points / domain[d] * sum over d's tiles of burst_round(size * itemsize)`.
+    """
+    points = math.prod(k.domain_sizes)
+    total = 0
+    for o in k.body.block.walk():
+        if not isinstance(o, tensor.ExtractOp):
+            continue
+        size = itemsize(o.result.type)
+        d = gather_run_dim(o)
+        if d is None:
+            total += points * burst_round(size, burst)
+            continue
+        dom, tile = k.domain_sizes[d], min(k.tile_sizes[d], k.domain_sizes[d])
+        full, rest = divmod(dom, tile)
+        runs = full * burst_round(tile * size, burst) + (burst_round(rest * size, burst) if rest else 0)
+        total += points // dom * runs
+    return total
 
 
 def compute_dtype(k: rdu.KernelOp) -> str:
