@@ -374,7 +374,7 @@ class KernelExecutor:
             if self.scatter_ufunc:
                 getattr(np, self.scatter_ufunc).at(dest, tuple(flat_coords), value)
             else:  # a plain write, in domain order: the last write to a point wins
-                flat = np.ravel_multi_index(tuple(flat_coords), dest.shape)
+                flat = np.asarray(np.ravel_multi_index(tuple(flat_coords), dest.shape), dtype=np.int64)
                 _, first_from_end = np.unique(flat[::-1], return_index=True)
                 last = flat.size - 1 - first_from_end
                 dest.reshape(-1)[flat[last]] = value[last]

@@ -20,6 +20,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from xdsl.dialects.builtin import ModuleOp
 
 from rdu_compiler import api
 from rdu_compiler.dialects import rdu
@@ -107,7 +108,7 @@ func.func @main(%u: tensor<6xf32>, %idx: tensor<6x2xi64>, %dest: tensor<3x4xf32>
 """
 
 
-def _scatter_kernel(text: str, fabric: str) -> tuple[object, rdu.KernelOp]:
+def _scatter_kernel(text: str, fabric: str) -> tuple[ModuleOp, rdu.KernelOp]:
     module = parse_module(text)
     run_pipeline(module, pipeline(fabric, 1))
     (k,) = [k for k in kernels(module) if k.kind.data == rdu.Pattern.SCATTER]
