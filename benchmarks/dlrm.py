@@ -51,8 +51,11 @@ def figure(batch: int, max_ind_range: int | None, fabric: str) -> dict[str, Any]
     rep = program.report
     tot = rep["totals"]
     bound: Counter[str] = Counter()
+    terms: Counter[str] = Counter()
     for s in rep["sections"]:
         bound[s["cost"]["bound"]] += s["cost"]["total_s"]
+        for t in ("compute_s", "pmu_s", "hbm_s", "ddr_s", "agcu_s", "network_s", "fill_s", "launch_s"):
+            terms[t] += s["cost"][t]
     total = tot["estimated_s"]
     kinds = tot["kernel_kinds"]
     return {
@@ -61,6 +64,7 @@ def figure(batch: int, max_ind_range: int | None, fabric: str) -> dict[str, Any]
         "estimated_s": total,
         "per_sample_s": total / batch,
         "binds": {k: round(v / total, 3) for k, v in bound.most_common()},
+        "terms_s": dict(terms),  # summed over sections; total = sum of max(steady terms) + fill + launch
         "launch_s": tot["launch_s"],
         "sections": tot["sections"],
         "kernels": tot["kernels"],
