@@ -15,7 +15,9 @@ resource with its share of the total); gathers are charged at the tier's burst
 `--tiering` adds the cost model's placement of the full tables' rows (`cost.tiering`) under
 a stated Zipf(`--zipf`) law per table (an assumption, not Criteo's measured profile), for
 SRAM / HBM budgets of (0, all), (64 MiB, all), (0, 256 MiB), (64 MiB, 256 MiB) and (0, 0):
-the gather seconds per batch, bytes per tier and the binding tier.
+the gather seconds per batch, bytes per tier and the binding tier; then the cuckoo indexes a
+collisionless table would add (`place_indexes`: whole indexes densest first, 2 bucket probes
+of 64 B per lookup) with 0 or 64 MiB of SRAM for them.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def figure(batch: int, max_ind_range: int | None, fabric: str) -> dict[str, Any]
 
 def tiering(batch: int, zipf_s: float, fabric_name: str) -> list[dict[str, Any]]:
     """The full Criteo tables' rows placed by the cost model for a few budgets."""
-    from rdu_compiler.cost.tiering import TableProfile, place_tables
+    from rdu_compiler.cost.tiering import TableProfile, place_indexes, place_tables
     from rdu_compiler.fabric import load_fabric
 
     fabric = load_fabric(fabric_name)
@@ -94,6 +96,11 @@ def tiering(batch: int, zipf_s: float, fabric_name: str) -> list[dict[str, Any]]
         out.append({"batch": batch, "zipf_s": zipf_s, "sram_budget": sram, "hbm_budget": hbm,
                     "stored_bytes": plan.stored_bytes, "gather_bytes": plan.gather_bytes,
                     "seconds": plan.seconds, "gather_s": plan.gather_s, "binds": plan.binds})
+    for sram in (0, 64 << 20):  # a collisionless table's cuckoo index, probed before each row gather
+        probe = place_indexes(tables, fabric, sram, fabric.hbm.capacity_bytes)
+        out.append({"batch": batch, "zipf_s": zipf_s, "index_sram_budget": sram, "index_tiers": dict(Counter(probe.tier.values())),
+                    "index_stored_bytes": probe.stored_bytes, "probe_bytes": probe.probe_bytes, "seconds": probe.seconds,
+                    "probe_s": probe.probe_s, "binds": probe.binds})
     return out
 
 
@@ -114,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         for b in args.batches:
             for t in tiering(b, args.zipf, args.fabric):
                 tiers.append(t)
+                if "probe_bytes" in t:
+                    p = t["probe_bytes"]
+                    print(f"probes  B={b:<5} index SRAM budget {t['index_sram_budget'] >> 20:>4} MiB: indexes per tier {t['index_tiers']}, "
+                          f"stored {t['index_stored_bytes']['hbm'] / 2**30:.2f} GiB HBM; probes SRAM {p['sram'] / 1e3:.1f} kB "
+                          f"HBM {p['hbm'] / 1e3:.1f} kB: {t['probe_s'] * 1e6:.3f} us, binds {t['binds']}", flush=True)
+                    continue
                 g = t["gather_bytes"]
                 print(f"tiering B={b:<5} SRAM {t['sram_budget'] >> 20:>4} MiB HBM {t['hbm_budget'] >> 20:>6} MiB: "
                       f"gathers SRAM {g['sram'] / 1e3:9.1f} kB HBM {g['hbm'] / 1e3:9.1f} kB DDR {g['ddr'] / 1e3:9.1f} kB  "

@@ -17,6 +17,10 @@ per cycle; HBM, DDR: `bytes_per_s`); off-chip gathers also pass through the AGCU
 (`agcu.count x bytes_per_cycle`). The tiers are read in parallel, so the gather time is the
 largest of those terms ([NF]: no contention between tiers beyond the shared AGCUs).
 
+Hash probes (`place_indexes`): a `CollisionlessTable` lookup first probes its cuckoo index
+(at most two buckets of 4 x 16 B); each table's whole index goes to the densest tier it fits,
+and the probes are charged like the row gathers.
+
 What this is not (yet): the compiled program keeps each table in one tier (rdu-allocate's
 `capture_tiers`); this module is the cost model's answer to "where should the rows go and
 what would it save", not a pass that splits a table's gather across tiers.
@@ -31,11 +35,14 @@ from typing import Any
 
 import numpy as np
 
+from rdu_compiler.embedding.table import SLOTS
 from rdu_compiler.errors import RduError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.traffic import burst_round
 
-__all__ = ["TableProfile", "TierPlan", "harmonic", "place_tables", "zipf_hit_fraction"]
+__all__ = [
+    "ProbePlan", "TableProfile", "TierPlan", "harmonic", "index_bytes", "place_indexes", "place_tables", "zipf_hit_fraction",
+]
 
 TIERS = ("sram", "hbm", "ddr")
 
@@ -194,3 +201,69 @@ def place_tables(tables: list[TableProfile], fabric: Fabric, sram_bytes: int, hb
     }
     binds = max(seconds, key=lambda k: seconds[k])
     return TierPlan(rows, stored, gathered, seconds, seconds[binds], binds)
+
+
+# --------------------------------------------------------------------------- hash probes
+
+#: Bytes of one bucket of `embedding.CollisionlessTable`'s cuckoo index: SLOTS slots of
+#: (uint64 ID, int64 row number).
+BUCKET_BYTES = SLOTS * 16
+
+
+def index_bytes(capacity: int) -> int:
+    """Bytes of a collisionless table's index for `capacity` IDs: buckets rounded up to a
+    power of two at <= 50 % load (as `CollisionlessTable` sizes them) x BUCKET_BYTES."""
+    return (1 << max(0, math.ceil(math.log2(max(1, 2 * capacity / SLOTS))))) * BUCKET_BYTES
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """Where each table's cuckoo index lives, and a batch's probe bytes and seconds per tier."""
+
+    tier: dict[str, str]  # table -> "sram" | "hbm" | "ddr"
+    stored_bytes: dict[str, int]
+    probe_bytes: dict[str, float]
+    seconds: dict[str, float]
+    probe_s: float
+    binds: str
+
+
+def place_indexes(tables: list[TableProfile], fabric: Fabric, sram_bytes: int, hbm_bytes: int,
+                  buckets_per_lookup: int = 2) -> ProbePlan:
+    """Place each table's whole cuckoo index (a probe reads any bucket, so the index is not
+    split by frequency) densest first (lookups per index byte) into `sram_bytes` of PMUs,
+    then `hbm_bytes` of HBM, then DDR; a lookup reads `buckets_per_lookup` buckets (2: the
+    worst case, both candidates; a hit in the first bucket reads one), each rounded up to
+    the tier's burst. SRAM probes run at the bandwidth of the PMUs holding the indexes
+    (`pmu.bytes_per_cycle` each); HBM/DDR probes at the tier's bandwidth and through the
+    AGCUs; tiers in parallel ([NF]). A table's `rows` is its capacity in IDs.
+
+    Raises:
+        TieringError: budgets above the fabric's capacities, or indexes DDR cannot hold.
+    """
+    if not 0 <= sram_bytes <= fabric.sram_bytes or not 0 <= hbm_bytes <= fabric.hbm.capacity_bytes:
+        raise TieringError(f"index budgets {sram_bytes} B SRAM / {hbm_bytes} B HBM exceed fabric '{fabric.name}'; give budgets within it")
+    size = {t.name: index_bytes(t.rows) for t in tables}
+    left = {"sram": sram_bytes, "hbm": hbm_bytes, "ddr": fabric.ddr.capacity_bytes}
+    tier: dict[str, str] = {}
+    for t in sorted(tables, key=lambda t: -t.lookups / size[t.name]):
+        where = next((k for k in TIERS if size[t.name] <= left[k]), None)
+        if where is None:
+            raise TieringError(f"the index of table '{t.name}' ({size[t.name]} B) fits no tier of fabric '{fabric.name}'")
+        tier[t.name] = where
+        left[where] -= size[t.name]
+    burst = {"sram": fabric.pmu.bytes_per_cycle, "hbm": fabric.hbm.burst_bytes, "ddr": fabric.ddr.burst_bytes}
+    stored = {k: sum(size[t.name] for t in tables if tier[t.name] == k) for k in TIERS}
+    probes: dict[str, float] = dict.fromkeys(TIERS, 0.0)
+    for t in tables:
+        probes[tier[t.name]] += t.lookups * buckets_per_lookup * burst_round(BUCKET_BYTES, burst[tier[t.name]])
+    pmus = math.ceil(stored["sram"] / fabric.pmu.capacity_bytes)
+    agcu_bw = fabric.agcu.count * fabric.agcu.bytes_per_cycle * fabric.clock_hz
+    seconds = {
+        "sram": probes["sram"] / (pmus * fabric.pmu.bytes_per_cycle * fabric.clock_hz) if probes["sram"] else 0.0,
+        "hbm": probes["hbm"] / fabric.hbm.bytes_per_s,
+        "ddr": probes["ddr"] / fabric.ddr.bytes_per_s,
+        "agcu": (probes["hbm"] + probes["ddr"]) / agcu_bw,
+    }
+    binds = max(seconds, key=lambda k: seconds[k])
+    return ProbePlan(tier, stored, probes, seconds, seconds[binds], binds)

@@ -11,9 +11,12 @@ from rdu_compiler.cost.tiering import (
     TableProfile,
     TieringError,
     harmonic,
+    index_bytes,
+    place_indexes,
     place_tables,
     zipf_hit_fraction,
 )
+from rdu_compiler.embedding import CollisionlessTable
 from rdu_compiler.fabric import load_fabric
 
 SN40L = load_fabric("sn40l")
@@ -75,3 +78,21 @@ def test_bad_profiles_and_budgets_are_refused() -> None:
     t = TableProfile("t", rows=2, row_bytes=4, lookups=1, zipf_s=1.0)
     with pytest.raises(TieringError, match="within them"):
         place_tables([t], SN40L, sram_bytes=SN40L.sram_bytes + 1, hbm_bytes=0)
+
+
+def test_index_bytes_follow_the_table_sizing() -> None:
+    # 1,000 IDs -> 2 x 1000 / 4 = 500 buckets -> 512 (a power of two) x 64 B
+    assert index_bytes(1000) == 512 * 64
+    assert index_bytes(1000) == CollisionlessTable(dim=4, capacity=1000).buckets * 64
+
+
+def test_probes_are_charged_where_the_index_lives() -> None:
+    small = TableProfile("small", rows=1000, row_bytes=64, lookups=100, zipf_s=1.0)  # index 32 KiB
+    big = TableProfile("big", rows=10**6, row_bytes=64, lookups=100, zipf_s=1.0)  # 2^19 buckets: 32 MiB
+    plan = place_indexes([small, big], SN40L, sram_bytes=40 * 1024, hbm_bytes=1 << 30)
+    assert plan.tier == {"small": "sram", "big": "hbm"}
+    # 100 lookups x 2 buckets x 64 B in each tier; the small index sits in one PMU
+    assert plan.probe_bytes == {"sram": 12_800, "hbm": 12_800, "ddr": 0}
+    assert plan.seconds["sram"] == pytest.approx(12_800 / (64 * 1.6e9))
+    assert plan.seconds["hbm"] == pytest.approx(12_800 / 1.8e12)
+    assert plan.binds == "sram"
