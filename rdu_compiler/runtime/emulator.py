@@ -112,6 +112,8 @@ class Emulator:
                 self._check_section(op)
                 for k in op.kernels():
                     self.executors[k] = KernelExecutor(k)
+                    # gathers are charged at their tier's access granularity (kernel.traffic.gathered_bytes)
+                    self.executors[k].gather_burst = getattr(fabric, gather_tier(k)).burst_bytes
         if named is not None and _comparable(named) != _comparable(fabric):  # after the sections: their reasons are sharper
             raise EmulatorError(
                 f"the program was compiled for fabric '{named.name}' ({module.attributes[FABRIC_ATTR]}) but the "
