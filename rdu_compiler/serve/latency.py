@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
+from rdu_compiler.bench.models import LlamaSpec
 from rdu_compiler.fabric import load_fabric
-from rdu_compiler.serve.programs import MODELS, ModelSpec, measure
+from rdu_compiler.serve.programs import MODELS, measure
 from rdu_compiler.serve.regions import region
 
 Chunk = tuple[int, int]  # (new tokens L, cached tokens P)
@@ -90,7 +91,7 @@ class LatencyModel:
     """Whole-model step latency per share of one fabric.
 
     Attributes:
-        model: the ModelSpec; fabric: base fabric name or path; base_rows: its rows;
+        model: the LlamaSpec; fabric: base fabric name or path; base_rows: its rows;
         hbm_bytes_per_s, hbm_capacity_bytes: the socket's HBM (shared by all regions);
         shares: rows -> ShareModel; fit_error: rows -> phase -> max relative error on
         validation compiles; activation_bytes: peak HBM of the largest prefill program
@@ -98,7 +99,7 @@ class LatencyModel:
         points: every measurement used (for the benchmark's curves).
     """
 
-    model: ModelSpec
+    model: LlamaSpec
     fabric: str
     base_rows: int
     hbm_bytes_per_s: float
@@ -153,7 +154,7 @@ class LatencyModel:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LatencyModel:
         return cls(
-            ModelSpec(**d["model"]), d["fabric"], d["base_rows"], d["hbm_bytes_per_s"], d["hbm_capacity_bytes"],
+            LlamaSpec(**d["model"]), d["fabric"], d["base_rows"], d["hbm_bytes_per_s"], d["hbm_capacity_bytes"],
             {int(k): ShareModel(**v) for k, v in d["shares"].items()},
             {int(k): v for k, v in d["fit_error"].items()}, d["activation_bytes"], d["points"],
         )
@@ -169,7 +170,7 @@ def default_cache_dir() -> str:
 
 
 def build_latency_model(
-    model: str | ModelSpec,
+    model: str | LlamaSpec,
     fabric: str,
     shares: Sequence[float],
     *,
@@ -185,7 +186,7 @@ def build_latency_model(
     """Compile (or read from the cache) every phase point on every share and fit the forms.
 
     Args:
-        model: a MODELS name or a ModelSpec; fabric: preset name or .toml path;
+        model: a MODELS name or a LlamaSpec; fabric: preset name or .toml path;
         shares: fractions of the grid (rounded to rows; duplicates merged; 1.0 is always added
             for the chunked policy); *_points: fit points; *_check: validation points.
         progress: called with a line per phase point.
@@ -240,7 +241,7 @@ def build_latency_model(
                            "estimated_s": m["estimated_s"], "hbm_bytes": m["hbm_bytes"],
                            "bounds": [s["bound"] for s in m["sections"]], "check": list(point) in [list(c) for c in check_pts[phase]]})
     biggest = max([*prefill_points, *prefill_check])
-    layer_w = (model.weight_bytes() - model.dtype_bytes * (2 * model.vocab * model.hidden + model.hidden)) // model.layers
+    layer_w = model.layer_params * model.dtype_bytes
     peak = max(m["hbm_peak_bytes"] for m in meas[("prefill", (biggest,))])
     return LatencyModel(model, fabric, base.rows, base.hbm.bytes_per_s, base.hbm.capacity_bytes, out, errors,
                         max(0, int(peak) - layer_w), points)

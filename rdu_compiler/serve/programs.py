@@ -22,62 +22,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from rdu_compiler.bench.models import LayerShape, LlamaLayer, RMSNorm
+from rdu_compiler.bench.models import LLAMA_SPECS, LlamaLayer, LlamaSpec, RMSNorm
 from rdu_compiler.fabric import load_fabric
 from rdu_compiler.serve.regions import Region, fabric_digest
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A decoder-only model: layer dims, `layers`, `vocab`; bf16 weights and KV (2 bytes)."""
-
-    name: str
-    hidden: int
-    heads: int
-    kv_heads: int
-    mlp: int
-    layers: int
-    vocab: int
-    dtype_bytes: int = 2
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
-
-    def weight_bytes(self) -> int:
-        """Bytes of all weights: layers x (attention + MLP + 2 norms) + embedding + LM head + norm."""
-        kv = self.kv_heads * self.head_dim
-        layer = 2 * self.hidden * self.hidden + 2 * self.hidden * kv + 3 * self.hidden * self.mlp + 2 * self.hidden
-        return self.dtype_bytes * (self.layers * layer + 2 * self.vocab * self.hidden + self.hidden)
-
-    def kv_bytes_per_token(self) -> int:
-        """KV-cache bytes of one token over all layers: layers x 2 (K, V) x kv_heads x head_dim x dtype."""
-        return self.layers * 2 * self.kv_heads * self.head_dim * self.dtype_bytes
-
-    def layer_shape(self, seq: int, past: int) -> LayerShape:
-        return LayerShape(self.hidden, self.heads, self.kv_heads, self.mlp, seq, past)
-
-
-#: Shapes from the models' configs: Llama-3.1-8B (GQA 8 KV heads, MLP 14336, vocab 128256),
-#: Llama-2-7B (MHA, MLP 11008, vocab 32000) [P, Hugging Face config.json]; `tiny` for tests.
-MODELS: dict[str, ModelSpec] = {
-    "llama3.1-8b": ModelSpec("llama3.1-8b", 4096, 32, 8, 14336, 32, 128256),
-    "llama2-7b": ModelSpec("llama2-7b", 4096, 32, 32, 11008, 32, 32000),
-    "tiny": ModelSpec("tiny", 64, 4, 2, 128, 2, 256),
-}
+#: The serving models by name (`bench.models.LLAMA_SPECS`).
+MODELS: dict[str, LlamaSpec] = LLAMA_SPECS
 
 
 class Head(nn.Module):
     """Final RMSNorm + LM head: [1, T, hidden] -> logits [1, T, vocab]."""
 
-    def __init__(self, m: ModelSpec):
+    def __init__(self, m: LlamaSpec):
         super().__init__()
         self.norm = RMSNorm(m.hidden, 1e-5)
         self.lm_head = nn.Linear(m.hidden, m.vocab, bias=False)
@@ -86,7 +49,7 @@ class Head(nn.Module):
         return self.lm_head(self.norm(x))
 
 
-def build(m: ModelSpec, phase: str, point: tuple[int, ...]) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+def build(m: LlamaSpec, phase: str, point: tuple[int, ...]) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     """The module and meta example inputs of one phase point (module docstring)."""
     dt, d = torch.bfloat16, m.head_dim
     with torch.device("meta"):
@@ -112,7 +75,7 @@ def compiler_version() -> str:
     return compiler_id(("serve/", "tools/"))
 
 
-def cache_key(m: ModelSpec, reg: Region, phase: str, point: tuple[int, ...]) -> str:
+def cache_key(m: LlamaSpec, reg: Region, phase: str, point: tuple[int, ...]) -> str:
     """The cache key of one measurement (hex SHA-256)."""
     fab = load_fabric(reg.path)
     doc = {"model": asdict(m), "fabric": fabric_digest(fab), "rows": reg.rows, "agcus": reg.agcus,
@@ -123,7 +86,7 @@ def cache_key(m: ModelSpec, reg: Region, phase: str, point: tuple[int, ...]) -> 
 _SECTION_KEYS = ("compute_s", "pmu_s", "hbm_s", "ddr_s", "agcu_s", "network_s", "fill_s", "launch_s", "total_s")
 
 
-def measure(m: ModelSpec, regions: list[Region], phase: str, point: tuple[int, ...], cache_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def measure(m: LlamaSpec, regions: list[Region], phase: str, point: tuple[int, ...], cache_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Compile one phase point on each of `regions` (or read it from the cache); the model is
     exported and lowered once for all regions missing from the cache.
 

@@ -6,7 +6,7 @@ resident together, `contention.steps_together`.
 
 **KV cache.** Capacity = HBM capacity - all weights - activations (the largest prefill
 program's peak HBM less one layer's weights), in blocks of `block_tokens` tokens of
-`ModelSpec.kv_bytes_per_token()` each. A request holds ceil(kv_tokens / block_tokens) blocks.
+`LlamaSpec.kv_bytes_per_token()` each. A request holds ceil(kv_tokens / block_tokens) blocks.
 When a step needs a block and none is free, the most recently admitted request not in
 flight is preempted by recompute (vLLM): its blocks are freed and it waits again at the
 front of the prefill queue with prompt + generated tokens to prefill (that prefill emits
@@ -302,7 +302,7 @@ class _Sim:
 
 def kv_capacity_bytes(lm: LatencyModel) -> int:
     """HBM capacity - weights - activations (bytes); may be <= 0 for a model too big."""
-    return lm.hbm_capacity_bytes - lm.model.weight_bytes() - lm.activation_bytes
+    return lm.hbm_capacity_bytes - lm.model.weight_bytes - lm.activation_bytes
 
 
 def simulate(
