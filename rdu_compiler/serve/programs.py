@@ -14,7 +14,7 @@ and keeps what serving needs from the report: `totals.estimated_s` (seconds), HB
 and per section the cost model's resource times (`compute_s`, `hbm_s`, ...: seconds). The
 result is cached as JSON under `cache_dir`, keyed by a SHA-256 of (model shape, fabric
 content, region rows/AGCUs, phase, point, compiler version = package version + a hash of
-the compiler's sources outside `serve/` and `tools/`).
+the compiler's sources outside the top layers, `compiler_version`).
 """
 
 from __future__ import annotations

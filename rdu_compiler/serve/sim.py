@@ -332,6 +332,10 @@ def simulate(
         PolicyError: a bad policy name.
     """
     pol = parse_policy(policy) if isinstance(policy, str) else policy
+    if pol.kind == "disaggregated":
+        raise SimError(f"policy {pol.name} runs prefill and decode on different sockets: use "
+                       "rdu_compiler.serve.simulate_node(requests, latency, policy, sockets=N) (rdu-serve --sockets N "
+                       "--fabric sn40l-node8); simulate serves one socket")
     if block_tokens < 1 or max_batch < 1 or prefill_token_budget < 1:
         raise SimError("block_tokens, max_batch and prefill_token_budget must be >= 1")
     cap_bytes = kv_capacity_bytes(latency) if kv_capacity is None else kv_capacity
