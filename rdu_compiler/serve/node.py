@@ -117,7 +117,7 @@ def kv_transfer_seconds(node: NodeSpec, nbytes: float, src: int, dst: int) -> fl
     return send_recv(node, nbytes, src, dst).seconds
 
 
-@dataclass
+@dataclass(eq=False)  # identity: `in` on queues must not compare fields
 class _R:
     rec: RequestRecord
     target: int  # tokens to prefill
@@ -129,7 +129,7 @@ class _R:
     admitted: int = 0  # admission order on its decode socket (preemption picks the latest)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: `in` on queues must not compare fields
 class _Socket:
     index: int
     cap: int
@@ -137,6 +137,7 @@ class _Socket:
     peak: int = 0
     busy: bool = False
     queue: list[_R] = field(default_factory=list)  # prefill: waiting; decode: running
+    queued_tokens: int = 0  # prefill: sum of the waiting prompts' tokens
 
     def take(self, n: int) -> None:
         self.used += n
@@ -178,8 +179,9 @@ class _Disagg:
 
     # --- prefill sockets -------------------------------------------------------------
     def enqueue(self, r: _R, t: float, front: bool = False) -> None:
-        s = min(self.pre, key=lambda s: (sum(q.target for q in s.queue), s.index))
+        s = min(self.pre, key=lambda s: (s.queued_tokens, s.index))
         s.queue.insert(0, r) if front else s.queue.append(r)
+        s.queued_tokens += r.target
         r.psock = s.index
         self.try_prefill(s, t)
 
@@ -200,8 +202,8 @@ class _Disagg:
             tokens += r.target
         if not batch:
             return
-        for r in batch:
-            s.queue.remove(r)
+        del s.queue[: len(batch)]  # the batch is the queue's head
+        s.queued_tokens -= tokens
         s.busy = True
         dur = self.lm.prefill(self.lm.base_rows, [(r.target, 0) for r in batch])[0]
         self.steps.append(Step("prefill", s.index, t, t + dur, tuple(r.rec.id for r in batch)))
@@ -209,12 +211,14 @@ class _Disagg:
 
     # --- transfers -------------------------------------------------------------------
     def try_transfers(self, t: float) -> None:
+        if not self.pending:
+            return
+        best = max(self.dec, key=lambda d: (d.cap - d.used, -d.index))  # the most free blocks (ties: lowest index)
         for r in list(self.pending):
             need = self.blocks(r.kv_tokens + 1)
-            room = [d for d in self.dec if d.cap - d.used >= need]
-            if not room:
+            if best.cap - best.used < need:
                 continue
-            d = max(room, key=lambda d: (d.cap - d.used, -d.index))
+            d = best
             d.take(need)
             r.dblocks = need
             self.pending.remove(r)
@@ -225,6 +229,7 @@ class _Disagg:
             self.link_free[link] = end
             self.transfers.append(Transfer(r.rec.id, r.psock, d.index, nbytes, start, end))
             self.push(end, "transfer_done", (r, d))
+            best = max(self.dec, key=lambda d: (d.cap - d.used, -d.index))
 
     # --- decode sockets --------------------------------------------------------------
     def grow(self, d: _Socket, r: _R, in_step: list[_R]) -> bool:

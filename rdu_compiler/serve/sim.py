@@ -63,7 +63,7 @@ class SimResult:
     splits: list[tuple[float, int]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: `in` on queues must not compare fields
 class _Req:
     rec: RequestRecord
     seq: int  # admission order (for preemption)
