@@ -299,3 +299,7 @@ class RduPipelinePass(ModulePass):
         fn.detach()
         fn.erase()
         op.attributes[MICROBATCHES_ATTR] = IntegerAttr(self.microbatches, i64)
+        try:
+            rdu.verify_channels(op)  # by construction they match and cannot deadlock; a bug here is refused
+        except rdu.ChannelError as e:
+            raise CompileError(NAME, f"internal error, the stage programs it built are wrong: {e}") from e
