@@ -368,6 +368,10 @@ def compile(  # noqa: A001 - the documented name of the API
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
+    from rdu_compiler.passes.rdu_pipeline import pp_problem
+
+    if pp_problem(fab, pp, microbatches):  # before the import: refuse at once
+        raise RduError(pp_problem(fab, pp, microbatches))
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, pp=(pp, microbatches))
