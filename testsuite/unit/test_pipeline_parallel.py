@@ -205,3 +205,20 @@ def test_rdu_compile_pp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         main([str(EXAMPLES / "mlp.py"), "--fabric", "sn40l-node8", "--pp", "2", "--target", "triton", "-o", str(tmp_path / "t")])
     code, err = exited.value.code, capsys.readouterr().err
     assert code == 2 and "--pp compiles one program per socket" in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_o0_and_three_stages_on_the_mlp() -> None:
+    """-O0 (rdu-pipeline right after rdu-inline-splats, every kernel its own section) at
+    pp=3 on the rack: the stages equal the unstaged -O0 program, and the rack's ring sends
+    stage 0 -> 1 -> 2 over one hop each."""
+    import rdu_compiler
+    from rdu_compiler.frontend.torch.model_file import load_model_file
+
+    model, inputs = load_model_file(str(EXAMPLES / "mlp.py"))
+    imported = rdu_compiler.import_model(model, inputs)
+    one = rdu_compiler.compile_imported(imported, fabric="sn40l-rack16", opt_level=0)
+    staged = rdu_compiler.compile_imported(imported, fabric="sn40l-rack16", opt_level=0, pp=3, microbatches=2)
+    assert _rel_l2(staged.run(*inputs), one.run(*inputs)) <= 1e-5
+    stages = staged.report["pipeline"]["stages"]
+    assert len(stages) == 3 and all(len(st["transfers"]) >= 1 for st in stages[:2])
+    assert all(s["kernels"] and len(s["kernels"]) == 1 for s in staged.report["sections"])  # -O0: one kernel each
