@@ -209,8 +209,8 @@ def test_rdu_compile_pp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_o0_and_three_stages_on_the_mlp() -> None:
     """-O0 (rdu-pipeline right after rdu-inline-splats, every kernel its own section) at
-    pp=3 on the rack: the stages equal the unstaged -O0 program, and the rack's ring sends
-    stage 0 -> 1 -> 2 over one hop each."""
+    pp=3 on the rack: the stages equal the unstaged -O0 program, and each send pays the
+    ring's hops between its stages."""
     import rdu_compiler
     from rdu_compiler.frontend.torch.model_file import load_model_file
 
@@ -221,4 +221,8 @@ def test_o0_and_three_stages_on_the_mlp() -> None:
     assert _rel_l2(staged.run(*inputs), one.run(*inputs)) <= 1e-5
     stages = staged.report["pipeline"]["stages"]
     assert len(stages) == 3 and all(len(st["transfers"]) >= 1 for st in stages[:2])
+    hop = staged.fabric.node.hop_latency_s
+    for st in stages:
+        for t in st["transfers"]:  # ring: |dst - src| hops for neighbours this close
+            assert t["latency_s"] == pytest.approx(hop * abs(t["to_stage"] - st["stage"]))
     assert all(s["kernels"] and len(s["kernels"]) == 1 for s in staged.report["sections"])  # -O0: one kernel each
