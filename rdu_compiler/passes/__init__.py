@@ -31,6 +31,12 @@ def _fold_views() -> type[ModulePass]:
     return RduFoldViewsPass
 
 
+def _shard() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_shard import RduShardPass
+
+    return RduShardPass
+
+
 def _fuse() -> type[ModulePass]:
     from rdu_compiler.passes.rdu_fuse import RduFusePass
 
@@ -74,6 +80,7 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "rdu-convert-linalg": _convert,
         "rdu-inline-splats": _inline_splats,
         "rdu-fold-views": _fold_views,
+        "rdu-shard": _shard,
         "rdu-fuse": _fuse,
         "rdu-pipeline": _pipeline,
         "rdu-tile": _tile,

@@ -141,15 +141,15 @@ class Emulator:
         Raises:
             EmulatorError: wrong arguments, a broken capacity rule, a failed runtime check.
         """
+        from rdu_compiler.passes.shard_layout import module_tp
+
+        if module_tp(self.module) > 1:
+            raise EmulatorError(
+                f"the program is sharded for tp = {module_tp(self.module)} sockets (rdu-shard); run it on the "
+                "node emulator (rdu_compiler.runtime.node.NodeEmulator), which runs every socket's program"
+            )
         block = self.fn.body.block
-        if len(args) != len(block.args):
-            raise EmulatorError(f"the program takes {len(block.args)} arguments, got {len(args)}")
-        env: dict[SSAValue, Any] = {}
-        for a, v in zip(block.args, args, strict=True):
-            want = rdu.shape_of(a.type)
-            if tuple(np.shape(v)) != want:
-                raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
-            env[a] = _argument(a.index, v, numpy_dtype(rdu.element_type_of(a.type)))
+        env = self.bind(args)
         stats = EmulatorStats()
         start = time.perf_counter()
         outputs: list[np.ndarray] = []
@@ -162,6 +162,24 @@ class Emulator:
                 self._run_plain(op, env)
         stats.wall_s = time.perf_counter() - start
         return outputs, stats
+
+    def bind(self, args: list[np.ndarray]) -> dict[SSAValue, Any]:
+        """The environment with the function's arguments bound to `args` (shapes checked,
+        dtypes converted as `run` does).
+
+        Raises:
+            EmulatorError: a wrong number of arguments, a wrong shape, an inexact conversion.
+        """
+        block = self.fn.body.block
+        if len(args) != len(block.args):
+            raise EmulatorError(f"the program takes {len(block.args)} arguments, got {len(args)}")
+        env: dict[SSAValue, Any] = {}
+        for a, v in zip(block.args, args, strict=True):
+            want = rdu.shape_of(a.type)
+            if tuple(np.shape(v)) != want:
+                raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
+            env[a] = _argument(a.index, v, numpy_dtype(rdu.element_type_of(a.type)))
+        return env
 
     def _run_section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
         st = SectionStats(section.sym_name.data)

@@ -48,6 +48,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help="ONNX: static shape of an input, e.g. input=1x3x224x224 (repeatable)")
     p.add_argument("--fabric", default="sn40l", help="preset name (sn40l, tiny) or a fabric .toml (default: sn40l)")
     p.add_argument("-O", dest="opt_level", type=int, choices=(0, 1), default=1, help="0: unfused baseline, 1: fused (default)")
+    p.add_argument("--tp", type=int, default=1, metavar="N",
+                   help="tensor parallelism: split the program over N sockets of the fabric's node (rdu-shard; default 1)")
+    p.add_argument("--sockets", type=int, default=None, metavar="N", help="sockets the program may use (default: --tp)")
     p.add_argument("--target", choices=("emulator", "triton"), default="emulator",
                    help="where to run the program: the RDU emulator, or Triton kernels (GPU; the interpreter "
                         "without one) written to DIR/kernels.py")
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:
-        all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run, pp=args.pp)
+        all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run, tp=args.tp, pp=args.pp)
         task = progress.add_task(LOAD, total=len(all_stages))
         last = [time.perf_counter(), LOAD]
 
@@ -133,7 +136,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             program = api.compile(
                 model, example_inputs, fabric=args.fabric, opt_level=args.opt_level,
                 fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
-                keep_ir=args.emit == "rdu", pp=args.pp, microbatches=args.microbatches,
+                keep_ir=args.emit == "rdu", tp=args.tp, sockets=args.sockets,
+                pp=args.pp, microbatches=args.microbatches,
             )
             outputs = None
             if not args.no_run:

@@ -61,7 +61,10 @@ def _program() -> ModuleOp:
     pad = rdu.PadOp(x, zero.result, TensorType(f32, [6, 10]), [1, 1], [1, 1])
     window = rdu.ViewOp(x, TensorType(f32, [4, 4]), rdu.ViewMode.SLICE, [0, 1], [4, 4], [1, 2])
     ret = func.ReturnOp(section.results[0], concat.result, pad.result, window.result)
-    fn.body.block.add_ops([section, concat, zero, pad, window, ret])
+    reduced = rdu.AllReduceOp(x, 2)  # the tensor-parallel ops (collectives.py)
+    gathered = rdu.AllGatherOp(x, TensorType(f32, [4, 16]), 1, 2)
+    mine = rdu.ShardOp(y, TensorType(f32, [4, 4]), 1, 2, blocks=2)
+    fn.body.block.add_ops([section, concat, zero, pad, window, reduced, gathered, mine, ret])
     return ModuleOp([fn, *_stages(t48)])
 
 

@@ -19,7 +19,8 @@ its kernels are connected by `!rdu.stream` values.
 ```
 
 Modules: `attrs` (enums, `#rdu.buffer`, `!rdu.stream`, shape helpers), `ops` (section,
-kernel, index, yield), `layout` (load, store, view, concat, pad), `fabric_checks` (a
+kernel, index, yield), `layout` (load, store, view, concat, pad), `collectives` (all_reduce,
+all_gather, shard: the tensor-parallel ops), `fabric_checks` (a
 section against the fabric its module names), `p2p` (send, recv between pipeline stages).
 """
 
@@ -41,6 +42,7 @@ from rdu_compiler.dialects.rdu.attrs import (
     element_type_of,
     shape_of,
 )
+from rdu_compiler.dialects.rdu.collectives import TP_OPS, AllGatherOp, AllReduceOp, ShardOp
 from rdu_compiler.dialects.rdu.fabric_checks import (
     FABRIC_ATTR,
     module_fabric,
@@ -60,7 +62,8 @@ from rdu_compiler.dialects.rdu.p2p import (
 
 RDU = Dialect(
     "rdu",
-    [KernelOp, IndexOp, SectionOp, YieldOp, LoadOp, StoreOp, ViewOp, ConcatOp, PadOp, SendOp, RecvOp],
+    [KernelOp, IndexOp, SectionOp, YieldOp, LoadOp, StoreOp, ViewOp, ConcatOp, PadOp, AllReduceOp, AllGatherOp, ShardOp,
+     SendOp, RecvOp],
     [TierAttr, PatternAttr, RoutingAttr, ViewModeAttr, BufferAttr, StreamType],
 )
 
@@ -68,6 +71,9 @@ __all__ = [
     "FABRIC_ATTR",
     "LAYOUT_OPS",
     "RDU",
+    "TP_OPS",
+    "AllGatherOp",
+    "AllReduceOp",
     "STAGE_ATTR",
     "ChannelError",
     "RecvOp",
@@ -85,6 +91,7 @@ __all__ = [
     "Routing",
     "RoutingAttr",
     "SectionOp",
+    "ShardOp",
     "StoreOp",
     "StreamType",
     "Tier",

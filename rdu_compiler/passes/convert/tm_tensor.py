@@ -158,9 +158,39 @@ def _scatter_kernel(op: Operation, index: int) -> rdu.KernelOp:
     )
 
 
+#: `arith.cmpf` predicates a sort comparator uses for "goes first": ogt and oge (a
+#: descending sort: torch-mlir's ONNX TopK uses oge), olt and ole (ascending).
+_NAN_LAST = {2: "ogt", 3: "oge", 4: "olt", 5: "ole"}
+
+
+def _nan_largest(a: SSAValue, b: SSAValue, predicate: int, body: list[Operation]) -> SSAValue:
+    """`cmpf(a, b)` for an ordered predicate of `_NAN_LAST`, with NaN ordered above every
+    number and equal to NaN, appending the ops to `body`. With `big` the side that must be
+    the larger for the comparison to hold (a for ogt/oge, b for olt/ole) and `small` the
+    other: strict (ogt/olt) `cmpf or (isnan(big) and not isnan(small))`; non-strict
+    (oge/ole) `cmpf or isnan(big)`. This is the order of torch.sort/topk and of ONNX's TopK
+    reference (`np.lexsort` puts NaN last): a descending sort puts NaN first, an ascending
+    one last, and NaNs among themselves tie, so they keep index order."""
+    cmp = arith.CmpfOp(a, b, predicate)
+    big, small = (a, b) if predicate in (2, 3) else (b, a)
+    big_nan = arith.CmpfOp(big, big, "uno")
+    new: list[Operation] = [cmp, big_nan]
+    over = big_nan.results[0]
+    if predicate in (2, 4):
+        small_nan = arith.CmpfOp(small, small, "uno")
+        true = arith.ConstantOp(IntegerAttr(1, IntegerType(1)))
+        small_num = arith.XOrIOp(small_nan.results[0], true.results[0])
+        nan_over = arith.AndIOp(big_nan.results[0], small_num.results[0])
+        new += [small_nan, true, small_num, nan_over]
+        over = nan_over.results[0]
+    out = arith.OrIOp(cmp.results[0], over)
+    body += [*new, out]
+    return out.results[0]
+
+
 def _sort_kernels(op: Operation, index: int) -> list[Operation]:
     """`tm_tensor.sort` along `dimension` (n elements, comparator `c(lhs, rhs)`: lhs goes
-    first) as two kernels: the rank of every element, `#{k : k goes first} + #{k < i : tie}`
+    first; its `cmpf ogt/olt` order NaN above every number, see `_nan_largest`) as two kernels: the rank of every element, `#{k : k goes first} + #{k < i : tie}`
     (a count reduction over k, so equal keys keep their order: a stable sort), then each
     operand permuted by a last-match reduction (`out[j] = x[i] where rank[i] == j`)."""
     operands = list(op.operands)
@@ -188,6 +218,10 @@ def _sort_kernels(op: Operation, index: int) -> list[Operation]:
             for inner in comparator.ops:
                 if named(inner, "tm_tensor.yield"):
                     return mapping[inner.operands[0]]
+                if isinstance(inner, arith.CmpfOp) and inner.predicate.value.data in _NAN_LAST:
+                    a, b = (mapping.get(v, v) for v in inner.operands)
+                    mapping[inner.results[0]] = _nan_largest(a, b, inner.predicate.value.data, body)
+                    continue
                 clone = inner.clone(value_mapper=mapping)  # type: ignore[arg-type]
                 body.append(clone)
                 for old, new in zip(inner.results, clone.results, strict=True):
