@@ -18,6 +18,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from rdu_compiler.cost.analysis import build_report
 from rdu_compiler.cost.node import check_sockets, node_report
+from rdu_compiler.cost.pipeline import check_pp
 from rdu_compiler.dtypes import numpy_dtype, numpy_of_torch, to_numpy, to_torch
 from rdu_compiler.errors import CompileError, RduError
 from rdu_compiler.fabric import Fabric, load_fabric
@@ -65,8 +66,10 @@ class CompiledProgram:
             return self._run_triton(inputs)
         if target != "emulator":
             raise RduError(f"target '{target}' is not available; the targets are 'emulator' and 'triton'")
+        from rdu_compiler.runtime.stages import make_emulator
+
         if self._emulator is None:
-            self._emulator = _emulator_for(self.module, self.fabric)
+            self._emulator = make_emulator(self.module, self.fabric)  # a pipelined program: its stages
         args = self._arguments(inputs)
         try:
             outputs, stats = self._emulator.run(args)
@@ -308,6 +311,7 @@ class OnnxProgram(CompiledProgram):
     def _emulate(self, values: dict[str, Any]) -> list[np.ndarray]:
         """The emulator's outputs for user inputs `values` (by name); weights from the program."""
         from rdu_compiler.runtime.boundary import same_bits
+        from rdu_compiler.runtime.stages import make_emulator
 
         program = self._program_dtypes()
         expected = self._input_dtypes()
@@ -322,7 +326,7 @@ class OnnxProgram(CompiledProgram):
                 arr = arr.astype(_NARROW_NUMPY[arr.dtype.name])
             args.append(same_bits(arr, program.get(name)))
         if self._emulator is None:
-            self._emulator = _emulator_for(self.module, self.fabric)
+            self._emulator = make_emulator(self.module, self.fabric)
         try:
             outputs, stats = self._emulator.run(args)
         except RduError as e:
@@ -381,11 +385,10 @@ def compile(  # noqa: A001 - the documented name of the API
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
     check_sockets(fab, tp, sockets)
-    _check_tp_pp(tp, pp)
+    check_pp(fab, pp, microbatches, tp)  # before the import: refuse at once
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp,
-                             pp=(pp, microbatches))
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches))
 
 
 def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
@@ -428,9 +431,8 @@ def compile_imported(
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
     check_sockets(fab, tp, sockets)
-    _check_tp_pp(tp, pp)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp,
-                             pp=(pp, microbatches))
+    check_pp(fab, pp, microbatches, tp)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches))
 
 
 @contextlib.contextmanager
@@ -480,10 +482,10 @@ def _compile_imported(
         else:
             report = build_report(mod, fab, opt_level)
             report["node"] = node_report(fab, tp)
-            if tp > 1:
-                from rdu_compiler.cost.node import add_node_report
+        if tp > 1:
+            from rdu_compiler.cost.node import add_node_report
 
-                add_node_report(report, mod, fab)
+            add_node_report(report, mod, fab)
         report["constants"] = _constants_report(imported, mod)
         _add_kernel_sources(report, imported)
     return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
@@ -583,24 +585,6 @@ def compile_onnx(
     stage(IMPORT)
     imported = import_onnx(model, input_shapes, constant_inputs)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram, tp=tp)
-
-
-def _check_tp_pp(tp: int, pp: int) -> None:
-    """Refuse tensor and pipeline parallelism together: `rdu-shard` and `rdu-pipeline` each
-    work alone; their combination (a TP group per stage) is not built yet."""
-    if tp > 1 and pp > 1:
-        raise RduError(f"tp={tp} with pp={pp}: tensor and pipeline parallelism together are not supported yet; "
-                       "compile with one of them (tp for one model over the node's sockets, pp for layer ranges "
-                       "per socket)")
-
-
-def _emulator_for(module: ModuleOp, fabric: Fabric) -> Any:
-    """The emulator of a compiled program: the stages' (pipelined), the node's
-    (tensor-parallel) or one socket's."""
-    from rdu_compiler.runtime.node import emulator_for
-    from rdu_compiler.runtime.stages import is_pipelined, make_emulator
-
-    return make_emulator(module, fabric) if is_pipelined(module) else emulator_for(module, fabric)
 
 
 def _locate(err: CompileError, imported: Any) -> None:

@@ -29,8 +29,7 @@ RUN = "emulate"
 CHECK = "check"
 
 
-def stages(fabric: str, opt_level: int, *, run: bool = False, check: bool = False, tp: int = 1,
-           pp: int = 1) -> list[str]:
+def stages(fabric: str, opt_level: int, *, run: bool = False, check: bool = False, tp: int = 1, pp: int = 1) -> list[str]:
     """Every stage from model file to result, in order (`api.compile` reports the ones from
     IMPORT to COST through `on_stage`; the CLI adds LOAD, RUN and CHECK)."""
     passes = [spec.split("{", 1)[0] for spec in pipeline(fabric, opt_level, tp=tp, pp=pp)]
@@ -46,8 +45,8 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatc
     patterns, fuses elementwise chains into their consumers and packs kernels into
     sections. With `tp` > 1, `rdu-shard{tp=N}` splits the program over N sockets after
     the views are folded (the head loops are then visible in the maps) and before fusion.
-    With `pp` > 1, `rdu-pipeline` cuts the fused kernel graph into pp stage programs
-    first, so each is tiled, sectioned and placed on its own socket.
+    With `pp` > 1, `rdu-pipeline` cuts the fused kernel graph into pp stage
+    programs first, so each is tiled, sectioned and placed on its own socket.
     """
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path

@@ -41,10 +41,24 @@ from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import RduError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.traffic import itemsize
-from rdu_compiler.passes.rdu_pipeline import MICROBATCHES_ATTR
+from rdu_compiler.passes.rdu_pipeline import MICROBATCHES_ATTR, pp_problem
 
 #: totals summed over the stages (bytes, FLOPs and counts of one micro-batch)
 _SUMMED = ("sections", "kernels", "flops", "hbm_bytes", "ddr_bytes", "traffic_hop_bytes")
+
+
+def check_pp(fab: Fabric, pp: int, microbatches: int, tp: int = 1) -> None:
+    """Refuse pipeline stages the fabric cannot hold, or pp combined with tp (not wired yet).
+
+    Raises:
+        RduError: the reason (`passes.rdu_pipeline.pp_problem`), or tp > 1 with pp > 1.
+    """
+    problem = pp_problem(fab, pp, microbatches)
+    if problem:
+        raise RduError(problem)
+    if pp > 1 and tp > 1:
+        raise RduError(f"tp={tp} with pp={pp}: tensor and pipeline parallelism are not composed yet (each works "
+                       "alone); compile with one of them")
 
 
 def pipeline_time(stage_s: list[float], microbatches: int) -> tuple[float, float]:

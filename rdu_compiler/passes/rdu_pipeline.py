@@ -66,6 +66,17 @@ NAME = "rdu-pipeline"
 MICROBATCHES_ATTR = "rdu.microbatches"
 
 
+def pp_problem(fabric: Fabric | None, pp: int, microbatches: int) -> str:
+    """Why `pp` stages and `microbatches` cannot be compiled for `fabric` ("" if they can):
+    counts below 1, or more stages than sockets (one stage per socket)."""
+    if pp < 1 or microbatches < 1:
+        return f"pp={pp}, microbatches={microbatches}: both must be >= 1"
+    if fabric is not None and pp > fabric.node.sockets:
+        return (f"pp={pp} stages need {pp} sockets, but fabric '{fabric.name}' has {fabric.node.sockets}; use a "
+                "multi-socket fabric (sn40l-node8: 8, sn40l-rack16: 16) or a smaller pp")
+    return ""
+
+
 def kernel_work_s(k: rdu.KernelOp, fabric: Fabric) -> float:
     """Roofline seconds of kernel `k` alone on one socket of `fabric`, untiled:
     max(FLOPs / peak FLOP/s of its compute dtype, (operand + gathered + result bytes) /
@@ -273,9 +284,11 @@ class RduPipelinePass(ModulePass):
     fabric: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if self.pp < 1 or self.microbatches < 1 or self.imbalance < 0:
-            raise CompileError(NAME, f"pp={self.pp}, microbatches={self.microbatches}, imbalance={self.imbalance}: "
-                               "pp and microbatches must be >= 1 and imbalance >= 0")
+        if self.imbalance < 0:
+            raise CompileError(NAME, f"imbalance={self.imbalance}; it must be >= 0")
+        problem = pp_problem(None, self.pp, self.microbatches)
+        if problem:
+            raise CompileError(NAME, problem)
         if self.pp == 1:
             return
         fns = list(functions(op))
@@ -287,10 +300,9 @@ class RduPipelinePass(ModulePass):
             raise CompileError(NAME, f"@{fn.sym_name.data} is already cut into rdu.sections; run rdu-pipeline before "
                                "rdu-tile and rdu-section (each stage is then sectioned on its own socket)")
         fabric = fabric_for(NAME, self.fabric, op)
-        if self.pp > fabric.node.sockets:
-            raise CompileError(NAME, f"pp={self.pp} stages need {self.pp} sockets, but fabric '{fabric.name}' has "
-                               f"{fabric.node.sockets}; use a multi-socket fabric (sn40l-node8: 8, sn40l-rack16: 16) "
-                               "or a smaller pp")
+        problem = pp_problem(fabric, self.pp, self.microbatches)
+        if problem:
+            raise CompileError(NAME, problem)
         g, plan = stage_plan(fn, fabric, self.pp, self.imbalance)
         stages = split_function(fn, g, plan)
         block = op.body.block
@@ -299,3 +311,7 @@ class RduPipelinePass(ModulePass):
         fn.detach()
         fn.erase()
         op.attributes[MICROBATCHES_ATTR] = IntegerAttr(self.microbatches, i64)
+        try:
+            rdu.verify_channels(op)  # by construction they match and cannot deadlock; a bug here is refused
+        except rdu.ChannelError as e:
+            raise CompileError(NAME, f"internal error, the stage programs it built are wrong: {e}") from e

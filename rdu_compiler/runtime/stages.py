@@ -128,6 +128,9 @@ class StagedEmulator:
         return outputs, stats
 
 
-def make_emulator(module: ModuleOp, fabric: Fabric) -> Emulator | StagedEmulator:
-    """The emulator for `module`: staged for a pipelined program, else the one-function one."""
-    return StagedEmulator(module, fabric) if is_pipelined(module) else Emulator(module, fabric)
+def make_emulator(module: ModuleOp, fabric: Fabric) -> Any:
+    """The emulator for `module`: staged for a pipelined program, else `runtime.node`'s
+    (the node's for a tensor-parallel program, one socket's otherwise)."""
+    from rdu_compiler.runtime.node import emulator_for
+
+    return StagedEmulator(module, fabric) if is_pipelined(module) else emulator_for(module, fabric)

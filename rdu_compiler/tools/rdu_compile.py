@@ -110,8 +110,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:
-        all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run, tp=args.tp,
-                            pp=args.pp)
+        all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run, tp=args.tp, pp=args.pp)
         task = progress.add_task(LOAD, total=len(all_stages))
         last = [time.perf_counter(), LOAD]
 
@@ -137,7 +136,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             program = api.compile(
                 model, example_inputs, fabric=args.fabric, opt_level=args.opt_level,
                 fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
-                keep_ir=args.emit == "rdu", tp=args.tp, sockets=args.sockets, pp=args.pp, microbatches=args.microbatches,
+                keep_ir=args.emit == "rdu", tp=args.tp, sockets=args.sockets,
+                pp=args.pp, microbatches=args.microbatches,
             )
             outputs = None
             if not args.no_run:
