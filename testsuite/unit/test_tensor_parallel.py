@@ -177,13 +177,20 @@ def test_cli_tp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     src = tmp_path / "mlp.py"
     src.write_text(_MLP)
-    main([str(src), "--fabric", "sn40l-node8", "--tp", "4", "--check", "-o", str(tmp_path / "out")])
+    trace = tmp_path / "trace.json"
+    main([str(src), "--fabric", "sn40l-node8", "--tp", "4", "--check", "-o", str(tmp_path / "out"), "--trace", str(trace)])
     out = " ".join(capsys.readouterr().out.split())
     assert "tensor parallel over 4 of the 8 sockets" in out and "OK" in out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["node"]["sockets_used"] == 4 and len(report["sockets"]) == 4
     assert [c["op"] for c in report["collectives"]] == ["rdu.all_reduce"]  # column then row-parallel
     assert "rdu.shard = array<i64: 0, 4, 1>" in (tmp_path / "out" / "model.mlir").read_text()
+    events = json.loads(trace.read_text())["traceEvents"]  # one process per socket, the all-reduce on each
+    names = {e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert {f"socket {r}, modelled time (us)" for r in range(4)} <= names
+    ends = [max(e["ts"] + e["dur"] for e in events if e.get("pid") == 10 + r and e["ph"] == "X") for r in range(4)]
+    assert ends[0] == pytest.approx(report["totals"]["estimated_s"] * 1e6)
+    assert sum(e["name"] == "rdu.all_reduce" for e in events) == 4
     with pytest.raises(SystemExit) as e:
         main([str(src), "--fabric", "sn40l-node8", "--tp", "3", "--no-run", "-o", str(tmp_path / "bad")])
     assert e.value.code == 2
