@@ -65,10 +65,8 @@ class CompiledProgram:
             return self._run_triton(inputs)
         if target != "emulator":
             raise RduError(f"target '{target}' is not available; the targets are 'emulator' and 'triton'")
-        from rdu_compiler.runtime.node import emulator_for
-
         if self._emulator is None:
-            self._emulator = emulator_for(self.module, self.fabric)
+            self._emulator = _emulator_for(self.module, self.fabric)
         args = self._arguments(inputs)
         try:
             outputs, stats = self._emulator.run(args)
@@ -121,7 +119,10 @@ class CompiledProgram:
             if isinstance(value, torch.Tensor) and program.get(name) is not None and arr.dtype != program[name]:
                 flat[i] = to_torch(same_bits(arr, program[name])).to(value.device)
         eager = eager_output_dtypes(self.imported)
-        outputs = list(runner.run(*flat))
+        try:
+            outputs = list(runner.run(*flat))
+        except RduError as e:
+            raise self._locate(e) from None
         for i, o in enumerate(outputs):
             want = eager[i] if i < len(eager) else None
             if want is not None and numpy_of_torch(o.dtype) != want:  # uint8 results computed as i8
@@ -213,12 +214,10 @@ class CompiledProgram:
 
     def _program_dtypes(self) -> dict[str, np.dtype[Any]]:
         """argument name -> numpy dtype of the program's function argument."""
-        from xdsl.dialects import func
-
         from rdu_compiler.dialects import rdu
+        from rdu_compiler.runtime.stages import argument_types
 
-        fn = next(op for op in self.module.ops if isinstance(op, func.FuncOp))
-        types = [a.type for a in fn.body.block.args]
+        types = argument_types(self.module)  # of the unstaged function (a stage takes some of them)
         return {n: numpy_dtype(rdu.element_type_of(t)) for n, t in zip(self.imported.arg_names, types, strict=False)}
 
     @property
@@ -309,7 +308,6 @@ class OnnxProgram(CompiledProgram):
     def _emulate(self, values: dict[str, Any]) -> list[np.ndarray]:
         """The emulator's outputs for user inputs `values` (by name); weights from the program."""
         from rdu_compiler.runtime.boundary import same_bits
-        from rdu_compiler.runtime.node import emulator_for
 
         program = self._program_dtypes()
         expected = self._input_dtypes()
@@ -324,7 +322,7 @@ class OnnxProgram(CompiledProgram):
                 arr = arr.astype(_NARROW_NUMPY[arr.dtype.name])
             args.append(same_bits(arr, program.get(name)))
         if self._emulator is None:
-            self._emulator = emulator_for(self.module, self.fabric)
+            self._emulator = _emulator_for(self.module, self.fabric)
         try:
             outputs, stats = self._emulator.run(args)
         except RduError as e:
@@ -350,6 +348,8 @@ def compile(  # noqa: A001 - the documented name of the API
     keep_ir: bool = False,
     tp: int = 1,
     sockets: int | None = None,
+    pp: int = 1,
+    microbatches: int = 1,
 ) -> CompiledProgram:
     """Compile a PyTorch module for the RDU.
 
@@ -367,6 +367,10 @@ def compile(  # noqa: A001 - the documented name of the API
             then runs every socket's program on the node emulator.
         sockets: sockets the program may use (default: tp); at most the node's, and tp
             divides it.
+        pp: pipeline-parallel stages, one per socket (`rdu-pipeline`; needs a fabric with
+            >= pp sockets, e.g. "sn40l-node8"); `example_inputs` are then one micro-batch.
+        microbatches: micro-batches per call; `report["totals"]["estimated_s"]` is the
+            node's time for all of them, with the bubble (`cost.pipeline`).
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -377,9 +381,11 @@ def compile(  # noqa: A001 - the documented name of the API
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
     check_sockets(fab, tp, sockets)
+    _check_tp_pp(tp, pp)
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp,
+                             pp=(pp, microbatches))
 
 
 def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
@@ -408,6 +414,8 @@ def compile_imported(
     keep_ir: bool = False,
     tp: int = 1,
     sockets: int | None = None,
+    pp: int = 1,
+    microbatches: int = 1,
 ) -> CompiledProgram:
     """Compile a program from `import_model` for one fabric and opt level (arguments as
     `compile`). The imported program is only read, so one import serves many calls.
@@ -420,7 +428,9 @@ def compile_imported(
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
     check_sockets(fab, tp, sockets)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp)
+    _check_tp_pp(tp, pp)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp,
+                             pp=(pp, microbatches))
 
 
 @contextlib.contextmanager
@@ -441,7 +451,7 @@ def _long_lived_heap() -> Iterator[Callable[[], None]]:
 
 def _compile_imported(
     imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool,
-    cls: type[CompiledProgram] = CompiledProgram, tp: int = 1,
+    cls: type[CompiledProgram] = CompiledProgram, tp: int = 1, pp: tuple[int, int] = (1, 1),
 ) -> Any:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
@@ -455,17 +465,25 @@ def _compile_imported(
         refreeze()
         snapshots: dict[str, str] | None = {} if keep_ir else None
         try:
-            run_pipeline(mod, pipeline(fabric, opt_level, tp=tp), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+            passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1])  # pp: (stages, micro-batches)
+            run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
         except CompileError as e:
             _locate(e, imported)  # the model line / ONNX node of the refused op
             raise
         stage(COST)
-        report = build_report(mod, fab, opt_level)
-        report["node"] = node_report(fab, tp)
-        if tp > 1:
-            from rdu_compiler.cost.node import add_node_report
+        if pp[0] > 1:
+            from rdu_compiler.cost.pipeline import node_report as pipeline_node_report
+            from rdu_compiler.cost.pipeline import pipeline_report
 
-            add_node_report(report, mod, fab)
+            report = pipeline_report(mod, fab, opt_level)
+            report["node"] = pipeline_node_report(report, fab)
+        else:
+            report = build_report(mod, fab, opt_level)
+            report["node"] = node_report(fab, tp)
+            if tp > 1:
+                from rdu_compiler.cost.node import add_node_report
+
+                add_node_report(report, mod, fab)
         report["constants"] = _constants_report(imported, mod)
         _add_kernel_sources(report, imported)
     return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
@@ -565,6 +583,24 @@ def compile_onnx(
     stage(IMPORT)
     imported = import_onnx(model, input_shapes, constant_inputs)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram, tp=tp)
+
+
+def _check_tp_pp(tp: int, pp: int) -> None:
+    """Refuse tensor and pipeline parallelism together: `rdu-shard` and `rdu-pipeline` each
+    work alone; their combination (a TP group per stage) is not built yet."""
+    if tp > 1 and pp > 1:
+        raise RduError(f"tp={tp} with pp={pp}: tensor and pipeline parallelism together are not supported yet; "
+                       "compile with one of them (tp for one model over the node's sockets, pp for layer ranges "
+                       "per socket)")
+
+
+def _emulator_for(module: ModuleOp, fabric: Fabric) -> Any:
+    """The emulator of a compiled program: the stages' (pipelined), the node's
+    (tensor-parallel) or one socket's."""
+    from rdu_compiler.runtime.node import emulator_for
+    from rdu_compiler.runtime.stages import is_pipelined, make_emulator
+
+    return make_emulator(module, fabric) if is_pipelined(module) else emulator_for(module, fabric)
 
 
 def _locate(err: CompileError, imported: Any) -> None:

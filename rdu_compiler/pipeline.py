@@ -29,14 +29,15 @@ RUN = "emulate"
 CHECK = "check"
 
 
-def stages(fabric: str, opt_level: int, *, run: bool = False, check: bool = False, tp: int = 1) -> list[str]:
+def stages(fabric: str, opt_level: int, *, run: bool = False, check: bool = False, tp: int = 1,
+           pp: int = 1) -> list[str]:
     """Every stage from model file to result, in order (`api.compile` reports the ones from
     IMPORT to COST through `on_stage`; the CLI adds LOAD, RUN and CHECK)."""
-    passes = [spec.split("{", 1)[0] for spec in pipeline(fabric, opt_level, tp=tp)]
+    passes = [spec.split("{", 1)[0] for spec in pipeline(fabric, opt_level, tp=tp, pp=pp)]
     return [LOAD, IMPORT, PARSE, *passes, COST, *([RUN] if run else []), *([CHECK] if check else [])]
 
 
-def pipeline(fabric: str, opt_level: int, *, tp: int = 1) -> list[str]:
+def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatches: int = 1) -> list[str]:
     """The pass pipeline, as `rdu-opt -p` would spell each pass.
 
     `rdu-fold-constants` evaluates the shape checks and scalar code on constants that
@@ -45,6 +46,8 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1) -> list[str]:
     patterns, fuses elementwise chains into their consumers and packs kernels into
     sections. With `tp` > 1, `rdu-shard{tp=N}` splits the program over N sockets after
     the views are folded (the head loops are then visible in the maps) and before fusion.
+    With `pp` > 1, `rdu-pipeline` cuts the fused kernel graph into pp stage programs
+    first, so each is tiled, sectioned and placed on its own socket.
     """
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
@@ -55,6 +58,8 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1) -> list[str]:
         passes += [f"rdu-shard{{tp={tp} fabric={fabric}}}"]
     if opt_level >= 1:
         passes += ["rdu-fuse"]
+    if pp > 1:
+        passes.append(f"rdu-pipeline{{pp={pp} microbatches={microbatches} fabric={fabric}}}")
     passes += [
         f"rdu-tile{{fabric={fabric}}}" if opt_level >= 1 else f"rdu-tile{{fabric={fabric} max_buffer_pmus=0}}",
         f"rdu-section{{fabric={fabric} per_op={per_op}}}",

@@ -1,6 +1,6 @@
 """Llama-shaped experts: sizes, and execution times on an RDU node (TP estimate) and a GPU box.
 
-`LlamaSpec` gives a model's parameter count, weight bytes (BF16: 2 bytes per parameter),
+`LlamaSpec` (`bench.models`) gives a model's parameter count, weight bytes (BF16: 2 bytes per parameter),
 KV cache bytes and all-reduce message bytes from its shape alone.
 
 `rdu_tp_step_s` is an ESTIMATE of one tensor-parallel step on a node, standing in for the
@@ -18,61 +18,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from rdu_compiler.bench.models import RMSNorm, _rotate_half
+from rdu_compiler.bench.models import LLAMA_SPECS, LlamaSpec, RMSNorm, _rotate_half
 from rdu_compiler.coe.gpu import GpuNode
 from rdu_compiler.coe.runtime import Request
 from rdu_compiler.errors import RduError
 
-
-@dataclass(frozen=True)
-class LlamaSpec:
-    """A Llama-style decoder-only model's shape; `dtype_bytes` per parameter and KV element."""
-
-    name: str
-    hidden: int
-    heads: int
-    kv_heads: int
-    mlp: int
-    layers: int
-    vocab: int
-    dtype_bytes: int = 2
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
-
-    @property
-    def layer_params(self) -> int:
-        d, kv = self.head_dim, self.kv_heads * self.head_dim
-        return 2 * self.hidden * self.heads * d + 2 * self.hidden * kv + 3 * self.hidden * self.mlp + 2 * self.hidden
-
-    @property
-    def params(self) -> int:
-        """Parameters: embedding + layers + final norm + LM head (untied)."""
-        return 2 * self.vocab * self.hidden + self.layers * self.layer_params + self.hidden
-
-    @property
-    def weight_bytes(self) -> int:
-        """Bytes of all weights (the size of the expert in DDR / host memory)."""
-        return self.params * self.dtype_bytes
-
-    @property
-    def streamed_bytes(self) -> int:
-        """Weight bytes one decode step reads: all but the embedding table (only rows are gathered)."""
-        return self.weight_bytes - self.vocab * self.hidden * self.dtype_bytes
-
-    def kv_bytes(self, tokens: int) -> int:
-        """KV cache bytes for `tokens` cached tokens (all layers, K and V)."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * tokens * self.dtype_bytes
-
-    def act_bytes(self, batch: int, tokens: int) -> int:
-        """Bytes of one TP all-reduce message: batch x tokens x hidden x dtype bytes."""
-        return batch * tokens * self.hidden * self.dtype_bytes
-
-
-LLAMA2_7B = LlamaSpec("llama2-7b", 4096, 32, 32, 11008, 32, 32000)
+LLAMA2_7B = LLAMA_SPECS["llama2-7b"]
 #: Llama 3.1 8B (HF config): GQA with 8 KV heads, MLP 14336, vocab 128256.
-LLAMA31_8B = LlamaSpec("llama3.1-8b", 4096, 32, 8, 14336, 32, 128256)
+LLAMA31_8B = LLAMA_SPECS["llama3.1-8b"]
 BUILTIN_SHAPES = {LLAMA2_7B.name: LLAMA2_7B, LLAMA31_8B.name: LLAMA31_8B}
 
 

@@ -43,6 +43,12 @@ def _fuse() -> type[ModulePass]:
     return RduFusePass
 
 
+def _pipeline() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_pipeline import RduPipelinePass
+
+    return RduPipelinePass
+
+
 def _tile() -> type[ModulePass]:
     from rdu_compiler.passes.rdu_tile import RduTilePass
 
@@ -76,6 +82,7 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "rdu-fold-views": _fold_views,
         "rdu-shard": _shard,
         "rdu-fuse": _fuse,
+        "rdu-pipeline": _pipeline,
         "rdu-tile": _tile,
         "rdu-section": _section,
         "rdu-allocate": _allocate,

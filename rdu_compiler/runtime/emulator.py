@@ -80,8 +80,13 @@ class EmulatorStats:
 class Emulator:
     """Compiled once per program; `run` may be called many times."""
 
-    def __init__(self, module: ModuleOp, fabric: Fabric):
-        """Raises: EmulatorError: the module does not verify, names a fabric other than
+    def __init__(self, module: ModuleOp, fabric: Fabric, fn: func.FuncOp | None = None):
+        """`fn`: the function to run (one stage program of a pipelined module, see
+        `runtime.stages`); by default the module's only function. Its `rdu.send` /
+        `rdu.recv` go through `self.channels` (channel id -> array), which the caller shares
+        between the stages.
+
+        Raises: EmulatorError: the module does not verify, names a fabric other than
         `fabric`, or breaks a capacity or placement rule of `fabric`."""
         try:
             module.verify()
@@ -91,9 +96,11 @@ class Emulator:
         self.module = module
         self.fabric = fabric
         fns = [op for op in module.ops if isinstance(op, func.FuncOp)]
-        if len(fns) != 1:
-            raise EmulatorError(f"expected one function in the program, found {len(fns)}")
-        self.fn = fns[0]
+        if fn is None and len(fns) != 1:
+            raise EmulatorError(f"expected one function in the program, found {len(fns)} (a pipelined program "
+                                "runs on runtime.stages.StagedEmulator)")
+        self.fn = fn if fn is not None else fns[0]
+        self.channels: dict[int, Any] = {}
         self.executors: dict[rdu.KernelOp, KernelExecutor] = {}
         for op in self.fn.body.block.ops:
             if isinstance(op, rdu.KernelOp):
@@ -105,6 +112,8 @@ class Emulator:
                 self._check_section(op)
                 for k in op.kernels():
                     self.executors[k] = KernelExecutor(k)
+                    # gathers are charged at their tier's access granularity (kernel.traffic.gathered_bytes)
+                    self.executors[k].gather_burst = getattr(fabric, gather_tier(k)).burst_bytes
         if named is not None and _comparable(named) != _comparable(fabric):  # after the sections: their reasons are sharper
             raise EmulatorError(
                 f"the program was compiled for fabric '{named.name}' ({module.attributes[FABRIC_ATTR]}) but the "
@@ -235,6 +244,13 @@ class Emulator:
         elif isinstance(op, rdu.PadOp):
             low, high = int_values(op.low), int_values(op.high)
             env[op.result] = np.pad(env[op.source], list(zip(low, high, strict=True)), constant_values=env[op.value])
+        elif isinstance(op, rdu.SendOp):
+            self.channels[op.channel.value.data] = np.asarray(env[op.value])
+        elif isinstance(op, rdu.RecvOp):
+            if op.channel.value.data not in self.channels:
+                raise EmulatorError(f"rdu.recv of channel {op.channel.value.data}: nothing was sent on it; run the "
+                                    "stage programs in stage order (runtime.stages.StagedEmulator)")
+            env[op.result] = self.channels.pop(op.channel.value.data)
         else:
             raise EmulatorError(f"op '{op.name}' cannot run on the emulator")
 

@@ -85,13 +85,74 @@ def test_memory_plan_and_a_simulated_timeline() -> None:
             return 2.0 * request.output
 
     t = simulate([Request(0, output=1), Request(1), Request(0), Request(2), Request(1, output=3)], [30.0] * 3, plan,
-                 lambda b: b / 10.0, Fixed(), "hand")
+                 lambda b: b / 10.0, Fixed(), "hand", prefetch=False)
     assert [r.hit for r in t.requests] == [False, False, True, False, False]
     assert [r.switch_s for r in t.requests] == [3.0, 3.0, 0.0, 3.0, 3.0]
     assert [r.start_s for r in t.requests] == [0.0, 6.0, 12.0, 15.0, 21.0]
     assert t.total() == pytest.approx(31.0) and t.to_dict()["totals"]["switch_s"] == 12.0
     with pytest.raises(CoEDoesNotFit, match="expert 5"):
         simulate([Request(5)], [30.0] * 3, plan, lambda b: 0.0, Fixed(), "hand")
+    # prefetch: the next request is routed first and its expert copied during this run when it fits beside it
+    p = simulate([Request(0, output=1), Request(1), Request(0), Request(2), Request(1, output=3)], [30.0] * 3, plan,
+                 lambda b: b / 10.0, Fixed(), "hand")
+    assert [r.hit for r in p.requests] == [r.hit for r in t.requests]  # same accesses, same order
+    assert [r.evicted for r in p.requests] == [r.evicted for r in t.requests]
+    assert [r.switch_s for r in p.requests] == [3.0, 1.0, 0.0, 1.0, 1.0]  # a 3 s copy beside a 2 s run: 1 s exposed
+    assert [r.hidden_switch_s for r in p.requests] == [0.0, 2.0, 0.0, 2.0, 2.0]
+    assert [r.prefetched for r in p.requests] == [False, True, False, True, True]
+    assert [r.start_s for r in p.requests] == [0.0, 4.0, 8.0, 11.0, 15.0]
+    assert [r.exec_start_s for r in p.requests] == [5.0, 9.0, 12.0, 16.0, 19.0]
+    assert p.total() == pytest.approx(25.0)
+
+
+class _Random:
+    def __init__(self, seed: int):
+        import random
+
+        self.rng = random.Random(seed)
+        self.router = {}
+        self.run = {}
+
+    def router_s(self, request: Request) -> float:
+        return self.router.setdefault(id(request), self.rng.uniform(0.0, 0.5))
+
+    def exec_s(self, request: Request) -> float:
+        return self.run.setdefault(id(request), self.rng.uniform(0.0, 4.0))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_prefetch_never_runs_an_expert_before_it_is_resident_nor_evicts_a_running_one(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    sizes = [10.0, 20.0, 30.0, 45.0, 45.0, 30.0]
+    rng.shuffle(sizes)
+    plan = plan_memory(90.0, 1e9, 10.0, sizes)  # 80 bytes of cache: two 45s do not fit together, the rest do
+    big = [i for i, b in enumerate(sizes) if b == 45.0]
+    reqs = [Request(rng.randrange(6)) for _ in range(60)] + [Request(big[0]), Request(big[1])]  # the second cannot be prefetched
+    timing = _Random(seed)
+    off = simulate(reqs, sizes, plan, lambda b: b / 10.0, timing, "hand", prefetch=False)
+    on = simulate(reqs, sizes, plan, lambda b: b / 10.0, timing, "hand")
+    assert [r.hit for r in on.requests] == [r.hit for r in off.requests]
+    assert on.total() <= off.total() + 1e-9
+    assert on.total("switch_s") + on.total("hidden_switch_s") == pytest.approx(off.total("switch_s"))
+    assert any(r.prefetched for r in on.requests) and any(not r.hit and not r.prefetched for r in on.requests[1:])
+    for r in on.requests:
+        run = (r.exec_start_s, r.exec_start_s + r.exec_s)
+        loads = [c for c in on.copies if c.expert == r.expert and c.start_s <= run[0]]
+        assert loads, f"request {r.index} ran expert {r.expert} that was never copied"
+        last = loads[-1]
+        assert last.end_s <= run[0] + 1e-12, f"request {r.index} started before its copy ended"
+        for c in on.copies:  # nothing evicts the expert between its last copy and the end of this run
+            if c.start_s >= last.start_s and c is not last and c.start_s < run[1]:
+                assert r.expert not in c.evicted, f"request {r.index}'s expert {r.expert} evicted at {c.start_s} while needed"
+        # the copies' bytes in HBM never exceed the cache (each copy reserves its space at its start)
+    resident: dict[int, float] = {}
+    for c in on.copies:
+        for e in c.evicted:
+            resident.pop(e)
+        resident[c.expert] = sizes[c.expert]
+        assert sum(resident.values()) <= plan.cache_bytes
 
 
 def test_gpu_nodes_and_hbm_bound_decode() -> None:

@@ -21,7 +21,7 @@ its kernels are connected by `!rdu.stream` values.
 Modules: `attrs` (enums, `#rdu.buffer`, `!rdu.stream`, shape helpers), `ops` (section,
 kernel, index, yield), `layout` (load, store, view, concat, pad), `collectives` (all_reduce,
 all_gather, shard: the tensor-parallel ops), `fabric_checks` (a
-section against the fabric its module names).
+section against the fabric its module names), `p2p` (send, recv between pipeline stages).
 """
 
 from xdsl.ir import Dialect
@@ -51,10 +51,19 @@ from rdu_compiler.dialects.rdu.fabric_checks import (
 )
 from rdu_compiler.dialects.rdu.layout import LAYOUT_OPS, ConcatOp, LoadOp, PadOp, StoreOp, ViewOp
 from rdu_compiler.dialects.rdu.ops import IndexOp, KernelOp, SectionOp, YieldOp
+from rdu_compiler.dialects.rdu.p2p import (
+    STAGE_ATTR,
+    ChannelError,
+    RecvOp,
+    SendOp,
+    stage_programs,
+    verify_channels,
+)
 
 RDU = Dialect(
     "rdu",
-    [KernelOp, IndexOp, SectionOp, YieldOp, LoadOp, StoreOp, ViewOp, ConcatOp, PadOp, AllReduceOp, AllGatherOp, ShardOp],
+    [KernelOp, IndexOp, SectionOp, YieldOp, LoadOp, StoreOp, ViewOp, ConcatOp, PadOp, AllReduceOp, AllGatherOp, ShardOp,
+     SendOp, RecvOp],
     [TierAttr, PatternAttr, RoutingAttr, ViewModeAttr, BufferAttr, StreamType],
 )
 
@@ -62,9 +71,15 @@ __all__ = [
     "FABRIC_ATTR",
     "LAYOUT_OPS",
     "RDU",
+    "STAGE_ATTR",
     "TP_OPS",
     "AllGatherOp",
     "AllReduceOp",
+    "ChannelError",
+    "RecvOp",
+    "SendOp",
+    "stage_programs",
+    "verify_channels",
     "BufferAttr",
     "ConcatOp",
     "IndexOp",

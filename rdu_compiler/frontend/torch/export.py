@@ -74,6 +74,31 @@ def _flat_tensor_inputs(example_inputs: tuple[Any, ...]) -> list[torch.Tensor]:
     return leaves
 
 
+def _unaliased(example_inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`example_inputs` with every tensor that shares storage with an earlier one (the
+    same tensor passed twice, or a view of another input) replaced by a copy.
+
+    torch.export traces aliased inputs as one value: `forward(a, b)` exported on `(x, x)`
+    reads `a` for both, and the compiled program then ignores `b` (it returned `3a` for
+    `2a + b`). Example inputs give shapes and dtypes only, so the program must treat each
+    input as its own tensor.
+    """
+    seen: set[Any] = set()
+
+    def fresh(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        key: Any = id(t) if t.device.type == "meta" else (t.device, t.untyped_storage().data_ptr())
+        if key in seen:
+            return t.clone()
+        seen.add(key)
+        return t
+
+    out = pytree.tree_map(fresh, example_inputs)
+    assert isinstance(out, tuple)
+    return out
+
+
 def import_torch(
     module: torch.nn.Module,
     example_inputs: tuple[Any, ...],
@@ -107,6 +132,8 @@ def import_torch(
     if not isinstance(module, torch.nn.Module):
         raise FrontendError(f"import_torch expects a torch.nn.Module, got {type(module).__name__}.")
     flat_inputs = _flat_tensor_inputs(example_inputs)
+    example_inputs = _unaliased(example_inputs)
+    flat_inputs = pytree.tree_leaves(example_inputs)
     model_name = type(module).__name__
 
     prestart_lowering()  # the lowering child starts while torch.export runs
