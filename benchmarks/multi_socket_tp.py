@@ -31,7 +31,8 @@ def llama31_8b_decode(context: int) -> tuple[nn.Module, tuple[torch.Tensor, ...]
     from transformers.cache_utils import DynamicCache
 
     cfg = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                      num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0)
+                      num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
+                      rope_theta=500000.0)  # type: ignore[call-arg]  # a LlamaConfig kwarg its stubs miss
 
     class Decode(nn.Module):
         def __init__(self, m: nn.Module) -> None:
@@ -45,7 +46,7 @@ def llama31_8b_decode(context: int) -> tuple[nn.Module, tuple[torch.Tensor, ...]
             return self.m(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True).logits
 
     with torch.device("meta"):
-        model = Decode(LlamaForCausalLM(cfg).to(torch.bfloat16).eval())
+        model = Decode(LlamaForCausalLM(cfg).to(torch.bfloat16).eval())  # type: ignore[arg-type]
         inputs = (torch.zeros(1, 1, dtype=torch.int64), torch.full((1, 1), context, dtype=torch.int64),
                   *(torch.zeros(1, 8, context, 128, dtype=torch.bfloat16) for _ in range(64)))
     return model, inputs

@@ -45,17 +45,19 @@ _CATEGORY = {"compute": "compute_s", "pmu": "compute_s", "hbm": "hbm_s", "ddr": 
 
 
 def collective_costs(module: ModuleOp, fabric: Fabric) -> list[dict[str, Any]]:
-    """One entry per collective in program order: op, bytes per socket, algorithm, seconds
-    (`latency_s` + `transfer_s`)."""
+    """One entry per collective in program order: op, sections before it (`after_sections`),
+    bytes per socket, algorithm, seconds (`latency_s` + `transfer_s`)."""
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
-    node, out = fabric.node, []
+    node, out, sections = fabric.node, [], 0
     for op in fn.body.block.ops:
+        sections += isinstance(op, rdu.SectionOp)
         if not isinstance(op, rdu.AllReduceOp | rdu.AllGatherOp):
             continue
         nbytes = math.prod(rdu.shape_of(op.source.type)) * itemsize(op.source.type)
         group = op.group.value.data
         c = all_reduce(node, nbytes, group) if isinstance(op, rdu.AllReduceOp) else all_gather(node, nbytes, group)
-        out.append({"op": op.name, "bytes_per_socket": nbytes, "group": group, "algorithm": c.algorithm,
+        out.append({"op": op.name, "after_sections": sections, "bytes_per_socket": nbytes, "group": group,
+                    "algorithm": c.algorithm,
                     "seconds": c.seconds, "latency_s": c.latency_s, "transfer_s": c.transfer_s})
     return out
 

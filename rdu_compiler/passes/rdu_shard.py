@@ -62,9 +62,7 @@ from xdsl.dialects.builtin import (
     AffineMapAttr,
     ArrayAttr,
     DenseArrayBase,
-    DenseIntOrFPElementsAttr,
     DictionaryAttr,
-    FloatAttr,
     IntegerAttr,
     ModuleOp,
     StringAttr,
@@ -92,12 +90,14 @@ from rdu_compiler.passes.shard_layout import (
     Shard,
     arg_shards,
     from_linear,
-    is_input,
+    is_zero,
     linear,
     mark_inputs,
     mentions,
     mentions_map,
     module_tp,
+    same_shard,
+    weight_like,
 )
 
 __all__ = ["INPUT_ATTR", "TP_ATTR", "RduShardPass", "arg_shards", "mark_inputs", "module_tp"]
@@ -116,20 +116,6 @@ def _local_type(t: Attribute, dim: int, tp: int) -> TensorType:
 def _nbytes(v: SSAValue) -> int:
     shape = _shape(v)
     return math.prod(shape) * itemsize(v.type) if shape is not None else 0
-
-
-def _is_zero(v: SSAValue) -> bool:
-    """`v` is a constant zero scalar or splat."""
-    op = v.owner
-    if not isinstance(op, arith.ConstantOp):
-        return False
-    value = op.value
-    if isinstance(value, DenseIntOrFPElementsAttr):
-        vals = value.get_values()
-        return len(vals) >= 1 and all(x == 0 for x in vals)
-    if isinstance(value, FloatAttr | IntegerAttr):
-        return value.value.data == 0
-    return False
 
 
 class _Sharder:
@@ -151,6 +137,11 @@ class _Sharder:
         if key in self.memo:
             return self.memo[key]
         out = v
+        if isinstance(have, Shard) and isinstance(want, Shard):
+            refined = self._refine(v, have, want, before)
+            if refined is not None:
+                self.memo[key] = refined
+                return refined
         if have == PARTIAL:
             op = rdu.AllReduceOp(out, self.tp)
             self._insert(op, before, None)
@@ -160,8 +151,8 @@ class _Sharder:
             t = out.type
             assert isinstance(t, TensorType)
             shape = list(t.get_shape())
-            shape[have.dim] *= self.tp
-            op = rdu.AllGatherOp(out, TensorType(t.get_element_type(), shape), have.dim, self.tp, have.blocks)
+            shape[have.dim] *= have.ways
+            op = rdu.AllGatherOp(out, TensorType(t.get_element_type(), shape), have.dim, have.ways, have.blocks)
             self._insert(op, before, None)
             out = op.result
             self.memo[(v, None)] = out
@@ -170,14 +161,24 @@ class _Sharder:
         self.memo[key] = out
         return out
 
+    def _refine(self, v: SSAValue, have: Shard, want: Shard, before: Operation) -> SSAValue | None:
+        """A shard over fewer ways refined locally to `want` (same dim and blocks, ways a
+        multiple): each socket slices its own shard, nothing crosses sockets."""
+        if have.dim != want.dim or have.blocks != want.blocks or want.ways % have.ways:
+            return None
+        group = want.ways // have.ways
+        op = rdu.ShardOp(v, _local_type(v.type, want.dim, group), want.dim, group, want.blocks, ways=want.ways)
+        self._insert(op, before, want)
+        return op.result
+
     def _take_shard(self, v: SSAValue, want: Shard, before: Operation) -> SSAValue:
         if (v, want) in self.memo:
             return self.memo[(v, want)]
-        local = _local_type(v.type, want.dim, self.tp)
+        local = _local_type(v.type, want.dim, want.ways)
         if isinstance(v.owner, tensor.EmptyOp):
             new: Operation = tensor.EmptyOp([], local)
         else:
-            new = rdu.ShardOp(v, local, want.dim, self.tp, want.blocks)
+            new = rdu.ShardOp(v, local, want.dim, want.ways, want.blocks)
         self._insert(new, before, want)
         self.memo[(v, want)] = new.results[0]
         return new.results[0]
@@ -200,7 +201,7 @@ class _Sharder:
 
     def _retype(self, r: SSAValue, layout: Layout, dim_of_shard: int | None = None) -> SSAValue:
         if isinstance(layout, Shard):
-            r = Rewriter.replace_value_with_new_type(r, _local_type(r.type, layout.dim, self.tp))
+            r = Rewriter.replace_value_with_new_type(r, _local_type(r.type, layout.dim, layout.ways))
         self.lay[r] = layout
         return r
 
@@ -210,7 +211,7 @@ class _Sharder:
         lay = self.layout(v)
         if shape is None or not isinstance(lay, Shard):
             return shape
-        return tuple(n * self.tp if d == lay.dim else n for d, n in enumerate(shape))
+        return tuple(n * lay.ways if d == lay.dim else n for d, n in enumerate(shape))
 
     # ------------------------------------------------------------------ walk
     def run(self) -> None:
@@ -239,7 +240,7 @@ class _Sharder:
     def _kernel(self, k: rdu.KernelOp) -> None:
         operands = [*k.inputs, *k.inits]
         maps = [m.data for m in k.indexing_maps.data]
-        cands: list[tuple[int, int]] = []
+        cands: list[tuple[int, int, int]] = []
         for v, m in zip(operands, maps, strict=True):
             lay = self.layout(v)
             if isinstance(lay, Shard):
@@ -248,15 +249,17 @@ class _Sharder:
             col = self._column_start(k)
             if col is not None:
                 cands = [col]
-        best: tuple[tuple[int, int], list[Layout], list[Layout]] | None = None
-        best_score = -1
-        for c in cands:
+        best: tuple[tuple[int, int, int], list[Layout], list[Layout]] | None = None
+        best_score: tuple[int, int, int] | None = None
+        for c in cands:  # least data moved between sockets, then most ways, then most bytes kept
             req = self.requirements(k, c)
             if req is None:
                 continue
-            score = sum(_nbytes(v) for v, want in zip(operands, req[0], strict=True)
-                        if isinstance(want, Shard) and self.layout(v) == want)
-            if score > best_score:
+            moved = sum(_nbytes(v) for v, want in zip(operands, req[0], strict=True) if self._moves(v, want))
+            kept = sum(_nbytes(v) for v, want in zip(operands, req[0], strict=True)
+                       if isinstance(want, Shard) and self.layout(v) == want)
+            score = (-moved, c[2], kept)
+            if best_score is None or score > best_score:
                 best, best_score = (c, *req), score
         if best is None:
             for i, v in enumerate(k.operands):
@@ -266,13 +269,22 @@ class _Sharder:
             return
         self.apply(k, *best)
 
-    def requirements(self, k: rdu.KernelOp, cand: tuple[int, int]) -> tuple[list[Layout], list[Layout]] | None:
+    def _moves(self, v: SSAValue, want: Layout) -> bool:
+        """Converting `v` to `want` sends data between sockets (a gather or a reduce)."""
+        have = self.layout(v)
+        if have == want or have is None or _shape(v) is None:
+            return False
+        if isinstance(have, Shard) and isinstance(want, Shard):
+            return have.dim != want.dim or have.blocks != want.blocks or want.ways % have.ways != 0
+        return True
+
+    def requirements(self, k: rdu.KernelOp, cand: tuple[int, int, int]) -> tuple[list[Layout], list[Layout]] | None:
         """(layout of each input/init, layout of each result) when loop `cand[0]` is split
-        in `cand[1]` blocks; None when that split is not valid for this kernel."""
-        loop, blocks = cand
-        tp, domain = self.tp, k.domain_sizes
+        in `cand[1]` blocks `cand[2]` ways; None when that split is not valid for this kernel."""
+        loop, blocks, ways = cand
+        tp, domain = ways, k.domain_sizes  # below, `tp` is the number of distinct shards
         extent = domain[loop]
-        if blocks < 1 or extent % (tp * blocks):
+        if blocks < 1 or ways < 2 or self.tp % ways or extent % (tp * blocks):
             return None
         per = extent // (tp * blocks)
         if any(isinstance(o, rdu.IndexOp) and o.dim.value.data == loop for o in k.body.walk()):
@@ -280,7 +292,7 @@ class _Sharder:
         if k.scan_dim is not None and k.scan_dim.value.data == loop:
             return None
         reduction = loop in k.reduction_dims
-        if reduction and not self._sums(k):
+        if reduction and (ways != self.tp or not self._sums(k)):  # a partial sum is over every socket
             return None
         operands = [*k.inputs, *k.inits]
         reqs: list[Layout] = []
@@ -305,7 +317,7 @@ class _Sharder:
             b_op = s * per
             if shape[j] % (tp * b_op) or c % (tp * b_op):
                 return None
-            reqs.append(Shard(j, shape[j] // (tp * b_op)))
+            reqs.append(Shard(j, shape[j] // (tp * b_op), ways))
         n_in = len(k.inputs)
         results: list[Layout] = []
         for i, _ in enumerate(k.results):
@@ -318,9 +330,8 @@ class _Sharder:
                 results.append(want)
         return reqs, results
 
-    def apply(self, k: rdu.KernelOp, cand: tuple[int, int], reqs: list[Layout], results: list[Layout]) -> None:
-        loop, _ = cand
-        tp = self.tp
+    def apply(self, k: rdu.KernelOp, cand: tuple[int, int, int], reqs: list[Layout], results: list[Layout]) -> None:
+        loop, _, tp = cand  # tp: the distinct shards of the loop
         n_mapped = len(k.inputs) + len(k.inits)
         for i, want in enumerate(reqs):
             k.operands[i] = self.to(k.operands[i], want, k)
@@ -340,24 +351,26 @@ class _Sharder:
         k.properties["domain"] = DenseArrayBase.from_list(i64, domain)
         k.properties["indexing_maps"] = ArrayAttr(new_maps)
         kind = "row-parallel (partial sums)" if loop in k.reduction_dims else "split"
+        kind += f" {tp} ways" if tp != self.tp else ""
         k.attributes["rdu.tp_loop"] = StringAttr(f"loop {loop} {kind}")
         for r, lay in zip(list(k.results), results, strict=True):
             self._retype(r, lay)
 
-    def _loops_for(self, k: rdu.KernelOp, m: AffineMap, v: SSAValue, lay: Shard) -> list[tuple[int, int]]:
+    def _loops_for(self, k: rdu.KernelOp, m: AffineMap, v: SSAValue, lay: Shard) -> list[tuple[int, int, int]]:
         shape = self.global_shape(v)
         lin = linear(m.results[lay.dim]) if shape is not None and lay.dim < len(m.results) else None
         if lin is None or shape is None:
             return []
-        b_op = shape[lay.dim] // (lay.blocks * self.tp)
+        w = lay.ways
+        b_op = shape[lay.dim] // (lay.blocks * w)
         out = []
         for loop, s in lin[0].items():
             extent = k.domain_sizes[loop]
-            if 0 < s <= b_op and b_op % s == 0 and extent % (self.tp * (b_op // s)) == 0:
-                out.append((loop, extent // (self.tp * (b_op // s))))
+            if 0 < s <= b_op and b_op % s == 0 and extent % (w * (b_op // s)) == 0:
+                out.append((loop, extent // (w * (b_op // s)), w))
         return out
 
-    def _column_start(self, k: rdu.KernelOp) -> tuple[int, int] | None:
+    def _column_start(self, k: rdu.KernelOp) -> tuple[int, int, int] | None:
         """Column-parallel: a matmul whose weight input has a parallel output loop."""
         if k.kind.data != rdu.Pattern.MATMUL or len(k.results) != 1:
             return None
@@ -370,20 +383,20 @@ class _Sharder:
                 continue
             loop = e.position
             readers = [v for v, m in zip(k.inputs, k.indexing_maps.data, strict=False) if mentions_map(m.data, loop)]
-            if not readers or not all(_weight_like(v) for v in readers):
+            if not readers or not all(weight_like(v) for v in readers):
                 continue
-            if k.domain_sizes[loop] % self.tp:
-                continue
-            blocks = self._prefer(k.results[0], j, 0)
-            if blocks is None:
+            pref = self._prefer(k.results[0], j, 0)
+            if pref is None or k.domain_sizes[loop] % (pref[0] * pref[1]):
                 continue
             if best is None or k.domain_sizes[loop] > k.domain_sizes[best[0]]:
-                best = (loop, blocks)
+                best = (loop, *pref)
         return best
 
-    def _prefer(self, v: SSAValue, dim: int, depth: int) -> int | None:
-        """The blocks the consumers of `v` would read dim `dim` in (1: contiguous); None
-        when a consumer splits it into heads whose count tp does not divide."""
+    def _prefer(self, v: SSAValue, dim: int, depth: int) -> tuple[int, int] | None:
+        """(blocks, ways) the consumers of `v` would read dim `dim` in ((1, tp): contiguous,
+        one shard per socket); a consumer that splits it into heads whose count tp does not
+        divide asks for gcd(heads, tp) ways (heads shared by tp / ways sockets); None when
+        that gcd is 1."""
         shape = _shape(v)
         assert shape is not None
         for use in list(v.uses):
@@ -397,18 +410,19 @@ class _Sharder:
             loop, s = max(lin[0].items(), key=lambda kv: kv[1])
             if s > 1:
                 extent = op.domain_sizes[loop]
-                if extent % self.tp:
+                ways = math.gcd(extent, self.tp)
+                if ways < 2:
                     return None
-                b_op = s * extent // self.tp
-                return shape[dim] // (self.tp * b_op) if shape[dim] % (self.tp * b_op) == 0 else None
+                b_op = s * extent // ways
+                return (shape[dim] // (ways * b_op), ways) if shape[dim] % (ways * b_op) == 0 else None
             if depth < 8 and not op.reduction_dims and len(op.results) == 1:
                 out = op.indexing_maps.data[len(op.inputs)].data
                 for j, e in enumerate(out.results):
                     if isinstance(e, AffineDimExpr) and e.position == loop:
                         deeper = self._prefer(op.results[0], j, depth + 1)
-                        if deeper != 1:
+                        if deeper != (1, self.tp):
                             return deeper
-        return 1
+        return 1, self.tp
 
     def _sums(self, k: rdu.KernelOp) -> bool:
         """Every result accumulates a sum: the payload yields `acc + x` for its init `acc`."""
@@ -427,14 +441,14 @@ class _Sharder:
         if k.init_fills is not None:
             f = int(k.init_fills.get_values()[i])
             if f >= 0:
-                return _is_zero(k.captures[f])
+                return is_zero(k.captures[f])
         init = k.inits[i]
         owner = init.owner
         if isinstance(owner, rdu.ShardOp):
             owner = owner.source.owner
         if isinstance(owner, rdu.KernelOp) and owner.kind.data == rdu.Pattern.FILL:
-            return len(owner.inputs) == 1 and _is_zero(owner.inputs[0])
-        return _is_zero(init)
+            return len(owner.inputs) == 1 and is_zero(owner.inputs[0])
+        return is_zero(init)
 
     # ------------------------------------------------------------------ layout ops
     def _view(self, op: rdu.ViewOp) -> None:
@@ -453,12 +467,12 @@ class _Sharder:
         if op.mode.data == rdu.ViewMode.SLICE:
             _, sizes, _ = op.window
             sizes = list(sizes)
-            sizes[src.dim] //= self.tp  # type: ignore[union-attr]
+            sizes[src.dim] //= src.ways  # type: ignore[union-attr]
             op.properties["sizes"] = DenseArrayBase.from_list(i64, sizes)
         self._retype(op.result, new)
 
     def _view_layout(self, op: rdu.ViewOp, src: Shard) -> Shard | None:
-        tp = self.tp
+        tp = src.ways  # the radix of the socket's digit
         shape, res = self.global_shape(op.source), _shape(op.result)
         assert shape is not None and res is not None
         if op.mode.data == rdu.ViewMode.SLICE:
@@ -469,14 +483,14 @@ class _Sharder:
             kept = [d for d in range(len(sizes)) if not (sizes[d] == 1 and len(res) < len(sizes))]
             if len(kept) != len(res):  # unit dims dropped ambiguously: recompute like the verifier
                 return None
-            return Shard(kept.index(j), src.blocks)
+            return Shard(kept.index(j), src.blocks, src.ways)
         # reshape: the socket's digit of the flat index (weight W = block x stride) stays in one dim
         block = shape[src.dim] // (src.blocks * tp)
         weight = block * math.prod(shape[src.dim + 1:])
         for i in range(len(res)):
             stride = math.prod(res[i + 1:])
             if weight % stride == 0 and res[i] % (tp * (weight // stride)) == 0:
-                return Shard(i, res[i] // (tp * (weight // stride)))
+                return Shard(i, res[i] // (tp * (weight // stride)), tp)
         return None
 
     def _concat(self, op: rdu.ConcatOp) -> None:
@@ -506,15 +520,16 @@ class _Sharder:
                 if not isinstance(k, rdu.KernelOp) or len(k.results) != 1 or k.reduction_dims or len(k.captures):
                     continue
                 uses = [u.operation for u in k.results[0].uses]
-                if not all(isinstance(u, rdu.ShardOp) and _same_shard(u, s) for u in uses):
+                if not all(isinstance(u, rdu.ShardOp) and same_shard(u, s) for u in uses):
                     continue
                 e = k.indexing_maps.data[len(k.inputs)].data.results[s.dim.value.data]
                 if not isinstance(e, AffineDimExpr):
                     continue
-                req = self.requirements(k, (e.position, s.n_blocks))
+                cand = (e.position, s.n_blocks, s.n_ways)
+                req = self.requirements(k, cand) if s.n_ways == s.group.value.data else None  # from whole only
                 if req is None:
                     continue
-                self.apply(k, (e.position, s.n_blocks), *req)
+                self.apply(k, cand, *req)
                 for u in uses:
                     u.results[0].replace_all_uses_with(k.results[0])
                     u.detach()
@@ -531,7 +546,7 @@ class _Sharder:
                 continue
             first = uses[0]
             assert isinstance(first, rdu.ShardOp)
-            if not all(_same_shard(u, first) for u in uses):  # type: ignore[arg-type]
+            if not all(same_shard(u, first) for u in uses):  # type: ignore[arg-type]
                 continue
             index = arg.index
             new = Rewriter.replace_value_with_new_type(arg, first.result.type)
@@ -541,29 +556,10 @@ class _Sharder:
                 u.detach()
                 u.erase()
             entry = dict(attrs[index].data)
-            entry[ARG_SHARD_ATTR] = DenseArrayBase.from_list(i64, [first.dim.value.data, self.tp, first.n_blocks])
+            ways = [first.n_ways] if first.n_ways != self.tp else []
+            entry[ARG_SHARD_ATTR] = DenseArrayBase.from_list(i64, [first.dim.value.data, self.tp, first.n_blocks, *ways])
             attrs[index] = DictionaryAttr(entry)
         self.fn.arg_attrs = ArrayAttr(attrs)
-
-
-def _same_shard(a: Operation, b: rdu.ShardOp) -> bool:
-    return (isinstance(a, rdu.ShardOp) and a.dim == b.dim and a.group == b.group and a.n_blocks == b.n_blocks
-            and a.result.type == b.result.type)
-
-
-def _weight_like(v: SSAValue, depth: int = 0) -> bool:
-    """Computed from function arguments alone, by all-parallel kernels without captures (a
-    weight, its transpose) or views of them."""
-    owner = v.owner
-    if isinstance(v, BlockArgument):
-        return not is_input(v)
-    if depth > 4:
-        return False
-    if isinstance(owner, rdu.ViewOp):
-        return _weight_like(owner.source, depth + 1)
-    if isinstance(owner, rdu.KernelOp) and not owner.reduction_dims and not len(owner.captures):
-        return all(_weight_like(x, depth + 1) for x in owner.inputs if _shape(x) is not None)
-    return False
 
 
 @dataclass(frozen=True)

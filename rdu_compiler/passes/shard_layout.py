@@ -1,8 +1,10 @@
 """What rdu-shard, the node emulator and the node cost model share: the layouts of a
 tensor-parallel program and where the pass records them.
 
-- `Shard(dim, blocks)`: a dim of N viewed as `[blocks, tp, N / (blocks tp)]`, socket r
-  holds `[:, r, :]` (`dialects/rdu/collectives.py`); `None` is replicated, `PARTIAL` a
+- `Shard(dim, blocks, ways)`: a dim of N viewed as `[blocks, ways, N / (blocks ways)]`,
+  socket r holds `[:, r // (tp / ways), :]` (`dialects/rdu/collectives.py`): `ways = tp`
+  is one shard per socket, fewer ways a shard per sub-group of tp / ways sockets (KV heads
+  replicated on socket pairs when tp = 2 x n_kv_heads); `None` is replicated, `PARTIAL` a
   partial sum.
 - on the module `rdu.tp = N : i64` (`module_tp`); on each function argument that every
   socket gets a shard of, `rdu.shard = array<i64: dim, tp, blocks>` (`arg_shards`); user
@@ -15,16 +17,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xdsl.dialects import func
+from xdsl.dialects import arith, func
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
+    DenseIntOrFPElementsAttr,
     DictionaryAttr,
+    FloatAttr,
     IntegerAttr,
     ModuleOp,
+    TensorType,
     UnitAttr,
 )
-from xdsl.ir import BlockArgument
+from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.ir.affine import (
     AffineBinaryOpExpr,
     AffineBinaryOpKind,
@@ -33,6 +38,8 @@ from xdsl.ir.affine import (
     AffineExpr,
     AffineMap,
 )
+
+from rdu_compiler.dialects import rdu
 
 TP_ATTR = "rdu.tp"
 ARG_SHARD_ATTR = "rdu.shard"
@@ -46,6 +53,7 @@ class Shard:
 
     dim: int
     blocks: int = 1
+    ways: int = 0  # distinct shards (a divisor of tp); socket r holds shard r // (tp / ways). 0: tp
 
 
 Layout = Shard | str | None  # None: replicated; PARTIAL: partial sums
@@ -120,9 +128,11 @@ def mark_inputs(module: ModuleOp, kinds: list[str]) -> None:
         fn.arg_attrs = ArrayAttr(attrs)
 
 
-def arg_shards(fn: func.FuncOp) -> list[tuple[int, int, int] | None]:
-    """Per function argument: (dim, tp, blocks) of the shard each socket gets, or None."""
-    out: list[tuple[int, int, int] | None] = []
+def arg_shards(fn: func.FuncOp) -> list[tuple[int, ...] | None]:
+    """Per function argument: (dim, tp, blocks) of the shard each socket gets, or None;
+    (dim, tp, blocks, ways) when fewer than tp distinct shards (socket r gets shard
+    r // (tp / ways) of `ways`)."""
+    out: list[tuple[int, ...] | None] = []
     attrs = fn.arg_attrs.data if fn.arg_attrs is not None else [None] * len(fn.args)
     for a in attrs:
         entry = a.data.get(ARG_SHARD_ATTR) if isinstance(a, DictionaryAttr) else None
@@ -136,3 +146,39 @@ def module_tp(module: ModuleOp) -> int:
     return attr.value.data if isinstance(attr, IntegerAttr) else 1
 
 
+def _has_shape(v: SSAValue) -> bool:
+    return isinstance(v.type, TensorType)
+
+
+def is_zero(v: SSAValue) -> bool:
+    """`v` is a constant zero scalar or splat."""
+    op = v.owner
+    if not isinstance(op, arith.ConstantOp):
+        return False
+    value = op.value
+    if isinstance(value, DenseIntOrFPElementsAttr):
+        vals = value.get_values()
+        return len(vals) >= 1 and all(x == 0 for x in vals)
+    if isinstance(value, FloatAttr | IntegerAttr):
+        return value.value.data == 0
+    return False
+
+
+def same_shard(a: Operation, b: rdu.ShardOp) -> bool:
+    return (isinstance(a, rdu.ShardOp) and a.dim == b.dim and a.group == b.group and a.n_blocks == b.n_blocks
+            and a.n_ways == b.n_ways and a.result.type == b.result.type)
+
+
+def weight_like(v: SSAValue, depth: int = 0) -> bool:
+    """Computed from function arguments alone, by all-parallel kernels without captures (a
+    weight, its transpose) or views of them."""
+    owner = v.owner
+    if isinstance(v, BlockArgument):
+        return not is_input(v)
+    if depth > 4:
+        return False
+    if isinstance(owner, rdu.ViewOp):
+        return weight_like(owner.source, depth + 1)
+    if isinstance(owner, rdu.KernelOp) and not owner.reduction_dims and not len(owner.captures):
+        return all(weight_like(x, depth + 1) for x in owner.inputs if _has_shape(x))
+    return False

@@ -10,8 +10,10 @@ collectives run across the sockets' values:
 
 - `rdu.all_reduce`: the sum over sockets 0, 1, ..., N-1 in that order (float32 adds in
   a fixed order, so every socket gets the same bits);
-- `rdu.all_gather`: the shards put back together (`gather_shards`);
-- `rdu.shard`: socket r's slice of its own whole copy (no data crosses sockets).
+- `rdu.all_gather`: the shards put back together (`gather_shards`; over `group` < tp
+  distinct shards, shard q is socket q x tp / group's);
+- `rdu.shard`: socket r's slice of its own copy, piece `(r // (tp / ways)) % group` (no
+  data crosses sockets).
 
 The results are replicated by construction (the pass gathers / reduces them); the node
 emulator checks that every socket returns the same values and returns socket 0's.
@@ -94,11 +96,12 @@ class NodeEmulator:
             for i, (a, s) in enumerate(zip(args, self.shards, strict=True)):
                 arr = np.asarray(a)
                 if s is not None:
-                    dim, group, blocks = s
-                    if arr.ndim <= dim or arr.shape[dim] % (group * blocks):
-                        raise EmulatorError(f"argument {i}: shape {arr.shape} cannot be split {group} ways along "
+                    dim, group, blocks = s[:3]
+                    ways = s[3] if len(s) > 3 else group  # distinct shards: socket r holds r // (tp / ways)
+                    if arr.ndim <= dim or arr.shape[dim] % (ways * blocks):
+                        raise EmulatorError(f"argument {i}: shape {arr.shape} cannot be split {ways} ways along "
                                             f"dim {dim} in {blocks} blocks, as the program's shard needs")
-                    arr = shard_of(arr, dim, group, blocks, r)
+                    arr = shard_of(arr, dim, ways, blocks, r // (tp // ways))
                 local.append(arr)
             envs.append(em.bind(local))
         stats = NodeStats([EmulatorStats() for _ in range(tp)])
@@ -115,14 +118,17 @@ class NodeEmulator:
                     env[op.result] = total
                 stats.collectives.append(CollectiveStats(op.name, total.nbytes, tp))
             elif isinstance(op, rdu.AllGatherOp):
-                parts = [np.asarray(env[op.source]) for env in envs]
+                group = op.group.value.data  # the distinct shards: socket q x tp / group holds shard q
+                parts = [np.asarray(envs[q * (tp // group)][op.source]) for q in range(group)]
                 whole = gather_shards(parts, op.dim.value.data, op.n_blocks)
                 for env in envs:
                     env[op.result] = whole
-                stats.collectives.append(CollectiveStats(op.name, parts[0].nbytes, tp))
+                stats.collectives.append(CollectiveStats(op.name, parts[0].nbytes, group))
             elif isinstance(op, rdu.ShardOp):
+                group = op.group.value.data
                 for r, env in enumerate(envs):
-                    env[op.result] = shard_of(np.asarray(env[op.source]), op.dim.value.data, tp, op.n_blocks, r)
+                    piece = (r // (tp // op.n_ways)) % group
+                    env[op.result] = shard_of(np.asarray(env[op.source]), op.dim.value.data, group, op.n_blocks, piece)
             elif isinstance(op, func.ReturnOp):
                 for r, env in enumerate(envs):
                     outputs[r] = [np.asarray(env[v]) for v in op.operands]

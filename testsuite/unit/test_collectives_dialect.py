@@ -66,3 +66,13 @@ def test_shard_and_gather_are_inverse(group: int, blocks: int) -> None:
         n = x.shape[1] // 6
         np.testing.assert_array_equal(parts[1][:, :n], x[:, n:2 * n])
         np.testing.assert_array_equal(parts[1][:, n:2 * n], x[:, 3 * n:4 * n])
+
+
+def test_shard_over_a_subgroup() -> None:
+    """`ways`: the shard is one of `ways` distinct ones (a refine of a 2-way shard to 4)."""
+    text = _OK.replace("rdu.shard %y dim 1 group 2 :", "rdu.shard %y dim 1 group 2 ways 4 :")
+    mod = parse_module(text, "rdu")
+    mod.verify()
+    assert "group 2 ways 4" in str(mod)
+    with pytest.raises(VerifyException, match="not a multiple of group"):
+        parse_module(_OK.replace("rdu.shard %y dim 1 group 2 :", "rdu.shard %y dim 1 group 2 ways 3 :"), "rdu").verify()

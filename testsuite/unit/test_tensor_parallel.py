@@ -99,16 +99,19 @@ def test_weights_are_sharded_megatron_style(model: dict[str, Any]) -> None:
         assert shard["p_lm_model_embed_tokens_weight"] is None
 
 
-def test_gqa_kv_heads_replicated_when_tp_exceeds_them() -> None:
-    """Llama 2-layer has 2 KV heads: at tp = 4 each socket computes both (k/v projections
-    replicated) and its query head reads its group's KV head; q is still split."""
+def test_gqa_kv_heads_shared_by_socket_pairs_when_tp_exceeds_them() -> None:
+    """Llama 2-layer has 2 KV heads: at tp = 4 the k/v projections are split 2 ways (each
+    KV head on a pair of sockets, `rdu.shard ... ways 4` refines locally to each socket's
+    query head); q is split 4 ways; no KV data crosses sockets."""
     net, inputs = _example("llama_2layer")
     prog = rdu_compiler.compile(net, inputs, fabric="sn40l-node8", tp=4)
     fn = next(op for op in prog.module.ops if isinstance(op, func.FuncOp))
     shard = dict(zip(prog.imported.arg_names, arg_shards(fn), strict=True))
-    assert shard["p_lm_model_layers_0_self_attn_k_proj_weight"] is None
-    assert shard["p_lm_model_layers_0_self_attn_v_proj_weight"] is None
+    assert shard["p_lm_model_layers_0_self_attn_k_proj_weight"] == (0, 4, 1, 2)  # 2 distinct shards of 4 sockets
+    assert shard["p_lm_model_layers_0_self_attn_v_proj_weight"] == (0, 4, 1, 2)
     assert shard["p_lm_model_layers_0_self_attn_q_proj_weight"] == (0, 4, 1)
+    assert len(_ops(prog, rdu.AllGatherOp)) == 1 and len(_ops(prog, rdu.AllReduceOp)) == 4
+    assert any(op.n_ways == 4 and op.group.value.data == 2 for op in _ops(prog, rdu.ShardOp))  # type: ignore[attr-defined]
     with torch.no_grad():
         eager = net(*inputs).numpy()
     out = prog.run(*inputs).numpy()
@@ -177,13 +180,20 @@ def test_cli_tp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     src = tmp_path / "mlp.py"
     src.write_text(_MLP)
-    main([str(src), "--fabric", "sn40l-node8", "--tp", "4", "--check", "-o", str(tmp_path / "out")])
+    trace = tmp_path / "trace.json"
+    main([str(src), "--fabric", "sn40l-node8", "--tp", "4", "--check", "-o", str(tmp_path / "out"), "--trace", str(trace)])
     out = " ".join(capsys.readouterr().out.split())
     assert "tensor parallel over 4 of the 8 sockets" in out and "OK" in out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["node"]["sockets_used"] == 4 and len(report["sockets"]) == 4
     assert [c["op"] for c in report["collectives"]] == ["rdu.all_reduce"]  # column then row-parallel
     assert "rdu.shard = array<i64: 0, 4, 1>" in (tmp_path / "out" / "model.mlir").read_text()
+    events = json.loads(trace.read_text())["traceEvents"]  # one process per socket, the all-reduce on each
+    names = {e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert {f"socket {r}, modelled time (us)" for r in range(4)} <= names
+    ends = [max(e["ts"] + e["dur"] for e in events if e.get("pid") == 10 + r and e["ph"] == "X") for r in range(4)]
+    assert ends[0] == pytest.approx(report["totals"]["estimated_s"] * 1e6)
+    assert sum(e["name"] == "rdu.all_reduce" for e in events) == 4
     with pytest.raises(SystemExit) as e:
         main([str(src), "--fabric", "sn40l-node8", "--tp", "3", "--no-run", "-o", str(tmp_path / "bad")])
     assert e.value.code == 2

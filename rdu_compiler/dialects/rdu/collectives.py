@@ -21,7 +21,11 @@ fused q|k|v columns gives each socket its heads of q, of k and of v.
   (result `dim` = operand `dim` x `group`).
 - `rdu.shard`: this socket's shard of a tensor every socket holds whole (a rank-dependent
   slice, no data crosses sockets: GSPMD's dynamic-slice by partition id). Result `dim` =
-  operand `dim` / `group`.
+  operand `dim` / `group`. With `ways` (a multiple of `group`, default `group`) the result
+  is one of `ways` distinct shards, each held by tp / ways sockets: socket r takes piece
+  `(r // (tp / ways)) % group` of its operand (a shard over `ways / group` refined).
+- an `rdu.all_gather` over `group` < tp sockets gathers the `group` distinct shards a
+  value has (socket q x tp / group holds shard q).
 
 Verifiers: `group >= 2`; when the module names a fabric, `group` divides its socket count
 (`[sockets].count`); shapes and element types as above; `dim` inside the rank; the sharded
@@ -163,6 +167,28 @@ class ShardOp(_ShardedDimOp):
 
     name = "rdu.shard"
     GATHERS: ClassVar[bool] = False
+    ways = opt_prop_def(IntegerAttr[I64])
+
+    assembly_format = (
+        "$source `dim` $dim `group` $group (`blocks` $blocks^)? (`ways` $ways^)? attr-dict `:` type($source) `->` type($result)"
+    )
+
+    def __init__(self, source: SSAValue, result_type: Attribute, dim: int, group: int, blocks: int = 1,
+                 ways: int | None = None):
+        super().__init__(source, result_type, dim, group, blocks)
+        if ways is not None and ways != group:
+            self.properties["ways"] = IntegerAttr(ways, i64)
+
+    @property
+    def n_ways(self) -> int:
+        """Distinct shards after this op: socket r takes piece (r // (tp / ways)) % group
+        of its operand (`ways = group` from a whole tensor)."""
+        return self.ways.value.data if self.ways is not None else self.group.value.data
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.n_ways % self.group.value.data:
+            raise VerifyException(f"rdu.shard: ways {self.n_ways} is not a multiple of group {self.group.value.data}")
 
 
 COLLECTIVE_OPS = (AllReduceOp, AllGatherOp)
