@@ -429,12 +429,17 @@ def _compile_imported(
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
         stage(PARSE)
-        mod = parse_module(imported.mlir_text, "linalg")
-        set_fabric(mod, fabric)
+        def parsed() -> ModuleOp:
+            m = parse_module(imported.mlir_text, "linalg")
+            set_fabric(m, fabric)
+            return m
+
+        mod = parsed()
         refreeze()
         snapshots: dict[str, str] | None = {} if keep_ir else None
         try:
-            run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+            run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots,
+                         source=parsed)  # re-parsed only if a pass fails
         except CompileError as e:
             _locate(e, imported)  # the model line / ONNX node of the refused op
             raise
