@@ -122,7 +122,9 @@ def _export_decomposed_once(module: torch.nn.Module, example_inputs: tuple[Any, 
     message comes from the two-step flow), an ``embedding_bag`` (its check needs the graph
     before decomposition), a data-dependent shape or an effect token (their messages name
     the op before decomposition). Uses torch's private export API, pinned by
-    requirements.lock; a change there only makes this decline.
+    requirements.lock; a change there only makes this decline. Not thread-safe: the
+    table reaches AOTAutograd through a module global of ``torch.export._trace`` patched
+    for the trace (the compiler compiles in processes, never threads).
     """
     try:
         from torch.export import _trace
