@@ -458,17 +458,22 @@ def _compile_imported(
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
         stage(PARSE)
-        mod = parse_module(imported.mlir_text, "linalg")
-        set_fabric(mod, fabric)
-        if tp > 1:
-            from rdu_compiler.passes.shard_layout import mark_inputs
+        def parsed() -> ModuleOp:
+            m = parse_module(imported.mlir_text, "linalg")
+            set_fabric(m, fabric)
+            if tp > 1:
+                from rdu_compiler.passes.shard_layout import mark_inputs
 
-            mark_inputs(mod, list(imported.arg_kinds))
+                mark_inputs(m, list(imported.arg_kinds))
+            return m
+
+        mod = parsed()
         refreeze()
         snapshots: dict[str, str] | None = {} if keep_ir else None
         try:
             passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1])  # pp: (stages, micro-batches)
-            run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+            run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots,
+                         source=parsed)  # re-parsed only if a pass fails
         except CompileError as e:
             _locate(e, imported)  # the model line / ONNX node of the refused op
             raise
