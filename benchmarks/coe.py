@@ -7,7 +7,7 @@ The overall speedup is given with and without prefetch (`runtime.simulate`: the 
 request's expert copied during the current run when it fits beside it), on both machines.
 
 Derived from specs (no compile): switching time, footprint. From the compiler's cost model
-(per-socket TP8 layer programs compiled on meta tensors, `coe.llama.rdu_tp_step_s`) and the
+(a decoder layer compiled on meta tensors with `rdu-shard{tp=8}`, `coe.llama.rdu_tp_step_s`) and the
 GPU rooflines (`coe.gpu`): the breakdown and the speedups.
 """
 

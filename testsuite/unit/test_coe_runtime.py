@@ -173,24 +173,31 @@ def test_llama_spec_counts_the_parameters_of_the_meta_model() -> None:
     assert LLAMA2_7B.params == sum(p.numel() for p in model.parameters()) == 6_738_415_616
 
 
-def test_tp_step_estimate_adds_collectives_and_sync_to_the_compiled_shard() -> None:
+def test_tp_step_is_the_sharded_layer_programs_node_time() -> None:
+    """rdu_tp_step_s compiles the whole layer with rdu-shard: the step is layers x the
+    node's time for one layer call (sections + the two all-reduces in the IR + sync), plus
+    the LM head's shard; the all-reduces are Megatron's, of batch x seq x hidden bf16."""
     import rdu_compiler
     from rdu_compiler.coe.llama import LlamaSpec, rdu_tp_step_s, tp_layer
     from rdu_compiler.cost.collectives import all_reduce
     from rdu_compiler.errors import RduError
 
     toy = LlamaSpec("toy", hidden=256, heads=8, kv_heads=8, mlp=512, layers=3, vocab=1000)
-    layer, inputs = tp_layer(toy, 4, seq=1, past=16, batch=2)
-    # the shard holds 1/4 of every projection (norms unsplit)
-    shard = sum(p.numel() for p in layer.parameters())
-    assert shard == (toy.layer_params - 2 * toy.hidden) // 4 + 2 * toy.hidden
+    layer, inputs = tp_layer(toy, 1, seq=1, past=16, batch=1)
     node = load_fabric("sn40l-node8")
-    step = rdu_tp_step_s(toy, "sn40l-node8", 4, 1, 16, 2)
-    alone = rdu_compiler.compile(layer, inputs, fabric="sn40l-node8").report["totals"]["estimated_s"]
-    ar = all_reduce(node.node, 2 * 1 * 256 * 2, group=4).seconds
-    assert step["layer_s"] == pytest.approx(alone) and step["all_reduce_s"] == pytest.approx(ar)
+    step = rdu_tp_step_s(toy, "sn40l-node8", 4, 1, 16, 1)  # batch 1: at batch 2 rdu-shard's layout differs (docs/coe.md)
+    report = rdu_compiler.compile(layer, inputs, fabric="sn40l-node8", tp=4).report
+    assert [c["op"] for c in report["collectives"]] == ["rdu.all_reduce", "rdu.all_reduce"]
+    # each all-reduce sums the f32 partials of batch x seq x hidden (before the bf16 cast)
+    assert [c["bytes_per_socket"] for c in report["collectives"]] == [1 * 1 * 256 * 4] * 2
+    ar = all_reduce(node.node, 1 * 1 * 256 * 4, group=4).seconds
+    assert step["all_reduce_s"] == pytest.approx(ar)
+    assert step["layer_s"] == pytest.approx(report["totals"]["socket_sections_s"])
     lm = 1000 * 256 * 2 / 4 / node.hbm.bytes_per_s
-    assert step["step_s"] == pytest.approx(3 * (alone + 2 * ar + node.node.sync_s) + lm)
+    node_layer = step["layer_s"] + 2 * ar + node.node.sync_s
+    assert report["totals"]["estimated_s"] == pytest.approx(node_layer)
+    assert step["step_s"] == pytest.approx(3 * node_layer + lm)
+    assert 0 < step["activation_bytes"] < report["totals"]["hbm_peak_bytes"]
     with pytest.raises(RduError, match="tp=3 must divide"):
         tp_layer(toy, 3, 1, 0, 1)
     with pytest.raises(RduError, match="tp=16 needs 16 sockets"):
