@@ -312,7 +312,12 @@ class _Sharder:
             s = coeffs.get(loop, 0)
             if s <= 0 or any(x < 0 for x in coeffs.values()):
                 return None
-            if sum(x * (domain[i] - 1) for i, x in coeffs.items() if i != loop) >= s:
+            # mixed radix around the split loop: terms below it stay inside one of its steps,
+            # terms above it (a batch loop merged with the heads, `8 * b + h`) step over its
+            # whole range, so they fall in the shard's blocks and keep the socket's digit
+            if sum(x * (domain[i] - 1) for i, x in coeffs.items() if i != loop and x < s) >= s:
+                return None
+            if any(x % (s * extent) for i, x in coeffs.items() if i != loop and x >= s):
                 return None
             b_op = s * per
             if shape[j] % (tp * b_op) or c % (tp * b_op):
@@ -338,6 +343,7 @@ class _Sharder:
         for i in range(n_mapped, len(k.operands)):
             k.operands[i] = self.to(k.operands[i], None, k)
         domain = list(k.domain_sizes)
+        extent = domain[loop]
         domain[loop] //= tp
         new_maps = []
         for m in (m.data for m in k.indexing_maps.data):
@@ -345,7 +351,9 @@ class _Sharder:
             for e in m.results:
                 lin = linear(e)
                 if lin is not None and loop in lin[0]:
-                    e = from_linear(lin[0], lin[1] // tp)
+                    s = lin[0][loop]  # terms above the split loop index the local shard's blocks: / tp
+                    coeffs = {i: x // tp if i != loop and x >= s * extent else x for i, x in lin[0].items()}
+                    e = from_linear(coeffs, lin[1] // tp)
                 exprs.append(e)
             new_maps.append(AffineMapAttr(AffineMap(m.num_dims, m.num_symbols, tuple(exprs))))
         k.properties["domain"] = DenseArrayBase.from_list(i64, domain)

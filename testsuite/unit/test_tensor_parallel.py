@@ -199,3 +199,28 @@ def test_cli_tp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert e.value.code == 2
     err = " ".join(capsys.readouterr().err.split())
     assert err.startswith("error: tp = 3") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("batch,seq,tp", [(2, 1, 4), (3, 4, 2)])
+def test_batched_attention_keeps_megatrons_layout(batch: int, seq: int, tp: int) -> None:
+    """With a batch dim, attention's bmm reads the heads merged with the batch (`8 * b + h`):
+    the split head loop is then not the outermost term. It used to be refused there, so the
+    scores were gathered, the next norm's hidden dim split and the MLP all-reduced on its
+    11008-wide partials (4 all-gathers and 2 all-reduces of 180 MB per socket for a
+    Llama-2-7B layer at batch 8); now the batch terms fall in the shard's blocks."""
+    from rdu_compiler.coe.llama import LlamaSpec, TPLayer
+
+    toy = LlamaSpec("toy", hidden=256, heads=8, kv_heads=8, mlp=512, layers=1, vocab=1000)
+    torch.manual_seed(0)
+    layer = TPLayer(toy, 1).eval()
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    d, past = toy.head_dim, 8
+    inputs = (torch.randn(batch, seq, toy.hidden), torch.randn(seq, d), torch.randn(seq, d),
+              torch.randn(batch, toy.kv_heads, past, d), torch.randn(batch, toy.kv_heads, past, d))
+    program = rdu_compiler.compile(layer, inputs, fabric="sn40l-node8", tp=tp)
+    assert [(c["op"], c["bytes_per_socket"]) for c in program.report["collectives"]] == \
+        [("rdu.all_reduce", batch * seq * toy.hidden * 4)] * 2
+    want = layer(*inputs)
+    got = program.run(*inputs)
+    assert float((got - want).norm() / want.norm()) <= 1e-5
