@@ -183,14 +183,14 @@ def test_tp_step_is_the_sharded_layer_programs_node_time() -> None:
     from rdu_compiler.errors import RduError
 
     toy = LlamaSpec("toy", hidden=256, heads=8, kv_heads=8, mlp=512, layers=3, vocab=1000)
-    layer, inputs = tp_layer(toy, 1, seq=1, past=16, batch=1)
+    layer, inputs = tp_layer(toy, 1, seq=1, past=16, batch=2)
     node = load_fabric("sn40l-node8")
-    step = rdu_tp_step_s(toy, "sn40l-node8", 4, 1, 16, 1)  # batch 1: at batch 2 rdu-shard's layout differs (docs/coe.md)
+    step = rdu_tp_step_s(toy, "sn40l-node8", 4, 1, 16, 2)
     report = rdu_compiler.compile(layer, inputs, fabric="sn40l-node8", tp=4).report
     assert [c["op"] for c in report["collectives"]] == ["rdu.all_reduce", "rdu.all_reduce"]
     # each all-reduce sums the f32 partials of batch x seq x hidden (before the bf16 cast)
-    assert [c["bytes_per_socket"] for c in report["collectives"]] == [1 * 1 * 256 * 4] * 2
-    ar = all_reduce(node.node, 1 * 1 * 256 * 4, group=4).seconds
+    assert [c["bytes_per_socket"] for c in report["collectives"]] == [2 * 1 * 256 * 4] * 2
+    ar = all_reduce(node.node, 2 * 1 * 256 * 4, group=4).seconds
     assert step["all_reduce_s"] == pytest.approx(ar)
     assert step["layer_s"] == pytest.approx(report["totals"]["socket_sections_s"])
     lm = 1000 * 256 * 2 / 4 / node.hbm.bytes_per_s
