@@ -155,9 +155,13 @@ def test_every_elementwise_table_op_has_the_same_meaning_in_each_user(n: str, t:
     np.testing.assert_allclose(got.numpy().astype(np.float64), want.astype(np.float64), rtol=2e-6)
     block = op.parent_block()
     assert block is not None
-    ctx = PayloadContext("k", Writer(), [], lambda i: f"x{i}", None)
+    checks: list[str] = []  # runtime checks the emitter asks the kernel builder for
+    ctx = PayloadContext("k", Writer(), [], lambda i: f"x{i}", None, check=lambda c, m, o: checks.append(o))
     if op_key(op) in REFUSED:
         with pytest.raises(CompileError, match="no Triton rule"):
             PayloadEmitter(ctx, block)._emit(op, n)
     else:
         PayloadEmitter(ctx, block)._emit(op, n)  # a rule: no refusal
+        integer_division = n in ("arith.divsi", "arith.divui", "arith.remsi", "arith.remui", "arith.floordivsi",
+                                 "arith.ceildivsi")
+        assert bool(checks) == integer_division  # a zero divisor is refused at run time, as by the emulator
