@@ -17,6 +17,7 @@ name (never guessed).
 from __future__ import annotations
 
 from collections.abc import Callable
+from math import prod as math_prod
 from typing import Any
 
 import numpy as np
@@ -151,7 +152,7 @@ class TileContext:
     def __init__(self, starts: tuple[int, ...], sizes: tuple[int, ...]):
         self.starts = starts
         self.sizes = sizes
-        self.points = int(np.prod(sizes)) if sizes else 1
+        self.points = math_prod(sizes)
         self.gathered_bytes = 0
 
     def index_grid(self, dim: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.interpreters.kernel import Empty, KernelExecutor
+from rdu_compiler.interpreters.kernel_fast import PreparedKernelExecutor
 from rdu_compiler.ir import int_values
 from rdu_compiler.kernel.traffic import follow_tiers, gather_tier
 from rdu_compiler.passes.common import FABRIC_ATTR
@@ -80,8 +81,11 @@ class EmulatorStats:
 class Emulator:
     """Compiled once per program; `run` may be called many times."""
 
-    def __init__(self, module: ModuleOp, fabric: Fabric):
-        """Raises: EmulatorError: the module does not verify, names a fabric other than
+    def __init__(self, module: ModuleOp, fabric: Fabric, prepared: bool = True):
+        """`prepared`: run kernels with `PreparedKernelExecutor` (the per-tile bookkeeping
+        done once; the same values, bit for bit); False runs the general `KernelExecutor`.
+
+        Raises: EmulatorError: the module does not verify, names a fabric other than
         `fabric`, or breaks a capacity or placement rule of `fabric`."""
         try:
             module.verify()
@@ -95,6 +99,8 @@ class Emulator:
             raise EmulatorError(f"expected one function in the program, found {len(fns)}")
         self.fn = fns[0]
         self.executors: dict[rdu.KernelOp, KernelExecutor] = {}
+        self._steps: dict[rdu.SectionOp, list[tuple[Any, ...]]] = {}
+        self._constants: dict[Operation, Any] = {}
         for op in self.fn.body.block.ops:
             if isinstance(op, rdu.KernelOp):
                 raise EmulatorError(
@@ -104,7 +110,7 @@ class Emulator:
             if isinstance(op, rdu.SectionOp):
                 self._check_section(op)
                 for k in op.kernels():
-                    self.executors[k] = KernelExecutor(k)
+                    self.executors[k] = PreparedKernelExecutor(k) if prepared else KernelExecutor(k)
         if named is not None and _comparable(named) != _comparable(fabric):  # after the sections: their reasons are sharper
             raise EmulatorError(
                 f"the program was compiled for fabric '{named.name}' ({module.attributes[FABRIC_ATTR]}) but the "
@@ -151,6 +157,7 @@ class Emulator:
                 stats.sections.append(self._run_section(op, env))
             elif isinstance(op, func.ReturnOp):
                 outputs = [np.asarray(env[v]) for v in op.operands]
+                outputs = [o if o.flags.writeable else o.copy() for o in outputs]  # constants are kept between runs
             else:
                 self._run_plain(op, env)
         stats.wall_s = time.perf_counter() - start
@@ -159,42 +166,63 @@ class Emulator:
     def _run_section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
         st = SectionStats(section.sym_name.data)
         t0 = time.perf_counter()
-        tier_of: dict[SSAValue, str] = {}
-        for op in section.body.block.ops:
-            for tier, v in follow_tiers(op, tier_of):  # loaded parts read once into a concat buffer
-                self._add(st, tier, env[v].nbytes)
-            if isinstance(op, rdu.LoadOp):
-                env[op.result] = env[op.source]
-            elif isinstance(op, rdu.StoreOp):
-                arr = env[op.source]
-                env[op.result] = arr
-                self._add(st, str(op.tier.data.value), arr.nbytes)
-            elif isinstance(op, rdu.KernelOp):
-                self._run_kernel(op, env, tier_of, st)
-            elif isinstance(op, rdu.YieldOp):
-                for r, v in zip(section.results, op.operands, strict=True):
+        steps = self._steps.get(section)
+        if steps is None:
+            steps = self._steps[section] = self._prepare_section(section)
+        add = self._add
+        for kind, op, reads, ins, outs, extra in steps:
+            for tier, v in reads:  # loaded parts read once into a concat buffer
+                add(st, tier, env[v].nbytes)
+            if kind == 0:  # kernel
+                ex, n_in, n_init, counted_tiers, gtier, label = extra
+                vals = [env[v] for v in ins]
+                results, ks = ex.run(vals[:n_in], vals[n_in:n_in + n_init], vals[n_in + n_init:])
+                for r, arr in zip(outs, results, strict=True):
+                    env[r] = arr
+                for i, tier in counted_tiers:
+                    add(st, tier, ks.operand_bytes[i])
+                if ks.gathered_bytes:
+                    add(st, gtier, ks.gathered_bytes)
+                st.pmu_bytes[label] = sum(ks.operand_bytes) + ks.result_bytes
+                st.tiles[label] = ks.tiles
+            elif kind == 1:  # load, yield: values pass through
+                for r, v in zip(outs, ins, strict=True):
                     env[r] = env[v]
+            elif kind == 2:  # store
+                arr = env[ins[0]]
+                env[outs[0]] = arr
+                add(st, extra, arr.nbytes)
+            elif kind == 3 and op in self._constants:
+                env[outs[0]] = self._constants[op]
             else:
                 self._run_plain(op, env)
         st.wall_s = time.perf_counter() - t0
         return st
 
-    def _run_kernel(self, k: rdu.KernelOp, env: dict[SSAValue, Any], tier_of: dict[SSAValue, str], st: SectionStats) -> None:
-        ex = self.executors[k]
-        ins = [env[v] for v in k.inputs]
-        inits = [env[v] for v in k.inits]
-        caps = [env[v] for v in k.captures]
-        results, ks = ex.run(ins, inits, caps)
-        for r, arr in zip(k.results, results, strict=True):
-            env[r] = arr
-        operands = [*k.inputs, *k.inits]
-        for v, nbytes in zip(operands, ks.operand_bytes, strict=True):
-            if v in tier_of:
-                self._add(st, tier_of[v], nbytes)
-        if ks.gathered_bytes:
-            self._add(st, gather_tier(k), ks.gathered_bytes)
-        st.pmu_bytes[k.label] = sum(ks.operand_bytes) + ks.result_bytes
-        st.tiles[k.label] = ks.tiles
+    def _prepare_section(self, section: rdu.SectionOp) -> list[tuple[Any, ...]]:
+        """The section's ops as (kind, op, off-chip reads, operands, results, extra), with the
+        memory tier each value is read from worked out once (`follow_tiers`, in op order)."""
+        tier_of: dict[SSAValue, str] = {}
+        steps: list[tuple[Any, ...]] = []
+        for op in section.body.block.ops:
+            reads = follow_tiers(op, tier_of)
+            if isinstance(op, rdu.KernelOp):
+                ins = (*op.inputs, *op.inits, *op.captures)
+                operands = [*op.inputs, *op.inits]
+                counted = [(i, tier_of[v]) for i, v in enumerate(operands) if v in tier_of]
+                extra = (self.executors[op], len(op.inputs), len(op.inits), counted, gather_tier(op), op.label)
+                steps.append((0, op, reads, ins, tuple(op.results), extra))
+            elif isinstance(op, rdu.LoadOp):
+                steps.append((1, op, reads, (op.source,), (op.result,), None))
+            elif isinstance(op, rdu.YieldOp):
+                steps.append((1, op, reads, tuple(op.operands), tuple(section.results), None))
+            elif isinstance(op, rdu.StoreOp):
+                steps.append((2, op, reads, (op.source,), (op.result,), str(op.tier.data.value)))
+            elif isinstance(op, arith.ConstantOp):
+                steps.append((3, op, reads, (), (op.result,), None))
+            else:
+                steps.append((4, op, reads, (), (), None))
+        return steps
 
     @staticmethod
     def _add(st: SectionStats, tier: str, nbytes: int) -> None:
@@ -206,7 +234,10 @@ class Emulator:
     def _run_plain(self, op: Operation, env: dict[SSAValue, Any]) -> None:
         """Constants, empty tensors and layout ops (address remaps, no units)."""
         if isinstance(op, arith.ConstantOp):
-            env[op.result] = _constant_value(op)
+            value = _constant_value(op)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False  # kept for the next run: read-only (outputs are copied)
+            self._constants[op] = env[op.result] = value
         elif isinstance(op, tensor.EmptyOp):
             t = op.results[0].type
             env[op.results[0]] = Empty(rdu.shape_of(t), numpy_dtype(rdu.element_type_of(t)))

@@ -1,0 +1,267 @@
+"""The kernel executor with its per-tile work prepared once per program.
+
+`PreparedKernelExecutor` computes exactly what `KernelExecutor` computes, tile by tile,
+with the same numpy calls on the same tile values (so the same bits); what it does once
+instead of on every run is the Python around them:
+
+- the tile list, each operand's slice / transpose / reshape for each tile, each result's
+  store index, and the bytes each operand moves (`KernelStats.operand_bytes`, a function of
+  the tiles and the operands' element sizes) are computed on the first run for the
+  operands' element sizes and reused;
+- the PMU-capacity check (`_check_buffers`) runs once per element-size combination;
+- a contraction's operands stored in a narrower type than the accumulator (bf16 weights
+  into an f32 accumulator) are converted once per run, whole, instead of once per tile
+  that reads them (the conversion is exact and elementwise, so each tile sees the same
+  values), and each k-tile's product is added into the accumulator in place;
+- a kernel of one tile whose result is a fresh array of the result's shape and dtype
+  hands that array over instead of copying it into a new one.
+
+`testsuite/unit/test_emulator_fast.py` runs both executors on the example models and
+compares every output bitwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rdu_compiler.dialects.rdu import KernelOp, Pattern
+from rdu_compiler.interpreters.kernel import Empty, KernelExecutor, KernelStats, _gather, _itemsize
+from rdu_compiler.interpreters.payload import TileContext
+from rdu_compiler.kernel.access import Access, tiles
+from rdu_compiler.kernel.payload import contraction_dims
+
+#: A prepared gather: (index, transpose order or None, reshape shape); (index arrays, None,
+#: None) for a non-projection access; None: `_gather` on each run (no operand dims, or a
+#: non-projection tile over `GRID_POINTS_KEPT`).
+Cut = tuple[tuple[Any, ...], list[int] | None, list[int] | None] | None
+
+
+@dataclass
+class _Tile:
+    starts: tuple[int, ...]
+    sizes: tuple[int, ...]
+    new_par: bool  # a new parallel position: the accumulators restart here
+    cuts: list[Cut]
+    stores: list[tuple[tuple[Any, ...], list[int] | None, tuple[Any, ...]]]  # per result: drop, order, index
+    tile_shape: tuple[int, ...]
+
+
+@dataclass
+class _Plan:
+    tiles: list[_Tile]
+    operand_bytes: list[int]
+    whole: list[bool]  # per result: one tile writes all of it, in order (the value can be handed over)
+    shapes: list[tuple[int, ...]]  # per result
+
+
+#: A non-projection access's index arrays are kept for the next run up to this many tile
+#: points (int64 each, per operand dim) [NF: bounds the memory kept, 8 MB per array].
+GRID_POINTS_KEPT = 1 << 20
+
+
+def _cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Cut:
+    """`_gather`'s projection branch, with the numbers worked out once; for other accesses
+    (small enough), the broadcast index arrays `_gather` builds."""
+    if not access.forms:
+        return None
+    if not access.is_projection:
+        if math.prod(sizes) > GRID_POINTS_KEPT:
+            return None
+        rank = len(sizes)
+        grids = [np.arange(s, s + n).reshape([n if i == d else 1 for i in range(rank)]) for d, (s, n) in enumerate(zip(starts, sizes, strict=True))]
+        idx = [const + sum(c * grids[d] for d, c in enumerate(coeffs) if c) for coeffs, const in access.forms]
+        return tuple(np.broadcast_arrays(*idx)), None, None
+    rank = len(sizes)
+    index: list[Any] = []
+    dims: list[int] = []
+    for coeffs, const in access.forms:
+        if not any(coeffs):
+            index.append(const)
+            continue
+        d = coeffs.index(1)
+        index.append(slice(starts[d] + const, starts[d] + const + sizes[d]))
+        dims.append(d)
+    order = sorted(range(len(dims)), key=lambda i: dims[i])
+    return tuple(index), (order if order != list(range(len(dims))) else None), [sizes[d] if d in dims else 1 for d in range(rank)]
+
+
+def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Any:
+    if cut is None:
+        return _gather(arr, access, starts, sizes)
+    index, order, shape = cut
+    view = arr[index]
+    if shape is None:  # a gather by index arrays
+        return view
+    if order is not None:
+        view = np.transpose(view, order)
+    return view.reshape(shape)
+
+
+class PreparedKernelExecutor(KernelExecutor):
+    """`KernelExecutor` with its per-tile bookkeeping prepared once (see the module doc)."""
+
+    def __init__(self, kernel: KernelOp):
+        super().__init__(kernel)
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._contract_plans: dict[tuple[int, ...], Any] = {}
+        self.roles = None
+        if self.contraction is not None:
+            a, b = self.contraction
+            self.roles = contraction_dims(self.accesses[a], self.accesses[b], self.accesses[self.n_in], len(self.domain))
+
+    def _plan(self, operands: list[Any]) -> _Plan:
+        order = list(self.par) + list(self.red)
+        out: list[_Tile] = []
+        operand_bytes = [0] * (self.n_in + self.n_init)
+        current: tuple[int, ...] | None = None
+        rank = len(self.domain)
+        for starts, sizes in tiles(self.domain, self.tile, order):
+            par_key = tuple(starts[d] for d in self.par)
+            new_par = par_key != current
+            current = par_key
+            for i, (arr, acc) in enumerate(zip(operands, self.accesses, strict=True)):
+                if not isinstance(arr, Empty) and self.counted[i]:
+                    operand_bytes[i] += math.prod(acc.extent(starts, sizes)) * _itemsize(arr)
+            cuts = [_cut(acc, starts, sizes) for acc in self.accesses]
+            tile_shape = list(sizes)
+            for d in self.red:
+                tile_shape[d] = 1
+            stores = []
+            for i in range(self.n_init):
+                acc = self.accesses[self.n_in + i]
+                dims = [coeffs.index(1) for coeffs, _ in acc.forms if any(coeffs)]
+                drop = tuple(0 if d not in dims else slice(None) for d in range(rank))
+                ascending = sorted(dims)
+                perm = [ascending.index(d) for d in dims] if dims != ascending else None
+                index = tuple(
+                    slice(starts[c.index(1)], starts[c.index(1)] + sizes[c.index(1)]) if any(c) else k for c, k in acc.forms
+                )
+                stores.append((drop, perm, index))
+            out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape)))
+        whole, shapes = [], []
+        for i in range(self.n_init):
+            shape = self._result_shape(i, operands[self.n_in + i])
+            shapes.append(shape)
+            ok = len(out) == 1 and out[0].stores[i][1] is None
+            if ok:
+                _, _, index = out[0].stores[i]
+                ok = all(isinstance(s, slice) and s.start == 0 and s.stop == n for s, n in zip(index, shape, strict=True))
+            whole.append(ok)
+        return _Plan(out, operand_bytes, whole, shapes)
+
+    def run(self, ins: list[Any], inits: list[Any], caps: list[Any], check_buffers: bool = True) -> tuple[list[np.ndarray], KernelStats]:
+        """Execute every tile (as `KernelExecutor.run`: same values, same stats)."""
+        if self.kind == Pattern.SCAN:
+            return super().run(ins, inits, caps, check_buffers)
+        operands = list(ins) + list(inits)
+        key = tuple((_itemsize(x), isinstance(x, Empty)) for x in operands)
+        plan = self._plans.get(key)
+        if plan is None:
+            if check_buffers:
+                self._check_buffers(ins, inits)
+            plan = self._plan(operands)
+            self._plans[key] = plan
+        stats = KernelStats(tiles=len(plan.tiles), operand_bytes=list(plan.operand_bytes))
+        results: list[Any] = [None] * self.n_init
+        fresh_ok = True
+        if self.roles is not None:
+            a, b = self.contraction  # type: ignore[misc]
+            dtype = self.result_dtypes[0]
+            for i in (a, b):  # converted once, whole (exact, elementwise): each tile sees the same values
+                if isinstance(operands[i], np.ndarray) and operands[i].dtype != dtype:
+                    operands[i] = operands[i].astype(dtype)
+        accs: list[Any] = []
+        prev: _Tile | None = None
+        single = len(plan.tiles) == 1
+        for t in plan.tiles:
+            if self.red and t.new_par:
+                if prev is not None:
+                    self._store(results, accs, prev, plan, single)
+                accs = self._init_accs(inits, caps, t.starts, t.sizes)
+            args: list[Any] = []
+            for i, (arr, acc) in enumerate(zip(operands, self.accesses, strict=True)):
+                if not self.used[i] or (self.red and i >= self.n_in) or isinstance(arr, Empty):
+                    args.append(None)
+                else:
+                    args.append(_apply(arr, t.cuts[i], acc, t.starts, t.sizes))
+            args.extend(caps)
+            if self.roles is not None:
+                accs = self._contract_into(args, accs, t.sizes)
+            else:
+                ctx = TileContext(t.starts, t.sizes)
+                if not self.red:
+                    vals = self.payload.run(args, ctx)
+                    values = [vals[s] for s in self.payload.yield_slots]
+                    if single and not self._fresh(values, [*operands, *caps]):
+                        fresh_ok = False
+                    self._store(results, values, t, plan, single and fresh_ok)
+                else:
+                    accs = self._reduce(args, accs, ctx, t.sizes)
+                stats.gathered_bytes += ctx.gathered_bytes
+            prev = t
+        if self.red and prev is not None:
+            self._store(results, accs, prev, plan, single)
+        results = [r if r is not None else np.empty(plan.shapes[i], dtype=self.result_dtypes[i]) for i, r in enumerate(results)]
+        stats.result_bytes = sum(r.nbytes for r in results)
+        return results, stats
+
+    @staticmethod
+    def _fresh(values: list[Any], operands: list[Any]) -> bool:
+        """Whether each value is an array of its own: not an operand's memory, not another value."""
+        arrays = [x for x in operands if isinstance(x, np.ndarray)]
+        for j, v in enumerate(values):
+            if not isinstance(v, np.ndarray) or not v.flags.writeable or not v.flags.c_contiguous:
+                return False
+            if any(v is w for w in values[:j]) or any(np.may_share_memory(v, x) for x in arrays):
+                return False
+        return True
+
+    def _store(self, results: list[Any], values: list[Any], t: _Tile, plan: _Plan, adopt: bool) -> None:
+        """`KernelExecutor._write`, with the indices prepared; a whole-result value that is
+        the kernel's own array becomes the result (no copy)."""
+        for i, val in enumerate(values):
+            drop, perm, index = t.stores[i]
+            if results[i] is None:
+                shape = plan.shapes[i]
+                if (adopt and plan.whole[i] and isinstance(val, np.ndarray) and val.dtype == self.result_dtypes[i]
+                        and val.shape == t.tile_shape and val.flags.c_contiguous):
+                    kept = val[drop]
+                    if kept.shape == shape:
+                        results[i] = kept
+                        continue
+                results[i] = np.empty(shape, dtype=self.result_dtypes[i])
+            full = np.broadcast_to(np.asarray(val), t.tile_shape)
+            kept = full[drop]
+            results[i][index] = np.transpose(kept, perm) if perm is not None else kept
+
+    def _contract_into(self, args: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> list[Any]:
+        """`_contract` then `acc + prod`, with the transposes prepared and the sum in place."""
+        a, b = self.contraction  # type: ignore[misc]
+        cp = self._contract_plans.get(sizes)
+        if cp is None:
+            r = self.roles
+            assert r is not None
+            rank = len(sizes)
+            da, db, do = self.accesses[a].dims, self.accesses[b].dims, self.accesses[self.n_in].dims
+            prod = lambda ds: math.prod(sizes[d] for d in ds)  # noqa: E731
+            order = r.batch + r.m + r.n
+            cp = (
+                r.batch + r.m + r.k + [d for d in range(rank) if d not in da], (prod(r.batch), prod(r.m), prod(r.k)),
+                r.batch + r.k + r.n + [d for d in range(rank) if d not in db], (prod(r.batch), prod(r.k), prod(r.n)),
+                [sizes[d] for d in order], sorted(range(len(order)), key=lambda i: order[i]),
+                [sizes[d] if d in do else 1 for d in range(rank)],
+            )
+            self._contract_plans[sizes] = cp
+        perm_a, shape_a, perm_b, shape_b, c_shape, c_perm, out_shape = cp
+        acc = accs[0]
+        at = np.transpose(np.asarray(args[a], dtype=acc.dtype), perm_a).reshape(shape_a)
+        bt = np.transpose(np.asarray(args[b], dtype=acc.dtype), perm_b).reshape(shape_b)
+        c = np.transpose(np.matmul(at, bt).reshape(c_shape), c_perm).reshape(out_shape)
+        if c.dtype == acc.dtype and c.shape == acc.shape:
+            np.add(acc, c, out=acc)
+            return [acc]
+        return [acc + c]
