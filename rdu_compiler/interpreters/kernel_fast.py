@@ -14,7 +14,9 @@ instead of on every run is the Python around them:
   that reads them (the conversion is exact and elementwise, so each tile sees the same
   values), and each k-tile's product is added into the accumulator in place;
 - a kernel of one tile whose result is a fresh array of the result's shape and dtype
-  hands that array over instead of copying it into a new one.
+  hands that array over instead of copying it into a new one;
+- the payload writes elementwise results into temporaries nothing reads afterwards
+  (`CompiledPayload(inplace=True)`: the same ufunc loop, so the same values).
 
 `testsuite/unit/test_emulator_fast.py` runs both executors on the example models and
 compares every output bitwise.
@@ -103,6 +105,8 @@ def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: t
 
 class PreparedKernelExecutor(KernelExecutor):
     """`KernelExecutor` with its per-tile bookkeeping prepared once (see the module doc)."""
+
+    inplace = True
 
     def __init__(self, kernel: KernelOp):
         super().__init__(kernel)
