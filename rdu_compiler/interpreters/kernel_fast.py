@@ -36,10 +36,8 @@ from rdu_compiler.interpreters.payload import TileContext
 from rdu_compiler.kernel.access import Access, tiles
 from rdu_compiler.kernel.payload import contraction_dims
 
-#: A prepared gather: (index, transpose order or None, reshape shape); (index arrays, None,
-#: None) for a non-projection access; None: `_gather` on each run (no operand dims, or a
-#: non-projection tile over `GRID_POINTS_KEPT`).
-Cut = tuple[tuple[Any, ...], list[int] | None, list[int] | None] | None
+#: A prepared gather (see `_cut`).
+Cut = tuple[str, Any, Any, Any] | None
 
 
 @dataclass
@@ -65,19 +63,29 @@ class _Plan:
 GRID_POINTS_KEPT = 1 << 20
 
 
-def _cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Cut:
-    """`_gather`'s projection branch, with the numbers worked out once; for other accesses
-    (small enough), the broadcast index arrays `_gather` builds."""
+def _cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...], shape: tuple[int, ...]) -> Cut:
+    """How `_gather` cuts this operand's tile, with the numbers worked out once:
+    ("slice", index, transpose order or None, reshape shape) for a projection;
+    ("strided", first element, element strides per loop dim, tile shape) for a linear access
+    with non-negative coefficients whose tile lies inside the operand (a strided view, copied
+    C-contiguous as the index gather returns it); ("grid", index arrays) for other small
+    tiles; None: `_gather` on each run."""
     if not access.forms:
         return None
+    rank = len(sizes)
     if not access.is_projection:
+        used = [any(coeffs[d] for coeffs, _ in access.forms) for d in range(rank)]
+        lo = access.origin(starts)
+        hi = [const + sum(c * (s + n - 1) for c, s, n in zip(coeffs, starts, sizes, strict=True)) for coeffs, const in access.forms]
+        if (all(c >= 0 for coeffs, _ in access.forms for c in coeffs) and len(shape) == len(access.forms)
+                and all(0 <= a <= b < n for a, b, n in zip(lo, hi, shape, strict=True))):
+            coeffs = [[coeffs[d] for coeffs, _ in access.forms] for d in range(rank)]
+            return "strided", tuple(lo), coeffs, tuple(sizes[d] if used[d] else 1 for d in range(rank))
         if math.prod(sizes) > GRID_POINTS_KEPT:
             return None
-        rank = len(sizes)
         grids = [np.arange(s, s + n).reshape([n if i == d else 1 for i in range(rank)]) for d, (s, n) in enumerate(zip(starts, sizes, strict=True))]
         idx = [const + sum(c * grids[d] for d, c in enumerate(coeffs) if c) for coeffs, const in access.forms]
-        return tuple(np.broadcast_arrays(*idx)), None, None
-    rank = len(sizes)
+        return "grid", tuple(np.broadcast_arrays(*idx)), None, None
     index: list[Any] = []
     dims: list[int] = []
     for coeffs, const in access.forms:
@@ -88,15 +96,19 @@ def _cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Cut
         index.append(slice(starts[d] + const, starts[d] + const + sizes[d]))
         dims.append(d)
     order = sorted(range(len(dims)), key=lambda i: dims[i])
-    return tuple(index), (order if order != list(range(len(dims))) else None), [sizes[d] if d in dims else 1 for d in range(rank)]
+    return "slice", tuple(index), (order if order != list(range(len(dims))) else None), [sizes[d] if d in dims else 1 for d in range(rank)]
 
 
 def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Any:
     if cut is None:
         return _gather(arr, access, starts, sizes)
-    index, order, shape = cut
+    kind, index, order, shape = cut
+    if kind == "strided":
+        first = np.asarray(arr)[tuple(slice(i, None) for i in index)]
+        strides = [sum(c * s for c, s in zip(cs, first.strides, strict=True)) for cs in order]
+        return np.ascontiguousarray(np.lib.stride_tricks.as_strided(first, shape, strides, writeable=False))
     view = arr[index]
-    if shape is None:  # a gather by index arrays
+    if kind == "grid":
         return view
     if order is not None:
         view = np.transpose(view, order)
@@ -130,7 +142,7 @@ class PreparedKernelExecutor(KernelExecutor):
             for i, (arr, acc) in enumerate(zip(operands, self.accesses, strict=True)):
                 if not isinstance(arr, Empty) and self.counted[i]:
                     operand_bytes[i] += math.prod(acc.extent(starts, sizes)) * _itemsize(arr)
-            cuts = [_cut(acc, starts, sizes) for acc in self.accesses]
+            cuts = [_cut(acc, starts, sizes, tuple(np.shape(x)) if not isinstance(x, Empty) else x.shape) for acc, x in zip(self.accesses, operands, strict=True)]
             tile_shape = list(sizes)
             for d in self.red:
                 tile_shape[d] = 1
