@@ -48,6 +48,7 @@ class _Tile:
     cuts: list[Cut]
     stores: list[tuple[tuple[Any, ...], list[int] | None, tuple[Any, ...]]]  # per result: drop, order, index
     tile_shape: tuple[int, ...]
+    last_red: bool = False  # the last reduction tile of its parallel position
 
 
 @dataclass
@@ -124,6 +125,7 @@ class PreparedKernelExecutor(KernelExecutor):
         super().__init__(kernel)
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         self._contract_plans: dict[tuple[int, ...], Any] = {}
+        self._direct: bool | None = None
         self.roles = None
         if self.contraction is not None:
             a, b = self.contraction
@@ -158,6 +160,8 @@ class PreparedKernelExecutor(KernelExecutor):
                 )
                 stores.append((drop, perm, index))
             out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape)))
+        for t, nxt in zip(out, [*out[1:], None], strict=True):
+            t.last_red = nxt is None or nxt.new_par
         whole, shapes = [], []
         for i in range(self.n_init):
             shape = self._result_shape(i, operands[self.n_in + i])
@@ -190,6 +194,10 @@ class PreparedKernelExecutor(KernelExecutor):
             for i in (a, b):  # converted once, whole (exact, elementwise): each tile sees the same values
                 if isinstance(operands[i], np.ndarray) and operands[i].dtype != dtype:
                     operands[i] = operands[i].astype(dtype)
+            if self._direct is None:
+                self._direct = self._direct_ok(plan)
+            if self._direct:
+                return self._run_contraction(plan, operands, inits, caps, stats)
         accs: list[Any] = []
         prev: _Tile | None = None
         single = len(plan.tiles) == 1
@@ -254,8 +262,42 @@ class PreparedKernelExecutor(KernelExecutor):
             kept = full[drop]
             results[i][index] = np.transpose(kept, perm) if perm is not None else kept
 
-    def _contract_into(self, args: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> list[Any]:
-        """`_contract` then `acc + prod`, with the transposes prepared and the sum in place."""
+    def _direct_ok(self, plan: _Plan) -> bool:
+        """Whether every tile's result store is a plain slice (no transpose, no dropped
+        parallel loop of size > 1): the last k-tile's sum can then be written into the result."""
+        if self.n_init != 1:
+            return False
+        acc = self.accesses[self.n_in]
+        dims = [coeffs.index(1) for coeffs, _ in acc.forms if any(coeffs)]
+        return all(t.stores[0][1] is None and all(t.tile_shape[d] == 1 for d in range(len(t.sizes)) if d not in dims) for t in plan.tiles)
+
+    def _run_contraction(self, plan: _Plan, operands: list[Any], inits: list[Any], caps: list[Any], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
+        """A contraction tile by tile: each k-tile's product added to the accumulator (the
+        same sums in the same order as `_reduce`), the last one straight into the result's
+        slice; a folded fill starts as one scalar of the result dtype (what `np.full` holds)."""
+        dtype = self.result_dtypes[0]
+        result = np.empty(plan.shapes[0], dtype=dtype)
+        fill = self.init_fills[0]
+        acc: Any = None
+        for t in plan.tiles:
+            if t.new_par:
+                acc = np.full((), caps[fill], dtype=dtype) if fill >= 0 else self._init_accs(inits, caps, t.starts, t.sizes)[0]
+            args = [None] * len(operands)
+            for i in self.contraction:  # type: ignore[union-attr]
+                args[i] = _apply(operands[i], t.cuts[i], self.accesses[i], t.starts, t.sizes)
+            c = self._product(args, dtype, t.sizes)
+            drop, _, index = t.stores[0]
+            if t.last_red:
+                np.add(acc[drop] if acc.ndim else acc, c[drop], out=result[index])
+            elif acc.ndim and acc.shape == c.shape and acc.dtype == c.dtype:
+                np.add(acc, c, out=acc)
+            else:
+                acc = acc + c
+        stats.result_bytes = result.nbytes
+        return [result], stats
+
+    def _product(self, args: list[Any], dtype: np.dtype[Any], sizes: tuple[int, ...]) -> Any:
+        """One tile's `sum over k of a * b` (`_contract`'s batched matmul), shaped as the accumulator."""
         a, b = self.contraction  # type: ignore[misc]
         cp = self._contract_plans.get(sizes)
         if cp is None:
@@ -273,10 +315,14 @@ class PreparedKernelExecutor(KernelExecutor):
             )
             self._contract_plans[sizes] = cp
         perm_a, shape_a, perm_b, shape_b, c_shape, c_perm, out_shape = cp
+        at = np.transpose(np.asarray(args[a], dtype=dtype), perm_a).reshape(shape_a)
+        bt = np.transpose(np.asarray(args[b], dtype=dtype), perm_b).reshape(shape_b)
+        return np.transpose(np.matmul(at, bt).reshape(c_shape), c_perm).reshape(out_shape)
+
+    def _contract_into(self, args: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> list[Any]:
+        """`_contract` then `acc + prod`, with the transposes prepared and the sum in place."""
         acc = accs[0]
-        at = np.transpose(np.asarray(args[a], dtype=acc.dtype), perm_a).reshape(shape_a)
-        bt = np.transpose(np.asarray(args[b], dtype=acc.dtype), perm_b).reshape(shape_b)
-        c = np.transpose(np.matmul(at, bt).reshape(c_shape), c_perm).reshape(out_shape)
+        c = self._product(args, acc.dtype, sizes)
         if c.dtype == acc.dtype and c.shape == acc.shape:
             np.add(acc, c, out=acc)
             return [acc]
