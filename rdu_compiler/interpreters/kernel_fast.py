@@ -9,10 +9,11 @@ instead of on every run is the Python around them:
   the tiles and the operands' element sizes) are computed on the first run for the
   operands' element sizes and reused;
 - the PMU-capacity check (`_check_buffers`) runs once per element-size combination;
-- a contraction's operands stored in a narrower type than the accumulator (bf16 weights
-  into an f32 accumulator) are converted once per run, whole, instead of once per tile
-  that reads them (the conversion is exact and elementwise, so each tile sees the same
-  values), and each k-tile's product is added into the accumulator in place;
+- a contraction's operands stored in a narrower type than the accumulator (bf16
+  activations into an f32 accumulator) are converted once per run, whole, instead of once
+  per tile that reads them (the conversion is exact and elementwise, so each tile sees the
+  same values); each k-tile's product is added into the accumulator in place, the last one
+  straight into the result;
 - a kernel of one tile whose result is a fresh array of the result's shape and dtype
   hands that array over instead of copying it into a new one;
 - the payload writes elementwise results into temporaries nothing reads afterwards
@@ -58,6 +59,12 @@ class _Plan:
     whole: list[bool]  # per result: one tile writes all of it, in order (the value can be handed over)
     shapes: list[tuple[int, ...]]  # per result
 
+
+#: A contraction operand narrower than its accumulator is converted whole, once per run,
+#: up to this many elements; larger ones (weights, read once per run tile by tile) are
+#: converted tile by tile as `_contract` does [NF: a whole 7B-layer weight converted is
+#: 180 MB of fresh memory per run, slower than its tiles].
+CONVERT_WHOLE_MAX = 1 << 22
 
 #: A non-projection access's index arrays are kept for the next run up to this many tile
 #: points (int64 each, per operand dim) [NF: bounds the memory kept, 8 MB per array].
@@ -192,8 +199,9 @@ class PreparedKernelExecutor(KernelExecutor):
             a, b = self.contraction  # type: ignore[misc]
             dtype = self.result_dtypes[0]
             for i in (a, b):  # converted once, whole (exact, elementwise): each tile sees the same values
-                if isinstance(operands[i], np.ndarray) and operands[i].dtype != dtype:
-                    operands[i] = operands[i].astype(dtype)
+                x = operands[i]
+                if isinstance(x, np.ndarray) and x.dtype != dtype and x.size <= CONVERT_WHOLE_MAX:
+                    operands[i] = x.astype(dtype)
             if self._direct is None:
                 self._direct = self._direct_ok(plan)
             if self._direct:
