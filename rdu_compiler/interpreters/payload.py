@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from math import prod as math_prod
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.special
@@ -220,11 +220,12 @@ class CompiledPayload:
                 self.fresh.add(out)
             if reuse:
                 first = reuse[0] == 0
+                uf2 = cast(np.ufunc, fn2)
 
                 def binary_into(vals: list[Any], ctx: TileContext) -> None:
                     x, y = vals[a], vals[b]
                     t, o = (x, y) if first else (y, x)
-                    vals[out] = fn2(x, y, out=t) if _fits(t, o) and _same_loop(fn2, t.dtype) else fn2(x, y)
+                    vals[out] = uf2(x, y, out=t) if _fits(t, o) and _same_loop(uf2, t.dtype) else uf2(x, y)
 
                 return binary_into
 
@@ -239,10 +240,11 @@ class CompiledPayload:
             if isinstance(fn1, np.ufunc):
                 self.fresh.add(out)
             if reuse:
+                uf1 = cast(np.ufunc, fn1)
 
                 def unary_into(vals: list[Any], ctx: TileContext) -> None:
                     x = vals[a]
-                    vals[out] = fn1(x, out=x) if _fits(x, None) and _same_loop(fn1, x.dtype) else fn1(x)
+                    vals[out] = uf1(x, out=x) if _fits(x, None) and _same_loop(uf1, x.dtype) else uf1(x)
 
                 return unary_into
 

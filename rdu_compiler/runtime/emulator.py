@@ -101,6 +101,8 @@ class Emulator:
         self.executors: dict[rdu.KernelOp, KernelExecutor] = {}
         self._steps: dict[rdu.SectionOp, list[tuple[Any, ...]]] = {}
         self._constants: dict[Operation, Any] = {}
+        self._arg_types: list[tuple[tuple[int, ...], np.dtype[Any]]] | None = None
+        self._top: list[tuple[Operation, bool, bool]] = []
         for op in self.fn.body.block.ops:
             if isinstance(op, rdu.KernelOp):
                 raise EmulatorError(
@@ -144,18 +146,22 @@ class Emulator:
         if len(args) != len(block.args):
             raise EmulatorError(f"the program takes {len(block.args)} arguments, got {len(args)}")
         env: dict[SSAValue, Any] = {}
-        for a, v in zip(block.args, args, strict=True):
-            want = rdu.shape_of(a.type)
+        if self._arg_types is None:
+            self._arg_types = [(rdu.shape_of(a.type), numpy_dtype(rdu.element_type_of(a.type))) for a in block.args]
+            self._top = [(op, isinstance(op, rdu.SectionOp), isinstance(op, func.ReturnOp)) for op in block.ops]
+        for a, v, (want, dtype) in zip(block.args, args, self._arg_types, strict=True):
             if tuple(np.shape(v)) != want:
                 raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
-            env[a] = _argument(a.index, v, numpy_dtype(rdu.element_type_of(a.type)))
+            env[a] = _argument(a.index, v, dtype)
         stats = EmulatorStats()
         start = time.perf_counter()
         outputs: list[np.ndarray] = []
-        for op in block.ops:
-            if isinstance(op, rdu.SectionOp):
-                stats.sections.append(self._run_section(op, env))
-            elif isinstance(op, func.ReturnOp):
+        for op, is_section, is_return in self._top:
+            if is_section:
+                stats.sections.append(self._run_section(op, env))  # type: ignore[arg-type]
+            elif op in self._constants:
+                env[op.results[0]] = self._constants[op]
+            elif is_return:
                 outputs = [np.asarray(env[v]) for v in op.operands]
                 outputs = [o if o.flags.writeable else o.copy() for o in outputs]  # constants are kept between runs
             else:

@@ -76,9 +76,8 @@ def test_prepared_executor_is_bitwise_the_general_one(path: str, dtype: torch.dt
 
 def test_prepared_executor_on_tiled_contractions_and_gathers() -> None:
     """The tiny fabric tiles the reduction dims (k-tile sums in place) and the parallel dims."""
-    from testsuite.unit.test_emulator import compile_text  # noqa: PLC0415
-
     from rdu_compiler.fabric import load_fabric
+    from testsuite.unit.test_emulator import compile_text  # noqa: PLC0415
 
     text = """
     func.func @f(%a: tensor<96x200xf32>, %b: tensor<200x72xbf16>, %ids: tensor<40xi64>, %t: tensor<64x72xf32>) -> (tensor<96x72xf32>, tensor<40x72xf32>) {
