@@ -103,6 +103,7 @@ class Emulator:
         self._constants: dict[Operation, Any] = {}
         self._arg_types: list[tuple[tuple[int, ...], np.dtype[Any]]] | None = None
         self._top: list[tuple[Operation, bool, bool]] = []
+        self._views: dict[Operation, tuple[tuple[slice, ...] | None, tuple[int, ...]]] = {}
         for op in self.fn.body.block.ops:
             if isinstance(op, rdu.KernelOp):
                 raise EmulatorError(
@@ -198,7 +199,7 @@ class Emulator:
                 arr = env[ins[0]]
                 env[outs[0]] = arr
                 add(st, extra, arr.nbytes)
-            elif kind == 3 and op in self._constants:
+            elif op in self._constants:  # constants and empty tensors, kept from the first run
                 env[outs[0]] = self._constants[op]
             else:
                 self._run_plain(op, env)
@@ -224,8 +225,8 @@ class Emulator:
                 steps.append((1, op, reads, tuple(op.operands), tuple(section.results), None))
             elif isinstance(op, rdu.StoreOp):
                 steps.append((2, op, reads, (op.source,), (op.result,), str(op.tier.data.value)))
-            elif isinstance(op, arith.ConstantOp):
-                steps.append((3, op, reads, (), (op.result,), None))
+            elif isinstance(op, arith.ConstantOp | tensor.EmptyOp):
+                steps.append((3, op, reads, (), tuple(op.results), None))
             else:
                 steps.append((4, op, reads, (), (), None))
         return steps
@@ -246,9 +247,14 @@ class Emulator:
             self._constants[op] = env[op.result] = value
         elif isinstance(op, tensor.EmptyOp):
             t = op.results[0].type
-            env[op.results[0]] = Empty(rdu.shape_of(t), numpy_dtype(rdu.element_type_of(t)))
+            self._constants[op] = env[op.results[0]] = Empty(rdu.shape_of(t), numpy_dtype(rdu.element_type_of(t)))
         elif isinstance(op, rdu.ViewOp):
-            env[op.result] = _view(op, env[op.source])
+            how = self._views.get(op)
+            if how is None:
+                how = self._views[op] = _view_index(op)
+            index, shape = how
+            arr = env[op.source]
+            env[op.result] = (arr[index] if index is not None else arr).reshape(shape)
         elif isinstance(op, rdu.ConcatOp):
             env[op.result] = np.concatenate([env[v] for v in op.sources], axis=op.dim.value.data)
         elif isinstance(op, rdu.PadOp):
@@ -284,15 +290,15 @@ def _argument(index: int, v: Any, dtype: np.dtype[Any]) -> np.ndarray:
     )
 
 
-def _view(op: rdu.ViewOp, arr: np.ndarray) -> np.ndarray:
+def _view_index(op: rdu.ViewOp) -> tuple[tuple[slice, ...] | None, tuple[int, ...]]:
+    """A view as (the basic index it takes, None for a reshape; the result shape)."""
     shape = rdu.shape_of(op.result.type)
     if op.mode.data == "reshape":
-        return arr.reshape(shape)
+        return None, shape
     offsets = op.offsets.get_values()  # type: ignore[union-attr]
     sizes = op.sizes.get_values()  # type: ignore[union-attr]
     strides = op.strides.get_values()  # type: ignore[union-attr]
-    index = tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offsets, sizes, strides, strict=True))
-    return arr[index].reshape(shape)
+    return tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offsets, sizes, strides, strict=True)), shape
 
 
 def _constant_value(op: arith.ConstantOp) -> Any:
