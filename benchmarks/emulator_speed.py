@@ -65,9 +65,9 @@ def _load(name: str) -> tuple[Any, tuple[Any, ...]]:
     raise SystemExit(f"unknown model '{name}'; choose from {sorted(GOALS)}")
 
 
-def _git_commit() -> str:
+def _git_commit(where: str = ".") -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "?"
 
@@ -125,7 +125,10 @@ def main() -> None:
     rows = [measure(m, ARGS.repeats) for m in ARGS.models.split(",") if m]
     load1 = os.getloadavg()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {ARGS.threads} thread(s) each side"
-    print(f"commit {_git_commit()}; {machine}; load average {load0[0]:.1f} -> {load1[0]:.1f}; medians of {ARGS.repeats}")
+    import rdu_compiler
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(rdu_compiler.__file__)))
+    print(f"rdu_compiler from {where}; commit {_git_commit(where)}; {machine}; load average {load0[0]:.1f} -> {load1[0]:.1f}; medians of {ARGS.repeats}")
     print("| model | kernels | emulator | eager | ratio | CPU-time ratio | goal |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -134,7 +137,7 @@ def main() -> None:
               f"{r['ratio']:.2f}x | {r['cpu_ratio']:.2f}x | <= {r['goal']}x ({met}) |")
     if ARGS.json:
         with open(ARGS.json, "w") as f:
-            json.dump({"commit": _git_commit(), "machine": machine, "load": [load0, load1], "rows": rows}, f, indent=2)
+            json.dump({"commit": _git_commit(where), "machine": machine, "load": [load0, load1], "rows": rows}, f, indent=2)
     sys.stdout.flush()
 
 
