@@ -26,6 +26,7 @@ compares every output bitwise.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,10 +134,22 @@ class PreparedKernelExecutor(KernelExecutor):
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         self._contract_plans: dict[tuple[int, ...], Any] = {}
         self._direct: bool | None = None
+        self._buffers: dict[int, np.ndarray] = {}
         self.roles = None
         if self.contraction is not None:
             a, b = self.contraction
             self.roles = contraction_dims(self.accesses[a], self.accesses[b], self.accesses[self.n_in], len(self.domain))
+
+    def _buffer(self, i: int, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised array for result `i` (what `np.empty` gives): last run's, when
+        nothing else holds it any more (no value, view or output of that run), else a new one.
+        Fresh large arrays cost page faults on every run; every element a kernel's tiles
+        store is overwritten, as in a new array."""
+        buf = self._buffers.get(i)
+        if buf is not None and sys.getrefcount(buf) == 3 and buf.shape == shape:  # the dict, `buf`, the call
+            return buf
+        buf = self._buffers[i] = np.empty(shape, dtype=self.result_dtypes[i])
+        return buf
 
     def _plan(self, operands: list[Any]) -> _Plan:
         order = list(self.par) + list(self.red)
@@ -265,7 +278,7 @@ class PreparedKernelExecutor(KernelExecutor):
                     if kept.shape == shape:
                         results[i] = kept
                         continue
-                results[i] = np.empty(shape, dtype=self.result_dtypes[i])
+                results[i] = self._buffer(i, shape)
             full = np.broadcast_to(np.asarray(val), t.tile_shape)
             kept = full[drop]
             results[i][index] = np.transpose(kept, perm) if perm is not None else kept
@@ -284,7 +297,7 @@ class PreparedKernelExecutor(KernelExecutor):
         same sums in the same order as `_reduce`), the last one straight into the result's
         slice; a folded fill starts as one scalar of the result dtype (what `np.full` holds)."""
         dtype = self.result_dtypes[0]
-        result = np.empty(plan.shapes[0], dtype=dtype)
+        result = self._buffer(0, plan.shapes[0])
         fill = self.init_fills[0]
         acc: Any = None
         for t in plan.tiles:
