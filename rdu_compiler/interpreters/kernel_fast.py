@@ -198,7 +198,7 @@ class PreparedKernelExecutor(KernelExecutor):
         if self.kind == Pattern.SCAN:
             return super().run(ins, inits, caps, check_buffers)
         operands = list(ins) + list(inits)
-        key = tuple((_itemsize(x), isinstance(x, Empty)) for x in operands)
+        key = tuple([(getattr(x, "dtype", None), type(x) is Empty) for x in operands])  # what the plan depends on
         plan = self._plans.get(key)
         if plan is None:
             if check_buffers:
