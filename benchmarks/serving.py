@@ -1,7 +1,7 @@
 """Issue 15 figures: Llama-3.1-8B on one sn40l socket, nexus vs chunked vs static:F.
 
     python benchmarks/serving.py [--duration 60] [--json docs/serving_results.json]
-                                 [--plot docs/serving_share_curve.png]
+                                 [--plot docs/serving_share_curve.png] [--executor serial|process|ray]
 
 1. Builds (or reads from the cache) the latency model: one decoder layer at prefill and
    decode points and the LM head on shares 0.1..1.0 of the grid (`serve.latency`), and prints
@@ -10,7 +10,8 @@
 2. For the conversation and code traces (Poisson arrivals, seed 0), runs every policy at a
    few rates and reports P95 TTFT/TBT, throughput and SLO attainment, then each policy's
    goodput: the highest rate with >= 90 % of requests meeting TTFT <= 0.5 s and TPOT <= 50 ms
-   (bisection in [0, 32] req/s, 7 steps: 0.25 req/s resolution).
+   (bisection in [0, 32] req/s, 7 steps: 0.25 req/s resolution). The simulations run as jobs
+   on `--executor` (`serve.sweep`, on the executors of rdu-sweep).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import platform
 import time
 from typing import Any
 
-from rdu_compiler.serve import generate, simulate
 from rdu_compiler.serve.latency import build_latency_model
+from rdu_compiler.serve.sweep import RatePoint, goodput_sweep, rate_sweep
 
 SHARES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 STATIC = [0.3, 0.4, 0.5, 0.6, 0.7]
@@ -38,15 +39,6 @@ def curves(lm: Any) -> dict[str, dict[str, float]]:
         key = f"{p['phase']} {tuple(p['point'])}"
         out.setdefault(key, {})[f"{p['share']:.2f}"] = p["estimated_s"]
     return out
-
-
-def goodput(reqs_at: Any, lm: Any, policy: str, hi: float = 32.0, steps: int = 7) -> float:
-    lo = 0.0
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        m = simulate(reqs_at(mid), lm, policy, slo_ttft=SLO_TTFT, slo_tbt=SLO_TBT).metrics
-        lo, hi = (mid, hi) if m["slo_attainment"] >= 0.9 else (lo, mid)
-    return lo
 
 
 def plot(curve: dict[str, dict[str, float]], path: str) -> None:
@@ -75,6 +67,9 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--json", default="docs/serving_results.json")
     ap.add_argument("--plot", default="docs/serving_share_curve.png")
+    ap.add_argument("--executor", choices=["serial", "process", "ray"], default="serial",
+                    help="where the simulations run (rdu_compiler.parallel, as rdu-sweep)")
+    ap.add_argument("--workers", type=int, default=None, help="processes / Ray CPUs (default: all cores)")
     args = ap.parse_args()
     t0 = time.time()
     lm = build_latency_model("llama3.1-8b", "sn40l", SHARES, progress=lambda s: print(f"  [{time.time() - t0:6.1f}s] {s}", flush=True))
@@ -88,26 +83,22 @@ def main() -> None:
                                "latency_model_s": build_s, "curve_per_layer_s": curve, "fit_error": lm.fit_error,
                                "slo": {"ttft_s": SLO_TTFT, "tpot_s": SLO_TBT}, "runs": [], "goodput_rps": {}}
     policies = ["chunked", *(f"static:{f}" for f in STATIC), "nexus"]
-    for trace in ("conversation", "code"):
-
-        def reqs_at(rate: float, trace: str = trace) -> Any:
-            return generate(trace, rate, args.duration, seed=0)
-
-        for rate in RATES:
-            reqs = reqs_at(rate)
-            for pol in policies:
-                m = simulate(reqs, lm, pol, slo_ttft=SLO_TTFT, slo_tbt=SLO_TBT).metrics
-                results["runs"].append({"trace": trace, "rate": rate, "policy": pol, "ttft_p95_s": m["ttft_s"]["p95"],
-                                        "tbt_p95_s": m["tbt_s"]["p95"], "ttft_p50_s": m["ttft_s"]["p50"], "tbt_p50_s": m["tbt_s"]["p50"],
-                                        "throughput_rps": m["throughput_rps"], "slo_attainment": m["slo_attainment"],
-                                        "preemptions": m["preemptions"]})
-                print(f"{trace:12s} {rate:5.1f} {pol:11s} TTFT p95 {m['ttft_s']['p95'] * 1e3:9.0f} ms  TBT p95 {m['tbt_s']['p95'] * 1e3:6.1f} ms  "
-                      f"{m['throughput_rps']:6.2f} req/s  SLO {m['slo_attainment'] * 100:5.1f} %", flush=True)
-        results["goodput_rps"][trace] = {}
-        for pol in policies:
-            g = goodput(reqs_at, lm, pol)
-            results["goodput_rps"][trace][pol] = g
-            print(f"{trace:12s} goodput {pol:11s} {g:6.2f} req/s", flush=True)
+    traces = ("conversation", "code")
+    points = [RatePoint(trace, rate, pol, args.duration, 0, SLO_TTFT, SLO_TBT)
+              for trace in traces for rate in RATES for pol in policies]
+    t_sweep = time.time()
+    for r in rate_sweep(lm, points, args.executor, workers=args.workers):
+        results["runs"].append({k: r[k] for k in ("trace", "rate", "policy", "ttft_p95_s", "tbt_p95_s", "ttft_p50_s",
+                                                  "tbt_p50_s", "throughput_rps", "slo_attainment", "preemptions")})
+        print(f"{r['trace']:12s} {r['rate']:5.1f} {r['policy']:11s} TTFT p95 {r['ttft_p95_s'] * 1e3:9.0f} ms  "
+              f"TBT p95 {r['tbt_p95_s'] * 1e3:6.1f} ms  {r['throughput_rps']:6.2f} req/s  "
+              f"SLO {r['slo_attainment'] * 100:5.1f} %", flush=True)
+    # goodput: bisection in [0, 32] req/s, 7 steps (0.25 req/s), one job per (trace, policy)
+    firsts = [RatePoint(trace, 0.0, pol, args.duration, 0, SLO_TTFT, SLO_TBT) for trace in traces for pol in policies]
+    for r in goodput_sweep(lm, firsts, args.executor, workers=args.workers, hi=32.0, steps=7):
+        results["goodput_rps"].setdefault(r["trace"], {})[r["policy"]] = r["goodput_rps"]
+        print(f"{r['trace']:12s} goodput {r['policy']:11s} {r['goodput_rps']:6.2f} req/s", flush=True)
+    results["sweep_s"] = {"executor": args.executor, "seconds": time.time() - t_sweep}
     results["total_s"] = time.time() - t0
     tmp = f"{args.json}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:

@@ -17,6 +17,8 @@ from torch.utils import _pytree as pytree
 from xdsl.dialects.builtin import ModuleOp
 
 from rdu_compiler.cost.analysis import build_report
+from rdu_compiler.cost.node import check_sockets, node_report
+from rdu_compiler.cost.pipeline import check_pp
 from rdu_compiler.dtypes import numpy_dtype, numpy_of_torch, to_numpy, to_torch
 from rdu_compiler.errors import CompileError, RduError
 from rdu_compiler.fabric import Fabric, load_fabric
@@ -64,10 +66,10 @@ class CompiledProgram:
             return self._run_triton(inputs)
         if target != "emulator":
             raise RduError(f"target '{target}' is not available; the targets are 'emulator' and 'triton'")
-        from rdu_compiler.runtime.emulator import Emulator
+        from rdu_compiler.runtime.stages import make_emulator
 
         if self._emulator is None:
-            self._emulator = Emulator(self.module, self.fabric)
+            self._emulator = make_emulator(self.module, self.fabric)  # a pipelined program: its stages
         args = self._arguments(inputs)
         try:
             outputs, stats = self._emulator.run(args)
@@ -87,8 +89,12 @@ class CompiledProgram:
         Raises:
             CompileError: a kernel or op the Triton generator cannot express (named).
         """
+        from rdu_compiler.passes.shard_layout import module_tp
         from rdu_compiler.runtime.triton import generate
 
+        if module_tp(self.module) > 1:
+            raise RduError(f"the program is split over tp = {module_tp(self.module)} sockets; the Triton fallback "
+                           "runs one-socket programs only: compile with tp=1 for target='triton'")
         if self._triton is None:
             imp = self.imported
             self._triton = (generate(self.module, imp.arg_names, imp.input_names, title=type(self).__name__), None)
@@ -116,7 +122,10 @@ class CompiledProgram:
             if isinstance(value, torch.Tensor) and program.get(name) is not None and arr.dtype != program[name]:
                 flat[i] = to_torch(same_bits(arr, program[name])).to(value.device)
         eager = eager_output_dtypes(self.imported)
-        outputs = list(runner.run(*flat))
+        try:
+            outputs = list(runner.run(*flat))
+        except RduError as e:
+            raise self._locate(e) from None
         for i, o in enumerate(outputs):
             want = eager[i] if i < len(eager) else None
             if want is not None and numpy_of_torch(o.dtype) != want:  # uint8 results computed as i8
@@ -208,12 +217,10 @@ class CompiledProgram:
 
     def _program_dtypes(self) -> dict[str, np.dtype[Any]]:
         """argument name -> numpy dtype of the program's function argument."""
-        from xdsl.dialects import func
-
         from rdu_compiler.dialects import rdu
+        from rdu_compiler.runtime.stages import argument_types
 
-        fn = next(op for op in self.module.ops if isinstance(op, func.FuncOp))
-        types = [a.type for a in fn.body.block.args]
+        types = argument_types(self.module)  # of the unstaged function (a stage takes some of them)
         return {n: numpy_dtype(rdu.element_type_of(t)) for n, t in zip(self.imported.arg_names, types, strict=False)}
 
     @property
@@ -304,7 +311,7 @@ class OnnxProgram(CompiledProgram):
     def _emulate(self, values: dict[str, Any]) -> list[np.ndarray]:
         """The emulator's outputs for user inputs `values` (by name); weights from the program."""
         from rdu_compiler.runtime.boundary import same_bits
-        from rdu_compiler.runtime.emulator import Emulator
+        from rdu_compiler.runtime.stages import make_emulator
 
         program = self._program_dtypes()
         expected = self._input_dtypes()
@@ -319,7 +326,7 @@ class OnnxProgram(CompiledProgram):
                 arr = arr.astype(_NARROW_NUMPY[arr.dtype.name])
             args.append(same_bits(arr, program.get(name)))
         if self._emulator is None:
-            self._emulator = Emulator(self.module, self.fabric)
+            self._emulator = make_emulator(self.module, self.fabric)
         try:
             outputs, stats = self._emulator.run(args)
         except RduError as e:
@@ -343,6 +350,10 @@ def compile(  # noqa: A001 - the documented name of the API
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
     keep_ir: bool = False,
+    tp: int = 1,
+    sockets: int | None = None,
+    pp: int = 1,
+    microbatches: int = 1,
 ) -> CompiledProgram:
     """Compile a PyTorch module for the RDU.
 
@@ -355,6 +366,15 @@ def compile(  # noqa: A001 - the documented name of the API
             import time with PyTorch instead of compiling them.
         on_stage: called with each stage's name (progress display).
         keep_ir: keep the IR text after every pass in `.snapshots` (pass name -> text).
+        tp: tensor-parallel degree: `rdu-shard{tp=N}` splits the program over `tp`
+            sockets of the fabric's node (docs/design.md "Tensor parallelism"); `.run`
+            then runs every socket's program on the node emulator.
+        sockets: sockets the program may use (default: tp); at most the node's, and tp
+            divides it.
+        pp: pipeline-parallel stages, one per socket (`rdu-pipeline`; needs a fabric with
+            >= pp sockets, e.g. "sn40l-node8"); `example_inputs` are then one micro-batch.
+        microbatches: micro-batches per call; `report["totals"]["estimated_s"]` is the
+            node's time for all of them, with the bubble (`cost.pipeline`).
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -364,9 +384,11 @@ def compile(  # noqa: A001 - the documented name of the API
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
+    check_sockets(fab, tp, sockets)
+    check_pp(fab, pp, microbatches, tp)  # before the import: refuse at once
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches))
 
 
 def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
@@ -393,6 +415,10 @@ def compile_imported(
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
     keep_ir: bool = False,
+    tp: int = 1,
+    sockets: int | None = None,
+    pp: int = 1,
+    microbatches: int = 1,
 ) -> CompiledProgram:
     """Compile a program from `import_model` for one fabric and opt level (arguments as
     `compile`). The imported program is only read, so one import serves many calls.
@@ -403,7 +429,10 @@ def compile_imported(
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
-    return _compile_imported(imported, _fabric(fabric), fabric, opt_level, stage, repro_dir, keep_ir)
+    fab = _fabric(fabric)
+    check_sockets(fab, tp, sockets)
+    check_pp(fab, pp, microbatches, tp)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches))
 
 
 @contextlib.contextmanager
@@ -424,23 +453,44 @@ def _long_lived_heap() -> Iterator[Callable[[], None]]:
 
 def _compile_imported(
     imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool,
-    cls: type[CompiledProgram] = CompiledProgram,
+    cls: type[CompiledProgram] = CompiledProgram, tp: int = 1, pp: tuple[int, int] = (1, 1),
 ) -> Any:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
         stage(PARSE)
-        mod = parse_module(imported.mlir_text, "linalg")
-        set_fabric(mod, fabric)
+        def parsed() -> ModuleOp:
+            m = parse_module(imported.mlir_text, "linalg")
+            set_fabric(m, fabric)
+            if tp > 1:
+                from rdu_compiler.passes.shard_layout import mark_inputs
+
+                mark_inputs(m, list(imported.arg_kinds))
+            return m
+
+        mod = parsed()
         refreeze()
         snapshots: dict[str, str] | None = {} if keep_ir else None
         try:
-            run_pipeline(mod, pipeline(fabric, opt_level), on_pass=stage, repro_dir=repro_dir, snapshots=snapshots)
+            passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1])  # pp: (stages, micro-batches)
+            run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots,
+                         source=parsed)  # re-parsed only if a pass fails
         except CompileError as e:
             _locate(e, imported)  # the model line / ONNX node of the refused op
             raise
         stage(COST)
-        report = build_report(mod, fab, opt_level)
-        report["node"] = _node_report(fab)
+        if pp[0] > 1:
+            from rdu_compiler.cost.pipeline import node_report as pipeline_node_report
+            from rdu_compiler.cost.pipeline import pipeline_report
+
+            report = pipeline_report(mod, fab, opt_level)
+            report["node"] = pipeline_node_report(report, fab)
+        else:
+            report = build_report(mod, fab, opt_level)
+            report["node"] = node_report(fab, tp)
+        if tp > 1:
+            from rdu_compiler.cost.node import add_node_report
+
+            add_node_report(report, mod, fab)
         report["constants"] = _constants_report(imported, mod)
         _add_kernel_sources(report, imported)
     return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
@@ -496,17 +546,6 @@ def _constants_report(imported: Any, module: Any) -> dict[str, Any]:
             "ir_literal_bytes": sum(literals), "largest_ir_literal_bytes": max(literals, default=0)}
 
 
-def _node_report(fab: Fabric) -> dict[str, Any]:
-    """What of the node the program uses: today always one socket (no sharding pass yet),
-    said in the report so a multi-socket fabric never reads as a node-level estimate."""
-    node = fab.node
-    out: dict[str, Any] = {"sockets": node.sockets, "sockets_used": 1, "topology": node.topology}
-    if node.sockets > 1:
-        out["note"] = (f"the program runs on one of the {node.sockets} sockets: tensor/pipeline parallelism "
-                       "(issue 13's rdu-shard pass) is not implemented yet, so every figure is one socket's")
-    return out
-
-
 def _fabric(name: str) -> Fabric:
     from rdu_compiler.fabric import FabricError
 
@@ -526,6 +565,8 @@ def compile_onnx(
     on_stage: Stage | None = None,
     repro_dir: str | None = None,
     keep_ir: bool = False,
+    tp: int = 1,
+    sockets: int | None = None,
 ) -> OnnxProgram:
     """Compile an ONNX model (a path or an `onnx.ModelProto`) for the RDU.
 
@@ -533,7 +574,8 @@ def compile_onnx(
     with dynamic dims; `constant_inputs` ({name: array}) binds inputs to fixed values (for
     inputs an op needs at compile time, such as a Reshape's shape). Initializers become
     weight arguments. The result's `.run` is onnxruntime's: numpy arrays in, a list of numpy
-    arrays out in the graph's declared dtypes (`OnnxProgram.run`). Other arguments as `compile`.
+    arrays out in the graph's declared dtypes (`OnnxProgram.run`). Other arguments (`tp`,
+    `sockets` included) as `compile`.
 
     Raises:
         RduError: the file, the ONNX importer, a pass or the fabric refused the model.
@@ -544,9 +586,10 @@ def compile_onnx(
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
+    check_sockets(fab, tp, sockets)
     stage(IMPORT)
     imported = import_onnx(model, input_shapes, constant_inputs)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram, tp=tp)
 
 
 def _locate(err: CompileError, imported: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from xdsl.dialects.builtin import (
     BytesAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
+    FunctionType,
     IndexType,
     IntegerType,
     ModuleOp,
@@ -77,6 +79,14 @@ def fix_hex_float_literals(text: str) -> str:
 SPLAT_EXPAND_LIMIT = 1 << 16
 
 
+#: Texts `_SplatParser` parses once: an op's function type (a parenthesized type list, no
+#: nested parentheses, then one type or list) and a properties dict without nested braces
+#: or strings. Longer candidates than `_MEMO_MAX_CHARS` are parsed every time.
+_FUNCTION_TYPE_TEXT = re.compile(r"\([^()]*\) -> (?:\([^()]*\)|[^\s(),{}]+)")
+_PROPERTIES_TEXT = re.compile(r'<\{[^{}"]*\}>')
+_MEMO_MAX_CHARS = 4096
+
+
 class _SplatParser(Parser):
     """xDSL's parser, except that a large splat ``dense<v> : tensor<AxBxf32>`` stays one element.
 
@@ -86,6 +96,42 @@ class _SplatParser(Parser):
     attribute back as the splat, and this project's readers of constants (rdu-convert-linalg's
     folding, the emulator, Triton) treat a one-element value of a larger shape as a splat.
     """
+
+    def __init__(self, ctx: Context, text: str, name: str = "<input>") -> None:
+        super().__init__(ctx, text, name)
+        self._memo: dict[tuple[int, str], Any] = {}
+
+    def parse_function_type(self) -> FunctionType:
+        return self._memoized(0, _FUNCTION_TYPE_TEXT, super().parse_function_type)
+
+    def parse_optional_properties_dict(self) -> dict[str, Attribute]:
+        return dict(self._memoized(1, _PROPERTIES_TEXT, lambda: dict(super(_SplatParser, self).parse_optional_properties_dict())))
+
+    def _memoized(self, kind: int, pattern: re.Pattern[str], parse: Callable[[], Any]) -> Any:
+        """`parse()`, or the value a text equal to the one at the cursor parsed to before.
+
+        A generic-form module spells the same op signature (`(tensor<1x8x8193x128xbf16>,
+        ...) -> ...`) and properties (`<{indexing_maps = [#map, #map1], ...}>`) once per
+        op, 32 times over in a 32-layer model; lexing and building them was ~2/3 of the
+        parse. `pattern` finds the candidate text at the cursor; it is remembered only when
+        `parse()` consumed exactly that text (followed by whitespace), so a pattern that
+        stops short or runs over never changes what is parsed. Types and attributes are
+        immutable; the aliases they may name (`#map`) are fixed for the whole file.
+        """
+        start = self.pos
+        content = self.lexer.input.content
+        m = pattern.match(content, start)
+        if m is None or m.end() - start > _MEMO_MAX_CHARS:
+            return parse()
+        key = (kind, m.group(0))
+        hit = self._memo.get(key)
+        if hit is not None:
+            self._resume_from(m.end())
+            return hit
+        value = parse()
+        if self.pos >= m.end() and not content[m.end() : self.pos].strip():
+            self._memo[key] = value
+        return value
 
     def parse_dense_int_or_fp_elements_attr(self, type: Attribute | None) -> DenseIntOrFPElementsAttr:  # type: ignore[override]
         start = self.pos

@@ -5,10 +5,12 @@ rewrite testsuite/onnx/expected.json: every case that does not pass, with its cl
     python scripts/refresh_onnx_expected.py                  # full sweep, 2 workers
     python scripts/refresh_onnx_expected.py --workers 8 --timeout 120
     python scripts/refresh_onnx_expected.py --only 'test_conv.*' --dry-run
+    python scripts/refresh_onnx_expected.py --executor ray [--address ray://host:10001]
     nohup python scripts/refresh_onnx_expected.py > sweep.log 2>&1 &
 
-Each case is compiled for sn40l at -O1 and run in a worker process under a per-case
-timeout (a timeout counts as a crash). With --only, the other cases keep their entries.
+Each case is compiled for sn40l at -O1 and run in a worker process (or a Ray task: the
+executors of rdu-sweep, `rdu_compiler.parallel`) under a per-case timeout (a timeout
+counts as a crash). With --only, the other cases keep their entries.
 Prints one line per case and the count per class; the JSON records the counts, the date,
 the machine and the wall time of the sweep.
 """
@@ -35,6 +37,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--timeout", type=float, default=oc.CASE_TIMEOUT_S, help="seconds per case")
+    p.add_argument("--executor", choices=["process", "ray"], default="process",
+                   help="rdu_compiler.parallel executor: forked processes, or Ray tasks (local or --address)")
+    p.add_argument("--address", default=None, help="a Ray cluster (ray://host:10001); default $RAY_ADDRESS or local")
     p.add_argument("--only", default=None, help="regex of case names (others keep their entries)")
     p.add_argument("--sample", action="store_true", help="only the CI sample")
     p.add_argument("--dry-run", action="store_true", help="print, do not write expected.json")
@@ -58,7 +63,8 @@ def main() -> int:
         done[0] += 1
         print(f"[{done[0]}/{len(names)}] {out.name}: {out.cls} ({out.seconds:.1f} s) {out.detail}", flush=True)
 
-    results = oc.run_cases(names, workers=args.workers, timeout_s=args.timeout, on_result=report)
+    results = oc.run_cases(names, workers=args.workers, timeout_s=args.timeout, on_result=report,
+                           executor=args.executor, address=args.address)
     wall = time.time() - t0
 
     out_path = Path(args.out)

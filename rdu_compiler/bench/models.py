@@ -28,6 +28,75 @@ class LayerShape:
     eps: float = 1e-5
 
 
+@dataclass(frozen=True)
+class LlamaSpec:
+    """A Llama-style decoder-only model's shape: layer dims, `layers`, `vocab`, and
+    `dtype_bytes` per parameter and KV element (2: bf16). Sizes below are in bytes.
+
+    Used by serving (`serve.programs`: phase programs, KV cache) and by Composition of
+    Experts (`coe.llama`: expert sizes, TP shards)."""
+
+    name: str
+    hidden: int
+    heads: int
+    kv_heads: int
+    mlp: int
+    layers: int
+    vocab: int
+    dtype_bytes: int = 2
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def layer_params(self) -> int:
+        """Parameters of one layer: q/o (hidden x hidden), k/v (hidden x kv_heads x head_dim),
+        gate/up/down (hidden x mlp), two RMSNorm weights (hidden)."""
+        d, kv = self.head_dim, self.kv_heads * self.head_dim
+        return 2 * self.hidden * self.heads * d + 2 * self.hidden * kv + 3 * self.hidden * self.mlp + 2 * self.hidden
+
+    @property
+    def params(self) -> int:
+        """Parameters: embedding + layers + final norm + LM head (untied)."""
+        return 2 * self.vocab * self.hidden + self.layers * self.layer_params + self.hidden
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of all weights (the model in HBM; an expert's size in DDR / host memory)."""
+        return self.params * self.dtype_bytes
+
+    @property
+    def streamed_bytes(self) -> int:
+        """Weight bytes one decode step reads: all but the embedding table (only rows are gathered)."""
+        return self.weight_bytes - self.vocab * self.hidden * self.dtype_bytes
+
+    def kv_bytes_per_token(self) -> int:
+        """KV-cache bytes of one token over all layers: layers x 2 (K, V) x kv_heads x head_dim x dtype."""
+        return self.layers * 2 * self.kv_heads * self.head_dim * self.dtype_bytes
+
+    def kv_bytes(self, tokens: int) -> int:
+        """KV cache bytes for `tokens` cached tokens (all layers, K and V)."""
+        return tokens * self.kv_bytes_per_token()
+
+    def act_bytes(self, batch: int, tokens: int) -> int:
+        """Bytes of one TP all-reduce message: batch x tokens x hidden x dtype bytes."""
+        return batch * tokens * self.hidden * self.dtype_bytes
+
+    def layer_shape(self, seq: int, past: int) -> LayerShape:
+        """The `LayerShape` of one layer on `seq` new tokens after `past` cached ones."""
+        return LayerShape(self.hidden, self.heads, self.kv_heads, self.mlp, seq, past)
+
+
+#: Shapes from the models' configs: Llama-3.1-8B (GQA 8 KV heads, MLP 14336, vocab 128256),
+#: Llama-2-7B (MHA, MLP 11008, vocab 32000) [P, Hugging Face config.json]; `tiny` for tests.
+LLAMA_SPECS: dict[str, LlamaSpec] = {
+    "llama3.1-8b": LlamaSpec("llama3.1-8b", 4096, 32, 8, 14336, 32, 128256),
+    "llama2-7b": LlamaSpec("llama2-7b", 4096, 32, 32, 11008, 32, 32000),
+    "tiny": LlamaSpec("tiny", 64, 4, 2, 128, 2, 256),
+}
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()

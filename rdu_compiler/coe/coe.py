@@ -146,10 +146,11 @@ class CoE:
         switch = 0.0 if access.hit else self.switch_s(self.expert_bytes[expert])
         return CoEOutput(expert, self.experts[expert].run(*args), logits, access, switch)
 
-    def simulate(self, requests: Sequence[Request]) -> Timeline:
-        """The request-level timeline on this node, from a cold cache (see `runtime.simulate`)."""
+    def simulate(self, requests: Sequence[Request], *, prefetch: bool = True) -> Timeline:
+        """The request-level timeline on this node, from a cold cache (see `runtime.simulate`;
+        `prefetch`: copy the next request's expert during the current run when it fits)."""
         return simulate(requests, self.expert_bytes, self.plan, self.switch_s, self.timing,
-                        f"{self.fabric.name} x{self.sockets}")
+                        f"{self.fabric.name} x{self.sockets}", prefetch=prefetch)
 
 
 def _compiled(program: Any, fabric: str, opt_level: int) -> Any:

@@ -1,12 +1,12 @@
-"""Llama-shaped experts: sizes, and execution times on an RDU node (TP estimate) and a GPU box.
+"""Llama-shaped experts: sizes, and execution times on an RDU node (tensor-parallel) and a GPU box.
 
-`LlamaSpec` gives a model's parameter count, weight bytes (BF16: 2 bytes per parameter),
+`LlamaSpec` (`bench.models`) gives a model's parameter count, weight bytes (BF16: 2 bytes per parameter),
 KV cache bytes and all-reduce message bytes from its shape alone.
 
-`rdu_tp_step_s` is an ESTIMATE of one tensor-parallel step on a node, standing in for the
-sharding pass of issue 13 (`rdu-shard`), which does not exist yet: it compiles the
-per-socket program of Megatron TP from the layer shape divided by tp and adds the
-collectives analytically (see its docstring). `RduLlamaTiming` and `GpuLlamaTiming` turn
+`rdu_tp_step_s` is one tensor-parallel step on a node: a whole decoder layer compiled with
+the sharding pass (`rdu-shard{tp}`, issue 13), timed by the node cost model (every socket's
+sections, the all-reduces in the IR, the sync; see its docstring). `TPLayer` is the
+per-socket shard written by hand, kept for `tp_layer`'s shapes and the GPU timing. `RduLlamaTiming` and `GpuLlamaTiming` turn
 those step times into router and execution times per request for `runtime.simulate`.
 """
 
@@ -14,65 +14,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from rdu_compiler.bench.models import RMSNorm, _rotate_half
+from rdu_compiler.bench.models import LLAMA_SPECS, LlamaSpec, RMSNorm, _rotate_half
 from rdu_compiler.coe.gpu import GpuNode
 from rdu_compiler.coe.runtime import Request
 from rdu_compiler.errors import RduError
 
-
-@dataclass(frozen=True)
-class LlamaSpec:
-    """A Llama-style decoder-only model's shape; `dtype_bytes` per parameter and KV element."""
-
-    name: str
-    hidden: int
-    heads: int
-    kv_heads: int
-    mlp: int
-    layers: int
-    vocab: int
-    dtype_bytes: int = 2
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
-
-    @property
-    def layer_params(self) -> int:
-        d, kv = self.head_dim, self.kv_heads * self.head_dim
-        return 2 * self.hidden * self.heads * d + 2 * self.hidden * kv + 3 * self.hidden * self.mlp + 2 * self.hidden
-
-    @property
-    def params(self) -> int:
-        """Parameters: embedding + layers + final norm + LM head (untied)."""
-        return 2 * self.vocab * self.hidden + self.layers * self.layer_params + self.hidden
-
-    @property
-    def weight_bytes(self) -> int:
-        """Bytes of all weights (the size of the expert in DDR / host memory)."""
-        return self.params * self.dtype_bytes
-
-    @property
-    def streamed_bytes(self) -> int:
-        """Weight bytes one decode step reads: all but the embedding table (only rows are gathered)."""
-        return self.weight_bytes - self.vocab * self.hidden * self.dtype_bytes
-
-    def kv_bytes(self, tokens: int) -> int:
-        """KV cache bytes for `tokens` cached tokens (all layers, K and V)."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * tokens * self.dtype_bytes
-
-    def act_bytes(self, batch: int, tokens: int) -> int:
-        """Bytes of one TP all-reduce message: batch x tokens x hidden x dtype bytes."""
-        return batch * tokens * self.hidden * self.dtype_bytes
-
-
-LLAMA2_7B = LlamaSpec("llama2-7b", 4096, 32, 32, 11008, 32, 32000)
+LLAMA2_7B = LLAMA_SPECS["llama2-7b"]
 #: Llama 3.1 8B (HF config): GQA with 8 KV heads, MLP 14336, vocab 128256.
-LLAMA31_8B = LlamaSpec("llama3.1-8b", 4096, 32, 8, 14336, 32, 128256)
+LLAMA31_8B = LLAMA_SPECS["llama3.1-8b"]
 BUILTIN_SHAPES = {LLAMA2_7B.name: LLAMA2_7B, LLAMA31_8B.name: LLAMA31_8B}
 
 
@@ -149,33 +103,32 @@ def tp_layer(spec: LlamaSpec, tp: int, seq: int, past: int, batch: int) -> tuple
     return layer, inputs
 
 
-_LAYER_CACHE: dict[tuple[object, ...], tuple[float, float, int]] = {}
+_LAYER_CACHE: dict[tuple[object, ...], tuple[float, float, float, float, int]] = {}
 
 
 def rdu_tp_step_s(spec: LlamaSpec, node_fabric: str, tp: int, seq: int, past: int, batch: int) -> dict[str, float]:
-    """ESTIMATE of one model step (all layers) under Megatron TP on an RDU node (seconds).
+    """One model step (all layers) under tensor parallelism on an RDU node (seconds), from
+    the compiled sharded program.
 
-    Caveat: there is no sharding pass yet (issue 13's `rdu-shard`). This compiles the
-    per-socket program of Megatron TP from the layer shape divided by tp (heads / tp,
-    kv_heads / tp, mlp / tp; hidden unchanged; `TPLayer`) on one socket of `node_fabric`,
-    takes its cost-model `estimated_s`, and adds per layer two all-reduces of
-    batch x seq x hidden x 2 bytes (`cost.collectives.all_reduce` on the node) and the
-    node's `sync_s` (each layer is one call: no kernel looping), plus the LM head's shard
-    (vocab x hidden x 2 / tp bytes) read at the socket's HBM bandwidth. The emulator never
-    runs this program and the collectives are not in the IR.
+    Compiles one whole decoder layer (`tp_layer(spec, 1, ...)`, BF16 on meta) with
+    `rdu-shard{tp}` for `node_fabric` (issue 13: Megatron's layout, two all-reduces per
+    layer; GQA KV heads split when `kv_heads % tp == 0`, else the K/V projections
+    replicated), and takes the node's time for one layer call from the report: every
+    socket's sections + the collectives (`cost.collectives` on the node) + one `sync_s`
+    (each layer is one call: no kernel looping). The LM head's shard (vocab x hidden x 2 /
+    tp bytes) is added at the socket's HBM bandwidth.
 
     Returns:
-        {"layer_s", "all_reduce_s", "sync_s", "lm_head_s", "step_s"}: one layer's program,
-        one all-reduce, one sync, the LM head, and the whole step (seconds); and
-        "activation_bytes": the layer program's HBM peak less its weights, per socket (bytes);
-        "sections": the layer program's sections (kernel launches per layer call).
+        {"layer_s": one socket's sections, "all_reduce_s": the layer's collectives / 2,
+        "sync_s", "lm_head_s", "step_s": layers x (node time per layer) + LM head (seconds);
+        "activation_bytes": the layer program's HBM peak per socket less its weight shards
+        (bytes); "sections": the layer program's sections (kernel launches per layer call)}.
 
     Raises:
-        RduError: tp does not divide the shape or exceeds the node's sockets, or the compile failed.
+        RduError: tp does not divide the node's sockets or exceeds them, or the compile failed.
     """
     from rdu_compiler import api
     from rdu_compiler.api import _fabric
-    from rdu_compiler.cost.collectives import all_reduce
 
     fab = _fabric(node_fabric)
     if tp > fab.node.sockets:
@@ -183,18 +136,44 @@ def rdu_tp_step_s(spec: LlamaSpec, node_fabric: str, tp: int, seq: int, past: in
                        "such as sn40l-node8, or a smaller tp")
     key = (spec, fab.source, tp, seq, past, batch)
     if key not in _LAYER_CACHE:
-        layer, inputs = tp_layer(spec, tp, seq, past, batch)
-        totals = api.compile(layer, inputs, fabric=node_fabric).report["totals"]
-        weights = sum(p.numel() * p.element_size() for p in layer.parameters())
-        _LAYER_CACHE[key] = (totals["estimated_s"], max(0.0, float(totals["hbm_peak_bytes"] - weights)), totals["sections"])
+        layer, inputs = tp_layer(spec, 1, seq, past, batch)
+        program = api.compile(layer, inputs, fabric=node_fabric, tp=tp)
+        totals = program.report["totals"]
+        node_s = totals["estimated_s"]
+        sections_s = totals.get("socket_sections_s", node_s)
+        collectives_s = totals.get("collectives_s", 0.0)
+        act = max(0.0, float(totals["hbm_peak_bytes"] - _socket_weight_bytes(program, tp)))
+        _LAYER_CACHE[key] = (node_s, sections_s, collectives_s, act, totals["sections"])
     node = fab.node
-    ar = all_reduce(node, spec.act_bytes(batch, seq), group=tp).seconds
     lm = spec.vocab * spec.hidden * spec.dtype_bytes / tp / fab.hbm.bytes_per_s
-    layer_s, act, sections = _LAYER_CACHE[key]
-    out = {"layer_s": layer_s, "all_reduce_s": ar, "sync_s": node.sync_s, "lm_head_s": lm, "activation_bytes": act,
-           "sections": sections}
-    out["step_s"] = spec.layers * (out["layer_s"] + 2 * ar + node.sync_s) + lm
+    node_s, sections_s, collectives_s, act, sections = _LAYER_CACHE[key]
+    sync = node.sync_s if tp > 1 else 0.0
+    out = {"layer_s": sections_s, "all_reduce_s": collectives_s / 2, "sync_s": sync, "lm_head_s": lm,
+           "activation_bytes": act, "sections": sections}
+    out["step_s"] = spec.layers * node_s + lm
     return out
+
+
+def _socket_weight_bytes(program: Any, tp: int) -> float:
+    """Bytes of the weight arguments one socket holds. `rdu-shard` records a sharded
+    argument's shard (`rdu.shard`) and, where every use takes that shard, narrows its type
+    to it; an argument still of the full size with a shard holds 1/tp of it."""
+    from xdsl.dialects import func
+
+    from rdu_compiler.dialects import rdu
+    from rdu_compiler.kernel.traffic import itemsize
+
+    fn = next(op for op in program.module.ops if isinstance(op, func.FuncOp))
+    attrs = fn.arg_attrs.data if fn.arg_attrs else [None] * len(fn.args)
+    full = {name: w.numel() * w.element_size() for name, w in program.imported.weights.items()}
+    total = 0.0
+    for name, arg, a in zip(program.imported.arg_names, fn.args, attrs, strict=True):
+        d = a.data if a is not None else {}
+        if "rdu.input" in d:
+            continue
+        nbytes = math.prod(rdu.shape_of(arg.type)) * itemsize(arg.type)
+        total += nbytes / tp if "rdu.shard" in d and nbytes == full.get(name) else nbytes
+    return total
 
 
 @dataclass

@@ -12,6 +12,19 @@ eviction writes nothing back), then runs the expert. The steps depend on each ot
 they add: total = router_s + switch_s + exec_s. Switching on an RDU node: each of the
 `copiers` sockets copies its TP shard (bytes / copiers) over its own DDR -> HBM path at
 once, so switch_s = bytes / copiers / bytes_per_s_per_copier.
+
+**Prefetch** (`simulate(..., prefetch=True)`, the default; as the SN40L runtime can): the
+next queued request is routed before the current one executes (look-ahead routing: the
+router is pinned in HBM, so routing needs no copy), and while the current expert A runs, the
+next request's expert B is copied DDR -> HBM if it is not resident and fits beside A (B's
+bytes + A's bytes <= the cache; the LRU then evicts only other experts, A being the most
+recently used). Its space is taken, and its victims evicted, when the copy starts. The next
+run starts when both A's run and B's copy are done, so only the part of the copy longer
+than A's run is exposed (`switch_s`); the rest is `hidden_switch_s`. When B does not fit
+beside A, B is copied after A's run, as without prefetch. The cache sees the same accesses
+in the same order either way, so hits and evictions do not change; only time does.
+Modelling choice [NF]: the copy's HBM writes (at most the DDR -> HBM bandwidth, ~7 % of
+HBM's on sn40l) do not slow the running expert.
 """
 
 from __future__ import annotations
@@ -138,6 +151,13 @@ class ExpertCache:
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
 
+    def fits_beside(self, nbytes: float, keep: int) -> bool:
+        """Whether `nbytes` can be loaded without evicting the resident expert `keep`."""
+        return nbytes + self._resident.get(keep, 0.0) <= self.capacity_bytes
+
+    def contains(self, expert: int) -> bool:
+        return expert in self._resident
+
     def access(self, expert: int, nbytes: float) -> Access:
         """Look `expert` (of `nbytes` bytes) up; on a miss evict LRU experts until it fits, then load it."""
         if expert in self._resident:
@@ -176,7 +196,10 @@ class Timing(Protocol):
 
 @dataclass(frozen=True)
 class RequestTime:
-    """One request on the timeline (seconds; `start_s` from the first request's start)."""
+    """One request on the timeline (seconds; `start_s`, when its router starts, and
+    `exec_start_s` from the first request's start). `switch_s` is the copy time the
+    request waited for; `hidden_switch_s` the part of a prefetched copy overlapped with the
+    previous run; `prefetched`: its copy started during the previous request's run."""
 
     index: int
     expert: int
@@ -186,20 +209,36 @@ class RequestTime:
     exec_s: float
     hit: bool
     evicted: tuple[int, ...]
+    exec_start_s: float = 0.0
+    hidden_switch_s: float = 0.0
+    prefetched: bool = False
 
     @property
     def total_s(self) -> float:
         return self.router_s + self.switch_s + self.exec_s
 
 
+@dataclass(frozen=True)
+class Copy:
+    """One DDR -> HBM copy: expert, start and end (s), the experts evicted at its start."""
+
+    expert: int
+    start_s: float
+    end_s: float
+    evicted: tuple[int, ...]
+
+
 @dataclass
 class Timeline:
-    """A simulation's result: per request times, the cache hit rate and the totals (seconds)."""
+    """A simulation's result: per request times, the cache hit rate and the totals (seconds);
+    `copies`: every copy in time order (for checking residency)."""
 
     machine: str
     requests: list[RequestTime] = field(default_factory=list)
     hit_rate: float = 0.0
     plan: MemoryPlan | None = None
+    copies: list[Copy] = field(default_factory=list)
+    prefetch: bool = False
 
     def total(self, part: str = "total_s") -> float:
         """Sum over requests of `router_s`, `switch_s`, `exec_s` or `total_s`."""
@@ -209,7 +248,8 @@ class Timeline:
         return {
             "machine": self.machine,
             "hit_rate": self.hit_rate,
-            "totals": {p: self.total(p) for p in ("router_s", "switch_s", "exec_s", "total_s")},
+            "prefetch": self.prefetch,
+            "totals": {p: self.total(p) for p in ("router_s", "switch_s", "hidden_switch_s", "exec_s", "total_s")},
             "cache_bytes": self.plan.cache_bytes if self.plan else None,
             "requests": [asdict(r) | {"total_s": r.total_s} for r in self.requests],
         }
@@ -222,6 +262,8 @@ def simulate(
     copy_s: Callable[[float], float],
     timing: Timing,
     machine: str,
+    *,
+    prefetch: bool = True,
 ) -> Timeline:
     """Run `requests` one after the other through an LRU cache of `plan.cache_bytes`.
 
@@ -229,21 +271,54 @@ def simulate(
         expert_bytes: weights of each expert (bytes), indexed by `Request.expert`.
         copy_s: seconds to bring an expert of that many bytes into HBM.
         timing: router and execution times per request.
+        prefetch: copy the next request's expert during the current run when it fits beside
+            it (module docstring); False: every step in sequence.
 
     Raises:
         CoEDoesNotFit: a request names an expert that is not there.
     """
-    cache = ExpertCache(plan.cache_bytes)
-    timeline = Timeline(machine, plan=plan)
-    clock = 0.0
     for i, req in enumerate(requests):
         if not 0 <= req.expert < len(expert_bytes):
             raise CoEDoesNotFit(f"request {i} asks for expert {req.expert} but there are {len(expert_bytes)} "
                                 f"(0..{len(expert_bytes) - 1}); fix the request mix")
-        access = cache.access(req.expert, expert_bytes[req.expert])
-        switch = 0.0 if access.hit else copy_s(expert_bytes[req.expert])
-        rt = RequestTime(i, req.expert, clock, timing.router_s(req), switch, timing.exec_s(req), access.hit, access.evicted)
-        timeline.requests.append(rt)
-        clock += rt.total_s
+    cache = ExpertCache(plan.cache_bytes)
+    timeline = Timeline(machine, plan=plan, prefetch=prefetch)
+    n = len(requests)
+    routed = [0.0] * n  # when each request's router started
+    router = [timing.router_s(r) for r in requests]
+    clock = router[0] if n else 0.0
+    ahead: tuple[Access, float] | None = None  # the access and copy end of a prefetched expert
+    for i, req in enumerate(requests):
+        nbytes = expert_bytes[req.expert]
+        hidden, prefetched = 0.0, ahead is not None
+        if ahead is not None:
+            access, ready = ahead
+            switch = max(0.0, ready - clock)
+            hidden = copy_s(nbytes) - switch
+            ahead = None
+        else:
+            access = cache.access(req.expert, nbytes)
+            switch = 0.0
+            if not access.hit:
+                switch = copy_s(nbytes)
+                timeline.copies.append(Copy(req.expert, clock, clock + switch, access.evicted))
+        clock += switch
+        if prefetch and i + 1 < n:  # look-ahead routing, then the next copy beside this run
+            routed[i + 1] = clock
+            clock += router[i + 1]
+            nxt = requests[i + 1]
+            nb = expert_bytes[nxt.expert]
+            if not cache.contains(nxt.expert) and cache.fits_beside(nb, req.expert):
+                acc = cache.access(nxt.expert, nb)
+                end = clock + copy_s(nb)
+                timeline.copies.append(Copy(nxt.expert, clock, end, acc.evicted))
+                ahead = (acc, end)
+        run = timing.exec_s(req)
+        timeline.requests.append(RequestTime(i, req.expert, routed[i], router[i], switch, run, access.hit, access.evicted,
+                                             clock, hidden, prefetched))
+        clock += run
+        if not prefetch and i + 1 < n:
+            routed[i + 1] = clock
+            clock += router[i + 1]
     timeline.hit_rate = cache.hit_rate
     return timeline

@@ -8,6 +8,7 @@ its own HBM cache, and a request goes to the box holding its expert (a modelling
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,9 +39,11 @@ def requests_of(cfg: CoEConfig, count: int | None = None) -> list[Request]:
     return requests_from_mix(n, cfg.expert_count, p, cfg.prompt, cfg.output, cfg.batch, cfg.seed)
 
 
-def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str | GpuNode] = ()) -> dict[str, Any]:
+def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str | GpuNode] = (),
+              prefetch: bool = True) -> dict[str, Any]:
     """Simulate the config's requests on its node and on each GPU box in `compare` (preset
-    names or `GpuNode`s).
+    names or `GpuNode`s); `prefetch` (both machines): copy the next request's expert during
+    the current run when it fits beside it (`runtime.simulate`).
 
     Returns:
         a JSON-able dict: "rdu" and one entry per GPU (timeline totals, hit rate, per-request
@@ -63,7 +66,7 @@ def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str | 
         if gpus:
             raise RduError("--compare needs built-in expert shapes ([experts].shape): the GPU model sizes a "
                            "Llama-shaped expert; drop --compare or use shapes")
-        return _model_files(cfg, requests, sockets)
+        return _model_files(cfg, requests, sockets, prefetch)
     expert, router = BUILTIN_SHAPES[cfg.expert_shape or ""], BUILTIN_SHAPES[cfg.router_shape or ""]
     kv = expert.kv_bytes(cfg.batch * (cfg.prompt + cfg.output))
     plan_memory(fab.hbm.capacity_bytes * sockets, fab.ddr.capacity_bytes * sockets, router.weight_bytes,
@@ -76,7 +79,7 @@ def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str | 
     bytes_each = [float(expert.weight_bytes)] * cfg.expert_count
     per_socket = fab.node.ddr_to_hbm_bytes_per_s
     rdu = simulate(requests, bytes_each, rdu_plan, lambda b: switch_seconds(b, per_socket, sockets),
-                   RduLlamaTiming(expert, router, cfg.fabric, sockets), f"{fab.name} x{sockets}")
+                   RduLlamaTiming(expert, router, cfg.fabric, sockets), f"{fab.name} x{sockets}", prefetch=prefetch)
     out: dict[str, Any] = {
         "config": cfg.path, "requests": len(requests), "experts": cfg.expert_count, "expert_bytes": expert.weight_bytes,
         "router_bytes": router.weight_bytes, "kv_reserve_bytes": kv, "activation_reserve_bytes": act,
@@ -87,7 +90,7 @@ def run_study(cfg: CoEConfig, count: int | None = None, compare: Sequence[str | 
     for gpu in gpus:
         fp = footprint(cfg.expert_count, expert.weight_bytes, router.weight_bytes, fab, gpu, kv + act)
         timeline = _gpu_timeline(gpu, max(fp.gpu_boxes_host, 1), requests, bytes_each, router.weight_bytes, kv, act,
-                                 GpuLlamaTiming(expert, router, gpu))
+                                 GpuLlamaTiming(expert, router, gpu), prefetch)
         out[gpu.name] = timeline.to_dict()
         out["switch_one_expert_s"][gpu.name] = gpu.switch_s(expert.weight_bytes)
         out["footprint"][gpu.name] = fp.to_dict()
@@ -104,21 +107,21 @@ def _activation_bytes(expert: Any, cfg: CoEConfig, sockets: int) -> float:
 
 
 def _gpu_timeline(gpu: GpuNode, boxes: int, requests: Sequence[Request], bytes_each: Sequence[float],
-                  router_bytes: float, kv: float, act: float, timing: GpuLlamaTiming) -> Timeline:
+                  router_bytes: float, kv: float, act: float, timing: GpuLlamaTiming, prefetch: bool) -> Timeline:
     """Requests on `boxes` boxes, expert e on box e mod boxes, each box its own LRU cache."""
     plan = plan_memory(gpu.total_hbm_bytes, gpu.host_memory_bytes * boxes, router_bytes, bytes_each, kv, act,
                        machine=f"{boxes} {gpu.name} box(es)", home="host memory")
     parts: list[Timeline] = []
     for box in range(boxes):
         mine = [r for r in requests if r.expert % boxes == box]
-        parts.append(simulate(mine, bytes_each, plan, gpu.switch_s, timing, gpu.name))
+        parts.append(simulate(mine, bytes_each, plan, gpu.switch_s, timing, gpu.name, prefetch=prefetch))
     by_expert = {box: iter(p.requests) for box, p in enumerate(parts)}
     ordered = [next(by_expert[r.expert % boxes]) for r in requests]
     hits = sum(t.hit for t in ordered)
-    result = Timeline(f"{gpu.name} x{boxes}" if boxes > 1 else gpu.name, plan=_plan_for(plan, boxes))
+    result = Timeline(f"{gpu.name} x{boxes}" if boxes > 1 else gpu.name, plan=_plan_for(plan, boxes), prefetch=prefetch)
     clock = 0.0
-    for i, t in enumerate(ordered):
-        result.requests.append(type(t)(i, t.expert, clock, t.router_s, t.switch_s, t.exec_s, t.hit, t.evicted))
+    for i, t in enumerate(ordered):  # one clock over all boxes' requests (start times re-based; copies per box not kept)
+        result.requests.append(dataclasses.replace(t, index=i, start_s=clock, exec_start_s=clock + t.router_s + t.switch_s))
         clock += t.total_s
     result.hit_rate = hits / len(ordered) if ordered else 0.0
     return result
@@ -129,14 +132,14 @@ def _plan_for(plan: MemoryPlan, boxes: int) -> MemoryPlan:
                       plan.activation_bytes * boxes, plan.home_bytes, plan.experts_bytes, plan.largest_expert_bytes)
 
 
-def _model_files(cfg: CoEConfig, requests: list[Request], sockets: int) -> dict[str, Any]:
+def _model_files(cfg: CoEConfig, requests: list[Request], sockets: int, prefetch: bool) -> dict[str, Any]:
     from rdu_compiler.coe.coe import CoE
     from rdu_compiler.frontend.torch.model_file import load_model_file
 
     router = load_model_file(cfg.router_model or "")
     experts = [load_model_file(m) for m in cfg.expert_models]
     coe = CoE(router, experts, fabric=cfg.fabric, sockets=sockets)
-    timeline = coe.simulate(requests)
+    timeline = coe.simulate(requests, prefetch=prefetch)
     return {"config": cfg.path, "requests": len(requests), "experts": len(experts), "expert_bytes": coe.expert_bytes,
             "router_bytes": coe.router_bytes, "rdu": timeline.to_dict(),
             "switch_one_expert_s": {"rdu": coe.switch_s(max(coe.expert_bytes))}, "footprint": {}, "speedup": {}}

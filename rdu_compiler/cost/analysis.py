@@ -44,10 +44,15 @@ def _tier_sources(section: rdu.SectionOp, traffic: dict[str, int]) -> dict[SSAVa
     return tiers
 
 
-def section_load(section: rdu.SectionOp, max_link_bytes: float = 0) -> SectionLoad:
+def section_load(section: rdu.SectionOp, max_link_bytes: float = 0, fabric: Fabric | None = None) -> SectionLoad:
     """The cost model's view of one section: kernels with units and bytes, tier traffic,
-    and the bytes on its most loaded link (`section_network`; 0: not placed)."""
+    and the bytes on its most loaded link (`section_network`; 0: not placed).
+
+    Gathers are charged to their tier at its access granularity (`fabric`'s
+    `burst_bytes`; without a fabric, at the bytes requested): `gather_bytes` records
+    both, per tier."""
     traffic = {"hbm": 0, "ddr": 0}
+    gathers = {t: {"requested": 0, "charged": 0} for t in traffic}
     tiers = _tier_sources(section, traffic)
     kernels = []
     for k in section.kernels():
@@ -55,9 +60,12 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0) -> SectionLo
         for v, nbytes in zip([*k.inputs, *k.inits], per_operand, strict=True):
             if v in tiers:
                 traffic[tiers[v]] += nbytes
-        gathered = gathered_bytes(k)
+        tier = gather_tier(k)
+        gathered = gathered_bytes(k, getattr(fabric, tier).burst_bytes if fabric is not None else 1)
         if gathered:
-            traffic[gather_tier(k)] += gathered
+            traffic[tier] += gathered
+            gathers[tier]["charged"] += gathered
+            gathers[tier]["requested"] += gathered_bytes(k)
         result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
         kernels.append(
             KernelLoad(
@@ -74,7 +82,7 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0) -> SectionLo
     for op in section.body.block.ops:
         if isinstance(op, rdu.StoreOp):
             traffic[str(op.tier.data.value)] += math.prod(rdu.shape_of(op.result.type)) * itemsize(op.result.type)
-    return SectionLoad(section.sym_name.data, tuple(kernels), traffic["hbm"], traffic["ddr"], max_link_bytes)
+    return SectionLoad(section.sym_name.data, tuple(kernels), traffic["hbm"], traffic["ddr"], max_link_bytes, gathers)
 
 
 def section_network(section: rdu.SectionOp, fabric: Fabric) -> Any:
@@ -153,17 +161,18 @@ def mixed_roofline(loads: list[SectionLoad], compulsory_bytes: int, fabric: Fabr
     return Roofline(sum(per_dtype.values()), compulsory_bytes, compute_s, memory_s, max(compute_s, memory_s), bound)
 
 
-def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, Any]:
-    """The compile report: sections, kernels, units, bytes per tier, time, roofline.
+def build_report(module: ModuleOp, fabric: Fabric, opt_level: int, fn: func.FuncOp | None = None) -> dict[str, Any]:
+    """The compile report: sections, kernels, units, bytes per tier, time, roofline (of
+    `fn`, by default the module's first function: one stage program, `cost.pipeline`).
 
     Times are the static bandwidth model's estimates (seconds) on `fabric`; bytes are
     bytes; the roofline is FLOPs / peak and compulsory bytes (arguments read once,
     results written once) / HBM bandwidth.
     """
-    fn = _main(module)
+    fn = fn if fn is not None else _main(module)
     sections = [op for op in fn.body.block.ops if isinstance(op, rdu.SectionOp)]
     networks = [section_network(s, fabric) for s in sections]
-    loads = [section_load(s, n.max_link_bytes if n is not None else 0) for s, n in zip(sections, networks, strict=True)]
+    loads = [section_load(s, n.max_link_bytes if n is not None else 0, fabric) for s, n in zip(sections, networks, strict=True)]
     cost = program_cost(loads, fabric)
     flops = sum(k.flops for ld in loads for k in ld.kernels)
     compulsory = _compulsory_bytes(fn, sections)
@@ -181,6 +190,7 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, 
                 "pmus": sum(kl.pmus for kl in ld.kernels),
                 "hbm_bytes": ld.hbm_bytes,
                 "ddr_bytes": ld.ddr_bytes,
+                "gather_bytes": ld.gather_bytes,
                 "cost": sc.to_dict(),
                 "network": network_report(net, sc.to_dict(), fabric),
                 "reason": s.reason.data if s.reason else "",
@@ -198,6 +208,8 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int) -> dict[str, 
             "flops": flops,
             "hbm_bytes": sum(ld.hbm_bytes for ld in loads),
             "ddr_bytes": sum(ld.ddr_bytes for ld in loads),
+            "gather_bytes": {t: {w: sum(ld.gather_bytes[t][w] for ld in loads if ld.gather_bytes) for w in ("requested", "charged")}
+                             for t in ("hbm", "ddr")},
             "hbm_peak_bytes": hbm_peak.value.data if isinstance(hbm_peak, IntegerAttr) else 0,
             "ddr_peak_bytes": ddr_peak.value.data if isinstance(ddr_peak, IntegerAttr) else 0,
             "estimated_s": total,

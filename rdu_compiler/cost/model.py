@@ -70,6 +70,9 @@ class SectionLoad:
     hbm_bytes: int
     ddr_bytes: int
     max_link_bytes: float = 0
+    #: {tier: {"requested": B, "charged": B}}: gathered bytes (included in hbm/ddr_bytes)
+    #: as requested and as charged at the tier's access granularity; None: not counted.
+    gather_bytes: dict[str, dict[str, int]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,7 @@ class SectionLoad:
             "hbm_bytes": self.hbm_bytes,
             "ddr_bytes": self.ddr_bytes,
             "max_link_bytes": self.max_link_bytes,
+            "gather_bytes": self.gather_bytes,
         }
 
 

@@ -26,6 +26,7 @@ every *bytes_per_cycle             2^16                64
 [agcu].count                       2 x [grid].rows     32
 [hbm|ddr].capacity_bytes           1 PiB (2^50)        64 GiB, 1.5 TiB
 [hbm|ddr].bytes_per_s, p2p         1e15 B/s            1.8e12, 2e11
+[hbm|ddr].burst_bytes (optional)   4096                64, 64 (default 64)
 [fabric].clock_hz                  1e11 Hz             1.6e9
 [launch].*_s                       1 s                 1e-5, 1e-6
 [sockets].count                    1024                1 (node8: 8, rack16: 16)
@@ -138,10 +139,13 @@ class AGCUSpec:
 
 @dataclass(frozen=True)
 class TierSpec:
-    """An off-chip memory tier (HBM or DDR): capacity in bytes, bandwidth in bytes/s."""
+    """An off-chip memory tier (HBM or DDR): capacity in bytes, bandwidth in bytes/s, and
+    its access granularity ``burst_bytes`` (a gather reads each run of contiguous bytes
+    rounded up to it; 64 when the spec does not say: see ``presets/sn40l.toml``, [NF])."""
 
     capacity_bytes: int
     bytes_per_s: float
+    burst_bytes: int = 64
 
 
 @dataclass(frozen=True)
@@ -248,8 +252,8 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "pcu": {"lanes": "int", "stages": "int", "flops_per_cycle": "table"},
     "pmu": {"capacity_bytes": "int", "banks": "int", "bytes_per_cycle": "int"},
     "agcu": {"count": "int", "bytes_per_cycle": "int"},
-    "hbm": {"capacity_bytes": "int", "bytes_per_s": "float"},
-    "ddr": {"capacity_bytes": "int", "bytes_per_s": "float"},
+    "hbm": {"capacity_bytes": "int", "bytes_per_s": "float", "burst_bytes": "int"},
+    "ddr": {"capacity_bytes": "int", "bytes_per_s": "float", "burst_bytes": "int"},
     "network": {"link_bytes_per_cycle": "int"},
     "launch": {"program_load_s": "float", "argument_load_s": "float"},
     "sockets": {"count": "int", "p2p_bytes_per_s": "float", "topology": "str", "hop_latency_s": "float",
@@ -276,6 +280,8 @@ LIMITS: dict[str, int | float] = {
     "[ddr].capacity_bytes": 1 << 50,
     "[hbm].bytes_per_s": 1e15,
     "[ddr].bytes_per_s": 1e15,
+    "[hbm].burst_bytes": 4096,
+    "[ddr].burst_bytes": 4096,
     "[sockets].p2p_bytes_per_s": 1e15,
     "[fabric].clock_hz": 1e11,
     "[launch].program_load_s": 1.0,
@@ -354,8 +360,8 @@ def _parse_fabric(text: str, source: str, where: str, base_dir: Path | None = No
             r.get_int("pmu", "bytes_per_cycle"),
         ),
         agcu=AGCUSpec(r.get_int("agcu", "count"), r.get_int("agcu", "bytes_per_cycle")),
-        hbm=TierSpec(r.get_int("hbm", "capacity_bytes"), r.get_float("hbm", "bytes_per_s")),
-        ddr=TierSpec(r.get_int("ddr", "capacity_bytes"), r.get_float("ddr", "bytes_per_s")),
+        hbm=TierSpec(r.get_int("hbm", "capacity_bytes"), r.get_float("hbm", "bytes_per_s"), r.get_int_or("hbm", "burst_bytes", 64)),
+        ddr=TierSpec(r.get_int("ddr", "capacity_bytes"), r.get_float("ddr", "bytes_per_s"), r.get_int_or("ddr", "burst_bytes", 64)),
         link_bytes_per_cycle=r.get_int("network", "link_bytes_per_cycle"),
         program_load_s=r.get_float("launch", "program_load_s"),
         argument_load_s=r.get_float("launch", "argument_load_s"),
@@ -489,6 +495,10 @@ class _Reader:
     def get_int(self, table: str, key: str) -> int:
         label = f"[{table}].{key}"
         return self._bounded(label, self._positive_int(label, self._get(table, key)), LIMITS.get(label))
+
+    def get_int_or(self, table: str, key: str, default: int) -> int:
+        """``get_int``, or ``default`` when the table does not give the field."""
+        return self.get_int(table, key) if key in self.doc.get(table, {}) else default
 
     def get_float(self, table: str, key: str) -> float:
         label = f"[{table}].{key}"

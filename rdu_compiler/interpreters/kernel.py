@@ -24,7 +24,13 @@ from rdu_compiler.interpreters.payload import CompiledPayload, TileContext
 from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access, tiles
 from rdu_compiler.kernel.facts import kernel_facts
-from rdu_compiler.kernel.payload import COMBINERS, IndexSelect, contraction_dims, reduction_plan
+from rdu_compiler.kernel.payload import (
+    COMBINERS,
+    IndexSelect,
+    contraction_dims,
+    reduction_combiner,
+    reduction_plan,
+)
 from rdu_compiler.kernel.traffic import counted_operands
 
 
@@ -92,12 +98,16 @@ class KernelExecutor:
         self.used = facts.used
         self.counted = counted_operands(kernel)  # the cost model's rule (kernel.traffic)
         self.kind = facts.kind
+        self.gather_burst = 1  # bytes per gather access; the emulator sets its tier's (TierSpec.burst_bytes)
         if facts.non_projection_output() is not None:
             raise EmulatorError(f"kernel '{self.name}': output access pattern must be a projection")
         self.contraction: tuple[int, int] | None = None
         self.combiners: list[tuple[str, int]] = []
         if self.kind == Pattern.SCAN:
             self.payload = CompiledPayload(block, self.name, inplace=self.inplace)
+            return
+        if self.kind == Pattern.SCATTER:
+            self._setup_scatter(kernel)
             return
         if not self.red:
             self.payload = CompiledPayload(block, self.name, inplace=self.inplace)
@@ -168,6 +178,8 @@ class KernelExecutor:
             self._check_buffers(ins, inits)
         if self.kind == Pattern.SCAN:
             return self._scan(ins, inits, results, stats)
+        if self.kind == Pattern.SCATTER:
+            return self._scatter(ins, inits, caps, results, stats)
         operands = list(ins) + list(inits)
         order = list(self.par) + list(self.red)
         current_par: tuple[int, ...] | None = None
@@ -185,7 +197,7 @@ class KernelExecutor:
             stats.tiles += 1
             self._count(operands, starts, sizes, stats)
             args = self._args(operands, caps, starts, sizes, include_inits=not self.red)
-            ctx = TileContext(starts, sizes)
+            ctx = TileContext(starts, sizes, self.gather_burst)
             if not self.red:
                 vals = self.payload.run(args, ctx)
                 self._write(results, [vals[s] for s in self.payload.yield_slots], starts, sizes)
@@ -212,7 +224,10 @@ class KernelExecutor:
             if not acc.forms:
                 continue  # scalars live in PCU registers
             itemsize = _itemsize(operands[i])
-            need = math.prod(acc.extent(zeros, full)) * itemsize * buf.depth.data
+            elements = math.prod(acc.extent(zeros, full))
+            if self.kind == Pattern.SCATTER and i >= self.n_in:  # the resident destination
+                elements = math.prod(operands[i].shape)
+            need = elements * itemsize * buf.depth.data
             have = buf.pmus.data * buf.pmu_capacity.data
             if need > have:
                 raise EmulatorError(
@@ -296,6 +311,78 @@ class KernelExecutor:
                 slice(starts[c.index(1)], starts[c.index(1)] + sizes[c.index(1)]) if any(c) else k for c, k in acc.forms
             )
             res[index] = tile
+
+    # ------------------------------------------------------------------ scatter
+
+    def _setup_scatter(self, kernel: KernelOp) -> None:
+        """A scatter's payload yields `combine(update, acc)` with a known combiner (applied
+        with the combiner's `ufunc.at`, in domain order) or a value that does not read the
+        accumulator (a plain write: the last one wins)."""
+        block = kernel.body.block
+        acc = block.args[self.n_in]
+        yielded = block.last_op.operands[0]  # type: ignore[union-attr]
+        self.scatter_dims = int_values(kernel.scatter_dims)  # type: ignore[arg-type]
+        self.scatter_ufunc: str = ""
+        if acc.uses:
+            found = reduction_combiner(block, acc, yielded)
+            if found is None:
+                raise EmulatorError(
+                    f"kernel '{self.name}': the scatter's payload is not 'combine(update, acc)' with combine one of "
+                    f"{sorted(COMBINERS)}; refusing rather than guessing"
+                )
+            self.scatter_ufunc = COMBINERS[found[0]]
+            skip = {yielded.owner} if isinstance(yielded.owner, Operation) else set()
+            self.payload = CompiledPayload(block, self.name, skip)
+            self.scatter_slot = self.payload.slots[found[1]]
+        else:
+            self.payload = CompiledPayload(block, self.name)
+            self.scatter_slot = self.payload.yield_slots[0]
+
+    def _scatter(self, ins: list[Any], inits: list[Any], caps: list[Any], results: list[np.ndarray], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
+        """Tile by tile over the updates: each point's value goes to the destination at its
+        map plus its index columns (bounds-checked), combined in domain order."""
+        dest_in = inits[0]
+        if isinstance(dest_in, Empty):
+            raise EmulatorError(f"kernel '{self.name}': scatter into an uninitialised tensor")
+        dest = results[0]
+        dest[...] = np.asarray(dest_in)
+        stats.operand_bytes[self.n_in] = dest.nbytes if self.counted[self.n_in] else 0
+        operands = list(ins) + list(inits)
+        rank = len(self.domain)
+        for starts, sizes in tiles(self.domain, self.tile, list(range(rank))):
+            stats.tiles += 1
+            for i in range(self.n_in):
+                if self.counted[i] and not isinstance(operands[i], Empty):
+                    stats.operand_bytes[i] += math.prod(self.accesses[i].extent(starts, sizes)) * _itemsize(operands[i])
+            args = self._args(operands, caps, starts, sizes, include_inits=False)
+            ctx = TileContext(starts, sizes, self.gather_burst)
+            vals = self.payload.run(args, ctx)
+            stats.gathered_bytes += ctx.gathered_bytes
+            value = np.broadcast_to(np.asarray(vals[self.scatter_slot], dtype=dest.dtype), sizes).reshape(-1)
+            grids = [np.arange(s, s + n).reshape([n if j == d else 1 for j in range(rank)]) for d, (s, n) in enumerate(zip(starts, sizes, strict=True))]
+            coords = []
+            for coeffs, const in self.accesses[self.n_in].forms:
+                coords.append(np.broadcast_to(const + sum(c * grids[d] for d, c in enumerate(coeffs) if c), sizes).astype(np.int64))
+            for c, d in enumerate(self.scatter_dims):
+                col = np.broadcast_to(np.asarray(_gather(operands[c], self.accesses[c], starts, sizes)), sizes).astype(np.int64)
+                coords[d] = coords[d] + col
+            flat_coords = [x.reshape(-1) for x in coords]
+            for d, x in enumerate(flat_coords):
+                bad = (x < 0) | (x >= dest.shape[d])
+                if bad.any():
+                    raise EmulatorError(
+                        f"kernel '{self.name}': scatter index {int(x[bad][0])} is out of bounds for dim {d} of the "
+                        f"destination {list(dest.shape)}; check the model's indices"
+                    )
+            if self.scatter_ufunc:
+                getattr(np, self.scatter_ufunc).at(dest, tuple(flat_coords), value)
+            else:  # a plain write, in domain order: the last write to a point wins
+                flat = np.asarray(np.ravel_multi_index(tuple(flat_coords), dest.shape), dtype=np.int64)
+                _, first_from_end = np.unique(flat[::-1], return_index=True)
+                last = flat.size - 1 - first_from_end
+                dest.reshape(-1)[flat[last]] = value[last]
+        stats.result_bytes = dest.nbytes
+        return results, stats
 
     def _scan(self, ins: list[Any], inits: list[Any], results: list[np.ndarray], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
         dim = self.kernel.scan_dim.value.data  # type: ignore[union-attr]

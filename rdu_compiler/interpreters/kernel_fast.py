@@ -195,7 +195,7 @@ class PreparedKernelExecutor(KernelExecutor):
 
     def run(self, ins: list[Any], inits: list[Any], caps: list[Any], check_buffers: bool = True) -> tuple[list[np.ndarray], KernelStats]:
         """Execute every tile (as `KernelExecutor.run`: same values, same stats)."""
-        if self.kind == Pattern.SCAN:
+        if self.kind in (Pattern.SCAN, Pattern.SCATTER):
             return super().run(ins, inits, caps, check_buffers)
         operands = list(ins) + list(inits)
         key = tuple([(getattr(x, "dtype", None), type(x) is Empty) for x in operands])  # what the plan depends on
@@ -237,7 +237,7 @@ class PreparedKernelExecutor(KernelExecutor):
             if self.roles is not None:
                 accs = self._contract_into(args, accs, t.sizes)
             else:
-                ctx = TileContext(t.starts, t.sizes)
+                ctx = TileContext(t.starts, t.sizes, self.gather_burst)
                 if not self.red:
                     vals = self.payload.run(args, ctx)
                     values = [vals[s] for s in self.payload.yield_slots]

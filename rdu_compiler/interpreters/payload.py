@@ -36,6 +36,7 @@ from rdu_compiler.dialects import rdu
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.ir import op_name
+from rdu_compiler.kernel.traffic import burst_round, gather_run_dim
 
 OpKey = type[Operation] | str
 
@@ -149,10 +150,11 @@ _CMPI = [
 class TileContext:
     """What a payload sees of the tile it runs on: index grids and gather accounting."""
 
-    def __init__(self, starts: tuple[int, ...], sizes: tuple[int, ...]):
+    def __init__(self, starts: tuple[int, ...], sizes: tuple[int, ...], burst: int = 1):
         self.starts = starts
         self.sizes = sizes
         self.points = math_prod(sizes)
+        self.burst = burst  # the gather tier's access granularity, bytes (1: elements)
         self.gathered_bytes = 0
 
     def index_grid(self, dim: int) -> np.ndarray:
@@ -385,6 +387,7 @@ class CompiledPayload:
     def _extract(self, op: Operation, ins: list[int], out: int) -> Step:
         t, *idx = ins
         itemsize = numpy_dtype(op.results[0].type).itemsize
+        run_dim = gather_run_dim(op) if isinstance(op, tensor.ExtractOp) else None
 
         def extract(vals: list[Any], ctx: TileContext) -> None:
             table = vals[t]
@@ -397,7 +400,8 @@ class CompiledPayload:
                         "refuses the run. Pass indices within the table size."
                     )
             vals[out] = table[tuple(indices)]
-            ctx.gathered_bytes += ctx.points * itemsize
+            run = ctx.sizes[run_dim] if run_dim is not None else 1  # contiguous elements per access
+            ctx.gathered_bytes += ctx.points // run * burst_round(run * itemsize, ctx.burst)
 
         return extract
 

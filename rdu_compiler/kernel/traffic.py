@@ -11,7 +11,12 @@ operand, FLOPs, tier of each off-chip read) and checked by the emulator's counte
   tiled loop nest (re-read once per tile of every loop it does not depend on);
 - off-chip reads are charged to the tier of the `rdu.load` they come from, through views
   and pads (`follow_tiers`); a concat reads its loaded parts once into its buffer;
-- a gather (`tensor.extract`) reads one element per domain point from its capture's tier.
+- a gather (`tensor.extract`) reads one element per domain point from its capture's tier,
+  charged there at the tier's access granularity (`gathered_bytes(k, burst)`: each run of
+  contiguous elements in a tile rounded up to whole bursts);
+- a scatter's destination (its init) is its accumulator, resident in its PMUs for the whole
+  kernel: its buffer holds the whole destination, which is read once (unless it is
+  `tensor.empty`) and written once; its index and update inputs follow the rule above.
 """
 
 from __future__ import annotations
@@ -46,12 +51,15 @@ def operand_tile_bytes(kernel: KernelOp, tile: Sequence[int]) -> list[int]:
     """
     out = []
     operands = [*kernel.inputs, *kernel.inits]
-    for value, amap in zip(operands, kernel.indexing_maps.data, strict=True):
+    scatter = kernel.kind.data == Pattern.SCATTER
+    for i, (value, amap) in enumerate(zip(operands, kernel.indexing_maps.data, strict=True)):
         access = Access.from_map(amap.data)
         if not access.forms:
             out.append(0)
-            continue
-        out.append(tile_elements(access, tile) * itemsize(value.type))
+        elif scatter and i >= len(kernel.inputs):  # the resident destination, whole
+            out.append(math.prod(rdu.shape_of(value.type)) * itemsize(value.type))
+        else:
+            out.append(tile_elements(access, tile) * itemsize(value.type))
     return out
 
 
@@ -89,7 +97,7 @@ def counted_operands(k: rdu.KernelOp) -> list[bool]:
     (no access forms: PCU registers), not `tensor.empty`, and an init only when there is a
     reduction loop or the payload reads its block argument. The cost model counts these
     operands' traffic; the emulator counts the same ones (`KernelExecutor`)."""
-    red = bool(k.reduction_dims)
+    red = bool(k.reduction_dims) or k.kind.data == Pattern.SCATTER  # a scatter keeps what it does not write
     block = k.body.block
     out = []
     for i, (v, amap) in enumerate(zip([*k.inputs, *k.inits], k.indexing_maps.data, strict=True)):
@@ -100,14 +108,17 @@ def counted_operands(k: rdu.KernelOp) -> list[bool]:
 
 def kernel_traffic(k: rdu.KernelOp) -> list[int]:
     """Bytes each input/init operand moves over the whole tiled loop nest (0: not counted).
-    A scan reads its input once, whole."""
+    A scan reads its input once, whole; a scatter its destination once, whole."""
     if k.kind.data == rdu.Pattern.SCAN:
         return [math.prod(rdu.shape_of(k.inputs[0].type)) * itemsize(k.inputs[0].type)] + [0] * len(k.inits)
     out = []
     operands = [*k.inputs, *k.inits]
-    for v, amap, counted in zip(operands, k.indexing_maps.data, counted_operands(k), strict=True):
+    for i, (v, amap, counted) in enumerate(zip(operands, k.indexing_maps.data, counted_operands(k), strict=True)):
         if not counted:
             out.append(0)
+            continue
+        if k.kind.data == rdu.Pattern.SCATTER and i >= len(k.inputs):
+            out.append(math.prod(rdu.shape_of(v.type)) * itemsize(v.type))
             continue
         out.append(traffic_elements(Access.from_map(amap.data), k.domain_sizes, k.tile_sizes) * itemsize(v.type))
     return out
@@ -144,11 +155,48 @@ def gather_tier(k: rdu.KernelOp) -> str:
     return "hbm"
 
 
-def gathered_bytes(k: rdu.KernelOp) -> int:
-    """Bytes a kernel's gathers (`tensor.extract` in the payload) read: one element per
-    iteration-domain point each."""
-    extracts = [o for o in k.body.block.walk() if isinstance(o, tensor.ExtractOp)]
-    return sum(math.prod(k.domain_sizes) * itemsize(o.result.type) for o in extracts)
+def gather_run_dim(op: tensor.ExtractOp) -> int | None:
+    """The loop whose counter is a gather's innermost table index (through index casts), or
+    None. Consecutive points of that loop read consecutive elements: the gather reads one
+    contiguous run per row of the tile along it. Otherwise every element is its own access."""
+    if not op.indices:
+        return None
+    v = op.indices[-1]
+    while isinstance(v.owner, arith.IndexCastOp):
+        v = v.owner.operands[0]
+    return v.owner.dim.value.data if isinstance(v.owner, rdu.IndexOp) else None
+
+
+def burst_round(nbytes: int, burst: int) -> int:
+    """`nbytes` rounded up to a whole number of `burst`-byte accesses."""
+    return -(-nbytes // burst) * burst
+
+
+def gathered_bytes(k: rdu.KernelOp, burst: int = 1) -> int:
+    """Bytes a kernel's gathers (`tensor.extract` in the payload) read from their tier.
+
+    `burst = 1`: the elements requested, one per iteration-domain point each. With the
+    tier's access granularity `burst` (`TierSpec.burst_bytes`): each tile reads, per point
+    of its other loops, one run of `tile[d]` contiguous elements along the gather's
+    innermost loop d (`gather_run_dim`), rounded up to whole bursts; a gather whose
+    innermost index is computed from data reads a burst per element. Over the tiled loop
+    nest: `points / domain[d] * sum over d's tiles of burst_round(size * itemsize)`.
+    """
+    points = math.prod(k.domain_sizes)
+    total = 0
+    for o in k.body.block.walk():
+        if not isinstance(o, tensor.ExtractOp):
+            continue
+        size = itemsize(o.result.type)
+        d = gather_run_dim(o)
+        if d is None:
+            total += points * burst_round(size, burst)
+            continue
+        dom, tile = k.domain_sizes[d], min(k.tile_sizes[d], k.domain_sizes[d])
+        full, rest = divmod(dom, tile)
+        runs = full * burst_round(tile * size, burst) + (burst_round(rest * size, burst) if rest else 0)
+        total += points // dom * runs
+    return total
 
 
 def compute_dtype(k: rdu.KernelOp) -> str:

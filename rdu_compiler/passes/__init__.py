@@ -31,10 +31,22 @@ def _fold_views() -> type[ModulePass]:
     return RduFoldViewsPass
 
 
+def _shard() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_shard import RduShardPass
+
+    return RduShardPass
+
+
 def _fuse() -> type[ModulePass]:
     from rdu_compiler.passes.rdu_fuse import RduFusePass
 
     return RduFusePass
+
+
+def _pipeline() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_pipeline import RduPipelinePass
+
+    return RduPipelinePass
 
 
 def _tile() -> type[ModulePass]:
@@ -68,7 +80,9 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "rdu-convert-linalg": _convert,
         "rdu-inline-splats": _inline_splats,
         "rdu-fold-views": _fold_views,
+        "rdu-shard": _shard,
         "rdu-fuse": _fuse,
+        "rdu-pipeline": _pipeline,
         "rdu-tile": _tile,
         "rdu-section": _section,
         "rdu-allocate": _allocate,

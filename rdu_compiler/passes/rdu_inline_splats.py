@@ -71,7 +71,8 @@ class InlineSplatOperands(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, kernel: rdu.KernelOp, rewriter: PatternRewriter) -> None:
         n_in, n_init = len(kernel.inputs), len(kernel.inits)
-        in_splats = {i: a for i, v in enumerate(kernel.inputs) if (a := splat_scalar(v)) is not None}
+        first = len(kernel.scatter_dims.get_values()) if kernel.scatter_dims is not None else 0  # a scatter's index inputs stay
+        in_splats = {i: a for i, v in enumerate(kernel.inputs) if i >= first and (a := splat_scalar(v)) is not None}
         block = kernel.body.block
         reduction = bool(kernel.reduction_dims) and kernel.kind.data != rdu.Pattern.SCAN
         fills = list(kernel.init_fills.get_values()) if kernel.init_fills is not None else [-1] * n_init

@@ -130,6 +130,27 @@ def plan_by_cost(fn: func.FuncOp, fabric: Fabric) -> list[_Group]:
     return groups
 
 
+def cut_at_collectives(fn: func.FuncOp, groups: list[_Group]) -> list[_Group]:
+    """Split every group at the tensor-parallel ops (`rdu.all_reduce`, `rdu.all_gather`,
+    `rdu.shard`) between its ops: they take and give off-chip tensors, so a section ends
+    before one and the next starts after it."""
+    position = {op: i for i, op in enumerate(fn.body.block.ops)}
+    cuts = sorted(position[op] for op in fn.body.block.ops if isinstance(op, rdu.TP_OPS))
+    if not cuts:
+        return groups
+    out: list[_Group] = []
+    for g in groups:
+        run = _Group(reason=g.reason)
+        for op in g.ops:
+            if run.ops and any(position[run.ops[-1]] < c < position[op] for c in cuts):
+                run.reason = "a collective follows: the sockets exchange data between sections"
+                out.append(run)
+                run = _Group(reason=g.reason)
+            run.ops.append(op)
+        out.append(run)
+    return out
+
+
 def plan_sections(fn: func.FuncOp, fabric: Fabric, per_op: bool) -> list[_Group]:
     """First fit: kernels join the open section until the fabric is full (-O0: one each)."""
     groups: list[_Group] = []
@@ -247,5 +268,6 @@ class RduSectionPass(ModulePass):
             _hoist_constants(fn)
             by_cost = self.strategy == "cost" and not self.per_op
             groups = plan_by_cost(fn, fabric) if by_cost else plan_sections(fn, fabric, self.per_op)
+            groups = cut_at_collectives(fn, groups)
             for i, group in enumerate(groups):
                 build_section(fn, group, f"s{i}", fabric)

@@ -81,9 +81,13 @@ class EmulatorStats:
 class Emulator:
     """Compiled once per program; `run` may be called many times."""
 
-    def __init__(self, module: ModuleOp, fabric: Fabric, prepared: bool = True):
-        """`prepared`: run kernels with `PreparedKernelExecutor` (the per-tile bookkeeping
-        done once; the same values, bit for bit); False runs the general `KernelExecutor`.
+    def __init__(self, module: ModuleOp, fabric: Fabric, fn: func.FuncOp | None = None, prepared: bool = True):
+        """`fn`: the function to run (one stage program of a pipelined module, see
+        `runtime.stages`); by default the module's only function. Its `rdu.send` /
+        `rdu.recv` go through `self.channels` (channel id -> array), which the caller shares
+        between the stages. `prepared`: run kernels with `PreparedKernelExecutor` (the
+        per-tile bookkeeping done once; the same values, bit for bit); False runs the
+        general `KernelExecutor`.
 
         Raises: EmulatorError: the module does not verify, names a fabric other than
         `fabric`, or breaks a capacity or placement rule of `fabric`."""
@@ -95,9 +99,11 @@ class Emulator:
         self.module = module
         self.fabric = fabric
         fns = [op for op in module.ops if isinstance(op, func.FuncOp)]
-        if len(fns) != 1:
-            raise EmulatorError(f"expected one function in the program, found {len(fns)}")
-        self.fn = fns[0]
+        if fn is None and len(fns) != 1:
+            raise EmulatorError(f"expected one function in the program, found {len(fns)} (a pipelined program "
+                                "runs on runtime.stages.StagedEmulator)")
+        self.fn = fn if fn is not None else fns[0]
+        self.channels: dict[int, Any] = {}
         self.executors: dict[rdu.KernelOp, KernelExecutor] = {}
         self._steps: dict[rdu.SectionOp, list[tuple[Any, ...]]] = {}
         self._constants: dict[Operation, Any] = {}
@@ -114,6 +120,8 @@ class Emulator:
                 self._check_section(op)
                 for k in op.kernels():
                     self.executors[k] = PreparedKernelExecutor(k) if prepared else KernelExecutor(k)
+                    # gathers are charged at their tier's access granularity (kernel.traffic.gathered_bytes)
+                    self.executors[k].gather_burst = getattr(fabric, gather_tier(k)).burst_bytes
         if named is not None and _comparable(named) != _comparable(fabric):  # after the sections: their reasons are sharper
             raise EmulatorError(
                 f"the program was compiled for fabric '{named.name}' ({module.attributes[FABRIC_ATTR]}) but the "
@@ -143,17 +151,17 @@ class Emulator:
         Raises:
             EmulatorError: wrong arguments, a broken capacity rule, a failed runtime check.
         """
+        from rdu_compiler.passes.shard_layout import module_tp
+
+        if module_tp(self.module) > 1:
+            raise EmulatorError(
+                f"the program is sharded for tp = {module_tp(self.module)} sockets (rdu-shard); run it on the "
+                "node emulator (rdu_compiler.runtime.node.NodeEmulator), which runs every socket's program"
+            )
         block = self.fn.body.block
-        if len(args) != len(block.args):
-            raise EmulatorError(f"the program takes {len(block.args)} arguments, got {len(args)}")
-        env: dict[SSAValue, Any] = {}
-        if self._arg_types is None:
-            self._arg_types = [(rdu.shape_of(a.type), numpy_dtype(rdu.element_type_of(a.type))) for a in block.args]
+        env = self.bind(args)
+        if not self._top:
             self._top = [(op, isinstance(op, rdu.SectionOp), isinstance(op, func.ReturnOp)) for op in block.ops]
-        for a, v, (want, dtype) in zip(block.args, args, self._arg_types, strict=True):
-            if tuple(np.shape(v)) != want:
-                raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
-            env[a] = _argument(a.index, v, dtype)
         stats = EmulatorStats()
         start = time.perf_counter()
         outputs: list[np.ndarray] = []
@@ -169,6 +177,25 @@ class Emulator:
                 self._run_plain(op, env)
         stats.wall_s = time.perf_counter() - start
         return outputs, stats
+
+    def bind(self, args: list[np.ndarray]) -> dict[SSAValue, Any]:
+        """The environment with the function's arguments bound to `args` (shapes checked,
+        dtypes converted as `run` does).
+
+        Raises:
+            EmulatorError: a wrong number of arguments, a wrong shape, an inexact conversion.
+        """
+        block = self.fn.body.block
+        if len(args) != len(block.args):
+            raise EmulatorError(f"the program takes {len(block.args)} arguments, got {len(args)}")
+        if self._arg_types is None:
+            self._arg_types = [(rdu.shape_of(a.type), numpy_dtype(rdu.element_type_of(a.type))) for a in block.args]
+        env: dict[SSAValue, Any] = {}
+        for a, v, (want, dtype) in zip(block.args, args, self._arg_types, strict=True):
+            if tuple(np.shape(v)) != want:
+                raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
+            env[a] = _argument(a.index, v, dtype)
+        return env
 
     def _run_section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
         st = SectionStats(section.sym_name.data)
@@ -260,6 +287,13 @@ class Emulator:
         elif isinstance(op, rdu.PadOp):
             low, high = int_values(op.low), int_values(op.high)
             env[op.result] = np.pad(env[op.source], list(zip(low, high, strict=True)), constant_values=env[op.value])
+        elif isinstance(op, rdu.SendOp):
+            self.channels[op.channel.value.data] = np.asarray(env[op.value])
+        elif isinstance(op, rdu.RecvOp):
+            if op.channel.value.data not in self.channels:
+                raise EmulatorError(f"rdu.recv of channel {op.channel.value.data}: nothing was sent on it; run the "
+                                    "stage programs in stage order (runtime.stages.StagedEmulator)")
+            env[op.result] = self.channels.pop(op.channel.value.data)
         else:
             raise EmulatorError(f"op '{op.name}' cannot run on the emulator")
 

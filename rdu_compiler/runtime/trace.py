@@ -7,6 +7,10 @@ lasts its own modelled time (`KernelCost.time_s`: max of its compute and PMU tim
 its units), so the tracks show which stage is the slowest in each section. One track
 per kernel, plus a "sections" track whose slices name the resource that binds.
 
+A tensor-parallel program (`report["sockets"]`, cost/node.py) adds one process per socket:
+its sections and, between them, the collectives (all-reduce / all-gather, modelled time
+from `cost.collectives`), then the call's sync.
+
 When the emulator has run, a second process shows each section's emulator wall time on
 the host (its own time axis, also in microseconds, sections back to back).
 """
@@ -19,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-MODEL_PID, EMULATOR_PID = 1, 2
+MODEL_PID, EMULATOR_PID, SOCKET_PID = 1, 2, 10  # socket r of a tensor-parallel program: pid 10 + r
 
 
 def trace_events(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -49,6 +53,7 @@ def trace_events(report: dict[str, Any]) -> list[dict[str, Any]]:
                          if f in loads.get(k["name"], {})})
             events.append(_slice(MODEL_PID, tids[k["name"]], k["name"], start + c["launch_s"], k["time_s"], args))
         start += c["total_s"]
+    events += _socket_events(report)
     emu = report.get("emulator")
     if emu:
         events.append(_meta(EMULATOR_PID, 0, "process_name", "emulator, host wall clock (us)"))
@@ -95,3 +100,26 @@ def _meta(pid: int, tid: int, name: str, value: str) -> dict[str, Any]:
 
 def _slice(pid: int, tid: int, name: str, start_s: float, dur_s: float, args: dict[str, Any]) -> dict[str, Any]:
     return {"ph": "X", "pid": pid, "tid": tid, "name": name, "ts": start_s * 1e6, "dur": dur_s * 1e6, "args": args}
+
+
+def _socket_events(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One process per socket: sections back to back, collectives where the program has
+    them (`after_sections`), the sync at the end (modelled time, us)."""
+    events: list[dict[str, Any]] = []
+    sections, collectives = report.get("sections", []), report.get("collectives", [])
+    for sock in report.get("sockets", []):
+        pid = SOCKET_PID + sock["socket"]
+        events.append(_meta(pid, 0, "process_name", f"socket {sock['socket']}, modelled time (us)"))
+        events.append(_meta(pid, 0, "thread_name", "sections and collectives"))
+        t = 0.0
+        for i, s in enumerate([*sections, None]):
+            for c in collectives:
+                if c.get("after_sections") == i:
+                    events.append(_slice(pid, 0, c["op"], t, c["seconds"], {
+                        "bytes_per_socket": c["bytes_per_socket"], "algorithm": c["algorithm"], "group": c["group"]}))
+                    t += c["seconds"]
+            if s is not None:
+                events.append(_slice(pid, 0, s["name"], t, s["cost"]["total_s"], {"bound": s["cost"]["bound"]}))
+                t += s["cost"]["total_s"]
+        events.append(_slice(pid, 0, "sync", t, sock["sync_s"], {}))
+    return events

@@ -11,7 +11,7 @@ def write_plots(result: Any, base_rows: int, directory: str) -> list[str]:
     """Write ttft_cdf.png, tbt_cdf.png and (spatial policies) split.png under `directory`
     (created); each file is written to a temporary and renamed. Returns the paths.
 
-    `result` is a `sim.SimResult`; `base_rows` the fabric's rows (for the share axis)."""
+    `result` is a `sim.SimResult` or `node.NodeResult`; `base_rows` the fabric's rows (for the share axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +36,7 @@ def write_plots(result: Any, base_rows: int, directory: str) -> list[str]:
         ax.grid(alpha=0.3)
         paths.append(_save(fig, os.path.join(directory, name)))
         plt.close(fig)
-    if result.splits:
+    if getattr(result, "splits", None):  # a node.NodeResult has none
         fig, ax = plt.subplots(figsize=(6, 4))
         end = max((r.finish or 0.0) for r in result.records)
         ts = [t for t, _ in result.splits] + [end]

@@ -18,7 +18,9 @@
   TBT, so running requests finish and free KV). With nothing to prefill, decode takes the
   largest share; with nothing to decode, prefill does. Prefill takes shortest prompt first,
   decode is first come first served.
-- `disaggregated`: refused (needs several sockets: issue 13).
+- `disaggregated` / `disaggregated:P:D` (DistServe, Splitwise): prefill on P sockets of a
+  node and decode on D others, the KV cache sent over the inter-RDU links; plain
+  `disaggregated` sweeps the splits. Runs on a node only (`node.simulate_node`).
 """
 
 from __future__ import annotations
@@ -35,29 +37,39 @@ class PolicyError(RduError):
 
 @dataclass(frozen=True)
 class Policy:
-    """A parsed policy. kind: "chunked" | "static" | "nexus"; share: prefill share (static);
-    chunk_tokens: chunked's token budget per step; hysteresis, kv_switch: nexus's knobs."""
+    """A parsed policy. kind: "chunked" | "static" | "nexus" | "disaggregated"; share:
+    prefill share (static); chunk_tokens: chunked's token budget per step; hysteresis,
+    kv_switch: nexus's knobs; prefill_sockets, decode_sockets: disaggregated's split
+    (0, 0 = sweep every split of the node's sockets)."""
 
     kind: str
     share: float = 0.5
     chunk_tokens: int = 512
     hysteresis: float = 0.05
     kv_switch: float = 0.7
+    prefill_sockets: int = 0
+    decode_sockets: int = 0
 
     @property
     def spatial(self) -> bool:
-        return self.kind != "chunked"
+        return self.kind in ("static", "nexus")
 
     @property
     def name(self) -> str:
-        return f"static:{self.share:g}" if self.kind == "static" else self.kind
+        if self.kind == "static":
+            return f"static:{self.share:g}"
+        if self.kind == "disaggregated" and self.prefill_sockets:
+            return f"disaggregated:{self.prefill_sockets}:{self.decode_sockets}"
+        return self.kind
 
 
 def parse_policy(text: str, *, chunk_tokens: int = 512) -> Policy:
-    """`chunked`, `static:F` (0 < F < 1), `nexus`.
+    """`chunked`, `static:F` (0 < F < 1), `nexus`, `disaggregated`, `disaggregated:P:D`
+    (P prefill and D decode sockets, integers >= 1; whether the node has P + D sockets is
+    checked by `node.simulate_node`).
 
     Raises:
-        PolicyError: unknown name, bad F, or `disaggregated` (not available on one socket).
+        PolicyError: unknown name, bad F, or a bad P:D split.
     """
     if text == "chunked":
         if chunk_tokens < 1:
@@ -74,12 +86,14 @@ def parse_policy(text: str, *, chunk_tokens: int = 512) -> Policy:
             raise PolicyError(f"policy {text!r}: F in static:F must be a number strictly between 0 and 1 (the prefill share)")
         return Policy("static", share=share)
     if text == "disaggregated":
-        raise PolicyError(
-            "policy 'disaggregated' puts prefill and decode on different sockets and sends the KV cache "
-            "over the inter-RDU links; that needs the multi-socket support of issue 13, which is not built yet. "
-            "Use nexus, chunked or static:F on one socket"
-        )
-    raise PolicyError(f"unknown policy {text!r}; use chunked, static:F (0 < F < 1), nexus (disaggregated needs issue 13)")
+        return Policy("disaggregated")
+    if text.startswith("disaggregated:"):
+        parts = text.split(":")[1:]
+        if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+            raise PolicyError(f"policy {text!r}: write disaggregated:P:D with P prefill and D decode sockets, whole numbers "
+                              ">= 1 (e.g. disaggregated:1:3), or plain disaggregated to sweep the splits")
+        return Policy("disaggregated", prefill_sockets=int(parts[0]), decode_sockets=int(parts[1]))
+    raise PolicyError(f"unknown policy {text!r}; use chunked, static:F (0 < F < 1), nexus, disaggregated[:P:D]")
 
 
 def spf(waiting: Sequence[int], prompt_of: Callable[[int], int]) -> list[int]:

@@ -5,7 +5,9 @@ first `round(F * rows)` rows, all columns, with `round(F * AGCU count)` AGCUs (a
 at most 2 per row, as `fabric/spec.py` requires). PCUs, PMUs and AGCUs are thus the share's
 own; HBM and DDR keep the whole socket's capacity and bandwidth, because they are shared by
 the programs resident together (`contention.py` charges that sharing). Everything else
-(clock, unit parameters, links, launch overhead) is the base fabric's.
+(clock, unit parameters, links, launch overhead) is the base fabric's. A region is a share
+of one socket: its spec has `[sockets] count = 1` even when the base is a node such as
+`sn40l-node8` (the node's links are used by `serve.disagg`, not by the socket's programs).
 
 The share is written as a TOML file (the compiler's passes name the fabric by path), named
 after the base fabric and the row count, in a directory of the caller's.
@@ -41,8 +43,11 @@ class Region:
 
 
 def fabric_digest(fabric: Fabric) -> str:
-    """A short hash of a fabric's content (for cache keys; the name alone could be reused)."""
-    return hashlib.sha256(_toml(fabric, fabric.rows, fabric.agcu.count, fabric.name).encode()).hexdigest()[:16]
+    """A short hash of one socket's content (for cache keys; the name alone could be reused,
+    and is left out: `sn40l` and a socket of `sn40l-node8` are the same socket)."""
+    text = _toml(fabric, fabric.rows, fabric.agcu.count, "")
+    body = text.split("\n", 1)[1]  # the first line is a comment naming the base and its file
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
 def share_rows(fabric: Fabric, share: float) -> int:
@@ -115,6 +120,6 @@ link_bytes_per_cycle = {f.link_bytes_per_cycle}
 program_load_s = {f.program_load_s!r}
 argument_load_s = {f.argument_load_s!r}
 [sockets]
-count = {f.sockets}
+count = 1
 p2p_bytes_per_s = {f.p2p_bytes_per_s!r}
 """

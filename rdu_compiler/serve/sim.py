@@ -6,7 +6,7 @@ resident together, `contention.steps_together`.
 
 **KV cache.** Capacity = HBM capacity - all weights - activations (the largest prefill
 program's peak HBM less one layer's weights), in blocks of `block_tokens` tokens of
-`ModelSpec.kv_bytes_per_token()` each. A request holds ceil(kv_tokens / block_tokens) blocks.
+`LlamaSpec.kv_bytes_per_token()` each. A request holds ceil(kv_tokens / block_tokens) blocks.
 When a step needs a block and none is free, the most recently admitted request not in
 flight is preempted by recompute (vLLM): its blocks are freed and it waits again at the
 front of the prefill queue with prompt + generated tokens to prefill (that prefill emits
@@ -63,7 +63,7 @@ class SimResult:
     splits: list[tuple[float, int]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: `in` on queues must not compare fields
 class _Req:
     rec: RequestRecord
     seq: int  # admission order (for preemption)
@@ -302,7 +302,7 @@ class _Sim:
 
 def kv_capacity_bytes(lm: LatencyModel) -> int:
     """HBM capacity - weights - activations (bytes); may be <= 0 for a model too big."""
-    return lm.hbm_capacity_bytes - lm.model.weight_bytes() - lm.activation_bytes
+    return lm.hbm_capacity_bytes - lm.model.weight_bytes - lm.activation_bytes
 
 
 def simulate(
@@ -332,6 +332,10 @@ def simulate(
         PolicyError: a bad policy name.
     """
     pol = parse_policy(policy) if isinstance(policy, str) else policy
+    if pol.kind == "disaggregated":
+        raise SimError(f"policy {pol.name} runs prefill and decode on different sockets: use "
+                       "rdu_compiler.serve.simulate_node(requests, latency, policy, sockets=N) (rdu-serve --sockets N "
+                       "--fabric sn40l-node8); simulate serves one socket")
     if block_tokens < 1 or max_batch < 1 or prefill_token_budget < 1:
         raise SimError("block_tokens, max_batch and prefill_token_budget must be >= 1")
     cap_bytes = kv_capacity_bytes(latency) if kv_capacity is None else kv_capacity

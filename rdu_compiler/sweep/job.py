@@ -67,10 +67,7 @@ def run_job(job: Job, compiler: str, fabric_dir: str) -> dict[str, Any]:
     from rdu_compiler.bench import level_figures
     from rdu_compiler.errors import RduError
 
-    row: dict[str, Any] = {"key": job.key(compiler), "index": job.index, "model": job.model.name,
-                           **{k: v for k, v in job.axes}}
-    if job.model.kind == "builtin":
-        row.update({f"shape.{k}": v for k, v in job.shape().items()})
+    row = _inputs_row(job, compiler)
     t0 = time.perf_counter()
     try:
         fabric = fabric_for(job, Path(fabric_dir))
@@ -89,3 +86,16 @@ def run_job(job: Job, compiler: str, fabric_dir: str) -> dict[str, Any]:
         row.update({k: None for k in FIGURES})
         row["error"] = f"internal error {type(e).__name__}: {' '.join(str(e).split())}"
     return row
+
+
+def _inputs_row(job: Job, compiler: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"key": job.key(compiler), "index": job.index, "model": job.model.name,
+                           **{k: v for k, v in job.axes}}
+    if job.model.kind == "builtin":
+        row.update({f"shape.{k}": v for k, v in job.shape().items()})
+    return row
+
+
+def error_row(job: Job, compiler: str, error: str) -> dict[str, Any]:
+    """The row of a job that never returned one (its worker died or timed out)."""
+    return {**_inputs_row(job, compiler), **dict.fromkeys(FIGURES), "error": error}

@@ -10,7 +10,8 @@ A job whose key (its inputs + the compiler's identity, `compiler_id`) is already
 results.jsonl is not run again: a killed sweep resumes where it stopped, and a finished job
 is never recomputed (pass `retry_failed` to rerun the rows that hold an error).
 
-Executors: `serial` (this process; Ray is not imported), `process` (local worker processes,
+Executors (`rdu_compiler.parallel`, shared with the ONNX conformance sweep and the serving
+sweeps): `serial` (this process; Ray is not imported), `process` (local worker processes,
 `workers` of them, default the CPU count), `ray` (Ray tasks: a local runtime with the
 machine's cores when no address is given, else the cluster at `address` or $RAY_ADDRESS;
 Ray is the `[ray]` extra).
@@ -19,17 +20,16 @@ Ray is the `[ray]` extra).
 from __future__ import annotations
 
 import csv
+import functools
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rdu_compiler.errors import RduError
-from rdu_compiler.sweep.job import FIGURES, compiler_id, run_job
+from rdu_compiler.parallel import EXECUTORS, ExecutorError, map_unordered
+from rdu_compiler.sweep.job import FIGURES, compiler_id, error_row, run_job
 from rdu_compiler.sweep.spec import Job, SweepSpec
-
-EXECUTORS = ("serial", "process", "ray")
 
 
 class SweepError(RduError):
@@ -37,11 +37,13 @@ class SweepError(RduError):
 
 
 def run(spec: SweepSpec, executor: str = "serial", out_dir: str | Path | None = None, *, workers: int | None = None,
-        address: str | None = None, retry_failed: bool = False,
+        address: str | None = None, retry_failed: bool = False, timeout_s: float | None = None,
         on_row: Callable[[dict[str, Any], int, int], None] | None = None) -> list[dict[str, Any]]:
     """Run every job of `spec` not already done; return all rows in job order.
 
-    `on_row(row, done, total)` is called as each job finishes (progress display).
+    `on_row(row, done, total)` is called as each job finishes (progress display). The
+    executors are `rdu_compiler.parallel`'s; `timeout_s` bounds one job (`process`, `ray`):
+    a job over it, or whose worker dies, is a row with its error.
 
     Raises:
         SweepError: unknown executor, Ray not installed or its cluster unreachable, or the
@@ -64,7 +66,7 @@ def run(spec: SweepSpec, executor: str = "serial", out_dir: str | Path | None = 
     count = len(jobs) - len(todo)
     fabric_dir = str((out / "fabrics").resolve())
     with (out / "results.jsonl").open("a") as sink:
-        for row in _execute(executor, todo, compiler, fabric_dir, workers, address):
+        for row in _execute(executor, todo, compiler, fabric_dir, workers, address, timeout_s):
             sink.write(json.dumps(row, default=str) + "\n")
             sink.flush()
             done[row["key"]] = row
@@ -103,48 +105,11 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _execute(executor: str, jobs: list[Job], compiler: str, fabric_dir: str, workers: int | None,
-             address: str | None) -> Iterator[dict[str, Any]]:
-    if not jobs:
-        return
-    if executor == "serial":
-        for j in jobs:
-            yield run_job(j, compiler, fabric_dir)
-    elif executor == "process":
-        import concurrent.futures as cf
-        import multiprocessing
-
-        n = workers or os.cpu_count() or 1
-        with cf.ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_job, j, compiler, fabric_dir) for j in jobs]
-            for fut in cf.as_completed(futures):
-                yield fut.result()
-    else:
-        yield from _ray(jobs, compiler, fabric_dir, workers, address)
-
-
-def _ray(jobs: list[Job], compiler: str, fabric_dir: str, workers: int | None, address: str | None) -> Iterator[dict[str, Any]]:
+             address: str | None, timeout_s: float | None) -> Iterator[dict[str, Any]]:
+    fn = functools.partial(run_job, compiler=compiler, fabric_dir=fabric_dir)
     try:
-        import ray
-    except ImportError as e:
-        raise SweepError("--executor ray needs Ray: pip install '.[ray]' (it is in requirements.lock)") from e
-    address = address or os.environ.get("RAY_ADDRESS")
-    started = False
-    if not ray.is_initialized():
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
-        except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ...
-            raise SweepError(f"cannot start or join Ray ({address or 'local'}): {' '.join(str(e).split())[:300]}; "
-                             "check the address, or use --executor process") from e
-        started = True
-    try:
-        task = ray.remote(run_job)
-        pending = [task.remote(j, compiler, fabric_dir) for j in jobs]
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(ready[0])
-    finally:
-        if started:
-            ray.shutdown()
+        for res in map_unordered(fn, jobs, executor, workers=workers, address=address, timeout_s=timeout_s):
+            job = jobs[res.index]
+            yield res.value if not res.error else error_row(job, compiler, f"internal error {res.error}")
+    except ExecutorError as e:
+        raise SweepError(str(e)) from e

@@ -1,10 +1,12 @@
 """rdu-coe: a Composition of Experts on an RDU node, against GPU boxes.
 
-    rdu-coe coe.toml [--requests N] [--compare dgx-h100,dgx-a100] [--json FILE] [--plot DIR]
+    rdu-coe coe.toml [--requests N] [--compare dgx-h100,dgx-a100] [--no-prefetch] [--json FILE] [--plot DIR]
 
 coe.toml names the router, the experts, the node and the request mix
 (rdu_compiler/coe/config.py). Prints each machine's totals (router, switch, execution,
-hit rate), one expert's switching time, the footprint and the speedup; --json writes the
+hit rate), one expert's switching time (with prefetch, the default, the switch column is
+the copy time requests waited for and "hidden" the part overlapped with the previous run;
+--no-prefetch runs every step in sequence), the footprint and the speedup; --json writes the
 whole result, per-request times included; --plot writes breakdown.png and footprint.png
 (rdu_compiler/coe/plots.py). Bad input: `error: ...`, exit 2, nothing written.
 """
@@ -27,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("config", help="coe.toml")
     p.add_argument("--requests", type=int, default=None, help="requests to simulate (default: the config's count)")
     p.add_argument("--compare", default="", help="GPU boxes, comma-separated (dgx-h100,dgx-a100)")
+    p.add_argument("--no-prefetch", action="store_true",
+                   help="do not copy the next request's expert during the current run (every step in sequence)")
     p.add_argument("--json", default=None, help="write the result as JSON here")
     p.add_argument("--plot", default=None, help="write breakdown.png (and footprint.png with --compare) here")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -65,7 +69,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         if not os.path.isdir(parent) or (os.path.exists(args.plot) and not os.path.isdir(args.plot)):
             raise RduError(f"--plot {args.plot}: not a folder, and its parent {parent} must exist; pick a folder")
     cfg = load_config(args.config)
-    return run_study(cfg, args.requests, compare)
+    return run_study(cfg, args.requests, compare, prefetch=not args.no_prefetch)
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -83,12 +87,13 @@ def _write_atomic(path: str, text: str) -> None:
 def _print(result: dict[str, Any]) -> None:
     machines = ["rdu"] + [k for k in result["speedup"]]
     print(f"{result['requests']} requests over {result['experts']} experts ({result['config']})")
-    print(f"{'machine':<22}{'router':>10}{'switch':>11}{'exec':>10}{'total':>10}{'hit rate':>10}{'speedup':>9}")
+    print(f"{'machine':<22}{'router':>10}{'switch':>11}{'hidden':>11}{'exec':>10}{'total':>10}{'hit rate':>10}{'speedup':>9}")
     for m in machines:
         r = result[m]
         t = r["totals"]
         sp = result["speedup"].get(m)
-        print(f"{r['machine']:<22}{_s(t['router_s']):>10}{_s(t['switch_s']):>11}{_s(t['exec_s']):>10}{_s(t['total_s']):>10}"
+        print(f"{r['machine']:<22}{_s(t['router_s']):>10}{_s(t['switch_s']):>11}{_s(t.get('hidden_switch_s', 0.0)):>11}"
+              f"{_s(t['exec_s']):>10}{_s(t['total_s']):>10}"
               f"{r['hit_rate']:>10.1%}{(f'{sp:.2f}x' if sp else '-'):>9}")
     print("switching one expert: " + ", ".join(f"{k} {_s(v)}" for k, v in result["switch_one_expert_s"].items()))
     for name, fp in result["footprint"].items():

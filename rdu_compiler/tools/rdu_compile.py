@@ -48,6 +48,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--input-shape", action="append", metavar="NAME=SHAPE", help="ONNX: static shape of an input, e.g. input=1x3x224x224 (repeatable)")
     p.add_argument("--fabric", default="sn40l", help="preset name (sn40l, tiny) or a fabric .toml (default: sn40l)")
     p.add_argument("-O", dest="opt_level", type=int, choices=(0, 1), default=1, help="0: unfused baseline, 1: fused (default)")
+    p.add_argument("--tp", type=int, default=1, metavar="N",
+                   help="tensor parallelism: split the program over N sockets of the fabric's node (rdu-shard; default 1)")
+    p.add_argument("--sockets", type=int, default=None, metavar="N", help="sockets the program may use (default: --tp)")
     p.add_argument("--target", choices=("emulator", "triton"), default="emulator",
                    help="where to run the program: the RDU emulator, or Triton kernels (GPU; the interpreter "
                         "without one) written to DIR/kernels.py")
@@ -62,6 +65,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--fold-constants", action="store_true", help="evaluate input-independent subgraphs at import")
     p.add_argument("--plot", metavar="DIR", default=None, help="write placement maps per section and a timeline (PNG + SVG) to DIR")
     p.add_argument("--trace", metavar="FILE", default=None, help="write a Perfetto/Chrome trace JSON (modelled time, one track per kernel)")
+    p.add_argument("--pp", type=int, default=1, metavar="N",
+                   help="pipeline-parallel stages, one per socket (rdu-pipeline; needs a multi-socket --fabric such as sn40l-node8)")
+    p.add_argument("--microbatches", type=int, default=1, metavar="M",
+                   help="with --pp: micro-batches per call (the example inputs are one); the time includes the bubble")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p.parse_args(argv)
 
@@ -103,7 +110,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:
-        all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run)
+        all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run, tp=args.tp, pp=args.pp)
         task = progress.add_task(LOAD, total=len(all_stages))
         last = [time.perf_counter(), LOAD]
 
@@ -113,6 +120,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             last[0], last[1] = now, name
             progress.update(task, description=name, advance=1)
 
+        if Path(args.model).suffix.lower() == ".onnx" and (args.pp != 1 or args.microbatches != 1):
+            raise RduError("--pp and --microbatches apply to a model.py only (the ONNX path compiles one socket); drop them")
+        if args.pp != 1 and (args.target == "triton" or args.plot or args.trace):
+            raise RduError("--pp compiles one program per socket; --target triton, --plot and --trace handle one-socket "
+                           "programs only (not implemented for stage programs yet); drop them or --pp")
         if Path(args.model).suffix.lower() == ".onnx":  # ONNX: --check against onnx's reference evaluator
             program, check = cli_compile(args, stage, str(out_dir.parent))
         else:
@@ -124,7 +136,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             program = api.compile(
                 model, example_inputs, fabric=args.fabric, opt_level=args.opt_level,
                 fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
-                keep_ir=args.emit == "rdu",
+                keep_ir=args.emit == "rdu", tp=args.tp, sockets=args.sockets,
+                pp=args.pp, microbatches=args.microbatches,
             )
             outputs = None
             if not args.no_run:

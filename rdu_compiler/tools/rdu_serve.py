@@ -2,12 +2,15 @@
 
     rdu-serve --model llama3.1-8b --fabric sn40l --trace conversation --rate 2.5 --duration 600 \
               --policy nexus [--slo-ttft 0.5 --slo-tbt 0.05] [--goodput] [--json FILE] [--plot DIR]
+    rdu-serve --fabric sn40l-node8 --sockets 4 --policy disaggregated[:P:D] ...
 
 Compiles (or reads from the cache) the model's prefill, decode and head programs on shares
 of the fabric, fits their latency (rdu_compiler.serve.latency), then simulates the trace
 (rdu_compiler.serve.sim) and prints TTFT/TBT p50/p95/p99, throughput and SLO attainment.
 `--goodput` finds the highest rate at which >= 90 % of requests meet both SLOs (binary
-search). Bad input: one paragraph `error: ...` on stderr, exit status 2, no file written.
+search). `--sockets N` serves on N sockets of a node fabric (`serve.node`): replicas of the
+policy, or `disaggregated` prefill and decode sockets (plain `disaggregated` sweeps the
+P:D splits and keeps the best). Bad input: one paragraph `error: ...` on stderr, exit status 2, no file written.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals (generated traces)")
     p.add_argument("--cv", type=float, default=1.0, help="inter-arrival coefficient of variation (1 = Poisson)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--policy", default="nexus", help="nexus | chunked | static:F | disaggregated")
+    p.add_argument("--policy", default="nexus", help="nexus | chunked | static:F | disaggregated[:P:D]")
+    p.add_argument("--sockets", type=int, default=1, help="sockets of the node to serve on (a node fabric such as sn40l-node8)")
     p.add_argument("--shares", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", help="fabric shares to compile")
     p.add_argument("--chunk-tokens", type=int, default=512, help="chunked: token budget per step")
     p.add_argument("--block-tokens", type=int, default=16, help="KV block size (tokens)")
@@ -69,7 +73,8 @@ def _check(args: argparse.Namespace) -> list[float]:
 
     if args.model not in MODELS:
         raise RduError(f"unknown model {args.model!r}; use one of {', '.join(MODELS)}")
-    parse_policy(args.policy, chunk_tokens=args.chunk_tokens)  # refuses disaggregated etc. before compiling
+    policy = parse_policy(args.policy, chunk_tokens=args.chunk_tokens)  # refuses bad names before compiling
+    _node(args, policy)
     for name in ("rate", "duration", "cv"):
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
@@ -97,6 +102,30 @@ def _check(args: argparse.Namespace) -> list[float]:
     return shares
 
 
+def _node(args: argparse.Namespace, policy: Any) -> Any:
+    """The node's NodeSpec when serving on several sockets or disaggregated, else None.
+
+    Raises:
+        RduError: a bad --sockets, or a split that does not add up to it."""
+    if args.sockets < 1:
+        raise RduError(f"--sockets must be >= 1, got {args.sockets}")
+    if args.sockets == 1 and policy.kind != "disaggregated":
+        return None
+    if args.sockets < 2:
+        raise RduError(f"policy {policy.name} needs --sockets >= 2 (prefill and decode on different sockets) on a node "
+                       "fabric, e.g. --fabric sn40l-node8 --sockets 4")
+    from rdu_compiler.fabric import load_fabric
+
+    node = load_fabric(args.fabric).node
+    if args.sockets > node.sockets:
+        raise RduError(f"--sockets {args.sockets}: fabric {args.fabric!r} has {node.sockets} socket(s); use a node fabric "
+                       "such as sn40l-node8 (8 sockets) or fewer sockets")
+    if policy.prefill_sockets and policy.prefill_sockets + policy.decode_sockets != args.sockets:
+        raise RduError(f"policy {policy.name}: P + D = {policy.prefill_sockets + policy.decode_sockets} but --sockets is "
+                       f"{args.sockets}; make them equal, or use plain disaggregated to sweep the splits")
+    return node
+
+
 def _trace(args: argparse.Namespace, rate: float) -> list[Any]:
     from rdu_compiler.serve.traces import Request, generate, read_csv
 
@@ -114,18 +143,22 @@ def _run(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.progress import Progress
 
-    from rdu_compiler.serve.latency import build_latency_model
+    from rdu_compiler.serve import latency
+    from rdu_compiler.serve.node import simulate_node
     from rdu_compiler.serve.policies import parse_policy
     from rdu_compiler.serve.sim import simulate
 
     shares = _check(args)
     policy = parse_policy(args.policy, chunk_tokens=args.chunk_tokens)
+    node = _node(args, policy)
     _trace(args, args.rate)  # a bad trace name or CSV fails before compiling
     shares = sorted({*shares, *(1 - s for s in shares)} | ({policy.share, 1 - policy.share} if policy.kind == "static" else set()))
+    if not policy.spatial:
+        shares = []  # chunked and disaggregated run on whole sockets: only the whole grid (always compiled)
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("compiling phase points", total=None)
-        lm = build_latency_model(args.model, args.fabric, shares, cache_dir=args.cache,
+        lm = latency.build_latency_model(args.model, args.fabric, shares, cache_dir=args.cache,
                                  progress=lambda s: bar.update(task, description=f"compiling {s}"))
         bar.remove_task(task)
 
@@ -135,16 +168,26 @@ def _run(args: argparse.Namespace) -> None:
             def tick(done: int, total: int) -> None:
                 bar.update(t, completed=done, total=total)
 
-            res = simulate(_trace(args, rate), lm, policy, block_tokens=args.block_tokens,
-                           slo_ttft=args.slo_ttft, slo_tbt=args.slo_tbt, progress=tick)
+            kw: dict[str, Any] = {"block_tokens": args.block_tokens, "slo_ttft": args.slo_ttft, "slo_tbt": args.slo_tbt,
+                                  "progress": tick}
+            if node is None:
+                res = simulate(_trace(args, rate), lm, policy, **kw)
+            else:
+                res = simulate_node(_trace(args, rate), lm, policy, sockets=args.sockets, node=node, **kw)
             bar.remove_task(t)
             return res
 
         result = run_at(args.rate, f"simulating {policy.name} at {args.rate:g} req/s")
         good = _goodput(run_at, args.rate) if args.goodput else None
-    out = {"model": args.model, "fabric": args.fabric, "trace": args.trace, "rate": args.rate, "policy": policy.name,
+    out = {"model": args.model, "fabric": args.fabric, "trace": args.trace, "rate": args.rate, "policy": result.policy,
+           "sockets": args.sockets,
            "metrics": result.metrics, "kv_capacity_blocks": result.kv_capacity_blocks, "kv_peak_blocks": result.kv_peak_blocks,
            "fit_error": lm.fit_error, "goodput_rps": good}
+    if node is not None and policy.kind == "disaggregated":
+        trs = result.transfers
+        out["kv_transfers"] = {"count": len(trs), "bytes_mean": sum(t.nbytes for t in trs) / max(1, len(trs)),
+                               "seconds_mean": sum(t.end - t.start for t in trs) / max(1, len(trs))}
+        out["split_sweep"] = result.sweep
     _print(out)
     if args.plot:
         from rdu_compiler.serve.plots import write_plots
@@ -196,6 +239,14 @@ def _print(out: dict[str, Any]) -> None:
         return " / ".join(f"{d[k] * 1e3:.1f}" for k in ("p50", "p95", "p99"))
 
     print(f"{out['model']} on {out['fabric']}, trace {out['trace']} at {out['rate']:g} req/s, policy {out['policy']}")
+    if out.get("sockets", 1) > 1:
+        print(f"  sockets             {out['sockets']}")
+    for s in out.get("split_sweep") or []:
+        print(f"  split {s['prefill_sockets']}:{s['decode_sockets']}           SLO {s['slo_attainment'] * 100:5.1f} %, "
+              f"{s['throughput_tok_s']:.1f} tokens/s, P95 TTFT {s['ttft_p95_s'] * 1e3:.1f} ms")
+    if "kv_transfers" in out:
+        k = out["kv_transfers"]
+        print(f"  KV transfers        {k['count']}, mean {k['bytes_mean'] / 1e6:.2f} MB in {k['seconds_mean'] * 1e3:.3f} ms")
     print(f"  requests finished   {m['finished']} / {m['requests']}  (preemptions {m['preemptions']})")
     print(f"  TTFT p50/p95/p99    {ms(m['ttft_s'])} ms")
     print(f"  TBT  p50/p95/p99    {ms(m['tbt_s'])} ms")

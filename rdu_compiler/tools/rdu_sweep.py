@@ -30,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=None, help="worker processes / local Ray CPUs (default: all cores)")
     p.add_argument("-o", "--out", default=None, help="output folder (default sweep_out/<name>)")
     p.add_argument("--retry-failed", action="store_true", help="rerun jobs whose row holds an error")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="seconds one job may take under process/ray (it is then a row with its error)")
     p.add_argument("--plot", action="append", default=[], metavar="FIGURE:AXIS", help="plot FIGURE against AXIS (repeatable)")
     p.add_argument("--pareto", action="append", default=[], metavar="A:B", help="Pareto front of figures A and B (both minimised)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -73,7 +75,7 @@ def _run(args: argparse.Namespace) -> None:
             progress.update(task, completed=done, description=f"{spec.name}: done {done - failed}, failed {failed}, "
                             f"left {total - done}")
 
-        rows = sweep.run(spec, args.executor, out, workers=args.workers, address=args.address,
+        rows = sweep.run(spec, args.executor, out, workers=args.workers, address=args.address, timeout_s=args.timeout,
                          retry_failed=args.retry_failed, on_row=on_row)
     bad = [r for r in rows if r.get("error")]
     console.print(f"{len(rows)} jobs: {len(rows) - len(bad)} compiled, {len(bad)} failed; rows in {out}/results.csv")

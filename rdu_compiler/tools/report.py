@@ -74,6 +74,10 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
     if "max_link_bytes" in t:
         summary.add_row("max link load / traffic x hops", f"{format_bytes(t['max_link_bytes'])} / {t['traffic_hop_bytes']:.3e} B x hops")
     summary.add_row("estimated time (static model)", format_seconds(t["estimated_s"]))
+    if "collectives_s" in t:  # a tensor-parallel program: the node's time (cost/node.py)
+        summary.add_row("  one socket's sections", format_seconds(t["socket_sections_s"]))
+        summary.add_row(f"  collectives ({len(report.get('collectives', []))}) / sync",
+                        f"{format_seconds(t['collectives_s'])} / {format_seconds(t['sync_s'])}")
     summary.add_row("  of which launch overhead", format_seconds(t["launch_s"]))
     summary.add_row(f"roofline bound ({roof['bound']})", format_seconds(roof["bound_s"]))
     summary.add_row("roofline / estimate", f"{report['roofline_fraction'] * 100:.1f} %")

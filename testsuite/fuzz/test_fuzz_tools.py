@@ -12,6 +12,7 @@ from fuzz_programs import (
     generate,
     ill_conditioned,
     load,
+    moved_by_rounding,
     render,
 )
 
@@ -116,6 +117,30 @@ def test_decided_by_rounding_excuses_one_ulp_ties_not_errors() -> None:
     assert not decided_by_rounding(model, (x,), (t, idx), (t, wrong))
     assert not decided_by_rounding(model, (x,), (t, idx), (t, idx))  # nothing differs: nothing to excuse
     assert not decided_by_rounding(model, (x,), (t, idx), (t, idx.int()))  # a dtype is never excused
+
+
+def test_moved_by_rounding_excuses_amplified_roundings_not_errors() -> None:
+    """Seed 31239's finding in small: a layer norm over three equal values. Eager's mean
+    is exact and so is float64's (both give zeros, so `ill_conditioned` has no yardstick);
+    a sequential fp32 sum `(x + x) + x` is one ulp off for these values, and the layer
+    norm divides that by sqrt(eps)."""
+    model = torch.nn.LayerNorm((3,), elementwise_affine=False).eval()
+    x = torch.tensor([0.4900934100151062, 0.455627977848053]).reshape(2, 1).expand(2, 3).contiguous()
+    with torch.no_grad():
+        want = model(x)
+    mean = ((x[:, :1] + x[:, 1:2]) + x[:, 2:]) / 3
+    assert bool((mean[:, 0] != x[:, 0]).all())  # the sequential sum is one rounding off
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    got = (x - mean) * torch.rsqrt(var + 1e-5)
+    assert compare_outputs(got, want)[0] == "wrong"  # by the plain rule, 2.3e-5 > 1e-5
+    assert ill_conditioned(model, (x,), want, got) is False  # float64 agrees with eager exactly
+    assert moved_by_rounding(model, (x,), want, got)
+    assert not moved_by_rounding(model, (x,), want, got * 50)  # 50x the rounding spread is an error
+    y = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+    tanh = torch.nn.Tanh()
+    # a well-conditioned op: a 2e-5 relative error is never a rounding effect
+    assert not moved_by_rounding(tanh, (y,), torch.tanh(y), torch.tanh(y) * (1 + 2e-5))
+    assert not moved_by_rounding(model, (x,), want, got.double())  # a dtype is never excused
 
 
 def test_refusals_of_one_kind_share_a_class() -> None:

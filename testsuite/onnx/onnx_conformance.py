@@ -14,8 +14,9 @@ runner). It ends in exactly one class:
 - ``wrong_numbers``: it ran, but an output differs (value, shape or dtype).
 - ``crash``: any other exception, or the per-case timeout.
 
-:func:`run_cases` runs cases in forked worker processes with a per-case timeout (a worker
-that times out is killed and replaced). ``python -m`` is not needed: the refresh script
+:func:`run_cases` runs cases on an executor of `rdu_compiler.parallel` (forked worker
+processes by default, or Ray) with a per-case timeout (a worker that times out is killed
+and replaced). ``python -m`` is not needed: the refresh script
 and the pytest test import this file by path.
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing as mp
 import os
 import pickle
 import re
@@ -239,38 +239,11 @@ def _run(case: Any) -> tuple[str, str]:
 # ------------------------------------------------------------------------------ workers
 
 
-def _worker(conn: Any) -> None:
-    cases = load_cases()
-    while True:
-        try:
-            name = conn.recv()
-        except EOFError:
-            return
-        if name is None:
-            return
-        out = classify(cases[name])
-        conn.send((out.cls, out.detail, out.seconds))
-
-
-class _Slot:
-    def __init__(self, ctx: Any):
-        self.ctx = ctx
-        self.start()
-
-    def start(self) -> None:
-        parent, child = self.ctx.Pipe()
-        self.conn = parent
-        self.proc = self.ctx.Process(target=_worker, args=(child,), daemon=True)
-        self.proc.start()
-        child.close()
-        self.name: str | None = None
-        self.since = 0.0
-
-    def stop(self) -> None:
-        if self.proc.is_alive():
-            self.proc.kill()
-        self.proc.join(5)
-        self.conn.close()
+def classify_name(name: str) -> tuple[str, str, float]:
+    """`classify` the case called `name` (loading the suite once per process): the job of
+    `run_cases`' executor."""
+    out = classify(load_cases()[name])
+    return out.cls, out.detail, out.seconds
 
 
 def run_cases(
@@ -278,62 +251,43 @@ def run_cases(
     workers: int = 2,
     timeout_s: float = CASE_TIMEOUT_S,
     on_result: Callable[[Outcome], None] | None = None,
+    executor: str = "process",
+    address: str | None = None,
 ) -> dict[str, Outcome]:
-    """Classify cases in ``workers`` forked processes, each case under ``timeout_s``.
+    """Classify cases on `executor` (`rdu_compiler.parallel`, the executor of rdu-sweep:
+    "process" forks `workers` processes, "ray" runs Ray tasks on a local runtime or the
+    cluster at `address`), each case under ``timeout_s``.
 
     A case whose worker exceeds the timeout or dies is a crash (the worker is replaced).
+    Ray workers import this file by name, so its folder is put on their PYTHONPATH.
     """
-    load_cases()  # once in the parent; forked workers share it
-    # Import the compiler in the parent too: workers start fast and all run the same code.
-    import torch_mlir.extras.onnx_importer  # noqa: F401
+    from rdu_compiler.parallel import map_unordered
 
-    import rdu_compiler.api  # noqa: F401
-    import rdu_compiler.frontend.onnx.importer  # noqa: F401
-    import rdu_compiler.runtime.emulator  # noqa: F401
-    ctx = mp.get_context("fork")
     todo = list(names)
+    if executor == "process":
+        load_cases()  # once in the parent; forked workers share it
+        # Import the compiler in the parent too: workers start fast and all run the same code.
+        import torch_mlir.extras.onnx_importer  # noqa: F401
+
+        import rdu_compiler.api  # noqa: F401
+        import rdu_compiler.frontend.onnx.importer  # noqa: F401
+        import rdu_compiler.runtime.emulator  # noqa: F401
+    elif executor == "ray":
+        paths = [str(HERE), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     results: dict[str, Outcome] = {}
-    slots = [_Slot(ctx) for _ in range(max(1, min(workers, len(todo))))]
-    try:
-        while todo or any(s.name for s in slots):
-            for s in slots:
-                if s.name is None and todo:
-                    s.name = todo.pop(0)
-                    s.since = time.perf_counter()
-                    s.conn.send(s.name)
-            for s in slots:
-                if s.name is None:
-                    continue
-                out: Outcome | None = None
-                elapsed = time.perf_counter() - s.since
-                if s.conn.poll(0.02):
-                    try:
-                        cls, detail, secs = s.conn.recv()
-                        out = Outcome(s.name, cls, detail, secs)
-                    except (EOFError, OSError):
-                        out = Outcome(s.name, "crash", f"worker died (exit code {s.proc.exitcode})", elapsed)
-                        s.stop()
-                        s.start()
-                elif not s.proc.is_alive():
-                    out = Outcome(s.name, "crash", f"worker died (exit code {s.proc.exitcode})", elapsed)
-                    s.stop()
-                    s.start()
-                elif elapsed > timeout_s:
-                    out = Outcome(s.name, "crash", f"timeout: more than {timeout_s:.0f} s", elapsed)
-                    s.stop()
-                    s.start()
-                if out is not None:
-                    results[out.name] = out
-                    if on_result:
-                        on_result(out)
-                    s.name = None
-    finally:
-        for s in slots:
-            try:
-                s.conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
-            s.stop()
+    for res in map_unordered(classify_name, todo, executor, workers=workers, address=address,
+                             timeout_s=timeout_s, start_method="fork"):
+        name = todo[res.index]
+        if res.error:
+            err = res.error if res.error.startswith(("timeout", "worker died")) else f"harness: {res.error}"
+            out = Outcome(name, "crash", err, res.seconds)
+        else:
+            cls, detail, secs = res.value
+            out = Outcome(name, cls, detail, secs)
+        results[name] = out
+        if on_result:
+            on_result(out)
     return results
 
 

@@ -85,13 +85,74 @@ def test_memory_plan_and_a_simulated_timeline() -> None:
             return 2.0 * request.output
 
     t = simulate([Request(0, output=1), Request(1), Request(0), Request(2), Request(1, output=3)], [30.0] * 3, plan,
-                 lambda b: b / 10.0, Fixed(), "hand")
+                 lambda b: b / 10.0, Fixed(), "hand", prefetch=False)
     assert [r.hit for r in t.requests] == [False, False, True, False, False]
     assert [r.switch_s for r in t.requests] == [3.0, 3.0, 0.0, 3.0, 3.0]
     assert [r.start_s for r in t.requests] == [0.0, 6.0, 12.0, 15.0, 21.0]
     assert t.total() == pytest.approx(31.0) and t.to_dict()["totals"]["switch_s"] == 12.0
     with pytest.raises(CoEDoesNotFit, match="expert 5"):
         simulate([Request(5)], [30.0] * 3, plan, lambda b: 0.0, Fixed(), "hand")
+    # prefetch: the next request is routed first and its expert copied during this run when it fits beside it
+    p = simulate([Request(0, output=1), Request(1), Request(0), Request(2), Request(1, output=3)], [30.0] * 3, plan,
+                 lambda b: b / 10.0, Fixed(), "hand")
+    assert [r.hit for r in p.requests] == [r.hit for r in t.requests]  # same accesses, same order
+    assert [r.evicted for r in p.requests] == [r.evicted for r in t.requests]
+    assert [r.switch_s for r in p.requests] == [3.0, 1.0, 0.0, 1.0, 1.0]  # a 3 s copy beside a 2 s run: 1 s exposed
+    assert [r.hidden_switch_s for r in p.requests] == [0.0, 2.0, 0.0, 2.0, 2.0]
+    assert [r.prefetched for r in p.requests] == [False, True, False, True, True]
+    assert [r.start_s for r in p.requests] == [0.0, 4.0, 8.0, 11.0, 15.0]
+    assert [r.exec_start_s for r in p.requests] == [5.0, 9.0, 12.0, 16.0, 19.0]
+    assert p.total() == pytest.approx(25.0)
+
+
+class _Random:
+    def __init__(self, seed: int):
+        import random
+
+        self.rng = random.Random(seed)
+        self.router = {}
+        self.run = {}
+
+    def router_s(self, request: Request) -> float:
+        return self.router.setdefault(id(request), self.rng.uniform(0.0, 0.5))
+
+    def exec_s(self, request: Request) -> float:
+        return self.run.setdefault(id(request), self.rng.uniform(0.0, 4.0))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_prefetch_never_runs_an_expert_before_it_is_resident_nor_evicts_a_running_one(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    sizes = [10.0, 20.0, 30.0, 45.0, 45.0, 30.0]
+    rng.shuffle(sizes)
+    plan = plan_memory(90.0, 1e9, 10.0, sizes)  # 80 bytes of cache: two 45s do not fit together, the rest do
+    big = [i for i, b in enumerate(sizes) if b == 45.0]
+    reqs = [Request(rng.randrange(6)) for _ in range(60)] + [Request(big[0]), Request(big[1])]  # the second cannot be prefetched
+    timing = _Random(seed)
+    off = simulate(reqs, sizes, plan, lambda b: b / 10.0, timing, "hand", prefetch=False)
+    on = simulate(reqs, sizes, plan, lambda b: b / 10.0, timing, "hand")
+    assert [r.hit for r in on.requests] == [r.hit for r in off.requests]
+    assert on.total() <= off.total() + 1e-9
+    assert on.total("switch_s") + on.total("hidden_switch_s") == pytest.approx(off.total("switch_s"))
+    assert any(r.prefetched for r in on.requests) and any(not r.hit and not r.prefetched for r in on.requests[1:])
+    for r in on.requests:
+        run = (r.exec_start_s, r.exec_start_s + r.exec_s)
+        loads = [c for c in on.copies if c.expert == r.expert and c.start_s <= run[0]]
+        assert loads, f"request {r.index} ran expert {r.expert} that was never copied"
+        last = loads[-1]
+        assert last.end_s <= run[0] + 1e-12, f"request {r.index} started before its copy ended"
+        for c in on.copies:  # nothing evicts the expert between its last copy and the end of this run
+            if c.start_s >= last.start_s and c is not last and c.start_s < run[1]:
+                assert r.expert not in c.evicted, f"request {r.index}'s expert {r.expert} evicted at {c.start_s} while needed"
+        # the copies' bytes in HBM never exceed the cache (each copy reserves its space at its start)
+    resident: dict[int, float] = {}
+    for c in on.copies:
+        for e in c.evicted:
+            resident.pop(e)
+        resident[c.expert] = sizes[c.expert]
+        assert sum(resident.values()) <= plan.cache_bytes
 
 
 def test_gpu_nodes_and_hbm_bound_decode() -> None:
@@ -112,24 +173,31 @@ def test_llama_spec_counts_the_parameters_of_the_meta_model() -> None:
     assert LLAMA2_7B.params == sum(p.numel() for p in model.parameters()) == 6_738_415_616
 
 
-def test_tp_step_estimate_adds_collectives_and_sync_to_the_compiled_shard() -> None:
+def test_tp_step_is_the_sharded_layer_programs_node_time() -> None:
+    """rdu_tp_step_s compiles the whole layer with rdu-shard: the step is layers x the
+    node's time for one layer call (sections + the two all-reduces in the IR + sync), plus
+    the LM head's shard; the all-reduces are Megatron's, of batch x seq x hidden bf16."""
     import rdu_compiler
     from rdu_compiler.coe.llama import LlamaSpec, rdu_tp_step_s, tp_layer
     from rdu_compiler.cost.collectives import all_reduce
     from rdu_compiler.errors import RduError
 
     toy = LlamaSpec("toy", hidden=256, heads=8, kv_heads=8, mlp=512, layers=3, vocab=1000)
-    layer, inputs = tp_layer(toy, 4, seq=1, past=16, batch=2)
-    # the shard holds 1/4 of every projection (norms unsplit)
-    shard = sum(p.numel() for p in layer.parameters())
-    assert shard == (toy.layer_params - 2 * toy.hidden) // 4 + 2 * toy.hidden
+    layer, inputs = tp_layer(toy, 1, seq=1, past=16, batch=1)
     node = load_fabric("sn40l-node8")
-    step = rdu_tp_step_s(toy, "sn40l-node8", 4, 1, 16, 2)
-    alone = rdu_compiler.compile(layer, inputs, fabric="sn40l-node8").report["totals"]["estimated_s"]
-    ar = all_reduce(node.node, 2 * 1 * 256 * 2, group=4).seconds
-    assert step["layer_s"] == pytest.approx(alone) and step["all_reduce_s"] == pytest.approx(ar)
+    step = rdu_tp_step_s(toy, "sn40l-node8", 4, 1, 16, 1)  # batch 1: at batch 2 rdu-shard's layout differs (docs/coe.md)
+    report = rdu_compiler.compile(layer, inputs, fabric="sn40l-node8", tp=4).report
+    assert [c["op"] for c in report["collectives"]] == ["rdu.all_reduce", "rdu.all_reduce"]
+    # each all-reduce sums the f32 partials of batch x seq x hidden (before the bf16 cast)
+    assert [c["bytes_per_socket"] for c in report["collectives"]] == [1 * 1 * 256 * 4] * 2
+    ar = all_reduce(node.node, 1 * 1 * 256 * 4, group=4).seconds
+    assert step["all_reduce_s"] == pytest.approx(ar)
+    assert step["layer_s"] == pytest.approx(report["totals"]["socket_sections_s"])
     lm = 1000 * 256 * 2 / 4 / node.hbm.bytes_per_s
-    assert step["step_s"] == pytest.approx(3 * (alone + 2 * ar + node.node.sync_s) + lm)
+    node_layer = step["layer_s"] + 2 * ar + node.node.sync_s
+    assert report["totals"]["estimated_s"] == pytest.approx(node_layer)
+    assert step["step_s"] == pytest.approx(3 * node_layer + lm)
+    assert 0 < step["activation_bytes"] < report["totals"]["hbm_peak_bytes"]
     with pytest.raises(RduError, match="tp=3 must divide"):
         tp_layer(toy, 3, 1, 0, 1)
     with pytest.raises(RduError, match="tp=16 needs 16 sockets"):

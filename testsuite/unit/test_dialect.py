@@ -8,7 +8,15 @@ import io
 
 import pytest
 from xdsl.dialects import arith, func
-from xdsl.dialects.builtin import AffineMapAttr, FloatAttr, IntegerType, ModuleOp, TensorType, f32
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    ModuleOp,
+    TensorType,
+    f32,
+)
 from xdsl.dialects.linalg.attrs import IteratorType, IteratorTypeAttr
 from xdsl.ir import Block, Operation, Region
 from xdsl.ir.affine import AffineMap
@@ -53,8 +61,23 @@ def _program() -> ModuleOp:
     pad = rdu.PadOp(x, zero.result, TensorType(f32, [6, 10]), [1, 1], [1, 1])
     window = rdu.ViewOp(x, TensorType(f32, [4, 4]), rdu.ViewMode.SLICE, [0, 1], [4, 4], [1, 2])
     ret = func.ReturnOp(section.results[0], concat.result, pad.result, window.result)
-    fn.body.block.add_ops([section, concat, zero, pad, window, ret])
-    return ModuleOp([fn])
+    reduced = rdu.AllReduceOp(x, 2)  # the tensor-parallel ops (collectives.py)
+    gathered = rdu.AllGatherOp(x, TensorType(f32, [4, 16]), 1, 2)
+    mine = rdu.ShardOp(y, TensorType(f32, [4, 4]), 1, 2, blocks=2)
+    fn.body.block.add_ops([section, concat, zero, pad, window, reduced, gathered, mine, ret])
+    return ModuleOp([fn, *_stages(t48)])
+
+
+def _stages(t: TensorType) -> list[func.FuncOp]:
+    """Two stage programs: stage 0 sends its argument to stage 1 on channel 0 (p2p.py)."""
+    s0 = func.FuncOp("forward_stage0", ([t], []))
+    s0.body.block.add_ops([rdu.SendOp(s0.body.block.args[0], 1, 0), func.ReturnOp()])
+    s1 = func.FuncOp("forward_stage1", ([], [t]))
+    recv = rdu.RecvOp(t, 0, 0)
+    s1.body.block.add_ops([recv, func.ReturnOp(recv.result)])
+    for i, fn in enumerate((s0, s1)):
+        fn.attributes[rdu.STAGE_ATTR] = IntegerAttr(i, 64)
+    return [s0, s1]
 
 
 def test_every_op_is_built_and_verifies() -> None:
@@ -88,6 +111,8 @@ def test_custom_syntax_of_transfer_and_layout_ops() -> None:
         "rdu.concat %0, %1 dim 0 : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<8x8xf32>",
         "rdu.pad %0 low [1, 1] high [1, 1] value %14 : tensor<4x8xf32>, f32 -> tensor<6x10xf32>",
         "rdu.view %0 <slice> offsets [0, 1] sizes [4, 4] strides [1, 2] : tensor<4x8xf32> -> tensor<4x4xf32>",
+        "rdu.send %0 to 1 channel 0 : tensor<4x8xf32>",
+        "%0 = rdu.recv from 0 channel 0 : tensor<4x8xf32>",
     ):
         assert line in text, line
 

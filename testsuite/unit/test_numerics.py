@@ -348,3 +348,14 @@ def test_onnx_program_run_keeps_uint8_outputs() -> None:
     program = rdu_compiler.compile_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     (out,) = program.run(np.array([250, 1, 2, 3], np.uint8), np.array([3, 1, 2, 3], np.uint8))
     assert out.dtype == np.uint8 and out.tolist() == [253, 2, 4, 6]
+
+
+def test_aliased_example_inputs_compile_as_separate_inputs():
+    """The same tensor passed twice (or a view of another input) as example inputs: torch
+    .export traced both as one value, so the program ignored the second input and returned
+    3a for 2a + b: a silent wrong number. Aliased example inputs are copied first."""
+    model = Fn(lambda a, b: a * 2 + b)
+    x, y = torch.randn(3), torch.randn(3)
+    for example in ((x, x), (x, x[0:3])):
+        program = rdu_compiler.compile(model, example, fabric="tiny")
+        torch.testing.assert_close(program.run(x, y), model(x, y))

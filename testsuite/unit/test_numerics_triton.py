@@ -100,3 +100,37 @@ def test_triton_target_refuses_wrong_input_dtypes():
     program = rdu_compiler.compile(Fn(lambda a: a + 1), (a,), fabric="tiny")
     with pytest.raises(RduError, match="has dtype int64 but the model was compiled for int32"):
         program.run(a.long(), target="triton")
+
+
+def test_integer_division_by_zero_on_triton_is_refused_like_the_emulator():
+    """Used to return numbers (0 for 5 // 0): the generated kernel had no check, and a
+    `tl.device_assert` would not do, since Triton drops it unless built with debug (always,
+    in the interpreter). The kernel now sets a flag the launcher raises after the run."""
+    from rdu_compiler.errors import EmulatorError
+
+    model = Fn(lambda a, b: (a // b, a % b))
+    a = torch.tensor([7, -7, 5, 3], dtype=torch.int32)
+    ok = torch.tensor([2, 2, 3, 1], dtype=torch.int32)
+    program = rdu_compiler.compile(model, (a, ok), fabric="tiny")
+    for g, w in zip(program.run(a, ok, target="triton"), model(a, ok), strict=True):
+        assert torch.equal(g.cpu(), w)
+    for b in (torch.tensor([2, 2, 0, 1], dtype=torch.int32), torch.tensor([1, 1, 1, 0], dtype=torch.int32)):
+        with pytest.raises(EmulatorError, match=r"kernel 'k\d+_\w+': integer division by zero .*target 'triton'.*model line"):
+            program.run(a, b, target="triton")
+    low = torch.tensor([-(2**31), 1, 2, 3], dtype=torch.int32)
+    with pytest.raises(EmulatorError, match="integer division overflow"):
+        program.run(low, torch.tensor([-1, 1, 1, 1], dtype=torch.int32), target="triton")
+
+
+def test_gather_out_of_bounds_on_triton_is_refused():
+    """An embedding index past the table: the emulator refuses it; the Triton target used
+    to read zeros through its masked load (the device assert was a no-op)."""
+    from rdu_compiler.errors import EmulatorError
+
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(5, 3)
+    ids = torch.tensor([0, 4, 2])
+    program = rdu_compiler.compile(emb, (ids,), fabric="tiny")
+    torch.testing.assert_close(program.run(ids, target="triton").cpu(), emb(ids).detach())
+    with pytest.raises(EmulatorError, match=r"kernel 'k\d+_\w+': .*target 'triton'"):
+        program.run(torch.tensor([0, 5, 2]), target="triton")

@@ -43,7 +43,7 @@ def spec_name(spec: str) -> str:
 
 def test_registry_names_match_pass_classes() -> None:
     registry = get_all_passes()
-    assert sorted(registry) == sorted(PIPELINE_ORDER)
+    assert sorted(registry) == sorted([*PIPELINE_ORDER, "rdu-shard", "rdu-pipeline"])  # only with tp > 1 / pp > 1
     for name, factory in registry.items():
         cls = factory()
         assert issubclass(cls, ModulePass)
@@ -142,3 +142,11 @@ def test_pipeline_with_a_fabric_file() -> None:
     module = parse_module(SMALL)
     run_pipeline(module, pipeline(str(TINY_TOML), 1))
     assert "rdu.section" in str(module)
+
+
+@pytest.mark.parametrize("opt_level", [0, 1])
+def test_rdu_shard_runs_after_the_views_and_before_fusion(opt_level: int) -> None:
+    names = [spec.split("{", 1)[0] for spec in pipeline("sn40l-node8", opt_level, tp=4)]
+    assert names.index("rdu-shard") == names.index("rdu-fold-views" if opt_level else "rdu-inline-splats") + 1
+    assert 'rdu-shard{tp=4 fabric="sn40l-node8"}' in pipeline("sn40l-node8", opt_level, tp=4)
+    assert "rdu-shard" not in [spec.split("{", 1)[0] for spec in pipeline("sn40l-node8", opt_level)]

@@ -58,3 +58,42 @@ def test_a_valid_pipeline_verifies_at_the_end_only() -> None:
     run_pipeline(module, pipeline("tiny", 1), verify_each=False)
     module.verify()
     assert "rdu.section" in str(module)
+
+
+@pytest.mark.parametrize("verify_each", [False, True])
+def test_the_reproducer_is_the_failing_pass_input_rebuilt_from_source(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, verify_each: bool
+) -> None:
+    """No pass's input is kept: on a failure the earlier passes run again on `source()`
+    and that module is the reproducer (it has tiles, from rdu-tile, and no sections yet)."""
+    real = registry_module.get_all_passes
+    monkeypatch.setattr(registry_module, "get_all_passes", lambda: {**real(), "test-break-tiles": lambda: _BreakTiles})
+    passes = pipeline("tiny", 1)
+    at = next(i for i, p in enumerate(passes) if p.startswith("rdu-tile"))
+    passes.insert(at + 1, "test-break-tiles")
+    calls: list[int] = []
+
+    def source() -> ModuleOp:
+        calls.append(1)
+        return parse_module(SMALL)
+
+    with pytest.raises(CompileError) as info:
+        run_pipeline(parse_module(SMALL), passes, verify_each=verify_each, source=source, repro_dir=str(tmp_path))
+    assert calls, "the input is rebuilt from source on a failure"
+    text = open(info.value.reproducer or "").read()
+    assert "rdu.kernel" in text and "tile = array<i64: 16, 32>" in text
+    assert "rdu.section" not in text and "linalg.generic" not in text
+
+
+def test_a_passing_pipeline_neither_clones_nor_calls_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    clones: list[int] = []
+    real_clone = ModuleOp.clone
+
+    def counting_clone(self: ModuleOp, *a: object, **k: object) -> ModuleOp:
+        clones.append(1)
+        return real_clone(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ModuleOp, "clone", counting_clone)
+    module = parse_module(SMALL)
+    run_pipeline(module, pipeline("tiny", 1), verify_each=True, source=lambda: pytest.fail("source called"))
+    assert clones == []

@@ -27,7 +27,11 @@ def run(argv: list[str], capsys) -> tuple[int, str, str]:
     ("argv", "message"),
     [
         (["--model", "gpt5"], "unknown model 'gpt5'"),
-        (["--policy", "disaggregated"], "issue 13"),
+        (["--policy", "disaggregated"], "needs --sockets >= 2"),
+        (["--sockets", "4"], "has 1 socket(s)"),
+        (["--fabric", "sn40l-node8", "--sockets", "4", "--policy", "disaggregated:1:2"], "P + D = 3"),
+        (["--fabric", "sn40l-node8", "--sockets", "0"], "--sockets must be >= 1"),
+        (["--policy", "disaggregated:0:2"], "whole numbers >= 1"),
         (["--policy", "static:2"], "strictly between 0 and 1"),
         (["--rate", "-1"], "--rate must be a positive number"),
         (["--rate", "abc"], "invalid float value"),
@@ -68,3 +72,18 @@ def test_good_run_prints_metrics_and_writes_json(capsys, tmp_path, monkeypatch) 
     doc = json.loads(out_json.read_text())
     assert doc["metrics"]["finished"] == 3 and doc["goodput_rps"] > 0
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["split.png", "tbt_cdf.png", "ttft_cdf.png"]
+
+
+def test_disaggregated_run_on_a_node_prints_split_and_transfers(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(latency, "build_latency_model", lambda *a, **k: synthetic_model())
+    csv = tmp_path / "t.csv"
+    csv.write_text("arrived_at,num_prefill_tokens,num_decode_tokens\n0.0,100,5\n0.001,50,8\n0.002,80,2\n")
+    out_json = tmp_path / "m.json"
+    code, out, _ = run(["--model", "tiny", "--fabric", "sn40l-node8", "--sockets", "4", "--trace", str(csv),
+                        "--policy", "disaggregated", "--json", str(out_json)], capsys)
+    assert code == 0
+    doc = json.loads(out_json.read_text())
+    assert [s["prefill_sockets"] for s in doc["split_sweep"]] == [1, 2, 3]
+    assert doc["policy"].startswith("disaggregated:") and doc["kv_transfers"]["count"] == 3
+    assert doc["kv_transfers"]["bytes_mean"] == (100 + 50 + 80) / 3 * 256  # tiny: 256 B of KV a token
+    assert "KV transfers        3" in out and doc["metrics"]["finished"] == 3

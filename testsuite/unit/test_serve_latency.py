@@ -19,6 +19,7 @@ POINTS = {
     "prefill_points": (8, 32, 64), "prefill_check": (16,),
     "decode_points": ((1, 16), (4, 32), (8, 64)), "decode_check": ((2, 32),),
     "head_points": (1, 8), "head_check": (),
+    "mixed_points": ((24, 0, 8, 16), (8, 16, 4, 32), (48, 8, 16, 64), (16, 32, 2, 8)), "mixed_check": ((12, 8, 6, 24),),
 }
 
 
@@ -89,3 +90,50 @@ def test_request_alone_on_the_compiled_model(built) -> None:
     res = simulate([Request(0.5, 40, 3)], lm, "static:0.5")
     expect = lm.prefill(4, [(40, 0)])[0] + lm.decode(4, [41])[0] + lm.decode(4, [42])[0]
     assert res.records[0].finish == pytest.approx(0.5 + expect, rel=1e-12)
+
+
+def test_mixed_program_is_one_prefill_chunk_and_decode_tokens() -> None:
+    """The mixed-batch layer computes what the prefill layer and the decode layer compute
+    separately with the same weights (eager, random weights, CPU)."""
+    import torch
+
+    from rdu_compiler.bench.models import LlamaLayer
+    from rdu_compiler.serve.programs import MixedLayer
+
+    m = MODELS["tiny"]
+    torch.manual_seed(0)
+    n, past, b, ctx, d = 5, 3, 2, 4, m.head_dim
+    mix = MixedLayer(m, n, past, b, ctx).eval()
+    for p in mix.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x, cos, sin = torch.randn(1, n + b, m.hidden), torch.randn(n + b, d), torch.randn(n + b, d)
+    pk, pv = torch.randn(1, m.kv_heads, past, d), torch.randn(1, m.kv_heads, past, d)
+    dk, dv = torch.randn(b, m.kv_heads, ctx, d), torch.randn(b, m.kv_heads, ctx, d)
+    y = mix(x, cos, sin, pk, pv, dk, dv)
+    pre = LlamaLayer(m.layer_shape(n, past)).eval()
+    pre.load_state_dict(mix.state_dict())
+    torch.testing.assert_close(y[:, :n], pre(x[:, :n], cos[:n], sin[:n], pk, pv))
+    dec = LlamaLayer(m.layer_shape(1, ctx)).eval()
+    dec.load_state_dict(mix.state_dict())
+    for i in range(b):
+        j = n + i
+        torch.testing.assert_close(y[:, j:j + 1], dec(x[:, j:j + 1], cos[j:j + 1], sin[j:j + 1], dk[i:i + 1], dv[i:i + 1]))
+
+
+def test_mixed_fit_and_composed_error_against_fresh_compiles(built) -> None:
+    from rdu_compiler.serve.latency import composed_layer, mixed_features
+
+    lm, fabric, d, _ = built
+    reg = region(fabric, 1.0, d / "fresh")
+    [mix] = measure(MODELS["tiny"], [reg], "mixed", (12, 8, 6, 24), d / "fresh-cache")
+    assert not mix["cached"]
+    s = lm.shares[8]
+    assert s.mixed_s is not None and lm.shares[4].mixed_s is None  # whole grid only
+    fit = sum(a * b for a, b in zip(s.mixed_s, mixed_features([(12, 8)], [24] * 6), strict=True))
+    assert lm.fit_error[8]["mixed"] == pytest.approx(abs(fit - mix["estimated_s"]) / mix["estimated_s"])
+    composed = composed_layer(s, [(12, 8)], [24] * 6)[0]
+    assert lm.fit_error[8]["mixed_composed"] >= abs(composed - mix["estimated_s"]) / mix["estimated_s"]
+    # the chunked policy's step uses the compiled mixed fit on the whole grid, the composed one elsewhere
+    heads = lm.model.layers * fit + sum(a * b for a, b in zip(s.head_s, [1.0, 7.0], strict=True))
+    assert lm.mixed(8, [(12, 8)], [24] * 6)[0] == pytest.approx(heads, rel=1e-12)
+    assert lm.mixed(4, [(12, 8)], [24] * 6) == lm.composed(4, [(12, 8)], [24] * 6)

@@ -84,8 +84,8 @@ def test_metrics_and_slo() -> None:
 
 def test_refusals() -> None:
     lm = synthetic_model()
-    with pytest.raises(PolicyError, match="issue 13"):
-        parse_policy("disaggregated")
+    with pytest.raises(SimError, match="simulate_node"):
+        simulate([Request(0.0, 10, 10)], lm, "disaggregated")
     with pytest.raises(PolicyError, match="strictly between 0 and 1"):
         parse_policy("static:1.5")
     with pytest.raises(PolicyError, match="unknown policy"):

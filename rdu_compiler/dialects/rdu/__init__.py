@@ -19,8 +19,9 @@ its kernels are connected by `!rdu.stream` values.
 ```
 
 Modules: `attrs` (enums, `#rdu.buffer`, `!rdu.stream`, shape helpers), `ops` (section,
-kernel, index, yield), `layout` (load, store, view, concat, pad), `fabric_checks` (a
-section against the fabric its module names).
+kernel, index, yield), `layout` (load, store, view, concat, pad), `collectives` (all_reduce,
+all_gather, shard: the tensor-parallel ops), `fabric_checks` (a
+section against the fabric its module names), `p2p` (send, recv between pipeline stages).
 """
 
 from xdsl.ir import Dialect
@@ -41,6 +42,7 @@ from rdu_compiler.dialects.rdu.attrs import (
     element_type_of,
     shape_of,
 )
+from rdu_compiler.dialects.rdu.collectives import TP_OPS, AllGatherOp, AllReduceOp, ShardOp
 from rdu_compiler.dialects.rdu.fabric_checks import (
     FABRIC_ATTR,
     module_fabric,
@@ -49,10 +51,19 @@ from rdu_compiler.dialects.rdu.fabric_checks import (
 )
 from rdu_compiler.dialects.rdu.layout import LAYOUT_OPS, ConcatOp, LoadOp, PadOp, StoreOp, ViewOp
 from rdu_compiler.dialects.rdu.ops import IndexOp, KernelOp, SectionOp, YieldOp
+from rdu_compiler.dialects.rdu.p2p import (
+    STAGE_ATTR,
+    ChannelError,
+    RecvOp,
+    SendOp,
+    stage_programs,
+    verify_channels,
+)
 
 RDU = Dialect(
     "rdu",
-    [KernelOp, IndexOp, SectionOp, YieldOp, LoadOp, StoreOp, ViewOp, ConcatOp, PadOp],
+    [KernelOp, IndexOp, SectionOp, YieldOp, LoadOp, StoreOp, ViewOp, ConcatOp, PadOp, AllReduceOp, AllGatherOp, ShardOp,
+     SendOp, RecvOp],
     [TierAttr, PatternAttr, RoutingAttr, ViewModeAttr, BufferAttr, StreamType],
 )
 
@@ -60,6 +71,18 @@ __all__ = [
     "FABRIC_ATTR",
     "LAYOUT_OPS",
     "RDU",
+    "TP_OPS",
+    "AllGatherOp",
+    "AllReduceOp",
+    "STAGE_ATTR",
+    "TP_OPS",
+    "AllGatherOp",
+    "AllReduceOp",
+    "ChannelError",
+    "RecvOp",
+    "SendOp",
+    "stage_programs",
+    "verify_channels",
     "BufferAttr",
     "ConcatOp",
     "IndexOp",
@@ -71,6 +94,7 @@ __all__ = [
     "Routing",
     "RoutingAttr",
     "SectionOp",
+    "ShardOp",
     "StoreOp",
     "StreamType",
     "Tier",

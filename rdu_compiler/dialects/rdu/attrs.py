@@ -54,6 +54,7 @@ class Pattern(StrEnum):
     MATMUL = auto()
     GATHER = auto()
     SCAN = auto()
+    SCATTER = auto()
 
 
 @irdl_attr_definition

@@ -47,6 +47,7 @@ from rdu_compiler.dialects.rdu.attrs import (
     StreamType,
     TierAttr,
     element_type_of,
+    shape_of,
 )
 from rdu_compiler.dialects.rdu.fabric_checks import (
     module_fabric,
@@ -70,7 +71,11 @@ class KernelOp(IRDLOperation):
     scalar per input and init, then one block argument per capture (a whole tensor read
     at computed indices through `tensor.extract`: the gather pattern), and yields one
     value per result. Scans (`kind = scan`) yield the combiner of two scalars along
-    `scan_dim`. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
+    `scan_dim`. Scatters (`kind = scatter`, `scatter_dims = array<i64: ...>`, one entry
+    per index input) read K index inputs then the updates over the updates' domain and
+    write each point's value into the init at `map(point)` plus index input c on dim
+    `scatter_dims[c]`: the payload yields `combine(update, acc)` (or the update: last
+    write wins), applied in domain order. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
     sizes, PCUs, one `#rdu.buffer` per input/init operand and its grid sites.
 
     `init_fills = array<i64: ...>` (one entry per init, set by `rdu-fuse`): `-1` reads
@@ -98,6 +103,7 @@ class KernelOp(IRDLOperation):
     sym_name = opt_prop_def(StringAttr)
     scan_dim = opt_prop_def(IntegerAttr)
     scan_inclusive = opt_prop_def(IntegerAttr)
+    scatter_dims = opt_prop_def(_I64_ARRAY)
     tile = opt_prop_def(_I64_ARRAY)
     pcus = opt_prop_def(IntegerAttr)
     buffers = opt_prop_def(ArrayAttr[BufferAttr])
@@ -210,6 +216,16 @@ class KernelOp(IRDLOperation):
             raise VerifyException(
                 f"kernel '{self.label}': scan_dim {self.scan_dim.value.data} is not a loop of its {rank}-d domain"
             )
+        if (self.kind.data == Pattern.SCATTER) != (self.scatter_dims is not None):
+            raise VerifyException(f"kernel '{self.label}': a scatter kernel, and only a scatter kernel, has scatter_dims")
+        if self.scatter_dims is not None:
+            dims = [int(d) for d in self.scatter_dims.get_values()]
+            dest = self.inits[0].type if len(self.inits) == 1 else None
+            if dest is None or len(self.inputs) < len(dims) or any(not 0 <= d < len(shape_of(dest)) for d in dims):
+                raise VerifyException(
+                    f"kernel '{self.label}': scatter_dims {dims} need one destination init and one index input per "
+                    "entry, each naming a destination dim"
+                )
         if self.pcus is not None and self.pcus.value.data < 1:
             raise VerifyException(f"kernel '{self.label}': pcus = {self.pcus.value.data}; a kernel runs on >= 1 PCU")
         n_args = n_mapped + len(self.captures)

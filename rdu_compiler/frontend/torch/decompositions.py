@@ -34,9 +34,8 @@ Lowerings that fail or do not run:
 
 ``embedding_bag``: torch-mlir lowers ``aten._embedding_bag`` to a masked reduction that the
 emulator refuses, and drops ``per_sample_weights`` without a word. Here it becomes ops the
-pipeline supports: a gather of the rows, a multiply by the per-sample weights, and a
-segment reduction over a (bags x indices) membership mask (a matmul for sum/mean, a masked
-max for max).
+pipeline supports, O(N) in the indices: a gather of the rows, a multiply by the per-sample
+weights, and a scatter-add (sum, mean) or scatter-max (max) of the rows into their bags.
 
 ``scatter`` family with a negative ``dim``: torch-mlir's lowering segfaults (SIGSEGV, or
 an allocation failure) on ``scatter`` / ``scatter_add`` / ``scatter_reduce`` with
@@ -297,42 +296,52 @@ def _embedding_bag(
     include_last_offset: bool = False,
     padding_idx: int | None = -1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``aten._embedding_bag`` / ``aten.embedding_bag.padding_idx`` as gather + segment reduce.
+    """``aten._embedding_bag`` / ``aten.embedding_bag.padding_idx`` as gather + segment reduce,
+    O(N) in the number of indices (no bags x indices mask).
 
     Shapes: ``weight`` (V, D), ``indices`` (N,), ``offsets`` (B,) or (B + 1,) with
     ``include_last_offset``; returns (output (B, D), offset2bag (N,), bag_size (B,),
     max_indices (B, D) for mode max else (B,)). Bag b holds the indices
     ``offsets[b] <= j < offsets[b + 1]``; the last bag runs to N, or to the last offset
     with ``include_last_offset`` (PyTorch documents that it equals N; for other values
-    eager's CPU kernels disagree among modes); entries equal to
-    ``padding_idx`` (>= 0) are skipped. An empty bag gives zeros. ``output`` equals eager's;
-    the auxiliary outputs (for autograd) follow these definitions, not eager's
-    mode-dependent internals, so :func:`~.checks.refuse_embedding_bag_internals`
-    refuses a model that reads them.
+    eager's CPU kernels disagree among modes); entries equal to ``padding_idx`` (>= 0) are
+    skipped. An empty bag gives zeros.
+
+    How: each index's bag is a running count of the bag starts at or before it (the
+    starts marked by a scatter-add of ones, then a cumsum: ``offset2bag``); skipped
+    entries go to a spare bag B that is dropped. The gathered rows (times the per-sample
+    weights) are scatter-added into their bags (``index_add``: sum, mean) or
+    scatter-maxed (``scatter_reduce(amax, include_self=False)``: max), in index order as
+    eager sums them; mean divides by the bag sizes, another scatter-add. torch-mlir lowers
+    both scatters to ``tm_tensor.scatter``, which rdu-convert-linalg turns into ``scatter``
+    kernels over the N indices. ``output`` equals eager's; of the auxiliary outputs (for
+    autograd) offset2bag and bag_size follow the definitions above and max_indices is
+    not computed (zeros), so :func:`~.checks.refuse_embedding_bag_internals` refuses a
+    model that reads them.
     """
     n = indices.shape[0]
+    dev = indices.device
     starts = offsets[:-1] if include_last_offset else offsets
     n_bags = starts.shape[0]
-    pos = torch.arange(n, device=indices.device)
-    # offset2bag[j]: the bag of index j (the number of bag starts <= j, minus one)
-    offset2bag = (starts.unsqueeze(0) <= pos.unsqueeze(1)).to(torch.int64).sum(1) - 1
-    member = offset2bag.unsqueeze(0) == torch.arange(n_bags, device=indices.device).unsqueeze(1)
+    d = weight.shape[1]
+    # offset2bag[j]: the number of bag starts <= j, minus one (starts may equal N: empty bags)
+    marks = torch.zeros(n + 1, dtype=torch.int64, device=dev).index_add(0, starts, torch.ones_like(starts))
+    offset2bag = marks[:n].cumsum(0) - 1
+    valid = torch.ones(n, dtype=torch.bool, device=dev)
     if include_last_offset:  # the last offset ends the last bag (it should equal N)
-        member = member & (pos < offsets[-1]).unsqueeze(0)
+        valid = valid & (torch.arange(n, device=dev) < offsets[-1])
     if padding_idx is not None and padding_idx >= 0:
-        member = member & (indices != padding_idx).unsqueeze(0)
+        valid = valid & (indices != padding_idx)
+    seg = torch.where(valid, offset2bag, n_bags)  # skipped entries: the spare bag n_bags
     rows = weight.index_select(0, indices)  # (N, D)
     if per_sample_weights is not None:
         rows = rows * per_sample_weights.to(rows.dtype).unsqueeze(1)
-    bag_size = member.to(torch.int64).sum(1)  # (B,)
+    bag_size = torch.zeros(n_bags + 1, dtype=torch.int64, device=dev).index_add(0, seg, torch.ones_like(seg))[:n_bags]
+    dest = torch.zeros(n_bags + 1, d, dtype=rows.dtype, device=dev)
     if mode == _MAX:
-        masked = torch.where(member.unsqueeze(2), rows.unsqueeze(0), float("-inf"))  # (B, N, D)
-        best, arg = masked.max(1)
-        nonempty = (bag_size > 0).unsqueeze(1)
-        output = torch.where(nonempty, best, 0.0)
-        max_indices = torch.where(nonempty, indices.index_select(0, arg.reshape(-1)).reshape(arg.shape), -1)
-        return output, offset2bag, bag_size, max_indices.to(torch.int64)
-    output = member.to(rows.dtype) @ rows  # (B, D)
+        best = dest.scatter_reduce(0, seg.unsqueeze(1).expand(n, d), rows, "amax", include_self=False)
+        return best[:n_bags], offset2bag, bag_size, torch.zeros(n_bags, d, dtype=torch.int64, device=dev)
+    output = dest.index_add(0, seg, rows)[:n_bags]  # (B, D)
     if mode == _MEAN:
         output = output / bag_size.clamp(min=1).to(rows.dtype).unsqueeze(1)
     return output, offset2bag, bag_size, torch.zeros_like(bag_size)

@@ -21,6 +21,7 @@ The flow of :func:`import_torch`:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -74,12 +75,125 @@ def _flat_tensor_inputs(example_inputs: tuple[Any, ...]) -> list[torch.Tensor]:
     return leaves
 
 
+def _unaliased(example_inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`example_inputs` with every tensor that shares storage with an earlier one (the
+    same tensor passed twice, or a view of another input) replaced by a copy.
+
+    torch.export traces aliased inputs as one value: `forward(a, b)` exported on `(x, x)`
+    reads `a` for both, and the compiled program then ignores `b` (it returned `3a` for
+    `2a + b`). Example inputs give shapes and dtypes only, so the program must treat each
+    input as its own tensor.
+    """
+    seen: set[Any] = set()
+
+    def fresh(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        key: Any = id(t) if t.device.type == "meta" else (t.device, t.untyped_storage().data_ptr())
+        if key in seen:
+            return t.clone()
+        seen.add(key)
+        return t
+
+    out = pytree.tree_map(fresh, example_inputs)
+    assert isinstance(out, tuple)
+    return out
+
+
+def _export_then_decompose(
+    module: torch.nn.Module, example_inputs: tuple[Any, ...], model_name: str
+) -> tuple[Any, dict[str, str]]:
+    """torch.export's public flow: ``export`` (pre-dispatch training IR), the checks on that
+    graph, then ``run_decompositions`` (a second trace). Returns the decomposed program and
+    the op -> model line map of the graph before decomposition.
+
+    Raises:
+        FrontendError: export or decomposition failed, or a check refused the graph.
+    """
+    try:
+        with quiet_torch_warnings():
+            ep = torch.export.export(module, example_inputs)
+    except FrontendError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch.export raises many exception types
+        raise export_error(e, module) from None
+
+    refuse_data_dependent_shapes(ep.graph, model_name)
+    refuse_embedding_bag_internals(ep.graph, model_name)
+    source_lines_pre = collect_source_lines([ep.graph])
+    try:
+        with quiet_torch_warnings():
+            ep = ep.run_decompositions(decomposition_table())
+    except Exception as e:  # noqa: BLE001
+        raise FrontendError(
+            f"Decomposing the exported graph of {model_name} failed: {summarize(e)}. This "
+            "usually means an op without a decomposition; rewrite it with basic tensor ops."
+        ) from None
+    return ep, source_lines_pre
+
+
+def _export_decomposed_once(module: torch.nn.Module, example_inputs: tuple[Any, ...], model_name: str) -> Any:
+    """The program of :func:`_export_then_decompose` from one trace, or None to use that.
+
+    ``export`` then ``run_decompositions`` traces the model twice (pre-dispatch, then
+    through AOTAutograd with the table); torch.export's ATen-level export
+    (``torch.export._trace._export(pre_dispatch=False)``) is the second trace alone, here
+    with the same table split the same way (CompositeImplicitAutograd overrides around the
+    trace, the rest given to AOTAutograd), as ``run_decompositions`` does. The linalg text of
+    GPT-2 and HF Llama-3.1-8B is byte-identical either way; HF Llama-3.1-8B (32 layers,
+    meta) imports in about half the time.
+
+    Declines (returns None) whenever the two-step flow knows more: any exception (its
+    message comes from the two-step flow), an ``embedding_bag`` (its check needs the graph
+    before decomposition), a data-dependent shape or an effect token (their messages name
+    the op before decomposition). Uses torch's private export API, pinned by
+    requirements.lock; a change there only makes this decline. Not thread-safe: the
+    table reaches AOTAutograd through a module global of ``torch.export._trace`` patched
+    for the trace (the compiler compiles in processes, never threads).
+    """
+    try:
+        from torch.export import _trace
+        from torch.export.exported_program import (
+            _override_composite_implicit_decomp,
+            _split_decomp_table_to_cia_and_python_decomp,
+        )
+    except ImportError:  # pragma: no cover - another torch
+        return None
+    table = dict(decomposition_table())
+    seen: list[str] = []
+    for op in [op for op in table if "embedding_bag" in str(op)]:
+        table[op] = _flagging(table[op], seen)
+    cia, python_table = _split_decomp_table_to_cia_and_python_decomp(table)
+    original = _trace._export_to_aten_ir
+    _trace._export_to_aten_ir = functools.partial(original, decomp_table=python_table)
+    try:
+        with quiet_torch_warnings(), _override_composite_implicit_decomp(cia):
+            ep = _trace._export(module, example_inputs, strict=False, pre_dispatch=False)
+        if seen or any(spec.kind.name == "TOKEN" for spec in ep.graph_signature.input_specs):
+            return None
+        refuse_data_dependent_shapes(ep.graph, model_name)
+    except Exception:  # noqa: BLE001 - the two-step flow gives the diagnosis
+        return None
+    finally:
+        _trace._export_to_aten_ir = original
+    return ep
+
+
+def _flagging(fn: Any, seen: list[str]) -> Any:
+    def decomposition(*args: Any, **kwargs: Any) -> Any:
+        seen.append("x")
+        return fn(*args, **kwargs)
+
+    return decomposition
+
+
 def import_torch(
     module: torch.nn.Module,
     example_inputs: tuple[Any, ...],
     *,
     fold_constants: bool = True,
     fold_max_bytes: int = 16 << 20,
+    one_trace: bool = True,
 ) -> ImportedProgram:
     """Export ``module`` on ``example_inputs`` and lower it to linalg-on-tensors MLIR text.
 
@@ -94,6 +208,10 @@ def import_torch(
             result as a ``"constant"`` argument named ``c_folded_<i>``. Chains made only of
             generators and views (``arange`` -> ``unsqueeze``) are kept as computation.
         fold_max_bytes: a folded result larger than this (bytes) is left as computation.
+        one_trace: trace the model once with the decompositions applied
+            (:func:`_export_decomposed_once`, the same graph in about half the time) instead
+            of torch.export's public two-step flow (``export`` then ``run_decompositions``,
+            two traces), which is still used when the single trace declines.
 
     Returns:
         The :class:`ImportedProgram` (MLIR text, argument names/kinds, weights, output spec).
@@ -107,32 +225,17 @@ def import_torch(
     if not isinstance(module, torch.nn.Module):
         raise FrontendError(f"import_torch expects a torch.nn.Module, got {type(module).__name__}.")
     flat_inputs = _flat_tensor_inputs(example_inputs)
+    example_inputs = _unaliased(example_inputs)
+    flat_inputs = pytree.tree_leaves(example_inputs)
     model_name = type(module).__name__
 
     prestart_lowering()  # the lowering child starts while torch.export runs
 
-    # 1. torch.export.
-    try:
-        with quiet_torch_warnings():
-            ep = torch.export.export(module, example_inputs)
-    except FrontendError:
-        raise
-    except Exception as e:  # noqa: BLE001 - torch.export raises many exception types
-        raise export_error(e, module) from None
-
-    refuse_data_dependent_shapes(ep.graph, model_name)
-    refuse_embedding_bag_internals(ep.graph, model_name)
-
-    # 2. Decompositions torch-mlir expects.
-    source_lines_pre = collect_source_lines([ep.graph])
-    try:
-        with quiet_torch_warnings():
-            ep = ep.run_decompositions(decomposition_table())
-    except Exception as e:  # noqa: BLE001
-        raise FrontendError(
-            f"Decomposing the exported graph of {model_name} failed: {summarize(e)}. This "
-            "usually means an op without a decomposition; rewrite it with basic tensor ops."
-        ) from None
+    # 1-2. torch.export and the decompositions torch-mlir expects.
+    ep = _export_decomposed_once(module, example_inputs, model_name) if one_trace else None
+    source_lines_pre: dict[str, str] = {}
+    if ep is None:  # asked for, or the single trace declined: the public two-step flow
+        ep, source_lines_pre = _export_then_decompose(module, example_inputs, model_name)
     source_lines = collect_source_lines([ep.graph])
     for k, v in source_lines_pre.items():
         source_lines.setdefault(k, v)

@@ -1,5 +1,5 @@
 """tm_tensor -> rdu: `tm_tensor.scan` becomes a `scan` kernel, `tm_tensor.scatter` a
-gather kernel over the destination, `tm_tensor.sort` a rank-counting kernel, a gather
+`scatter` kernel over the updates, `tm_tensor.sort` a rank-counting kernel, a gather
 and a check (see each function).
 
 xDSL defines no `tm_tensor` dialect: these ops arrive unregistered and are matched by
@@ -13,8 +13,6 @@ from xdsl.dialects.builtin import (
     AffineMapAttr,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
-    FloatAttr,
-    IndexType,
     IntegerAttr,
     IntegerType,
     StringAttr,
@@ -27,10 +25,8 @@ from xdsl.pattern_rewriter import PatternRewriter
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import CompileError
-from rdu_compiler.ir import op_name
 from rdu_compiler.passes.convert.common import (
     ConversionPattern,
-    and_i1,
     iter_attrs,
     named,
 )
@@ -76,91 +72,101 @@ def _scan_kernel(op: Operation, index: int) -> rdu.KernelOp:
     )
 
 
-#: The identity of each combiner a scatter may accumulate with.
-_COMBINER_IDENTITY: dict[type, float | int] = {
-    arith.AddfOp: 0.0,
-    arith.AddiOp: 0,
-    arith.MulfOp: 1.0,
-    arith.MuliOp: 1,
-    arith.MaximumfOp: float("-inf"),
-    arith.MinimumfOp: float("inf"),
-}
-
-
 def _scatter_kernel(op: Operation, index: int) -> rdu.KernelOp:
-    """`tm_tensor.scatter` with one full index per update (`updates: N`, `indices: N x K`,
-    K = the destination's rank, as torch-mlir emits for ScatterElements / ScatterND /
-    index_put) as a reduction over the updates for every destination point:
-    `acc = select(index(i) == point, combine(update(i), acc), acc)`, in update order, so
-    the last write wins for a plain scatter. The destination is the initial value."""
+    """`tm_tensor.scatter` (updates `N x S...`, indices `N x K`, a destination of rank R,
+    `dimension_map` naming the K destination dims the index columns address) as one
+    `scatter` kernel over the updates' domain: O(N x |S|) points, each written once.
+
+    Update `i`'s slice (the trailing `len(S)` destination dims, as torch-mlir's TMTensor
+    aligns it) goes to `original[idx(i) + s]`, combined by the op's region
+    (`combine(update, original)`; a region that yields the update is a plain write: the
+    last one wins), in update order. This covers torch-mlir's point scatters
+    (ScatterElements, index_put, scatter_reduce: `S` empty, K = R) and slice scatters
+    (index_add / index_put with accumulate: `S` the row). The payload is the region with
+    `acc` for the destination value; the kernel's inputs are the K index columns, then
+    the updates.
+
+    Raises:
+        CompileError: an index or update shape that does not fit the destination.
+    """
     updates, indices, original = op.operands
     dmap = op.properties.get("dimension_map")
-    dims = list(dmap.get_values()) if isinstance(dmap, DenseArrayBase) else None
+    dims = [int(d) for d in dmap.get_values()] if isinstance(dmap, DenseArrayBase) else []
     ushape, ishape, dshape = rdu.shape_of(updates.type), rdu.shape_of(indices.type), rdu.shape_of(original.type)
-    if dims is None or len(ushape) != 1 or len(ishape) != 2 or ishape[1] != len(dshape) or sorted(dims) != list(range(len(dshape))):
+    r, s = len(dshape), len(ushape) - 1
+    lead = r - s  # destination dims before the update slice
+    ok = (
+        len(ishape) == 2 and ishape[0] == ushape[0] and ishape[1] == len(dims) >= 1
+        and 0 <= lead and len(set(dims)) == len(dims) and all(0 <= d < r for d in dims)
+        and all(ushape[1 + d - lead] <= dshape[d] for d in range(lead, r))
+    )
+    if not ok:
         raise CompileError(
             "rdu-convert-linalg",
-            f"tm_tensor.scatter (op #{index}) with update slices (updates {updates.type}, indices "
-            f"{indices.type}) is not supported; only one full index per scalar update is",
+            f"tm_tensor.scatter (op #{index}): updates {updates.type}, indices {indices.type} and dimension_map "
+            f"{dims} do not fit the destination {original.type} (one index row of K = len(dimension_map) "
+            "columns per update, the update slice aligned with the destination's trailing dims)",
         )
-    n, r = ushape[0], len(dshape)
+    n_idx = len(dims)
     elt = rdu.element_type_of(original.type)
     ielt = rdu.element_type_of(indices.type)
-    block = Block(arg_types=[elt, *([ielt] * r), elt])
-    u, *cols, acc = block.args
-    ops: list[Operation] = []
-    match: SSAValue | None = None
-    for c, d in enumerate(dims):
-        pos = rdu.IndexOp(d)
-        cast = arith.IndexCastOp(cols[c], IndexType())
-        eq = arith.CmpiOp(cast.results[0], pos.results[0], "eq")
-        ops += [pos, cast, eq]
-        match = eq.results[0] if match is None else and_i1(ops, match, eq.results[0])
-    # The combiner region: ^bb0(%update, %original): yield f(update, original).
+    block = Block(arg_types=[*([ielt] * n_idx), rdu.element_type_of(updates.type), elt])
+    u, acc = block.args[n_idx], block.args[n_idx + 1]
     region = op.regions[0].block
     mapping: dict[SSAValue, SSAValue] = {region.args[0]: u, region.args[1]: acc}
-    combined: SSAValue | None = None
     for inner in region.ops:
         if named(inner, "tm_tensor.yield"):
-            combined = mapping[inner.operands[0]]
+            block.add_op(rdu.YieldOp(mapping[inner.operands[0]]))
             break
         clone = inner.clone(value_mapper=mapping)  # type: ignore[arg-type]
-        ops.append(clone)
+        block.add_op(clone)
         for old, new in zip(inner.results, clone.results, strict=True):
             mapping[old] = new
-    assert match is not None and combined is not None
-    if combined is u:
-        pick = arith.SelectOp(match, u, acc)  # last write wins
-        ops += [pick, rdu.YieldOp(pick.results[0])]
-    else:
-        comb_op = combined.owner
-        name = op_name(comb_op) if isinstance(comb_op, Operation) else ""
-        identity = _COMBINER_IDENTITY.get(type(comb_op))
-        if identity is None or not isinstance(comb_op, Operation) or set(comb_op.operands) != {u, acc}:
-            raise CompileError("rdu-convert-linalg", f"tm_tensor.scatter (op #{index}) with combiner '{name or 'unknown'}' is not supported")
-        for o in list(ops):
-            if o is comb_op:
-                ops.remove(o)
-        ident = arith.ConstantOp(FloatAttr(identity, elt) if isinstance(identity, float) else IntegerAttr(identity, elt))  # type: ignore[arg-type]
-        masked = arith.SelectOp(match, u, ident.results[0])
-        total = type(comb_op)(acc, masked.results[0])  # type: ignore[call-arg]
-        ops += [ident, masked, total, rdu.YieldOp(total.results[0])]
-    for o in ops:
-        block.add_op(o)
-    rank = r + 1  # destination dims, then the updates
-    par = [AffineDimExpr(d) for d in range(r)]
-    i = AffineDimExpr(r)
-    maps = [AffineMap(rank, 0, (i,))] + [AffineMap(rank, 0, (i, AffineConstantExpr(c))) for c in range(r)] + [AffineMap(rank, 0, tuple(par))]
+    rank = 1 + s
+    i = AffineDimExpr(0)
+    dest = tuple(AffineDimExpr(1 + d - lead) if d >= lead else AffineConstantExpr(0) for d in range(r))
+    maps = [AffineMap(rank, 0, (i, AffineConstantExpr(c))) for c in range(n_idx)]
+    maps += [AffineMap.identity(rank), AffineMap(rank, 0, dest)]
     return rdu.KernelOp(
-        [updates, *([indices] * r)], [original], [], [op.results[0].type], rdu.Pattern.REDUCE,
-        [*dshape, n], [AffineMapAttr(m) for m in maps], iter_attrs(["parallel"] * r + ["reduction"]),
-        Region(block), {"sym_name": StringAttr(f"k{index}_reduce")},
+        [*([indices] * n_idx), updates], [original], [], [op.results[0].type], rdu.Pattern.SCATTER,
+        list(ushape), [AffineMapAttr(m) for m in maps], iter_attrs(["parallel"] * rank), Region(block),
+        {"sym_name": StringAttr(f"k{index}_scatter"), "scatter_dims": DenseArrayBase.from_list(i64, dims)},
     )
+
+
+#: `arith.cmpf` predicates a sort comparator uses for "goes first": ogt and oge (a
+#: descending sort: torch-mlir's ONNX TopK uses oge), olt and ole (ascending).
+_NAN_LAST = {2: "ogt", 3: "oge", 4: "olt", 5: "ole"}
+
+
+def _nan_largest(a: SSAValue, b: SSAValue, predicate: int, body: list[Operation]) -> SSAValue:
+    """`cmpf(a, b)` for an ordered predicate of `_NAN_LAST`, with NaN ordered above every
+    number and equal to NaN, appending the ops to `body`. With `big` the side that must be
+    the larger for the comparison to hold (a for ogt/oge, b for olt/ole) and `small` the
+    other: strict (ogt/olt) `cmpf or (isnan(big) and not isnan(small))`; non-strict
+    (oge/ole) `cmpf or isnan(big)`. This is the order of torch.sort/topk and of ONNX's TopK
+    reference (`np.lexsort` puts NaN last): a descending sort puts NaN first, an ascending
+    one last, and NaNs among themselves tie, so they keep index order."""
+    cmp = arith.CmpfOp(a, b, predicate)
+    big, small = (a, b) if predicate in (2, 3) else (b, a)
+    big_nan = arith.CmpfOp(big, big, "uno")
+    new: list[Operation] = [cmp, big_nan]
+    over = big_nan.results[0]
+    if predicate in (2, 4):
+        small_nan = arith.CmpfOp(small, small, "uno")
+        true = arith.ConstantOp(IntegerAttr(1, IntegerType(1)))
+        small_num = arith.XOrIOp(small_nan.results[0], true.results[0])
+        nan_over = arith.AndIOp(big_nan.results[0], small_num.results[0])
+        new += [small_nan, true, small_num, nan_over]
+        over = nan_over.results[0]
+    out = arith.OrIOp(cmp.results[0], over)
+    body += [*new, out]
+    return out.results[0]
 
 
 def _sort_kernels(op: Operation, index: int) -> list[Operation]:
     """`tm_tensor.sort` along `dimension` (n elements, comparator `c(lhs, rhs)`: lhs goes
-    first) as two kernels: the rank of every element, `#{k : k goes first} + #{k < i : tie}`
+    first; its `cmpf ogt/olt` order NaN above every number, see `_nan_largest`) as two kernels: the rank of every element, `#{k : k goes first} + #{k < i : tie}`
     (a count reduction over k, so equal keys keep their order: a stable sort), then each
     operand permuted by a last-match reduction (`out[j] = x[i] where rank[i] == j`)."""
     operands = list(op.operands)
@@ -188,6 +194,10 @@ def _sort_kernels(op: Operation, index: int) -> list[Operation]:
             for inner in comparator.ops:
                 if named(inner, "tm_tensor.yield"):
                     return mapping[inner.operands[0]]
+                if isinstance(inner, arith.CmpfOp) and inner.predicate.value.data in _NAN_LAST:
+                    a, b = (mapping.get(v, v) for v in inner.operands)
+                    mapping[inner.results[0]] = _nan_largest(a, b, inner.predicate.value.data, body)
+                    continue
                 clone = inner.clone(value_mapper=mapping)  # type: ignore[arg-type]
                 body.append(clone)
                 for old, new in zip(inner.results, clone.results, strict=True):

@@ -40,6 +40,7 @@ class Launcher:
         self.arg_names = arg_names
         self.input_names = input_names
         self.count = 0
+        self.checks: list[tuple[str, list[tuple[str, str]]]] = []  # (flag tensor variable, checks) per launch
 
     def layout(self, v: SSAValue) -> tuple[tuple[int, ...], tuple[int, ...]]:
         if v not in self.layouts:
@@ -110,9 +111,14 @@ class Launcher:
             var = self._new(v)
             self.layouts[v] = (shape, row_major(shape))
             self.emit(f"{var} = torch.empty({shape!r}, dtype={dt}, device=dev)")
-        call = ", ".join(self.var[v] for v in launch.args)
+        call = [self.var[v] for v in launch.args]
+        if launch.checks:
+            flags = ident(f"chk{len(self.checks) + 1}", self.taken)
+            self.emit(f"{flags} = torch.zeros({len(launch.checks)}, dtype=torch.int32, device=dev)")
+            self.checks.append((flags, launch.checks))
+            call.append(flags)
         self.emit(f"# {', '.join(launch.members)}")
-        self.emit(f"{launch.name}[{launch.grid}]({call})")
+        self.emit(f"{launch.name}[{launch.grid}]({', '.join(call)})")
 
     def node(self, node: Node) -> None:
         op = node.op
@@ -161,4 +167,6 @@ class Launcher:
 
     def finish(self) -> None:
         outs = [self.need(v) if v not in self.prog.args else self.var[v] for v in self.prog.outputs]
+        if self.checks:  # one device-to-host copy per run, after every launch
+            self.emit(f"_raise_failed_checks([{', '.join(f'({f}, {m!r})' for f, m in self.checks)}])")
         self.emit(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")

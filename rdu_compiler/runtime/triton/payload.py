@@ -44,6 +44,9 @@ _BIN: dict[OpKey, str] = {
     arith.FloorDivSIOp: "_floordiv({a}, {b})", arith.CeilDivSIOp: "_ceildiv({a}, {b})",
     math.PowFOp: "_powf({a}, {b})", math.CopySignOp: "_copysign({a}, {b})",
 }
+#: Integer divisions and remainders, checked for a zero divisor (`_check_division`).
+_SIGNED_DIVISIONS: frozenset[OpKey] = frozenset({arith.DivSIOp, arith.RemSIOp, arith.FloorDivSIOp, arith.CeilDivSIOp})
+_DIVISIONS: frozenset[OpKey] = _SIGNED_DIVISIONS | {arith.DivUIOp, arith.RemUIOp}
 _UNSIGNED_BIN: dict[OpKey, str] = {
     arith.DivUIOp: "{a} // {b}", arith.RemUIOp: "{a} % {b}", arith.ShRUIOp: "{a} >> {b}",
     arith.MaxUIOp: "tl.maximum({a}, {b})", arith.MinUIOp: "tl.minimum({a}, {b})",
@@ -114,6 +117,9 @@ class PayloadContext:
     mask: str | None
     captures: list[Capture] = field(default_factory=list)
     const_arg: Callable[[int], Any] | None = None  # compile-time value of block arg i, or None
+    #: `check(cond, message, op)`: a runtime check (`Builder.check`): lanes where `cond` is
+    #: false (within `mask`) fail the run with `message`, naming payload op `op`
+    check: Callable[[str, str, str], None] | None = None
 
 
 class PayloadEmitter:
@@ -215,6 +221,8 @@ class PayloadEmitter:
                 return
             raise fail(f"kernel '{label}': payload constant {attr} is not a scalar")
         key = op_key(op)
+        if key in _DIVISIONS:
+            self._check_division(op, name)
         if key in _BIN:
             a, b = self._operands(op)
             t = op.results[0].type
@@ -295,16 +303,36 @@ class PayloadEmitter:
         if isinstance(op, cf.AssertOp):
             msg = op.properties.get("msg") or op.attributes.get("msg")
             text = str(getattr(msg, "data", "assertion failed")).replace('"', "'")
-            cond = self.value(op.operands[0])
-            if self.ctx.mask:
-                cond = f"{cond} | ~({self.ctx.mask})"
-            self.ctx.writer.line(f'tl.device_assert({cond}, "{label}: {text}")')
+            self._check(self.value(op.operands[0]), f"kernel '{label}': runtime check failed for these inputs: {text}", "cf.assert")
             return
         reason = REFUSED.get(key, "")
         raise fail(
             f"kernel '{label}': payload op '{name}' has no Triton rule{' (' + reason + ')' if reason else ''}; "
             "the Triton generator refuses it rather than change the numerics"
         )
+
+    def _check(self, cond: str, message: str, op: str) -> None:
+        if self.ctx.check is None:
+            raise fail(f"{message.split(':')[0]}: a runtime check outside a kernel builder")
+        self.ctx.check(cond, message, op)
+
+    def _check_division(self, op: Operation, name: str) -> None:
+        """An integer division or remainder by zero (and, signed, MIN / -1) is undefined in
+        MLIR and on a GPU, and eager PyTorch raises: a runtime check, as the emulator's
+        `_checked_division` refuses the run."""
+        a, b = (self.value(v) for v in op.operands)
+        t = op.operands[1].type
+        if not isinstance(t, IntegerType):
+            return
+        label = self.ctx.label
+        self._check(f"{b} != 0", f"kernel '{label}': integer division by zero ('{name}'); eager PyTorch raises "
+                    "ZeroDivisionError and the result is undefined on a GPU, so the run is refused. "
+                    "Pass nonzero divisors (or divide in floating point).", name)
+        if op_key(op) in _SIGNED_DIVISIONS:
+            low = -(2 ** (t.width.data - 1))
+            self._check(f"~(({a} == {low}) & ({b} == -1))",
+                        f"kernel '{label}': integer division overflow ('{name}' of {low} by -1); the result is "
+                        "undefined, so the run is refused. Keep dividends above the type's minimum.", name)
 
     def _cast(self, op: Operation, name: str) -> None:
         src_v = op.operands[0]
@@ -372,7 +400,6 @@ class PayloadEmitter:
             raise fail(f"kernel '{self.ctx.label}': tensor.extract from a value that is not a captured tensor")
         if len(idx) != len(cap.shape):
             raise fail(f"kernel '{self.ctx.label}': tensor.extract with {len(idx)} indices into a rank-{len(cap.shape)} tensor")
-        w = self.ctx.writer
         parts, bounds = [], []
         for v, st, n in zip(idx, cap.strides, cap.shape, strict=True):
             x = self.value(v)
@@ -389,10 +416,10 @@ class PayloadEmitter:
         mask_terms = ([self.ctx.mask] if self.ctx.mask else []) + bounds
         mask = " & ".join(f"({m})" for m in mask_terms)
         if bounds:
-            # an out-of-range index is a program error (the emulator raises); on a GPU it
-            # fails the device assert in debug builds and never reads outside the table
-            w.line(f'tl.device_assert(({" & ".join(bounds)}){" | ~(" + self.ctx.mask + ")" if self.ctx.mask else ""}, '
-                   f'"{self.ctx.label}: gather index out of bounds")')
+            # an out-of-range index is a program error (the emulator raises): the run is
+            # refused, and the masked load never reads outside the table
+            self._check(" & ".join(bounds), f"kernel '{self.ctx.label}': gather index out of bounds (the emulator and "
+                        "eager refuse it too). Pass indices within the table size.", "tensor.extract")
         other = literal(0, cap.elt) if not str(cap.elt) == "f32" else "0.0"
         load = f"tl.load({cap.ptr} + ({offset})" + (f", mask={mask}, other={other})" if mask else ")")
         self._bind(op, load)

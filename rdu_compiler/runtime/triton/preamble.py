@@ -7,6 +7,24 @@ from rdu_compiler.runtime.triton.settings import ENV_PREAMBLE
 HELPERS = '''_NATIVE_LOW_PRECISION_DOT = tl.constexpr(not _INTERPRET)
 
 
+class RuntimeCheckFailed(RuntimeError):
+    """A runtime check of the program failed for these inputs (an integer division by
+    zero, a gather index out of bounds, ...); `op` names the payload op."""
+
+    def __init__(self, op, message):
+        super().__init__(message)
+        self.op = op
+
+
+def _raise_failed_checks(flags):
+    """`flags`: (int32 flag tensor, [(payload op, message)]) per launch with checks, in
+    launch order; raises RuntimeCheckFailed for the first flag a kernel set."""
+    for t, checks in flags:
+        for hit, (op, message) in zip(t.tolist(), checks):
+            if hit:
+                raise RuntimeCheckFailed(op, message)
+
+
 def _configs(*configs):
     """The autotune space: all configs on a GPU, the first (from the rdu tiling) otherwise."""
     return list(configs) if _AUTOTUNE else [configs[0]]

@@ -260,6 +260,11 @@ class KernelInfo:
         self.accesses = facts.accesses
         self.red, self.par = facts.red, facts.par
         self.kind = facts.kind
+        if self.kind == rdu.Pattern.SCATTER:
+            raise fail(
+                f"kernel '{self.label}': the Triton target has no scatter kernel yet (index_add, scatter, "
+                "EmbeddingBag's segment reduction); run this model on the emulator (target='emulator')"
+            )
         self.block = k.body.block
         self.used = facts.used
         # operands: canonical values, inputs then inits then captures

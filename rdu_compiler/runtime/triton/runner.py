@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rdu_compiler.dtypes import to_torch
+from rdu_compiler.errors import EmulatorError
 from rdu_compiler.runtime.triton.generate import TritonSource
 from rdu_compiler.runtime.triton.settings import TritonSettings, prepare
 
@@ -78,7 +79,12 @@ class TritonRunner:
         """Run on `inputs` (tensors or arrays, moved to the device); returns the flat outputs
         (on the device)."""
         args = [_as_torch(x).to(self.device) for x in inputs]
-        return tuple(self.module.run(self.weights, *args))
+        try:
+            return tuple(self.module.run(self.weights, *args))
+        except self.module.RuntimeCheckFailed as e:
+            err = EmulatorError(f"{e} (target 'triton')")
+            err.payload_op = e.op  # type: ignore[attr-defined]  # read by api's _locate
+            raise err from None
 
 
 def _as_torch(x: Any) -> torch.Tensor:

@@ -206,6 +206,43 @@ func.func @concat_pad(%x: tensor<4x8xf32>, %y: tensor<2x8xf32>) -> (tensor<6x8xf
 // CHECK-NEXT:    %zero = arith.constant 0.000000e+00 : f32
 // CHECK-NEXT:    %p = rdu.pad %x low [1, 0] high [1, 2] value %zero : tensor<4x8xf32>, f32 -> tensor<6x10xf32>
 
+
+// tm_tensor.scatter is a scatter kernel over the updates (O(updates), not O(destination x
+// updates)): the index columns, then the updates; the destination's map gives the slice
+// offsets (the update slice is aligned with its trailing dims) and `scatter_dims` the dims
+// each index column adds to. A slice scatter (index_add, EmbeddingBag's segment sum):
+
+func.func @index_add(%rows: tensor<6x1x3xf32>, %seg: tensor<6x1xi64>, %dest: tensor<4x3xf32>) -> tensor<4x3xf32> {
+  %r = "tm_tensor.scatter"(%rows, %seg, %dest) <{dimension_map = array<i64: 0>, operandSegmentSizes = array<i32: 2, 1>, unique_indices = false}> ({
+  ^bb0(%u: f32, %o: f32):
+    %s = arith.addf %o, %u : f32
+    "tm_tensor.yield"(%s) : (f32) -> ()
+  }) : (tensor<6x1x3xf32>, tensor<6x1xi64>, tensor<4x3xf32>) -> tensor<4x3xf32>
+  return %r : tensor<4x3xf32>
+}
+
+// CHECK-LABEL: func.func @index_add
+// CHECK-NEXT:    %r = "rdu.kernel"(%seg, %rows, %dest) <{kind = #rdu.pattern<scatter>, domain = array<i64: 6, 1, 3>, indexing_maps = [affine_map<(d0, d1, d2) -> (d0, 0)>, affine_map<(d0, d1, d2) -> (d0, d1, d2)>, affine_map<(d0, d1, d2) -> (d1, d2)>], iterator_types = [#linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>, #linalg.iterator_type<parallel>], sym_name = "k0_scatter", scatter_dims = array<i64: 0>, operandSegmentSizes = array<i32: 2, 1, 0>}> ({
+// CHECK-NEXT:    ^bb0(%0: i64, %1: f32, %2: f32):
+// CHECK-NEXT:      %s = arith.addf %2, %1 : f32
+// CHECK-NEXT:      rdu.yield %s : f32
+
+// A point scatter (ScatterElements, index_put): one full index per scalar update, two
+// index columns; a region that yields the update is a plain write (the last one wins).
+
+func.func @point_write(%u: tensor<5xf32>, %idx: tensor<5x2xi64>, %dest: tensor<4x3xf32>) -> tensor<4x3xf32> {
+  %r = "tm_tensor.scatter"(%u, %idx, %dest) <{dimension_map = array<i64: 0, 1>, operandSegmentSizes = array<i32: 2, 1>, unique_indices = false}> ({
+  ^bb0(%a: f32, %b: f32):
+    "tm_tensor.yield"(%a) : (f32) -> ()
+  }) : (tensor<5xf32>, tensor<5x2xi64>, tensor<4x3xf32>) -> tensor<4x3xf32>
+  return %r : tensor<4x3xf32>
+}
+
+// CHECK-LABEL: func.func @point_write
+// CHECK-NEXT:    %r = "rdu.kernel"(%idx, %idx, %u, %dest) <{kind = #rdu.pattern<scatter>, domain = array<i64: 5>, indexing_maps = [affine_map<(d0) -> (d0, 0)>, affine_map<(d0) -> (d0, 1)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (0, 0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0_scatter", scatter_dims = array<i64: 0, 1>, operandSegmentSizes = array<i32: 3, 1, 0>}> ({
+// CHECK-NEXT:    ^bb0(%0: i64, %1: i64, %2: f32, %3: f32):
+// CHECK-NEXT:      rdu.yield %2 : f32
+
 // -----
 
 // An op with no rdu lowering is refused by name.

@@ -108,6 +108,9 @@ class Launch:
     members: list[str]
     infos: list[KernelInfo] = field(default_factory=list)  # the rdu kernels, in order
     aliases: dict[SSAValue, SSAValue] = field(default_factory=dict)  # reshapes inside the group
+    #: messages of the kernel's runtime checks (`Builder.check`): the launcher passes an
+    #: int32 flag tensor of this length as the last argument and raises the first set one
+    checks: list[tuple[str, str]] = field(default_factory=list)  # (payload op, message)
 
 
 @dataclass
@@ -136,6 +139,22 @@ class Builder:
         self.axis_mask: dict[str, str | None] = {}
         self.mask_cache: dict[frozenset[str], str | None] = {}
         self.wide = False
+        self.checks: list[tuple[str, str]] = []  # (payload op, message)
+
+    def check(self, cond: str, message: str, op: str) -> None:
+        """A runtime check: lanes (within the current mask) where `cond` is false set flag
+        `len(checks)` in the kernel's `chk` tensor; the launcher raises `message` after the
+        run (`Launch.checks`). A flag store, not `tl.device_assert`: Triton drops device
+        asserts unless built with debug (always, in its interpreter), and on a GPU a failed
+        one poisons the CUDA context."""
+        k = len(self.checks)
+        self.checks.append((op, message))
+        bad = self.w.let(f"~({cond})", "bad")
+        self.w.line(f"tl.store(chk + {k} + {bad}.to(tl.int32) * 0, 1, mask={bad})")
+
+    def signature(self) -> list[str]:
+        """The kernel's pointer parameters: `params`, then `chk` when it has checks."""
+        return self.params + (["chk"] if self.checks else [])
 
     def ptr(self, v: SSAValue, out: bool = False) -> str:
         if v in self.ptrs:
@@ -233,6 +252,8 @@ def _render(name: str, params: list[str], constexprs: list[str], body: str, conf
     cfgs = ",\n        ".join(configs)
     return (
         f"@triton.autotune(\n    configs=_configs(\n        {cfgs},\n    ),\n    key=[],\n)\n"
+        # a kernel with runtime checks is compiled with debug=True: without it a GPU build
+        # drops tl.device_assert (the interpreter always checks)
         f"@triton.jit\ndef {name}({sig}):\n    \"\"\"{doc}\"\"\"\n{body}\n"
     )
 
@@ -282,7 +303,10 @@ def _payload(b: Builder, info: KernelInfo, dims: list[Coord], full_mask: str | N
         sp = b.env.splat(v)
         return None if sp is None else sp[0]
 
-    ctx = PayloadContext(info.label, b.w, dims, arg, full_mask, const_arg=const_arg)
+    def check(cond: str, message: str, op: str) -> None:
+        b.check(f"({cond}) | ~({full_mask})" if full_mask else cond, message, op)
+
+    ctx = PayloadContext(info.label, b.w, dims, arg, full_mask, const_arg=const_arg, check=check)
     em = PayloadEmitter(ctx, info.block, info.skip)
     return em, em.run()
 

@@ -104,5 +104,5 @@ def emit_loop_reduce(info: KernelInfo, name: str, env: Env) -> Launch:
     alt = (max(1, bp // 2), min(br * 2, max(16, pow2_at_least(nr))))
     if alt != (bp, br):
         cfgs.append(_cfg(BLOCK_P=alt[0], BLOCK_R=alt[1], num_warps=8))
-    src = _render(name, b.params, ["BLOCK_P", "BLOCK_R"], w.text(), cfgs, _doc([info], "looped reduction"))
-    return Launch(name, src, b.args, b.outputs, grid, [info.label], [info])
+    src = _render(name, b.signature(), ["BLOCK_P", "BLOCK_R"], w.text(), cfgs, _doc([info], "looped reduction"))
+    return Launch(name, src, b.args, b.outputs, grid, [info.label], [info], checks=b.checks)

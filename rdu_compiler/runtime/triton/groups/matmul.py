@@ -198,9 +198,9 @@ def emit_matmul_group(g: MatmulGroup, name: str, env: Env, out_values: list[SSAV
     grid = f"lambda META: (triton.cdiv({msz}, META['BLOCK_M']) * triton.cdiv({nsz}, META['BLOCK_N']), {bsz})"
     cfgs = _matmul_configs(a, plan, msz, nsz, ksz)
     doc = _doc([a, *g.epilogue], "matmul + epilogue" if g.epilogue else "matmul")
-    src = _render(name, b.params, ["BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"], w.text(), cfgs, doc)
+    src = _render(name, b.signature(), ["BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"], w.text(), cfgs, doc)
     return Launch(name, src, b.args, b.outputs, grid, [a.label] + [e.label for e in g.epilogue],
-                  [a, *g.epilogue], dict(g.aliases))
+                  [a, *g.epilogue], dict(g.aliases), checks=b.checks)
 
 
 def _matmul_configs(a: KernelInfo, plan: Any, msz: int, nsz: int, ksz: int) -> list[str]:

@@ -247,9 +247,9 @@ def emit_row_group(g: RowGroup, name: str, env: Env, out_values: list[SSAValue])
                 seen.append(o)
         cfgs = [_cfg(BLOCK_M=x, num_warps=nw) for x, nw in seen]
     doc = _doc(g.members, "row group" if two_d else "elementwise")
-    src = _render(name, b.params, ["BLOCK_M"], w.text(), cfgs, doc)
+    src = _render(name, b.signature(), ["BLOCK_M"], w.text(), cfgs, doc)
     return Launch(name, src, b.args, b.outputs, grid, [m.info.label for m in g.members],
-                  [m.info for m in g.members], dict(g.aliases))
+                  [m.info for m in g.members], dict(g.aliases), checks=b.checks)
 
 
 def _row_block(g: RowGroup, env: Env, bn: int) -> list[tuple[int, int]]:

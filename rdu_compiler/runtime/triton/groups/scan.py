@@ -82,5 +82,5 @@ def emit_scan(info: KernelInfo, name: str, env: Env, max_row: int) -> Launch:
         b.store(info.results[1], info.accesses[info.n_in + 1].forms, dims, last)
     grid = f"lambda META: (triton.cdiv({np_}, META['BLOCK_P']),)"
     bp = max(1, min(pow2_at_least(np_), max(1, 2048 // bs)))
-    src = _render(name, b.params, ["BLOCK_P"], w.text(), [_cfg(BLOCK_P=bp, num_warps=4)], _doc([info], "scan"))
-    return Launch(name, src, b.args, b.outputs, grid, [info.label], [info])
+    src = _render(name, b.signature(), ["BLOCK_P"], w.text(), [_cfg(BLOCK_P=bp, num_warps=4)], _doc([info], "scan"))
+    return Launch(name, src, b.args, b.outputs, grid, [info.label], [info], checks=b.checks)

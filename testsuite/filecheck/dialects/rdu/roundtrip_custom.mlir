@@ -68,3 +68,17 @@ builtin.module attributes {rdu.fabric = "tiny"} {
 // CHECK-GENERIC:         "rdu.concat"(%x, %y) <{dim = 0 : i64}> : (tensor<4x8xf32>, tensor<2x8xf32>) -> tensor<6x8xf32>
 // CHECK-GENERIC:         "rdu.pad"(%x, %zero) <{low = array<i64: 1, 2>, high = array<i64: 2, 0>}> : (tensor<4x8xf32>, f32) -> tensor<7x10xf32>
 }
+
+// rdu.send / rdu.recv between two stage programs (dialects/rdu/p2p.py).
+
+func.func @forward_stage0(%x: tensor<4x8xf32>) attributes {rdu.stage = 0 : i64} {
+  rdu.send %x to 1 channel 0 : tensor<4x8xf32>
+  func.return
+}
+func.func @forward_stage1() -> tensor<4x8xf32> attributes {rdu.stage = 1 : i64} {
+  %y = rdu.recv from 0 channel 0 : tensor<4x8xf32>
+  func.return %y : tensor<4x8xf32>
+}
+
+// CHECK: rdu.send %x to 1 channel 0 : tensor<4x8xf32>
+// CHECK: %y = rdu.recv from 0 channel 0 : tensor<4x8xf32>

@@ -1,0 +1,80 @@
+"""Pipeline parallelism on a Llama-2-7B-shaped decode step (issue 13): throughput and bubble.
+
+`python benchmarks/pipeline_parallel.py [--layers 32] [--pp 1 2 4 8] [--microbatches 1 4 8 16]`
+
+The model is `bench.models.llama_model` (hidden 4096, 32 heads, MLP 11008, vocab 32000, BF16,
+meta tensors: shapes only), one decode step at 4K context, batch 1 per micro-batch. It is
+imported once and compiled for `sn40l-node8` at each pp (`rdu-pipeline`); the micro-batch
+count does not change the compiled stage programs (the example inputs are one micro-batch),
+only the pipeline time, so each pp is compiled once and `cost.pipeline.pipeline_time` gives
+T for every M from the stage times of that compile. All figures are the cost model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+import rdu_compiler
+from rdu_compiler.bench.models import LLAMA2_7B_DECODE, llama_model
+from rdu_compiler.cost.pipeline import pipeline_time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Pipeline parallelism on a Llama-2-7B-shaped decode step")
+    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--pp", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--microbatches", type=int, nargs="+", default=[1, 4, 8, 16])
+    ap.add_argument("--fabric", default="sn40l-node8")
+    args = ap.parse_args()
+    model, inputs = llama_model(LLAMA2_7B_DECODE, layers=args.layers, vocab=32000)
+    t0 = time.perf_counter()
+    imported = rdu_compiler.import_model(model, inputs)
+    print(f"import: {time.perf_counter() - t0:.1f} s")
+    print("| pp | M | stage times (per micro-batch) | slowest | sends | T (one call) | tokens/s (all M) | tokens/s/user | bubble |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    for pp in args.pp:
+        t0 = time.perf_counter()
+        program = rdu_compiler.compile_imported(imported, fabric=args.fabric, pp=pp)
+        wall = time.perf_counter() - t0
+        print(f"(pp={pp}: decoder layers per stage, by the weights each stage holds: {_layers(program, imported)})")
+        if pp == 1:
+            stage_s, sends = [program.report["totals"]["estimated_s"]], 0.0
+        else:
+            stages = program.report["pipeline"]["stages"]
+            stage_s = [st["time_s"] for st in stages]
+            sends = max(st["send_s"] for st in stages)
+        shown = ", ".join(f"{t * 1e3:.2f}" for t in stage_s)
+        for m in args.microbatches:
+            total, bubble = pipeline_time(stage_s, m)
+            print(f"| {pp} | {m} | {shown} ms | {max(stage_s) * 1e3:.2f} ms | {sends * 1e6:.1f} us | {total * 1e3:.2f} ms "
+                  f"| {m / total:.0f} | {1 / total:.0f} | {bubble * 100:.1f} % |")
+        print(f"(pp={pp}: compile {wall:.1f} s)")
+
+
+def _layers(program: object, imported: object) -> str:
+    """Each stage's decoder layers, from the layer weights it takes ("3-7.5" = layers 3 to 7
+    and layer 8's attention half); the embedding and LM head are named when a stage holds them."""
+    from xdsl.dialects import func
+
+    names = imported.arg_names  # type: ignore[attr-defined]
+    out = []
+    for fn in (op for op in program.module.ops if isinstance(op, func.FuncOp)):  # type: ignore[attr-defined]
+        attr = fn.attributes.get("rdu.args")
+        held = [names[i] for i in attr.get_values()] if attr is not None else names  # type: ignore[attr-defined]
+        layers: dict[int, set[str]] = {}
+        for n in held:
+            m = re.match(r"p_layers_(\d+)_(\w+)_weight", n)
+            if m:
+                layers.setdefault(int(m.group(1)), set()).add(m.group(2))
+        full = sorted(i for i, w in layers.items() if len(w) == 9)
+        parts = [f"{full[0]}-{full[-1]}" if full else ""]
+        parts += [f"+{i}{'(attn)' if 'q_proj' in w else '(mlp)'}" for i, w in sorted(layers.items()) if len(w) < 9]
+        parts += [e for e in ("embed", "lm_head") if f"p_{e}_weight" in held]
+        out.append(" ".join(p for p in parts if p))
+    return "; ".join(out)
+
+
+if __name__ == "__main__":
+    main()
