@@ -80,6 +80,9 @@ def _gather(arr: Any, access: Access, starts: tuple[int, ...], sizes: tuple[int,
 class KernelExecutor:
     """A kernel compiled once for repeated tile-by-tile execution."""
 
+    #: Payloads evaluate elementwise ops into dead temporaries (`CompiledPayload(inplace=)`).
+    inplace = False
+
     def __init__(self, kernel: KernelOp):
         self.kernel = kernel
         facts = kernel_facts(kernel)
@@ -101,13 +104,13 @@ class KernelExecutor:
         self.contraction: tuple[int, int] | None = None
         self.combiners: list[tuple[str, int]] = []
         if self.kind == Pattern.SCAN:
-            self.payload = CompiledPayload(block, self.name)
+            self.payload = CompiledPayload(block, self.name, inplace=self.inplace)
             return
         if self.kind == Pattern.SCATTER:
             self._setup_scatter(kernel)
             return
         if not self.red:
-            self.payload = CompiledPayload(block, self.name)
+            self.payload = CompiledPayload(block, self.name, inplace=self.inplace)
             return
         plan = reduction_plan(block, self.n_in, [not r.uses for r in kernel.results])
         self.contraction = plan.contraction
@@ -130,7 +133,7 @@ class KernelExecutor:
                 self.selects[i] = sel
         if plan.misread is not None:
             raise EmulatorError(f"kernel '{self.name}': the accumulator is read outside its combiner")
-        self.payload = CompiledPayload(block, self.name, set(plan.skip))
+        self.payload = CompiledPayload(block, self.name, set(plan.skip), inplace=self.inplace)
         for i, role in enumerate(plan.roles):
             if role.kind == "select":
                 self.combiners.append(("select", i))

@@ -17,7 +17,8 @@ name (never guessed).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from math import prod as math_prod
+from typing import Any, cast
 
 import numpy as np
 import scipy.special
@@ -152,7 +153,7 @@ class TileContext:
     def __init__(self, starts: tuple[int, ...], sizes: tuple[int, ...], burst: int = 1):
         self.starts = starts
         self.sizes = sizes
-        self.points = int(np.prod(sizes)) if sizes else 1
+        self.points = math_prod(sizes)
         self.burst = burst  # the gather tier's access granularity, bytes (1: elements)
         self.gathered_bytes = 0
 
@@ -173,17 +174,23 @@ class CompiledPayload:
     domain shape; captures are whole tensors) and returns the value of every slot; the
     yielded values are at `yield_slots`. Ops listed in `skip` are not evaluated (the
     accumulator combiners of reductions, applied by the kernel executor instead).
+    `inplace`: an elementwise ufunc may write its result into an operand array the
+    payload made and nothing reads afterwards (`_reusable`): the same values, fewer
+    allocations.
 
     Raises:
         EmulatorError: at construction, for a payload op with no numpy rule.
     """
 
-    def __init__(self, block: Block, kernel: str, skip: set[Operation] | None = None):
+    def __init__(self, block: Block, kernel: str, skip: set[Operation] | None = None, inplace: bool = False):
         self.kernel = kernel
+        self.inplace = inplace
         self.slots: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
         self.n_args = len(block.args)
         self.steps: list[Step] = []
         self.yield_slots: list[int] = []
+        self.fresh: set[int] = set()  # slots whose value is an array the payload made itself
+        self.skip = skip or set()
         for op in block.ops:
             name = op_name(op)
             if isinstance(op, rdu.YieldOp):
@@ -210,6 +217,19 @@ class CompiledPayload:
         if key in _BINARY:
             fn2 = _BINARY[key]
             a, b = ins
+            reuse = self._reusable(op) if isinstance(fn2, np.ufunc) else []
+            if isinstance(fn2, np.ufunc):
+                self.fresh.add(out)
+            if reuse:
+                first = reuse[0] == 0
+                uf2 = cast(np.ufunc, fn2)
+
+                def binary_into(vals: list[Any], ctx: TileContext) -> None:
+                    x, y = vals[a], vals[b]
+                    t, o = (x, y) if first else (y, x)
+                    vals[out] = uf2(x, y, out=t) if _fits(t, o) and _same_loop(uf2, t.dtype) else uf2(x, y)
+
+                return binary_into
 
             def binary(vals: list[Any], ctx: TileContext) -> None:
                 vals[out] = fn2(vals[a], vals[b])
@@ -218,6 +238,17 @@ class CompiledPayload:
         if key in _UNARY:
             fn1 = _UNARY[key]
             (a,) = ins
+            reuse = self._reusable(op) if isinstance(fn1, np.ufunc) else []
+            if isinstance(fn1, np.ufunc):
+                self.fresh.add(out)
+            if reuse:
+                uf1 = cast(np.ufunc, fn1)
+
+                def unary_into(vals: list[Any], ctx: TileContext) -> None:
+                    x = vals[a]
+                    vals[out] = uf1(x, out=x) if _fits(x, None) and _same_loop(uf1, x.dtype) else uf1(x)
+
+                return unary_into
 
             def unary(vals: list[Any], ctx: TileContext) -> None:
                 vals[out] = fn1(vals[a])
@@ -226,6 +257,20 @@ class CompiledPayload:
         if key in _CASTS:
             return self._cast(op, ins[0], out)
         return self._special(op, name, ins, out)
+
+    def _reusable(self, op: Operation) -> list[int]:
+        """Operand positions of `op` whose value this payload made (`fresh`) and that
+        nothing reads after `op`: every use is `op`'s (not the yield, not a combiner the
+        executor applies). `op` may write its result into such an operand's array (`out=`),
+        which gives the same values as a new array when the ufunc's loop is the operand's
+        dtype throughout (`_same_loop`) and the other operand broadcasts to it (`_fits`)."""
+        out: list[int] = []
+        if not self.inplace:
+            return out
+        for i, v in enumerate(op.operands):
+            if self.slots.get(v, -1) in self.fresh and all(u.operation is op for u in v.uses):
+                out.append(i)
+        return out
 
     def _checked_division(self, key: OpKey, name: str, ins: list[int], out: int) -> Step:
         fn2 = _BINARY[key]
@@ -264,6 +309,8 @@ class CompiledPayload:
 
             return bitcast
 
+        self.fresh.add(out)  # astype copies
+
         def cast(vals: list[Any], ctx: TileContext) -> None:
             x = np.asarray(vals[a])
             if to_int:
@@ -298,6 +345,7 @@ class CompiledPayload:
             return cmp
         if isinstance(op, arith.SelectOp):
             c, a, b = ins
+            self.fresh.add(out)  # np.where: a new array
 
             def select(vals: list[Any], ctx: TileContext) -> None:
                 vals[out] = np.where(vals[c], vals[a], vals[b])
@@ -305,13 +353,14 @@ class CompiledPayload:
             return select
         if isinstance(op, math.FPowIOp):
             a, b = ins
+            inplace = self.inplace
 
             def fpowi(vals: list[Any], ctx: TileContext) -> None:
                 x, n = vals[a], np.asarray(vals[b])
                 if n.ndim == 0 and 1 <= int(n) <= 4:
                     y = x
-                    for _ in range(int(n) - 1):
-                        y = y * x  # exact repeated products, as torch's pow for small ints
+                    for j in range(int(n) - 1):  # exact repeated products, as torch's pow for small ints
+                        y = np.multiply(y, x, out=y) if j and inplace and _fits(y, x) and _same_loop(np.multiply, y.dtype) else y * x
                     vals[out] = y
                     return
                 vals[out] = np.power(x, n.astype(np.asarray(x).dtype))
@@ -371,6 +420,41 @@ class CompiledPayload:
         return check
 
 
+#: In-place evaluation (`CompiledPayload._reusable`) only for arrays of at least this many
+#: elements [NF: below it the checks cost about what the allocation saves].
+INPLACE_MIN = 1024
+
+_LOOPS: dict[tuple[Any, np.dtype[Any]], bool] = {}
+
+
+def _same_loop(fn: np.ufunc, dtype: np.dtype[Any]) -> bool:
+    """Whether `fn` on operands of `dtype` runs its `dtype` loop and returns `dtype` (so
+    `out=` an array of `dtype` changes no value: no cast in or out)."""
+    key = (fn, dtype)
+    same = _LOOPS.get(key)
+    if same is None:
+        try:
+            same = all(d == dtype for d in fn.resolve_dtypes((dtype,) * fn.nin + (None,)))
+        except (TypeError, ValueError, np.exceptions.DTypePromotionError):
+            same = False
+        _LOOPS[key] = same
+    return same
+
+
+def _fits(t: Any, other: Any) -> bool:
+    """`t` can receive `fn(t, other)`: a writeable C-contiguous array of at least
+    `INPLACE_MIN` elements, `other` (None for a unary op) of its dtype and broadcasting to
+    its shape."""
+    if not isinstance(t, np.ndarray) or t.size < INPLACE_MIN or not t.flags.writeable or not t.flags.c_contiguous:
+        return False
+    if other is None:
+        return True
+    if getattr(other, "dtype", None) != t.dtype:
+        return False
+    shape = getattr(other, "shape", ())
+    return len(shape) <= t.ndim and all(s in (1, d) for s, d in zip(reversed(shape), reversed(t.shape), strict=False))
+
+
 def compare_fn(op: Operation) -> Callable[[Any, Any], Any]:
     """The numpy function of an `arith.cmpf` / `arith.cmpi` op (its predicate)."""
     pred = op.properties["predicate"]
@@ -401,7 +485,8 @@ def evaluate_op(op: Operation, args: list[Any]) -> Any:
     payload.n_args = len(payload.slots)
     for r in op.results:
         payload.slots[r] = len(payload.slots)
-    payload.steps, payload.yield_slots = [], []
+    payload.steps, payload.yield_slots, payload.fresh, payload.skip = [], [], set(), set()
+    payload.inplace = False
     step = payload._compile(op, op_name(op))
     vals: list[Any] = [None] * len(payload.slots)
     for v, a in zip(op.operands, args, strict=True):

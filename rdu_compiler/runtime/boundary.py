@@ -7,6 +7,7 @@ runtime reinterprets those bits on the way in and out and converts nothing else.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,21 @@ def _fx_dtypes(nodes: list[Any]) -> list[np.dtype[Any] | None]:
     return out
 
 
+#: Per graph module, what `eager_input_dtypes` / `eager_output_dtypes` read off its FX
+#: graph (a walk over every node), kept while the module lives: a program runs many times.
+_SEEN: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _memo(gm: Any, key: str, compute: Any) -> Any:
+    try:
+        seen = _SEEN.setdefault(gm, {})
+    except TypeError:  # not weak-referenceable: no memo
+        return compute()
+    if key not in seen:
+        seen[key] = compute()
+    return seen[key]
+
+
 def eager_input_dtypes(imported: Any) -> dict[str, np.dtype[Any]]:
     """User input name -> the dtype the model was exported with (ONNX: the graph's declared
     dtype; PyTorch: the FX placeholder's). Empty where neither is recorded."""
@@ -33,8 +49,13 @@ def eager_input_dtypes(imported: Any) -> dict[str, np.dtype[Any]]:
     gm = getattr(imported, "graph_module", None)
     if gm is None:
         return {}
-    nodes = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    return {n.name: d for n, d in zip(nodes, _fx_dtypes(nodes), strict=True) if d is not None and n.name in imported.input_names}
+    names = tuple(imported.input_names)
+
+    def compute() -> dict[str, np.dtype[Any]]:
+        nodes = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        return {n.name: d for n, d in zip(nodes, _fx_dtypes(nodes), strict=True) if d is not None and n.name in names}
+
+    return dict(_memo(gm, f"in{names}", compute))
 
 
 def eager_output_dtypes(imported: Any) -> list[np.dtype[Any] | None]:
@@ -43,8 +64,12 @@ def eager_output_dtypes(imported: Any) -> list[np.dtype[Any] | None]:
     gm = getattr(imported, "graph_module", None)
     if gm is None:
         return [np.dtype(d) for d in getattr(imported, "output_dtypes", None) or []]
-    out = next(n for n in gm.graph.nodes if n.op == "output")
-    return _fx_dtypes(list(pytree.tree_leaves(out.args[0])))
+
+    def compute() -> list[np.dtype[Any] | None]:
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        return _fx_dtypes(list(pytree.tree_leaves(out.args[0])))
+
+    return list(_memo(gm, "out", compute))
 
 
 def same_bits(arr: np.ndarray, dtype: np.dtype[Any] | None) -> np.ndarray:

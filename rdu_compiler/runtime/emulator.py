@@ -28,6 +28,7 @@ from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.interpreters.kernel import Empty, KernelExecutor
+from rdu_compiler.interpreters.kernel_fast import PreparedKernelExecutor
 from rdu_compiler.ir import int_values
 from rdu_compiler.kernel.traffic import follow_tiers, gather_tier
 from rdu_compiler.passes.common import FABRIC_ATTR
@@ -80,11 +81,13 @@ class EmulatorStats:
 class Emulator:
     """Compiled once per program; `run` may be called many times."""
 
-    def __init__(self, module: ModuleOp, fabric: Fabric, fn: func.FuncOp | None = None):
+    def __init__(self, module: ModuleOp, fabric: Fabric, fn: func.FuncOp | None = None, prepared: bool = True):
         """`fn`: the function to run (one stage program of a pipelined module, see
         `runtime.stages`); by default the module's only function. Its `rdu.send` /
         `rdu.recv` go through `self.channels` (channel id -> array), which the caller shares
-        between the stages.
+        between the stages. `prepared`: run kernels with `PreparedKernelExecutor` (the
+        per-tile bookkeeping done once; the same values, bit for bit); False runs the
+        general `KernelExecutor`.
 
         Raises: EmulatorError: the module does not verify, names a fabric other than
         `fabric`, or breaks a capacity or placement rule of `fabric`."""
@@ -102,6 +105,11 @@ class Emulator:
         self.fn = fn if fn is not None else fns[0]
         self.channels: dict[int, Any] = {}
         self.executors: dict[rdu.KernelOp, KernelExecutor] = {}
+        self._steps: dict[rdu.SectionOp, list[tuple[Any, ...]]] = {}
+        self._constants: dict[Operation, Any] = {}
+        self._arg_types: list[tuple[tuple[int, ...], np.dtype[Any]]] | None = None
+        self._top: list[tuple[Operation, bool, bool]] = []
+        self._views: dict[Operation, tuple[tuple[slice, ...] | None, tuple[int, ...]]] = {}
         for op in self.fn.body.block.ops:
             if isinstance(op, rdu.KernelOp):
                 raise EmulatorError(
@@ -111,7 +119,7 @@ class Emulator:
             if isinstance(op, rdu.SectionOp):
                 self._check_section(op)
                 for k in op.kernels():
-                    self.executors[k] = KernelExecutor(k)
+                    self.executors[k] = PreparedKernelExecutor(k) if prepared else KernelExecutor(k)
                     # gathers are charged at their tier's access granularity (kernel.traffic.gathered_bytes)
                     self.executors[k].gather_burst = getattr(fabric, gather_tier(k)).burst_bytes
         if named is not None and _comparable(named) != _comparable(fabric):  # after the sections: their reasons are sharper
@@ -152,14 +160,19 @@ class Emulator:
             )
         block = self.fn.body.block
         env = self.bind(args)
+        if not self._top:
+            self._top = [(op, isinstance(op, rdu.SectionOp), isinstance(op, func.ReturnOp)) for op in block.ops]
         stats = EmulatorStats()
         start = time.perf_counter()
         outputs: list[np.ndarray] = []
-        for op in block.ops:
-            if isinstance(op, rdu.SectionOp):
-                stats.sections.append(self._run_section(op, env))
-            elif isinstance(op, func.ReturnOp):
+        for op, is_section, is_return in self._top:
+            if is_section:
+                stats.sections.append(self._run_section(op, env))  # type: ignore[arg-type]
+            elif op in self._constants:
+                env[op.results[0]] = self._constants[op]
+            elif is_return:
                 outputs = [np.asarray(env[v]) for v in op.operands]
+                outputs = [o if o.flags.writeable else o.copy() for o in outputs]  # constants are kept between runs
             else:
                 self._run_plain(op, env)
         stats.wall_s = time.perf_counter() - start
@@ -175,53 +188,75 @@ class Emulator:
         block = self.fn.body.block
         if len(args) != len(block.args):
             raise EmulatorError(f"the program takes {len(block.args)} arguments, got {len(args)}")
+        if self._arg_types is None:
+            self._arg_types = [(rdu.shape_of(a.type), numpy_dtype(rdu.element_type_of(a.type))) for a in block.args]
         env: dict[SSAValue, Any] = {}
-        for a, v in zip(block.args, args, strict=True):
-            want = rdu.shape_of(a.type)
+        for a, v, (want, dtype) in zip(block.args, args, self._arg_types, strict=True):
             if tuple(np.shape(v)) != want:
                 raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
-            env[a] = _argument(a.index, v, numpy_dtype(rdu.element_type_of(a.type)))
+            env[a] = _argument(a.index, v, dtype)
         return env
 
     def _run_section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
         st = SectionStats(section.sym_name.data)
         t0 = time.perf_counter()
-        tier_of: dict[SSAValue, str] = {}
-        for op in section.body.block.ops:
-            for tier, v in follow_tiers(op, tier_of):  # loaded parts read once into a concat buffer
-                self._add(st, tier, env[v].nbytes)
-            if isinstance(op, rdu.LoadOp):
-                env[op.result] = env[op.source]
-            elif isinstance(op, rdu.StoreOp):
-                arr = env[op.source]
-                env[op.result] = arr
-                self._add(st, str(op.tier.data.value), arr.nbytes)
-            elif isinstance(op, rdu.KernelOp):
-                self._run_kernel(op, env, tier_of, st)
-            elif isinstance(op, rdu.YieldOp):
-                for r, v in zip(section.results, op.operands, strict=True):
+        steps = self._steps.get(section)
+        if steps is None:
+            steps = self._steps[section] = self._prepare_section(section)
+        add = self._add
+        for kind, op, reads, ins, outs, extra in steps:
+            for tier, v in reads:  # loaded parts read once into a concat buffer
+                add(st, tier, env[v].nbytes)
+            if kind == 0:  # kernel
+                ex, n_in, n_init, counted_tiers, gtier, label = extra
+                vals = [env[v] for v in ins]
+                results, ks = ex.run(vals[:n_in], vals[n_in:n_in + n_init], vals[n_in + n_init:])
+                for r, arr in zip(outs, results, strict=True):
+                    env[r] = arr
+                for i, tier in counted_tiers:
+                    add(st, tier, ks.operand_bytes[i])
+                if ks.gathered_bytes:
+                    add(st, gtier, ks.gathered_bytes)
+                st.pmu_bytes[label] = sum(ks.operand_bytes) + ks.result_bytes
+                st.tiles[label] = ks.tiles
+            elif kind == 1:  # load, yield: values pass through
+                for r, v in zip(outs, ins, strict=True):
                     env[r] = env[v]
+            elif kind == 2:  # store
+                arr = env[ins[0]]
+                env[outs[0]] = arr
+                add(st, extra, arr.nbytes)
+            elif op in self._constants:  # constants and empty tensors, kept from the first run
+                env[outs[0]] = self._constants[op]
             else:
                 self._run_plain(op, env)
         st.wall_s = time.perf_counter() - t0
         return st
 
-    def _run_kernel(self, k: rdu.KernelOp, env: dict[SSAValue, Any], tier_of: dict[SSAValue, str], st: SectionStats) -> None:
-        ex = self.executors[k]
-        ins = [env[v] for v in k.inputs]
-        inits = [env[v] for v in k.inits]
-        caps = [env[v] for v in k.captures]
-        results, ks = ex.run(ins, inits, caps)
-        for r, arr in zip(k.results, results, strict=True):
-            env[r] = arr
-        operands = [*k.inputs, *k.inits]
-        for v, nbytes in zip(operands, ks.operand_bytes, strict=True):
-            if v in tier_of:
-                self._add(st, tier_of[v], nbytes)
-        if ks.gathered_bytes:
-            self._add(st, gather_tier(k), ks.gathered_bytes)
-        st.pmu_bytes[k.label] = sum(ks.operand_bytes) + ks.result_bytes
-        st.tiles[k.label] = ks.tiles
+    def _prepare_section(self, section: rdu.SectionOp) -> list[tuple[Any, ...]]:
+        """The section's ops as (kind, op, off-chip reads, operands, results, extra), with the
+        memory tier each value is read from worked out once (`follow_tiers`, in op order)."""
+        tier_of: dict[SSAValue, str] = {}
+        steps: list[tuple[Any, ...]] = []
+        for op in section.body.block.ops:
+            reads = follow_tiers(op, tier_of)
+            if isinstance(op, rdu.KernelOp):
+                ins = (*op.inputs, *op.inits, *op.captures)
+                operands = [*op.inputs, *op.inits]
+                counted = [(i, tier_of[v]) for i, v in enumerate(operands) if v in tier_of]
+                extra = (self.executors[op], len(op.inputs), len(op.inits), counted, gather_tier(op), op.label)
+                steps.append((0, op, reads, ins, tuple(op.results), extra))
+            elif isinstance(op, rdu.LoadOp):
+                steps.append((1, op, reads, (op.source,), (op.result,), None))
+            elif isinstance(op, rdu.YieldOp):
+                steps.append((1, op, reads, tuple(op.operands), tuple(section.results), None))
+            elif isinstance(op, rdu.StoreOp):
+                steps.append((2, op, reads, (op.source,), (op.result,), str(op.tier.data.value)))
+            elif isinstance(op, arith.ConstantOp | tensor.EmptyOp):
+                steps.append((3, op, reads, (), tuple(op.results), None))
+            else:
+                steps.append((4, op, reads, (), (), None))
+        return steps
 
     @staticmethod
     def _add(st: SectionStats, tier: str, nbytes: int) -> None:
@@ -233,12 +268,20 @@ class Emulator:
     def _run_plain(self, op: Operation, env: dict[SSAValue, Any]) -> None:
         """Constants, empty tensors and layout ops (address remaps, no units)."""
         if isinstance(op, arith.ConstantOp):
-            env[op.result] = _constant_value(op)
+            value = _constant_value(op)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False  # kept for the next run: read-only (outputs are copied)
+            self._constants[op] = env[op.result] = value
         elif isinstance(op, tensor.EmptyOp):
             t = op.results[0].type
-            env[op.results[0]] = Empty(rdu.shape_of(t), numpy_dtype(rdu.element_type_of(t)))
+            self._constants[op] = env[op.results[0]] = Empty(rdu.shape_of(t), numpy_dtype(rdu.element_type_of(t)))
         elif isinstance(op, rdu.ViewOp):
-            env[op.result] = _view(op, env[op.source])
+            how = self._views.get(op)
+            if how is None:
+                how = self._views[op] = _view_index(op)
+            index, shape = how
+            arr = env[op.source]
+            env[op.result] = (arr[index] if index is not None else arr).reshape(shape)
         elif isinstance(op, rdu.ConcatOp):
             env[op.result] = np.concatenate([env[v] for v in op.sources], axis=op.dim.value.data)
         elif isinstance(op, rdu.PadOp):
@@ -281,15 +324,15 @@ def _argument(index: int, v: Any, dtype: np.dtype[Any]) -> np.ndarray:
     )
 
 
-def _view(op: rdu.ViewOp, arr: np.ndarray) -> np.ndarray:
+def _view_index(op: rdu.ViewOp) -> tuple[tuple[slice, ...] | None, tuple[int, ...]]:
+    """A view as (the basic index it takes, None for a reshape; the result shape)."""
     shape = rdu.shape_of(op.result.type)
     if op.mode.data == "reshape":
-        return arr.reshape(shape)
+        return None, shape
     offsets = op.offsets.get_values()  # type: ignore[union-attr]
     sizes = op.sizes.get_values()  # type: ignore[union-attr]
     strides = op.strides.get_values()  # type: ignore[union-attr]
-    index = tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offsets, sizes, strides, strict=True))
-    return arr[index].reshape(shape)
+    return tuple(slice(o, o + (n - 1) * s + 1, s) for o, n, s in zip(offsets, sizes, strides, strict=True)), shape
 
 
 def _constant_value(op: arith.ConstantOp) -> Any:

@@ -1,0 +1,145 @@
+"""Emulator forward time against eager PyTorch on the CPU (issue 11's emulator goals).
+
+Each model is compiled once (-O1, sn40l); then one warm-up forward each side and
+`--repeats` forwards of each, interleaved (emulator, eager, emulator, ...) so both see the
+same machine load. Reported: the wall-clock medians and their ratio (the goal's measure),
+the ratio of the medians of process CPU time (one thread each side, so less sensitive to
+other jobs on a shared machine), and `os.getloadavg()` before and after. Threads are fixed to `--threads` on both sides (OMP/OpenBLAS/MKL and torch) before
+numpy or torch is imported: the only setting that is stable on a shared machine.
+
+Goals (issue 11): GPT-2 small <= 1.5x eager in fp32 and bf16; the 2-layer examples (Llama,
+BERT) and the Llama-2-7B-shaped layer at seq 128 (bf16) <= 2x.
+
+    python benchmarks/emulator_speed.py [--models gpt2,gpt2-bf16,llama2,bert2,7b-layer]
+        [--repeats 5] [--threads 1] [--json out.json] [--profile MODEL]
+
+`--profile MODEL` runs cProfile over one emulator forward of MODEL and prints the top
+functions by total time (no ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+_ap = argparse.ArgumentParser()
+_ap.add_argument("--models", default="gpt2,gpt2-bf16,llama2,bert2,7b-layer")
+_ap.add_argument("--repeats", type=int, default=5)
+_ap.add_argument("--threads", type=int, default=1)
+_ap.add_argument("--json", default=None)
+_ap.add_argument("--profile", default=None)
+ARGS = _ap.parse_args()
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = str(ARGS.threads)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+
+GOALS = {"gpt2": 1.5, "gpt2-bf16": 1.5, "llama2": 2.0, "bert2": 2.0, "7b-layer": 2.0}
+
+
+def _load(name: str) -> tuple[Any, tuple[Any, ...]]:
+    from rdu_compiler.frontend.torch.model_file import load_model_file
+
+    if name in ("gpt2", "gpt2-bf16"):
+        model, inputs = load_model_file("examples/gpt2_small.py")
+        if name == "gpt2-bf16":
+            model = model.to(torch.bfloat16)
+        return model, inputs
+    if name == "llama2":
+        return load_model_file("examples/llama_2layer.py")
+    if name == "bert2":
+        return load_model_file("examples/bert_2layer.py")
+    if name == "7b-layer":
+        from rdu_compiler.bench.models import LayerShape, llama_layer
+
+        return llama_layer(LayerShape(seq=128), dtype=torch.bfloat16, device="cpu")
+    raise SystemExit(f"unknown model '{name}'; choose from {sorted(GOALS)}")
+
+
+def _git_commit(where: str = ".") -> str:
+    try:
+        return subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def measure(name: str, repeats: int) -> dict[str, Any]:
+    import rdu_compiler
+
+    model, inputs = _load(name)
+    t0 = time.perf_counter()
+    program = rdu_compiler.compile(model, inputs, fabric="sn40l")
+    compile_s = time.perf_counter() - t0
+    with torch.no_grad():
+        program.run(*inputs)  # warm-up: the emulator's per-program preparation, allocations
+        model(*inputs)
+        emu, eager, emu_cpu, eager_cpu = [], [], [], []
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            program.run(*inputs)
+            emu.append(time.perf_counter() - t0)
+            emu_cpu.append(time.process_time() - c0)
+            t0, c0 = time.perf_counter(), time.process_time()
+            model(*inputs)
+            eager.append(time.perf_counter() - t0)
+            eager_cpu.append(time.process_time() - c0)
+    e, g = statistics.median(emu), statistics.median(eager)
+    ec, gc = statistics.median(emu_cpu), statistics.median(eager_cpu)
+    kernels = program.report["totals"]["kernels"]
+    return {"model": name, "compile_s": compile_s, "emulator_s": e, "eager_s": g, "ratio": e / g, "goal": GOALS[name],
+            "emulator_cpu_s": ec, "eager_cpu_s": gc, "cpu_ratio": ec / gc,
+            "kernels": kernels, "emulator_all": emu, "eager_all": eager}
+
+
+def profile(name: str) -> None:
+    import cProfile
+    import pstats
+
+    import rdu_compiler
+
+    model, inputs = _load(name)
+    program = rdu_compiler.compile(model, inputs, fabric="sn40l")
+    program.run(*inputs)
+    prof = cProfile.Profile(time.process_time)
+    prof.enable()
+    program.run(*inputs)
+    prof.disable()
+    pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "30")))
+
+
+def main() -> None:
+    torch.set_num_threads(ARGS.threads)
+    if ARGS.profile:
+        profile(ARGS.profile)
+        return
+    load0 = os.getloadavg()
+    rows = [measure(m, ARGS.repeats) for m in ARGS.models.split(",") if m]
+    load1 = os.getloadavg()
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {ARGS.threads} thread(s) each side"
+    import rdu_compiler
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(rdu_compiler.__file__)))
+    print(f"rdu_compiler from {where}; commit {_git_commit(where)}; {machine}; load average {load0[0]:.1f} -> {load1[0]:.1f}; medians of {ARGS.repeats}")
+    print("| model | kernels | emulator | eager | ratio | CPU-time ratio | goal |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        met = "met" if r["ratio"] <= r["goal"] else "not met"
+        print(f"| {r['model']} | {r['kernels']} | {r['emulator_s'] * 1e3:.1f} ms | {r['eager_s'] * 1e3:.1f} ms | "
+              f"{r['ratio']:.2f}x | {r['cpu_ratio']:.2f}x | <= {r['goal']}x ({met}) |")
+    if ARGS.json:
+        with open(ARGS.json, "w") as f:
+            json.dump({"commit": _git_commit(where), "machine": machine, "load": [load0, load1], "rows": rows}, f, indent=2)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

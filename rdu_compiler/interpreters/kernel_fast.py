@@ -1,0 +1,350 @@
+"""The kernel executor with its per-tile work prepared once per program.
+
+`PreparedKernelExecutor` computes exactly what `KernelExecutor` computes, tile by tile,
+with the same numpy calls on the same tile values (so the same bits); what it does once
+instead of on every run is the Python around them:
+
+- the tile list, each operand's slice / transpose / reshape for each tile, each result's
+  store index, and the bytes each operand moves (`KernelStats.operand_bytes`, a function of
+  the tiles and the operands' element sizes) are computed on the first run for the
+  operands' element sizes and reused;
+- the PMU-capacity check (`_check_buffers`) runs once per element-size combination;
+- a contraction's operands stored in a narrower type than the accumulator (bf16
+  activations into an f32 accumulator) are converted once per run, whole, instead of once
+  per tile that reads them (the conversion is exact and elementwise, so each tile sees the
+  same values); each k-tile's product is added into the accumulator in place, the last one
+  straight into the result;
+- a kernel of one tile whose result is a fresh array of the result's shape and dtype
+  hands that array over instead of copying it into a new one;
+- the payload writes elementwise results into temporaries nothing reads afterwards
+  (`CompiledPayload(inplace=True)`: the same ufunc loop, so the same values).
+
+`testsuite/unit/test_emulator_fast.py` runs both executors on the example models and
+compares every output bitwise.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rdu_compiler.dialects.rdu import KernelOp, Pattern
+from rdu_compiler.interpreters.kernel import Empty, KernelExecutor, KernelStats, _gather, _itemsize
+from rdu_compiler.interpreters.payload import TileContext
+from rdu_compiler.kernel.access import Access, tiles
+from rdu_compiler.kernel.payload import contraction_dims
+
+#: A prepared gather (see `_cut`).
+Cut = tuple[str, Any, Any, Any] | None
+
+
+@dataclass
+class _Tile:
+    starts: tuple[int, ...]
+    sizes: tuple[int, ...]
+    new_par: bool  # a new parallel position: the accumulators restart here
+    cuts: list[Cut]
+    stores: list[tuple[tuple[Any, ...], list[int] | None, tuple[Any, ...]]]  # per result: drop, order, index
+    tile_shape: tuple[int, ...]
+    last_red: bool = False  # the last reduction tile of its parallel position
+
+
+@dataclass
+class _Plan:
+    tiles: list[_Tile]
+    operand_bytes: list[int]
+    whole: list[bool]  # per result: one tile writes all of it, in order (the value can be handed over)
+    shapes: list[tuple[int, ...]]  # per result
+
+
+#: A contraction operand narrower than its accumulator is converted whole, once per run,
+#: up to this many elements; larger ones (weights, read once per run tile by tile) are
+#: converted tile by tile as `_contract` does [NF: a whole 7B-layer weight converted is
+#: 180 MB of fresh memory per run, slower than its tiles].
+CONVERT_WHOLE_MAX = 1 << 22
+
+#: A non-projection access's index arrays are kept for the next run up to this many tile
+#: points (int64 each, per operand dim) [NF: bounds the memory kept, 8 MB per array].
+GRID_POINTS_KEPT = 1 << 20
+
+
+def _cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...], shape: tuple[int, ...]) -> Cut:
+    """How `_gather` cuts this operand's tile, with the numbers worked out once:
+    ("slice", index, transpose order or None, reshape shape) for a projection;
+    ("strided", first element, element strides per loop dim, tile shape) for a linear access
+    with non-negative coefficients whose tile lies inside the operand (a strided view, copied
+    C-contiguous as the index gather returns it); ("grid", index arrays) for other small
+    tiles; None: `_gather` on each run."""
+    if not access.forms:
+        return None
+    rank = len(sizes)
+    if not access.is_projection:
+        used = [any(coeffs[d] for coeffs, _ in access.forms) for d in range(rank)]
+        lo = access.origin(starts)
+        hi = [const + sum(c * (s + n - 1) for c, s, n in zip(coeffs, starts, sizes, strict=True)) for coeffs, const in access.forms]
+        if (all(c >= 0 for coeffs, _ in access.forms for c in coeffs) and len(shape) == len(access.forms)
+                and all(0 <= a <= b < n for a, b, n in zip(lo, hi, shape, strict=True))):
+            coeffs = [[coeffs[d] for coeffs, _ in access.forms] for d in range(rank)]
+            return "strided", tuple(lo), coeffs, tuple(sizes[d] if used[d] else 1 for d in range(rank))
+        if math.prod(sizes) > GRID_POINTS_KEPT:
+            return None
+        grids = [np.arange(s, s + n).reshape([n if i == d else 1 for i in range(rank)]) for d, (s, n) in enumerate(zip(starts, sizes, strict=True))]
+        idx = [const + sum(c * grids[d] for d, c in enumerate(coeffs) if c) for coeffs, const in access.forms]
+        return "grid", tuple(np.broadcast_arrays(*idx)), None, None
+    index: list[Any] = []
+    dims: list[int] = []
+    for coeffs, const in access.forms:
+        if not any(coeffs):
+            index.append(const)
+            continue
+        d = coeffs.index(1)
+        index.append(slice(starts[d] + const, starts[d] + const + sizes[d]))
+        dims.append(d)
+    order = sorted(range(len(dims)), key=lambda i: dims[i])
+    return "slice", tuple(index), (order if order != list(range(len(dims))) else None), [sizes[d] if d in dims else 1 for d in range(rank)]
+
+
+def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Any:
+    if cut is None:
+        return _gather(arr, access, starts, sizes)
+    kind, index, order, shape = cut
+    if kind == "strided":
+        first = np.asarray(arr)[tuple(slice(i, None) for i in index)]
+        strides = [sum(c * s for c, s in zip(cs, first.strides, strict=True)) for cs in order]
+        return np.ascontiguousarray(np.lib.stride_tricks.as_strided(first, shape, strides, writeable=False))
+    view = arr[index]
+    if kind == "grid":
+        return view
+    if order is not None:
+        view = np.transpose(view, order)
+    return view.reshape(shape)
+
+
+class PreparedKernelExecutor(KernelExecutor):
+    """`KernelExecutor` with its per-tile bookkeeping prepared once (see the module doc)."""
+
+    inplace = True
+
+    def __init__(self, kernel: KernelOp):
+        super().__init__(kernel)
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._contract_plans: dict[tuple[int, ...], Any] = {}
+        self._direct: bool | None = None
+        self._buffers: dict[int, np.ndarray] = {}
+        self.roles = None
+        if self.contraction is not None:
+            a, b = self.contraction
+            self.roles = contraction_dims(self.accesses[a], self.accesses[b], self.accesses[self.n_in], len(self.domain))
+
+    def _buffer(self, i: int, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised array for result `i` (what `np.empty` gives): last run's, when
+        nothing else holds it any more (no value, view or output of that run), else a new one.
+        Fresh large arrays cost page faults on every run; every element a kernel's tiles
+        store is overwritten, as in a new array."""
+        buf = self._buffers.get(i)
+        if buf is not None and sys.getrefcount(buf) == 3 and buf.shape == shape:  # the dict, `buf`, the call
+            return buf
+        buf = self._buffers[i] = np.empty(shape, dtype=self.result_dtypes[i])
+        return buf
+
+    def _plan(self, operands: list[Any]) -> _Plan:
+        order = list(self.par) + list(self.red)
+        out: list[_Tile] = []
+        operand_bytes = [0] * (self.n_in + self.n_init)
+        current: tuple[int, ...] | None = None
+        rank = len(self.domain)
+        for starts, sizes in tiles(self.domain, self.tile, order):
+            par_key = tuple(starts[d] for d in self.par)
+            new_par = par_key != current
+            current = par_key
+            for i, (arr, acc) in enumerate(zip(operands, self.accesses, strict=True)):
+                if not isinstance(arr, Empty) and self.counted[i]:
+                    operand_bytes[i] += math.prod(acc.extent(starts, sizes)) * _itemsize(arr)
+            cuts = [_cut(acc, starts, sizes, tuple(np.shape(x)) if not isinstance(x, Empty) else x.shape) for acc, x in zip(self.accesses, operands, strict=True)]
+            tile_shape = list(sizes)
+            for d in self.red:
+                tile_shape[d] = 1
+            stores = []
+            for i in range(self.n_init):
+                acc = self.accesses[self.n_in + i]
+                dims = [coeffs.index(1) for coeffs, _ in acc.forms if any(coeffs)]
+                drop = tuple(0 if d not in dims else slice(None) for d in range(rank))
+                ascending = sorted(dims)
+                perm = [ascending.index(d) for d in dims] if dims != ascending else None
+                index = tuple(
+                    slice(starts[c.index(1)], starts[c.index(1)] + sizes[c.index(1)]) if any(c) else k for c, k in acc.forms
+                )
+                stores.append((drop, perm, index))
+            out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape)))
+        for t, nxt in zip(out, [*out[1:], None], strict=True):
+            t.last_red = nxt is None or nxt.new_par
+        whole, shapes = [], []
+        for i in range(self.n_init):
+            shape = self._result_shape(i, operands[self.n_in + i])
+            shapes.append(shape)
+            ok = len(out) == 1 and out[0].stores[i][1] is None
+            if ok:
+                _, _, index = out[0].stores[i]
+                ok = all(isinstance(s, slice) and s.start == 0 and s.stop == n for s, n in zip(index, shape, strict=True))
+            whole.append(ok)
+        return _Plan(out, operand_bytes, whole, shapes)
+
+    def run(self, ins: list[Any], inits: list[Any], caps: list[Any], check_buffers: bool = True) -> tuple[list[np.ndarray], KernelStats]:
+        """Execute every tile (as `KernelExecutor.run`: same values, same stats)."""
+        if self.kind in (Pattern.SCAN, Pattern.SCATTER):
+            return super().run(ins, inits, caps, check_buffers)
+        operands = list(ins) + list(inits)
+        key = tuple([(getattr(x, "dtype", None), type(x) is Empty) for x in operands])  # what the plan depends on
+        plan = self._plans.get(key)
+        if plan is None:
+            if check_buffers:
+                self._check_buffers(ins, inits)
+            plan = self._plan(operands)
+            self._plans[key] = plan
+        stats = KernelStats(tiles=len(plan.tiles), operand_bytes=list(plan.operand_bytes))
+        results: list[Any] = [None] * self.n_init
+        fresh_ok = True
+        if self.roles is not None:
+            a, b = self.contraction  # type: ignore[misc]
+            dtype = self.result_dtypes[0]
+            for i in (a, b):  # converted once, whole (exact, elementwise): each tile sees the same values
+                x = operands[i]
+                if isinstance(x, np.ndarray) and x.dtype != dtype and x.size <= CONVERT_WHOLE_MAX:
+                    operands[i] = x.astype(dtype)
+            if self._direct is None:
+                self._direct = self._direct_ok(plan)
+            if self._direct:
+                return self._run_contraction(plan, operands, inits, caps, stats)
+        accs: list[Any] = []
+        prev: _Tile | None = None
+        single = len(plan.tiles) == 1
+        for t in plan.tiles:
+            if self.red and t.new_par:
+                if prev is not None:
+                    self._store(results, accs, prev, plan, single)
+                accs = self._init_accs(inits, caps, t.starts, t.sizes)
+            args: list[Any] = []
+            for i, (arr, acc) in enumerate(zip(operands, self.accesses, strict=True)):
+                if not self.used[i] or (self.red and i >= self.n_in) or isinstance(arr, Empty):
+                    args.append(None)
+                else:
+                    args.append(_apply(arr, t.cuts[i], acc, t.starts, t.sizes))
+            args.extend(caps)
+            if self.roles is not None:
+                accs = self._contract_into(args, accs, t.sizes)
+            else:
+                ctx = TileContext(t.starts, t.sizes, self.gather_burst)
+                if not self.red:
+                    vals = self.payload.run(args, ctx)
+                    values = [vals[s] for s in self.payload.yield_slots]
+                    if single and not self._fresh(values, [*operands, *caps]):
+                        fresh_ok = False
+                    self._store(results, values, t, plan, single and fresh_ok)
+                else:
+                    accs = self._reduce(args, accs, ctx, t.sizes)
+                stats.gathered_bytes += ctx.gathered_bytes
+            prev = t
+        if self.red and prev is not None:
+            self._store(results, accs, prev, plan, single)
+        results = [r if r is not None else np.empty(plan.shapes[i], dtype=self.result_dtypes[i]) for i, r in enumerate(results)]
+        stats.result_bytes = sum(r.nbytes for r in results)
+        return results, stats
+
+    @staticmethod
+    def _fresh(values: list[Any], operands: list[Any]) -> bool:
+        """Whether each value is an array of its own: not an operand's memory, not another value."""
+        arrays = [x for x in operands if isinstance(x, np.ndarray)]
+        for j, v in enumerate(values):
+            if not isinstance(v, np.ndarray) or not v.flags.writeable or not v.flags.c_contiguous:
+                return False
+            if any(v is w for w in values[:j]) or any(np.may_share_memory(v, x) for x in arrays):
+                return False
+        return True
+
+    def _store(self, results: list[Any], values: list[Any], t: _Tile, plan: _Plan, adopt: bool) -> None:
+        """`KernelExecutor._write`, with the indices prepared; a whole-result value that is
+        the kernel's own array becomes the result (no copy)."""
+        for i, val in enumerate(values):
+            drop, perm, index = t.stores[i]
+            if results[i] is None:
+                shape = plan.shapes[i]
+                if (adopt and plan.whole[i] and isinstance(val, np.ndarray) and val.dtype == self.result_dtypes[i]
+                        and val.shape == t.tile_shape and val.flags.c_contiguous):
+                    kept = val[drop]
+                    if kept.shape == shape:
+                        results[i] = kept
+                        continue
+                results[i] = self._buffer(i, shape)
+            full = np.broadcast_to(np.asarray(val), t.tile_shape)
+            kept = full[drop]
+            results[i][index] = np.transpose(kept, perm) if perm is not None else kept
+
+    def _direct_ok(self, plan: _Plan) -> bool:
+        """Whether every tile's result store is a plain slice (no transpose, no dropped
+        parallel loop of size > 1): the last k-tile's sum can then be written into the result."""
+        if self.n_init != 1:
+            return False
+        acc = self.accesses[self.n_in]
+        dims = [coeffs.index(1) for coeffs, _ in acc.forms if any(coeffs)]
+        return all(t.stores[0][1] is None and all(t.tile_shape[d] == 1 for d in range(len(t.sizes)) if d not in dims) for t in plan.tiles)
+
+    def _run_contraction(self, plan: _Plan, operands: list[Any], inits: list[Any], caps: list[Any], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
+        """A contraction tile by tile: each k-tile's product added to the accumulator (the
+        same sums in the same order as `_reduce`), the last one straight into the result's
+        slice; a folded fill starts as one scalar of the result dtype (what `np.full` holds)."""
+        dtype = self.result_dtypes[0]
+        result = self._buffer(0, plan.shapes[0])
+        fill = self.init_fills[0]
+        acc: Any = None
+        for t in plan.tiles:
+            if t.new_par:
+                acc = np.full((), caps[fill], dtype=dtype) if fill >= 0 else self._init_accs(inits, caps, t.starts, t.sizes)[0]
+            args = [None] * len(operands)
+            for i in self.contraction:  # type: ignore[union-attr]
+                args[i] = _apply(operands[i], t.cuts[i], self.accesses[i], t.starts, t.sizes)
+            c = self._product(args, dtype, t.sizes)
+            drop, _, index = t.stores[0]
+            if t.last_red:
+                np.add(acc[drop] if acc.ndim else acc, c[drop], out=result[index])
+            elif acc.ndim and acc.shape == c.shape and acc.dtype == c.dtype:
+                np.add(acc, c, out=acc)
+            else:
+                acc = acc + c
+        stats.result_bytes = result.nbytes
+        return [result], stats
+
+    def _product(self, args: list[Any], dtype: np.dtype[Any], sizes: tuple[int, ...]) -> Any:
+        """One tile's `sum over k of a * b` (`_contract`'s batched matmul), shaped as the accumulator."""
+        a, b = self.contraction  # type: ignore[misc]
+        cp = self._contract_plans.get(sizes)
+        if cp is None:
+            r = self.roles
+            assert r is not None
+            rank = len(sizes)
+            da, db, do = self.accesses[a].dims, self.accesses[b].dims, self.accesses[self.n_in].dims
+            prod = lambda ds: math.prod(sizes[d] for d in ds)  # noqa: E731
+            order = r.batch + r.m + r.n
+            cp = (
+                r.batch + r.m + r.k + [d for d in range(rank) if d not in da], (prod(r.batch), prod(r.m), prod(r.k)),
+                r.batch + r.k + r.n + [d for d in range(rank) if d not in db], (prod(r.batch), prod(r.k), prod(r.n)),
+                [sizes[d] for d in order], sorted(range(len(order)), key=lambda i: order[i]),
+                [sizes[d] if d in do else 1 for d in range(rank)],
+            )
+            self._contract_plans[sizes] = cp
+        perm_a, shape_a, perm_b, shape_b, c_shape, c_perm, out_shape = cp
+        at = np.transpose(np.asarray(args[a], dtype=dtype), perm_a).reshape(shape_a)
+        bt = np.transpose(np.asarray(args[b], dtype=dtype), perm_b).reshape(shape_b)
+        return np.transpose(np.matmul(at, bt).reshape(c_shape), c_perm).reshape(out_shape)
+
+    def _contract_into(self, args: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> list[Any]:
+        """`_contract` then `acc + prod`, with the transposes prepared and the sum in place."""
+        acc = accs[0]
+        c = self._product(args, acc.dtype, sizes)
+        if c.dtype == acc.dtype and c.shape == acc.shape:
+            np.add(acc, c, out=acc)
+            return [acc]
+        return [acc + c]
