@@ -5,9 +5,11 @@ brings that expert into the HBM cache (LRU) and runs it on the emulator. `simula
 a request-level timeline (router, switch, execution) from the programs' cost reports or
 from a `Timing` (e.g. `rdu_compiler.coe.llama.RduLlamaTiming` for Llama-2-7B experts).
 
-The emulator runs each program whole on one socket (there is no sharding pass yet, issue
-13); the node's sockets matter for capacities (HBM and DDR x sockets) and for switching
-(each socket copies its 1/sockets shard at the node's DDR -> HBM bandwidth per socket).
+`CoE` compiles and emulates each program whole on one socket (compiling the experts with
+`tp` is not wired here; `coe.llama.rdu_tp_step_s` times Llama-shaped experts with
+`rdu-shard`); the node's sockets matter for capacities (HBM and DDR x sockets) and for
+switching (each socket copies its 1/sockets shard at the node's DDR -> HBM bandwidth per
+socket).
 """
 
 from __future__ import annotations

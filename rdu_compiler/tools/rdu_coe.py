@@ -99,8 +99,9 @@ def _print(result: dict[str, Any]) -> None:
     for name, fp in result["footprint"].items():
         print(f"footprint, {fp['experts']} experts: {fp['rdu_nodes']} RDU node(s); {fp['gpu_boxes_hbm']} {name} box(es) "
               f"with experts in HBM, {fp['gpu_boxes_host']} with experts in host memory")
-    print("note: RDU times are cost-model estimates; a built-in shape's execution is a tensor-parallel estimate "
-          "(per-socket shard programs + analytic all-reduces, coe.llama.rdu_tp_step_s): there is no sharding pass yet")
+    print("note: RDU times are cost-model estimates; a built-in shape's execution is its decoder layer compiled "
+          "with rdu-shard (tensor parallelism over the node's sockets) and timed by the node cost model "
+          "(coe.llama.rdu_tp_step_s)")
 
 
 def _s(seconds: float) -> str:
