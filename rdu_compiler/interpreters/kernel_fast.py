@@ -309,7 +309,11 @@ class PreparedKernelExecutor(KernelExecutor):
             c = self._product(args, dtype, t.sizes)
             drop, _, index = t.stores[0]
             if t.last_red:
-                np.add(acc[drop] if acc.ndim else acc, c[drop], out=result[index])
+                target = result[index]
+                if isinstance(target, np.ndarray):
+                    np.add(acc[drop] if acc.ndim else acc, c[drop], out=target)
+                else:  # the slice is one element (integer indices, a 0-d result): not a view
+                    result[index] = np.add(acc[drop] if acc.ndim else acc, c[drop])
             elif acc.ndim and acc.shape == c.shape and acc.dtype == c.dtype:
                 np.add(acc, c, out=acc)
             else:

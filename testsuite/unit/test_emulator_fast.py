@@ -122,3 +122,21 @@ def test_prepared_executor_on_tiled_contractions_and_gathers() -> None:
         _same(ref, out)
         assert _counters(ref_stats) == _counters(stats)
     assert max(sum(s.tiles.values()) for s in stats.sections) > 1  # the point: more than one tile
+
+
+class _Dots(torch.nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return a @ b, (a * w).sum(0, keepdim=True)  # a 0-d contraction, and a 1-element one
+
+
+def test_prepared_executor_writes_one_element_contractions() -> None:
+    """A contraction whose result slice is one element (`a @ b` of two vectors is 0-d) was
+    summed with `out=result[index]`, which is a numpy scalar there, not a view: a TypeError
+    in ONNX's matmul_1d_1d, layer-norm-axis-0 and weighted-NLL cases."""
+    a, b, w = torch.randn(7), torch.randn(7), torch.randn(7)
+    program = rdu_compiler.compile(_Dots(), (a, b, w), fabric="sn40l")
+    args = program._arguments((a, b, w))
+    ref, _ = Emulator(program.module, program.fabric, prepared=False).run(args)
+    got, _ = Emulator(program.module, program.fabric).run(args)
+    _same(ref, got)
+    np.testing.assert_allclose(np.asarray(got[0]), float(a @ b), rtol=1e-6)
