@@ -30,18 +30,18 @@ def test_process_executor_survives_exceptions_timeouts_and_dead_workers() -> Non
                    5: (None, "worker died (exit code 7)"), 6: (36, ""), 7: (49, "")}
 
 
-def test_serial_and_process_and_ray_agree() -> None:
+def test_serial_and_process_and_ray_agree_and_ray_cancels_on_timeout() -> None:
     serial = _by_index(list(map_unordered(eval, SQUARES, "serial")))
     assert serial == {0: (0, ""), 1: (1, ""), 2: (4, ""), 3: (None, "ValueError"), 4: (36, "")}
     assert _by_index(list(map_unordered(eval, SQUARES, "process", workers=2))) == serial
-    pytest.importorskip("ray")
-    assert _by_index(list(map_unordered(eval, SQUARES, "ray", workers=2))) == serial
-
-
-def test_ray_cancels_a_task_over_its_timeout() -> None:
-    pytest.importorskip("ray")
-    got = _by_index(list(map_unordered(eval, ["2 * 2", SLEEP], "ray", workers=2, timeout_s=20.0)))
-    assert got == {0: (4, ""), 1: (None, "timeout")}
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # one runtime for both calls
+    try:
+        assert _by_index(list(map_unordered(eval, SQUARES, "ray", workers=2))) == serial
+        got = _by_index(list(map_unordered(eval, ["2 * 2", SLEEP], "ray", workers=2, timeout_s=10.0)))
+        assert got == {0: (4, ""), 1: (None, "timeout")}
+    finally:
+        ray.shutdown()
 
 
 def test_unknown_executor_is_refused() -> None:

@@ -24,13 +24,14 @@ def test_rate_sweep_rows_equal_simulate_and_agree_across_executors() -> None:
 
 
 def test_goodput_sweep_bisects_per_trace_and_policy() -> None:
+    """Serial only (the executors' agreement is the test above): the bisection's answer
+    meets the SLOs and the next step up does not."""
     lm = synthetic_model()
-    points = [RatePoint("conversation", 0.0, pol, duration=20.0) for pol in ("chunked", "nexus")]
-    rows = goodput_sweep(lm, points, "process", workers=2, hi=64.0, steps=5)
-    assert rows == goodput_sweep(lm, points, hi=64.0, steps=5)
-    for r in rows:
-        g = r["goodput_rps"]
-        assert g % 2.0 == 0  # 64 / 2**5 resolution
-        assert rate_sweep(lm, [RatePoint("conversation", g, r["policy"], duration=20.0)])[0]["slo_attainment"] >= 0.9 or g == 0
-        above = rate_sweep(lm, [RatePoint("conversation", g + 2.0, r["policy"], duration=20.0)])[0]
-        assert above["slo_attainment"] < 0.9 or g + 2.0 >= 64.0
+    points = [RatePoint("conversation", 0.0, "nexus", duration=10.0)]
+    (row,) = goodput_sweep(lm, points, hi=64.0, steps=4)
+    g = row["goodput_rps"]
+    assert g % 4.0 == 0  # 64 / 2**4 resolution
+    at = rate_sweep(lm, [RatePoint("conversation", g, "nexus", duration=10.0)])[0]
+    assert at["slo_attainment"] >= 0.9 or g == 0
+    above = rate_sweep(lm, [RatePoint("conversation", g + 4.0, "nexus", duration=10.0)])[0]
+    assert above["slo_attainment"] < 0.9 or g + 4.0 >= 64.0
