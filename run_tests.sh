@@ -7,4 +7,15 @@ ruff check rdu_compiler testsuite benchmarks
 lint-imports --no-cache    # the layers of docs/design.md (pyproject.toml [tool.importlinter])
 pyright                    # basic mode over rdu_compiler (pyproject.toml [tool.pyright])
 lit -v testsuite/filecheck
-python -m pytest testsuite
+# pytest as two processes, one per core of a 2-core machine: the unit tests, and the model,
+# ONNX and fuzz suites (their log is printed when both are done); fails if either fails
+rest_log="$(mktemp)"
+python -m pytest -p no:cacheprovider testsuite/models testsuite/onnx testsuite/fuzz > "$rest_log" 2>&1 &
+rest=$!
+rc=0
+python -m pytest testsuite/unit || rc=$?
+wait "$rest" || rc=$?
+echo "---- testsuite/models, testsuite/onnx, testsuite/fuzz ----"
+cat "$rest_log"
+rm -f "$rest_log"
+exit "$rc"
