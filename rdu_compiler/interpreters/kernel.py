@@ -52,25 +52,32 @@ class KernelStats:
     gathered_bytes: int = 0
 
 
+def projection_cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[tuple[Any, ...], list[int] | None, list[int]]:
+    """A projection access's tile as basic indexing: (the index: constants and slices, the
+    transpose that puts the kept dims in loop order or None, the shape broadcastable to the
+    tile's domain)."""
+    index: list[Any] = []
+    dims: list[int] = []
+    for coeffs, const in access.forms:
+        if not any(coeffs):
+            index.append(const)
+            continue
+        d = coeffs.index(1)
+        index.append(slice(starts[d] + const, starts[d] + const + sizes[d]))
+        dims.append(d)
+    order = sorted(range(len(dims)), key=lambda i: dims[i])
+    return tuple(index), (order if order != list(range(len(dims))) else None), [sizes[d] if d in dims else 1 for d in range(len(sizes))]
+
+
 def _gather(arr: Any, access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Any:
     """The operand's values for a tile, as an array broadcastable to the tile's domain shape."""
     rank = len(sizes)
     if not access.forms:
         return np.asarray(arr).reshape((1,) * rank)
     if access.is_projection:
-        index: list[Any] = []
-        dims: list[int] = []
-        for coeffs, const in access.forms:
-            if not any(coeffs):
-                index.append(const)
-                continue
-            d = coeffs.index(1)
-            index.append(slice(starts[d] + const, starts[d] + const + sizes[d]))
-            dims.append(d)
-        view = arr[tuple(index)]
-        order = sorted(range(len(dims)), key=lambda i: dims[i])
-        view = np.transpose(view, order) if order != list(range(len(dims))) else view
-        shape = [sizes[d] if d in dims else 1 for d in range(rank)]
+        index, order, shape = projection_cut(access, starts, sizes)
+        view = arr[index]
+        view = np.transpose(view, order) if order is not None else view
         return view.reshape(shape)
     grids = [np.arange(s, s + n).reshape([n if i == d else 1 for i in range(rank)]) for d, (s, n) in enumerate(zip(starts, sizes, strict=True))]
     idx = [const + sum(c * grids[d] for d, c in enumerate(coeffs) if c) for coeffs, const in access.forms]

@@ -33,7 +33,14 @@ from typing import Any
 import numpy as np
 
 from rdu_compiler.dialects.rdu import KernelOp, Pattern
-from rdu_compiler.interpreters.kernel import Empty, KernelExecutor, KernelStats, _gather, _itemsize
+from rdu_compiler.interpreters.kernel import (
+    Empty,
+    KernelExecutor,
+    KernelStats,
+    _gather,
+    _itemsize,
+    projection_cut,
+)
 from rdu_compiler.interpreters.payload import TileContext
 from rdu_compiler.kernel.access import Access, tiles
 from rdu_compiler.kernel.payload import contraction_dims
@@ -95,17 +102,8 @@ def _cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...], shape:
         grids = [np.arange(s, s + n).reshape([n if i == d else 1 for i in range(rank)]) for d, (s, n) in enumerate(zip(starts, sizes, strict=True))]
         idx = [const + sum(c * grids[d] for d, c in enumerate(coeffs) if c) for coeffs, const in access.forms]
         return "grid", tuple(np.broadcast_arrays(*idx)), None, None
-    index: list[Any] = []
-    dims: list[int] = []
-    for coeffs, const in access.forms:
-        if not any(coeffs):
-            index.append(const)
-            continue
-        d = coeffs.index(1)
-        index.append(slice(starts[d] + const, starts[d] + const + sizes[d]))
-        dims.append(d)
-    order = sorted(range(len(dims)), key=lambda i: dims[i])
-    return "slice", tuple(index), (order if order != list(range(len(dims))) else None), [sizes[d] if d in dims else 1 for d in range(rank)]
+    index, order, tile_shape = projection_cut(access, starts, sizes)
+    return "slice", index, order, tile_shape
 
 
 def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Any:
