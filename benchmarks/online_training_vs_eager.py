@@ -5,7 +5,9 @@ benchmarks/embedding_auc.py's task with F sparse and D dense features).
 Reports: the numbers after K steps against eager (rel L2 of dense parameters, table rows,
 losses; same IDs present), the bytes each sync sends with touched-row sync and with a full
 copy, for each `--sync-every`, and the median wall time of a step (compiled step on the
-emulator, the table's part, eager's whole step), with the machine's load.
+emulator; the table's part; eager's forward, loss, backward and dense step, the same work as
+the compiled step; eager's whole step, whose table is a dense parameter of `capacity` rows
+stepped whole), with the machine's load.
 
     python benchmarks/online_training_vs_eager.py [--steps 40] [--batch 256] [--sync-every 1,10]
         [--optimizer adagrad] [--vocab 20000] [--zipf 1.1]
@@ -57,7 +59,7 @@ def main() -> None:
     assert first.compiled is not None
     trainers = [first] + [OnlineTrainer(ex.SmallDLRM(), ex.make_table(opt, a.expiry, a.threshold), sync_every=n,
                                         compiled=first.compiled) for n in periods[1:]]
-    eager = EagerOnlineTrainer(ex.SmallDLRM(), ex.make_table(opt, a.expiry, a.threshold), capacity=1 << 16)
+    eager = EagerOnlineTrainer(ex.SmallDLRM(), ex.make_table(opt, a.expiry, a.threshold), capacity=1 << 13)
     eager_s = []
     for i, batch in enumerate(stream):
         for tr in trainers if i else trainers[1:]:
@@ -76,6 +78,7 @@ def main() -> None:
         "rejected": sum(r.rejected for r in first.history), "expired": sum(r.expired for r in first.history),
         "median_step_s": {"emulator_step": float(np.median([r.step_s for r in hist])),
                           "table": float(np.median([r.table_s for r in hist])),
+                          "eager_model": float(np.median(eager.model_s[1:])),
                           "eager_step": float(np.median(eager_s[1:]))},
         "sync": [{"sync_every": tr.sync_every, "syncs": len(tr.syncs),
                   "mean_rows": float(np.mean([s.rows for s in tr.syncs])) if tr.syncs else 0.0,

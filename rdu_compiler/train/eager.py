@@ -12,6 +12,7 @@ Nothing here calls the compiler or the `CollisionlessTable`.
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,7 @@ class EagerOnlineTrainer:
         self.free = list(range(capacity - 1, -1, -1))
         self.steps = 0
         self.losses: list[float] = []
+        self.model_s: list[float] = []  # wall time of forward, loss, backward and the dense step
 
     def _insert(self, key: int) -> None:
         if not self.free:
@@ -88,6 +90,7 @@ class EagerOnlineTrainer:
         if present.any():
             idx = torch.tensor([self.slot[k] for k, p in zip(keys, present, strict=True) if p])
             rows[torch.from_numpy(present)] = self.weight.detach()[idx]
+        t0 = time.perf_counter()
         rows = rows.reshape(b, f, self.dim).requires_grad_(True)
         labels_t = torch.as_tensor(labels, dtype=torch.float32).reshape(b)
         out = self.model(rows, torch.as_tensor(dense, dtype=torch.float32))
@@ -95,6 +98,7 @@ class EagerOnlineTrainer:
         self.dense_opt.zero_grad()
         loss.backward()
         self.dense_opt.step()
+        self.model_s.append(time.perf_counter() - t0)
         assert rows.grad is not None
         grads = rows.grad.reshape(len(keys), self.dim)
         # admission: every occurrence of an ID absent before this batch counts, in stream order
