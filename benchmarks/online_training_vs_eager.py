@@ -10,25 +10,41 @@ the compiled step; eager's whole step, whose table is a dense parameter of `capa
 stepped whole), with the machine's load.
 
     python benchmarks/online_training_vs_eager.py [--steps 40] [--batch 256] [--sync-every 1,10]
-        [--optimizer adagrad] [--vocab 20000] [--zipf 1.1]
+        [--optimizer adagrad] [--vocab 20000] [--zipf 1.1] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import os
-import subprocess
-import time
-from pathlib import Path
-from typing import Any
 
-import numpy as np
+_ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+_ap.add_argument("--steps", type=int, default=40)
+_ap.add_argument("--batch", type=int, default=256)
+_ap.add_argument("--sync-every", default="1,10")
+_ap.add_argument("--optimizer", choices=["adagrad", "sgd"], default="adagrad")
+_ap.add_argument("--vocab", type=int, default=20_000)
+_ap.add_argument("--zipf", type=float, default=1.1)
+_ap.add_argument("--expiry", type=int, default=20)
+_ap.add_argument("--threshold", type=int, default=2)
+_ap.add_argument("--threads", type=int, default=1)
+ARGS = _ap.parse_args()
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy / torch load
+    os.environ[_v] = str(ARGS.threads)
 
-from rdu_compiler.embedding import SGD, Adagrad
-from rdu_compiler.train import EagerOnlineTrainer, OnlineTrainer
-from rdu_compiler.train.stream import zipf_stream
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from rdu_compiler.embedding import SGD, Adagrad  # noqa: E402
+from rdu_compiler.train import EagerOnlineTrainer, OnlineTrainer  # noqa: E402
+from rdu_compiler.train.stream import zipf_stream  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("online_training_example",
                                                Path(__file__).resolve().parents[1] / "examples" / "online_training.py")
@@ -38,16 +54,9 @@ _spec.loader.exec_module(ex)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--sync-every", default="1,10")
-    p.add_argument("--optimizer", choices=["adagrad", "sgd"], default="adagrad")
-    p.add_argument("--vocab", type=int, default=20_000)
-    p.add_argument("--zipf", type=float, default=1.1)
-    p.add_argument("--expiry", type=int, default=20)
-    p.add_argument("--threshold", type=int, default=2)
-    a = p.parse_args()
+    a = ARGS
+    torch.set_num_threads(a.threads)  # one thread each side by default: eager's 2 OpenMP threads on a loaded
+    # machine spent 120 ms a step waiting for each other (1.1 ms with one)
     opt = Adagrad(lr=0.1, initial_accumulator_value=0.1) if a.optimizer == "adagrad" else SGD(lr=0.2)
     periods = [int(x) for x in a.sync_every.split(",")]
     stream = zipf_stream(a.steps, a.batch, ex.FEATURES, ex.DENSE, vocab=a.vocab, zipf=a.zipf, seed=1)
@@ -73,6 +82,8 @@ def main() -> None:
                                  cwd=Path(__file__).parent).stdout.strip(),
         "args": vars(a), "load_before_after": [round(load0[0], 1), round(os.getloadavg()[0], 1)],
         "compile_s": round(compile_s, 1),
+        "chip_step": {k: first.compiled.program.report["totals"][k]  # the cost model's sn40l figures
+                      for k in ("estimated_s", "launch_s", "kernels", "sections", "flops", "hbm_bytes")},
         "vs_eager": ex.compare(first, eager),
         "ids_present": len(first.table), "admitted": sum(r.admitted for r in first.history),
         "rejected": sum(r.rejected for r in first.history), "expired": sum(r.expired for r in first.history),
