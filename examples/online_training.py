@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from rdu_compiler.embedding import SGD, Adagrad, CollisionlessTable, CountingFilter
+from rdu_compiler.embedding.hashing import normal_rows
 from rdu_compiler.train import EagerOnlineTrainer, OnlineTrainer
 from rdu_compiler.train.stream import zipf_stream
 
@@ -63,12 +64,16 @@ def rel(a: object, b: object) -> float:
 
 
 def compare(trainer: OnlineTrainer, eager: EagerOnlineTrainer) -> dict[str, float]:
-    """Rel L2 of the dense parameters, the table rows (same IDs) and the losses."""
+    """Rel L2 of the dense parameters, the table rows (same IDs), the rows' change since
+    their initial values (what training wrote), and the losses."""
     ids = eager.ids()
     same_ids = np.array_equal(np.sort(trainer.table.ids()), ids)
+    init = normal_rows(ids, trainer.table.dim, trainer.table.init_std, trainer.table.seed)
+    got, want = trainer.table.lookup(ids), eager.rows_of(ids)
     return {"same_ids": float(same_ids),
             "dense_rel_l2": max(rel(p, q) for p, q in zip(trainer.params, eager.params(), strict=True)),
-            "rows_rel_l2": rel(trainer.table.lookup(ids), eager.rows_of(ids)) if same_ids else float("nan"),
+            "rows_rel_l2": rel(got, want) if same_ids else float("nan"),
+            "row_updates_rel_l2": rel(got - init, want - init) if same_ids else float("nan"),
             "loss_rel_l2": rel([r.loss for r in trainer.history], eager.losses)}
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from rdu_compiler.embedding import SGD, Adagrad, CollisionlessTable, CountingFilter
+from rdu_compiler.embedding.hashing import normal_rows
 from rdu_compiler.train import (
     Batch,
     CompiledTrainStep,
@@ -65,7 +66,10 @@ def _same_state(trainer: OnlineTrainer, eager: EagerOnlineTrainer) -> None:
         assert rel(got, want) <= TOL
     ids = eager.ids()
     np.testing.assert_array_equal(np.sort(trainer.table.ids()), ids)  # the same IDs present
-    assert rel(trainer.table.lookup(ids), eager.rows_of(ids)) <= TOL
+    got, want = trainer.table.lookup(ids), eager.rows_of(ids)
+    assert rel(got, want) <= TOL
+    init = normal_rows(ids, DIM, trainer.table.init_std, trainer.table.seed)  # what training wrote, alone
+    assert rel(got - init, want - init) <= TOL
     want_state = eager.state_of(ids)
     if want_state is not None:
         assert trainer.table.state is not None
