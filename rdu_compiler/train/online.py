@@ -227,7 +227,8 @@ class OnlineTrainer:
 
         Raises:
             TrainingError: the batch's shapes, dtypes or clock are wrong (nothing changes).
-            TableFullError: an admitted ID does not fit in the table's `max_rows`.
+            TableFullError: an admitted ID does not fit in the table's `max_rows` (the table
+                and the dense parameters are left as they were).
         """
         flat, dense, labels, now = self._check(batch)
         b, f = np.asarray(batch.ids).shape
@@ -236,9 +237,10 @@ class OnlineTrainer:
             self.compiled = CompiledTrainStep(self.model, self.loss, self.optimizer, rows, dense, labels,
                                               fabric=self.fabric, opt_level=self.opt_level)
         t0 = time.perf_counter()
-        loss, g_rows, self.params, self.state = self.compiled(rows, dense, labels, self.params, self.state)
+        loss, g_rows, params, state = self.compiled(rows, dense, labels, self.params, self.state)
         t1 = time.perf_counter()
         counts = self.table.apply_gradients(flat, g_rows.reshape(-1, self.table.dim).numpy(), now=now)
+        self.params, self.state = params, state  # after the table took the step (TableFullError: no change)
         unique = np.unique(flat)
         self._dirty.add(unique[self.table.find(unique) >= 0])
         self.steps += 1

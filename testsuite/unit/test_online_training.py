@@ -170,3 +170,14 @@ def test_bad_models_and_settings_are_refused(steps: dict[str, CompiledTrainStep]
         OnlineTrainer(Tower(), table, sync_every=0)
     with pytest.raises(TrainingError, match="compiled step was built for"):
         OnlineTrainer(Tower(), table, Adagrad(lr=0.3), compiled=steps["sgd"])
+
+
+def test_a_full_table_leaves_the_trainer_as_it_was(steps: dict[str, CompiledTrainStep]) -> None:
+    from rdu_compiler.embedding import TableFullError
+
+    trainer, _ = _pair(steps, "sgd", max_rows=10)
+    params = [p.clone() for p in trainer.params]
+    with pytest.raises(TableFullError, match="max_rows=10"):
+        trainer.step(zipf_stream(1, B, F, D, vocab=40)[0])  # 3 features x 16 samples: more than 10 IDs
+    assert len(trainer.table) == 0 and trainer.steps == 0
+    assert all(torch.equal(p, q) for p, q in zip(trainer.params, params, strict=True))
