@@ -34,7 +34,14 @@ from torch import nn
 
 from rdu_compiler.embedding import SGD, Adagrad, CollisionlessTable
 from rdu_compiler.embedding.hashing import as_ids
-from rdu_compiler.train.step import CompiledTrainStep, Loss, TrainingError, as_float, initial_state
+from rdu_compiler.train.step import (
+    CompiledForward,
+    CompiledTrainStep,
+    Loss,
+    TrainingError,
+    as_float,
+    initial_state,
+)
 
 ID_BYTES = 8  # uint64 raw ID
 STAMP_BYTES = 8  # int64 last-write stamp
@@ -87,13 +94,43 @@ class SyncRecord:
 
 class ServingCopy:
     """The serving side: a table without optimizer state or admission, and the dense
-    parameters, updated only by `receive` (what a sync sends)."""
+    parameters, updated only by `receive` (what a sync sends); `predict` runs the model's
+    forward, compiled, on the emulator with what it has."""
 
-    def __init__(self, dim: int, expiry: float | None, param_names: list[str]):
+    def __init__(self, dim: int, expiry: float | None, param_names: list[str], model: nn.Module | None = None,
+                 fabric: str = "sn40l", opt_level: int = 1):
         self.table = CollisionlessTable(dim, capacity=1024, expiry=expiry, optimizer=SGD())
         self.param_names = list(param_names)
         self.params: dict[str, torch.Tensor] = {}
         self.bytes_received = 0
+        self.model, self.fabric, self.opt_level = model, fabric, opt_level
+        self.forward: CompiledForward | None = None
+
+    def predict(self, ids: Any, dense: Any) -> torch.Tensor:
+        """Logits (B,) for raw IDs (B, F) and dense features (B, D), from the synced rows and
+        parameters (compiled at the first call, for these shapes).
+
+        Raises:
+            TrainingError: nothing synced yet, no model, or wrong shapes / dtypes.
+        """
+        if self.model is None or not self.params:
+            raise TrainingError("the serving copy has no model or no synced parameters yet: call OnlineTrainer.sync() "
+                                "(or step until sync_every) before predict")
+        arr = np.asarray(ids)
+        try:
+            flat = as_ids(arr)
+        except TypeError as e:
+            raise TrainingError(f"predict ids: {e}") from None
+        if arr.ndim != 2:
+            raise TrainingError(f"predict ids must be (B, F) raw IDs, got shape {arr.shape}")
+        rows = torch.from_numpy(self.table.lookup(flat).reshape(*arr.shape, self.table.dim))
+        x = as_float(dense, "dense")
+        if self.forward is None:
+            self.forward = CompiledForward(self.model, rows, x, fabric=self.fabric, opt_level=self.opt_level)
+        if (tuple(rows.shape), tuple(x.shape)) != self.forward.shapes:
+            raise TrainingError(f"predict got rows {tuple(rows.shape)} and dense {tuple(x.shape)}, but the serving forward "
+                                f"was compiled for {self.forward.shapes[0]} and {self.forward.shapes[1]} (static shapes)")
+        return self.forward(rows, x, [self.params[n] for n in self.param_names])
 
     def receive(self, ids: np.ndarray, rows: np.ndarray, stamps: np.ndarray, params: list[torch.Tensor],
                 expire_at: int | None) -> None:
@@ -179,7 +216,7 @@ class OnlineTrainer:
         self.param_names = [n for n, _ in model.named_parameters()]
         self.params = [p.detach().clone().float() for p in model.parameters()]
         self.state = initial_state(self.optimizer, self.params)
-        self.serving = ServingCopy(table.dim, table.expiry, self.param_names)
+        self.serving = ServingCopy(table.dim, table.expiry, self.param_names, model, fabric, opt_level)
         self.compiled = compiled
         if compiled is not None and (compiled.optimizer != self.optimizer or compiled.layout.param_names != self.param_names):
             raise TrainingError(f"the compiled step was built for optimizer {compiled.optimizer} and parameters "

@@ -195,6 +195,37 @@ class CompiledTrainStep:
         return out[0], out[1], list(out[2:2 + n]), list(out[2 + n:])
 
 
+class CompiledForward:
+    """`model`'s forward with its parameters as inputs (what a serving copy runs), compiled
+    for `fabric` and run on the emulator: `forward(rows (B, F, dim), dense (B, D), params)
+    -> (B,)` logits.
+
+    Raises:
+        TrainingError: a model `check_model` refuses. RduError: the compiler refused it.
+    """
+
+    def __init__(self, model: nn.Module, rows: torch.Tensor, dense: torch.Tensor, fabric: str = "sn40l",
+                 opt_level: int = 1):
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        from rdu_compiler.api import compile as rdu_compile
+
+        b = rows.shape[0]
+        check_model(model, rows, dense, torch.zeros(b))
+        names = [n for n, _ in model.named_parameters()]
+
+        def forward(rows: torch.Tensor, dense: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(model, dict(zip(names, params, strict=True)), (rows, dense)).reshape(b)
+
+        example = (rows, dense, *[p.detach().clone() for p in model.parameters()])
+        self.shapes = (tuple(rows.shape), tuple(dense.shape))
+        self.program = rdu_compile(make_fx(forward)(*example), example, fabric=fabric, opt_level=opt_level)
+
+    def __call__(self, rows: torch.Tensor, dense: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+        """Logits (B,) of the batch under `params`."""
+        return self.program.run(rows, dense, *params)
+
+
 def resolve_loss(loss: str | Loss) -> Loss:
     """The loss function named by `loss` ("bce", "mse") or `loss` itself.
 

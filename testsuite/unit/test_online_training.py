@@ -181,3 +181,23 @@ def test_a_full_table_leaves_the_trainer_as_it_was(steps: dict[str, CompiledTrai
         trainer.step(zipf_stream(1, B, F, D, vocab=40)[0])  # 3 features x 16 samples: more than 10 IDs
     assert len(trainer.table) == 0 and trainer.steps == 0
     assert all(torch.equal(p, q) for p, q in zip(trainer.params, params, strict=True))
+
+
+def test_the_serving_copy_predicts_with_what_was_synced(steps: dict[str, CompiledTrainStep]) -> None:
+    trainer, _ = _pair(steps, "adagrad")
+    stream = zipf_stream(3, B, F, D, vocab=40, seed=4)
+    with pytest.raises(TrainingError, match="no synced parameters"):
+        trainer.serving.predict(stream[0].ids, stream[0].dense)
+    trainer.step(stream[0])
+    trainer.step(stream[1])  # sync_every=2: synced here
+    probe = stream[2]
+    got = trainer.serving.predict(probe.ids, probe.dense)  # compiled forward, on the emulator
+    model = Tower()
+    rows = torch.from_numpy(trainer.table.lookup(probe.ids).reshape(B, F, DIM))
+    with torch.no_grad():
+        want = torch.func.functional_call(model, trainer.named_params(), (rows, torch.from_numpy(probe.dense)))
+    assert rel(got, want) <= TOL
+    trainer.step(probe)  # trained, not synced: serving still answers with the old model
+    assert rel(trainer.serving.predict(probe.ids, probe.dense), got) == 0.0
+    with pytest.raises(TrainingError, match="compiled for"):
+        trainer.serving.predict(probe.ids[:4], probe.dense[:4])
