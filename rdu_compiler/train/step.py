@@ -155,7 +155,7 @@ def trace_step(model: nn.Module, loss: Loss, optimizer: SGD | Adagrad, rows: tor
     state = initial_state(optimizer, params)
     fn = step_function(model, loss, optimizer, len(params))
     example = (rows, dense, labels, *params, *state)
-    gm = make_fx(fn)(*example)
+    gm = make_fx(fn, record_stack_traces=True)(*example)  # errors then name the model line
     layout = StepLayout([n for n, _ in model.named_parameters()], len(state), tuple(rows.shape),
                         tuple(dense.shape), tuple(labels.shape))
     return gm, layout, example
@@ -219,7 +219,8 @@ class CompiledForward:
 
         example = (rows, dense, *[p.detach().clone() for p in model.parameters()])
         self.shapes = (tuple(rows.shape), tuple(dense.shape))
-        self.program = rdu_compile(make_fx(forward)(*example), example, fabric=fabric, opt_level=opt_level)
+        self.program = rdu_compile(make_fx(forward, record_stack_traces=True)(*example), example, fabric=fabric,
+                                   opt_level=opt_level)
 
     def __call__(self, rows: torch.Tensor, dense: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
         """Logits (B,) of the batch under `params`."""

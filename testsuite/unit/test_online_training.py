@@ -201,3 +201,20 @@ def test_the_serving_copy_predicts_with_what_was_synced(steps: dict[str, Compile
     assert rel(trainer.serving.predict(probe.ids, probe.dense), got) == 0.0
     with pytest.raises(TrainingError, match="compiled for"):
         trainer.serving.predict(probe.ids[:4], probe.dense[:4])
+
+
+def test_an_op_whose_backward_the_compiler_refuses_names_the_model_line() -> None:
+    """max_pool1d's backward (max_pool2d_with_indices_backward) lowers through torch-mlir to
+    a reduction rdu-convert-linalg refuses: at compile time, with the model's line."""
+    from rdu_compiler.errors import CompileError
+
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(DIM, 1)
+
+        def forward(self, rows: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+            return self.lin(nn.functional.max_pool1d(rows.transpose(1, 2), F).squeeze(2)).squeeze(1)
+
+    with pytest.raises(CompileError, match=r"test_online_training.py:\d+ `return self.lin\(nn.functional.max_pool1d"):
+        CompiledTrainStep(Pooled(), "bce", SGD(), torch.zeros(B, F, DIM), torch.zeros(B, D), torch.zeros(B))
