@@ -74,6 +74,7 @@ def _tp_pp(args: argparse.Namespace) -> None:
     print("| tp x pp | M | stage time (per micro-batch) | of it collectives | sends | HBM / socket | T (M micro-batches) "
           "| tokens/s (all M) | tokens/s/user | bubble |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    parts: list[tuple[int, int, tuple[list[tuple[float, float, float]], float]]] = []
     for tp, pp in points:
         t0 = time.perf_counter()
         program = rdu_compiler.compile_imported(imported, fabric=args.fabric, tp=tp, pp=pp)
@@ -96,6 +97,35 @@ def _tp_pp(args: argparse.Namespace) -> None:
             print(f"| {tp} x {pp} | {m} | {shown} ms | {max(coll) * 1e3:.2f} ms | {sends * 1e6:.1f} us "
                   f"| {hbm / 2**30:.2f} GiB | {total * 1e3:.2f} ms | {m / total:.0f} | {1 / total:.0f} | {bubble * 100:.1f} % |")
         print(f"({tp} x {pp}: compile {wall:.1f} s; tp notes: {rep.get('tp_notes', [])})")
+        parts.append((tp, pp, _parts(rep, pp)))
+    m_max = max(args.microbatches)
+    print("\nThe inter-RDU hop latency (the preset's [NF] choice) swept: T scaled from the same compiles, "
+          "each collective's and send's latency part times the factor, bandwidth parts kept.")
+    print(f"| hop latency x | {' | '.join(f'{t} x {p} M=1 / M={m_max} (tokens/s/user / all)' for t, p, _ in parts)} |")
+    print("|---:|" + "---|" * len(parts))
+    for scale in (0.25, 0.5, 1.0, 2.0, 4.0):
+        cells = []
+        for _, pp, (stages, sync) in parts:
+            t_s = [sec + lat * scale + xfer for sec, lat, xfer in stages]
+            totals = [(m * t_s[0] if pp == 1 else pipeline_time(t_s, m)[0]) + (m if pp == 1 else 1) * sync
+                      for m in (1, m_max)]
+            cells.append(f"{1 / totals[0]:.0f} / {m_max / totals[1]:.0f}")
+        print(f"| {scale:g} | {' | '.join(cells)} |")
+
+
+def _parts(rep: dict, pp: int) -> tuple[list[tuple[float, float, float]], float]:
+    """Per stage (sections, latency part, bandwidth part of its collectives and sends), and
+    the call's sync (a tp-only point: one stage, its sync paid per call)."""
+    if pp == 1:
+        t = rep["totals"]
+        colls = rep.get("collectives", [])
+        lat, xfer = sum(c["latency_s"] for c in colls), sum(c["transfer_s"] for c in colls)
+        return [(t.get("socket_sections_s", t["estimated_s"]), lat, xfer)], t.get("sync_s", 0.0)
+    out = []
+    for st in rep["pipeline"]["stages"]:
+        moves = [*st["collectives"], *st["transfers"]]
+        out.append((st["sections_s"], sum(c["latency_s"] for c in moves), sum(c["transfer_s"] for c in moves)))
+    return out, rep["pipeline"]["sync_s"]
 
 
 def _layers(program: object, imported: object) -> str:

@@ -385,7 +385,7 @@ def compile(  # noqa: A001 - the documented name of the API
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
     check_pp(fab, pp, microbatches, tp, sockets)  # tp x pp sockets first: the clearer message
-    check_sockets(fab, tp, sockets)  # before the import: refuse at once
+    check_sockets(fab, tp, sockets if pp == 1 else None)  # before the import; with pp check_pp checked sockets
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches))
@@ -431,7 +431,7 @@ def compile_imported(
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
     check_pp(fab, pp, microbatches, tp, sockets)  # tp x pp sockets first: the clearer message
-    check_sockets(fab, tp, sockets)
+    check_sockets(fab, tp, sockets if pp == 1 else None)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches))
 
 

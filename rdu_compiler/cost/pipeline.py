@@ -32,8 +32,13 @@ s T .. s T + T - 1, every socket of it the same SPMD program, so
     t_s = sections_s + collectives_s + sends_s
 
 with collectives_s its all-reduces / all-gathers costed as `cost.node` does for tp alone
-(over a group of T; modelling choice [NF]: the group's ring is its own T sockets, as if
-they were a ring, the formula `cost.collectives.all_reduce` uses for any group), and each
+(`cost.collectives.all_reduce` over a group of T). On the rack's ring a stage's T sockets
+are a contiguous run, a chain, not a ring: the formula still holds because the links are
+full duplex, and a reduce-scatter on a chain (partial sums flowing in from both ends, the
+link i -> i+1 carrying T - 1 - i shards) takes T - 1 steps of one hop with at most
+(T - 1) M/T bytes per link direction, as on a ring; the all-gather is its mirror. The
+stages' chains share no link (the boundary links carry only the sends), so stages running
+different micro-batches at once do not contend. Each
 send `group_send`: the T ranks sending to the T ranks of the next stage at once, rank r to
 rank r, with the links they share (on a ring of T P sockets the boundary link carries all
 T transfers). T = sum_s t_s + (M - 1) max_s t_s + sync_s (one node synchronisation per
@@ -68,7 +73,8 @@ _SUMMED = ("sections", "kernels", "flops", "hbm_bytes", "ddr_bytes", "traffic_ho
 
 def check_pp(fab: Fabric, pp: int, microbatches: int, tp: int = 1, sockets: int | None = None) -> None:
     """Refuse pipeline stages the fabric cannot hold: with tp, pp stages of tp sockets each
-    need tp x pp sockets, of the node and of `sockets` (the sockets the program may use).
+    need tp x pp sockets, of the node and of `sockets` (the sockets the program may use,
+    at most the node's; more than tp x pp is allowed, the rest stay idle).
 
     Raises:
         RduError: the reason (`passes.rdu_pipeline.pp_problem`), or `sockets` < tp x pp.
@@ -76,6 +82,9 @@ def check_pp(fab: Fabric, pp: int, microbatches: int, tp: int = 1, sockets: int 
     problem = pp_problem(fab, pp, microbatches, tp)
     if problem:
         raise RduError(problem)
+    if pp > 1 and sockets is not None and sockets > fab.node.sockets:
+        raise RduError(f"--sockets {sockets} exceeds the {fab.node.sockets} socket(s) of fabric '{fab.name}' "
+                       "([sockets].count); pass at most that, or a fabric with more sockets (sn40l-rack16)")
     if pp > 1 and sockets is not None and sockets < tp * pp:
         raise RduError(f"--sockets {sockets} is fewer than tp x pp = {tp} x {pp} = {tp * pp}: each of the {pp} pipeline "
                        f"stages runs on its own {tp} socket(s); pass --sockets {tp * pp} or more (at most the node's "

@@ -128,6 +128,10 @@ def test_tp_x_pp_needs_the_sockets() -> None:
         rdu_compiler.compile(net, x, fabric="sn40l-node8", tp=2, pp=2, sockets=3)
     with pytest.raises(RduError, match=r"tp x pp = 4 x 4 = 16 sockets .* fabric 'sn40l-node8' has 8"):
         rdu_compiler.compile(net, x, fabric="sn40l-node8", tp=4, pp=4)
+    with pytest.raises(RduError, match=r"--sockets 9 exceeds the 8 socket\(s\) of fabric 'sn40l-node8'"):
+        rdu_compiler.compile(net, x, fabric="sn40l-node8", tp=2, pp=2, sockets=9)
+    prog = rdu_compiler.compile(net, x, fabric="sn40l-node8", tp=2, pp=2, sockets=5)  # more than 4: the rest idle
+    assert prog.report["node"]["sockets_used"] == 4
 
 
 _SPMD = """
