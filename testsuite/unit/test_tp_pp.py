@@ -165,6 +165,12 @@ def test_verifiers_cover_the_combined_program() -> None:
         parse_module(_spmd(2, 4)).verify()
     with pytest.raises(RduError, match="4 stage programs of tp = 4 sockets each need 16 sockets"):
         parse_module(_spmd(4, 4, extra_stages=2)).verify()
+    # a rank's shard sent where the next stage expects the whole tensor: refused by the channel check
+    wrong = _spmd(2, 2).replace("%y = rdu.recv from 0 channel 0 : tensor<4x8xf32>", "%y = rdu.recv from 0 channel 0 : tensor<4x4xf32>")
+    wrong = wrong.replace("func.return %y : tensor<4x8xf32>", "func.return %y : tensor<4x4xf32>").replace(
+        "() -> tensor<4x8xf32> attributes {rdu.stage = 1", "() -> tensor<4x4xf32> attributes {rdu.stage = 1")
+    with pytest.raises(RduError, match="the send carries tensor<4x8xf32> but the recv expects tensor<4x4xf32>"):
+        parse_module(wrong).verify()
 
 
 def test_rdu_compile_tp_pp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
