@@ -61,6 +61,19 @@ def test_tp2_pp2_equals_the_unsharded_program(name: str) -> None:
     assert stats is not None and len(stats.stages) == 2 and len(stats.stages[0][0].sockets) == 2
 
 
+def test_llama_tp4_pp2_kv_heads_shared_by_pairs_in_each_stage() -> None:
+    """Llama 2-layer has 2 KV heads: at tp = 4 each stage splits k/v 2 ways (socket pairs,
+    `rdu.shard = array<i64: 0, 4, 1, 2>` kept on the stage's arguments); 8 sockets."""
+    from rdu_compiler.frontend.torch.model_file import load_model_file
+
+    one, _, inputs = _programs("llama_2layer")
+    model, _ = load_model_file(str(EXAMPLES / "llama_2layer.py"))
+    prog = rdu_compiler.compile(model, inputs, fabric="sn40l-node8", tp=4, pp=2)
+    assert any(s is not None and len(s) == 4 and s[3] == 2 for fn in _stages(prog) for s in arg_shards(fn))
+    assert prog.report["node"]["sockets_used"] == 8
+    assert _rel_l2(prog.run(*inputs), one.run(*inputs)) <= 1e-5
+
+
 @pytest.mark.parametrize("name", ["gpt2_2layer", "llama_2layer"])
 def test_tp2_pp2_micro_batches_keep_their_own_tensors(name: str) -> None:
     from rdu_compiler.runtime.stages import StagedEmulator
