@@ -116,6 +116,9 @@ class KernelExecutor:
         if self.kind == Pattern.SCATTER:
             self._setup_scatter(kernel)
             return
+        if self.kind == Pattern.HASH_PROBE:
+            self.hash_seeds = (int(kernel.hash_seeds.get_values()[0]), int(kernel.hash_seeds.get_values()[1]))  # type: ignore[union-attr]
+            return
         if not self.red:
             self.payload = CompiledPayload(block, self.name, inplace=self.inplace)
             return
@@ -187,6 +190,8 @@ class KernelExecutor:
             return self._scan(ins, inits, results, stats)
         if self.kind == Pattern.SCATTER:
             return self._scatter(ins, inits, caps, results, stats)
+        if self.kind == Pattern.HASH_PROBE:
+            return self._hash_probe(ins, caps, results, stats)
         operands = list(ins) + list(inits)
         order = list(self.par) + list(self.red)
         current_par: tuple[int, ...] | None = None
@@ -389,6 +394,28 @@ class KernelExecutor:
                 last = flat.size - 1 - first_from_end
                 dest.reshape(-1)[flat[last]] = value[last]
         stats.result_bytes = dest.nbytes
+        return results, stats
+
+    # ------------------------------------------------------------------ hash probe
+
+    def _hash_probe(self, ins: list[Any], caps: list[Any], results: list[np.ndarray], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
+        """Tile by tile over the IDs: each ID's row number in the cuckoo index (capture 0),
+        -1 when absent (`embedding.probe.probe`: both candidate buckets read, every slot
+        compared). Each ID reads BUCKETS_PER_LOOKUP buckets of BUCKET_BYTES from the index's
+        tier, charged at its burst (`kernel.traffic.gathered_bytes`)."""
+        from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP, probe
+        from rdu_compiler.kernel.traffic import burst_round
+
+        ids, index, out = np.asarray(ins[0]), np.asarray(caps[0]), results[0]
+        per_id = BUCKETS_PER_LOOKUP * burst_round(BUCKET_BYTES, self.gather_burst)
+        for starts, sizes in tiles(self.domain, self.tile, [0]):
+            s, n = starts[0], sizes[0]
+            stats.tiles += 1
+            if self.counted[0]:
+                stats.operand_bytes[0] += n * ids.itemsize
+            out[s : s + n] = probe(index, ids[s : s + n], self.hash_seeds)
+            stats.gathered_bytes += n * per_id
+        stats.result_bytes = out.nbytes
         return results, stats
 
     def _scan(self, ins: list[Any], inits: list[Any], results: list[np.ndarray], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:

@@ -14,6 +14,8 @@ operand, FLOPs, tier of each off-chip read) and checked by the emulator's counte
 - a gather (`tensor.extract`) reads one element per domain point from its capture's tier,
   charged there at the tier's access granularity (`gathered_bytes(k, burst)`: each run of
   contiguous elements in a tile rounded up to whole bursts);
+- a hash probe reads, per ID, both candidate buckets of its index (a capture) from the
+  index's tier, 64 B each, at the tier's burst (`gathered_bytes`);
 - a scatter's destination (its init) is its accumulator, resident in its PMUs for the whole
   kernel: its buffer holds the whole destination, which is read once (unless it is
   `tensor.empty`) and written once; its index and update inputs follow the rule above.
@@ -31,6 +33,7 @@ from xdsl.ir import Operation, SSAValue
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, element_type_of
 from rdu_compiler.dtypes import numpy_dtype
+from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP
 from rdu_compiler.kernel.access import Access, tile_elements, traffic_elements
 from rdu_compiler.kernel.payload import contraction_mul, flops_per_point
 
@@ -181,8 +184,12 @@ def gathered_bytes(k: rdu.KernelOp, burst: int = 1) -> int:
     innermost loop d (`gather_run_dim`), rounded up to whole bursts; a gather whose
     innermost index is computed from data reads a burst per element. Over the tiled loop
     nest: `points / domain[d] * sum over d's tiles of burst_round(size * itemsize)`.
+    A `hash_probe` kernel reads, per ID, BUCKETS_PER_LOOKUP buckets of BUCKET_BYTES (64 B:
+    4 slots of ID and row) from its index, each rounded up to the burst.
     """
     points = math.prod(k.domain_sizes)
+    if k.kind.data == Pattern.HASH_PROBE:  # every ID reads both candidate buckets of the index
+        return points * BUCKETS_PER_LOOKUP * burst_round(BUCKET_BYTES, burst)
     total = 0
     for o in k.body.block.walk():
         if not isinstance(o, tensor.ExtractOp):
