@@ -118,6 +118,7 @@ class KernelExecutor:
             return
         if self.kind == Pattern.HASH_PROBE:
             self.hash_seeds = (int(kernel.hash_seeds.get_values()[0]), int(kernel.hash_seeds.get_values()[1]))  # type: ignore[union-attr]
+            self.miss_row = kernel.miss_row.value.data if kernel.miss_row is not None else -1
             return
         if not self.red:
             self.payload = CompiledPayload(block, self.name, inplace=self.inplace)
@@ -400,7 +401,7 @@ class KernelExecutor:
 
     def _hash_probe(self, ins: list[Any], caps: list[Any], results: list[np.ndarray], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
         """Tile by tile over the IDs: each ID's row number in the cuckoo index (capture 0),
-        -1 when absent (`embedding.probe.probe`: both candidate buckets read, every slot
+        the kernel's `miss_row` (-1 by default) when absent (`embedding.probe.probe`: both candidate buckets read, every slot
         compared). Each ID reads BUCKETS_PER_LOOKUP buckets of BUCKET_BYTES from the index's
         tier, charged at its burst (`kernel.traffic.gathered_bytes`)."""
         from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP, probe
@@ -413,7 +414,8 @@ class KernelExecutor:
             stats.tiles += 1
             if self.counted[0]:
                 stats.operand_bytes[0] += n * ids.itemsize
-            out[s : s + n] = probe(index, ids[s : s + n], self.hash_seeds)
+            rows = probe(index, ids[s : s + n], self.hash_seeds)
+            out[s : s + n] = np.where(rows < 0, self.miss_row, rows)
             stats.gathered_bytes += n * per_id
         stats.result_bytes = out.nbytes
         return results, stats

@@ -9,12 +9,12 @@ not its meaning.
 This pass replaces every marker by one kernel over the N IDs, Plasticine's HashReduce
 family on the fabric: the IDs stream in, each is hashed twice (the table's two SplitMix64
 seeds, `hash_seeds`), both candidate buckets of the index (a capture: 64 B per bucket, 4
-slots of ID and row number) are read, the 8 slots compared, and the row number (-1 when
-absent) streams out:
+slots of ID and row number) are read, the 8 slots compared, and the row number (`miss_row`
+when absent: the marker's constant argument, `rdu_hash_find(128)`, else -1) streams out:
 
 ```mlir
 %e = tensor.empty() : tensor<Nxi64>
-%rows = "rdu.kernel"(%ids, %e, %index) <{kind = #rdu.pattern<hash_probe>, hash_seeds = array<i64: s1, s2>,
+%rows = "rdu.kernel"(%ids, %e, %index) <{kind = #rdu.pattern<hash_probe>, hash_seeds = array<i64: s1, s2>, miss_row = 128,
     domain = array<i64: N>, ...}> ({ ^bb0(%id: i64, %o: i64, %ix: tensor<Bx4x2xi64>): rdu.yield %o : i64 })
 ```
 
@@ -31,6 +31,7 @@ refuses any other `library_call`. It refuses a marker whose types are not
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -38,6 +39,7 @@ from xdsl.dialects import tensor
 from xdsl.dialects.builtin import (
     AffineMapAttr,
     DenseArrayBase,
+    IntegerAttr,
     ModuleOp,
     StringAttr,
     TensorType,
@@ -59,9 +61,22 @@ CALL = "rdu_hash_find"
 OP_ATTR = "rdu.op"
 
 
+_NAME = re.compile(re.escape(CALL) + r"(?:\((-?\d+)\))?")
+
+
 def library_call(op: object) -> str | None:
-    """The `library_call` of a `linalg.generic`, else None."""
-    return op.library_call.data if isinstance(op, GenericOp) and op.library_call is not None else None
+    """The `library_call` of a `linalg.generic`, without constant arguments
+    (`rdu_hash_find(128)` -> `rdu_hash_find`), else None."""
+    if not isinstance(op, GenericOp) or op.library_call is None:
+        return None
+    name = op.library_call.data
+    return CALL if _NAME.fullmatch(name) else name
+
+
+def miss_row_of(op: GenericOp) -> int:
+    """The marker's miss row: its constant argument, else -1 (`CollisionlessTable.find`)."""
+    m = _NAME.fullmatch(op.library_call.data if op.library_call is not None else "")
+    return int(m.group(1)) if m and m.group(1) is not None else -1
 
 
 def is_hash_find(op: object) -> bool:
@@ -105,7 +120,8 @@ def probe_kernel(call: GenericOp, name: str) -> tuple[list[tensor.EmptyOp], rdu.
     kernel = rdu.KernelOp(
         [ids], [init], [index], [ids.type], rdu.Pattern.HASH_PROBE, [n], [ident, ident],
         iter_attrs(["parallel"]), Region(block),
-        {"sym_name": StringAttr(f"{name}_hash_probe"), "hash_seeds": DenseArrayBase.from_list(i64, list(SEEDS))},
+        {"sym_name": StringAttr(f"{name}_hash_probe"), "hash_seeds": DenseArrayBase.from_list(i64, list(SEEDS)),
+         "miss_row": IntegerAttr(miss_row_of(call), i64)},
     )
     return new, kernel
 

@@ -80,7 +80,7 @@ class KernelOp(IRDLOperation):
     `hash_seeds = array<i64: s1, s2>`; issue 16) look up each of N raw 64-bit IDs (the one
     input, `tensor<Nxi64>`) in a cuckoo index (the one capture, `tensor<Bx4x2xi64>`: B
     buckets, a power of two, of 4 slots of (ID bits, row number or -1)) and give its row
-    number, or -1 if absent (the one init/result, `tensor<Nxi64>`): candidate buckets
+    number, or `miss_row` (default -1) if absent (the one init/result, `tensor<Nxi64>`): candidate buckets
     `mix64(id, s) & (B - 1)` for both seeds, both read, every slot compared
     (`embedding.probe.probe`); the payload only yields its init. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
     sizes, PCUs, one `#rdu.buffer` per input/init operand and its grid sites.
@@ -112,6 +112,7 @@ class KernelOp(IRDLOperation):
     scan_inclusive = opt_prop_def(IntegerAttr)
     scatter_dims = opt_prop_def(_I64_ARRAY)
     hash_seeds = opt_prop_def(_I64_ARRAY)
+    miss_row = opt_prop_def(IntegerAttr)
     tile = opt_prop_def(_I64_ARRAY)
     pcus = opt_prop_def(IntegerAttr)
     buffers = opt_prop_def(ArrayAttr[BufferAttr])
@@ -238,6 +239,8 @@ class KernelOp(IRDLOperation):
             raise VerifyException(f"kernel '{self.label}': a hash_probe kernel, and only a hash_probe kernel, has hash_seeds")
         if self.hash_seeds is not None:
             verify_hash_probe(self)
+        elif self.miss_row is not None:
+            raise VerifyException(f"kernel '{self.label}': only a hash_probe kernel has a miss_row")
         if self.pcus is not None and self.pcus.value.data < 1:
             raise VerifyException(f"kernel '{self.label}': pcus = {self.pcus.value.data}; a kernel runs on >= 1 PCU")
         n_args = n_mapped + len(self.captures)

@@ -9,12 +9,12 @@ bag = CollisionlessEmbeddingBag(table, mode="sum")         # a snapshot of its i
 out = bag(ids, offsets)                                    # (bags, 16): misses are zero rows
 ```
 
-The lookup is the custom op `torch.ops.rdu.hash_find(ids, index)` (`torch.library`): raw
+The lookup is the custom op `torch.ops.rdu.hash_find(ids, index, miss_row)` (`torch.library`): raw
 int64 IDs (any 64-bit pattern; never narrowed) and the table's cuckoo index as a
 (buckets, 4, 2) int64 buffer (`embedding.probe.index_array`) give each ID's row number, -1
-when absent. Eagerly it runs `embedding.probe.probe` (the same map as
-`CollisionlessTable.find`). The module then sends misses to a zero row appended after the
-table's rows and reads the rows with `F.embedding_bag` / `F.embedding`, so a miss reads
+when absent, or the given `miss_row`. Eagerly it runs `embedding.probe.probe` (the same map
+as `CollisionlessTable.find`). The module sends misses to a zero row appended after the
+table's rows (`miss_row`) and reads the rows with `F.embedding_bag` / `F.embedding`, so a miss reads
 zeros and inserts nothing, exactly `table.lookup`, and sum / mean / max and per-sample
 weights of a bag treat a miss as a zero row, as a bag over `table.lookup(ids)` does.
 
@@ -46,15 +46,17 @@ __all__ = ["CollisionlessEmbedding", "CollisionlessEmbeddingBag", "hash_find"]
 
 
 @torch.library.custom_op("rdu::hash_find", mutates_args=())
-def hash_find(ids: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def hash_find(ids: torch.Tensor, index: torch.Tensor, miss_row: int = -1) -> torch.Tensor:
     """Row numbers (int64, ids' shape) of raw int64 `ids` in a cuckoo `index`
-    ((buckets, 4, 2) int64), -1 where absent (`embedding.probe.probe`)."""
+    ((buckets, 4, 2) int64), `miss_row` where absent (`embedding.probe.probe`; -1 by
+    default, as `CollisionlessTable.find`). `miss_row` must be a constant of the model."""
     rows = probe(index.detach().cpu().numpy(), ids.detach().cpu().numpy().reshape(-1))
+    rows[rows < 0] = miss_row
     return torch.from_numpy(rows.reshape(tuple(ids.shape))).to(ids.device)
 
 
 @hash_find.register_fake
-def _hash_find_fake(ids: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def _hash_find_fake(ids: torch.Tensor, index: torch.Tensor, miss_row: int = -1) -> torch.Tensor:
     return torch.empty_like(ids)
 
 
@@ -98,8 +100,7 @@ class _Snapshot(nn.Module):
 
     def rows_of(self, ids: torch.Tensor) -> torch.Tensor:
         _check_ids(ids, type(self).__name__)
-        r = hash_find(ids.reshape(-1), self.index).reshape(ids.shape)
-        return torch.where(r < 0, self.miss_row, r)
+        return hash_find(ids.reshape(-1), self.index, self.miss_row).reshape(ids.shape)
 
 
 class CollisionlessEmbedding(_Snapshot):

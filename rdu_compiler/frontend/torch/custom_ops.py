@@ -22,8 +22,9 @@ the torch-dialect text before the pipelines run, into such a marker over builtin
 The payload (an `addi` of the operands, so that no pass finds the op trivial) is not the
 op's meaning: the marker is a call of `rdu_hash_find(ids, index)`. `rdu-convert-linalg`
 keeps it for `rdu-hash-lookup`, which replaces it whole, and refuses any other
-`library_call` (never runs a marker as arithmetic). `count` lets the frontend check that every
-carried op came out of torch-mlir as its marker.
+`library_call` (never runs a marker as arithmetic). Constant int arguments (`hash_find`'s
+`miss_row`) are written into the name: `library_call = "rdu_hash_find(128)"`. `count` lets
+the frontend check that every carried op came out of torch-mlir as its marker.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def _builtin(vtensor: str) -> tuple[str, list[int], str]:
     return f"tensor<{''.join(f'{d}x' for d in shape)}{elt}>", shape, elt
 
 
+def _constant_int(text: str, name: str) -> int:
+    m = re.search(r"^\s*" + re.escape(name) + r" = torch\.constant\.int (-?\d+)", text, re.M)
+    if m is None:
+        raise ValueError(f"custom op argument {name} must be a constant int of the model (a Python int), not a computed value")
+    return int(m.group(1))
+
+
 def carry(text: str) -> str:
     """`text` (torch dialect, as the FX importer prints it) with every op of `CARRIED` as a
     `library_call` marker. Text without them is returned as is."""
@@ -65,8 +73,13 @@ def carry(text: str) -> str:
         counter[0] += 1
         ind, res, loc = m.group("indent"), m.group("res"), m.group("rest")
         args = [a.strip() for a in m.group("args").split(",") if a.strip()]
-        vts = re.findall(r"!torch\.vtensor<\[[\d,]*\],\w+>", m.group("argtys"))
+        argtys = re.findall(r"!torch\.vtensor<\[[\d,]*\],\w+>|!torch\.int", m.group("argtys"))
+        ints = [_constant_int(text, a) for a, t in zip(args, argtys, strict=True) if t == "!torch.int"]
+        args = [a for a, t in zip(args, argtys, strict=True) if t != "!torch.int"]
+        vts = [t for t in argtys if t != "!torch.int"]
         ins = [_builtin(t) for t in vts]
+        if ints:  # constant int arguments (hash_find's miss_row) go into the marker's name
+            call = f"{call}({', '.join(str(v) for v in ints)})"
         out_t, out_shape, out_elt = _builtin(m.group("resty"))
         rank = len(out_shape)
         dims = ", ".join(f"d{i}" for i in range(rank))
@@ -97,5 +110,6 @@ def carry(text: str) -> str:
 
 
 def count(text: str, call: str) -> int:
-    """How many `library_call` markers of `call` the (linalg) module `text` holds."""
-    return len(re.findall(r'library_call = "' + re.escape(call) + '"', text))
+    """How many `library_call` markers of `call` (with or without constant arguments,
+    `rdu_hash_find(128)`) the (linalg) module `text` holds."""
+    return len(re.findall(r'library_call = "' + re.escape(call) + r'(\([-\d, ]*\))?"', text))

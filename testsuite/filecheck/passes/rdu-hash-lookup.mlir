@@ -5,14 +5,15 @@
 // linalg.generic marked library_call = "rdu_hash_find" (frontend/torch/custom_ops.py; its
 // payload is not its meaning), becomes one hash_probe kernel over the IDs: the IDs stream
 // in, the index (buckets x 4 slots x (ID, row)) is its capture, the table's two
-// bucket-hash seeds are hash_seeds, and the payload yields its init (the probe is the
-// pattern's). After rdu-convert-linalg the kernel is named after the marker's op number
+// bucket-hash seeds are hash_seeds, the marker's constant argument is the row an absent
+// ID gets (miss_row: the zero row the module appends), and the payload yields its init
+// (the probe is the pattern's). After rdu-convert-linalg the kernel is named after the marker's op number
 // (k1: op #1, after its tensor.empty), and the row gather that follows is an ordinary
 // gather kernel.
 
 func.func @main(%ids: tensor<8xi64>, %index: tensor<64x4x2xi64>, %rows: tensor<17x16xf32>) -> tensor<8x16xf32> {
   %e0 = tensor.empty() : tensor<8xi64>
-  %r = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (0, 0, 0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"], library_call = "rdu_hash_find"} ins(%ids, %index : tensor<8xi64>, tensor<64x4x2xi64>) outs(%e0 : tensor<8xi64>) {
+  %r = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (0, 0, 0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"], library_call = "rdu_hash_find(16)"} ins(%ids, %index : tensor<8xi64>, tensor<64x4x2xi64>) outs(%e0 : tensor<8xi64>) {
   ^bb0(%a: i64, %x: i64, %o: i64):
     %s = arith.addi %a, %x : i64
     linalg.yield %s : i64
@@ -36,6 +37,7 @@ func.func @main(%ids: tensor<8xi64>, %index: tensor<64x4x2xi64>, %rows: tensor<1
 // CHECK-SAME:    domain = array<i64: 8>
 // CHECK-SAME:    sym_name = "k1_hash_probe"
 // CHECK-SAME:    hash_seeds = array<i64: 1374496523, 625341585>
+// CHECK-SAME:    miss_row = 16 : i64
 // CHECK-SAME:    operandSegmentSizes = array<i32: 1, 1, 1>
 // CHECK:         ^bb0(%{{.*}}: i64, %[[O:.*]]: i64, %{{.*}}: tensor<64x4x2xi64>):
 // CHECK-NEXT:      rdu.yield %[[O]] : i64

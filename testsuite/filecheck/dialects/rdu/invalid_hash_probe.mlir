@@ -64,3 +64,16 @@ func.func @strided_ids(%ids: tensor<16xi64>, %index: tensor<64x4x2xi64>) -> tens
 }
 
 // CHECK: Operation does not verify: kernel 'k0' (hash_probe): the IDs must be 8 x i64 over a 1-d domain, got tensor<16xi64> over domain [8]; raw IDs are 64-bit and are never narrowed
+
+// -----
+
+func.func @miss_row_on_a_map(%x: tensor<8xi64>) -> tensor<8xi64> {
+  %e = tensor.empty() : tensor<8xi64>
+  %r = "rdu.kernel"(%x, %e) <{kind = #rdu.pattern<map>, miss_row = 3 : i64, domain = array<i64: 8>, indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = [#linalg.iterator_type<parallel>], sym_name = "k0", operandSegmentSizes = array<i32: 1, 1, 0>}> ({
+  ^bb0(%i: i64, %o: i64):
+    rdu.yield %i : i64
+  }) : (tensor<8xi64>, tensor<8xi64>) -> tensor<8xi64>
+  func.return %r : tensor<8xi64>
+}
+
+// CHECK: Operation does not verify: kernel 'k0': only a hash_probe kernel has a miss_row
