@@ -164,9 +164,9 @@ def test_triton_target_refuses_the_hash_probe_by_name() -> None:
         program.run(q, target="triton")
 
 
-@pytest.mark.parametrize("kw", [{"tp": 2}, {"pp": 2, "microbatches": 1}])
-def test_lookup_under_tensor_and_pipeline_parallelism(kw: dict[str, int]) -> None:
+@pytest.mark.parametrize(("tp", "pp"), [(2, 1), (1, 2)])
+def test_lookup_under_tensor_and_pipeline_parallelism(tp: int, pp: int) -> None:
     table, ids = grown_table(n=100)
     q = mixed_ids(ids, 32)
-    program = rdu_compiler.compile(CollisionlessEmbedding(table), (torch.from_numpy(q),), fabric="sn40l-node8", **kw)
+    program = rdu_compiler.compile(CollisionlessEmbedding(table), (torch.from_numpy(q),), fabric="sn40l-node8", tp=tp, pp=pp)
     np.testing.assert_array_equal(np.asarray(program.run(torch.from_numpy(q))), table.lookup(q))
