@@ -50,6 +50,7 @@ class KernelStats:
     operand_bytes: list[int] = field(default_factory=list)  # per input/init operand, tile loads summed
     result_bytes: int = 0
     gathered_bytes: int = 0
+    pmu_probe_bytes: int = 0  # a hash probe's reads of its PMU-resident index
 
 
 def projection_cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[tuple[Any, ...], list[int] | None, list[int]]:
@@ -238,8 +239,8 @@ class KernelExecutor:
                 continue  # scalars live in PCU registers
             itemsize = _itemsize(operands[i])
             elements = math.prod(acc.extent(zeros, full))
-            if self.kind == Pattern.SCATTER and i >= self.n_in:  # the resident destination
-                elements = math.prod(operands[i].shape)
+            if (self.kind == Pattern.SCATTER and i >= self.n_in) or (self.kind == Pattern.HASH_PROBE and self.n_in == 2 and i == 1):
+                elements = math.prod(operands[i].shape)  # resident: a scatter's destination, a probe's index
             need = elements * itemsize * buf.depth.data
             have = buf.pmus.data * buf.pmu_capacity.data
             if need > have:
@@ -407,8 +408,11 @@ class KernelExecutor:
         from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP, probe
         from rdu_compiler.kernel.traffic import burst_round
 
-        ids, index, out = np.asarray(ins[0]), np.asarray(caps[0]), results[0]
-        per_id = BUCKETS_PER_LOOKUP * burst_round(BUCKET_BYTES, self.gather_burst)
+        resident = len(ins) == 2  # the index whole in the kernel's PMUs (rdu-tile), else a capture
+        ids, index, out = np.asarray(ins[0]), np.asarray(ins[1] if resident else caps[0]), results[0]
+        per_id = BUCKETS_PER_LOOKUP * (BUCKET_BYTES if resident else burst_round(BUCKET_BYTES, self.gather_burst))
+        if resident and self.counted[1]:
+            stats.operand_bytes[1] = index.nbytes  # read once, whole
         for starts, sizes in tiles(self.domain, self.tile, [0]):
             s, n = starts[0], sizes[0]
             stats.tiles += 1
@@ -416,7 +420,10 @@ class KernelExecutor:
                 stats.operand_bytes[0] += n * ids.itemsize
             rows = probe(index, ids[s : s + n], self.hash_seeds)
             out[s : s + n] = np.where(rows < 0, self.miss_row, rows)
-            stats.gathered_bytes += n * per_id
+            if resident:
+                stats.pmu_probe_bytes += n * per_id
+            else:
+                stats.gathered_bytes += n * per_id
         stats.result_bytes = out.nbytes
         return results, stats
 

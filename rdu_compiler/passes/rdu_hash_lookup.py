@@ -47,7 +47,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.dialects.linalg.ops import GenericOp
 from xdsl.ir import Block, Region
-from xdsl.ir.affine import AffineMap
+from xdsl.ir.affine import AffineConstantExpr, AffineMap
 from xdsl.passes import ModulePass
 
 from rdu_compiler.dialects import rdu
@@ -124,6 +124,22 @@ def probe_kernel(call: GenericOp, name: str) -> tuple[list[tensor.EmptyOp], rdu.
          "miss_row": IntegerAttr(miss_row_of(call), i64)},
     )
     return new, kernel
+
+
+def resident_form(kernel: rdu.KernelOp) -> rdu.KernelOp:
+    """`kernel` (a hash_probe with its index as a capture) with the index as a second input
+    read at `(d0) -> (0, 0, 0)`: held whole in the kernel's PMUs (`rdu-tile` chooses it)."""
+    ids, init, index = kernel.inputs[0], kernel.inits[0], kernel.captures[0]
+    block = Block(arg_types=[i64, i64, i64])
+    block.add_op(rdu.YieldOp(block.args[2]))
+    ident = AffineMapAttr(AffineMap.identity(1))
+    whole = AffineMapAttr(AffineMap(1, 0, (AffineConstantExpr(0),) * 3))
+    props = {k: v for k, v in kernel.properties.items()
+             if k not in ("kind", "domain", "indexing_maps", "iterator_types", "operandSegmentSizes")}
+    new = rdu.KernelOp([ids, index], [init], [], [kernel.results[0].type], rdu.Pattern.HASH_PROBE, kernel.domain_sizes,
+                       [ident, whole, ident], iter_attrs(["parallel"]), Region(block), props)
+    new.attributes.update(kernel.attributes)
+    return new
 
 
 @dataclass(frozen=True)

@@ -101,27 +101,37 @@ func.func @main(%ids: tensor<{n}xi64>, %index: tensor<{b}x4x2xi64>, %rows: tenso
 """
 
 
-def test_emulated_probe_equals_lookup_and_counts_bucket_bytes() -> None:
-    """The IR the frontend gives (the call, then the row gather with misses sent to a zero
-    row), through the whole pipeline on `tiny` (tiled: 20,000 IDs), on the emulator: exactly
-    `table.lookup`; the probe's bytes are 2 buckets x 64 B per ID, as the cost model counts."""
+@pytest.mark.parametrize(("n", "resident"), [(20_000, True), (40, False)])
+def test_emulated_probe_equals_lookup_and_counts_bucket_bytes(n: int, resident: bool) -> None:
+    """The IR the frontend gives (the marker, then the row gather with misses sent to a zero
+    row), through the whole pipeline on `tiny`, on the emulator: exactly `table.lookup`.
+    20,000 IDs (tiled): the 8 KiB index is cheaper held in the probe's PMUs (read once
+    whole, then 2 x 64 B per ID from the PMUs) than probed in HBM (2.56 MB of buckets); 40
+    IDs: it stays in HBM, 2 buckets x 64 B per ID. The cost model counts what the emulator
+    counts, HBM and PMU bytes."""
     table, ids = grown_table()
-    q = mixed_ids(ids, 20_000)
+    q = mixed_ids(ids, n)
     index = index_array(table)
     rows = np.concatenate([table.rows, np.zeros((1, 8), np.float32)])
     module = parse_module(IR.format(n=len(q), b=len(index), c=len(rows), d=8, last=len(rows) - 1, call="rdu_hash_find"))
     run_pipeline(module, pipeline("tiny", 1))
     (probe_k,) = [k for k in kernels(module) if k.kind.data == rdu.Pattern.HASH_PROBE]
-    assert probe_k.tile_sizes[0] < len(q)  # tiled: the probe runs tile by tile
+    assert (len(probe_k.inputs) == 2) == resident and (not probe_k.captures) == resident
+    assert (probe_k.tile_sizes[0] < n) == resident  # 20,000 IDs: tiled
     (out,), stats = Emulator(module, TINY).run([q, index, rows])
     np.testing.assert_array_equal(out, table.lookup(q))
     report = build_report(module, TINY, 1)
     totals = report["totals"]
     assert (totals["hbm_bytes"], totals["ddr_bytes"]) == (stats.hbm_bytes, stats.ddr_bytes)
     gathers = totals["gather_bytes"]["hbm"]
-    row_bytes = len(q) * 64  # a 32 B row of 8 fp32 is one 64 B burst
-    assert gathers["charged"] == len(q) * 2 * 64 + row_bytes
+    row_bytes = n * 64  # a 32 B row of 8 fp32 is one 64 B burst
+    assert gathers["charged"] == (0 if resident else n * 2 * 64) + row_bytes
     assert totals["kernel_kinds"]["hash_probe"] == 1
+    (static_k,) = [k for s in report["sections"] for k in s["kernels"] if k["name"] == probe_k.label]
+    (measured,) = [s.pmu_bytes[probe_k.label] for s in stats.sections if probe_k.label in s.pmu_bytes]
+    assert static_k["pmu_bytes"] == measured
+    if resident:  # the index once, the IDs and row numbers, and the probes' PMU reads
+        assert measured == index.nbytes + 2 * 8 * n + n * 2 * 64
 
 
 def test_other_library_calls_and_bad_types_are_refused() -> None:

@@ -23,7 +23,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.dialects.linalg.attrs import IteratorTypeAttr
 from xdsl.ir import Attribute, Region, SSAValue
-from xdsl.ir.affine import AffineMap
+from xdsl.ir.affine import AffineConstantExpr, AffineMap
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -266,16 +266,19 @@ class KernelOp(IRDLOperation):
 
 def verify_hash_probe(k: KernelOp) -> None:
     """A hash_probe kernel's shape: 2 seeds; one i64 input of N IDs, one i64 init of N row
-    numbers, both read at the identity over a 1-d domain of N; one capture, the index
-    `tensor<Bx4x2xi64>` with B a power of two; a payload that yields its init."""
+    numbers, both read at the identity over a 1-d domain of N; the index
+    `tensor<Bx4x2xi64>` with B a power of two, either one capture (probed in its memory
+    tier) or a second input read at `(d0) -> (0, 0, 0)` (held whole in the kernel's PMUs);
+    a payload that yields its init."""
     where = f"kernel '{k.label}' (hash_probe)"
     seeds = list(k.hash_seeds.get_values()) if k.hash_seeds is not None else []
     if len(seeds) != 2:
         raise VerifyException(f"{where}: hash_seeds must give the 2 bucket-hash seeds, got {seeds}")
-    if len(k.inputs) != 1 or len(k.inits) != 1 or len(k.captures) != 1:
+    resident = len(k.inputs) == 2 and not k.captures
+    if not (resident or (len(k.inputs) == 1 and len(k.captures) == 1)) or len(k.inits) != 1:
         raise VerifyException(
-            f"{where}: needs 1 input (the IDs), 1 init (the row numbers) and 1 capture (the index), got "
-            f"{len(k.inputs)}, {len(k.inits)}, {len(k.captures)}"
+            f"{where}: needs 1 input (the IDs), 1 init (the row numbers) and the index as 1 capture or as a second "
+            f"input, got {len(k.inputs)} inputs, {len(k.inits)} inits, {len(k.captures)} captures"
         )
     n = k.domain_sizes
     for what, v in (("IDs", k.inputs[0]), ("row numbers", k.inits[0])):
@@ -284,17 +287,21 @@ def verify_hash_probe(k: KernelOp) -> None:
                 f"{where}: the {what} must be {n[0] if len(n) == 1 else 'N'} x i64 over a 1-d domain, got {v.type} "
                 f"over domain {list(n)}; raw IDs are 64-bit and are never narrowed"
             )
-    if any(m.data != AffineMap.identity(1) for m in k.indexing_maps.data):
-        raise VerifyException(f"{where}: the IDs and row numbers are read at the identity map")
-    index = k.captures[0].type
-    shape = shape_of(index) if isinstance(index, TensorType) else ()
+    maps = [m.data for m in k.indexing_maps.data]
+    whole = AffineMap(1, 0, (AffineConstantExpr(0),) * 3)
+    if maps[0] != AffineMap.identity(1) or maps[-1] != AffineMap.identity(1) or (resident and maps[1] != whole):
+        raise VerifyException(
+            f"{where}: the IDs and row numbers are read at the identity map, a resident index at (d0) -> (0, 0, 0)"
+        )
+    index = (k.inputs[1] if resident else k.captures[0]).type
+    shape = shape_of(index) if isinstance(index, TensorType | StreamType) else ()
     if len(shape) != 3 or shape[1:] != (4, 2) or shape[0] < 1 or shape[0] & (shape[0] - 1) or str(element_type_of(index)) != "i64":
         raise VerifyException(
             f"{where}: the index must be tensor<Bx4x2xi64> (B buckets, a power of two, of 4 slots of ID and row), got {index}"
         )
     block = k.body.block
     last = block.last_op
-    if len(block.ops) != 1 or not isinstance(last, YieldOp) or list(last.values) != [block.args[1]]:
+    if len(block.ops) != 1 or not isinstance(last, YieldOp) or list(last.values) != [block.args[len(k.inputs)]]:
         raise VerifyException(f"{where}: the payload must only yield its init (the probe is the pattern's)")
 
 

@@ -1,5 +1,6 @@
 // RUN: rdu-opt %s -p 'rdu-hash-lookup' | filecheck %s
 // RUN: rdu-opt %s -p 'rdu-convert-linalg,rdu-hash-lookup' | filecheck %s --check-prefix=CONV
+// RUN: rdu-opt %s -p 'rdu-convert-linalg,rdu-hash-lookup,rdu-tile{fabric=tiny}' | filecheck %s --check-prefix=TILE
 
 // rdu-hash-lookup: a collisionless-table lookup, carried through torch-mlir as a
 // linalg.generic marked library_call = "rdu_hash_find" (frontend/torch/custom_ops.py; its
@@ -52,3 +53,30 @@ func.func @main(%ids: tensor<8xi64>, %index: tensor<64x4x2xi64>, %rows: tensor<1
 // CONV:         "rdu.kernel"
 // CONV-SAME:    sym_name = "k3_gather"
 // CONV-NOT:     library_call
+
+// @many probes 64 IDs in the same 4 KiB index: 64 x 2 x 64 B = 8 KiB of buckets off chip,
+// more than the index, which fits a PMU buffer: rdu-tile makes it a second input read at
+// (d0) -> (0, 0, 0), held whole in the probe's PMUs. @main's 8 IDs (1 KiB of buckets) keep
+// the index a capture, probed in HBM.
+func.func @many(%ids: tensor<64xi64>, %index: tensor<64x4x2xi64>) -> tensor<64xi64> {
+  %e0 = tensor.empty() : tensor<64xi64>
+  %r = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (0, 0, 0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"], library_call = "rdu_hash_find"} ins(%ids, %index : tensor<64xi64>, tensor<64x4x2xi64>) outs(%e0 : tensor<64xi64>) {
+  ^bb0(%a: i64, %x: i64, %o: i64):
+    %s = arith.addi %a, %x : i64
+    linalg.yield %s : i64
+  } -> tensor<64xi64>
+  return %r : tensor<64xi64>
+}
+
+// TILE-LABEL: func.func @main
+// TILE:         "rdu.kernel"(%ids, %e0, %index)
+// TILE-SAME:    kind = #rdu.pattern<hash_probe>
+// TILE-SAME:    operandSegmentSizes = array<i32: 1, 1, 1>
+// TILE-LABEL: func.func @many
+// TILE:         "rdu.kernel"(%ids, %index, %e0)
+// TILE-SAME:    kind = #rdu.pattern<hash_probe>
+// TILE-SAME:    indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (0, 0, 0)>, affine_map<(d0) -> (d0)>]
+// TILE-SAME:    miss_row = -1 : i64
+// TILE-SAME:    operandSegmentSizes = array<i32: 2, 1, 0>
+// TILE:         ^bb0(%{{.*}}: i64, %{{.*}}: i64, %[[O:.*]]: i64):
+// TILE-NEXT:      rdu.yield %[[O]] : i64
