@@ -12,8 +12,8 @@ result is the largest tiles that fit, searched against the traffic they cause. T
 choice goes to the kernel's `tile`.
 
 A hash probe's cuckoo index moves into the probe's PMUs (a second input, read once whole)
-when it fits one buffer and is smaller than the buckets the probes would read off chip;
-else it stays a capture probed in its memory tier (`_place_index`).
+when it fits one buffer and loading it plus probing it there is faster than probing it off
+chip; else it stays a capture probed in its memory tier (`_place_index`).
 """
 
 from __future__ import annotations
@@ -97,8 +97,12 @@ class RduTilePass(ModulePass):
 
     def _place_index(self, kernel: KernelOp, fabric: Fabric) -> None:
         """A hash probe's index goes into its PMUs, read once whole, when it fits one buffer
-        (DEPTH-fold, as every buffer is sized) and is smaller than the buckets the probes
-        would read from HBM (N x 2 bursts); otherwise it stays a capture probed in HBM/DDR."""
+        (DEPTH-fold, as every buffer is sized) and that is faster by the bandwidth model:
+        loading it (its bytes over HBM bandwidth) plus reading each ID's 2 buckets from the
+        buffer's PMUs (at most the `pmus` a buffer may take, `pmu.bytes_per_cycle` each, [NF]:
+        rdu-allocate gives spare PMUs to the buffers with the most traffic) against the
+        probes' bursts off chip (HBM or the AGCUs, the slower). Otherwise it stays a capture
+        probed in HBM/DDR."""
         from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP
         from rdu_compiler.kernel.traffic import burst_round
         from rdu_compiler.passes.rdu_hash_lookup import resident_form
@@ -106,13 +110,14 @@ class RduTilePass(ModulePass):
         share = fabric.num_pmus // 3  # IDs, index, row numbers
         pmus = max(1, min(self.max_buffer_pmus, share) if self.max_buffer_pmus > 0 else share)
         whole = math.prod(shape_of(kernel.captures[0].type)) * 8
-        probes = math.prod(kernel.domain_sizes) * BUCKETS_PER_LOOKUP * burst_round(BUCKET_BYTES, fabric.hbm.burst_bytes)
-        if DEPTH * whole <= pmus * fabric.pmu.capacity_bytes and whole < probes:
+        n = math.prod(kernel.domain_sizes)
+        off_chip = min(fabric.hbm.bytes_per_s, fabric.agcu.count * fabric.agcu.bytes_per_cycle * fabric.clock_hz)
+        probe_s = n * BUCKETS_PER_LOOKUP * burst_round(BUCKET_BYTES, fabric.hbm.burst_bytes) / off_chip
+        resident_s = whole / off_chip + n * BUCKETS_PER_LOOKUP * BUCKET_BYTES / (pmus * fabric.pmu.bytes_per_cycle * fabric.clock_hz)
+        if DEPTH * whole <= pmus * fabric.pmu.capacity_bytes and resident_s < probe_s:
             new = resident_form(kernel)
             block = kernel.parent_block()
             assert block is not None
             block.insert_op_before(new, kernel)
             kernel.results[0].replace_all_uses_with(new.results[0])
             block.erase_op(kernel)
-
-
