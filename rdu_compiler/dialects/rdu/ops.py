@@ -82,7 +82,9 @@ class KernelOp(IRDLOperation):
     buckets, a power of two, of 4 slots of (ID bits, row number or -1)) and give its row
     number, or `miss_row` (default -1) if absent (the one init/result, `tensor<Nxi64>`): candidate buckets
     `mix64(id, s) & (B - 1)` for both seeds, both read, every slot compared
-    (`embedding.probe.probe`); the payload only yields its init. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
+    (`embedding.probe.probe`); the payload only yields its init. `rdu-tile` may move the
+    index from the capture to a second input read at `(d0) -> (0, 0, 0)`: held whole in the
+    kernel's PMUs. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
     sizes, PCUs, one `#rdu.buffer` per input/init operand and its grid sites.
 
     `init_fills = array<i64: ...>` (one entry per init, set by `rdu-fuse`): `-1` reads
