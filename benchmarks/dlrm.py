@@ -3,13 +3,18 @@ bytes per tier, at batch 1, 128 and 2048, for the full Criteo-Kaggle tables (33.
 2.0 GiB fp32) and for the same model with its tables hashed into 4096 fixed rows
 (DLRM's ``--max-ind-range``: the collision baseline; examples/dlrm.py).
 
+`--tables collisionless`: the full tables behind collisionless tables (capacity = the table's
+rows, so each index has the power-of-two bucket count the table would allocate; the IDs are
+raw 64-bit values): one hash_probe kernel per table (both candidate buckets, 64 B each, per
+lookup) before the row gathers.
+
 Every figure comes from the static cost model (`program.report`), compiled on the meta
 device (shapes only; the cost model does not read values), so none depends on the machine's
 load. "binds": the resource that bounds the sections, weighted by their time (one entry per
 resource with its share of the total); gathers are charged at the tier's burst
 (`gather_bytes`: requested and charged).
 
-    python benchmarks/dlrm.py [--batches 1 128 2048] [--fabric sn40l] [--tables full|hashed|both]
+    python benchmarks/dlrm.py [--batches 1 128 2048] [--fabric sn40l] [--tables full|hashed|both|collisionless|all]
         [--tiering] [--zipf 1.05] [--out results.json]
 
 `--tiering` adds the cost model's placement of the full tables' rows (`cost.tiering`) under
@@ -43,10 +48,11 @@ dlrm: Any = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(dlrm)
 
 
-def figure(batch: int, max_ind_range: int | None, fabric: str) -> dict[str, Any]:
-    """One compile on meta: the report's totals, and the bound resources by time share."""
+def figure(batch: int, max_ind_range: int | None, fabric: str, collisionless: bool = False) -> dict[str, Any]:
+    """One compile on meta: the report's totals, and the bound resources by time share.
+    `collisionless`: the tables behind CollisionlessTables (hash_probe kernels)."""
     with torch.device("meta"):
-        model, inputs = dlrm.get_model(batch=batch, max_ind_range=max_ind_range)
+        model, inputs = dlrm.get_model(batch=batch, max_ind_range=max_ind_range, collisionless=collisionless)
     t0 = time.perf_counter()
     program = rdu_compiler.compile(model, inputs, fabric=fabric, opt_level=1)
     compile_s = time.perf_counter() - t0
@@ -62,7 +68,7 @@ def figure(batch: int, max_ind_range: int | None, fabric: str) -> dict[str, Any]
     kinds = tot["kernel_kinds"]
     return {
         "batch": batch,
-        "tables": "full" if max_ind_range is None else f"hashed {max_ind_range}",
+        "tables": ("collisionless " if collisionless else "") + ("full" if max_ind_range is None else f"hashed {max_ind_range}"),
         "estimated_s": total,
         "per_sample_s": total / batch,
         "binds": {k: round(v / total, 3) for k, v in bound.most_common()},
@@ -71,6 +77,7 @@ def figure(batch: int, max_ind_range: int | None, fabric: str) -> dict[str, Any]
         "sections": tot["sections"],
         "kernels": tot["kernels"],
         "scatter_kernels": kinds.get("scatter", 0),
+        "hash_probe_kernels": kinds.get("hash_probe", 0),
         "hbm_bytes": tot["hbm_bytes"],
         "ddr_bytes": tot["ddr_bytes"],
         "gather_bytes": tot.get("gather_bytes"),
@@ -108,13 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 128, 2048])
     ap.add_argument("--fabric", default="sn40l")
-    ap.add_argument("--tables", choices=["full", "hashed", "both"], default="both")
+    ap.add_argument("--tables", choices=["full", "hashed", "both", "collisionless", "all"], default="both")
     ap.add_argument("--tiering", action="store_true")
     ap.add_argument("--zipf", type=float, default=1.05)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    caps = {"full": [None], "hashed": [dlrm.MAX_IND_RANGE], "both": [None, dlrm.MAX_IND_RANGE]}[args.tables]
+    caps: list[Any] = {"full": [None], "hashed": [dlrm.MAX_IND_RANGE], "both": [None, dlrm.MAX_IND_RANGE],
+                       "collisionless": ["collisionless"], "all": [None, dlrm.MAX_IND_RANGE, "collisionless"]}[args.tables]
     rows: list[dict[str, Any]] = []
     tiers: list[dict[str, Any]] = []
     if args.tiering:
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         caps = [] if args.tables == "both" and "--tables" not in (argv or sys.argv) else caps
     for cap in caps:
         for b in args.batches:
-            row = figure(b, cap, args.fabric)
+            row = figure(b, None, args.fabric, collisionless=True) if cap == "collisionless" else figure(b, cap, args.fabric)
             rows.append(row)
             g = row["gather_bytes"] or {}
             hbm_g = g.get("hbm", {})

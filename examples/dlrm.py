@@ -12,6 +12,12 @@ collisionless table replaces, ../shared/reference/workloads.md). The cap keeps t
 example at 57,706 rows (3.5 MiB of fp32 tables); `get_model(max_ind_range=None)` under
 ``with torch.device("meta")`` describes the full model: 33.8 M rows, 2.0 GiB of fp32 tables.
 
+`get_model(collisionless=True)` puts every table behind a ``CollisionlessTable`` (Monolith's
+cuckoo hash map over raw 64-bit IDs, rdu_compiler.embedding) through
+``CollisionlessEmbeddingBag``: the IDs are then random 64-bit values, not row numbers, each
+table holds ``rows`` of them, and a share ``miss_rate`` of the batch's IDs is absent (a zero
+row, nothing inserted). It compiles to a hash_probe kernel per table (rdu-hash-lookup).
+
 Inputs: ``dense`` (B, 13) float32; ``indices`` (26, B * BAG) int64 (feature f's bags are
 row f); ``offsets`` (B,) int64, the start of each sample's bag (shared by all features).
 Output: click probabilities (B, 1) float32. B = 16 here.
@@ -19,6 +25,9 @@ Output: click probabilities (B, 1) float32. B = 16 here.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,10 +50,11 @@ class DLRM(nn.Module):
     """Bottom MLP, 26 embedding bags, pairwise-dot interaction, top MLP, sigmoid."""
 
     def __init__(self, rows: list[int], dim: int = 16, bottom: tuple[int, ...] = (13, 512, 256, 64, 16),
-                 top: tuple[int, ...] = (512, 256, 1), mode: str = "sum", per_sample_weights: bool = False) -> None:
+                 top: tuple[int, ...] = (512, 256, 1), mode: str = "sum", per_sample_weights: bool = False,
+                 tables: list[nn.Module] | None = None) -> None:
         super().__init__()
         self.bottom = _mlp(bottom)
-        self.tables = nn.ModuleList(nn.EmbeddingBag(n, dim, mode=mode) for n in rows)
+        self.tables = nn.ModuleList(tables if tables is not None else [nn.EmbeddingBag(n, dim, mode=mode) for n in rows])
         self.per_sample_weights = per_sample_weights
         n = len(rows) + 1
         li, lj = torch.triu_indices(n, n, offset=1)
@@ -64,15 +74,57 @@ class DLRM(nn.Module):
         return torch.sigmoid(self.top(torch.cat([x, dots], dim=1)))
 
 
+def collisionless_tables(rows: list[int], dim: int = 16, seed: int = 0) -> list[Any]:
+    """One CollisionlessTable per feature holding rows[f] random raw 64-bit IDs (any bit
+    pattern: negative int64 and IDs above 2^32 included) with N(0, 1) rows."""
+    from rdu_compiler.embedding import CollisionlessTable
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for f, n in enumerate(rows):
+        table = CollisionlessTable(dim, capacity=n, seed=f)
+        ids = np.unique(rng.integers(-(1 << 63), (1 << 63) - 1, size=n, dtype=np.int64, endpoint=True))
+        table.assign(ids, rng.standard_normal((len(ids), dim)).astype(np.float32), now=0)
+        out.append(table)
+    return out
+
+
 def get_model(batch: int = 16, max_ind_range: int | None = MAX_IND_RANGE, mode: str = "sum",
-              per_sample_weights: bool = False) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    """The model (seeded random weights) and a batch of `batch` samples with random IDs."""
+              per_sample_weights: bool = False, collisionless: bool = False,
+              miss_rate: float = 0.25) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The model (seeded random weights) and a batch of `batch` samples with random IDs.
+
+    `collisionless`: every table is a CollisionlessEmbeddingBag (see the module docstring);
+    under ``torch.device("meta")`` the tables are shape-only (capacity rows[f], empty index).
+    """
     torch.manual_seed(0)
     rows = [min(n, max_ind_range) if max_ind_range else n for n in CRITEO_KAGGLE_ROWS]
-    model = DLRM(rows, mode=mode, per_sample_weights=per_sample_weights).eval()
+    tables: list[nn.Module] | None = None
+    stores: list[Any] = []
+    if collisionless:
+        from rdu_compiler.frontend.torch.collisionless import CollisionlessEmbeddingBag
+
+        if torch.empty(0).is_meta:
+            tables = [CollisionlessEmbeddingBag(mode=mode, dim=16, capacity=n) for n in rows]
+        else:
+            stores = collisionless_tables(rows)
+            tables = [CollisionlessEmbeddingBag(t, mode=mode) for t in stores]
+    model = DLRM(rows, mode=mode, per_sample_weights=per_sample_weights, tables=tables).eval()
     g = torch.Generator().manual_seed(1)
     dense = torch.randn(batch, 13, generator=g)
-    indices = torch.stack([torch.randint(0, n, (batch * BAG,), generator=g) for n in rows])
+    if stores:  # present IDs, and a share miss_rate of fresh ones (absent: zero rows)
+        rng = np.random.default_rng(2)
+        cols = []
+        for t in stores:
+            present = t.ids().view(np.int64)
+            pick = present[rng.integers(0, len(present), batch * BAG)]
+            fresh = rng.integers(-(1 << 63), (1 << 63) - 1, size=batch * BAG, dtype=np.int64, endpoint=True)
+            cols.append(np.where(rng.random(batch * BAG) < miss_rate, fresh, pick))
+        indices = torch.from_numpy(np.stack(cols))
+    elif collisionless:  # shape-only
+        indices = torch.zeros(len(rows), batch * BAG, dtype=torch.int64)
+    else:
+        indices = torch.stack([torch.randint(0, n, (batch * BAG,), generator=g) for n in rows])
     offsets = torch.arange(0, batch * BAG, BAG)
     inputs: tuple[torch.Tensor, ...] = (dense, indices, offsets)
     if per_sample_weights:

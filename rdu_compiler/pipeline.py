@@ -50,7 +50,7 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatc
     """
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
-    passes = ["rdu-fold-constants", "rdu-convert-linalg", "rdu-inline-splats"]
+    passes = ["rdu-fold-constants", "rdu-convert-linalg", "rdu-hash-lookup", "rdu-inline-splats"]
     if opt_level >= 1:
         passes += ["rdu-fold-views"]
     if tp != 1:

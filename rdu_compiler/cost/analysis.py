@@ -28,6 +28,7 @@ from rdu_compiler.kernel.traffic import (
     itemsize,
     kernel_flops,
     kernel_traffic,
+    probe_pmu_bytes,
 )
 
 
@@ -75,7 +76,7 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0, fabric: Fabr
                 flops=kernel_flops(k),
                 pcus=k.pcus.value.data if k.pcus else 0,
                 pmus=k.total_pmus,
-                pmu_bytes=sum(per_operand) + result_bytes,
+                pmu_bytes=sum(per_operand) + result_bytes + probe_pmu_bytes(k),
                 tiles=num_tiles(k.domain_sizes, k.tile_sizes) if k.kind.data != rdu.Pattern.SCAN else 1,
             )
         )

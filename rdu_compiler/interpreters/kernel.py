@@ -50,6 +50,7 @@ class KernelStats:
     operand_bytes: list[int] = field(default_factory=list)  # per input/init operand, tile loads summed
     result_bytes: int = 0
     gathered_bytes: int = 0
+    pmu_probe_bytes: int = 0  # a hash probe's reads of its PMU-resident index
 
 
 def projection_cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[tuple[Any, ...], list[int] | None, list[int]]:
@@ -115,6 +116,10 @@ class KernelExecutor:
             return
         if self.kind == Pattern.SCATTER:
             self._setup_scatter(kernel)
+            return
+        if self.kind == Pattern.HASH_PROBE:
+            self.hash_seeds = (int(kernel.hash_seeds.get_values()[0]), int(kernel.hash_seeds.get_values()[1]))  # type: ignore[union-attr]
+            self.miss_row = kernel.miss_row.value.data if kernel.miss_row is not None else -1
             return
         if not self.red:
             self.payload = CompiledPayload(block, self.name, inplace=self.inplace)
@@ -187,6 +192,8 @@ class KernelExecutor:
             return self._scan(ins, inits, results, stats)
         if self.kind == Pattern.SCATTER:
             return self._scatter(ins, inits, caps, results, stats)
+        if self.kind == Pattern.HASH_PROBE:
+            return self._hash_probe(ins, caps, results, stats)
         operands = list(ins) + list(inits)
         order = list(self.par) + list(self.red)
         current_par: tuple[int, ...] | None = None
@@ -232,8 +239,8 @@ class KernelExecutor:
                 continue  # scalars live in PCU registers
             itemsize = _itemsize(operands[i])
             elements = math.prod(acc.extent(zeros, full))
-            if self.kind == Pattern.SCATTER and i >= self.n_in:  # the resident destination
-                elements = math.prod(operands[i].shape)
+            if (self.kind == Pattern.SCATTER and i >= self.n_in) or (self.kind == Pattern.HASH_PROBE and self.n_in == 2 and i == 1):
+                elements = math.prod(operands[i].shape)  # resident: a scatter's destination, a probe's index
             need = elements * itemsize * buf.depth.data
             have = buf.pmus.data * buf.pmu_capacity.data
             if need > have:
@@ -389,6 +396,35 @@ class KernelExecutor:
                 last = flat.size - 1 - first_from_end
                 dest.reshape(-1)[flat[last]] = value[last]
         stats.result_bytes = dest.nbytes
+        return results, stats
+
+    # ------------------------------------------------------------------ hash probe
+
+    def _hash_probe(self, ins: list[Any], caps: list[Any], results: list[np.ndarray], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
+        """Tile by tile over the IDs: each ID's row number in the cuckoo index (capture 0),
+        the kernel's `miss_row` (-1 by default) when absent (`embedding.probe.probe`: both candidate buckets read, every slot
+        compared). Each ID reads BUCKETS_PER_LOOKUP buckets of BUCKET_BYTES from the index's
+        tier, charged at its burst (`kernel.traffic.gathered_bytes`)."""
+        from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP, probe
+        from rdu_compiler.kernel.traffic import burst_round
+
+        resident = len(ins) == 2  # the index whole in the kernel's PMUs (rdu-tile), else a capture
+        ids, index, out = np.asarray(ins[0]), np.asarray(ins[1] if resident else caps[0]), results[0]
+        per_id = BUCKETS_PER_LOOKUP * (BUCKET_BYTES if resident else burst_round(BUCKET_BYTES, self.gather_burst))
+        if resident and self.counted[1]:
+            stats.operand_bytes[1] = index.nbytes  # read once, whole
+        for starts, sizes in tiles(self.domain, self.tile, [0]):
+            s, n = starts[0], sizes[0]
+            stats.tiles += 1
+            if self.counted[0]:
+                stats.operand_bytes[0] += n * ids.itemsize
+            rows = probe(index, ids[s : s + n], self.hash_seeds)
+            out[s : s + n] = np.where(rows < 0, self.miss_row, rows)
+            if resident:
+                stats.pmu_probe_bytes += n * per_id
+            else:
+                stats.gathered_bytes += n * per_id
+        stats.result_bytes = out.nbytes
         return results, stats
 
     def _scan(self, ins: list[Any], inits: list[Any], results: list[np.ndarray], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:

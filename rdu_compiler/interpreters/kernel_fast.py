@@ -193,7 +193,7 @@ class PreparedKernelExecutor(KernelExecutor):
 
     def run(self, ins: list[Any], inits: list[Any], caps: list[Any], check_buffers: bool = True) -> tuple[list[np.ndarray], KernelStats]:
         """Execute every tile (as `KernelExecutor.run`: same values, same stats)."""
-        if self.kind in (Pattern.SCAN, Pattern.SCATTER):
+        if self.kind in (Pattern.SCAN, Pattern.SCATTER, Pattern.HASH_PROBE):
             return super().run(ins, inits, caps, check_buffers)
         operands = list(ins) + list(inits)
         key = tuple([(getattr(x, "dtype", None), type(x) is Empty) for x in operands])  # what the plan depends on

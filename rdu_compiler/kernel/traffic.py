@@ -14,6 +14,10 @@ operand, FLOPs, tier of each off-chip read) and checked by the emulator's counte
 - a gather (`tensor.extract`) reads one element per domain point from its capture's tier,
   charged there at the tier's access granularity (`gathered_bytes(k, burst)`: each run of
   contiguous elements in a tile rounded up to whole bursts);
+- a hash probe reads, per ID, both candidate buckets of its index (a capture) from the
+  index's tier, 64 B each, at the tier's burst (`gathered_bytes`); an index `rdu-tile` made
+  PMU-resident (input 1) is read once, whole, like a scatter's destination, and the probes
+  then read its PMUs (`probe_pmu_bytes`);
 - a scatter's destination (its init) is its accumulator, resident in its PMUs for the whole
   kernel: its buffer holds the whole destination, which is read once (unless it is
   `tensor.empty`) and written once; its index and update inputs follow the rule above.
@@ -31,6 +35,7 @@ from xdsl.ir import Operation, SSAValue
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, element_type_of
 from rdu_compiler.dtypes import numpy_dtype
+from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP
 from rdu_compiler.kernel.access import Access, tile_elements, traffic_elements
 from rdu_compiler.kernel.payload import contraction_mul, flops_per_point
 
@@ -56,11 +61,25 @@ def operand_tile_bytes(kernel: KernelOp, tile: Sequence[int]) -> list[int]:
         access = Access.from_map(amap.data)
         if not access.forms:
             out.append(0)
-        elif scatter and i >= len(kernel.inputs):  # the resident destination, whole
+        elif (scatter and i >= len(kernel.inputs)) or is_resident_index(kernel, i):  # resident, whole
             out.append(math.prod(rdu.shape_of(value.type)) * itemsize(value.type))
         else:
             out.append(tile_elements(access, tile) * itemsize(value.type))
     return out
+
+
+def is_resident_index(k: KernelOp, i: int) -> bool:
+    """Operand i is a hash probe's index held whole in its PMUs (input 1 of a hash_probe
+    kernel without captures: `rdu-tile` moved it there)."""
+    return k.kind.data == Pattern.HASH_PROBE and i == 1 and len(k.inputs) == 2
+
+
+def probe_pmu_bytes(k: KernelOp) -> int:
+    """Bytes a hash probe reads from its PMU-resident index: per ID both candidate buckets
+    (BUCKETS_PER_LOOKUP x BUCKET_BYTES); 0 for any other kernel."""
+    if k.kind.data != Pattern.HASH_PROBE or len(k.inputs) != 2:
+        return 0
+    return math.prod(k.domain_sizes) * BUCKETS_PER_LOOKUP * BUCKET_BYTES
 
 
 def pmus_for(tile_bytes: int, pmu_capacity: int) -> int:
@@ -117,7 +136,7 @@ def kernel_traffic(k: rdu.KernelOp) -> list[int]:
         if not counted:
             out.append(0)
             continue
-        if k.kind.data == rdu.Pattern.SCATTER and i >= len(k.inputs):
+        if (k.kind.data == rdu.Pattern.SCATTER and i >= len(k.inputs)) or is_resident_index(k, i):
             out.append(math.prod(rdu.shape_of(v.type)) * itemsize(v.type))
             continue
         out.append(traffic_elements(Access.from_map(amap.data), k.domain_sizes, k.tile_sizes) * itemsize(v.type))
@@ -181,8 +200,12 @@ def gathered_bytes(k: rdu.KernelOp, burst: int = 1) -> int:
     innermost loop d (`gather_run_dim`), rounded up to whole bursts; a gather whose
     innermost index is computed from data reads a burst per element. Over the tiled loop
     nest: `points / domain[d] * sum over d's tiles of burst_round(size * itemsize)`.
+    A `hash_probe` kernel reads, per ID, BUCKETS_PER_LOOKUP buckets of BUCKET_BYTES (64 B:
+    4 slots of ID and row) from its index, each rounded up to the burst.
     """
     points = math.prod(k.domain_sizes)
+    if k.kind.data == Pattern.HASH_PROBE:  # every ID reads both candidate buckets of the index
+        return points * BUCKETS_PER_LOOKUP * burst_round(BUCKET_BYTES, burst) if k.captures else 0
     total = 0
     for o in k.body.block.walk():
         if not isinstance(o, tensor.ExtractOp):

@@ -19,6 +19,12 @@ def _convert() -> type[ModulePass]:
     return RduConvertLinalgPass
 
 
+def _hash_lookup() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_hash_lookup import RduHashLookupPass
+
+    return RduHashLookupPass
+
+
 def _inline_splats() -> type[ModulePass]:
     from rdu_compiler.passes.rdu_inline_splats import RduInlineSplatsPass
 
@@ -78,6 +84,7 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     return {
         "rdu-fold-constants": _fold_constants,
         "rdu-convert-linalg": _convert,
+        "rdu-hash-lookup": _hash_lookup,
         "rdu-inline-splats": _inline_splats,
         "rdu-fold-views": _fold_views,
         "rdu-shard": _shard,

@@ -11,6 +11,8 @@
 - Function-level scalar code is cloned into the payloads that read it, then erased; a
   check (`cf.assert`) whose condition is the constant true is dropped (run
   `rdu-fold-constants` first to fold shape checks on constants).
+- A collisionless-table lookup (`linalg.generic {library_call = "rdu_hash_find"}`) is
+  kept, tagged with its op number, for `rdu-hash-lookup`; any other `library_call` is refused.
 - Any other op is refused by name.
 
 The pass is a list of patterns (`conversion_patterns`) applied by one forward walk over
@@ -30,6 +32,7 @@ from xdsl.dialects import arith, cf, func
 from xdsl.dialects.builtin import (
     IntegerAttr,
     ModuleOp,
+    StringAttr,
     TensorType,
 )
 from xdsl.ir import BlockArgument, Operation
@@ -123,6 +126,28 @@ class EraseTrivialAssert(ConversionPattern):
             rewriter.erase(op)
 
 
+class KeepHashLookup(ConversionPattern):
+    """A collisionless-table lookup (`linalg.generic {library_call = "rdu_hash_find"}`, the
+    frontend's marker of the custom op) stays for `rdu-hash-lookup`, tagged with its op
+    number (`rdu.op`); a marker of any other library call is refused (its payload is not
+    its meaning)."""
+
+    def convert(self, op: Operation, rewriter: PatternRewriter) -> None:
+        from rdu_compiler.passes.rdu_hash_lookup import CALL, OP_ATTR, library_call
+
+        call = library_call(op)
+        if call is None:
+            return
+        if call != CALL:
+            raise CompileError(
+                "rdu-convert-linalg",
+                f"linalg.generic (op #{self.cx.index(op)} of @{self.cx.fn.sym_name.data}) calls library function "
+                f"'{call}', which has no rdu lowering (only '{CALL}', a collisionless-table lookup, has one)",
+            )
+        op.attributes[OP_ATTR] = StringAttr(f"k{self.cx.index(op)}")
+        rewriter.notify_op_modified(op)
+
+
 class RefuseUnconverted(ConversionPattern):
     """Last in the list: a function-level op that no earlier pattern converted has no rdu
     lowering; refuse it, naming it, its position and the nearest alternative."""
@@ -162,6 +187,7 @@ def conversion_patterns(cx: FunctionConversion) -> list[RewritePattern]:
     """The conversion of function `cx.fn`, in the order they are tried on each op."""
     return [
         EraseTrivialAssert(cx),
+        KeepHashLookup(cx),
         ConvertTmTensorOp(cx),
         ConvertStructuredOp(cx),
         ConvertLayoutOp(cx),

@@ -230,7 +230,7 @@ def fold_input_views(kernel: rdu.KernelOp, rewriter: PatternRewriter) -> bool:
     views left without uses are erased through `rewriter`). Returns whether anything
     changed. Tiled kernels are left alone: their buffers were sized for the patterns they
     have (the pass runs before rdu-tile)."""
-    if kernel.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER) or kernel.tile is not None:
+    if kernel.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER, rdu.Pattern.HASH_PROBE) or kernel.tile is not None:
         return False
     maps = [m.data for m in kernel.indexing_maps.data]
     changed = False

@@ -96,11 +96,11 @@ def fusable_operand(consumer: rdu.KernelOp, max_operands: int = 6) -> int | None
     input/init operands: each needs its own PMU buffer and PCU input stream (a modelling
     limit; real PCUs have a few vector inputs).
     """
-    if consumer.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER):
+    if consumer.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER, rdu.Pattern.HASH_PROBE):
         return None
     for i, value in enumerate(consumer.inputs):
         producer = value.owner
-        if not isinstance(producer, rdu.KernelOp) or producer.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER):
+        if not isinstance(producer, rdu.KernelOp) or producer.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER, rdu.Pattern.HASH_PROBE):
             continue
         if producer.reduction_dims or len(producer.results) != 1:
             continue
@@ -227,7 +227,7 @@ def drop_dead_results(kernel: rdu.KernelOp) -> rdu.KernelOp | None:
     read; computing it would cost a compare and a select per element.
     """
     keep = [i for i, r in enumerate(kernel.results) if r.uses]
-    if len(keep) == len(kernel.results) or not keep or kernel.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER):
+    if len(keep) == len(kernel.results) or not keep or kernel.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER, rdu.Pattern.HASH_PROBE):
         return None
     block = kernel.body.block
     n_in, n_init = len(kernel.inputs), len(kernel.inits)
@@ -274,7 +274,7 @@ def fold_init_fills(kernel: rdu.KernelOp) -> rdu.KernelOp | None:
     kernels read (torch-mlir shares one zero tensor between same-shaped matmuls) is
     folded into each; the caller erases it once it has no uses.
     """
-    if not kernel.reduction_dims or kernel.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER):
+    if not kernel.reduction_dims or kernel.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER, rdu.Pattern.HASH_PROBE):
         return None
     fills = list(kernel.init_fills.get_values()) if kernel.init_fills is not None else [-1] * len(kernel.inits)
     inits = list(kernel.inits)

@@ -10,6 +10,10 @@ halving adds the least off-chip/PMU traffic by the bandwidth model (an operand i
 once per tile of each loop it does not depend on); ties go to the largest loop. The
 result is the largest tiles that fit, searched against the traffic they cause. The
 choice goes to the kernel's `tile`.
+
+A hash probe's cuckoo index moves into the probe's PMUs (a second input, read once whole)
+when it fits one buffer and loading it plus probing it there is faster than probing it off
+chip; else it stays a capture probed in its memory tier (`_place_index`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
 from xdsl.passes import ModulePass
 
-from rdu_compiler.dialects.rdu import KernelOp
+from rdu_compiler.dialects.rdu import KernelOp, Pattern, shape_of
 from rdu_compiler.errors import CompileError
+from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.access import Access, traffic_elements
 from rdu_compiler.kernel.traffic import DEPTH, itemsize, operand_tile_bytes, untileable_dims
 from rdu_compiler.passes.common import fabric_for, kernels
@@ -81,6 +86,8 @@ class RduTilePass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         fabric = fabric_for(self.name, self.fabric, op)
+        for kernel in [k for k in kernels(op) if k.kind.data == Pattern.HASH_PROBE and k.captures]:
+            self._place_index(kernel, fabric)
         for kernel in kernels(op):
             n_buffers = max(1, sum(1 for b in operand_tile_bytes(kernel, [1] * len(kernel.domain_sizes)) if b))
             share = fabric.num_pmus // n_buffers
@@ -88,4 +95,29 @@ class RduTilePass(ModulePass):
             tile = choose_tile(kernel, pmus * fabric.pmu.capacity_bytes)
             kernel.tile = DenseArrayBase.from_list(i64, tile)
 
+    def _place_index(self, kernel: KernelOp, fabric: Fabric) -> None:
+        """A hash probe's index goes into its PMUs, read once whole, when it fits one buffer
+        (DEPTH-fold, as every buffer is sized) and that is faster by the bandwidth model:
+        loading it (its bytes over HBM bandwidth) plus reading each ID's 2 buckets from the
+        buffer's PMUs (at most the `pmus` a buffer may take, `pmu.bytes_per_cycle` each, [NF]:
+        rdu-allocate gives spare PMUs to the buffers with the most traffic) against the
+        probes' bursts off chip (HBM or the AGCUs, the slower). Otherwise it stays a capture
+        probed in HBM/DDR."""
+        from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP
+        from rdu_compiler.kernel.traffic import burst_round
+        from rdu_compiler.passes.rdu_hash_lookup import resident_form
 
+        share = fabric.num_pmus // 3  # IDs, index, row numbers
+        pmus = max(1, min(self.max_buffer_pmus, share) if self.max_buffer_pmus > 0 else share)
+        whole = math.prod(shape_of(kernel.captures[0].type)) * 8
+        n = math.prod(kernel.domain_sizes)
+        off_chip = min(fabric.hbm.bytes_per_s, fabric.agcu.count * fabric.agcu.bytes_per_cycle * fabric.clock_hz)
+        probe_s = n * BUCKETS_PER_LOOKUP * burst_round(BUCKET_BYTES, fabric.hbm.burst_bytes) / off_chip
+        resident_s = whole / off_chip + n * BUCKETS_PER_LOOKUP * BUCKET_BYTES / (pmus * fabric.pmu.bytes_per_cycle * fabric.clock_hz)
+        if DEPTH * whole <= pmus * fabric.pmu.capacity_bytes and resident_s < probe_s:
+            new = resident_form(kernel)
+            block = kernel.parent_block()
+            assert block is not None
+            block.insert_op_before(new, kernel)
+            kernel.results[0].replace_all_uses_with(new.results[0])
+            block.erase_op(kernel)

@@ -217,7 +217,7 @@ class Emulator:
                     add(st, tier, ks.operand_bytes[i])
                 if ks.gathered_bytes:
                     add(st, gtier, ks.gathered_bytes)
-                st.pmu_bytes[label] = sum(ks.operand_bytes) + ks.result_bytes
+                st.pmu_bytes[label] = sum(ks.operand_bytes) + ks.result_bytes + ks.pmu_probe_bytes
                 st.tiles[label] = ks.tiles
             elif kind == 1:  # load, yield: values pass through
                 for r, v in zip(outs, ins, strict=True):

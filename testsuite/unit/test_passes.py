@@ -17,7 +17,7 @@ from rdu_compiler.ir import parse_module
 from rdu_compiler.passes import get_all_passes
 from rdu_compiler.pipeline import pipeline, run_pipeline
 
-PIPELINE_ORDER = ["rdu-fold-constants", "rdu-convert-linalg", "rdu-inline-splats", "rdu-fold-views", "rdu-fuse", "rdu-tile", "rdu-section", "rdu-allocate", "rdu-place"]
+PIPELINE_ORDER = ["rdu-fold-constants", "rdu-convert-linalg", "rdu-hash-lookup", "rdu-inline-splats", "rdu-fold-views", "rdu-fuse", "rdu-tile", "rdu-section", "rdu-allocate", "rdu-place"]
 RDU_OPT = shutil.which("rdu-opt") or str(Path(sys.executable).parent / "rdu-opt")
 TINY_TOML = Path(__file__).resolve().parents[2] / "rdu_compiler" / "fabric" / "presets" / "tiny.toml"
 
@@ -85,7 +85,7 @@ def test_pipeline_is_registered_names(fabric: str, opt_level: int) -> None:
     want = PIPELINE_ORDER if opt_level == 1 else [n for n in PIPELINE_ORDER if n not in ("rdu-fold-views", "rdu-fuse")]
     assert names == want
     for s in specs:
-        if spec_name(s) not in ("rdu-fold-constants", "rdu-convert-linalg", "rdu-inline-splats", "rdu-fold-views", "rdu-fuse"):
+        if spec_name(s) not in ("rdu-fold-constants", "rdu-convert-linalg", "rdu-hash-lookup", "rdu-inline-splats", "rdu-fold-views", "rdu-fuse"):
             assert f"fabric={fabric}" in s
     section = next(s for s in specs if s.startswith("rdu-section"))
     assert f"per_op={'true' if opt_level == 0 else 'false'}" in section

@@ -55,6 +55,7 @@ class Pattern(StrEnum):
     GATHER = auto()
     SCAN = auto()
     SCATTER = auto()
+    HASH_PROBE = auto()  # a cuckoo-hash probe (Monolith's table; Plasticine's HashReduce family)
 
 
 @irdl_attr_definition

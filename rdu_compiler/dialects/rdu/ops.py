@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.dialects.linalg.attrs import IteratorTypeAttr
 from xdsl.ir import Attribute, Region, SSAValue
+from xdsl.ir.affine import AffineConstantExpr, AffineMap
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -75,7 +76,15 @@ class KernelOp(IRDLOperation):
     per index input) read K index inputs then the updates over the updates' domain and
     write each point's value into the init at `map(point)` plus index input c on dim
     `scatter_dims[c]`: the payload yields `combine(update, acc)` (or the update: last
-    write wins), applied in domain order. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
+    write wins), applied in domain order. Hash probes (`kind = hash_probe`,
+    `hash_seeds = array<i64: s1, s2>`; issue 16) look up each of N raw 64-bit IDs (the one
+    input, `tensor<Nxi64>`) in a cuckoo index (the one capture, `tensor<Bx4x2xi64>`: B
+    buckets, a power of two, of 4 slots of (ID bits, row number or -1)) and give its row
+    number, or `miss_row` (default -1) if absent (the one init/result, `tensor<Nxi64>`): candidate buckets
+    `mix64(id, s) & (B - 1)` for both seeds, both read, every slot compared
+    (`embedding.probe.probe`); the payload only yields its init. `rdu-tile` may move the
+    index from the capture to a second input read at `(d0) -> (0, 0, 0)`: held whole in the
+    kernel's PMUs. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
     sizes, PCUs, one `#rdu.buffer` per input/init operand and its grid sites.
 
     `init_fills = array<i64: ...>` (one entry per init, set by `rdu-fuse`): `-1` reads
@@ -104,6 +113,8 @@ class KernelOp(IRDLOperation):
     scan_dim = opt_prop_def(IntegerAttr)
     scan_inclusive = opt_prop_def(IntegerAttr)
     scatter_dims = opt_prop_def(_I64_ARRAY)
+    hash_seeds = opt_prop_def(_I64_ARRAY)
+    miss_row = opt_prop_def(IntegerAttr)
     tile = opt_prop_def(_I64_ARRAY)
     pcus = opt_prop_def(IntegerAttr)
     buffers = opt_prop_def(ArrayAttr[BufferAttr])
@@ -226,6 +237,12 @@ class KernelOp(IRDLOperation):
                     f"kernel '{self.label}': scatter_dims {dims} need one destination init and one index input per "
                     "entry, each naming a destination dim"
                 )
+        if (self.kind.data == Pattern.HASH_PROBE) != (self.hash_seeds is not None):
+            raise VerifyException(f"kernel '{self.label}': a hash_probe kernel, and only a hash_probe kernel, has hash_seeds")
+        if self.hash_seeds is not None:
+            verify_hash_probe(self)
+        elif self.miss_row is not None:
+            raise VerifyException(f"kernel '{self.label}': only a hash_probe kernel has a miss_row")
         if self.pcus is not None and self.pcus.value.data < 1:
             raise VerifyException(f"kernel '{self.label}': pcus = {self.pcus.value.data}; a kernel runs on >= 1 PCU")
         n_args = n_mapped + len(self.captures)
@@ -247,6 +264,47 @@ class KernelOp(IRDLOperation):
         if self.buffers is None:
             return 0
         return sum(b.pmus.data for b in self.buffers.data)
+
+
+def verify_hash_probe(k: KernelOp) -> None:
+    """A hash_probe kernel's shape: 2 seeds; one i64 input of N IDs, one i64 init of N row
+    numbers, both read at the identity over a 1-d domain of N; the index
+    `tensor<Bx4x2xi64>` with B a power of two, either one capture (probed in its memory
+    tier) or a second input read at `(d0) -> (0, 0, 0)` (held whole in the kernel's PMUs);
+    a payload that yields its init."""
+    where = f"kernel '{k.label}' (hash_probe)"
+    seeds = list(k.hash_seeds.get_values()) if k.hash_seeds is not None else []
+    if len(seeds) != 2:
+        raise VerifyException(f"{where}: hash_seeds must give the 2 bucket-hash seeds, got {seeds}")
+    resident = len(k.inputs) == 2 and not k.captures
+    if not (resident or (len(k.inputs) == 1 and len(k.captures) == 1)) or len(k.inits) != 1:
+        raise VerifyException(
+            f"{where}: needs 1 input (the IDs), 1 init (the row numbers) and the index as 1 capture or as a second "
+            f"input, got {len(k.inputs)} inputs, {len(k.inits)} inits, {len(k.captures)} captures"
+        )
+    n = k.domain_sizes
+    for what, v in (("IDs", k.inputs[0]), ("row numbers", k.inits[0])):
+        if len(n) != 1 or shape_of(v.type) != n or str(element_type_of(v.type)) != "i64":
+            raise VerifyException(
+                f"{where}: the {what} must be {n[0] if len(n) == 1 else 'N'} x i64 over a 1-d domain, got {v.type} "
+                f"over domain {list(n)}; raw IDs are 64-bit and are never narrowed"
+            )
+    maps = [m.data for m in k.indexing_maps.data]
+    whole = AffineMap(1, 0, (AffineConstantExpr(0),) * 3)
+    if maps[0] != AffineMap.identity(1) or maps[-1] != AffineMap.identity(1) or (resident and maps[1] != whole):
+        raise VerifyException(
+            f"{where}: the IDs and row numbers are read at the identity map, a resident index at (d0) -> (0, 0, 0)"
+        )
+    index = (k.inputs[1] if resident else k.captures[0]).type
+    shape = shape_of(index) if isinstance(index, TensorType | StreamType) else ()
+    if len(shape) != 3 or shape[1:] != (4, 2) or shape[0] < 1 or shape[0] & (shape[0] - 1) or str(element_type_of(index)) != "i64":
+        raise VerifyException(
+            f"{where}: the index must be tensor<Bx4x2xi64> (B buckets, a power of two, of 4 slots of ID and row), got {index}"
+        )
+    block = k.body.block
+    last = block.last_op
+    if len(block.ops) != 1 or not isinstance(last, YieldOp) or list(last.values) != [block.args[len(k.inputs)]]:
+        raise VerifyException(f"{where}: the payload must only yield its init (the probe is the pattern's)")
 
 
 @irdl_op_definition

@@ -209,15 +209,27 @@ def lower_text(
     from torch_mlir.dialects import torch as torch_d
 
     from rdu_compiler.frontend.lower_server import progress
+    from rdu_compiler.frontend.torch.custom_ops import CARRIED, carry, count
 
     ctx = ir.Context()
     torch_d.register_dialect(ctx)
+    custom = 0 in stages and '"torch.rdu.' in text
+    carried = carry(text) if custom else text  # rdu custom ops as library_call markers
     with ctx:
-        module = ir.Module.parse(text)
+        if custom:  # the markers' torch_c casts: running the pipeline once loads that dialect
+            mlir_bindings.pass_manager().parse(PIPELINES[1][1]).run(ir.Module.parse("module {}").operation)
+        module = ir.Module.parse(carried)
     for i in stages:
         stage, pipeline = PIPELINES[i]
         progress(f"stage {i} {stage}")
         _run_pipeline(module, pipeline, stage, source_lines, model_name)
+    for name, call in CARRIED.items() if custom else ():
+        if count(str(module), call) != len(re.findall(f'"torch.{re.escape(name)}', text)):
+            raise FrontendError(
+                f"torch-mlir did not keep every custom op torch.ops.{name.replace('.', '::', 1)} of {model_name} as "
+                f"its marker (library_call \"{call}\"); the program would be wrong, so it is refused. Report this "
+                "with the model attached."
+            )
     if generic:
         out = module.operation.get_asm(print_generic_op_form=True)
     else:

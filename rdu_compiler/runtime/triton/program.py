@@ -265,6 +265,11 @@ class KernelInfo:
                 f"kernel '{self.label}': the Triton target has no scatter kernel yet (index_add, scatter, "
                 "EmbeddingBag's segment reduction); run this model on the emulator (target='emulator')"
             )
+        if self.kind == rdu.Pattern.HASH_PROBE:
+            raise fail(
+                f"kernel '{self.label}': the Triton target has no hash_probe kernel (a CollisionlessTable lookup, "
+                "rdu_compiler.frontend.torch.collisionless); run this model on the emulator (target='emulator')"
+            )
         self.block = k.body.block
         self.used = facts.used
         # operands: canonical values, inputs then inits then captures
