@@ -40,9 +40,9 @@ def _fn(program: Any) -> func.FuncOp:
     return next(op for op in program.module.ops if isinstance(op, func.FuncOp))
 
 
-@pytest.fixture(scope="module", params=[2, 4])
-def llama_o0(request: pytest.FixtureRequest) -> dict[str, Any]:
-    layers = request.param
+@pytest.fixture(scope="module")
+def llama_o0() -> dict[str, Any]:  # 2 layers: the examples below
+    layers = 4
     net, inputs = llama_model(SMALL, layers, 128, dtype=torch.float32, device="cpu")
     imported = import_model(net, inputs)
     return {"layers": layers, "inputs": inputs,
@@ -81,9 +81,8 @@ def test_looped_emulator_equals_unlooped_and_holds_the_body_once(llama_o0: dict[
     assert len(em_plain.executors) - len(em_looped.executors) == kl["launches_saved"]  # -O0: one kernel per section
 
 
-def test_cost_formula_and_switch_sweep() -> None:
-    net, inputs = llama_model(SMALL, 3, 128, dtype=torch.float32, device="cpu")
-    prog = compile_imported(import_model(net, inputs), "sn40l", 0, kernel_looping=True)
+def test_cost_formula_and_switch_sweep(llama_o0: dict[str, Any]) -> None:
+    prog = llama_o0["looped"]
     fab = load_fabric("sn40l")
     full = fab.launch_overhead_s
     base = build_report(prog.module, fab, 0)
@@ -110,8 +109,10 @@ def test_examples_looped_equal_unlooped(name: str) -> None:
     imported = import_model(net, inputs)
     plain = compile_imported(imported, "sn40l", 0)
     looped = compile_imported(imported, "sn40l", 0, kernel_looping=True)
-    assert looped.report["kernel_loops"]["count"] == 1
-    assert looped.report["kernel_loops"]["loops"][0]["trips"] == 2
+    kl = looped.report["kernel_loops"]
+    assert kl["count"] == 1 and kl["loops"][0]["trips"] == 2  # the two decoder layers
+    k = kl["loops"][0]["sections_per_iteration"]
+    assert kl["launches_saved"] == k and kl["section_launches"] == plain.report["totals"]["sections"] - k
     assert np.array_equal(plain.run(*inputs).numpy(), looped.run(*inputs).numpy())
     with torch.no_grad():
         ref = net(*inputs).numpy()
