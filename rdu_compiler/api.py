@@ -17,7 +17,6 @@ from torch.utils import _pytree as pytree
 from xdsl.dialects.builtin import ModuleOp
 
 from rdu_compiler.cost.analysis import build_report
-from rdu_compiler.cost.kloop import check_kernel_looping
 from rdu_compiler.cost.node import check_sockets, node_report
 from rdu_compiler.cost.pipeline import check_pp
 from rdu_compiler.dtypes import numpy_dtype, numpy_of_torch, to_numpy, to_torch
@@ -354,8 +353,7 @@ def compile(  # noqa: A001 - the documented name of the API
     tp: int = 1,
     sockets: int | None = None,
     pp: int = 1,
-    microbatches: int = 1,
-    kernel_looping: bool = False,
+    microbatches: int = 1, kernel_looping: bool = False,
 ) -> CompiledProgram:
     """Compile a PyTorch module for the RDU.
 
@@ -377,10 +375,7 @@ def compile(  # noqa: A001 - the documented name of the API
             >= pp sockets, e.g. "sn40l-node8"); `example_inputs` are then one micro-batch.
         microbatches: micro-batches per call; `report["totals"]["estimated_s"]` is the
             node's time for all of them, with the bubble (`cost.pipeline`).
-        kernel_looping: record repeated layers as kernel loops (`rdu-kernel-loop`): one
-            looped call pays each body section's launch once (`cost.kloop`);
-            `report["kernel_loops"]` says how many loops and launches saved ("0 loops"
-            when no layer repeats). Refused with pp > 1.
+        kernel_looping: loop repeated layers (`rdu-kernel-loop`, `cost.kloop`); refused with pp > 1.
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -392,11 +387,9 @@ def compile(  # noqa: A001 - the documented name of the API
     fab = _fabric(fabric)
     check_sockets(fab, tp, sockets)
     check_pp(fab, pp, microbatches, tp)  # before the import: refuse at once
-    check_kernel_looping(kernel_looping, pp)
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches),
-                             kernel_looping=kernel_looping)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches), kernel_looping=kernel_looping)
 
 
 def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
@@ -426,8 +419,7 @@ def compile_imported(
     tp: int = 1,
     sockets: int | None = None,
     pp: int = 1,
-    microbatches: int = 1,
-    kernel_looping: bool = False,
+    microbatches: int = 1, kernel_looping: bool = False,
 ) -> CompiledProgram:
     """Compile a program from `import_model` for one fabric and opt level (arguments as
     `compile`). The imported program is only read, so one import serves many calls.
@@ -441,9 +433,7 @@ def compile_imported(
     fab = _fabric(fabric)
     check_sockets(fab, tp, sockets)
     check_pp(fab, pp, microbatches, tp)
-    check_kernel_looping(kernel_looping, pp)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches),
-                             kernel_looping=kernel_looping)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches), kernel_looping=kernel_looping)
 
 
 @contextlib.contextmanager
@@ -464,8 +454,7 @@ def _long_lived_heap() -> Iterator[Callable[[], None]]:
 
 def _compile_imported(
     imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool,
-    cls: type[CompiledProgram] = CompiledProgram, tp: int = 1, pp: tuple[int, int] = (1, 1),
-    kernel_looping: bool = False,
+    cls: type[CompiledProgram] = CompiledProgram, tp: int = 1, pp: tuple[int, int] = (1, 1), kernel_looping: bool = False,
 ) -> Any:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
@@ -483,8 +472,7 @@ def _compile_imported(
         refreeze()
         snapshots: dict[str, str] | None = {} if keep_ir else None
         try:
-            passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1],  # pp: (stages, micro-batches)
-                              kernel_looping=kernel_looping)
+            passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1], kernel_looping=kernel_looping)
             run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots,
                          source=parsed)  # re-parsed only if a pass fails
         except CompileError as e:
@@ -500,10 +488,6 @@ def _compile_imported(
         else:
             report = build_report(mod, fab, opt_level)
             report["node"] = node_report(fab, tp)
-            if kernel_looping:
-                from rdu_compiler.cost.kloop import apply_kernel_loops
-
-                apply_kernel_loops(report, mod, fab)
         if tp > 1:
             from rdu_compiler.cost.node import add_node_report
 
@@ -583,8 +567,7 @@ def compile_onnx(
     repro_dir: str | None = None,
     keep_ir: bool = False,
     tp: int = 1,
-    sockets: int | None = None,
-    kernel_looping: bool = False,
+    sockets: int | None = None, kernel_looping: bool = False,
 ) -> OnnxProgram:
     """Compile an ONNX model (a path or an `onnx.ModelProto`) for the RDU.
 
@@ -607,8 +590,7 @@ def compile_onnx(
     check_sockets(fab, tp, sockets)
     stage(IMPORT)
     imported = import_onnx(model, input_shapes, constant_inputs)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram, tp=tp,
-                             kernel_looping=kernel_looping)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram, tp=tp, kernel_looping=kernel_looping)
 
 
 def _locate(err: CompileError, imported: Any) -> None:

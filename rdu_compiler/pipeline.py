@@ -51,7 +51,15 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatc
     programs first, so each is tiled, sectioned and placed on its own socket. With
     `kernel_looping`, `rdu-kernel-loop` records the repeated layers of the placed program
     as kernel loops (one looped call, `cost.kloop`).
+
+    Raises:
+        CompileError: kernel_looping with pp > 1.
     """
+    if kernel_looping and pp > 1:  # refused before anything runs (the CLI lists the stages first)
+        raise CompileError("rdu-kernel-loop", f"kernel looping with pp = {pp}: the pipeline stages are separate "
+                           "programs whose cost (cost.pipeline) does not charge looped calls yet, so the loop would "
+                           "change nothing the report shows; compile with kernel looping and tp (or one socket), or "
+                           "with pp alone")
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
     passes = ["rdu-fold-constants", "rdu-convert-linalg", "rdu-inline-splats"]

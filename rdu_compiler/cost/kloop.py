@@ -30,7 +30,7 @@ section j) is one call:
 
 So the loop saves (N - 1) sum_j (P + A - R + f_j). In the report each section of an
 iteration t >= 1 keeps its steady state and gets launch_s = R (k > 1; 0 when k = 1),
-fill_s = 0 and `unlooped_total_s`; totals are re-summed, and `report["kernel_loops"]`
+fill_s = 0 and `unlooped` (its costs without the loop); totals are re-summed, and `report["kernel_loops"]`
 lists each loop with `launches_saved` and the seconds saved (launch, fill).
 """
 
@@ -42,7 +42,6 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import DenseArrayBase, ModuleOp
 
 from rdu_compiler.dialects import rdu
-from rdu_compiler.errors import RduError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.passes.rdu_kernel_loop import LOOP_ATTR, loops_of
 
@@ -52,29 +51,21 @@ SECTION_SWITCH_S = 0.0
 FORMULA = "T_loop = sum_j (P + A + f_j) + N sum_j s_j + (N - 1) k R"
 
 
-def check_kernel_looping(kernel_looping: bool, pp: int) -> None:
-    """Refuse kernel looping where it cannot apply.
-
-    Raises:
-        RduError: kernel looping with pp > 1 (each stage program holds a few layers and is
-            costed per micro-batch by `cost.pipeline`; looping stage programs is not done).
-    """
-    if kernel_looping and pp > 1:
-        raise RduError(f"kernel looping with pp = {pp}: the pipeline stages are separate programs whose cost "
-                       "(cost.pipeline) does not charge looped calls yet, so the loop would change nothing the "
-                       "report shows; compile with kernel looping and tp (or one socket), or with pp alone")
-
-
 def apply_kernel_loops(report: dict[str, Any], module: ModuleOp, fabric: Fabric,
                        section_switch_s: float = SECTION_SWITCH_S) -> None:
-    """Charge `report` (from `cost.analysis.build_report`, before `cost.node`) for the
-    module's kernel loops (module docstring). A module the pass did not run on is left as
-    it is. Raises: RduError: the loop annotation is stale (`loops_of`)."""
+    """Charge `report` (from `cost.analysis.build_report`, which calls this; before
+    `cost.node`) for the module's kernel loops (module docstring); calling it again with
+    another `section_switch_s` re-charges from the unlooped costs. A module the pass did
+    not run on is left as it is. Raises: RduError: the loop annotation is stale (`loops_of`)."""
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
     loops = loops_of(fn)
     if loops is None:
         return
     sections = [op for op in fn.body.block.ops if isinstance(op, rdu.SectionOp)]
+    for entry in report["sections"]:  # charged before (another R): start from the unlooped costs
+        entry["cost"].update(entry["cost"].pop("unlooped", {}))
+        entry["cost"].pop("looped", None)
+    before = sum(e["cost"]["total_s"] for e in report["sections"])
     per_loop = [{**lp.to_dict(), "launch_saved_s": 0.0, "fill_saved_s": 0.0} for lp in loops]
     for op, entry in zip(sections, report["sections"], strict=True):
         tag = op.attributes.get(LOOP_ATTR)
@@ -87,11 +78,10 @@ def apply_kernel_loops(report: dict[str, Any], module: ModuleOp, fabric: Fabric,
         switch = section_switch_s if loops[n].sections > 1 else 0.0
         per_loop[n]["launch_saved_s"] += c["launch_s"] - switch
         per_loop[n]["fill_saved_s"] += c["fill_s"]
-        c["unlooped_total_s"] = c["total_s"]
+        c["unlooped"] = {k: c[k] for k in ("total_s", "launch_s", "fill_s")}
         c["total_s"] = c["total_s"] - c["launch_s"] - c["fill_s"] + switch
         c["launch_s"], c["fill_s"], c["looped"] = switch, 0.0, True
     totals = report["totals"]
-    before = totals["estimated_s"]
     totals["estimated_s"] = sum(s["cost"]["total_s"] for s in report["sections"])
     totals["launch_s"] = sum(s["cost"]["launch_s"] for s in report["sections"])
     roof = report.get("roofline", {}).get("bound_s", 0.0)

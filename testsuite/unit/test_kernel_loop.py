@@ -85,7 +85,7 @@ def test_cost_formula_and_switch_sweep(llama_o0: dict[str, Any]) -> None:
     prog = llama_o0["looped"]
     fab = load_fabric("sn40l")
     full = fab.launch_overhead_s
-    base = build_report(prog.module, fab, 0)
+    base = llama_o0["plain"].report
     reports = {}
     for r in (0.0, fab.argument_load_s, full):
         rep = build_report(prog.module, fab, 0)
@@ -101,6 +101,10 @@ def test_cost_formula_and_switch_sweep(llama_o0: dict[str, Any]) -> None:
     looped = [s for s in reports[0.0]["sections"] if s["cost"].get("looped")]
     assert len(looped) == (trips - 1) * k
     assert all(s["cost"]["launch_s"] == 0 and s["cost"]["fill_s"] == 0 for s in looped)
+    assert reports[0.0]["totals"]["estimated_s"] == pytest.approx(prog.report["totals"]["estimated_s"])  # build_report's own
+    again = build_report(prog.module, fab, 0)  # applied twice: the same as once
+    apply_kernel_loops(again, prog.module, fab)
+    assert again["totals"]["estimated_s"] == pytest.approx(prog.report["totals"]["estimated_s"])
 
 
 @pytest.mark.parametrize("name", ["gpt2_2layer", "llama_2layer"])
