@@ -353,7 +353,7 @@ def compile(  # noqa: A001 - the documented name of the API
     tp: int = 1,
     sockets: int | None = None,
     pp: int = 1,
-    microbatches: int = 1,
+    microbatches: int = 1, kernel_looping: bool = False,
 ) -> CompiledProgram:
     """Compile a PyTorch module for the RDU.
 
@@ -375,6 +375,7 @@ def compile(  # noqa: A001 - the documented name of the API
             >= tp x pp sockets, e.g. "sn40l-node8"); `example_inputs` are then one micro-batch.
         microbatches: micro-batches per call; `report["totals"]["estimated_s"]` is the
             node's time for all of them, with the bubble (`cost.pipeline`).
+        kernel_looping: loop repeated layers (`rdu-kernel-loop`, `cost.kloop`); refused with pp > 1.
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -388,7 +389,7 @@ def compile(  # noqa: A001 - the documented name of the API
     check_sockets(fab, tp, sockets if pp == 1 else None)  # before the import; with pp check_pp checked sockets
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches))
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches), kernel_looping=kernel_looping)
 
 
 def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
@@ -418,7 +419,7 @@ def compile_imported(
     tp: int = 1,
     sockets: int | None = None,
     pp: int = 1,
-    microbatches: int = 1,
+    microbatches: int = 1, kernel_looping: bool = False,
 ) -> CompiledProgram:
     """Compile a program from `import_model` for one fabric and opt level (arguments as
     `compile`). The imported program is only read, so one import serves many calls.
@@ -432,7 +433,7 @@ def compile_imported(
     fab = _fabric(fabric)
     check_pp(fab, pp, microbatches, tp, sockets)  # tp x pp sockets first: the clearer message
     check_sockets(fab, tp, sockets if pp == 1 else None)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches))
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches), kernel_looping=kernel_looping)
 
 
 @contextlib.contextmanager
@@ -453,7 +454,7 @@ def _long_lived_heap() -> Iterator[Callable[[], None]]:
 
 def _compile_imported(
     imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool,
-    cls: type[CompiledProgram] = CompiledProgram, tp: int = 1, pp: tuple[int, int] = (1, 1),
+    cls: type[CompiledProgram] = CompiledProgram, tp: int = 1, pp: tuple[int, int] = (1, 1), kernel_looping: bool = False,
 ) -> Any:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
@@ -471,7 +472,7 @@ def _compile_imported(
         refreeze()
         snapshots: dict[str, str] | None = {} if keep_ir else None
         try:
-            passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1])  # pp: (stages, micro-batches)
+            passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1], kernel_looping=kernel_looping)
             run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots,
                          source=parsed)  # re-parsed only if a pass fails
         except CompileError as e:
@@ -566,7 +567,7 @@ def compile_onnx(
     repro_dir: str | None = None,
     keep_ir: bool = False,
     tp: int = 1,
-    sockets: int | None = None,
+    sockets: int | None = None, kernel_looping: bool = False,
 ) -> OnnxProgram:
     """Compile an ONNX model (a path or an `onnx.ModelProto`) for the RDU.
 
@@ -589,7 +590,7 @@ def compile_onnx(
     check_sockets(fab, tp, sockets)
     stage(IMPORT)
     imported = import_onnx(model, input_shapes, constant_inputs)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram, tp=tp)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, OnnxProgram, tp=tp, kernel_looping=kernel_looping)
 
 
 def _locate(err: CompileError, imported: Any) -> None:

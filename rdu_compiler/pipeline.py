@@ -29,14 +29,16 @@ RUN = "emulate"
 CHECK = "check"
 
 
-def stages(fabric: str, opt_level: int, *, run: bool = False, check: bool = False, tp: int = 1, pp: int = 1) -> list[str]:
+def stages(fabric: str, opt_level: int, *, run: bool = False, check: bool = False, tp: int = 1, pp: int = 1,
+           kernel_looping: bool = False) -> list[str]:
     """Every stage from model file to result, in order (`api.compile` reports the ones from
     IMPORT to COST through `on_stage`; the CLI adds LOAD, RUN and CHECK)."""
-    passes = [spec.split("{", 1)[0] for spec in pipeline(fabric, opt_level, tp=tp, pp=pp)]
+    passes = [spec.split("{", 1)[0] for spec in pipeline(fabric, opt_level, tp=tp, pp=pp, kernel_looping=kernel_looping)]
     return [LOAD, IMPORT, PARSE, *passes, COST, *([RUN] if run else []), *([CHECK] if check else [])]
 
 
-def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatches: int = 1) -> list[str]:
+def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatches: int = 1,
+             kernel_looping: bool = False) -> list[str]:
     """The pass pipeline, as `rdu-opt -p` would spell each pass.
 
     `rdu-fold-constants` evaluates the shape checks and scalar code on constants that
@@ -46,8 +48,18 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatc
     sections. With `tp` > 1, `rdu-shard{tp=N}` splits the program over N sockets after
     the views are folded (the head loops are then visible in the maps) and before fusion.
     With `pp` > 1, `rdu-pipeline` cuts the fused kernel graph into pp stage
-    programs first, so each is tiled, sectioned and placed on its own socket.
+    programs first, so each is tiled, sectioned and placed on its own socket. With
+    `kernel_looping`, `rdu-kernel-loop` records the repeated layers of the placed program
+    as kernel loops (one looped call, `cost.kloop`).
+
+    Raises:
+        CompileError: kernel_looping with pp > 1.
     """
+    if kernel_looping and pp > 1:  # refused before anything runs (the CLI lists the stages first)
+        raise CompileError("rdu-kernel-loop", f"kernel looping with pp = {pp}: the pipeline stages are separate "
+                           "programs whose cost (cost.pipeline) does not charge looped calls yet, so the loop would "
+                           "change nothing the report shows; compile with kernel looping and tp (or one socket), or "
+                           "with pp alone")
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
     passes = ["rdu-fold-constants", "rdu-convert-linalg", "rdu-hash-lookup", "rdu-inline-splats"]
@@ -65,6 +77,8 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatc
         f"rdu-allocate{{fabric={fabric}}}",
         f"rdu-place{{fabric={fabric}}}",
     ]
+    if kernel_looping:
+        passes.append("rdu-kernel-loop")
     return passes
 
 

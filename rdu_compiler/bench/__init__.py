@@ -37,6 +37,8 @@ class LevelResult:
     binding: str  # the resource bounding most of the estimated time
     compile_s: float
     emulator_s: float | None = None
+    launches: int = 0  # section launches per call: sections, less those kernel looping saves
+    kernel_loops: int | None = None  # loops found with kernel looping (None: not asked for)
 
 
 @dataclass
@@ -55,7 +57,7 @@ class BenchResult:
     @property
     def launch_ratio(self) -> float:
         """-O0 kernel launches over -O1 launches."""
-        return self.levels[0].sections / self.levels[1].sections
+        return self.levels[0].launches / self.levels[1].launches
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,8 @@ def level_figures(report: dict[str, Any], opt_level: int, compile_s: float) -> L
         bounds=bounds,
         binding=binding,
         compile_s=compile_s,
+        launches=report.get("kernel_loops", {}).get("section_launches", report["totals"]["sections"]),
+        kernel_loops=report["kernel_loops"]["count"] if "kernel_loops" in report else None,
     )
 
 
@@ -113,8 +117,12 @@ def compare(
     fabric: str = "sn40l",
     name: str = "model",
     run_emulator: bool = False,
+    *,
+    tp: int = 1,
+    kernel_looping: bool = False,
 ) -> BenchResult:
-    """Compile at -O0 and -O1 and return both levels' figures.
+    """Compile at -O0 and -O1 (with `tp` and `kernel_looping` as `api.compile`) and return
+    both levels' figures.
 
     Raises:
         RduError: the model does not compile for `fabric`.
@@ -125,7 +133,7 @@ def compare(
     result = BenchResult(name, fabric)
     for level in (0, 1):
         t0 = time.perf_counter()
-        program = api.compile(module, example_inputs, fabric=fabric, opt_level=level)
+        program = api.compile(module, example_inputs, fabric=fabric, opt_level=level, tp=tp, kernel_looping=kernel_looping)
         figures = level_figures(program.report, level, time.perf_counter() - t0)
         if run_emulator and not meta:
             t0 = time.perf_counter()
@@ -149,7 +157,9 @@ def print_table(result: BenchResult, console: Any = None) -> None:
     for lv in result.levels:
         table.add_column(f"-O{lv.opt_level}", justify="right")
     rows: list[tuple[str, Any]] = [
-        ("sections (launches)", lambda lv: str(lv.sections)),
+        ("sections", lambda lv: str(lv.sections)),
+        ("launches" + (" (kernel looping)" if result.levels[0].kernel_loops is not None else ""),
+         lambda lv: str(lv.launches) + (f" ({lv.kernel_loops} loops)" if lv.kernel_loops is not None else "")),
         ("kernels", lambda lv: str(lv.kernels)),
         ("estimated time", lambda lv: _time(lv.estimated_s)),
         ("roofline bound", lambda lv: f"{_time(lv.roofline_s)} ({lv.roofline_bound})"),

@@ -168,7 +168,8 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int, fn: func.Func
 
     Times are the static bandwidth model's estimates (seconds) on `fabric`; bytes are
     bytes; the roofline is FLOPs / peak and compulsory bytes (arguments read once,
-    results written once) / HBM bandwidth.
+    results written once) / HBM bandwidth. A program `rdu-kernel-loop` annotated is
+    charged as looped calls (`cost.kloop`: `report["kernel_loops"]`).
     """
     fn = fn if fn is not None else _main(module)
     sections = [op for op in fn.body.block.ops if isinstance(op, rdu.SectionOp)]
@@ -198,7 +199,7 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int, fn: func.Func
             }
         )
     total = cost.total_s
-    return {
+    report = {
         "fabric": {"name": fabric.name, "pcus": fabric.num_pcus, "pmus": fabric.num_pmus, "source": fabric.source},
         "opt_level": opt_level,
         "sections": report_sections,
@@ -221,3 +222,8 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int, fn: func.Func
         "roofline": roof.to_dict(),
         "roofline_fraction": (roof.bound_s / total) if total else 0.0,
     }
+    if fn is _main(module):  # rdu-kernel-loop ran: one looped call per loop (no-op otherwise)
+        from rdu_compiler.cost.kloop import apply_kernel_loops
+
+        apply_kernel_loops(report, module, fabric)
+    return report

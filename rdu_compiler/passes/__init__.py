@@ -79,6 +79,12 @@ def _place() -> type[ModulePass]:
     return RduPlacePass
 
 
+def _kernel_loop() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_kernel_loop import RduKernelLoopPass
+
+    return RduKernelLoopPass
+
+
 def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     """Pass name -> function returning the pass class."""
     return {
@@ -94,4 +100,5 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "rdu-section": _section,
         "rdu-allocate": _allocate,
         "rdu-place": _place,
+        "rdu-kernel-loop": _kernel_loop,
     }

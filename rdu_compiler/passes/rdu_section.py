@@ -112,8 +112,14 @@ def plan_by_cost(fn: func.FuncOp, fabric: Fabric) -> list[_Group]:
     machine = section_plan.Machine(
         fabric.num_pcus, fabric.num_pmus, fabric.clock_hz, fabric.hbm.bytes_per_s, fabric.launch_overhead_s
     )
+    forced, seen = set(), 0  # a section starts at the first kernel after each collective
+    for op in fn.body.block.ops:
+        if isinstance(op, rdu.KernelOp):
+            seen += 1
+        elif isinstance(op, rdu.TP_OPS) and 0 < seen < len(kernels):
+            forced.add(seen)
     try:
-        result = section_plan.plan(kernel_needs(kernels, fabric), machine)
+        result = section_plan.plan(kernel_needs(kernels, fabric), machine, frozenset(forced))
     except ValueError as e:
         raise CompileError("rdu-section", f"{e}; use a larger fabric, or run rdu-fuse with a smaller max_operands") from e
     starts = set(result.starts)

@@ -62,8 +62,14 @@ def _fits(k: KernelNeeds, m: Machine) -> bool:
     return k.pcus <= m.pcus and k.pmus <= m.pmus
 
 
-def plan(kernels: Sequence[KernelNeeds], m: Machine) -> Plan:
-    """Cost-minimal cut points.
+#: the reason of a section that ends at a forced cut
+FORCED_REASON = "a collective follows: the sockets exchange data between sections"
+
+
+def plan(kernels: Sequence[KernelNeeds], m: Machine, forced: frozenset[int] = frozenset()) -> Plan:
+    """Cost-minimal cut points. `forced`: kernel indices where a section must start (a
+    collective lies before them); the program is then optimal given those cuts, so
+    identical stretches between them (a transformer's layers) get identical cuts.
 
     Raises:
         ValueError: a kernel needs more units than the machine has.
@@ -86,6 +92,8 @@ def plan(kernels: Sequence[KernelNeeds], m: Machine) -> Plan:
         cycles = 0.0
         loads = stores = 0
         for i in range(j, -1, -1):  # grow the section backwards: it starts at i
+            if i + 1 in forced and i + 1 <= j:  # the section would cross a forced cut
+                break
             k = kernels[i]
             pcus, pmus = pcus + k.pcus, pmus + k.pmus
             if pcus > m.pcus or pmus > m.pmus:
@@ -102,10 +110,11 @@ def plan(kernels: Sequence[KernelNeeds], m: Machine) -> Plan:
             # ties go to fewer sections (fewer launches), then to the later cut (first fit)
             if (cost < best[j + 1] and not tie) or (tie and sections < count[j + 1]):
                 best[j + 1], count[j + 1], choice[j + 1], crossing[j + 1] = cost, sections, i, stores
-    return _backtrack(kernels, m, choice, crossing, best[n])
+    return _backtrack(kernels, m, choice, crossing, best[n], forced)
 
 
-def _backtrack(kernels: Sequence[KernelNeeds], m: Machine, choice: list[int], crossing: list[int], cost: float) -> Plan:
+def _backtrack(kernels: Sequence[KernelNeeds], m: Machine, choice: list[int], crossing: list[int], cost: float,
+               forced: frozenset[int] = frozenset()) -> Plan:
     n = len(kernels)
     ends, j = [], n
     while j > 0:
@@ -117,6 +126,9 @@ def _backtrack(kernels: Sequence[KernelNeeds], m: Machine, choice: list[int], cr
     for start, end in zip(starts, ends, strict=True):
         if end == n:
             reasons.append("end of program")
+            continue
+        if end in forced:
+            reasons.append(FORCED_REASON)
             continue
         units = (sum(k.pcus for k in kernels[start : end + 1]), sum(k.pmus for k in kernels[start : end + 1]))
         stored = crossing[end]

@@ -25,7 +25,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dtypes import numpy_dtype
-from rdu_compiler.errors import EmulatorError
+from rdu_compiler.errors import EmulatorError, RduError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.interpreters.kernel import Empty, KernelExecutor
 from rdu_compiler.interpreters.kernel_fast import PreparedKernelExecutor
@@ -110,6 +110,12 @@ class Emulator:
         self._arg_types: list[tuple[tuple[int, ...], np.dtype[Any]]] | None = None
         self._top: list[tuple[Operation, bool, bool]] = []
         self._views: dict[Operation, tuple[tuple[slice, ...] | None, tuple[int, ...]]] = {}
+        from rdu_compiler.runtime.kloop import LoopedSections
+
+        try:
+            self.looped = LoopedSections(self.fn)  # kernel loops: iterations >= 1 run the body's programs
+        except RduError as e:
+            raise EmulatorError(str(e)) from e
         for op in self.fn.body.block.ops:
             if isinstance(op, rdu.KernelOp):
                 raise EmulatorError(
@@ -118,7 +124,7 @@ class Emulator:
                 )
             if isinstance(op, rdu.SectionOp):
                 self._check_section(op)
-                for k in op.kernels():
+                for k in op.kernels() if op not in self.looped else ():
                     self.executors[k] = PreparedKernelExecutor(k) if prepared else KernelExecutor(k)
                     # gathers are charged at their tier's access granularity (kernel.traffic.gathered_bytes)
                     self.executors[k].gather_burst = getattr(fabric, gather_tier(k)).burst_bytes
@@ -167,7 +173,7 @@ class Emulator:
         outputs: list[np.ndarray] = []
         for op, is_section, is_return in self._top:
             if is_section:
-                stats.sections.append(self._run_section(op, env))  # type: ignore[arg-type]
+                stats.sections.append(self.section(op, env))  # type: ignore[arg-type]
             elif op in self._constants:
                 env[op.results[0]] = self._constants[op]
             elif is_return:
@@ -196,6 +202,14 @@ class Emulator:
                 raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
             env[a] = _argument(a.index, v, dtype)
         return env
+
+    def section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
+        """Run one function-level section in `env` (a looped iteration as its body's program)."""
+        if section in self.looped:
+            st = self.looped.run(self._run_section, section, env)
+            st.name = section.sym_name.data
+            return st
+        return self._run_section(section, env)
 
     def _run_section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
         st = SectionStats(section.sym_name.data)

@@ -112,7 +112,7 @@ class NodeEmulator:
         for op in self.fn.body.block.ops:
             if isinstance(op, rdu.SectionOp):
                 for r in range(tp):
-                    stats.sockets[r].sections.append(em._run_section(op, envs[r]))  # noqa: SLF001 - one socket's step
+                    stats.sockets[r].sections.append(em.section(op, envs[r]))
             elif isinstance(op, rdu.AllReduceOp):
                 total = np.array(envs[0][op.source], copy=True)
                 for env in envs[1:]:

@@ -126,6 +126,7 @@ def cli_compile(args: Any, stage: Any, repro_dir: str) -> tuple[Any, dict[str, A
         args.model, fabric=args.fabric, opt_level=args.opt_level, input_shapes=shapes or None,
         on_stage=stage, repro_dir=repro_dir, keep_ir=args.emit == "rdu",
         tp=getattr(args, "tp", 1), sockets=getattr(args, "sockets", None),
+        kernel_looping=getattr(args, "kernel_looping", False),
     )
     if args.no_run:
         return program, None

@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--fabric", default="sn40l")
     p.add_argument("--run", action="store_true", help="also time the emulator (real weights only)")
     p.add_argument("--json", default=None, help="write the figures as JSON here")
+    p.add_argument("--tp", type=int, default=1, metavar="N", help="tensor parallelism over N sockets (rdu-shard)")
+    p.add_argument("--kernel-looping", action="store_true", help="loop repeated layers (rdu-kernel-loop)")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -69,7 +71,8 @@ def _run(args: argparse.Namespace) -> Any:
         name = args.model
     else:
         raise RduError("give a model.py or --builtin NAME (see rdu-bench --help)")
-    return compare(model, inputs, fabric=args.fabric, name=name, run_emulator=args.run)
+    return compare(model, inputs, fabric=args.fabric, name=name, run_emulator=args.run, tp=args.tp,
+                   kernel_looping=args.kernel_looping)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "multi-socket --fabric such as sn40l-node8: tp x pp sockets)")
     p.add_argument("--microbatches", type=int, default=1, metavar="M",
                    help="with --pp: micro-batches per call (the example inputs are one); the time includes the bubble")
+    p.add_argument("--kernel-looping", action="store_true",
+                   help="record repeated layers as kernel loops (rdu-kernel-loop): one looped call launches each "
+                        "body section once; the report says how many launches were saved")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p.parse_args(argv)
 
@@ -111,7 +114,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:
-        all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run, tp=args.tp, pp=args.pp)
+        all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run, tp=args.tp, pp=args.pp,
+                            kernel_looping=args.kernel_looping)
         task = progress.add_task(LOAD, total=len(all_stages))
         last = [time.perf_counter(), LOAD]
 
@@ -138,7 +142,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 model, example_inputs, fabric=args.fabric, opt_level=args.opt_level,
                 fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
                 keep_ir=args.emit == "rdu", tp=args.tp, sockets=args.sockets,
-                pp=args.pp, microbatches=args.microbatches,
+                pp=args.pp, microbatches=args.microbatches, kernel_looping=args.kernel_looping,
             )
             outputs = None
             if not args.no_run:

@@ -79,6 +79,10 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
         summary.add_row(f"  collectives ({len(report.get('collectives', []))}) / sync",
                         f"{format_seconds(t['collectives_s'])} / {format_seconds(t['sync_s'])}")
     summary.add_row("  of which launch overhead", format_seconds(t["launch_s"]))
+    loops = report.get("kernel_loops")
+    if loops is not None:  # --kernel-looping: what rdu-kernel-loop found (cost/kloop.py)
+        summary.add_row(f"kernel loops: {loops['count']}, launches saved",
+                        f"{loops['launches_saved']} of {loops['section_launches_unlooped']} ({format_seconds(loops['saved_s'])})")
     summary.add_row(f"roofline bound ({roof['bound']})", format_seconds(roof["bound_s"]))
     summary.add_row("roofline / estimate", f"{report['roofline_fraction'] * 100:.1f} %")
     emu = report.get("emulator")
@@ -86,6 +90,8 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
         summary.add_row("emulator: tiles, wall time", f"{emu['tiles']}, {format_seconds(emu['wall_s'])}")
         summary.add_row("emulator: HBM / DDR bytes measured", f"{format_bytes(emu['hbm_bytes'])} / {format_bytes(emu['ddr_bytes'])}")
     console.print(summary)
+    if loops is not None and not loops["count"]:
+        console.print(f"[bold]kernel looping:[/] {loops['note']}", highlight=False)
     note = report.get("node", {}).get("note")
     if note:
         console.print(f"[bold]node:[/] {note}", highlight=False)

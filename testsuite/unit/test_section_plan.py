@@ -54,3 +54,17 @@ def test_compute_bound_sections() -> None:
 def test_kernel_too_big() -> None:
     with pytest.raises(ValueError, match="needs 4 PCUs"):
         plan([KernelNeeds("big", 4, 1, 0.0, (), 0, -1)], M)
+
+
+def test_forced_cuts_are_starts_and_repeat_alike() -> None:
+    # Two identical stretches of 4 kernels with a forced cut (a collective) between them.
+    # Without it the cheapest plan cuts where the bytes are fewest, across the stretches
+    # (a section k3..k5); with it every section stays inside one stretch, both cut alike.
+    sizes = [100, 10, 100, 100, 100, 10, 100, 1]
+    free = plan(chain(sizes), M)
+    assert free.starts == [0, 3, 6]  # a section across the collective
+    forced = plan(chain(sizes), M, frozenset({4}))
+    assert 4 in forced.starts
+    first = [s for s in forced.starts if s < 4]
+    assert [s - 4 for s in forced.starts if s >= 4] == first
+    assert forced.reasons[forced.starts.index(4) - 1].startswith("a collective follows")
