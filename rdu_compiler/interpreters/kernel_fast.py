@@ -58,6 +58,8 @@ class _Tile:
     stores: list[tuple[tuple[Any, ...], list[int] | None, tuple[Any, ...]]]  # per result: drop, order, index
     tile_shape: tuple[int, ...]
     last_red: bool = False  # the last reduction tile of its parallel position
+    ctx: TileContext | None = None  # the payload's view of this tile (its gathered bytes reset each run)
+    reads: list[tuple[int, Cut, Access]] | None = None  # (operand, cut, access) of each operand the payload reads
 
 
 @dataclass
@@ -134,6 +136,11 @@ class PreparedKernelExecutor(KernelExecutor):
         self._direct: bool | None = None
         self._buffers: dict[int, np.ndarray] = {}
         self.roles = None
+        self._general = self.kind in (Pattern.SCAN, Pattern.SCATTER)
+        # every yielded value is an array the payload makes on each run (a ufunc's, astype's,
+        # np.where's): no operand's memory, so `_fresh` need not look (a map kernel's payload)
+        ys = self.payload.yield_slots if not self._general and not self.red else []
+        self._made = bool(ys) and all(s in self.payload.fresh for s in ys) and len(set(ys)) == len(ys)
         if self.contraction is not None:
             a, b = self.contraction
             self.roles = contraction_dims(self.accesses[a], self.accesses[b], self.accesses[self.n_in], len(self.domain))
@@ -177,7 +184,12 @@ class PreparedKernelExecutor(KernelExecutor):
                     slice(starts[c.index(1)], starts[c.index(1)] + sizes[c.index(1)]) if any(c) else k for c, k in acc.forms
                 )
                 stores.append((drop, perm, index))
-            out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape)))
+            reads = [
+                (i, cuts[i], acc) for i, (x, acc) in enumerate(zip(operands, self.accesses, strict=True))
+                if self.used[i] and not (self.red and i >= self.n_in) and not isinstance(x, Empty)
+            ]
+            ctx = TileContext(starts, sizes, self.gather_burst)
+            out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape), ctx=ctx, reads=reads))
         for t, nxt in zip(out, [*out[1:], None], strict=True):
             t.last_red = nxt is None or nxt.new_par
         whole, shapes = [], []
@@ -193,7 +205,7 @@ class PreparedKernelExecutor(KernelExecutor):
 
     def run(self, ins: list[Any], inits: list[Any], caps: list[Any], check_buffers: bool = True) -> tuple[list[np.ndarray], KernelStats]:
         """Execute every tile (as `KernelExecutor.run`: same values, same stats)."""
-        if self.kind in (Pattern.SCAN, Pattern.SCATTER):
+        if self._general:
             return super().run(ins, inits, caps, check_buffers)
         operands = list(ins) + list(inits)
         key = tuple([(getattr(x, "dtype", None), type(x) is Empty) for x in operands])  # what the plan depends on
@@ -225,21 +237,20 @@ class PreparedKernelExecutor(KernelExecutor):
                 if prev is not None:
                     self._store(results, accs, prev, plan, single)
                 accs = self._init_accs(inits, caps, t.starts, t.sizes)
-            args: list[Any] = []
-            for i, (arr, acc) in enumerate(zip(operands, self.accesses, strict=True)):
-                if not self.used[i] or (self.red and i >= self.n_in) or isinstance(arr, Empty):
-                    args.append(None)
-                else:
-                    args.append(_apply(arr, t.cuts[i], acc, t.starts, t.sizes))
+            args: list[Any] = [None] * len(operands)
+            for i, cut, acc in t.reads:  # type: ignore[union-attr]
+                args[i] = _apply(operands[i], cut, acc, t.starts, t.sizes)
             args.extend(caps)
             if self.roles is not None:
                 accs = self._contract_into(args, accs, t.sizes)
             else:
-                ctx = TileContext(t.starts, t.sizes, self.gather_burst)
+                ctx = t.ctx
+                assert ctx is not None
+                ctx.gathered_bytes = 0
                 if not self.red:
                     vals = self.payload.run(args, ctx)
                     values = [vals[s] for s in self.payload.yield_slots]
-                    if single and not self._fresh(values, [*operands, *caps]):
+                    if single and not self._made and not self._fresh(values, [*operands, *caps]):
                         fresh_ok = False
                     self._store(results, values, t, plan, single and fresh_ok)
                 else:
@@ -277,7 +288,7 @@ class PreparedKernelExecutor(KernelExecutor):
                         results[i] = kept
                         continue
                 results[i] = self._buffer(i, shape)
-            full = np.broadcast_to(np.asarray(val), t.tile_shape)
+            full = val if getattr(val, "shape", None) == t.tile_shape else np.broadcast_to(np.asarray(val), t.tile_shape)
             kept = full[drop]
             results[i][index] = np.transpose(kept, perm) if perm is not None else kept
 
