@@ -108,14 +108,17 @@ def _cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...], shape:
     return "slice", index, order, tile_shape
 
 
-def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Any:
+def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: tuple[int, ...], copy: bool = True) -> Any:
+    """The operand's tile (as `_gather` gives it). `copy=False`: a strided cut stays a
+    read-only view (for payloads whose every use is elementwise: the same values)."""
     if cut is None:
         return _gather(arr, access, starts, sizes)
     kind, index, order, shape = cut
     if kind == "strided":
         first = np.asarray(arr)[tuple(slice(i, None) for i in index)]
         strides = [sum(c * s for c, s in zip(cs, first.strides, strict=True)) for cs in order]
-        return np.ascontiguousarray(np.lib.stride_tricks.as_strided(first, shape, strides, writeable=False))
+        view = np.lib.stride_tricks.as_strided(first, shape, strides, writeable=False)
+        return np.ascontiguousarray(view) if copy else view
     view = arr[index]
     if kind == "grid":
         return view
@@ -232,6 +235,7 @@ class PreparedKernelExecutor(KernelExecutor):
         accs: list[Any] = []
         prev: _Tile | None = None
         single = len(plan.tiles) == 1
+        copy = bool(self.red)  # a map's payload is elementwise: a strided view gives the same values uncopied
         for t in plan.tiles:
             if self.red and t.new_par:
                 if prev is not None:
@@ -239,7 +243,7 @@ class PreparedKernelExecutor(KernelExecutor):
                 accs = self._init_accs(inits, caps, t.starts, t.sizes)
             args: list[Any] = [None] * len(operands)
             for i, cut, acc in t.reads:  # type: ignore[union-attr]
-                args[i] = _apply(operands[i], cut, acc, t.starts, t.sizes)
+                args[i] = _apply(operands[i], cut, acc, t.starts, t.sizes, copy)
             args.extend(caps)
             if self.roles is not None:
                 accs = self._contract_into(args, accs, t.sizes)
@@ -311,7 +315,11 @@ class PreparedKernelExecutor(KernelExecutor):
         acc: Any = None
         for t in plan.tiles:
             if t.new_par:
-                acc = np.full((), caps[fill], dtype=dtype) if fill >= 0 else self._init_accs(inits, caps, t.starts, t.sizes)[0]
+                if fill >= 0:  # what np.full((), v, dtype) does, without its Python wrapper
+                    acc = np.empty((), dtype=dtype)
+                    np.copyto(acc, caps[fill], casting="unsafe")
+                else:
+                    acc = self._init_accs(inits, caps, t.starts, t.sizes)[0]
             args = [None] * len(operands)
             for i in self.contraction:  # type: ignore[union-attr]
                 args[i] = _apply(operands[i], t.cuts[i], self.accesses[i], t.starts, t.sizes)
@@ -325,6 +333,8 @@ class PreparedKernelExecutor(KernelExecutor):
                     result[index] = np.add(acc[drop] if acc.ndim else acc, c[drop])
             elif acc.ndim and acc.shape == c.shape and acc.dtype == c.dtype:
                 np.add(acc, c, out=acc)
+            elif not acc.ndim and acc.dtype == c.dtype and c.ndim and c.flags.writeable:  # the first k-tile: into its own product
+                acc = np.add(acc, c, out=c)
             else:
                 acc = acc + c
         stats.result_bytes = result.nbytes
