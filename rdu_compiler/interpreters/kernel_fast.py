@@ -115,9 +115,15 @@ def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: t
         return _gather(arr, access, starts, sizes)
     kind, index, order, shape = cut
     if kind == "strided":
-        first = np.asarray(arr)[tuple(slice(i, None) for i in index)]
-        strides = [sum(c * s for c, s in zip(cs, first.strides, strict=True)) for cs in order]
-        view = np.lib.stride_tricks.as_strided(first, shape, strides, writeable=False)
+        a = np.asarray(arr)
+        strides = [sum(c * s for c, s in zip(cs, a.strides, strict=True)) for cs in order]
+        if a.flags.c_contiguous and a.dtype.kind in "biuf":  # the same view over a's buffer, without as_strided's Python
+            offset = sum(i * s for i, s in zip(index, a.strides, strict=True))
+            view = np.ndarray(shape, a.dtype, buffer=a, offset=offset, strides=strides)
+            view.flags.writeable = False
+        else:
+            first = a[tuple(slice(i, None) for i in index)]
+            view = np.lib.stride_tricks.as_strided(first, shape, strides, writeable=False)
         return np.ascontiguousarray(view) if copy else view
     view = arr[index]
     if kind == "grid":

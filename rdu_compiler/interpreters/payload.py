@@ -400,9 +400,10 @@ class CompiledPayload:
 
         def extract(vals: list[Any], ctx: TileContext) -> None:
             table = vals[t]
-            indices = np.broadcast_arrays(*[np.asarray(vals[i]) for i in idx])
+            indices = [np.asarray(vals[i]) for i in idx]  # indexing broadcasts them (as np.broadcast_arrays would)
+            empty = not math_prod(np.broadcast(*indices).shape) if indices else False
             for axis, ix in enumerate(indices):
-                if ix.size and (ix.min() < 0 or ix.max() >= table.shape[axis]):
+                if not empty and ix.size and (ix.min() < 0 or ix.max() >= table.shape[axis]):
                     raise EmulatorError(
                         f"kernel '{self.kernel}': gather index out of bounds on axis {axis} "
                         f"(indices {int(ix.min())}..{int(ix.max())}, size {table.shape[axis]}); the emulator "
