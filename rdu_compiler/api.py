@@ -372,8 +372,8 @@ def compile(  # noqa: A001 - the documented name of the API
             then runs every socket's program on the node emulator.
         sockets: sockets the program may use (default: tp); at most the node's, and tp
             divides it.
-        pp: pipeline-parallel stages, one per socket (`rdu-pipeline`; needs a fabric with
-            >= pp sockets, e.g. "sn40l-node8"); `example_inputs` are then one micro-batch.
+        pp: pipeline-parallel stages, one per socket, or per tp sockets (`rdu-pipeline`; needs
+            >= tp x pp sockets, e.g. "sn40l-node8"); `example_inputs` are then one micro-batch.
         microbatches: micro-batches per call; `report["totals"]["estimated_s"]` is the
             node's time for all of them, with the bubble (`cost.pipeline`).
 
@@ -385,8 +385,8 @@ def compile(  # noqa: A001 - the documented name of the API
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
-    check_sockets(fab, tp, sockets)
-    check_pp(fab, pp, microbatches, tp)  # before the import: refuse at once
+    check_pp(fab, pp, microbatches, tp, sockets)  # tp x pp sockets first: the clearer message
+    check_sockets(fab, tp, sockets if pp == 1 else None)  # before the import; with pp check_pp checked sockets
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches))
@@ -431,8 +431,8 @@ def compile_imported(
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
     fab = _fabric(fabric)
-    check_sockets(fab, tp, sockets)
-    check_pp(fab, pp, microbatches, tp)
+    check_pp(fab, pp, microbatches, tp, sockets)  # tp x pp sockets first: the clearer message
+    check_sockets(fab, tp, sockets if pp == 1 else None)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches))
 
 
@@ -488,7 +488,7 @@ def _compile_imported(
         else:
             report = build_report(mod, fab, opt_level)
             report["node"] = node_report(fab, tp)
-        if tp > 1:
+        if tp > 1 and pp[0] == 1:  # tp x pp: pipeline_report costs each stage's collectives
             from rdu_compiler.cost.node import add_node_report
 
             add_node_report(report, mod, fab)

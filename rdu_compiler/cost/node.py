@@ -39,15 +39,17 @@ from rdu_compiler.errors import RduError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.traffic import itemsize
 from rdu_compiler.passes.shard_layout import module_tp
+from rdu_compiler.passes.shard_vocab import tp_notes
 
 _CATEGORY = {"compute": "compute_s", "pmu": "compute_s", "hbm": "hbm_s", "ddr": "hbm_s", "agcu": "hbm_s",
              "network": "network_s"}
 
 
-def collective_costs(module: ModuleOp, fabric: Fabric) -> list[dict[str, Any]]:
+def collective_costs(module: ModuleOp, fabric: Fabric, fn: func.FuncOp | None = None) -> list[dict[str, Any]]:
     """One entry per collective in program order: op, sections before it (`after_sections`),
-    bytes per socket, algorithm, seconds (`latency_s` + `transfer_s`)."""
-    fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
+    bytes per socket, algorithm, seconds (`latency_s` + `transfer_s`); of `fn` (a stage
+    program of a tp x pp module) or the module's function."""
+    fn = fn or next(op for op in module.ops if isinstance(op, func.FuncOp))
     node, out, sections = fabric.node, [], 0
     for op in fn.body.block.ops:
         sections += isinstance(op, rdu.SectionOp)
@@ -78,6 +80,7 @@ def add_node_report(report: dict[str, Any], module: ModuleOp, fabric: Fabric) ->
     sync_s = fabric.node.sync_s
     total = sections_s + coll_s + sync_s
     report["collectives"] = collectives
+    report["tp_notes"] = tp_notes(module)
     report["sockets"] = [
         {"socket": r, "sections": [s["name"] for s in report["sections"]], **split, "collectives_s": coll_s,
          "sync_s": sync_s, "total_s": total}

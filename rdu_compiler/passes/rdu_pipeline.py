@@ -32,6 +32,17 @@ run (fusion never straddles a stage), and every stage is tiled, sectioned, alloc
 placed on its own socket by the passes after it, as a one-socket program is. pp = 1 leaves
 the module as it is.
 
+**With tensor parallelism** (`rdu-shard{tp=T}` ran before, the module has `rdu.tp = T`):
+the function is an SPMD program; the cuts fall between its kernels as above (a collective
+goes with the kernel before it, so an all-reduce stays in the stage of its row-parallel
+matmul and no partial sum crosses a cut), each stage program keeps its arguments'
+`rdu.shard` attributes and is itself SPMD over T sockets: stage s runs on sockets
+s T .. s T + T - 1, and a `rdu.send`/`rdu.recv` channel joins **rank r of stage s to rank r
+of stage t** (each rank sends what it holds: its shard of a sharded value, its copy of a
+replicated one). `rdu.shard`s of arguments and constants are cloned like views. The
+channels are checked at stage level (every rank runs the same program, so they match
+rank by rank). The fabric must have tp x pp sockets.
+
 Raises CompileError: the module has sections already, more than one function, fewer
 kernels than stages, or the fabric has fewer sockets than stages.
 """
@@ -45,7 +56,7 @@ from itertools import accumulate
 
 from xdsl.context import Context
 from xdsl.dialects import arith, func, tensor
-from xdsl.dialects.builtin import DenseArrayBase, IntegerAttr, ModuleOp, TensorType, i64
+from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, IntegerAttr, ModuleOp, TensorType, i64
 from xdsl.ir import Block, BlockArgument, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
@@ -60,20 +71,23 @@ from rdu_compiler.kernel.traffic import (
     kernel_traffic,
 )
 from rdu_compiler.passes.common import fabric_for, functions
+from rdu_compiler.passes.shard_layout import module_tp
 from rdu_compiler.plan.stages import IMBALANCE, StagePlan, plan_stages
 
 NAME = "rdu-pipeline"
 MICROBATCHES_ATTR = "rdu.microbatches"
 
 
-def pp_problem(fabric: Fabric | None, pp: int, microbatches: int) -> str:
+def pp_problem(fabric: Fabric | None, pp: int, microbatches: int, tp: int = 1) -> str:
     """Why `pp` stages and `microbatches` cannot be compiled for `fabric` ("" if they can):
-    counts below 1, or more stages than sockets (one stage per socket)."""
+    counts below 1, or more sockets than the node has (one stage per socket, or per group
+    of `tp` sockets when each stage is tensor parallel: tp x pp sockets)."""
     if pp < 1 or microbatches < 1:
         return f"pp={pp}, microbatches={microbatches}: both must be >= 1"
-    if fabric is not None and pp > fabric.node.sockets:
-        return (f"pp={pp} stages need {pp} sockets, but fabric '{fabric.name}' has {fabric.node.sockets}; use a "
-                "multi-socket fabric (sn40l-node8: 8, sn40l-rack16: 16) or a smaller pp")
+    if fabric is not None and pp > 1 and pp * tp > fabric.node.sockets:  # tp alone: cost.node.check_sockets
+        need = f"{pp} sockets" if tp == 1 else f"tp x pp = {tp} x {pp} = {tp * pp} sockets (each stage on {tp})"
+        return (f"pp={pp} stages need {need}, but fabric '{fabric.name}' has {fabric.node.sockets}; use a "
+                "multi-socket fabric (sn40l-node8: 8, sn40l-rack16: 16) or a smaller pp" + (" or tp" if tp > 1 else ""))
     return ""
 
 
@@ -100,8 +114,9 @@ def _free_ops(block: Block) -> set[Operation]:
     for op in block.ops:
         if isinstance(op, arith.ConstantOp | tensor.EmptyOp):
             free.add(op)
-        elif isinstance(op, rdu.LAYOUT_OPS) and all(isinstance(v, BlockArgument) or v.owner in free for v in op.operands):
-            free.add(op)
+        elif isinstance(op, (*rdu.LAYOUT_OPS, rdu.ShardOp)) and all(
+                isinstance(v, BlockArgument) or v.owner in free for v in op.operands):
+            free.add(op)  # a tensor-parallel shard of one is each socket's own slice: cloned too
         elif isinstance(op, rdu.KernelOp) and all(v.owner in free for v in op.operands):
             free.add(op)
     return free
@@ -220,6 +235,8 @@ def split_function(fn: func.FuncOp, g: _Graph, plan: StagePlan) -> list[func.Fun
         block.add_op(func.ReturnOp(*[vm[results[i]] for i in mine]))
         stage = func.FuncOp(f"{fn.sym_name.data}_stage{s}", ([a.type for a in block.args], [results[i].type for i in mine]),
                             Region(block))
+        if fn.arg_attrs is not None:  # rdu.shard / rdu.input of a tensor-parallel program
+            stage.arg_attrs = ArrayAttr([fn.arg_attrs.data[i] for i in used_args])
         stage.attributes[rdu.STAGE_ATTR] = IntegerAttr(s, i64)
         stage.attributes["rdu.args"] = DenseArrayBase.from_list(i64, used_args)
         stage.attributes["rdu.results"] = DenseArrayBase.from_list(i64, mine)
@@ -300,7 +317,7 @@ class RduPipelinePass(ModulePass):
             raise CompileError(NAME, f"@{fn.sym_name.data} is already cut into rdu.sections; run rdu-pipeline before "
                                "rdu-tile and rdu-section (each stage is then sectioned on its own socket)")
         fabric = fabric_for(NAME, self.fabric, op)
-        problem = pp_problem(fabric, self.pp, self.microbatches)
+        problem = pp_problem(fabric, self.pp, self.microbatches, module_tp(op))
         if problem:
             raise CompileError(NAME, problem)
         g, plan = stage_plan(fn, fabric, self.pp, self.imbalance)

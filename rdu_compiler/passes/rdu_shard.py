@@ -39,9 +39,14 @@ loop implies, through the operand's indexing map:
 
 GQA: KV heads are split when `n_kv_heads % tp == 0`; otherwise the K/V projections stay
 replicated (every socket computes all KV heads, its query heads pick theirs from them).
-The embedding (a gather from the table) is replicated; the LM head is column-parallel
-(vocabulary split) with an all-gather of the logits at the end. A tied embedding / LM head
-(GPT-2) keeps the table replicated and the LM head takes its shard with `rdu.shard`.
+The token embedding (a lookup of a user input's ids in a weight table) is split by
+vocabulary rows when tp divides the vocabulary (`passes/shard_vocab.py`: masked lookup,
+partial rows, one all-reduce), else replicated with a note in `rdu.tp_notes`;
+`vocab=false` keeps it replicated. The LM head is column-parallel (vocabulary split) with
+an all-gather of the logits at the end; a tied embedding / LM head (GPT-2) then holds one
+shard of the table for both.
+
+Layout ops (views, concats, pads) follow `passes/shard_views.py`.
 
 Where: after rdu-fold-views (head-split reshapes are folded into maps, so the head loop is
 visible) and before rdu-fuse (one op per kernel: a fused payload mixes loops, and fusion
@@ -99,6 +104,8 @@ from rdu_compiler.passes.shard_layout import (
     same_shard,
     weight_like,
 )
+from rdu_compiler.passes.shard_views import shard_concat, shard_pad, shard_view
+from rdu_compiler.passes.shard_vocab import NOTES_ATTR, notes_attr, vocab_parallel
 
 __all__ = ["INPUT_ATTR", "TP_ATTR", "RduShardPass", "arg_shards", "mark_inputs", "module_tp"]
 
@@ -118,9 +125,10 @@ def _nbytes(v: SSAValue) -> int:
     return math.prod(shape) * itemsize(v.type) if shape is not None else 0
 
 
-class _Sharder:
-    def __init__(self, fn: func.FuncOp, tp: int):
-        self.fn, self.tp = fn, tp
+class Sharder:
+    def __init__(self, fn: func.FuncOp, tp: int, vocab: bool = True):
+        self.fn, self.tp, self.vocab = fn, tp, vocab
+        self.notes: list[str] = []  # what the pass kept replicated and why (module `rdu.tp_notes`)
         self.lay: dict[SSAValue, Layout] = {}
         self.memo: dict[tuple[SSAValue, Layout], SSAValue] = {}
 
@@ -199,7 +207,7 @@ class _Sharder:
             block.insert_op_before(op, block.first_op)  # type: ignore[arg-type]
         self.lay[op.results[0]] = layout
 
-    def _retype(self, r: SSAValue, layout: Layout, dim_of_shard: int | None = None) -> SSAValue:
+    def retype(self, r: SSAValue, layout: Layout, dim_of_shard: int | None = None) -> SSAValue:
         if isinstance(layout, Shard):
             r = Rewriter.replace_value_with_new_type(r, _local_type(r.type, layout.dim, layout.ways))
         self.lay[r] = layout
@@ -220,11 +228,11 @@ class _Sharder:
             if isinstance(op, rdu.KernelOp):
                 self._kernel(op)
             elif isinstance(op, rdu.ViewOp):
-                self._view(op)
+                shard_view(self, op)
             elif isinstance(op, rdu.ConcatOp):
-                self._concat(op)
+                shard_concat(self, op)
             elif isinstance(op, rdu.PadOp):
-                self._pad(op)
+                shard_pad(self, op)
             else:
                 for i, v in enumerate(op.operands):
                     op.operands[i] = self.to(v, None, op)
@@ -245,6 +253,8 @@ class _Sharder:
             lay = self.layout(v)
             if isinstance(lay, Shard):
                 cands += [c for c in self._loops_for(k, m, v, lay) if c not in cands]
+        if not cands and self.vocab and vocab_parallel(self, k):
+            return
         if not cands:
             col = self._column_start(k)
             if col is not None:
@@ -362,7 +372,7 @@ class _Sharder:
         kind += f" {tp} ways" if tp != self.tp else ""
         k.attributes["rdu.tp_loop"] = StringAttr(f"loop {loop} {kind}")
         for r, lay in zip(list(k.results), results, strict=True):
-            self._retype(r, lay)
+            self.retype(r, lay)
 
     def _loops_for(self, k: rdu.KernelOp, m: AffineMap, v: SSAValue, lay: Shard) -> list[tuple[int, int, int]]:
         shape = self.global_shape(v)
@@ -458,64 +468,6 @@ class _Sharder:
             return len(owner.inputs) == 1 and is_zero(owner.inputs[0])
         return is_zero(init)
 
-    # ------------------------------------------------------------------ layout ops
-    def _view(self, op: rdu.ViewOp) -> None:
-        src = self.layout(op.source)
-        if src == PARTIAL:
-            op.operands[0] = self.to(op.source, None, op)
-            src = None
-        new = None
-        if isinstance(src, Shard):
-            new = self._view_layout(op, src)
-            if new is None:
-                op.operands[0] = self.to(op.source, None, op)
-        if new is None:
-            self.lay[op.result] = None
-            return
-        if op.mode.data == rdu.ViewMode.SLICE:
-            _, sizes, _ = op.window
-            sizes = list(sizes)
-            sizes[src.dim] //= src.ways  # type: ignore[union-attr]
-            op.properties["sizes"] = DenseArrayBase.from_list(i64, sizes)
-        self._retype(op.result, new)
-
-    def _view_layout(self, op: rdu.ViewOp, src: Shard) -> Shard | None:
-        tp = src.ways  # the radix of the socket's digit
-        shape, res = self.global_shape(op.source), _shape(op.result)
-        assert shape is not None and res is not None
-        if op.mode.data == rdu.ViewMode.SLICE:
-            offsets, sizes, strides = op.window
-            j = src.dim
-            if offsets[j] != 0 or strides[j] != 1 or sizes[j] != shape[j]:
-                return None
-            kept = [d for d in range(len(sizes)) if not (sizes[d] == 1 and len(res) < len(sizes))]
-            if len(kept) != len(res):  # unit dims dropped ambiguously: recompute like the verifier
-                return None
-            return Shard(kept.index(j), src.blocks, src.ways)
-        # reshape: the socket's digit of the flat index (weight W = block x stride) stays in one dim
-        block = shape[src.dim] // (src.blocks * tp)
-        weight = block * math.prod(shape[src.dim + 1:])
-        for i in range(len(res)):
-            stride = math.prod(res[i + 1:])
-            if weight % stride == 0 and res[i] % (tp * (weight // stride)) == 0:
-                return Shard(i, res[i] // (tp * (weight // stride)), tp)
-        return None
-
-    def _concat(self, op: rdu.ConcatOp) -> None:
-        dim = op.dim.value.data
-        target = next((lay for v in op.sources if isinstance(lay := self.layout(v), Shard) and lay.dim != dim), None)
-        for i, v in enumerate(op.sources):
-            op.operands[i] = self.to(v, target, op)
-        self._retype(op.result, target)
-
-    def _pad(self, op: rdu.PadOp) -> None:
-        src = self.layout(op.source)
-        low, high = list(op.low.get_values()), list(op.high.get_values())
-        keep = isinstance(src, Shard) and low[src.dim] == 0 and high[src.dim] == 0
-        if not keep:
-            op.operands[0] = self.to(op.source, None, op)
-        self._retype(op.result, src if keep else None)
-
     # ------------------------------------------------------------------ clean-up
     def _push_shards(self) -> None:
         """Move `rdu.shard` up through all-parallel kernels whose every use takes that same
@@ -578,6 +530,7 @@ class RduShardPass(ModulePass):
 
     tp: int = 1
     fabric: str = ""
+    vocab: bool = True  # vocabulary-parallel token embedding (passes/shard_vocab.py); false: replicated
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         fabric = fabric_for(self.name, self.fabric, op)
@@ -596,5 +549,10 @@ class RduShardPass(ModulePass):
         op.attributes[TP_ATTR] = IntegerAttr(self.tp, i64)
         if self.tp == 1:
             return
+        notes: list[str] = []
         for fn in functions(op):
-            _Sharder(fn, self.tp).run()
+            sharder = Sharder(fn, self.tp, self.vocab)
+            sharder.run()
+            notes += sharder.notes
+        if notes:
+            op.attributes[NOTES_ATTR] = notes_attr(notes)

@@ -67,8 +67,10 @@ class NodeStats:
 class NodeEmulator:
     """Compiled once per sharded program; `run` may be called many times."""
 
-    def __init__(self, module: ModuleOp, fabric: Fabric):
-        """Raises: EmulatorError: as `Emulator`, or the program is not sharded for more
+    def __init__(self, module: ModuleOp, fabric: Fabric, fn: func.FuncOp | None = None):
+        """`fn`: one stage program of a tp x pp module (default: the module's function).
+
+        Raises: EmulatorError: as `Emulator`, or the program is sharded for more
         sockets than the fabric's node has."""
         self.tp = module_tp(module)
         if self.tp > fabric.node.sockets:
@@ -76,9 +78,10 @@ class NodeEmulator:
                 f"the program is sharded for tp = {self.tp} sockets but fabric '{fabric.name}' has "
                 f"{fabric.node.sockets}; run it on the node it was compiled for"
             )
-        self.emulator = Emulator(module, fabric)
+        self.emulator = Emulator(module, fabric, fn)
         self.fn: func.FuncOp = self.emulator.fn
         self.shards = arg_shards(self.fn)
+        self.rank_channels: list[dict[int, Any]] | None = None  # a stage's rdu.send/recv, rank r's own (runtime/stages.py)
 
     def run(self, args: list[np.ndarray]) -> tuple[list[np.ndarray], NodeStats]:
         """Run the program on every socket; `args` are the unsharded program's arguments.
@@ -133,7 +136,9 @@ class NodeEmulator:
                 for r, env in enumerate(envs):
                     outputs[r] = [np.asarray(env[v]) for v in op.operands]
             else:
-                for env in envs:
+                for r, env in enumerate(envs):
+                    if self.rank_channels is not None:
+                        em.channels = self.rank_channels[r]  # rank r's transfers go to rank r of the peer stage
                     em._run_plain(op, env)  # noqa: SLF001
         for st in stats.sockets:
             st.wall_s = sum(sec.wall_s for sec in st.sections)

@@ -11,6 +11,10 @@ channels keep the micro-batches apart. The results do not depend on the schedule
 micro-batch is independent); running it shows the channels carry each micro-batch's own
 tensors.
 
+With tensor parallelism (`rdu.tp = T`, tp x pp) each stage runs on a `NodeEmulator` over
+its T sockets, and rank r of a stage sends to and receives from rank r of its peers (each
+rank its own channel table per micro-batch).
+
 Before running, the program is refused (EmulatorError) unless its transfers match and
 cannot deadlock (`rdu.verify_channels`).
 """
@@ -30,7 +34,9 @@ from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.ir import int_values
-from rdu_compiler.runtime.emulator import Emulator, EmulatorStats
+from rdu_compiler.passes.shard_layout import module_tp
+from rdu_compiler.runtime.emulator import Emulator
+from rdu_compiler.runtime.node import NodeEmulator
 
 
 def is_pipelined(module: ModuleOp) -> bool:
@@ -62,10 +68,11 @@ def argument_types(module: ModuleOp) -> list[Attribute]:
 class StagedStats:
     """Per stage (in stage order), per micro-batch: what the stage's emulator measured."""
 
-    stages: list[list[EmulatorStats]] = field(default_factory=list)
+    stages: list[list[Any]] = field(default_factory=list)  # EmulatorStats, or NodeStats per stage with tp > 1
 
     def to_dict(self) -> dict[str, Any]:
         runs = [s for per_stage in self.stages for s in per_stage]
+        runs = [x for s in runs for x in getattr(s, "sockets", [s])]  # tp x pp: every socket of a stage
         return {
             "hbm_bytes": sum(s.hbm_bytes for s in runs),
             "ddr_bytes": sum(s.ddr_bytes for s in runs),
@@ -89,7 +96,11 @@ class StagedEmulator:
         if [s for s, _ in programs] != list(range(len(programs))):
             raise EmulatorError(f"stages {[s for s, _ in programs]} are not numbered 0..{len(programs) - 1}; "
                                 "run rdu-pipeline to build stage programs")
-        self.stages = [Emulator(module, fabric, fn) for _, fn in programs]
+        self.tp = module_tp(module)
+        if self.tp > 1:  # tp x pp: each stage an SPMD program on its own tp sockets (runtime/node.py)
+            self.stages: list[Any] = [NodeEmulator(module, fabric, fn) for _, fn in programs]
+        else:
+            self.stages = [Emulator(module, fabric, fn) for _, fn in programs]
         self.args = [_indices(fn, "rdu.args") for _, fn in programs]
         self.results = [_indices(fn, "rdu.results") for _, fn in programs]
         self.num_args = 1 + max((i for a in self.args for i in a), default=-1)
@@ -112,6 +123,7 @@ class StagedEmulator:
                 raise EmulatorError(f"the program takes {self.num_args} arguments, got {len(b)}")
         p, m = len(self.stages), len(batches)
         channels: list[dict[int, Any]] = [{} for _ in range(m)]
+        rank_channels = [[{} for _ in range(self.tp)] for _ in range(m)]  # tp x pp: micro-batch, rank
         outputs: list[list[Any]] = [[None] * self.num_results for _ in range(m)]
         stats = StagedStats([[] for _ in range(p)])
         for step in range(m + p - 1):
@@ -120,7 +132,10 @@ class StagedEmulator:
                 if not 0 <= mb < m:
                     continue
                 em = self.stages[s]
-                em.channels = channels[mb]
+                if self.tp > 1:  # rank r of every stage shares rank r's channels: r talks to r
+                    em.rank_channels = rank_channels[mb]
+                else:
+                    em.channels = channels[mb]
                 outs, st = em.run([batches[mb][i] for i in self.args[s]])
                 for i, o in zip(self.results[s], outs, strict=True):
                     outputs[mb][i] = o

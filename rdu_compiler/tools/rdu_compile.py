@@ -50,7 +50,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("-O", dest="opt_level", type=int, choices=(0, 1), default=1, help="0: unfused baseline, 1: fused (default)")
     p.add_argument("--tp", type=int, default=1, metavar="N",
                    help="tensor parallelism: split the program over N sockets of the fabric's node (rdu-shard; default 1)")
-    p.add_argument("--sockets", type=int, default=None, metavar="N", help="sockets the program may use (default: --tp)")
+    p.add_argument("--sockets", type=int, default=None, metavar="N", help="sockets the program may use (default: --tp; with --pp at least tp x pp)")
     p.add_argument("--target", choices=("emulator", "triton"), default="emulator",
                    help="where to run the program: the RDU emulator, or Triton kernels (GPU; the interpreter "
                         "without one) written to DIR/kernels.py")
@@ -66,7 +66,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--plot", metavar="DIR", default=None, help="write placement maps per section and a timeline (PNG + SVG) to DIR")
     p.add_argument("--trace", metavar="FILE", default=None, help="write a Perfetto/Chrome trace JSON (modelled time, one track per kernel)")
     p.add_argument("--pp", type=int, default=1, metavar="N",
-                   help="pipeline-parallel stages, one per socket (rdu-pipeline; needs a multi-socket --fabric such as sn40l-node8)")
+                   help="pipeline-parallel stages, one per socket, or per --tp sockets with --tp (rdu-pipeline; needs a "
+                        "multi-socket --fabric such as sn40l-node8: tp x pp sockets)")
     p.add_argument("--microbatches", type=int, default=1, metavar="M",
                    help="with --pp: micro-batches per call (the example inputs are one); the time includes the bubble")
     p.add_argument("--debug", action="store_true", help="show tracebacks")

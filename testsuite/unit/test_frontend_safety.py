@@ -405,3 +405,20 @@ def test_bad_lowering_timeout_is_refused(monkeypatch: pytest.MonkeyPatch, value:
     monkeypatch.setenv("RDU_LOWERING_TIMEOUT", value)
     with pytest.raises(FrontendError, match="RDU_LOWERING_TIMEOUT"):
         ls.lowering_timeout_s()
+
+
+def test_torch_func_grad_in_forward_is_refused_not_silently_zero() -> None:
+    """torch.export's single ATen trace of a forward() that calls torch.func.grad_and_value
+    returned zeros for the gradient through GELU and LayerNorm (ops this project decomposes):
+    a silent wrong number. It is now refused with the make_fx route named."""
+    from rdu_compiler.frontend.errors import FrontendError
+
+    ln, lin = torch.nn.LayerNorm(8), torch.nn.Linear(8, 1)
+
+    class GradOfLoss(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            g, v = torch.func.grad_and_value(lambda t: lin(torch.nn.functional.gelu(ln(t))).sum())(x)
+            return v, g
+
+    with pytest.raises(FrontendError, match="make_fx"):
+        api.compile(GradOfLoss(), (torch.randn(4, 8),))

@@ -183,8 +183,7 @@ def test_pp_needs_the_sockets() -> None:
 
     with pytest.raises(RduError, match="pp=2 stages need 2 sockets, but fabric 'sn40l' has 1"):
         rdu_compiler.compile(torch.nn.Linear(8, 8), (torch.randn(2, 8),), fabric="sn40l", pp=2)
-    with pytest.raises(RduError, match="tp=2 with pp=2: tensor and pipeline parallelism are not composed yet"):
-        rdu_compiler.compile(torch.nn.Linear(8, 8), (torch.randn(2, 8),), fabric="sn40l-node8", pp=2, tp=2)
+    # tp with pp: testsuite/unit/test_tp_pp.py
 
 
 def test_rdu_compile_pp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

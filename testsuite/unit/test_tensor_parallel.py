@@ -63,12 +63,13 @@ def test_sharded_equals_unsharded(model: dict[str, Any], tp: int) -> None:
     out = prog.run(*model["inputs"]).numpy()
     ref = model["ref"]
     assert np.linalg.norm(out - ref) / np.linalg.norm(ref) <= 1e-5
-    # Megatron: attention output and MLP down projections are row-parallel -> 2 all-reduces per layer;
+    # Megatron: attention output and MLP down projections are row-parallel -> 2 all-reduces per layer,
+    # plus one of the vocabulary-parallel embedding's partial rows;
     # the LM head is column-parallel (vocabulary) -> one all-gather of the logits
-    assert len(_ops(prog, rdu.AllReduceOp)) == 2 * 2
+    assert len(_ops(prog, rdu.AllReduceOp)) == 2 * 2 + 1
     gathers = _ops(prog, rdu.AllGatherOp)
     assert len(gathers) == 1 and rdu.shape_of(gathers[0].results[0].type)[-1] == 512
-    assert len(prog.report["collectives"]) == 5
+    assert len(prog.report["collectives"]) == 6 and prog.report["tp_notes"] == []
     assert prog.report["node"]["sockets_used"] == tp and "one of the" not in prog.report["node"]["note"]
     sockets = prog.report["sockets"]
     assert len(sockets) == tp
@@ -87,7 +88,7 @@ def test_weights_are_sharded_megatron_style(model: dict[str, Any]) -> None:
         assert shard["p_lm_transformer_h_0_mlp_c_fc_weight"] == (1, 2, 1)
         assert shard["p_lm_transformer_h_0_attn_c_proj_weight"] == (0, 2, 1)
         assert shard["p_lm_transformer_h_0_mlp_c_proj_weight"] == (0, 2, 1)
-        assert shard["p_lm_transformer_wte_weight"] is None  # tied: the embedding gathers it whole
+        assert shard["p_lm_transformer_wte_weight"] == (0, 2, 1)  # tied: one vocabulary shard for the lookup and LM head
         assert shard["p_lm_transformer_h_0_ln_1_weight"] is None
     else:  # nn.Linear weights are (out, in)
         for w in ("q_proj", "k_proj", "v_proj"):
@@ -96,7 +97,7 @@ def test_weights_are_sharded_megatron_style(model: dict[str, Any]) -> None:
         assert shard["p_lm_model_layers_1_mlp_gate_proj_weight"] == (0, 2, 1)
         assert shard["p_lm_model_layers_1_mlp_down_proj_weight"] == (1, 2, 1)
         assert shard["p_lm_lm_head_weight"] == (0, 2, 1)  # vocabulary split
-        assert shard["p_lm_model_embed_tokens_weight"] is None
+        assert shard["p_lm_model_embed_tokens_weight"] == (0, 2, 1)  # vocabulary-parallel embedding
 
 
 def test_gqa_kv_heads_shared_by_socket_pairs_when_tp_exceeds_them() -> None:
@@ -110,7 +111,7 @@ def test_gqa_kv_heads_shared_by_socket_pairs_when_tp_exceeds_them() -> None:
     assert shard["p_lm_model_layers_0_self_attn_k_proj_weight"] == (0, 4, 1, 2)  # 2 distinct shards of 4 sockets
     assert shard["p_lm_model_layers_0_self_attn_v_proj_weight"] == (0, 4, 1, 2)
     assert shard["p_lm_model_layers_0_self_attn_q_proj_weight"] == (0, 4, 1)
-    assert len(_ops(prog, rdu.AllGatherOp)) == 1 and len(_ops(prog, rdu.AllReduceOp)) == 4
+    assert len(_ops(prog, rdu.AllGatherOp)) == 1 and len(_ops(prog, rdu.AllReduceOp)) == 5
     assert any(op.n_ways == 4 and op.group.value.data == 2 for op in _ops(prog, rdu.ShardOp))  # type: ignore[attr-defined]
     with torch.no_grad():
         eager = net(*inputs).numpy()

@@ -27,7 +27,8 @@ fused q|k|v columns gives each socket its heads of q, of k and of v.
 - an `rdu.all_gather` over `group` < tp sockets gathers the `group` distinct shards a
   value has (socket q x tp / group holds shard q).
 
-Verifiers: `group >= 2`; when the module names a fabric, `group` divides its socket count
+Verifiers: `group >= 2`; when the module says `rdu.tp = T`, `group` divides T (a collective
+stays inside one tensor-parallel group: one pipeline stage of a tp x pp program); when the module names a fabric, `group` divides its socket count
 (`[sockets].count`); shapes and element types as above; `dim` inside the rank; the sharded
 dim divisible by `blocks x group`.
 """
@@ -37,7 +38,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from xdsl.dialects.builtin import I64, IntegerAttr, TensorType, i64
+from xdsl.dialects.builtin import I64, IntegerAttr, ModuleOp, TensorType, i64
 from xdsl.ir import Attribute, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
@@ -57,6 +58,10 @@ from rdu_compiler.dialects.rdu.fabric_checks import module_fabric
 def _check_group(op: IRDLOperation, name: str, group: int) -> None:
     if group < 2:
         raise VerifyException(f"{name}: group {group}; a collective spans >= 2 sockets (tp = 1 needs none)")
+    tp = _module_tp(op)
+    if tp is not None and tp % group:
+        raise VerifyException(f"{name}: group {group} does not divide the program's tp = {tp} (the module's rdu.tp); "
+                              "a collective spans the sockets of one tensor-parallel group (one pipeline stage)")
     fabric = module_fabric(op)
     sockets = fabric.node.sockets if fabric is not None else None
     if sockets is not None and sockets % group:
@@ -64,6 +69,16 @@ def _check_group(op: IRDLOperation, name: str, group: int) -> None:
             f"{name}: group {group} does not divide the {sockets} sockets of fabric '{fabric.name}' "  # type: ignore[union-attr]
             "([sockets].count); use a group size that divides it"
         )
+
+
+def _module_tp(op: IRDLOperation) -> int | None:
+    """The `rdu.tp` of the outermost module around `op` (None when none says)."""
+    tp, parent = None, op.parent_op()
+    while parent is not None:
+        attr = parent.attributes.get("rdu.tp") if isinstance(parent, ModuleOp) else None
+        tp = attr.value.data if isinstance(attr, IntegerAttr) else tp
+        parent = parent.parent_op()
+    return tp
 
 
 def _tensors(name: str, source: Attribute, result: Attribute) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -26,6 +26,11 @@ the send names the recv's stage as its peer and the recv the send's; both carry 
 tensor type (shape and element type). Each stage program runs its ops in order; a program
 set whose sends and receives cannot all complete in some interleaving is refused before
 running, naming the channels the stages wait on.
+
+With tensor parallelism (`rdu.tp = T` on the module) each stage program is SPMD over T
+sockets (stage s on sockets s T .. s T + T - 1) and a channel joins rank r of stage s to
+rank r of its peer: the same checks hold rank by rank, plus stages x T <= the fabric's
+sockets.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from xdsl.irdl import (
 from xdsl.traits import HasParent
 from xdsl.utils.exceptions import VerifyException
 
+from rdu_compiler.dialects.rdu.fabric_checks import module_fabric
 from rdu_compiler.errors import RduError
 
 #: The function attribute naming a stage program's stage (= its socket in a PP-only node).
@@ -194,6 +200,24 @@ def verify_channels(module: ModuleOp) -> None:
     for channel in sorted(set(sends) | set(recvs)):
         _match(channel, sends.get(channel, []), recvs.get(channel, []), {s for s, _ in programs})
     _check_progress(events)
+    _check_sockets(module, len(programs))
+
+
+def _check_sockets(module: ModuleOp, stages: int) -> None:
+    """A tensor-parallel pipeline (`rdu.tp = T` on the module) runs stage s on sockets
+    s T .. s T + T - 1: the module's fabric must have stages x T sockets. Every rank of a
+    stage runs the same program, so channels matched at stage level match rank by rank
+    (rank r of stage s to rank r of stage t), and a collective inside a stage involves only
+    that stage's T sockets (its group divides T: `collectives._check_group`)."""
+    attr = module.attributes.get("rdu.tp")
+    tp = attr.value.data if isinstance(attr, IntegerAttr) else 1
+    fabric = module_fabric(module)
+    if fabric is not None and stages * tp > fabric.node.sockets:
+        raise ChannelError(
+            f"{stages} stage programs of tp = {tp} sockets each need {stages * tp} sockets, but fabric "
+            f"'{fabric.name}' has {fabric.node.sockets} ([sockets].count); compile with tp x pp <= "
+            f"{fabric.node.sockets} or for a fabric with more sockets (sn40l-rack16)"
+        )
 
 
 def _describe(stage: int, op: SendOp | RecvOp) -> str:

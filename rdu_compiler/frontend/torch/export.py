@@ -166,6 +166,8 @@ def _export_decomposed_once(module: torch.nn.Module, example_inputs: tuple[Any, 
     cia, python_table = _split_decomp_table_to_cia_and_python_decomp(table)
     original = _trace._export_to_aten_ir
     _trace._export_to_aten_ir = functools.partial(original, decomp_table=python_table)
+    transforms: list[str] = []
+    nesting = _flag_autodiff_transforms(transforms)
     try:
         with quiet_torch_warnings(), _override_composite_implicit_decomp(cia):
             ep = _trace._export(module, example_inputs, strict=False, pre_dispatch=False)
@@ -173,10 +175,44 @@ def _export_decomposed_once(module: torch.nn.Module, example_inputs: tuple[Any, 
             return None
         refuse_data_dependent_shapes(ep.graph, model_name)
     except Exception:  # noqa: BLE001 - the two-step flow gives the diagnosis
-        return None
+        return None if not transforms else _autodiff_refusal(model_name)
     finally:
         _trace._export_to_aten_ir = original
+        nesting()
+    if transforms:
+        _autodiff_refusal(model_name)
     return ep
+
+
+def _flag_autodiff_transforms(flags: list[str]) -> Any:
+    """Flag (append to `flags`) every torch.func grad / jvp level entered during a trace;
+    returns the function that undoes the patch. The single trace lost the gradients of the
+    ops this project decomposes (GELU, LayerNorm, softmax became zeros) when forward() called
+    `torch.func.grad_and_value`, and the public export refuses such a forward."""
+    try:
+        from torch._functorch import eager_transforms
+    except ImportError:  # pragma: no cover - another torch
+        return lambda: None
+    names = [n for n in ("grad_increment_nesting", "jvp_increment_nesting") if hasattr(eager_transforms, n)]
+    saved = {n: getattr(eager_transforms, n) for n in names}
+    for n in names:
+        setattr(eager_transforms, n, _flagging(saved[n], flags))
+
+    def undo() -> None:
+        for n, fn in saved.items():
+            setattr(eager_transforms, n, fn)
+
+    return undo
+
+
+def _autodiff_refusal(model_name: str) -> Any:
+    raise FrontendError(
+        f"{model_name}.forward() calls a torch.func autodiff transform (grad, grad_and_value, vjp, "
+        "jacrev, jvp); torch.export cannot trace one into a graph whose gradients are right. "
+        "Trace the function first with torch.fx.experimental.proxy_tensor.make_fx (it writes "
+        "the backward as plain ATen ops) and compile the GraphModule it returns; "
+        "rdu_compiler.train.CompiledTrainStep does this for training steps."
+    )
 
 
 def _flagging(fn: Any, seen: list[str]) -> Any:

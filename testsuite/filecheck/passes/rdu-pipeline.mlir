@@ -5,6 +5,8 @@
 // RUN: %chunk(0) | rdu-opt -p 'rdu-convert-linalg,rdu-tile,rdu-section' | not rdu-opt -p 'rdu-pipeline{pp=2}' 2>&1 | filecheck %s --check-prefix=SECTIONED
 // RUN: %chunk(0) | rdu-opt -p rdu-convert-linalg | rdu-opt -p 'rdu-pipeline{pp=1}' | filecheck %s --check-prefix=ONE
 // RUN: %chunk(0) | rdu-opt -p rdu-convert-linalg | not rdu-opt -p 'rdu-pipeline{pp=2}' 2>&1 | filecheck %s --check-prefix=ONE-SOCKET
+// RUN: %chunk(0) | rdu-opt -p 'rdu-convert-linalg,rdu-shard{tp=2 fabric=sn40l-node8}' | rdu-opt -p 'rdu-pipeline{pp=2 microbatches=4 fabric=sn40l-node8}' | filecheck %s --check-prefix=TP
+// RUN: %chunk(0) | rdu-opt -p 'rdu-convert-linalg,rdu-shard{tp=4 fabric=sn40l-node8}' | not rdu-opt -p 'rdu-pipeline{pp=4 fabric=sn40l-node8}' 2>&1 | filecheck %s --check-prefix=TP-SOCKETS
 
 // rdu-pipeline cuts the kernel graph into pp stage programs in program order. Two
 // "layers" (matmul with a weight, then a residual add): inside a layer the residual %x
@@ -51,6 +53,24 @@ func.func @forward(%x: tensor<4x8xf32>, %w0: tensor<8x8xf32>, %w1: tensor<8x8xf3
 // TOO-MANY: rdu-pipeline: function @forward: cannot cut 4 kernels into 5 stages; each stage needs at least one kernel; use a smaller pp
 // SECTIONED: rdu-pipeline: @forward is already cut into rdu.sections; run rdu-pipeline before rdu-tile and rdu-section
 // ONE-SOCKET: rdu-pipeline: pp=2 stages need 2 sockets, but fabric 'sn40l' has 1; use a multi-socket fabric
+// TP x PP: after rdu-shard{tp=2} the cut is the same; each stage program is SPMD over its
+// 2 sockets and keeps its weights' shards (w0 column-parallel, w1 row-parallel); the
+// residual stream crosses as each rank's shard (4x4 of 4x8: rank r to rank r of stage
+// 1), the row-parallel matmul's all-reduce stays in its stage, results are gathered.
+// TP:      builtin.module attributes {rdu.fabric = "sn40l-node8", rdu.tp = 2 : i64, rdu.microbatches = 4 : i64} {
+// TP-NEXT:   func.func @forward_stage0(%x: tensor<4x8xf32>, %w0: tensor<8x4xf32> {rdu.shard = array<i64: 1, 2, 1>}) attributes {rdu.stage = 0 : i64, rdu.args = array<i64: 0, 1>, rdu.results = array<i64>} {
+// TP:          %m0 = "rdu.kernel"(%x, %w0, %{{.*}}) <{kind = #rdu.pattern<matmul>, domain = array<i64: 4, 4, 8>
+// TP:          %h0 = "rdu.kernel"
+// TP:          rdu.send %h0 to 1 channel 0 : tensor<4x4xf32>
+// TP-NEXT:     func.return
+// TP:        func.func @forward_stage1(%w1: tensor<4x8xf32> {rdu.shard = array<i64: 0, 2, 1>}) -> tensor<4x8xf32> attributes {rdu.stage = 1 : i64, rdu.args = array<i64: 2>, rdu.results = array<i64: 0>} {
+// TP-NEXT:     %0 = rdu.recv from 0 channel 0 : tensor<4x4xf32>
+// TP:          %m1 = "rdu.kernel"(%0, %w1, %c) <{kind = #rdu.pattern<matmul>, domain = array<i64: 4, 8, 4>
+// TP:          %[[SUM:.*]] = rdu.all_reduce %m1 group 2 : tensor<4x8xf32> -> tensor<4x8xf32>
+// TP:          %[[G:.*]] = rdu.all_gather %h1 dim 1 group 2 : tensor<4x4xf32> -> tensor<4x8xf32>
+// TP-NEXT:     func.return %[[G]] : tensor<4x8xf32>
+// TP-SOCKETS: rdu-pipeline: pp=4 stages need tp x pp = 4 x 4 = 16 sockets (each stage on 4), but fabric 'sn40l-node8' has 8
+
 // ONE-NOT: rdu.stage
 // ONE: func.func @forward(
 

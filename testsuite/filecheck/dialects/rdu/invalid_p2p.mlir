@@ -120,3 +120,43 @@ func.func @b() attributes {rdu.stage = 0 : i64} {
 }
 
 // CHECK: functions @a and @b are both rdu.stage = 0; give each stage program its own stage
+
+// -----
+
+// TP x PP: two stages of tp = 4 sockets need 8 of sn40l-node8's 8 (fine); three need 12.
+
+builtin.module attributes {rdu.fabric = "sn40l-node8", rdu.tp = 4 : i64} {
+  func.func @s0(%x: tensor<4xf32>) attributes {rdu.stage = 0 : i64} {
+    rdu.send %x to 1 channel 0 : tensor<4xf32>
+    func.return
+  }
+  func.func @s1() attributes {rdu.stage = 1 : i64} {
+    %y = rdu.recv from 0 channel 0 : tensor<4xf32>
+    rdu.send %y to 2 channel 1 : tensor<4xf32>
+    func.return
+  }
+  func.func @s2() -> tensor<4xf32> attributes {rdu.stage = 2 : i64} {
+    %y = rdu.recv from 1 channel 1 : tensor<4xf32>
+    func.return %y : tensor<4xf32>
+  }
+}
+
+// CHECK: 3 stage programs of tp = 4 sockets each need 12 sockets, but fabric 'sn40l-node8' has 8 ([sockets].count)
+
+// -----
+
+// TP x PP: a collective spans the sockets of its own stage: group 4 in a tp = 2 program.
+
+builtin.module attributes {rdu.fabric = "sn40l-node8", rdu.tp = 2 : i64} {
+  func.func @s0(%x: tensor<4xf32>) attributes {rdu.stage = 0 : i64} {
+    %s = rdu.all_reduce %x group 4 : tensor<4xf32> -> tensor<4xf32>
+    rdu.send %s to 1 channel 0 : tensor<4xf32>
+    func.return
+  }
+  func.func @s1() -> tensor<4xf32> attributes {rdu.stage = 1 : i64} {
+    %y = rdu.recv from 0 channel 0 : tensor<4xf32>
+    func.return %y : tensor<4xf32>
+  }
+}
+
+// CHECK: rdu.all_reduce: group 4 does not divide the program's tp = 2 (the module's rdu.tp)
