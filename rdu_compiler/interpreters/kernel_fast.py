@@ -58,6 +58,8 @@ class _Tile:
     stores: list[tuple[tuple[Any, ...], list[int] | None, tuple[Any, ...]]]  # per result: drop, order, index
     tile_shape: tuple[int, ...]
     last_red: bool = False  # the last reduction tile of its parallel position
+    ctx: TileContext | None = None  # the payload's view of this tile (its gathered bytes reset each run)
+    reads: list[tuple[int, Cut, Access]] | None = None  # (operand, cut, access) of each operand the payload reads
 
 
 @dataclass
@@ -106,14 +108,23 @@ def _cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...], shape:
     return "slice", index, order, tile_shape
 
 
-def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> Any:
+def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: tuple[int, ...], copy: bool = True) -> Any:
+    """The operand's tile (as `_gather` gives it). `copy=False`: a strided cut stays a
+    read-only view (for payloads whose every use is elementwise: the same values)."""
     if cut is None:
         return _gather(arr, access, starts, sizes)
     kind, index, order, shape = cut
     if kind == "strided":
-        first = np.asarray(arr)[tuple(slice(i, None) for i in index)]
-        strides = [sum(c * s for c, s in zip(cs, first.strides, strict=True)) for cs in order]
-        return np.ascontiguousarray(np.lib.stride_tricks.as_strided(first, shape, strides, writeable=False))
+        a = np.asarray(arr)
+        strides = [sum(c * s for c, s in zip(cs, a.strides, strict=True)) for cs in order]
+        if a.flags.c_contiguous and a.dtype.kind in "biuf":  # the same view over a's buffer, without as_strided's Python
+            offset = sum(i * s for i, s in zip(index, a.strides, strict=True))
+            view = np.ndarray(shape, a.dtype, buffer=a, offset=offset, strides=strides)
+            view.flags.writeable = False
+        else:
+            first = a[tuple(slice(i, None) for i in index)]
+            view = np.lib.stride_tricks.as_strided(first, shape, strides, writeable=False)
+        return np.ascontiguousarray(view) if copy else view
     view = arr[index]
     if kind == "grid":
         return view
@@ -134,6 +145,11 @@ class PreparedKernelExecutor(KernelExecutor):
         self._direct: bool | None = None
         self._buffers: dict[int, np.ndarray] = {}
         self.roles = None
+        self._general = self.kind in (Pattern.SCAN, Pattern.SCATTER, Pattern.HASH_PROBE)
+        # every yielded value is an array the payload makes on each run (a ufunc's, astype's,
+        # np.where's): no operand's memory, so `_fresh` need not look (a map kernel's payload)
+        ys = self.payload.yield_slots if not self._general and not self.red else []
+        self._made = bool(ys) and all(s in self.payload.fresh for s in ys) and len(set(ys)) == len(ys)
         if self.contraction is not None:
             a, b = self.contraction
             self.roles = contraction_dims(self.accesses[a], self.accesses[b], self.accesses[self.n_in], len(self.domain))
@@ -177,7 +193,12 @@ class PreparedKernelExecutor(KernelExecutor):
                     slice(starts[c.index(1)], starts[c.index(1)] + sizes[c.index(1)]) if any(c) else k for c, k in acc.forms
                 )
                 stores.append((drop, perm, index))
-            out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape)))
+            reads = [
+                (i, cuts[i], acc) for i, (x, acc) in enumerate(zip(operands, self.accesses, strict=True))
+                if self.used[i] and not (self.red and i >= self.n_in) and not isinstance(x, Empty)
+            ]
+            ctx = TileContext(starts, sizes, self.gather_burst)
+            out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape), ctx=ctx, reads=reads))
         for t, nxt in zip(out, [*out[1:], None], strict=True):
             t.last_red = nxt is None or nxt.new_par
         whole, shapes = [], []
@@ -193,7 +214,7 @@ class PreparedKernelExecutor(KernelExecutor):
 
     def run(self, ins: list[Any], inits: list[Any], caps: list[Any], check_buffers: bool = True) -> tuple[list[np.ndarray], KernelStats]:
         """Execute every tile (as `KernelExecutor.run`: same values, same stats)."""
-        if self.kind in (Pattern.SCAN, Pattern.SCATTER, Pattern.HASH_PROBE):
+        if self._general:
             return super().run(ins, inits, caps, check_buffers)
         operands = list(ins) + list(inits)
         key = tuple([(getattr(x, "dtype", None), type(x) is Empty) for x in operands])  # what the plan depends on
@@ -220,26 +241,26 @@ class PreparedKernelExecutor(KernelExecutor):
         accs: list[Any] = []
         prev: _Tile | None = None
         single = len(plan.tiles) == 1
+        copy = bool(self.red)  # a map's payload is elementwise: a strided view gives the same values uncopied
         for t in plan.tiles:
             if self.red and t.new_par:
                 if prev is not None:
                     self._store(results, accs, prev, plan, single)
                 accs = self._init_accs(inits, caps, t.starts, t.sizes)
-            args: list[Any] = []
-            for i, (arr, acc) in enumerate(zip(operands, self.accesses, strict=True)):
-                if not self.used[i] or (self.red and i >= self.n_in) or isinstance(arr, Empty):
-                    args.append(None)
-                else:
-                    args.append(_apply(arr, t.cuts[i], acc, t.starts, t.sizes))
+            args: list[Any] = [None] * len(operands)
+            for i, cut, acc in t.reads:  # type: ignore[union-attr]
+                args[i] = _apply(operands[i], cut, acc, t.starts, t.sizes, copy)
             args.extend(caps)
             if self.roles is not None:
                 accs = self._contract_into(args, accs, t.sizes)
             else:
-                ctx = TileContext(t.starts, t.sizes, self.gather_burst)
+                ctx = t.ctx
+                assert ctx is not None
+                ctx.gathered_bytes = 0
                 if not self.red:
                     vals = self.payload.run(args, ctx)
                     values = [vals[s] for s in self.payload.yield_slots]
-                    if single and not self._fresh(values, [*operands, *caps]):
+                    if single and not self._made and not self._fresh(values, [*operands, *caps]):
                         fresh_ok = False
                     self._store(results, values, t, plan, single and fresh_ok)
                 else:
@@ -277,7 +298,7 @@ class PreparedKernelExecutor(KernelExecutor):
                         results[i] = kept
                         continue
                 results[i] = self._buffer(i, shape)
-            full = np.broadcast_to(np.asarray(val), t.tile_shape)
+            full = val if getattr(val, "shape", None) == t.tile_shape else np.broadcast_to(np.asarray(val), t.tile_shape)
             kept = full[drop]
             results[i][index] = np.transpose(kept, perm) if perm is not None else kept
 
@@ -300,7 +321,11 @@ class PreparedKernelExecutor(KernelExecutor):
         acc: Any = None
         for t in plan.tiles:
             if t.new_par:
-                acc = np.full((), caps[fill], dtype=dtype) if fill >= 0 else self._init_accs(inits, caps, t.starts, t.sizes)[0]
+                if fill >= 0:  # what np.full((), v, dtype) does, without its Python wrapper
+                    acc = np.empty((), dtype=dtype)
+                    np.copyto(acc, caps[fill], casting="unsafe")
+                else:
+                    acc = self._init_accs(inits, caps, t.starts, t.sizes)[0]
             args = [None] * len(operands)
             for i in self.contraction:  # type: ignore[union-attr]
                 args[i] = _apply(operands[i], t.cuts[i], self.accesses[i], t.starts, t.sizes)
@@ -314,6 +339,8 @@ class PreparedKernelExecutor(KernelExecutor):
                     result[index] = np.add(acc[drop] if acc.ndim else acc, c[drop])
             elif acc.ndim and acc.shape == c.shape and acc.dtype == c.dtype:
                 np.add(acc, c, out=acc)
+            elif not acc.ndim and acc.dtype == c.dtype and c.ndim and c.flags.writeable:  # the first k-tile: into its own product
+                acc = np.add(acc, c, out=c)
             else:
                 acc = acc + c
         stats.result_bytes = result.nbytes

@@ -35,6 +35,7 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
+from rdu_compiler.interpreters import bf16
 from rdu_compiler.ir import op_name
 from rdu_compiler.kernel.traffic import burst_round, gather_run_dim
 
@@ -246,12 +247,16 @@ class CompiledPayload:
 
                 def unary_into(vals: list[Any], ctx: TileContext) -> None:
                     x = vals[a]
+                    if bf16.tabled(x):
+                        vals[out] = bf16.lookup(key, uf1, x)
+                        return
                     vals[out] = uf1(x, out=x) if _fits(x, None) and _same_loop(uf1, x.dtype) else uf1(x)
 
                 return unary_into
 
             def unary(vals: list[Any], ctx: TileContext) -> None:
-                vals[out] = fn1(vals[a])
+                x = vals[a]
+                vals[out] = bf16.lookup(key, fn1, x) if bf16.tabled(x) else fn1(x)  # the same bits, by table
 
             return unary
         if key in _CASTS:
@@ -355,13 +360,17 @@ class CompiledPayload:
             a, b = ins
             inplace = self.inplace
 
+            def powers(x: Any, k: int) -> Any:  # exact repeated products, as torch's pow for small ints
+                y = x
+                for j in range(k - 1):
+                    y = np.multiply(y, x, out=y) if j and inplace and _fits(y, x) and _same_loop(np.multiply, y.dtype) else y * x
+                return y
+
             def fpowi(vals: list[Any], ctx: TileContext) -> None:
                 x, n = vals[a], np.asarray(vals[b])
                 if n.ndim == 0 and 1 <= int(n) <= 4:
-                    y = x
-                    for j in range(int(n) - 1):  # exact repeated products, as torch's pow for small ints
-                        y = np.multiply(y, x, out=y) if j and inplace and _fits(y, x) and _same_loop(np.multiply, y.dtype) else y * x
-                    vals[out] = y
+                    k = int(n)
+                    vals[out] = bf16.lookup(("fpowi", k), lambda v: powers(v, k), x) if bf16.tabled(x) else powers(x, k)
                     return
                 vals[out] = np.power(x, n.astype(np.asarray(x).dtype))
 
@@ -391,9 +400,10 @@ class CompiledPayload:
 
         def extract(vals: list[Any], ctx: TileContext) -> None:
             table = vals[t]
-            indices = np.broadcast_arrays(*[np.asarray(vals[i]) for i in idx])
+            indices = [np.asarray(vals[i]) for i in idx]  # indexing broadcasts them (as np.broadcast_arrays would)
+            empty = not math_prod(np.broadcast(*indices).shape) if indices else False
             for axis, ix in enumerate(indices):
-                if ix.size and (ix.min() < 0 or ix.max() >= table.shape[axis]):
+                if not empty and ix.size and (ix.min() < 0 or ix.max() >= table.shape[axis]):
                     raise EmulatorError(
                         f"kernel '{self.kernel}': gather index out of bounds on axis {axis} "
                         f"(indices {int(ix.min())}..{int(ix.max())}, size {table.shape[axis]}); the emulator "

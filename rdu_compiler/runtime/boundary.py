@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
-from rdu_compiler.dtypes import numpy_of_torch
+from rdu_compiler.dtypes import numpy_of_torch, to_numpy
 
 
 def _fx_dtypes(nodes: list[Any]) -> list[np.dtype[Any] | None]:
@@ -79,4 +79,21 @@ def same_bits(arr: np.ndarray, dtype: np.dtype[Any] | None) -> np.ndarray:
         return arr
     if arr.dtype.kind in "iu" and dtype.kind in "iu" and arr.dtype.itemsize == dtype.itemsize:
         return np.asarray(arr).view(dtype)
+    return arr
+
+
+def weight_view(views: dict[str, Any], name: str, value: Any) -> np.ndarray:
+    """Weight `name` as numpy: last run's array when it is a view of the same tensor's memory
+    and the tensor is unchanged since (same data pointer and version counter, which every
+    in-place op bumps, shape and stride changes included), else `to_numpy` again (kept only
+    when it is a view of the tensor, not a copy)."""
+    if not isinstance(value, torch.Tensor):
+        return np.asarray(value)
+    key = (value._version, value.data_ptr())
+    hit = views.get(name)
+    if hit is not None and hit[0] is value and hit[1] == key:
+        return hit[2]
+    arr = to_numpy(value)
+    if value.device.type == "cpu" and arr.size and arr.ctypes.data == value.data_ptr():
+        views[name] = (value, key, arr)
     return arr

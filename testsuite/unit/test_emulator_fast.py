@@ -140,3 +140,24 @@ def test_prepared_executor_writes_one_element_contractions() -> None:
     got, _ = Emulator(program.module, program.fabric).run(args)
     _same(ref, got)
     np.testing.assert_allclose(np.asarray(got[0]), float(a @ b), rtol=1e-6)
+
+
+def test_weights_changed_between_runs_are_seen() -> None:
+    """The API keeps each weight's numpy view between runs (`api._weight_view`): an in-place
+    update shows through it, a tensor given new memory (`.data =`) is read again."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 4)
+    x = torch.randn(2, 8)
+    program = rdu_compiler.compile(model, (x,), fabric="sn40l")
+    with torch.no_grad():
+        first = program.run(x)
+        name = next(n for n, w in program.imported.weights.items() if tuple(w.shape) == (4, 8))
+        w = program.imported.weights[name]
+        w.mul_(2.0)  # in place: the same memory
+        second = program.run(x)
+        assert np.allclose(second.numpy(), (x @ w.T + model.bias).numpy(), atol=1e-5)
+        assert not np.allclose(first.numpy(), second.numpy())
+        w.data = torch.zeros(4, 8)  # new memory
+        third = program.run(x)
+        b = program.imported.weights[next(n for n, v in program.imported.weights.items() if tuple(v.shape) == (4,))]
+        assert np.allclose(third.numpy(), np.broadcast_to(b.numpy(), (2, 4)), atol=1e-6)
