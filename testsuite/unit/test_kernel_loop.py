@@ -5,7 +5,6 @@ and the refusals."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from rdu_compiler.cost.analysis import build_report
 from rdu_compiler.cost.kloop import apply_kernel_loops
 from rdu_compiler.errors import EmulatorError, RduError
 from rdu_compiler.fabric import load_fabric
+from rdu_compiler.frontend.torch.model_file import load_model_file
 from rdu_compiler.passes.rdu_kernel_loop import LOOPS_ATTR, find_loops, loops_of
 from rdu_compiler.runtime.emulator import Emulator
 
@@ -28,12 +28,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SMALL = LayerShape(hidden=64, heads=4, kv_heads=2, mlp=128, seq=4, past=0)
 
 
-def _example(name: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_model()
+def _example(name: str) -> tuple[torch.nn.Module, tuple[Any, ...]]:
+    return load_model_file(EXAMPLES / f"{name}.py")
 
 
 def _fn(program: Any) -> func.FuncOp:

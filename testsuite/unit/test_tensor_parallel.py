@@ -5,7 +5,6 @@ column/row shards recorded on the weight arguments), plus the refusals."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,14 @@ import rdu_compiler
 from rdu_compiler.api import compile_imported, import_model
 from rdu_compiler.dialects import rdu
 from rdu_compiler.errors import EmulatorError, RduError
+from rdu_compiler.frontend.torch.model_file import load_model_file
 from rdu_compiler.passes.shard_layout import arg_shards, module_tp
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def _example(name: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_model()
+def _example(name: str) -> tuple[torch.nn.Module, tuple[Any, ...]]:
+    return load_model_file(EXAMPLES / f"{name}.py")
 
 
 @pytest.fixture(scope="module", params=["gpt2_2layer", "llama_2layer"])
