@@ -41,7 +41,8 @@ from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.traffic import burst_round
 
 __all__ = [
-    "ProbePlan", "TableProfile", "TierPlan", "harmonic", "index_bytes", "place_indexes", "place_tables", "zipf_hit_fraction",
+    "ProbePlan", "TableProfile", "TierPlan", "harmonic", "index_bytes", "place_indexes", "place_tables",
+    "sparse_update_cost", "zipf_hit_fraction",
 ]
 
 TIERS = ("sram", "hbm", "ddr")
@@ -267,3 +268,24 @@ def place_indexes(tables: list[TableProfile], fabric: Fabric, sram_bytes: int, h
     }
     binds = max(seconds, key=lambda k: seconds[k])
     return ProbePlan(tier, stored, probes, seconds, seconds[binds], binds)
+
+
+def sparse_update_cost(rows: int, dim: int, fabric: Fabric, tier: str = "hbm", itemsize: int = 4,
+                       state_rows: int = 0) -> dict[str, float]:
+    """Cost of an online-training sparse row update (issue 16, item (b)): `rows` distinct
+    rows touched, each read and written whole (row of `dim` x `itemsize` B plus
+    `state_rows` optimizer rows of the same size, e.g. 1 for Adagrad's accumulator), every
+    access rounded up to `tier`'s burst ("hbm" or "ddr"), over that tier's bandwidth.
+
+    Returns {"bytes": charged bytes read + written, "s": seconds}.
+
+    Raises:
+        TieringError: a tier other than hbm/ddr, or negative counts.
+    """
+    if tier not in ("hbm", "ddr"):
+        raise TieringError(f"sparse_update_cost: tier must be 'hbm' or 'ddr', got {tier!r}")
+    if rows < 0 or dim < 1 or itemsize < 1 or state_rows < 0:
+        raise TieringError(f"sparse_update_cost: rows/state_rows must be >= 0 and dim/itemsize >= 1 (got {rows}, {dim}, {itemsize}, {state_rows})")
+    spec = getattr(fabric, tier)
+    nbytes = 2 * rows * (1 + state_rows) * burst_round(dim * itemsize, spec.burst_bytes)
+    return {"bytes": float(nbytes), "s": nbytes / spec.bytes_per_s}

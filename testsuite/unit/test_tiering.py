@@ -96,3 +96,18 @@ def test_probes_are_charged_where_the_index_lives() -> None:
     assert plan.seconds["sram"] == pytest.approx(12_800 / (64 * 1.6e9))
     assert plan.seconds["hbm"] == pytest.approx(12_800 / 1.8e12)
     assert plan.binds == "sram"
+
+
+def test_sparse_update_is_charged_read_plus_write_at_the_burst() -> None:
+    from rdu_compiler.cost.tiering import TieringError, sparse_update_cost
+    from rdu_compiler.fabric import load_fabric
+
+    fab = load_fabric("sn40l")
+    # 100 rows of 16 fp32 (64 B, one burst) + an Adagrad accumulator row: 100 x 2 x 2 x 64 B
+    c = sparse_update_cost(100, 16, fab, "hbm", state_rows=1)
+    assert c["bytes"] == 100 * 2 * 2 * 64
+    assert c["s"] == c["bytes"] / fab.hbm.bytes_per_s
+    # 20 fp32 = 80 B rounds up to 128 B
+    assert sparse_update_cost(1, 20, fab, "ddr")["bytes"] == 2 * 128
+    with pytest.raises(TieringError):
+        sparse_update_cost(1, 16, fab, "sram")
