@@ -370,8 +370,9 @@ def compile(  # noqa: A001 - the documented name of the API
         tp: tensor-parallel degree: `rdu-shard{tp=N}` splits the program over `tp`
             sockets of the fabric's node (docs/design.md "Tensor parallelism"); `.run`
             then runs every socket's program on the node emulator.
-        sockets: sockets the program may use (default: tp); at most the node's, and tp
-            divides it.
+        sockets: sockets the program may use (default: tp x pp); at most the node's, and tp
+            divides it. A shipped preset with fewer sockets stands for its node: "sn40l"
+            with 16 sockets compiles for "sn40l-rack16" (`node_fabric`).
         pp: pipeline-parallel stages, one per socket, or per tp sockets (`rdu-pipeline`; needs
             >= tp x pp sockets, e.g. "sn40l-node8"); `example_inputs` are then one micro-batch.
         microbatches: micro-batches per call; `report["totals"]["estimated_s"]` is the
@@ -385,6 +386,7 @@ def compile(  # noqa: A001 - the documented name of the API
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
+    fabric = node_fabric(fabric, tp * pp, sockets)
     fab = _fabric(fabric)
     check_pp(fab, pp, microbatches, tp, sockets)  # tp x pp sockets first: the clearer message
     check_sockets(fab, tp, sockets if pp == 1 else None)  # before the import; with pp check_pp checked sockets
@@ -431,6 +433,7 @@ def compile_imported(
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
+    fabric = node_fabric(fabric, tp * pp, sockets)
     fab = _fabric(fabric)
     check_pp(fab, pp, microbatches, tp, sockets)  # tp x pp sockets first: the clearer message
     check_sockets(fab, tp, sockets if pp == 1 else None)
@@ -548,6 +551,17 @@ def _constants_report(imported: Any, module: Any) -> dict[str, Any]:
             "ir_literal_bytes": sum(literals), "largest_ir_literal_bytes": max(literals, default=0)}
 
 
+def node_fabric(fabric: str, tp_pp: int, sockets: int | None) -> str:
+    """The fabric a compile for `sockets` sockets (default `tp_pp` = tp x pp) of `fabric`
+    uses: `fabric` itself when its node holds them, else the shipped node preset that
+    extends it (`fabric.node_preset`: "sn40l" with 16 sockets is "sn40l-rack16"), which
+    the report's `fabric.name` then shows."""
+    from rdu_compiler.fabric import node_preset
+
+    used = sockets if sockets is not None else tp_pp
+    return node_preset(fabric, used) if isinstance(used, int) and used > 1 else fabric
+
+
 def _fabric(name: str) -> Fabric:
     from rdu_compiler.fabric import FabricError
 
@@ -587,6 +601,7 @@ def compile_onnx(
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
+    fabric = node_fabric(fabric, tp, sockets)
     fab = _fabric(fabric)
     check_sockets(fab, tp, sockets)
     stage(IMPORT)

@@ -11,6 +11,14 @@ bandwidth each direction (`NodeSpec.link_bytes_per_s`), a the latency of one hop
 - **direct all-reduce** (`full` only): each socket sends its M/N shard to each of the N-1
   others over N-1 links at once (reduce-scatter), then the reduced shards back
   (all-gather): T = 2a + 2(M/N)/B.
+- **recursive doubling all-reduce** (Thakur, Rabenseifner and Gropp, "Optimization of
+  collective communication operations in MPICH", IJHPCA 2005; N a power of two): log2 N
+  steps, at step k socket i exchanges all M bytes with socket i XOR 2^k and adds. On
+  `full` each step is one hop: T = log2(N) (a + M/B). On `ring` the partner is 2^k hops
+  away and, links being bidirectional, at most 2^k of the step's streams share one link
+  direction, so step k takes 2^k (a + M/B): T = (N-1) a + (N-1) M/B -- half the ring
+  algorithm's latency, N/2 times its bytes: the cheaper one for decode-sized messages
+  (M/B << a), the ring for large ones.
 - **all-gather** of M/N per socket: ring (N-1)a + (N-1)(M/N)/B; direct a + (M/N)/B.
 - **send/recv** of M bytes from one socket to another: hops(src, dst) a + M/B (a store-and-
   forward per hop is not modelled: the stream is pipelined through intermediate sockets).
@@ -59,9 +67,24 @@ def direct_all_reduce(node: NodeSpec, nbytes: float) -> CollectiveCost:
     return _cost("direct", 2 * a, 2 * (nbytes / n) / b)
 
 
+def recursive_doubling_all_reduce(node: NodeSpec, nbytes: float) -> CollectiveCost:
+    """Recursive doubling all-reduce of `nbytes` per socket (see the module docstring).
+
+    Raises:
+        ValueError: the socket count is not a power of two.
+    """
+    n, a, b = node.sockets, node.hop_latency_s, node.link_bytes_per_s
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"recursive doubling needs a power-of-two socket count, got {n}")
+    steps = n.bit_length() - 1
+    hops = steps if node.topology == "full" else n - 1  # sum of 2^k over the steps on a ring
+    return _cost("recursive doubling", hops * a, hops * nbytes / b)
+
+
 def all_reduce(node: NodeSpec, nbytes: float, group: int | None = None) -> CollectiveCost:
-    """The cheaper all-reduce of `nbytes` per socket over `group` sockets (default all) that
-    the topology allows (ring always; direct on `full`); 0 s for a group of one.
+    """The cheapest all-reduce of `nbytes` per socket over `group` sockets (default all) that
+    the topology allows (ring always; recursive doubling for a power-of-two group; direct
+    on `full`); 0 s for a group of one.
 
     Raises:
         ValueError: group is not between 1 and the node's sockets.
@@ -71,6 +94,8 @@ def all_reduce(node: NodeSpec, nbytes: float, group: int | None = None) -> Colle
         return _cost("none", 0.0, 0.0)
     sub = _sub(node, g)
     options = [ring_all_reduce(sub, nbytes)]
+    if g & (g - 1) == 0:
+        options.append(recursive_doubling_all_reduce(sub, nbytes))
     if sub.topology == "full":
         options.append(direct_all_reduce(sub, nbytes))
     return min(options, key=lambda c: c.seconds)  # ties: ring, the first

@@ -12,6 +12,7 @@ from rdu_compiler.cost.collectives import (
     all_reduce,
     direct_all_reduce,
     pipeline_bubble,
+    recursive_doubling_all_reduce,
     ring_all_reduce,
     send_recv,
 )
@@ -76,8 +77,22 @@ def test_all_reduce_formulas_on_hand_computed_cases() -> None:
     assert all_reduce(_node(4, "ring"), 4e6, group=1).seconds == 0
     with pytest.raises(ValueError, match="1..4"):
         all_reduce(_node(4, "ring"), 1.0, group=5)
-    small = all_reduce(_node(16, "ring", b=1e11), 16 * 1024)  # decode-sized: latency dominates
+    small = ring_all_reduce(_node(16, "ring", b=1e11), 16 * 1024)  # decode-sized: latency dominates
     assert small.latency_s > 10 * small.transfer_s
+
+
+def test_recursive_doubling_wins_small_messages_on_a_ring_and_loses_large_ones() -> None:
+    ring16 = _node(16, "ring", b=1e11)
+    rd = recursive_doubling_all_reduce(ring16, 8192)  # a decode all-reduce: 4096 bf16
+    assert rd.latency_s == pytest.approx(15e-6) and rd.transfer_s == pytest.approx(15 * 8192 / 1e11)
+    assert all_reduce(ring16, 8192).algorithm == "recursive doubling"
+    assert all_reduce(ring16, 8192).seconds < ring_all_reduce(ring16, 8192).seconds
+    assert all_reduce(ring16, 64e6).algorithm == "ring"  # bandwidth-bound: the ring's 2(N-1)/N M wins
+    assert recursive_doubling_all_reduce(_node(8, "full"), 1e6).latency_s == pytest.approx(3e-6)  # log2 8 hops
+    assert all_reduce(_node(8, "full"), 8192).algorithm == "direct"  # 2 hops beat log2 8
+    assert all_reduce(_node(6, "ring"), 8192).algorithm == "ring"  # not a power of two
+    with pytest.raises(ValueError, match="power-of-two"):
+        recursive_doubling_all_reduce(_node(6, "ring"), 1.0)
 
 
 def test_all_gather_send_recv_and_bubbles() -> None:
