@@ -128,9 +128,10 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
         if Path(args.model).suffix.lower() == ".onnx" and (args.pp != 1 or args.microbatches != 1):
             raise RduError("--pp and --microbatches apply to a model.py only (the ONNX path compiles one socket); drop them")
-        if args.pp != 1 and (args.target == "triton" or args.plot or args.trace):
-            raise RduError("--pp compiles one program per socket; --target triton, --plot and --trace handle one-socket "
-                           "programs only (not implemented for stage programs yet); drop them or --pp")
+        if args.pp != 1 and (args.target == "triton" or args.plot):
+            raise RduError("--pp compiles one program per socket; --target triton and --plot handle one-socket "
+                           "programs only (not implemented for stage programs yet; --trace shows every stage's "
+                           "socket); drop them or --pp")
         if Path(args.model).suffix.lower() == ".onnx":  # ONNX: --check against onnx's reference evaluator
             program, check = cli_compile(args, stage, str(out_dir.parent))
         else:
