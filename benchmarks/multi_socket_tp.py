@@ -107,7 +107,7 @@ def sweeps(prog: Any, fabric: str) -> dict[str, Any]:
     base_coll = t.get("collectives_s", 0.0)
     rows_net = []
     with tempfile.TemporaryDirectory() as tmp:
-        for topo in ("ring", "full"):
+        for topo in ("ring", "nodes", "full"):
             for hop in (0.25e-6, 0.5e-6, 1e-6, 2e-6):
                 path = Path(tmp) / f"v-{topo}-{hop}.toml"
                 path.write_text(f'extends = "{fabric}"\n[sockets]\ntopology = "{topo}"\nhop_latency_s = {hop}\n')

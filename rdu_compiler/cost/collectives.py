@@ -19,7 +19,17 @@ bandwidth each direction (`NodeSpec.link_bytes_per_s`), a the latency of one hop
   direction, so step k takes 2^k (a + M/B): T = (N-1) a + (N-1) M/B -- half the ring
   algorithm's latency, N/2 times its bytes: the cheaper one for decode-sized messages
   (M/B << a), the ring for large ones.
-- **all-gather** of M/N per socket: ring (N-1)a + (N-1)(M/N)/B; direct a + (M/N)/B.
+  On `nodes` of S sockets (S a power of two) every partner is one hop away (inside the
+  node while 2^k < S, the same index in another node after): T = log2(N) (a + M/B).
+- **hierarchical all-reduce** (`nodes`: G = N/S nodes of S fully connected sockets, socket
+  i linked to socket i of every other node; the 2-D scheme of NCCL / Horovod's
+  hierarchical all-reduce): a direct reduce-scatter inside each node (a + (M/S)/B), an
+  all-reduce of each M/S piece among the G sockets of the same index (the cheaper of
+  direct 2a + 2(M/N)/B and, G a power of two, recursive doubling log2(G) (a + (M/S)/B)),
+  a direct all-gather inside each node (a + (M/S)/B). Two nodes: T = 3a + 3(M/S)/B.
+- **all-gather** of M/N per socket: ring (N-1)a + (N-1)(M/N)/B; direct a + (M/N)/B; on
+  `nodes`, inside each node then across (each socket sends its node's S shards to its
+  G - 1 peers at once): 2a + (1 + S)(M/N)/B.
 - **send/recv** of M bytes from one socket to another: hops(src, dst) a + M/B (a store-and-
   forward per hop is not modelled: the stream is pipelined through intermediate sockets).
 
@@ -77,8 +87,31 @@ def recursive_doubling_all_reduce(node: NodeSpec, nbytes: float) -> CollectiveCo
     if n < 1 or n & (n - 1):
         raise ValueError(f"recursive doubling needs a power-of-two socket count, got {n}")
     steps = n.bit_length() - 1
-    hops = steps if node.topology == "full" else n - 1  # sum of 2^k over the steps on a ring
+    s = node.node_sockets
+    one_hop = node.topology == "full" or (node.topology == "nodes" and s & (s - 1) == 0)
+    hops = steps if one_hop else n - 1  # on a ring the sum of 2^k over the steps
     return _cost("recursive doubling", hops * a, hops * nbytes / b)
+
+
+def hierarchical_all_reduce(node: NodeSpec, nbytes: float) -> CollectiveCost:
+    """Hierarchical (2-D) all-reduce of `nbytes` per socket on a `nodes` topology (module
+    docstring).
+
+    Raises:
+        ValueError: the topology is not `nodes`.
+    """
+    if node.topology != "nodes":
+        raise ValueError(f"a hierarchical all-reduce needs topology 'nodes', the node has {node.topology!r}")
+    s, a, b = node.node_sockets, node.hop_latency_s, node.link_bytes_per_s
+    g = node.sockets // s
+    piece = nbytes / s
+    inter = [_cost("direct", 2 * a, 2 * (piece / g) / b)]
+    if g & (g - 1) == 0:
+        steps = g.bit_length() - 1
+        inter.append(_cost("recursive doubling", steps * a, steps * piece / b))
+    across = min(inter, key=lambda c: c.seconds)
+    return _cost(f"hierarchical ({across.algorithm} across {g} nodes)", 2 * a + across.latency_s,
+                 2 * piece / b + across.transfer_s)
 
 
 def all_reduce(node: NodeSpec, nbytes: float, group: int | None = None) -> CollectiveCost:
@@ -98,6 +131,8 @@ def all_reduce(node: NodeSpec, nbytes: float, group: int | None = None) -> Colle
         options.append(recursive_doubling_all_reduce(sub, nbytes))
     if sub.topology == "full":
         options.append(direct_all_reduce(sub, nbytes))
+    if sub.topology == "nodes":
+        options.append(hierarchical_all_reduce(sub, nbytes))
     return min(options, key=lambda c: c.seconds)  # ties: ring, the first
 
 
@@ -107,10 +142,14 @@ def all_gather(node: NodeSpec, shard_bytes: float, group: int | None = None) -> 
     if g == 1:
         return _cost("none", 0.0, 0.0)
     a, b = node.hop_latency_s, node.link_bytes_per_s
+    sub = _sub(node, g)
     ring = _cost("ring", (g - 1) * a, (g - 1) * shard_bytes / b)
-    if node.topology != "full":
-        return ring
-    return min([ring, _cost("direct", a, shard_bytes / b)], key=lambda c: c.seconds)
+    if sub.topology == "full":
+        return min([ring, _cost("direct", a, shard_bytes / b)], key=lambda c: c.seconds)
+    if sub.topology == "nodes":
+        s = sub.node_sockets
+        return min([ring, _cost("hierarchical", 2 * a, (1 + s) * shard_bytes / b)], key=lambda c: c.seconds)
+    return ring
 
 
 def send_recv(node: NodeSpec, nbytes: float, src: int, dst: int) -> CollectiveCost:
@@ -147,5 +186,13 @@ def _group(node: NodeSpec, group: int | None) -> int:
 
 
 def _sub(node: NodeSpec, g: int) -> NodeSpec:
-    """The node as seen by a group of `g` of its sockets (same links and latencies)."""
-    return NodeSpec(g, node.topology, node.link_bytes_per_s, node.hop_latency_s, node.sync_s, node.ddr_to_hbm_bytes_per_s)
+    """The node as seen by a group of `g` of its sockets (same links and latencies; a group
+    is consecutive sockets from 0, so on `nodes` a group within one node is `full`, a
+    group of whole nodes keeps `nodes`, any other a ring through it)."""
+    topology, per = node.topology, node.node_sockets
+    if topology == "nodes":
+        if g <= per:
+            topology, per = "full", 0
+        elif g % per:
+            topology, per = "ring", 0
+    return NodeSpec(g, topology, node.link_bytes_per_s, node.hop_latency_s, node.sync_s, node.ddr_to_hbm_bytes_per_s, per)

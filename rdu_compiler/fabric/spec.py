@@ -257,7 +257,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "network": {"link_bytes_per_cycle": "int"},
     "launch": {"program_load_s": "float", "argument_load_s": "float"},
     "sockets": {"count": "int", "p2p_bytes_per_s": "float", "topology": "str", "hop_latency_s": "float",
-                "sync_s": "float", "ddr_to_hbm_bytes_per_s": "float"},
+                "sync_s": "float", "ddr_to_hbm_bytes_per_s": "float", "node_sockets": "int"},
 }
 
 _PRESETS = resources.files("rdu_compiler.fabric").joinpath("presets")
@@ -287,6 +287,7 @@ LIMITS: dict[str, int | float] = {
     "[launch].program_load_s": 1.0,
     "[launch].argument_load_s": 1.0,
     "[sockets].count": 1024,
+    "[sockets].node_sockets": 1024,
     "[sockets].hop_latency_s": 1.0,
     "[sockets].sync_s": 1.0,
     "[sockets].ddr_to_hbm_bytes_per_s": 1e15,

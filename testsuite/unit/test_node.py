@@ -12,6 +12,7 @@ from rdu_compiler.cost.collectives import (
     all_reduce,
     direct_all_reduce,
     pipeline_bubble,
+    hierarchical_all_reduce,
     recursive_doubling_all_reduce,
     ring_all_reduce,
     send_recv,
@@ -22,12 +23,13 @@ from rdu_compiler.fabric.node import NodeSpec
 
 def test_multi_socket_presets_extend_the_socket() -> None:
     one, node, rack = load_fabric("sn40l"), load_fabric("sn40l-node8"), load_fabric("sn40l-rack16")
-    assert (node.sockets, node.node.topology) == (8, "full") and (rack.sockets, rack.node.topology) == (16, "ring")
+    assert (node.sockets, node.node.topology) == (8, "full") and (rack.sockets, rack.node.topology) == (16, "nodes")
     for f in (node, rack):  # every socket field comes from sn40l
         assert (f.rows, f.cols, f.hbm, f.ddr, f.pcu, f.pmu) == (one.rows, one.cols, one.hbm, one.ddr, one.pcu, one.pmu)
     assert rack.node.hop_latency_s == node.node.hop_latency_s == 1e-6  # inherited through two levels
     assert one.node.topology == "single" and one.node.links_per_socket == 0
-    assert node.node.links_per_socket == 7 and rack.node.links_per_socket == 2
+    assert node.node.links_per_socket == 7 and rack.node.links_per_socket == 8  # 7 in the node + 1 across
+    assert rack.node.node_sockets == 8
 
 
 def _spec(tmp_path: Path, text: str, name: str = "f.toml") -> str:
@@ -125,3 +127,33 @@ def test_a_multi_socket_fabric_says_the_program_uses_one_socket() -> None:
     buf = io.StringIO()
     print_report(Console(file=buf, width=100), node, "linear")
     assert "one of the 8 sockets" in " ".join(buf.getvalue().split())
+
+
+def _nodes(n: int, per: int, b: float = 1e11, a: float = 1e-6) -> NodeSpec:
+    return NodeSpec(n, "nodes", b, a, 1e-5, 1e11, per)
+
+
+def test_nodes_topology_hierarchical_all_reduce_and_hops() -> None:
+    rack = _nodes(16, 8)
+    assert [rack.hops(0, d) for d in (0, 1, 7, 8, 9, 15)] == [0, 1, 1, 1, 2, 2]
+    h = hierarchical_all_reduce(rack, 8192)  # reduce-scatter in the node, exchange across, all-gather
+    assert h.latency_s == pytest.approx(3e-6) and h.transfer_s == pytest.approx(3 * 1024 / 1e11)
+    assert all_reduce(rack, 8192).algorithm.startswith("hierarchical")
+    assert all_reduce(rack, 8192, group=8).algorithm == "direct"  # one node: its full links
+    four = hierarchical_all_reduce(_nodes(32, 8), 8192)  # 4 nodes: recursive doubling across, 2 steps
+    assert four.latency_s == pytest.approx(4e-6)
+    assert recursive_doubling_all_reduce(rack, 8192).latency_s == pytest.approx(4e-6)  # every partner 1 hop
+    g = all_gather(rack, 1000.0)
+    assert g.algorithm == "hierarchical" and g.seconds == pytest.approx(2e-6 + 9 * 1000 / 1e11)
+    with pytest.raises(ValueError, match="needs topology 'nodes'"):
+        hierarchical_all_reduce(_node(16, "ring"), 1.0)
+
+
+def test_nodes_topology_needs_a_node_size_that_divides(tmp_path: Path) -> None:
+    with pytest.raises(FabricError, match="node_sockets"):
+        load_fabric(_spec(tmp_path, 'extends = "sn40l-node8"\n[sockets]\ncount = 16\ntopology = "nodes"\n'))
+    with pytest.raises(FabricError, match="divide count"):
+        load_fabric(_spec(tmp_path, 'extends = "sn40l-rack16"\n[sockets]\nnode_sockets = 5\n', "g.toml"))
+    ring = load_fabric(_spec(tmp_path, 'extends = "sn40l-rack16"\n[sockets]\ntopology = "ring"\n', "r.toml"))
+    assert ring.node.topology == "ring" and ring.node.hops(0, 8) == 8  # node_sockets ignored off `nodes`
+

@@ -211,17 +211,19 @@ def test_rdu_compile_pp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 2 and "--pp compiles one program per socket" in " ".join(err.split()) and "Traceback" not in err
 
 
-def test_o0_and_three_stages_on_the_mlp() -> None:
+def test_o0_and_three_stages_on_the_mlp(tmp_path: Path) -> None:
     """-O0 (rdu-pipeline right after rdu-inline-splats, every kernel its own section) at
-    pp=3 on the rack: the stages equal the unstaged -O0 program, and each send pays the
-    ring's hops between its stages."""
+    pp=3 on the rack wired as a ring: the stages equal the unstaged -O0 program, and each
+    send pays the ring's hops between its stages."""
     import rdu_compiler
     from rdu_compiler.frontend.torch.model_file import load_model_file
 
+    ring = tmp_path / "ring16.toml"
+    ring.write_text('extends = "sn40l-rack16"\n[fabric]\nname = "ring16"\n[sockets]\ntopology = "ring"\n')
     model, inputs = load_model_file(str(EXAMPLES / "mlp.py"))
     imported = rdu_compiler.import_model(model, inputs)
-    one = rdu_compiler.compile_imported(imported, fabric="sn40l-rack16", opt_level=0)
-    staged = rdu_compiler.compile_imported(imported, fabric="sn40l-rack16", opt_level=0, pp=3, microbatches=2)
+    one = rdu_compiler.compile_imported(imported, fabric=str(ring), opt_level=0)
+    staged = rdu_compiler.compile_imported(imported, fabric=str(ring), opt_level=0, pp=3, microbatches=2)
     assert _rel_l2(staged.run(*inputs), one.run(*inputs)) <= 1e-5
     stages = staged.report["pipeline"]["stages"]
     assert len(stages) == 3 and all(len(st["transfers"]) >= 1 for st in stages[:2])
