@@ -23,8 +23,8 @@ from rdu_compiler.kernel.access import num_tiles
 from rdu_compiler.kernel.traffic import (
     compute_dtype,
     follow_tiers,
-    gather_tier,
     gathered_bytes,
+    gathered_bytes_by_tier,
     itemsize,
     kernel_flops,
     kernel_traffic,
@@ -51,7 +51,8 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0, fabric: Fabr
 
     Gathers are charged to their tier at its access granularity (`fabric`'s
     `burst_bytes`; without a fabric, at the bytes requested): `gather_bytes` records
-    both, per tier."""
+    both, per tier. A row gather `rdu-tier-rows` split charges its expected hot share to
+    HBM and the rest to DDR, each at its tier's burst (`kernel.traffic.gathered_bytes_by_tier`)."""
     traffic = {"hbm": 0, "ddr": 0}
     gathers = {t: {"requested": 0, "charged": 0} for t in traffic}
     tiers = _tier_sources(section, traffic)
@@ -61,12 +62,13 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0, fabric: Fabr
         for v, nbytes in zip([*k.inputs, *k.inits], per_operand, strict=True):
             if v in tiers:
                 traffic[tiers[v]] += nbytes
-        tier = gather_tier(k)
-        gathered = gathered_bytes(k, getattr(fabric, tier).burst_bytes if fabric is not None else 1)
-        if gathered:
-            traffic[tier] += gathered
-            gathers[tier]["charged"] += gathered
-            gathers[tier]["requested"] += gathered_bytes(k)
+        bursts = {t: getattr(fabric, t).burst_bytes for t in traffic} if fabric is not None else None
+        requested = gathered_bytes_by_tier(k)
+        for tier, charged in gathered_bytes_by_tier(k, bursts).items():  # a tiered row gather: HBM and DDR
+            if charged:
+                traffic[tier] += round(charged)
+                gathers[tier]["charged"] += round(charged)
+                gathers[tier]["requested"] += round(requested[tier])
         result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
         kernels.append(
             KernelLoad(

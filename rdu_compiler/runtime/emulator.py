@@ -128,6 +128,8 @@ class Emulator:
                     self.executors[k] = PreparedKernelExecutor(k) if prepared else KernelExecutor(k)
                     # gathers are charged at their tier's access granularity (kernel.traffic.gathered_bytes)
                     self.executors[k].gather_burst = getattr(fabric, gather_tier(k)).burst_bytes
+                    if k.hot_rows is not None:  # rdu-tier-rows: rows >= hot_rows are read from DDR
+                        self.executors[k].gather_split = (k.hot_rows.value.data, fabric.ddr.burst_bytes)
         if named is not None and _comparable(named) != _comparable(fabric):  # after the sections: their reasons are sharper
             raise EmulatorError(
                 f"the program was compiled for fabric '{named.name}' ({module.attributes[FABRIC_ATTR]}) but the "
@@ -231,6 +233,8 @@ class Emulator:
                     add(st, tier, ks.operand_bytes[i])
                 if ks.gathered_bytes:
                     add(st, gtier, ks.gathered_bytes)
+                if ks.cold_gathered_bytes:
+                    add(st, "ddr", ks.cold_gathered_bytes)
                 st.pmu_bytes[label] = sum(ks.operand_bytes) + ks.result_bytes + ks.pmu_probe_bytes
                 st.tiles[label] = ks.tiles
             elif kind == 1:  # load, yield: values pass through
