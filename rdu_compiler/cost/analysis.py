@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, TensorType
 from xdsl.ir import SSAValue
 
 from rdu_compiler.cost.model import KernelLoad, Roofline, SectionLoad, program_cost, roofline
@@ -147,6 +147,23 @@ def _compulsory_bytes(fn: func.FuncOp, sections: list[rdu.SectionOp]) -> int:
     return total + _tensor_bytes(list(ret.operands) if ret else [])
 
 
+def tiering_report(assumption: str, sections: list[rdu.SectionOp]) -> dict[str, Any]:
+    """What `rdu-tier-rows` placed: per tiered row gather, the table's rows, hot rows (HBM),
+    expected hot share of its row reads, and the table bytes stored in HBM and DDR."""
+    tables = []
+    for s in sections:
+        for k in s.kernels():
+            if k.hot_rows is None or k.hot_fraction is None:
+                continue
+            rows, cols = rdu.shape_of(k.captures[0].type)
+            row_bytes = cols * itemsize(k.captures[0].type)
+            hot = k.hot_rows.value.data
+            tables.append({"kernel": k.label, "rows": rows, "hot_rows": hot, "hot_fraction": k.hot_fraction.value.data,
+                           "hbm_bytes": hot * row_bytes, "ddr_bytes": (rows - hot) * row_bytes})
+    return {"assumption": assumption, "tables": tables,
+            "stored_bytes": {t: sum(x[f"{t}_bytes"] for x in tables) for t in ("hbm", "ddr")}}
+
+
 def mixed_roofline(loads: list[SectionLoad], compulsory_bytes: int, fabric: Fabric) -> Roofline:
     """The roofline with every kernel's FLOPs at the peak of its own dtype.
 
@@ -224,6 +241,9 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int, fn: func.Func
         "roofline": roof.to_dict(),
         "roofline_fraction": (roof.bound_s / total) if total else 0.0,
     }
+    tiering = module.attributes.get("rdu.tier_rows")
+    if isinstance(tiering, StringAttr):
+        report["tiering"] = tiering_report(tiering.data, sections)
     if fn is _main(module):  # rdu-kernel-loop ran: one looped call per loop (no-op otherwise)
         from rdu_compiler.cost.kloop import apply_kernel_loops
 

@@ -32,12 +32,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from rdu_compiler.embedding.table import SLOTS
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.traffic import burst_round
-from rdu_compiler.plan.tiering import TableProfile, TieringError, harmonic, place_rows, zipf_hit_fraction
+from rdu_compiler.plan.tiering import (
+    TableProfile,
+    TieringError,
+    harmonic,
+    place_rows,
+    zipf_hit_fraction,
+)
 
 __all__ = [
     "ProbePlan", "TableProfile", "TierPlan", "TieringError", "harmonic", "index_bytes", "place_indexes", "place_tables",

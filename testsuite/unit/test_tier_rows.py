@@ -1,0 +1,163 @@
+"""rdu-tier-rows (issue 16): hot rows of a gathered table in HBM, cold rows in DDR.
+
+Checks: the emulator reads each row from the tier its actual row number falls in (its DDR
+bytes equal a numpy count of the IDs >= hot_rows, times the row's bursts); the cost model
+charges the expected hot share (Zipf or profile) at HBM and the rest at DDR, so its DDR
+bytes grow as the HBM budget shrinks and are zero for a table that fits; rdu-allocate
+splits the table's bytes; bad options are refused by name; DLRM compiles with it and
+still equals eager.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rdu_compiler.cost.analysis import build_report
+from rdu_compiler.errors import CompileError, RduError
+from rdu_compiler.fabric import load_fabric
+from rdu_compiler.ir import parse_module
+from rdu_compiler.passes.common import kernels
+from rdu_compiler.pipeline import pipeline, run_pipeline
+from rdu_compiler.plan.tiering import zipf_hit_fraction
+from rdu_compiler.runtime.emulator import Emulator
+
+TINY = load_fabric("tiny")
+ROWS = 50
+
+
+def row_gather(n: int, d: int, rows: int = ROWS) -> str:
+    return f"""
+func.func @main(%table: tensor<{rows}x{d}xf32>, %ids: tensor<{n}xi64>) -> tensor<{n}x{d}xf32> {{
+  %e = tensor.empty() : tensor<{n}x{d}xf32>
+  %r = linalg.generic {{indexing_maps = [affine_map<(i, j) -> (i)>, affine_map<(i, j) -> (i, j)>], iterator_types = ["parallel", "parallel"]}} ins(%ids : tensor<{n}xi64>) outs(%e : tensor<{n}x{d}xf32>) {{
+  ^bb0(%id: i64, %o: f32):
+    %row = arith.index_cast %id : i64 to index
+    %col = linalg.index 1 : index
+    %v = tensor.extract %table[%row, %col] : tensor<{rows}x{d}xf32>
+    linalg.yield %v : f32
+  }} -> tensor<{n}x{d}xf32>
+  return %r : tensor<{n}x{d}xf32>
+}}
+"""
+
+
+def compiled(text: str, tier_rows: str = "") -> tuple[object, object]:
+    module = parse_module(text)
+    run_pipeline(module, pipeline("tiny", 1, tier_rows=tier_rows))
+    (gather,) = [k for k in kernels(module) if k.captures]
+    return module, gather
+
+
+@pytest.mark.parametrize(("d", "hbm_bytes", "row_burst"), [(16, 640, 64), (20, 800, 128), (16, 0, 64)])
+def test_emulated_tiers_equal_a_numpy_count_of_the_ids(d: int, hbm_bytes: int, row_burst: int) -> None:
+    n = 40
+    rng = np.random.default_rng(3)
+    table = rng.standard_normal((ROWS, d)).astype(np.float32)
+    ids = np.minimum(rng.zipf(1.3, n) - 1, ROWS - 1).astype(np.int64)  # skewed, some cold
+    base, _ = compiled(row_gather(n, d))
+    (out0,), whole = Emulator(base, TINY).run([table, ids])
+    module, gather = compiled(row_gather(n, d), f"hbm_bytes={hbm_bytes} zipf=1.0")
+    hot = gather.hot_rows.value.data
+    assert hot == hbm_bytes // (d * 4)  # the budget's whole rows (one table: densest = first)
+    (out,), split = Emulator(module, TINY).run([table, ids])
+    np.testing.assert_array_equal(out, table[ids])
+    cold = int(np.count_nonzero(ids >= hot))
+    assert 0 < cold < n or hot == 0
+    assert split.ddr_bytes == cold * row_burst
+    assert whole.ddr_bytes == 0
+    assert split.hbm_bytes == whole.hbm_bytes - cold * row_burst  # the rest of the program unchanged
+    # the cost model's expectation, from the stated Zipf(1): f = H(hot, 1) / H(50, 1)
+    f = zipf_hit_fraction(hot, ROWS, 1.0)
+    assert gather.hot_fraction.value.data == pytest.approx(f)
+    g = build_report(module, TINY, 1)["totals"]["gather_bytes"]
+    assert g["ddr"]["charged"] == round((1 - f) * n * row_burst)
+    assert g["hbm"]["charged"] == round(f * n * row_burst)
+
+
+def test_ddr_bytes_grow_as_the_hbm_budget_shrinks_and_a_table_that_fits_has_none() -> None:
+    ddr, est = [], []
+    for budget in (ROWS * 64, 1280, 640, 128, 0):
+        module, gather = compiled(row_gather(24, 16), f"hbm_bytes={budget} zipf=1.0")
+        rep = build_report(module, TINY, 1)
+        ddr.append(rep["totals"]["ddr_bytes"])
+        est.append(rep["totals"]["estimated_s"])
+        assert module.attributes["rdu.ddr_peak_bytes"].value.data == (ROWS - gather.hot_rows.value.data) * 64
+        assert rep["tiering"]["tables"][0]["hot_rows"] == min(ROWS, budget // 64)
+    assert ddr[0] == 0
+    assert all(a < b for a, b in zip(ddr, ddr[1:], strict=False)), ddr
+    assert ddr[-1] == 24 * 64  # nothing hot: every row read from DDR
+    assert est[0] <= est[-1]
+
+
+def test_profile_counts_give_the_hot_share_of_the_rows_as_numbered(tmp_path: Path) -> None:
+    counts = np.arange(ROWS, 0, -1, dtype=np.float64)  # numbered hot-first
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"0": counts.tolist()}))
+    _, gather = compiled(row_gather(24, 16), f'hbm_bytes=640 profile="{path}"')
+    assert gather.hot_rows.value.data == 10
+    assert gather.hot_fraction.value.data == pytest.approx(counts[:10].sum() / counts.sum())
+    path.write_text(json.dumps({"0": counts[::-1].tolist()}))  # cold-first: the 10 rows chosen hold the least
+    _, gather = compiled(row_gather(24, 16), f'hbm_bytes=640 profile="{path}"')
+    assert gather.hot_fraction.value.data == pytest.approx(counts[-10:].sum() / counts.sum())
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ("zipf=1.0", "hbm_bytes = -1"),
+    ("hbm_bytes=-5 zipf=1.0", "hbm_bytes = -5"),
+    (f"hbm_bytes={1 << 40} zipf=1.0", "give the HBM budget"),
+    ("hbm_bytes=640", "no access profile"),
+    ("hbm_bytes=640 zipf=-1.0", "zipf = -1.0"),
+    ('hbm_bytes=640 profile="/nonexistent/p.json"', "cannot be read"),
+])
+def test_bad_options_are_refused_by_name(options: str, message: str) -> None:
+    with pytest.raises(CompileError, match="rdu-tier-rows") as e:
+        compiled(row_gather(8, 16), options)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize(("profile", "message"), [
+    ({"0": [1.0] * 7}, "give 50 non-negative counts"),
+    ({"1": [1.0] * ROWS}, "names arguments [1]"),
+    ({"0": [0.0] * ROWS}, "not all zero"),
+])
+def test_bad_profiles_are_refused_by_name(tmp_path: Path, profile: dict, message: str) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(profile))
+    with pytest.raises(CompileError, match="rdu-tier-rows") as e:
+        compiled(row_gather(8, 16), f'hbm_bytes=640 profile="{path}"')
+    assert message in str(e.value)
+
+
+def test_dlrm_with_row_tiering_equals_eager_and_reads_its_cold_rows_from_ddr() -> None:
+    import rdu_compiler
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    import dlrm
+
+    model, inputs = dlrm.get_model(batch=8)
+    budget = 1 << 20  # 1 MiB of the 3.5 MiB of tables
+    program = rdu_compiler.compile(model, inputs, fabric="sn40l", opt_level=1, tier_rows={"hbm_bytes": budget, "zipf": 1.05})
+    got = program.run(*inputs)
+    with torch.no_grad():
+        want = model(*inputs)
+    assert float((got - want).norm() / want.norm()) <= 1e-5
+    tiering = program.report["tiering"]
+    assert tiering["assumption"] == f"hbm_bytes={budget} zipf(s=1.05)"
+    assert tiering["stored_bytes"]["hbm"] <= budget < tiering["stored_bytes"]["hbm"] + 16 * 4 * 26
+    hot = {t["kernel"]: t["hot_rows"] for t in tiering["tables"]}
+    assert len(hot) == 26
+    gathers = sorted((k for k in kernels(program.module) if k.hot_rows is not None), key=lambda k: int(k.label[1:].split("_")[0]))
+    # the f-th tiered gather reads feature f's IDs (indices row f): the cold ones come from DDR
+    cold = sum(int(np.count_nonzero(inputs[1][f].numpy() >= k.hot_rows.value.data)) for f, k in enumerate(gathers))
+    assert cold > 0
+    assert program.last_stats.ddr_bytes == cold * 64
+    with pytest.raises(RduError, match="tier_rows takes"):
+        rdu_compiler.compile(model, inputs, tier_rows={"hbm": 1})
+    assert math.isfinite(program.report["totals"]["estimated_s"])
