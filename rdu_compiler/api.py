@@ -381,8 +381,8 @@ def compile(  # noqa: A001 - the documented name of the API
         kernel_looping: loop repeated layers (`rdu-kernel-loop`, `cost.kloop`); refused with pp > 1.
         tier_rows: split embedding tables' rows between HBM and DDR (`rdu-tier-rows`):
             {"hbm_bytes": int (HBM budget for the tables' rows), "zipf": s (a stated Zipf
-            assumption) and/or "profile": {parameter name ("tables.3.weight") or FX
-            argument name: per-row access counts}}; one socket only (tp = pp = 1).
+            assumption) and/or "profile": {parameter or buffer name ("tables.3.weight") or
+            FX argument name: per-row access counts}}; one socket only (tp = pp = 1).
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -525,10 +525,10 @@ def tier_rows_options(tier_rows: dict[str, Any], arg_names: list[str], tmp: str)
     if tier_rows.get("profile"):
         counts = {}
         for name, c in tier_rows["profile"].items():
-            fx = name if name in arg_names else "p_" + name.replace(".", "_")
-            if fx not in arg_names:
+            fx = next((n for n in (name, "p_" + name.replace(".", "_"), "b_" + name.replace(".", "_")) if n in arg_names), "")
+            if not fx:
                 raise RduError(f"tier_rows profile: '{name}' is not a parameter of the model "
-                               f"(parameters: {[a for a in arg_names if a.startswith('p_')][:8]} ...)")
+                               f"(parameters and buffers: {[a for a in arg_names if a[:2] in ('p_', 'b_')][:8]} ...)")
             counts[str(arg_names.index(fx))] = np.asarray(c, dtype=np.float64).tolist()
         path = os.path.join(tmp, "profile.json")
         with open(path, "w") as f:

@@ -161,3 +161,36 @@ def test_dlrm_with_row_tiering_equals_eager_and_reads_its_cold_rows_from_ddr() -
     with pytest.raises(RduError, match="tier_rows takes"):
         rdu_compiler.compile(model, inputs, tier_rows={"hbm": 1})
     assert math.isfinite(program.report["totals"]["estimated_s"])
+
+
+def test_hot_first_snapshot_puts_the_counted_ids_first_and_the_compiled_lookup_reads_them_from_hbm() -> None:
+    import rdu_compiler
+    from rdu_compiler.embedding import CollisionlessTable
+    from rdu_compiler.embedding.probe import probe
+    from rdu_compiler.frontend.torch.collisionless import CollisionlessEmbedding
+
+    rng = np.random.default_rng(5)
+    table = CollisionlessTable(16, capacity=256, seed=1)
+    ids = np.unique(rng.integers(-(1 << 62), 1 << 62, 200, dtype=np.int64))
+    table.assign(ids, rng.standard_normal((len(ids), 16)).astype(np.float32), now=0)
+    counts = rng.zipf(1.2, len(ids)).astype(np.float64)
+    plain, hot = CollisionlessEmbedding(table), CollisionlessEmbedding(table, hot_first=(ids, counts))
+    query = torch.from_numpy(np.concatenate([ids[rng.integers(0, len(ids), 60)], [7, -7]]))  # two absent IDs
+    torch.testing.assert_close(hot(query), plain(query), rtol=0, atol=0)
+    np.testing.assert_array_equal(hot(query).numpy(), table.lookup(query.numpy()))
+    rows = probe(hot.index.numpy(), ids)
+    ranked = np.argsort(-counts, kind="stable")
+    np.testing.assert_array_equal(rows[ranked], np.arange(len(ids)))  # most counted ID -> row 0, ...
+    # compiled with a 640 B budget (10 rows of 64 B) and the profile per row: the hot rows
+    # are the 10 most counted IDs, and the emulator reads the rest (and misses: the zero row) from DDR
+    per_row = np.zeros(hot.weight.shape[0])
+    per_row[rows] = counts
+    program = rdu_compiler.compile(hot, (query,), fabric="sn40l", opt_level=1,
+                                   tier_rows={"hbm_bytes": 640, "profile": {"weight": per_row}})
+    np.testing.assert_array_equal(program.run(query), table.lookup(query.numpy()))
+    (t,) = program.report["tiering"]["tables"]
+    assert t["hot_rows"] == 10
+    assert t["hot_fraction"] == pytest.approx(np.sort(counts)[::-1][:10].sum() / counts.sum())
+    looked_up = probe(hot.index.numpy(), query.numpy())
+    looked_up[looked_up < 0] = hot.miss_row
+    assert program.last_stats.ddr_bytes == int(np.count_nonzero(looked_up >= 10)) * 64
