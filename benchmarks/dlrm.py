@@ -119,6 +119,22 @@ def tiering(batch: int, zipf_s: float, fabric_name: str) -> list[dict[str, Any]]
     return out
 
 
+def small_hbm_fabric(preset: str, capacity: int) -> str:
+    """A copy of the preset's spec with `[hbm] capacity_bytes = capacity`, written to a
+    temporary .toml; returns its path."""
+    import re
+    import tempfile
+    from importlib import resources
+
+    text = resources.files("rdu_compiler.fabric.presets").joinpath(f"{preset}.toml").read_text()
+    text, n = re.subn(r"(\[hbm\]\n(?:#.*\n)*capacity_bytes = )\d+", rf"\g<1>{capacity}", text, count=1)
+    assert n == 1, "no [hbm] capacity_bytes in the preset"
+    text = text.replace(f'name = "{preset}"', f'name = "{preset}-hbm{capacity >> 20}m"', 1)
+    path = Path(tempfile.mkdtemp()) / f"{preset}-hbm{capacity >> 20}m.toml"
+    path.write_text(text)
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 128, 2048])
@@ -127,8 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiering", action="store_true")
     ap.add_argument("--zipf", type=float, default=1.05)
     ap.add_argument("--tier-rows", type=int, nargs="+", default=[], metavar="HBM_BYTES")
+    ap.add_argument("--hbm-capacity", type=int, default=None, metavar="BYTES",
+                    help="compile on a copy of --fabric whose HBM holds only BYTES (a stand-in for HBM that other "
+                         "tensors fill): whole tables that do not fit then go to DDR")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    if args.hbm_capacity is not None:
+        args.fabric = small_hbm_fabric(args.fabric, args.hbm_capacity)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     caps: list[Any] = {"full": [None], "hashed": [dlrm.MAX_IND_RANGE], "both": [None, dlrm.MAX_IND_RANGE],
                        "collisionless": ["collisionless"], "all": [None, dlrm.MAX_IND_RANGE, "collisionless"]}[args.tables]
