@@ -21,9 +21,9 @@ Hash probes (`place_indexes`): a `CollisionlessTable` lookup first probes its cu
 (at most two buckets of 4 x 16 B); each table's whole index goes to the densest tier it fits,
 and the probes are charged like the row gathers.
 
-What this is not (yet): the compiled program keeps each table in one tier (rdu-allocate's
-`capture_tiers`); this module is the cost model's answer to "where should the rows go and
-what would it save", not a pass that splits a table's gather across tiers.
+This module is the cost model's answer to "where should the rows go and what would it
+save", including an SRAM tier; the compiled program's split (HBM / DDR by row range) is the
+`rdu-tier-rows` pass, which shares the placement (`plan.tiering.place_rows`).
 """
 
 from __future__ import annotations
