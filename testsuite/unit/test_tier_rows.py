@@ -194,3 +194,18 @@ def test_hot_first_snapshot_puts_the_counted_ids_first_and_the_compiled_lookup_r
     looked_up = probe(hot.index.numpy(), query.numpy())
     looked_up[looked_up < 0] = hot.miss_row
     assert program.last_stats.ddr_bytes == int(np.count_nonzero(looked_up >= 10)) * 64
+
+
+def test_hot_rows_fill_hbm_first_and_the_rest_spills_or_is_refused() -> None:
+    cap = TINY.hbm.capacity_bytes
+    rows = 2 * cap // 64  # a table of twice HBM; the budget is all of HBM
+    module, gather = compiled(row_gather(8, 16, rows=rows), f"hbm_bytes={cap} zipf=1.0")
+    assert gather.hot_rows.value.data == cap // 64
+    # the hot rows take all of HBM, so the IDs (8 x 8 B) and the result (8 x 64 B) go to DDR with the cold rows
+    assert module.attributes["rdu.hbm_peak_bytes"].value.data == cap
+    assert module.attributes["rdu.ddr_peak_bytes"].value.data == (rows - cap // 64) * 64 + 8 * 8 + 8 * 64
+    # an argument placed before the table fills HBM: its hot rows cannot go there, and rdu-allocate says what to change
+    text = row_gather(8, 16, rows=rows).replace("func.func @main(", f"func.func @main(%big: tensor<{cap // 4}xf32>, ")
+    with pytest.raises(CompileError, match="rdu-allocate") as e:
+        compiled(text, f"hbm_bytes={cap} zipf=1.0")
+    assert "smaller hbm_bytes" in str(e.value)
