@@ -51,7 +51,14 @@ class KernelStats:
     result_bytes: int = 0
     gathered_bytes: int = 0
     cold_gathered_bytes: int = 0  # a tiered row gather's DDR rows (rdu-tier-rows)
+    rows_read: tuple[int, int] | None = None  # a tiered row gather: (rows read from HBM, from DDR)
     pmu_probe_bytes: int = 0  # a hash probe's reads of its PMU-resident index
+
+    def add_rows(self, ctx: Any) -> None:
+        """Add a tile's (HBM rows, DDR rows) of a tiered row gather (`TileContext.rows_read`)."""
+        if ctx.split is not None:
+            h, d = self.rows_read or (0, 0)
+            self.rows_read = (h + ctx.rows_read[0], d + ctx.rows_read[1])
 
 
 def projection_cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[tuple[Any, ...], list[int] | None, list[int]]:
@@ -222,6 +229,7 @@ class KernelExecutor:
                 prev_starts, prev_sizes = starts, sizes
             stats.gathered_bytes += ctx.gathered_bytes
             stats.cold_gathered_bytes += ctx.cold_gathered_bytes
+            stats.add_rows(ctx)
         if self.red and current_par is not None:
             self._write(results, accs, prev_starts, prev_sizes)
         stats.result_bytes = sum(r.nbytes for r in results)
@@ -376,6 +384,7 @@ class KernelExecutor:
             vals = self.payload.run(args, ctx)
             stats.gathered_bytes += ctx.gathered_bytes
             stats.cold_gathered_bytes += ctx.cold_gathered_bytes
+            stats.add_rows(ctx)
             value = np.broadcast_to(np.asarray(vals[self.scatter_slot], dtype=dest.dtype), sizes).reshape(-1)
             grids = [np.arange(s, s + n).reshape([n if j == d else 1 for j in range(rank)]) for d, (s, n) in enumerate(zip(starts, sizes, strict=True))]
             coords = []

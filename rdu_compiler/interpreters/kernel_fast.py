@@ -257,6 +257,7 @@ class PreparedKernelExecutor(KernelExecutor):
                 ctx = t.ctx
                 assert ctx is not None
                 ctx.gathered_bytes = ctx.cold_gathered_bytes = 0
+                ctx.rows_read = (0, 0)
                 if not self.red:
                     vals = self.payload.run(args, ctx)
                     values = [vals[s] for s in self.payload.yield_slots]
@@ -267,6 +268,7 @@ class PreparedKernelExecutor(KernelExecutor):
                     accs = self._reduce(args, accs, ctx, t.sizes)
                 stats.gathered_bytes += ctx.gathered_bytes
                 stats.cold_gathered_bytes += ctx.cold_gathered_bytes
+                stats.add_rows(ctx)
             prev = t
         if self.red and prev is not None:
             self._store(results, accs, prev, plan, single)

@@ -162,6 +162,7 @@ class TileContext:
         # from DDR, counted in cold_gathered_bytes (gathered_bytes: the HBM rows)
         self.split = split
         self.cold_gathered_bytes = 0
+        self.rows_read = (0, 0)  # (HBM rows, DDR rows) of a split row gather
 
     def index_grid(self, dim: int) -> np.ndarray:
         shape = [1] * len(self.sizes)
@@ -426,6 +427,7 @@ class CompiledPayload:
             cold = int(np.count_nonzero(rows >= hot_rows))
             ctx.gathered_bytes += (rows.size - cold) * burst_round(run * itemsize, ctx.burst)
             ctx.cold_gathered_bytes += cold * burst_round(run * itemsize, cold_burst)
+            ctx.rows_read = (ctx.rows_read[0] + rows.size - cold, ctx.rows_read[1] + cold)
 
         return extract
 

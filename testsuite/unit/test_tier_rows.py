@@ -71,7 +71,8 @@ def test_emulated_tiers_equal_a_numpy_count_of_the_ids(d: int, hbm_bytes: int, r
     cold = int(np.count_nonzero(ids >= hot))
     assert 0 < cold < n or hot == 0
     assert split.ddr_bytes == cold * row_burst
-    assert whole.ddr_bytes == 0
+    assert split.rows_read == {gather.label: (n - cold, cold)}  # the emulator's row counts
+    assert whole.ddr_bytes == 0 and whole.rows_read == {}
     assert split.hbm_bytes == whole.hbm_bytes - cold * row_burst  # the rest of the program unchanged
     # the cost model's expectation, from the stated Zipf(1): f = H(hot, 1) / H(50, 1)
     f = zipf_hit_fraction(hot, ROWS, 1.0)
@@ -158,6 +159,8 @@ def test_dlrm_with_row_tiering_equals_eager_and_reads_its_cold_rows_from_ddr() -
     cold = sum(int(np.count_nonzero(inputs[1][f].numpy() >= k.hot_rows.value.data)) for f, k in enumerate(gathers))
     assert cold > 0
     assert program.last_stats.ddr_bytes == cold * 64
+    assert sum(d for _, d in program.last_stats.rows_read.values()) == cold
+    assert sum(h + d for h, d in program.last_stats.rows_read.values()) == inputs[1].numel()
     with pytest.raises(RduError, match="tier_rows takes"):
         rdu_compiler.compile(model, inputs, tier_rows={"hbm": 1})
     assert math.isfinite(program.report["totals"]["estimated_s"])
