@@ -212,3 +212,33 @@ def test_hot_rows_fill_hbm_first_and_the_rest_spills_or_is_refused() -> None:
     with pytest.raises(CompileError, match="rdu-allocate") as e:
         compiled(text, f"hbm_bytes={cap} zipf=1.0")
     assert "smaller hbm_bytes" in str(e.value)
+
+
+EMBEDDING_MODEL = """
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+model = nn.EmbeddingBag(64, 16, mode="sum")
+example_inputs = (torch.arange(0, 64, 4, dtype=torch.int64), torch.tensor([0, 4, 8, 12]))
+"""
+
+
+def test_cli_tier_rows_compiles_checks_and_reports_rows_per_tier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rdu_compiler.tools.rdu_compile import main
+
+    model = tmp_path / "model.py"
+    model.write_text(EMBEDDING_MODEL)
+    out = tmp_path / "out"
+    try:
+        main([str(model), "--fabric", "tiny", "--tier-rows", "640", "--zipf", "1.2", "--check", "-o", str(out)])
+    except SystemExit as e:
+        pytest.fail(f"rdu-compile exited {e.code}: {capsys.readouterr().err}")
+    report = json.loads((out / "report.json").read_text())
+    assert report["check"]["ok"] is True
+    (t,) = report["tiering"]["tables"]
+    assert (t["rows"], t["hot_rows"]) == (64, 10) and report["tiering"]["assumption"] == "hbm_bytes=640 zipf(s=1.2)"
+    ids = np.arange(0, 64, 4)
+    (rows,) = report["emulator"]["rows_read"].values()
+    assert rows == {"hbm": int((ids < 10).sum()), "ddr": int((ids >= 10).sum())}
+    assert report["emulator"]["ddr_bytes"] == 64 * int((ids >= 10).sum())
