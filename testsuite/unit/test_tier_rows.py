@@ -242,3 +242,10 @@ def test_cli_tier_rows_compiles_checks_and_reports_rows_per_tier(tmp_path: Path,
     (rows,) = report["emulator"]["rows_read"].values()
     assert rows == {"hbm": int((ids < 10).sum()), "ddr": int((ids >= 10).sum())}
     assert report["emulator"]["ddr_bytes"] == 64 * int((ids >= 10).sum())
+    assert "rows read HBM / DDR" in capsys.readouterr().out
+
+
+def test_tier_rows_with_tensor_or_pipeline_parallelism_is_refused() -> None:
+    for tp, pp in ((2, 1), (1, 2)):
+        with pytest.raises(CompileError, match="rdu-tier-rows.*one socket"):
+            pipeline("sn40l-node8", 1, tp=tp, pp=pp, tier_rows="hbm_bytes=1024 zipf=1.0")
