@@ -121,6 +121,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     timings: dict[str, float] = {}
     with progress:
         tier_rows = {"hbm_bytes": args.tier_rows, "zipf": args.zipf} if args.tier_rows is not None else None
+        if Path(args.model).suffix.lower() == ".onnx" and tier_rows:
+            raise RduError("--tier-rows applies to a model.py only (not wired into the ONNX path yet); drop it")
         all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run, tp=args.tp, pp=args.pp,
                             kernel_looping=args.kernel_looping, tier_rows="on" if tier_rows else "")
         task = progress.add_task(LOAD, total=len(all_stages))
@@ -137,8 +139,6 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         if args.pp != 1 and (args.target == "triton" or args.plot or args.trace):
             raise RduError("--pp compiles one program per socket; --target triton, --plot and --trace handle one-socket "
                            "programs only (not implemented for stage programs yet); drop them or --pp")
-        if Path(args.model).suffix.lower() == ".onnx" and tier_rows:
-            raise RduError("--tier-rows applies to a model.py only (not wired into the ONNX path yet); drop it")
         if Path(args.model).suffix.lower() == ".onnx":  # ONNX: --check against onnx's reference evaluator
             program, check = cli_compile(args, stage, str(out_dir.parent))
         else:
