@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from rdu_compiler.dtypes import numpy_dtype, numpy_of_torch, to_numpy, to_torch
 from rdu_compiler.errors import CompileError, RduError
 from rdu_compiler.fabric import Fabric, load_fabric
 from rdu_compiler.ir import parse_module
-from rdu_compiler.pipeline import COST, IMPORT, PARSE, pipeline, run_pipeline, set_fabric
+from rdu_compiler.pipeline import COST, IMPORT, PARSE, _quote, pipeline, run_pipeline, set_fabric
 
 Stage = Callable[[str], None]
 
@@ -355,6 +356,7 @@ def compile(  # noqa: A001 - the documented name of the API
     sockets: int | None = None,
     pp: int = 1,
     microbatches: int = 1, kernel_looping: bool = False,
+    tier_rows: dict[str, Any] | None = None,
 ) -> CompiledProgram:
     """Compile a PyTorch module for the RDU.
 
@@ -378,6 +380,10 @@ def compile(  # noqa: A001 - the documented name of the API
         microbatches: micro-batches per call; `report["totals"]["estimated_s"]` is the
             node's time for all of them, with the bubble (`cost.pipeline`).
         kernel_looping: loop repeated layers (`rdu-kernel-loop`, `cost.kloop`); refused with pp > 1.
+        tier_rows: split embedding tables' rows between HBM and DDR (`rdu-tier-rows`):
+            {"hbm_bytes": int (HBM budget for the tables' rows), "zipf": s (a stated Zipf
+            assumption) and/or "profile": {parameter or buffer name ("tables.3.weight") or
+            FX argument name: per-row access counts}}; one socket only (tp = pp = 1).
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -392,7 +398,8 @@ def compile(  # noqa: A001 - the documented name of the API
     check_sockets(fab, tp, sockets if pp == 1 else None)  # before the import; with pp check_pp checked sockets
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches), kernel_looping=kernel_looping)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches),
+                             kernel_looping=kernel_looping, tier_rows=tier_rows)
 
 
 def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
@@ -459,6 +466,7 @@ def _long_lived_heap() -> Iterator[Callable[[], None]]:
 def _compile_imported(
     imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool,
     cls: type[CompiledProgram] = CompiledProgram, tp: int = 1, pp: tuple[int, int] = (1, 1), kernel_looping: bool = False,
+    tier_rows: dict[str, Any] | None = None,
 ) -> Any:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
@@ -476,9 +484,12 @@ def _compile_imported(
         refreeze()
         snapshots: dict[str, str] | None = {} if keep_ir else None
         try:
-            passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1], kernel_looping=kernel_looping)
-            run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots,
-                         source=parsed)  # re-parsed only if a pass fails
+            with tempfile.TemporaryDirectory() as tmp:
+                tiers = tier_rows_options(tier_rows, imported.arg_names, tmp) if tier_rows is not None else ""
+                passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1], kernel_looping=kernel_looping,
+                                  tier_rows=tiers)
+                run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots,
+                             source=parsed)  # re-parsed only if a pass fails
         except CompileError as e:
             _locate(e, imported)  # the model line / ONNX node of the refused op
             raise
@@ -499,6 +510,34 @@ def _compile_imported(
         report["constants"] = _constants_report(imported, mod)
         _add_kernel_sources(report, imported)
     return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
+
+
+def tier_rows_options(tier_rows: dict[str, Any], arg_names: list[str], tmp: str) -> str:
+    """`compile(tier_rows=...)` as `rdu-tier-rows` options; a profile keyed by parameter
+    name is written to `tmp`/profile.json keyed by argument position.
+
+    Raises:
+        RduError: an unknown key, or a profile entry naming no argument.
+    """
+    unknown = set(tier_rows) - {"hbm_bytes", "zipf", "profile"}
+    if unknown or "hbm_bytes" not in tier_rows:
+        raise RduError(f"tier_rows takes hbm_bytes (required), zipf and profile; got {sorted(tier_rows)}")
+    opts = [f"hbm_bytes={int(tier_rows['hbm_bytes'])}"]
+    if tier_rows.get("zipf") is not None:
+        opts.append(f"zipf={float(tier_rows['zipf'])!r}")
+    if tier_rows.get("profile"):
+        counts = {}
+        for name, c in tier_rows["profile"].items():
+            fx = next((n for n in (name, "p_" + name.replace(".", "_"), "b_" + name.replace(".", "_")) if n in arg_names), "")
+            if not fx:
+                raise RduError(f"tier_rows profile: '{name}' is not a parameter of the model "
+                               f"(parameters and buffers: {[a for a in arg_names if a[:2] in ('p_', 'b_')][:8]} ...)")
+            counts[str(arg_names.index(fx))] = np.asarray(c, dtype=np.float64).tolist()
+        path = os.path.join(tmp, "profile.json")
+        with open(path, "w") as f:
+            json.dump(counts, f)
+        opts.append(f"profile={_quote(path)}")
+    return " ".join(opts)
 
 
 _KERNEL_NUMBER = re.compile(r"k(\d+)_")

@@ -197,7 +197,7 @@ class PreparedKernelExecutor(KernelExecutor):
                 (i, cuts[i], acc) for i, (x, acc) in enumerate(zip(operands, self.accesses, strict=True))
                 if self.used[i] and not (self.red and i >= self.n_in) and not isinstance(x, Empty)
             ]
-            ctx = TileContext(starts, sizes, self.gather_burst)
+            ctx = TileContext(starts, sizes, self.gather_burst, self.gather_split)
             out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape), ctx=ctx, reads=reads))
         for t, nxt in zip(out, [*out[1:], None], strict=True):
             t.last_red = nxt is None or nxt.new_par
@@ -256,7 +256,8 @@ class PreparedKernelExecutor(KernelExecutor):
             else:
                 ctx = t.ctx
                 assert ctx is not None
-                ctx.gathered_bytes = 0
+                ctx.gathered_bytes = ctx.cold_gathered_bytes = 0
+                ctx.rows_read = (0, 0)
                 if not self.red:
                     vals = self.payload.run(args, ctx)
                     values = [vals[s] for s in self.payload.yield_slots]
@@ -266,6 +267,8 @@ class PreparedKernelExecutor(KernelExecutor):
                 else:
                     accs = self._reduce(args, accs, ctx, t.sizes)
                 stats.gathered_bytes += ctx.gathered_bytes
+                stats.cold_gathered_bytes += ctx.cold_gathered_bytes
+                stats.add_rows(ctx)
             prev = t
         if self.red and prev is not None:
             self._store(results, accs, prev, plan, single)

@@ -73,6 +73,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--kernel-looping", action="store_true",
                    help="record repeated layers as kernel loops (rdu-kernel-loop): one looped call launches each "
                         "body section once; the report says how many launches were saved")
+    p.add_argument("--tier-rows", type=int, default=None, metavar="HBM_BYTES",
+                   help="split embedding tables by row (rdu-tier-rows): the hottest rows in HBM_BYTES of HBM, the rest "
+                        "in DDR, under a stated Zipf law (--zipf); a model.py on one socket")
+    p.add_argument("--zipf", type=float, default=1.05, metavar="S",
+                   help="with --tier-rows: the Zipf exponent assumed for every table's row frequencies (IDs numbered "
+                        "hot-first); default 1.05")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p.parse_args(argv)
 
@@ -115,8 +121,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:
+        tier_rows = {"hbm_bytes": args.tier_rows, "zipf": args.zipf} if args.tier_rows is not None else None
+        if Path(args.model).suffix.lower() == ".onnx" and tier_rows:
+            raise RduError("--tier-rows applies to a model.py only (not wired into the ONNX path yet); drop it")
         all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run, tp=args.tp, pp=args.pp,
-                            kernel_looping=args.kernel_looping)
+                            kernel_looping=args.kernel_looping, tier_rows="on" if tier_rows else "")
         task = progress.add_task(LOAD, total=len(all_stages))
         last = [time.perf_counter(), LOAD]
 
@@ -145,6 +154,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
                 keep_ir=args.emit == "rdu", tp=args.tp, sockets=args.sockets,
                 pp=args.pp, microbatches=args.microbatches, kernel_looping=args.kernel_looping,
+                tier_rows=tier_rows,
             )
             outputs = None
             if not args.no_run:
