@@ -162,7 +162,7 @@ class TileContext:
         # from DDR, counted in cold_gathered_bytes (gathered_bytes: the HBM rows)
         self.split = split
         self.cold_gathered_bytes = 0
-        self.rows_read = (0, 0)  # (HBM rows, DDR rows) of a split row gather
+        self.rows_read: tuple[int, int] = (0, 0)  # (HBM rows, DDR rows) of a split row gather
 
     def index_grid(self, dim: int) -> np.ndarray:
         shape = [1] * len(self.sizes)
