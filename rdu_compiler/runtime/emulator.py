@@ -78,6 +78,46 @@ class EmulatorStats:
         }
 
 
+class Env:
+    """The values of one run: one list entry per SSA value of the function.
+
+    Every value the run can bind (the function's arguments, the results of its ops and of
+    the ops in its sections) is numbered once per program (`slot`: value -> index into
+    `vals`); the section loop reads and writes `vals` by those numbers. `env[v]` and
+    `env[v] = x` take the value itself (for the top-level ops, `runtime.node`,
+    `runtime.kloop`). Raises KeyError for a value of another function."""
+
+    __slots__ = ("slot", "vals")
+
+    def __init__(self, slot: dict[SSAValue, int]):
+        self.slot = slot
+        self.vals: list[Any] = [None] * len(slot)
+
+    def __getitem__(self, v: SSAValue) -> Any:
+        return self.vals[self.slot[v]]
+
+    def __setitem__(self, v: SSAValue, x: Any) -> None:
+        self.vals[self.slot[v]] = x
+
+
+def number_values(fn: func.FuncOp) -> dict[SSAValue, int]:
+    """Every value a run of `fn` binds, numbered: its arguments, its ops' results, and the
+    block arguments and op results inside its sections (not inside kernel payloads)."""
+    slot: dict[SSAValue, int] = {}
+
+    def block(b: Any) -> None:
+        for a in b.args:
+            slot.setdefault(a, len(slot))
+        for op in b.ops:
+            for r in op.results:
+                slot.setdefault(r, len(slot))
+            if isinstance(op, rdu.SectionOp):
+                block(op.body.block)
+
+    block(fn.body.block)
+    return slot
+
+
 class Emulator:
     """Compiled once per program; `run` may be called many times."""
 
@@ -103,6 +143,7 @@ class Emulator:
             raise EmulatorError(f"expected one function in the program, found {len(fns)} (a pipelined program "
                                 "runs on runtime.stages.StagedEmulator)")
         self.fn = fn if fn is not None else fns[0]
+        self.slot = number_values(self.fn)  # value -> its index in a run's `Env`
         self.channels: dict[int, Any] = {}
         self.executors: dict[rdu.KernelOp, KernelExecutor] = {}
         self._steps: dict[rdu.SectionOp, list[tuple[Any, ...]]] = {}
@@ -184,7 +225,7 @@ class Emulator:
         stats.wall_s = time.perf_counter() - start
         return outputs, stats
 
-    def bind(self, args: list[np.ndarray]) -> dict[SSAValue, Any]:
+    def bind(self, args: list[np.ndarray]) -> Env:
         """The environment with the function's arguments bound to `args` (shapes checked,
         dtypes converted as `run` does).
 
@@ -196,14 +237,14 @@ class Emulator:
             raise EmulatorError(f"the program takes {len(block.args)} arguments, got {len(args)}")
         if self._arg_types is None:
             self._arg_types = [(rdu.shape_of(a.type), numpy_dtype(rdu.element_type_of(a.type))) for a in block.args]
-        env: dict[SSAValue, Any] = {}
+        env = Env(self.slot)
         for a, v, (want, dtype) in zip(block.args, args, self._arg_types, strict=True):
             if tuple(np.shape(v)) != want:
                 raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
             env[a] = _argument(a.index, v, dtype)
         return env
 
-    def section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
+    def section(self, section: rdu.SectionOp, env: Env) -> SectionStats:
         """Run one function-level section in `env` (a looped iteration as its body's program)."""
         if section in self.looped:
             st = self.looped.run(self._run_section, section, env)
@@ -211,75 +252,105 @@ class Emulator:
             return st
         return self._run_section(section, env)
 
-    def _run_section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
+    def _run_section(self, section: rdu.SectionOp, env: Env) -> SectionStats:
         st = SectionStats(section.sym_name.data)
         t0 = time.perf_counter()
         steps = self._steps.get(section)
         if steps is None:
             steps = self._steps[section] = self._prepare_section(section)
-        add = self._add
-        for kind, op, reads, ins, outs, extra in steps:
-            for tier, v in reads:  # loaded parts read once into a concat buffer
-                add(st, tier, env[v].nbytes)
+        vals = env.vals
+        hbm = ddr = 0
+        pmu_bytes, tiles = st.pmu_bytes, st.tiles
+        for step in steps:
+            kind = step[0]
             if kind == 0:  # kernel
-                ex, n_in, n_init, counted_tiers, gtier, label = extra
-                vals = [env[v] for v in ins]
-                results, ks = ex.run(vals[:n_in], vals[n_in:n_in + n_init], vals[n_in + n_init:])
+                _, ex, ins, n_in, n_ii, outs, counted, gather_ddr, label = step
+                args = [vals[i] for i in ins]
+                results, ks = ex.run(args[:n_in], args[n_in:n_ii], args[n_ii:])
                 for r, arr in zip(outs, results, strict=True):
-                    env[r] = arr
-                for i, tier in counted_tiers:
-                    add(st, tier, ks.operand_bytes[i])
+                    vals[r] = arr
+                ob = ks.operand_bytes
+                for i, is_ddr in counted:
+                    if is_ddr:
+                        ddr += ob[i]
+                    else:
+                        hbm += ob[i]
                 if ks.gathered_bytes:
-                    add(st, gtier, ks.gathered_bytes)
-                st.pmu_bytes[label] = sum(ks.operand_bytes) + ks.result_bytes + ks.pmu_probe_bytes
-                st.tiles[label] = ks.tiles
+                    if gather_ddr:
+                        ddr += ks.gathered_bytes
+                    else:
+                        hbm += ks.gathered_bytes
+                pmu_bytes[label] = sum(ob) + ks.result_bytes + ks.pmu_probe_bytes
+                tiles[label] = ks.tiles
             elif kind == 1:  # load, yield: values pass through
-                for r, v in zip(outs, ins, strict=True):
-                    env[r] = env[v]
+                for r, v in zip(step[2], step[1], strict=True):
+                    vals[r] = vals[v]
             elif kind == 2:  # store
-                arr = env[ins[0]]
-                env[outs[0]] = arr
-                add(st, extra, arr.nbytes)
-            elif op in self._constants:  # constants and empty tensors, kept from the first run
-                env[outs[0]] = self._constants[op]
-            else:
-                self._run_plain(op, env)
+                arr = vals[step[1]]
+                vals[step[2]] = arr
+                if step[3]:
+                    ddr += arr.nbytes
+                else:
+                    hbm += arr.nbytes
+            elif kind == 3:  # a view (an address remap)
+                _, src, dst, index, shape = step
+                arr = vals[src]
+                vals[dst] = (arr[index] if index is not None else arr).reshape(shape)
+            elif kind == 4:  # constants and empty tensors, kept from the first run
+                op, out = step[1], step[2]
+                value = self._constants.get(op)
+                if value is None:
+                    self._run_plain(op, env)
+                else:
+                    vals[out] = value
+            else:  # other layout ops; a concat's loaded parts are read once into its buffer
+                for is_ddr, v in step[2]:
+                    if is_ddr:
+                        ddr += vals[v].nbytes
+                    else:
+                        hbm += vals[v].nbytes
+                self._run_plain(step[1], env)
+        st.hbm_bytes += hbm
+        st.ddr_bytes += ddr
         st.wall_s = time.perf_counter() - t0
         return st
 
     def _prepare_section(self, section: rdu.SectionOp) -> list[tuple[Any, ...]]:
-        """The section's ops as (kind, op, off-chip reads, operands, results, extra), with the
-        memory tier each value is read from worked out once (`follow_tiers`, in op order)."""
+        """The section's ops as steps over value numbers (`self.slot`), kind first, with the
+        memory tier each value is read from worked out once (`follow_tiers`, in op order):
+        (0, executor, operands, n_in, n_in + n_init, results, counted (operand, is ddr),
+        gathers to ddr, label); (1, sources, results) for loads and the yield; (2, source,
+        result, is ddr) for a store; (3, source, result, index, shape) for a view; (4, op,
+        result) for a constant or empty tensor; (5, op, off-chip reads (is ddr, value)) for
+        the other layout ops."""
         tier_of: dict[SSAValue, str] = {}
         steps: list[tuple[Any, ...]] = []
+        slot = self.slot
         for op in section.body.block.ops:
-            reads = follow_tiers(op, tier_of)
+            reads = [(tier == "ddr", slot[v]) for tier, v in follow_tiers(op, tier_of)]
             if isinstance(op, rdu.KernelOp):
-                ins = (*op.inputs, *op.inits, *op.captures)
+                ins = tuple(slot[v] for v in (*op.inputs, *op.inits, *op.captures))
                 operands = [*op.inputs, *op.inits]
-                counted = [(i, tier_of[v]) for i, v in enumerate(operands) if v in tier_of]
-                extra = (self.executors[op], len(op.inputs), len(op.inits), counted, gather_tier(op), op.label)
-                steps.append((0, op, reads, ins, tuple(op.results), extra))
+                counted = tuple((i, tier_of[v] == "ddr") for i, v in enumerate(operands) if v in tier_of)
+                n_in = len(op.inputs)
+                steps.append((0, self.executors[op], ins, n_in, n_in + len(op.inits), tuple(slot[r] for r in op.results),
+                              counted, gather_tier(op) == "ddr", op.label))
             elif isinstance(op, rdu.LoadOp):
-                steps.append((1, op, reads, (op.source,), (op.result,), None))
+                steps.append((1, (slot[op.source],), (slot[op.result],)))
             elif isinstance(op, rdu.YieldOp):
-                steps.append((1, op, reads, tuple(op.operands), tuple(section.results), None))
+                steps.append((1, tuple(slot[v] for v in op.operands), tuple(slot[r] for r in section.results)))
             elif isinstance(op, rdu.StoreOp):
-                steps.append((2, op, reads, (op.source,), (op.result,), str(op.tier.data.value)))
+                steps.append((2, slot[op.source], slot[op.result], str(op.tier.data.value) == "ddr"))
+            elif isinstance(op, rdu.ViewOp) and not reads:
+                index, shape = _view_index(op)
+                steps.append((3, slot[op.source], slot[op.result], index, shape))
             elif isinstance(op, arith.ConstantOp | tensor.EmptyOp):
-                steps.append((3, op, reads, (), tuple(op.results), None))
+                steps.append((4, op, slot[op.results[0]]))
             else:
-                steps.append((4, op, reads, (), (), None))
+                steps.append((5, op, reads))
         return steps
 
-    @staticmethod
-    def _add(st: SectionStats, tier: str, nbytes: int) -> None:
-        if tier == "ddr":
-            st.ddr_bytes += nbytes
-        else:
-            st.hbm_bytes += nbytes
-
-    def _run_plain(self, op: Operation, env: dict[SSAValue, Any]) -> None:
+    def _run_plain(self, op: Operation, env: Env) -> None:
         """Constants, empty tensors and layout ops (address remaps, no units)."""
         if isinstance(op, arith.ConstantOp):
             value = _constant_value(op)
