@@ -148,8 +148,9 @@ class Emulator:
         self.executors: dict[rdu.KernelOp, KernelExecutor] = {}
         self._steps: dict[rdu.SectionOp, list[tuple[Any, ...]]] = {}
         self._constants: dict[Operation, Any] = {}
+        self._kept: dict[int, Any] = {}  # the same values by result number (what the run loops look up)
         self._arg_types: list[tuple[tuple[int, ...], np.dtype[Any]]] | None = None
-        self._top: list[tuple[Operation, bool, bool]] = []
+        self._top: list[tuple[int, Operation, Any]] = []
         self._views: dict[Operation, tuple[tuple[slice, ...] | None, tuple[int, ...]]] = {}
         from rdu_compiler.runtime.kloop import LoopedSections
 
@@ -207,18 +208,32 @@ class Emulator:
             )
         block = self.fn.body.block
         env = self.bind(args)
-        if not self._top:
-            self._top = [(op, isinstance(op, rdu.SectionOp), isinstance(op, func.ReturnOp)) for op in block.ops]
+        if not self._top:  # (kind, op, its result's or operands' numbers): 0 section, 1 constant, 2 return, 3 other
+            for op in block.ops:
+                if isinstance(op, rdu.SectionOp):
+                    self._top.append((0, op, None))
+                elif isinstance(op, arith.ConstantOp | tensor.EmptyOp):
+                    self._top.append((1, op, self.slot[op.results[0]]))
+                elif isinstance(op, func.ReturnOp):
+                    self._top.append((2, op, [self.slot[v] for v in op.operands]))
+                else:
+                    self._top.append((3, op, None))
         stats = EmulatorStats()
         start = time.perf_counter()
         outputs: list[np.ndarray] = []
-        for op, is_section, is_return in self._top:
-            if is_section:
+        vals = env.vals
+        for kind, op, where in self._top:
+            if kind == 0:
                 stats.sections.append(self.section(op, env))  # type: ignore[arg-type]
-            elif op in self._constants:
-                env[op.results[0]] = self._constants[op]
-            elif is_return:
-                outputs = [np.asarray(env[v]) for v in op.operands]
+            elif kind == 1:  # constants and empty tensors, kept from the first run
+                value = self._kept.get(where)
+                if value is None:
+                    self._run_plain(op, env)
+                    self._kept[where] = vals[where]
+                else:
+                    vals[where] = value
+            elif kind == 2:
+                outputs = [np.asarray(vals[i]) for i in where]
                 outputs = [o if o.flags.writeable else o.copy() for o in outputs]  # constants are kept between runs
             else:
                 self._run_plain(op, env)
@@ -297,10 +312,11 @@ class Emulator:
                 arr = vals[src]
                 vals[dst] = (arr[index] if index is not None else arr).reshape(shape)
             elif kind == 4:  # constants and empty tensors, kept from the first run
-                op, out = step[1], step[2]
-                value = self._constants.get(op)
+                out = step[2]
+                value = self._kept.get(out)
                 if value is None:
-                    self._run_plain(op, env)
+                    self._run_plain(step[1], env)
+                    self._kept[out] = vals[out]
                 else:
                     vals[out] = value
             else:  # other layout ops; a concat's loaded parts are read once into its buffer
