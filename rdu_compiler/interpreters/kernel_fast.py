@@ -59,7 +59,7 @@ class _Tile:
     tile_shape: tuple[int, ...]
     last_red: bool = False  # the last reduction tile of its parallel position
     ctx: TileContext | None = None  # the payload's view of this tile (its gathered bytes reset each run)
-    reads: list[tuple[int, Cut, Access]] | None = None  # (operand, cut, access) of each operand the payload reads
+    reads: list[tuple[int, int, Cut, Access]] | None = None  # (operand, `_read_mode`, cut, access) of each operand the payload reads
 
 
 @dataclass
@@ -133,6 +133,21 @@ def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: t
     return view.reshape(shape)
 
 
+def _read_mode(cut: Cut, x: Any) -> int:
+    """How the tile loop reads an operand through `cut`: 0, the whole operand as it is (a
+    projection cut whose slices cover every dim (one or more) of `x` in order, reshaped to `x`'s own
+    shape: `_apply` would return a view of all of `x`, the same values); 1, a projection
+    cut inline; 2, through `_apply`."""
+    if cut is None or cut[0] != "slice":
+        return 2
+    _, index, order, shape = cut
+    xs = getattr(x, "shape", None)
+    if (order is None and xs and len(index) == len(xs) and tuple(shape) == tuple(xs)
+            and all(isinstance(s, slice) and s.start == 0 and s.stop == n and s.step is None for s, n in zip(index, xs, strict=True))):
+        return 0
+    return 1
+
+
 class PreparedKernelExecutor(KernelExecutor):
     """`KernelExecutor` with its per-tile bookkeeping prepared once (see the module doc)."""
 
@@ -194,7 +209,7 @@ class PreparedKernelExecutor(KernelExecutor):
                 )
                 stores.append((drop, perm, index))
             reads = [
-                (i, cuts[i], acc) for i, (x, acc) in enumerate(zip(operands, self.accesses, strict=True))
+                (i, _read_mode(cuts[i], x), cuts[i], acc) for i, (x, acc) in enumerate(zip(operands, self.accesses, strict=True))
                 if self.used[i] and not (self.red and i >= self.n_in) and not isinstance(x, Empty)
             ]
             ctx = TileContext(starts, sizes, self.gather_burst)
@@ -248,8 +263,15 @@ class PreparedKernelExecutor(KernelExecutor):
                     self._store(results, accs, prev, plan, single)
                 accs = self._init_accs(inits, caps, t.starts, t.sizes)
             args: list[Any] = [None] * len(operands)
-            for i, cut, acc in t.reads:  # type: ignore[union-attr]
-                args[i] = _apply(operands[i], cut, acc, t.starts, t.sizes, copy)
+            for i, mode, cut, acc in t.reads:  # type: ignore[union-attr]
+                x = operands[i]
+                if mode == 0 and type(x) is np.ndarray:  # the whole operand, as it is: `_apply`'s view of all of it
+                    args[i] = x
+                elif mode == 1 and type(x) is np.ndarray:  # `_apply` of a projection, inline
+                    view = x[cut[1]]  # type: ignore[index]
+                    args[i] = (view.transpose(cut[2]) if cut[2] is not None else view).reshape(cut[3])  # type: ignore[index]
+                else:
+                    args[i] = _apply(x, cut, acc, t.starts, t.sizes, copy)
             args.extend(caps)
             if self.roles is not None:
                 accs = self._contract_into(args, accs, t.sizes)
@@ -363,11 +385,16 @@ class PreparedKernelExecutor(KernelExecutor):
                 [sizes[d] for d in order], sorted(range(len(order)), key=lambda i: order[i]),
                 [sizes[d] if d in do else 1 for d in range(rank)],
             )
+            ident = lambda p: p == list(range(len(p)))  # noqa: E731
+            cp = tuple(None if i in (0, 2, 5) and ident(x) else x for i, x in enumerate(cp))  # identity transposes skipped
             self._contract_plans[sizes] = cp
         perm_a, shape_a, perm_b, shape_b, c_shape, c_perm, out_shape = cp
-        at = np.transpose(np.asarray(args[a], dtype=dtype), perm_a).reshape(shape_a)
-        bt = np.transpose(np.asarray(args[b], dtype=dtype), perm_b).reshape(shape_b)
-        return np.transpose(np.matmul(at, bt).reshape(c_shape), c_perm).reshape(out_shape)
+        at = np.asarray(args[a], dtype=dtype)
+        bt = np.asarray(args[b], dtype=dtype)
+        at = (at.transpose(perm_a) if perm_a is not None else at).reshape(shape_a)
+        bt = (bt.transpose(perm_b) if perm_b is not None else bt).reshape(shape_b)
+        c = np.matmul(at, bt).reshape(c_shape)
+        return (c.transpose(c_perm) if c_perm is not None else c).reshape(out_shape)
 
     def _contract_into(self, args: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> list[Any]:
         """`_contract` then `acc + prod`, with the transposes prepared and the sum in place."""
