@@ -68,6 +68,7 @@ class _Plan:
     operand_bytes: list[int]
     whole: list[bool]  # per result: one tile writes all of it, in order (the value can be handed over)
     shapes: list[tuple[int, ...]]  # per result
+    whole_tile: list[bool] = None  # type: ignore[assignment]  # per result: `whole`, and the tile's value is the result's shape (no dim dropped)
 
 
 #: A contraction operand narrower than its accumulator is converted whole, once per run,
@@ -225,7 +226,10 @@ class PreparedKernelExecutor(KernelExecutor):
                 _, _, index = out[0].stores[i]
                 ok = all(isinstance(s, slice) and s.start == 0 and s.stop == n for s, n in zip(index, shape, strict=True))
             whole.append(ok)
-        return _Plan(out, operand_bytes, whole, shapes)
+        plan = _Plan(out, operand_bytes, whole, shapes)
+        plan.whole_tile = [w and out[0].tile_shape == shape and all(isinstance(d, slice) for d in out[0].stores[i][0])
+                           for i, (w, shape) in enumerate(zip(whole, shapes, strict=True))]
+        return plan
 
     def run(self, ins: list[Any], inits: list[Any], caps: list[Any], check_buffers: bool = True) -> tuple[list[np.ndarray], KernelStats]:
         """Execute every tile (as `KernelExecutor.run`: same values, same stats)."""
@@ -253,6 +257,8 @@ class PreparedKernelExecutor(KernelExecutor):
                 self._direct = self._direct_ok(plan)
             if self._direct:
                 return self._run_contraction(plan, operands, inits, caps, stats)
+        if not self.red and len(plan.tiles) == 1:
+            return self._run_map1(plan, operands, caps, stats)
         accs: list[Any] = []
         prev: _Tile | None = None
         single = len(plan.tiles) == 1
@@ -295,6 +301,44 @@ class PreparedKernelExecutor(KernelExecutor):
         stats.result_bytes = sum(r.nbytes for r in results)
         return results, stats
 
+    def _run_map1(self, plan: _Plan, operands: list[Any], caps: list[Any], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
+        """A map kernel of one tile: the tile loop's steps for that tile, with a value that
+        is the whole result already (its own fresh array of the result's shape and dtype)
+        handed over without `_store`'s general checks."""
+        t = plan.tiles[0]
+        args: list[Any] = [None] * len(operands)
+        for i, mode, cut, acc in t.reads:  # type: ignore[union-attr]
+            x = operands[i]
+            if mode == 0 and type(x) is np.ndarray:
+                args[i] = x
+            elif mode == 1 and type(x) is np.ndarray:
+                view = x[cut[1]]  # type: ignore[index]
+                args[i] = (view.transpose(cut[2]) if cut[2] is not None else view).reshape(cut[3])  # type: ignore[index]
+            else:
+                args[i] = _apply(x, cut, acc, t.starts, t.sizes, False)
+        args.extend(caps)
+        ctx = t.ctx
+        assert ctx is not None
+        ctx.gathered_bytes = 0
+        vals = self.payload.run(args, ctx)
+        values = [vals[s] for s in self.payload.yield_slots]
+        adopt = self._made or self._fresh(values, [*operands, *caps])
+        results: list[Any] = [None] * self.n_init
+        rest = False
+        for i, val in enumerate(values):
+            if (adopt and plan.whole_tile[i] and type(val) is np.ndarray and val.dtype == self.result_dtypes[i]
+                    and val.shape == plan.shapes[i] and val.flags.c_contiguous):
+                results[i] = val  # `_store` would keep `val[all slices]`: a view of all of it
+            else:
+                rest = True
+        if rest:
+            for i, val in enumerate(values):
+                if results[i] is None:
+                    self._store_one(results, i, val, t, plan, adopt)
+        stats.gathered_bytes = ctx.gathered_bytes
+        stats.result_bytes = sum([r.nbytes for r in results])
+        return results, stats
+
     @staticmethod
     def _fresh(values: list[Any], operands: list[Any]) -> bool:
         """Whether each value is an array of its own: not an operand's memory, not another value."""
@@ -310,19 +354,23 @@ class PreparedKernelExecutor(KernelExecutor):
         """`KernelExecutor._write`, with the indices prepared; a whole-result value that is
         the kernel's own array becomes the result (no copy)."""
         for i, val in enumerate(values):
-            drop, perm, index = t.stores[i]
-            if results[i] is None:
-                shape = plan.shapes[i]
-                if (adopt and plan.whole[i] and isinstance(val, np.ndarray) and val.dtype == self.result_dtypes[i]
-                        and val.shape == t.tile_shape and val.flags.c_contiguous):
-                    kept = val[drop]
-                    if kept.shape == shape:
-                        results[i] = kept
-                        continue
-                results[i] = self._buffer(i, shape)
-            full = val if getattr(val, "shape", None) == t.tile_shape else np.broadcast_to(np.asarray(val), t.tile_shape)
-            kept = full[drop]
-            results[i][index] = np.transpose(kept, perm) if perm is not None else kept
+            self._store_one(results, i, val, t, plan, adopt)
+
+    def _store_one(self, results: list[Any], i: int, val: Any, t: _Tile, plan: _Plan, adopt: bool) -> None:
+        """`_store` of result `i`."""
+        drop, perm, index = t.stores[i]
+        if results[i] is None:
+            shape = plan.shapes[i]
+            if (adopt and plan.whole[i] and isinstance(val, np.ndarray) and val.dtype == self.result_dtypes[i]
+                    and val.shape == t.tile_shape and val.flags.c_contiguous):
+                kept = val[drop]
+                if kept.shape == shape:
+                    results[i] = kept
+                    return
+            results[i] = self._buffer(i, shape)
+        full = val if getattr(val, "shape", None) == t.tile_shape else np.broadcast_to(np.asarray(val), t.tile_shape)
+        kept = full[drop]
+        results[i][index] = np.transpose(kept, perm) if perm is not None else kept
 
     def _direct_ok(self, plan: _Plan) -> bool:
         """Whether every tile's result store is a plain slice (no transpose, no dropped
