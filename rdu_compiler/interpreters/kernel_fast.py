@@ -59,6 +59,7 @@ class _Tile:
     tile_shape: tuple[int, ...]
     last_red: bool = False  # the last reduction tile of its parallel position
     ctx: TileContext | None = None  # the payload's view of this tile (its gathered bytes reset each run)
+    modes: list[int] | None = None  # per operand: `_read_mode` of its cut
     reads: list[tuple[int, int, Cut, Access]] | None = None  # (operand, `_read_mode`, cut, access) of each operand the payload reads
 
 
@@ -214,7 +215,8 @@ class PreparedKernelExecutor(KernelExecutor):
                 if self.used[i] and not (self.red and i >= self.n_in) and not isinstance(x, Empty)
             ]
             ctx = TileContext(starts, sizes, self.gather_burst)
-            out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape), ctx=ctx, reads=reads))
+            modes = [_read_mode(c, x) for c, x in zip(cuts, operands, strict=True)]
+            out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape), ctx=ctx, modes=modes, reads=reads))
         for t, nxt in zip(out, [*out[1:], None], strict=True):
             t.last_red = nxt is None or nxt.new_par
         whole, shapes = [], []
@@ -398,7 +400,14 @@ class PreparedKernelExecutor(KernelExecutor):
                     acc = self._init_accs(inits, caps, t.starts, t.sizes)[0]
             args = [None] * len(operands)
             for i in self.contraction:  # type: ignore[union-attr]
-                args[i] = _apply(operands[i], t.cuts[i], self.accesses[i], t.starts, t.sizes)
+                x, cut, mode = operands[i], t.cuts[i], t.modes[i]  # type: ignore[index]
+                if mode == 0 and type(x) is np.ndarray:  # as in the tile loop
+                    args[i] = x
+                elif mode == 1 and type(x) is np.ndarray:
+                    view = x[cut[1]]  # type: ignore[index]
+                    args[i] = (view.transpose(cut[2]) if cut[2] is not None else view).reshape(cut[3])  # type: ignore[index]
+                else:
+                    args[i] = _apply(x, cut, self.accesses[i], t.starts, t.sizes)
             c = self._product(args, dtype, t.sizes)
             drop, _, index = t.stores[0]
             if t.last_red:

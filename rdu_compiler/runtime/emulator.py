@@ -319,7 +319,15 @@ class Emulator:
                     self._kept[out] = vals[out]
                 else:
                     vals[out] = value
-            else:  # other layout ops; a concat's loaded parts are read once into its buffer
+            elif kind == 6:  # a concat; its loaded parts are read once into its buffer
+                _, srcs, dst, axis, reads = step
+                for is_ddr, v in reads:
+                    if is_ddr:
+                        ddr += vals[v].nbytes
+                    else:
+                        hbm += vals[v].nbytes
+                vals[dst] = np.concatenate([vals[v] for v in srcs], axis=axis)
+            else:  # other layout ops (reading off chip: `follow_tiers` counts a concat's reads only)
                 for is_ddr, v in step[2]:
                     if is_ddr:
                         ddr += vals[v].nbytes
@@ -337,8 +345,8 @@ class Emulator:
         (0, executor, operands, n_in, n_in + n_init, results, counted (operand, is ddr),
         gathers to ddr, label); (1, sources, results) for loads and the yield; (2, source,
         result, is ddr) for a store; (3, source, result, index, shape) for a view; (4, op,
-        result) for a constant or empty tensor; (5, op, off-chip reads (is ddr, value)) for
-        the other layout ops."""
+        result) for a constant or empty tensor; (6, sources, result, axis, off-chip reads
+        (is ddr, value)) for a concat; (5, op, off-chip reads) for the other layout ops."""
         tier_of: dict[SSAValue, str] = {}
         steps: list[tuple[Any, ...]] = []
         slot = self.slot
@@ -362,6 +370,8 @@ class Emulator:
                 steps.append((3, slot[op.source], slot[op.result], index, shape))
             elif isinstance(op, arith.ConstantOp | tensor.EmptyOp):
                 steps.append((4, op, slot[op.results[0]]))
+            elif isinstance(op, rdu.ConcatOp):
+                steps.append((6, tuple(slot[v] for v in op.sources), slot[op.result], op.dim.value.data, reads))
             else:
                 steps.append((5, op, reads))
         return steps
