@@ -15,7 +15,11 @@ resource with its share of the total); gathers are charged at the tier's burst
 (`gather_bytes`: requested and charged).
 
     python benchmarks/dlrm.py [--batches 1 128 2048] [--fabric sn40l] [--tables full|hashed|both|collisionless|all]
-        [--tiering] [--zipf 1.05] [--out results.json]
+        [--tiering] [--zipf 1.05] [--tier-rows HBM_BYTES ...] [--out results.json]
+
+`--tier-rows B ...`: the full tables compiled with and without `rdu-tier-rows` (hot rows
+of every table in B bytes of HBM, the rest in DDR, under the stated Zipf(`--zipf`) law):
+the whole program's estimated time, bytes per tier and what binds, per budget.
 
 `--tiering` adds the cost model's placement of the full tables' rows (`cost.tiering`) under
 a stated Zipf(`--zipf`) law per table (an assumption, not Criteo's measured profile), for
@@ -48,13 +52,15 @@ dlrm: Any = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(dlrm)
 
 
-def figure(batch: int, max_ind_range: int | None, fabric: str, collisionless: bool = False) -> dict[str, Any]:
+def figure(batch: int, max_ind_range: int | None, fabric: str, collisionless: bool = False,
+           tier_rows: dict[str, Any] | None = None) -> dict[str, Any]:
     """One compile on meta: the report's totals, and the bound resources by time share.
-    `collisionless`: the tables behind CollisionlessTables (hash_probe kernels)."""
+    `collisionless`: the tables behind CollisionlessTables (hash_probe kernels).
+    `tier_rows`: `compile(tier_rows=...)` (rdu-tier-rows: hot rows in HBM, the rest in DDR)."""
     with torch.device("meta"):
         model, inputs = dlrm.get_model(batch=batch, max_ind_range=max_ind_range, collisionless=collisionless)
     t0 = time.perf_counter()
-    program = rdu_compiler.compile(model, inputs, fabric=fabric, opt_level=1)
+    program = rdu_compiler.compile(model, inputs, fabric=fabric, opt_level=1, tier_rows=tier_rows)
     compile_s = time.perf_counter() - t0
     rep = program.report
     tot = rep["totals"]
@@ -69,6 +75,8 @@ def figure(batch: int, max_ind_range: int | None, fabric: str, collisionless: bo
     return {
         "batch": batch,
         "tables": ("collisionless " if collisionless else "") + ("full" if max_ind_range is None else f"hashed {max_ind_range}"),
+        "tier_rows": tier_rows,
+        "table_bytes_per_tier": rep.get("tiering", {}).get("stored_bytes"),
         "estimated_s": total,
         "per_sample_s": total / batch,
         "binds": {k: round(v / total, 3) for k, v in bound.most_common()},
@@ -111,6 +119,22 @@ def tiering(batch: int, zipf_s: float, fabric_name: str) -> list[dict[str, Any]]
     return out
 
 
+def small_hbm_fabric(preset: str, capacity: int) -> str:
+    """A copy of the preset's spec with `[hbm] capacity_bytes = capacity`, written to a
+    temporary .toml; returns its path."""
+    import re
+    import tempfile
+    from importlib import resources
+
+    text = resources.files("rdu_compiler.fabric.presets").joinpath(f"{preset}.toml").read_text()
+    text, n = re.subn(r"(\[hbm\]\n(?:#.*\n)*capacity_bytes = )\d+", rf"\g<1>{capacity}", text, count=1)
+    assert n == 1, "no [hbm] capacity_bytes in the preset"
+    text = text.replace(f'name = "{preset}"', f'name = "{preset}-hbm{capacity >> 20}m"', 1)
+    path = Path(tempfile.mkdtemp()) / f"{preset}-hbm{capacity >> 20}m.toml"
+    path.write_text(text)
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 128, 2048])
@@ -118,8 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tables", choices=["full", "hashed", "both", "collisionless", "all"], default="both")
     ap.add_argument("--tiering", action="store_true")
     ap.add_argument("--zipf", type=float, default=1.05)
+    ap.add_argument("--tier-rows", type=int, nargs="+", default=[], metavar="HBM_BYTES")
+    ap.add_argument("--hbm-capacity", type=int, default=None, metavar="BYTES",
+                    help="compile on a copy of --fabric whose HBM holds only BYTES (a stand-in for HBM that other "
+                         "tensors fill): whole tables that do not fit then go to DDR")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    if args.hbm_capacity is not None:
+        args.fabric = small_hbm_fabric(args.fabric, args.hbm_capacity)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     caps: list[Any] = {"full": [None], "hashed": [dlrm.MAX_IND_RANGE], "both": [None, dlrm.MAX_IND_RANGE],
                        "collisionless": ["collisionless"], "all": [None, dlrm.MAX_IND_RANGE, "collisionless"]}[args.tables]
@@ -140,6 +170,19 @@ def main(argv: list[str] | None = None) -> int:
                       f"gathers SRAM {g['sram'] / 1e3:9.1f} kB HBM {g['hbm'] / 1e3:9.1f} kB DDR {g['ddr'] / 1e3:9.1f} kB  "
                       f"{t['gather_s'] * 1e6:8.3f} us, binds {t['binds']}", flush=True)
         caps = [] if args.tables == "both" and "--tables" not in (argv or sys.argv) else caps
+    if args.tier_rows:
+        caps = []
+        for b in args.batches:
+            for budget in [None, *args.tier_rows]:
+                row = figure(b, None, args.fabric, tier_rows=None if budget is None else {"hbm_bytes": budget, "zipf": args.zipf})
+                rows.append(row)
+                g, st = row["gather_bytes"], row["table_bytes_per_tier"] or {}
+                print(f"tier-rows {'none' if budget is None else f'{budget >> 20} MiB':>8}  B={b:<5} {row['estimated_s'] * 1e6:9.1f} us  "
+                      f"HBM {row['hbm_bytes'] / 1e6:9.3f} MB  DDR {row['ddr_bytes'] / 1e6:9.3f} MB  "
+                      f"gathers HBM {g['hbm']['charged'] / 1e6:.3f} DDR {g['ddr']['charged'] / 1e6:.3f} MB  "
+                      f"tables HBM {st.get('hbm', 0) / 2**20:.0f} MiB DDR {st.get('ddr', 0) / 2**20:.0f} MiB  "
+                      f"HBM peak {row['hbm_peak_bytes'] / 2**20:.0f} MiB DDR peak {row['ddr_peak_bytes'] / 2**20:.0f} MiB  "
+                      f"binds {row['binds']}  (compile {row['compile_s']} s)", flush=True)
     for cap in caps:
         for b in args.batches:
             row = figure(b, None, args.fabric, collisionless=True) if cap == "collisionless" else figure(b, cap, args.fabric)

@@ -34,35 +34,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from rdu_compiler.bench.models import hf_llama31_8b_decode
+
 CONTEXT = 8192
 FABRIC = {1: "sn40l", 2: "sn40l-node8", 4: "sn40l-node8", 8: "sn40l-node8", 16: "sn40l-rack16"}
-
-
-def llama31_8b_decode(context: int) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    """HF's LlamaForCausalLM (Llama-3.1-8B config) decoding one token after `context` cached."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-    from transformers.cache_utils import DynamicCache
-
-    cfg = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                      num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
-                      rope_theta=500000.0)  # type: ignore[call-arg]  # a LlamaConfig kwarg its stubs miss
-
-    class Decode(nn.Module):
-        def __init__(self, m: nn.Module) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, ids: torch.Tensor, pos: torch.Tensor, *kv: torch.Tensor) -> torch.Tensor:
-            cache = DynamicCache(config=cfg)
-            for i in range(len(kv) // 2):
-                cache.update(kv[2 * i], kv[2 * i + 1], i)
-            return self.m(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True).logits
-
-    with torch.device("meta"):
-        model = Decode(LlamaForCausalLM(cfg).to(torch.bfloat16).eval())  # type: ignore[arg-type]
-        inputs = (torch.zeros(1, 1, dtype=torch.int64), torch.full((1, 1), context, dtype=torch.int64),
-                  *(torch.zeros(1, 8, context, 128, dtype=torch.bfloat16) for _ in range(64)))
-    return model, inputs
 
 
 PAPER_8B_16 = 1042.0  # Llama 3.1 8B, 16 sockets, BF16, output tokens/s/user [P] (../shared/reference/workloads.md)
@@ -132,7 +107,7 @@ def sweeps(prog: Any, fabric: str) -> dict[str, Any]:
     base_coll = t.get("collectives_s", 0.0)
     rows_net = []
     with tempfile.TemporaryDirectory() as tmp:
-        for topo in ("ring", "full"):
+        for topo in ("ring", "nodes", "full"):
             for hop in (0.25e-6, 0.5e-6, 1e-6, 2e-6):
                 path = Path(tmp) / f"v-{topo}-{hop}.toml"
                 path.write_text(f'extends = "{fabric}"\n[sockets]\ntopology = "{topo}"\nhop_latency_s = {hop}\n')
@@ -273,7 +248,7 @@ def main() -> None:
             with open(args.json, "w") as f:
                 json.dump(rows7, f, indent=2)
         return
-    model, inputs = llama70b_decode(CONTEXT) if args.model == "70b" else llama31_8b_decode(CONTEXT)
+    model, inputs = llama70b_decode(CONTEXT) if args.model == "70b" else hf_llama31_8b_decode(CONTEXT)
     t0 = time.perf_counter()
     imported = import_model(model, inputs)
     print(f"import {time.perf_counter() - t0:.1f} s", flush=True)

@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from rdu_compiler.dtypes import numpy_dtype, numpy_of_torch, to_numpy, to_torch
 from rdu_compiler.errors import CompileError, RduError
 from rdu_compiler.fabric import Fabric, load_fabric
 from rdu_compiler.ir import parse_module
-from rdu_compiler.pipeline import COST, IMPORT, PARSE, pipeline, run_pipeline, set_fabric
+from rdu_compiler.pipeline import COST, IMPORT, PARSE, _quote, pipeline, run_pipeline, set_fabric
 
 Stage = Callable[[str], None]
 
@@ -355,6 +356,7 @@ def compile(  # noqa: A001 - the documented name of the API
     sockets: int | None = None,
     pp: int = 1,
     microbatches: int = 1, kernel_looping: bool = False,
+    tier_rows: dict[str, Any] | None = None,
 ) -> CompiledProgram:
     """Compile a PyTorch module for the RDU.
 
@@ -370,13 +372,18 @@ def compile(  # noqa: A001 - the documented name of the API
         tp: tensor-parallel degree: `rdu-shard{tp=N}` splits the program over `tp`
             sockets of the fabric's node (docs/design.md "Tensor parallelism"); `.run`
             then runs every socket's program on the node emulator.
-        sockets: sockets the program may use (default: tp); at most the node's, and tp
-            divides it.
+        sockets: sockets the program may use (default: tp x pp); at most the node's, and tp
+            divides it. A shipped preset with fewer sockets stands for its node: "sn40l"
+            with 16 sockets compiles for "sn40l-rack16" (`node_fabric`).
         pp: pipeline-parallel stages, one per socket, or per tp sockets (`rdu-pipeline`; needs
             >= tp x pp sockets, e.g. "sn40l-node8"); `example_inputs` are then one micro-batch.
         microbatches: micro-batches per call; `report["totals"]["estimated_s"]` is the
             node's time for all of them, with the bubble (`cost.pipeline`).
         kernel_looping: loop repeated layers (`rdu-kernel-loop`, `cost.kloop`); refused with pp > 1.
+        tier_rows: split embedding tables' rows between HBM and DDR (`rdu-tier-rows`):
+            {"hbm_bytes": int (HBM budget for the tables' rows), "zipf": s (a stated Zipf
+            assumption) and/or "profile": {parameter or buffer name ("tables.3.weight") or
+            FX argument name: per-row access counts}}; one socket only (tp = pp = 1).
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -385,12 +392,14 @@ def compile(  # noqa: A001 - the documented name of the API
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
+    fabric = node_fabric(fabric, tp * pp, sockets)
     fab = _fabric(fabric)
     check_pp(fab, pp, microbatches, tp, sockets)  # tp x pp sockets first: the clearer message
     check_sockets(fab, tp, sockets if pp == 1 else None)  # before the import; with pp check_pp checked sockets
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches), kernel_looping=kernel_looping)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches),
+                             kernel_looping=kernel_looping, tier_rows=tier_rows)
 
 
 def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
@@ -431,6 +440,7 @@ def compile_imported(
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
+    fabric = node_fabric(fabric, tp * pp, sockets)
     fab = _fabric(fabric)
     check_pp(fab, pp, microbatches, tp, sockets)  # tp x pp sockets first: the clearer message
     check_sockets(fab, tp, sockets if pp == 1 else None)
@@ -456,6 +466,7 @@ def _long_lived_heap() -> Iterator[Callable[[], None]]:
 def _compile_imported(
     imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool,
     cls: type[CompiledProgram] = CompiledProgram, tp: int = 1, pp: tuple[int, int] = (1, 1), kernel_looping: bool = False,
+    tier_rows: dict[str, Any] | None = None,
 ) -> Any:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
@@ -473,9 +484,12 @@ def _compile_imported(
         refreeze()
         snapshots: dict[str, str] | None = {} if keep_ir else None
         try:
-            passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1], kernel_looping=kernel_looping)
-            run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots,
-                         source=parsed)  # re-parsed only if a pass fails
+            with tempfile.TemporaryDirectory() as tmp:
+                tiers = tier_rows_options(tier_rows, imported.arg_names, tmp) if tier_rows is not None else ""
+                passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1], kernel_looping=kernel_looping,
+                                  tier_rows=tiers)
+                run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots,
+                             source=parsed)  # re-parsed only if a pass fails
         except CompileError as e:
             _locate(e, imported)  # the model line / ONNX node of the refused op
             raise
@@ -496,6 +510,34 @@ def _compile_imported(
         report["constants"] = _constants_report(imported, mod)
         _add_kernel_sources(report, imported)
     return cls(mod, fab, opt_level, imported, imported.mlir_text, report, snapshots or {})
+
+
+def tier_rows_options(tier_rows: dict[str, Any], arg_names: list[str], tmp: str) -> str:
+    """`compile(tier_rows=...)` as `rdu-tier-rows` options; a profile keyed by parameter
+    name is written to `tmp`/profile.json keyed by argument position.
+
+    Raises:
+        RduError: an unknown key, or a profile entry naming no argument.
+    """
+    unknown = set(tier_rows) - {"hbm_bytes", "zipf", "profile"}
+    if unknown or "hbm_bytes" not in tier_rows:
+        raise RduError(f"tier_rows takes hbm_bytes (required), zipf and profile; got {sorted(tier_rows)}")
+    opts = [f"hbm_bytes={int(tier_rows['hbm_bytes'])}"]
+    if tier_rows.get("zipf") is not None:
+        opts.append(f"zipf={float(tier_rows['zipf'])!r}")
+    if tier_rows.get("profile"):
+        counts = {}
+        for name, c in tier_rows["profile"].items():
+            fx = next((n for n in (name, "p_" + name.replace(".", "_"), "b_" + name.replace(".", "_")) if n in arg_names), "")
+            if not fx:
+                raise RduError(f"tier_rows profile: '{name}' is not a parameter of the model "
+                               f"(parameters and buffers: {[a for a in arg_names if a[:2] in ('p_', 'b_')][:8]} ...)")
+            counts[str(arg_names.index(fx))] = np.asarray(c, dtype=np.float64).tolist()
+        path = os.path.join(tmp, "profile.json")
+        with open(path, "w") as f:
+            json.dump(counts, f)
+        opts.append(f"profile={_quote(path)}")
+    return " ".join(opts)
 
 
 _KERNEL_NUMBER = re.compile(r"k(\d+)_")
@@ -548,6 +590,17 @@ def _constants_report(imported: Any, module: Any) -> dict[str, Any]:
             "ir_literal_bytes": sum(literals), "largest_ir_literal_bytes": max(literals, default=0)}
 
 
+def node_fabric(fabric: str, tp_pp: int, sockets: int | None) -> str:
+    """The fabric a compile for `sockets` sockets (default `tp_pp` = tp x pp) of `fabric`
+    uses: `fabric` itself when its node holds them, else the shipped node preset that
+    extends it (`fabric.node_preset`: "sn40l" with 16 sockets is "sn40l-rack16"), which
+    the report's `fabric.name` then shows."""
+    from rdu_compiler.fabric import node_preset
+
+    used = sockets if sockets is not None else tp_pp
+    return node_preset(fabric, used) if isinstance(used, int) and used > 1 else fabric
+
+
 def _fabric(name: str) -> Fabric:
     from rdu_compiler.fabric import FabricError
 
@@ -587,6 +640,7 @@ def compile_onnx(
     if opt_level not in (0, 1):
         raise RduError(f"opt_level must be 0 or 1, got {opt_level}")
     stage = on_stage or (lambda _: None)
+    fabric = node_fabric(fabric, tp, sockets)
     fab = _fabric(fabric)
     check_sockets(fab, tp, sockets)
     stage(IMPORT)

@@ -30,15 +30,16 @@ CHECK = "check"
 
 
 def stages(fabric: str, opt_level: int, *, run: bool = False, check: bool = False, tp: int = 1, pp: int = 1,
-           kernel_looping: bool = False) -> list[str]:
+           kernel_looping: bool = False, tier_rows: str = "") -> list[str]:
     """Every stage from model file to result, in order (`api.compile` reports the ones from
     IMPORT to COST through `on_stage`; the CLI adds LOAD, RUN and CHECK)."""
-    passes = [spec.split("{", 1)[0] for spec in pipeline(fabric, opt_level, tp=tp, pp=pp, kernel_looping=kernel_looping)]
+    passes = [spec.split("{", 1)[0] for spec in pipeline(fabric, opt_level, tp=tp, pp=pp, kernel_looping=kernel_looping,
+                                                                 tier_rows=tier_rows)]
     return [LOAD, IMPORT, PARSE, *passes, COST, *([RUN] if run else []), *([CHECK] if check else [])]
 
 
 def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatches: int = 1,
-             kernel_looping: bool = False) -> list[str]:
+             kernel_looping: bool = False, tier_rows: str = "") -> list[str]:
     """The pass pipeline, as `rdu-opt -p` would spell each pass.
 
     `rdu-fold-constants` evaluates the shape checks and scalar code on constants that
@@ -50,16 +51,21 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatc
     With `pp` > 1, `rdu-pipeline` cuts the fused kernel graph into pp stage
     programs first, so each is tiled, sectioned and placed on its own socket. With
     `kernel_looping`, `rdu-kernel-loop` records the repeated layers of the placed program
-    as kernel loops (one looped call, `cost.kloop`).
+    as kernel loops (one looped call, `cost.kloop`). With `tier_rows` (the options of
+    `rdu-tier-rows`, e.g. "hbm_bytes=268435456 zipf=1.05"), that pass splits each embedding
+    table's rows between HBM and DDR before rdu-allocate.
 
     Raises:
-        CompileError: kernel_looping with pp > 1.
+        CompileError: kernel_looping with pp > 1; tier_rows with tp or pp > 1.
     """
     if kernel_looping and pp > 1:  # refused before anything runs (the CLI lists the stages first)
         raise CompileError("rdu-kernel-loop", f"kernel looping with pp = {pp}: the pipeline stages are separate "
                            "programs whose cost (cost.pipeline) does not charge looped calls yet, so the loop would "
                            "change nothing the report shows; compile with kernel looping and tp (or one socket), or "
                            "with pp alone")
+    if tier_rows and (tp > 1 or pp > 1):
+        raise CompileError("rdu-tier-rows", f"row tiering with tp = {tp}, pp = {pp}: not tried on sharded or "
+                           "pipelined programs yet; compile on one socket (tp = pp = 1)")
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
     passes = ["rdu-fold-constants", "rdu-convert-linalg", "rdu-hash-lookup", "rdu-inline-splats"]
@@ -74,6 +80,7 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatc
     passes += [
         f"rdu-tile{{fabric={fabric}}}" if opt_level >= 1 else f"rdu-tile{{fabric={fabric} max_buffer_pmus=0}}",
         f"rdu-section{{fabric={fabric} per_op={per_op}}}",
+        *([f"rdu-tier-rows{{{tier_rows} fabric={fabric}}}"] if tier_rows else []),
         f"rdu-allocate{{fabric={fabric}}}",
         f"rdu-place{{fabric={fabric}}}",
     ]

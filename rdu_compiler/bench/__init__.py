@@ -50,13 +50,17 @@ class BenchResult:
     levels: list[LevelResult] = field(default_factory=list)
 
     @property
-    def speedup(self) -> float:
-        """Estimated -O0 time over -O1 time."""
+    def speedup(self) -> float | None:
+        """Estimated -O0 time over -O1 time (None unless both levels were compiled)."""
+        if len(self.levels) < 2:
+            return None
         return self.levels[0].estimated_s / self.levels[1].estimated_s
 
     @property
-    def launch_ratio(self) -> float:
-        """-O0 kernel launches over -O1 launches."""
+    def launch_ratio(self) -> float | None:
+        """-O0 kernel launches over -O1 launches (None unless both levels were compiled)."""
+        if len(self.levels) < 2:
+            return None
         return self.levels[0].launches / self.levels[1].launches
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,21 +123,30 @@ def compare(
     run_emulator: bool = False,
     *,
     tp: int = 1,
+    sockets: int | None = None,
     kernel_looping: bool = False,
+    levels: tuple[int, ...] = (0, 1),
 ) -> BenchResult:
-    """Compile at -O0 and -O1 (with `tp` and `kernel_looping` as `api.compile`) and return
-    both levels' figures.
+    """Compile at each of `levels` (-O0 and -O1 by default; with `tp`, `sockets` and
+    `kernel_looping` as `api.compile`, so "sn40l" with 16 sockets is "sn40l-rack16") and
+    return each level's figures.
 
     Raises:
-        RduError: the model does not compile for `fabric`.
+        RduError: the model does not compile for `fabric`, or `levels` is not a non-empty
+            subset of (0, 1).
     """
     from rdu_compiler import api
+    from rdu_compiler.errors import RduError
 
+    if not levels or any(lv not in (0, 1) for lv in levels) or len(set(levels)) != len(levels):
+        raise RduError(f"levels must be 0, 1 or both (each once), got {list(levels)}")
+    fabric = api.node_fabric(fabric, tp, sockets)
     meta = _is_meta(module, example_inputs)
     result = BenchResult(name, fabric)
-    for level in (0, 1):
+    for level in sorted(levels):
         t0 = time.perf_counter()
-        program = api.compile(module, example_inputs, fabric=fabric, opt_level=level, tp=tp, kernel_looping=kernel_looping)
+        program = api.compile(module, example_inputs, fabric=fabric, opt_level=level, tp=tp, sockets=sockets,
+                              kernel_looping=kernel_looping)
         figures = level_figures(program.report, level, time.perf_counter() - t0)
         if run_emulator and not meta:
             t0 = time.perf_counter()
@@ -152,7 +165,10 @@ def print_table(result: BenchResult, console: Any = None) -> None:
     from rdu_compiler.units import format_seconds as _time
 
     console = console or Console()
-    table = Table(title=f"{result.name} on {result.fabric}: -O1 {result.speedup:.2f}x faster, {result.launch_ratio:.1f}x fewer launches")
+    title = f"{result.name} on {result.fabric}"
+    if result.speedup is not None and result.launch_ratio is not None:
+        title += f": -O1 {result.speedup:.2f}x faster, {result.launch_ratio:.1f}x fewer launches"
+    table = Table(title=title)
     table.add_column("")
     for lv in result.levels:
         table.add_column(f"-O{lv.opt_level}", justify="right")

@@ -297,3 +297,34 @@ def gpt2_model(
 
 #: GPT-2 small decoding one token after a 128-token prompt, fp32 (as the example model).
 GPT2_SMALL_DECODE = LayerShape(hidden=768, heads=12, kv_heads=12, mlp=3072, seq=1, past=128)
+
+
+def hf_llama31_8b_decode(context: int = 8192, layers: int = 32) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """HF's `LlamaForCausalLM` with the Llama-3.1-8B config (hidden 4096, 32 heads, 8 KV
+    heads, MLP 14336, vocab 128256, RoPE theta 5e5), BF16, on the meta device, decoding one
+    token (batch 1) after `context` cached tokens: forward(ids [1, 1] int64, pos [1, 1]
+    int64, k0, v0, k1, v1, ... each [1, 8, context, 128] bf16) -> logits [1, 1, 128256].
+    `layers` < 32 builds the same model shallower (tests)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.cache_utils import DynamicCache
+
+    cfg = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=layers, num_attention_heads=32,
+                      num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
+                      rope_theta=500000.0)  # type: ignore[call-arg]  # a LlamaConfig kwarg its stubs miss
+
+    class Decode(nn.Module):
+        def __init__(self, m: nn.Module) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids: torch.Tensor, pos: torch.Tensor, *kv: torch.Tensor) -> torch.Tensor:
+            cache = DynamicCache(config=cfg)
+            for i in range(len(kv) // 2):
+                cache.update(kv[2 * i], kv[2 * i + 1], i)
+            return self.m(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True).logits
+
+    with torch.device("meta"):
+        model = Decode(LlamaForCausalLM(cfg).to(torch.bfloat16).eval())  # type: ignore[arg-type]
+        inputs = (torch.zeros(1, 1, dtype=torch.int64), torch.full((1, 1), context, dtype=torch.int64),
+                  *(torch.zeros(1, 8, context, 128, dtype=torch.bfloat16) for _ in range(2 * layers)))
+    return model, inputs

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, TensorType
 from xdsl.ir import SSAValue
 
 from rdu_compiler.cost.model import KernelLoad, Roofline, SectionLoad, program_cost, roofline
@@ -23,8 +23,8 @@ from rdu_compiler.kernel.access import num_tiles
 from rdu_compiler.kernel.traffic import (
     compute_dtype,
     follow_tiers,
-    gather_tier,
     gathered_bytes,
+    gathered_bytes_by_tier,
     itemsize,
     kernel_flops,
     kernel_traffic,
@@ -51,7 +51,8 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0, fabric: Fabr
 
     Gathers are charged to their tier at its access granularity (`fabric`'s
     `burst_bytes`; without a fabric, at the bytes requested): `gather_bytes` records
-    both, per tier."""
+    both, per tier. A row gather `rdu-tier-rows` split charges its expected hot share to
+    HBM and the rest to DDR, each at its tier's burst (`kernel.traffic.gathered_bytes_by_tier`)."""
     traffic = {"hbm": 0, "ddr": 0}
     gathers = {t: {"requested": 0, "charged": 0} for t in traffic}
     tiers = _tier_sources(section, traffic)
@@ -61,12 +62,13 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0, fabric: Fabr
         for v, nbytes in zip([*k.inputs, *k.inits], per_operand, strict=True):
             if v in tiers:
                 traffic[tiers[v]] += nbytes
-        tier = gather_tier(k)
-        gathered = gathered_bytes(k, getattr(fabric, tier).burst_bytes if fabric is not None else 1)
-        if gathered:
-            traffic[tier] += gathered
-            gathers[tier]["charged"] += gathered
-            gathers[tier]["requested"] += gathered_bytes(k)
+        bursts = {t: getattr(fabric, t).burst_bytes for t in traffic} if fabric is not None else None
+        requested = gathered_bytes_by_tier(k)
+        for tier, charged in gathered_bytes_by_tier(k, bursts).items():  # a tiered row gather: HBM and DDR
+            if charged:
+                traffic[tier] += round(charged)
+                gathers[tier]["charged"] += round(charged)
+                gathers[tier]["requested"] += round(requested[tier])
         result_bytes = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
         kernels.append(
             KernelLoad(
@@ -143,6 +145,23 @@ def _compulsory_bytes(fn: func.FuncOp, sections: list[rdu.SectionOp]) -> int:
             total += _tensor_bytes([arg])
     ret = fn.body.block.last_op
     return total + _tensor_bytes(list(ret.operands) if ret else [])
+
+
+def tiering_report(assumption: str, sections: list[rdu.SectionOp]) -> dict[str, Any]:
+    """What `rdu-tier-rows` placed: per tiered row gather, the table's rows, hot rows (HBM),
+    expected hot share of its row reads, and the table bytes stored in HBM and DDR."""
+    tables = []
+    for s in sections:
+        for k in s.kernels():
+            if k.hot_rows is None or k.hot_fraction is None:
+                continue
+            rows, cols = rdu.shape_of(k.captures[0].type)
+            row_bytes = cols * itemsize(k.captures[0].type)
+            hot = k.hot_rows.value.data
+            tables.append({"kernel": k.label, "rows": rows, "hot_rows": hot, "hot_fraction": k.hot_fraction.value.data,
+                           "hbm_bytes": hot * row_bytes, "ddr_bytes": (rows - hot) * row_bytes})
+    return {"assumption": assumption, "tables": tables,
+            "stored_bytes": {t: sum(x[f"{t}_bytes"] for x in tables) for t in ("hbm", "ddr")}}
 
 
 def mixed_roofline(loads: list[SectionLoad], compulsory_bytes: int, fabric: Fabric) -> Roofline:
@@ -222,6 +241,9 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int, fn: func.Func
         "roofline": roof.to_dict(),
         "roofline_fraction": (roof.bound_s / total) if total else 0.0,
     }
+    tiering = module.attributes.get("rdu.tier_rows")
+    if isinstance(tiering, StringAttr):
+        report["tiering"] = tiering_report(tiering.data, sections)
     if fn is _main(module):  # rdu-kernel-loop ran: one looped call per loop (no-op otherwise)
         from rdu_compiler.cost.kloop import apply_kernel_loops
 

@@ -113,8 +113,8 @@ def group_send(node: NodeSpec, nbytes: float, src_stage: int, dst_stage: int, tp
     n, hops, load = node.sockets, 0, Counter()
     for a, b in pairs:
         hops = max(hops, node.hops(a, b))
-        if node.topology == "full":
-            load[(a, b)] += 1
+        if node.topology in ("full", "nodes"):  # nodes: a 2-hop path goes a -> (a's node, b's index) -> b,
+            load[(a, b)] += 1                   # so the T paths share no link
             continue
         up = (b - a) % n
         step, length = (1, up) if up <= n - up else (-1, n - up)

@@ -21,103 +21,34 @@ Hash probes (`place_indexes`): a `CollisionlessTable` lookup first probes its cu
 (at most two buckets of 4 x 16 B); each table's whole index goes to the densest tier it fits,
 and the probes are charged like the row gathers.
 
-What this is not (yet): the compiled program keeps each table in one tier (rdu-allocate's
-`capture_tiers`); this module is the cost model's answer to "where should the rows go and
-what would it save", not a pass that splits a table's gather across tiers.
+This module is the cost model's answer to "where should the rows go and what would it
+save", including an SRAM tier; the compiled program's split (HBM / DDR by row range) is the
+`rdu-tier-rows` pass, which shares the placement (`plan.tiering.place_rows`).
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from rdu_compiler.embedding.table import SLOTS
-from rdu_compiler.errors import RduError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.traffic import burst_round
+from rdu_compiler.plan.tiering import (
+    TableProfile,
+    TieringError,
+    harmonic,
+    place_rows,
+    zipf_hit_fraction,
+)
 
 __all__ = [
-    "ProbePlan", "TableProfile", "TierPlan", "harmonic", "index_bytes", "place_indexes", "place_tables",
+    "ProbePlan", "TableProfile", "TierPlan", "TieringError", "harmonic", "index_bytes", "place_indexes", "place_tables",
     "sparse_update_cost", "zipf_hit_fraction",
 ]
 
 TIERS = ("sram", "hbm", "ddr")
-
-
-class TieringError(RduError):
-    """A table profile or budget the tiering model cannot use."""
-
-
-@functools.lru_cache(maxsize=4096)
-def harmonic(n: int, s: float) -> float:
-    """H(n, s) = sum_{k=1..n} k^-s: exact up to 10^6 terms, then Euler-Maclaurin for the tail
-    (error below 1e-12 relative for s > 0)."""
-    if n <= 0:
-        return 0.0
-    head = min(n, 1_000_000)
-    total = float(np.sum(np.arange(1, head + 1, dtype=np.float64) ** -s))
-    if n > head:
-        a, b = float(head), float(n)
-        integral = math.log(b / a) if s == 1 else (b ** (1 - s) - a ** (1 - s)) / (1 - s)
-        total += integral + (b**-s - a**-s) / 2 - s * (b ** (-s - 1) - a ** (-s - 1)) / 12
-    return total
-
-
-def zipf_hit_fraction(k: int, n: int, s: float) -> float:
-    """Share of lookups that hit the k most frequent of n rows under Zipf(s): H(k, s) / H(n, s)."""
-    return harmonic(min(k, n), s) / harmonic(n, s) if k > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class TableProfile:
-    """One embedding table: `rows` rows of `row_bytes` bytes, `lookups` rows read per batch,
-    and its access profile: `zipf_s` (a Zipf exponent > 0) or `counts` (per-row access
-    counts, any order, length `rows`)."""
-
-    name: str
-    rows: int
-    row_bytes: int
-    lookups: float
-    zipf_s: float | None = None
-    counts: tuple[float, ...] | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.rows < 1 or self.row_bytes < 1 or self.lookups < 0:
-            raise TieringError(f"table '{self.name}': rows, row_bytes must be >= 1 and lookups >= 0 (got {self.rows}, {self.row_bytes}, {self.lookups})")
-        if (self.zipf_s is None) == (self.counts is None):
-            raise TieringError(f"table '{self.name}': give exactly one access profile, zipf_s or counts")
-        if self.zipf_s is not None and not self.zipf_s > 0:
-            raise TieringError(f"table '{self.name}': zipf_s must be > 0, got {self.zipf_s}")
-        if self.counts is not None and (len(self.counts) != self.rows or min(self.counts) < 0 or sum(self.counts) <= 0):
-            raise TieringError(f"table '{self.name}': counts must give one non-negative count per row ({self.rows}), not all zero")
-
-    def hit_fraction(self, k: int) -> float:
-        """Share of this table's lookups that read its k most frequent rows."""
-        if k <= 0:
-            return 0.0
-        if self.counts is not None:
-            c = np.sort(np.asarray(self.counts, dtype=np.float64))[::-1]
-            return float(c[: min(k, self.rows)].sum() / c.sum())
-        assert self.zipf_s is not None
-        return zipf_hit_fraction(k, self.rows, self.zipf_s)
-
-    def rows_at_density(self, theta: float) -> int:
-        """How many of its rows have lookups-per-batch per byte >= theta."""
-        if self.lookups == 0:
-            return 0
-        if self.counts is not None:
-            c = np.sort(np.asarray(self.counts, dtype=np.float64))[::-1]
-            dens = self.lookups * c / c.sum() / self.row_bytes
-            return int(np.searchsorted(-dens, -theta * (1 - 1e-9), side="right"))  # ties at theta count
-        assert self.zipf_s is not None
-        top = self.lookups / harmonic(self.rows, self.zipf_s) / self.row_bytes  # rank 1's density
-        if theta <= 0:
-            return self.rows
-        return min(self.rows, int(math.floor((top / (theta * (1 - 1e-9))) ** (1 / self.zipf_s))))
 
 
 @dataclass(frozen=True)
@@ -136,28 +67,6 @@ class TierPlan:
                 "seconds": self.seconds, "gather_s": self.gather_s, "binds": self.binds}
 
 
-def _fill(tables: list[TableProfile], taken: dict[str, int], budget: int) -> dict[str, int]:
-    """Rows per table (beyond `taken`) of the densest rows whose bytes fit `budget`: the
-    largest density threshold theta whose rows fit, by bisection on log(theta)."""
-    def rows_at(theta: float) -> dict[str, int]:
-        return {t.name: max(0, t.rows_at_density(theta) - taken[t.name]) for t in tables}
-
-    def nbytes(sel: dict[str, int]) -> int:
-        return sum(sel[t.name] * t.row_bytes for t in tables)
-
-    rest = {t.name: t.rows - taken[t.name] for t in tables}
-    if nbytes(rest) <= budget:
-        return rest
-    lo, hi = 1e-300, max((t.lookups / t.row_bytes for t in tables), default=1.0) * 2  # nbytes(rows_at(hi)) = 0
-    for _ in range(200):
-        mid = math.sqrt(lo * hi)
-        if nbytes(rows_at(mid)) <= budget:
-            hi = mid
-        else:
-            lo = mid
-    return rows_at(hi)
-
-
 def place_tables(tables: list[TableProfile], fabric: Fabric, sram_bytes: int, hbm_bytes: int) -> TierPlan:
     """Place every table's rows: densest first into `sram_bytes` of PMU capacity, then
     `hbm_bytes` of HBM, the rest in DDR; cost one batch of lookups per tier.
@@ -171,14 +80,8 @@ def place_tables(tables: list[TableProfile], fabric: Fabric, sram_bytes: int, hb
             f"tiering budgets: {sram_bytes} B of SRAM and {hbm_bytes} B of HBM asked, fabric '{fabric.name}' has "
             f"{fabric.sram_bytes} B and {fabric.hbm.capacity_bytes} B; give budgets within them"
         )
-    taken = {t.name: 0 for t in tables}
-    rows: dict[str, dict[str, int]] = {t.name: {} for t in tables}
-    for tier, budget in (("sram", sram_bytes), ("hbm", hbm_bytes), ("ddr", fabric.ddr.capacity_bytes)):
-        sel = _fill(tables, taken, budget)
-        for t in tables:
-            rows[t.name][tier] = sel[t.name]
-            taken[t.name] += sel[t.name]
-    left = [t.name for t in tables if taken[t.name] < t.rows]
+    rows = place_rows(tables, [("sram", sram_bytes), ("hbm", hbm_bytes), ("ddr", fabric.ddr.capacity_bytes)])
+    left = [t.name for t in tables if sum(rows[t.name].values()) < t.rows]
     if left:
         raise TieringError(f"tables {left} do not fit SRAM + HBM + DDR of fabric '{fabric.name}'; use smaller tables or a fabric with more DDR")
     burst = {"sram": fabric.pmu.bytes_per_cycle, "hbm": fabric.hbm.burst_bytes, "ddr": fabric.ddr.burst_bytes}

@@ -8,6 +8,7 @@ from rdu_compiler.fabric.spec import (
     PMUSpec,
     TierSpec,
     load_fabric,
+    node_preset,
     preset_names,
 )
 
@@ -18,6 +19,7 @@ __all__ = [
     "PCUSpec",
     "PMUSpec",
     "TierSpec",
+    "node_preset",
     "load_fabric",
     "preset_names",
 ]

@@ -9,8 +9,14 @@ field                       meaning                                             
 ==========================  =====================================================  =======
 count                       sockets in the node (or rack)                          -
 p2p_bytes_per_s             bandwidth of one inter-RDU link, each direction         B/s
-topology                    ``ring`` (each socket linked to two neighbours) or     -
-                            ``full`` (a direct link between every pair)
+topology                    ``ring`` (each socket linked to two neighbours),       -
+                            ``full`` (a direct link between every pair) or
+                            ``nodes`` (nodes of ``node_sockets`` sockets, full
+                            inside; socket i of a node linked to socket i of
+                            every other node: a rack of fully connected nodes)
+node_sockets                with ``nodes``: sockets per node (divides count;       -
+                            ignored by the other topologies, so a spec that
+                            extends a ``nodes`` preset may switch topology)
 hop_latency_s               latency of one socket-to-socket transfer (AGCU to      s
                             AGCU, SN40L §III: peer streams bypass HBM)
 sync_s                      one cross-socket synchronisation at a call boundary    s
@@ -23,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TOPOLOGIES = ("ring", "full")
+TOPOLOGIES = ("ring", "full", "nodes")
 OPTIONAL_WHEN_SINGLE = ("topology", "hop_latency_s", "sync_s", "ddr_to_hbm_bytes_per_s")
 
 
@@ -40,22 +46,30 @@ class NodeSpec:
     hop_latency_s: float
     sync_s: float
     ddr_to_hbm_bytes_per_s: float
+    node_sockets: int = 0  # topology "nodes": sockets per fully connected node; 0 otherwise
 
     @property
     def links_per_socket(self) -> int:
-        """Inter-RDU links at each socket: 2 on a ring (1 with two sockets), N - 1 when full."""
+        """Inter-RDU links at each socket: 2 on a ring (1 with two sockets), N - 1 when full,
+        (S - 1) + (N / S - 1) on `nodes` of S sockets."""
         if self.sockets == 1:
             return 0
         if self.topology == "ring":
             return min(2, self.sockets - 1)
+        if self.topology == "nodes":
+            return self.node_sockets - 1 + self.sockets // self.node_sockets - 1
         return self.sockets - 1
 
     def hops(self, src: int, dst: int) -> int:
-        """Links a transfer from socket `src` to `dst` crosses (shortest way round a ring)."""
+        """Links a transfer from socket `src` to `dst` crosses (shortest way round a ring;
+        on `nodes`: 1 inside a node or to the same index in another node, else 2)."""
         if src == dst:
             return 0
         if self.topology == "full":
             return 1
+        if self.topology == "nodes":
+            s = self.node_sockets
+            return 1 if src // s == dst // s or src % s == dst % s else 2
         d = abs(src - dst) % self.sockets
         return min(d, self.sockets - d)
 
@@ -79,5 +93,15 @@ def read_node(reader: Any, error: Any) -> NodeSpec:
     topology = reader.get_str("sockets", "topology")
     if topology not in TOPOLOGIES:
         raise error(f"{reader.where}: [sockets].topology is {topology!r}; set it to one of: {', '.join(TOPOLOGIES)}")
+    node_sockets = 0
+    if topology == "nodes":
+        if "node_sockets" not in body:
+            raise error(f"{reader.where}: [sockets].topology = \"nodes\" needs [sockets].node_sockets, the sockets of "
+                        "one fully connected node; add it")
+        node_sockets = reader.get_int("sockets", "node_sockets")
+        if node_sockets < 2 or count % node_sockets or count == node_sockets:
+            raise error(f"{reader.where}: [sockets].node_sockets = {node_sockets} must be >= 2 and divide count = "
+                        f"{count} into two or more nodes; fix it (or use topology \"full\" for one node)")
     return NodeSpec(count, topology, link, reader.get_float("sockets", "hop_latency_s"),
-                    reader.get_float("sockets", "sync_s"), reader.get_float("sockets", "ddr_to_hbm_bytes_per_s"))
+                    reader.get_float("sockets", "sync_s"), reader.get_float("sockets", "ddr_to_hbm_bytes_per_s"),
+                    node_sockets)

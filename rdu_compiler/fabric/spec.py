@@ -257,7 +257,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "network": {"link_bytes_per_cycle": "int"},
     "launch": {"program_load_s": "float", "argument_load_s": "float"},
     "sockets": {"count": "int", "p2p_bytes_per_s": "float", "topology": "str", "hop_latency_s": "float",
-                "sync_s": "float", "ddr_to_hbm_bytes_per_s": "float"},
+                "sync_s": "float", "ddr_to_hbm_bytes_per_s": "float", "node_sockets": "int"},
 }
 
 _PRESETS = resources.files("rdu_compiler.fabric").joinpath("presets")
@@ -287,6 +287,7 @@ LIMITS: dict[str, int | float] = {
     "[launch].program_load_s": 1.0,
     "[launch].argument_load_s": 1.0,
     "[sockets].count": 1024,
+    "[sockets].node_sockets": 1024,
     "[sockets].hop_latency_s": 1.0,
     "[sockets].sync_s": 1.0,
     "[sockets].ddr_to_hbm_bytes_per_s": 1e15,
@@ -529,3 +530,39 @@ class _Reader:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise self._fail(label, "a positive integer", value)
         return value
+
+
+def _extends_chain(name: str) -> list[str]:
+    """The presets a shipped preset extends, nearest first (`extends` of each file)."""
+    chain: list[str] = []
+    while name in preset_names() and len(chain) <= MAX_EXTENDS:
+        base = tomllib.loads(_PRESETS.joinpath(f"{name}.toml").read_text(encoding="utf-8")).get("extends")
+        if not isinstance(base, str):
+            break
+        chain.append(base)
+        name = base
+    return chain
+
+
+def node_preset(name: str, sockets: int) -> str:
+    """The fabric to compile for when a program asks for `sockets` sockets of `name`.
+
+    `name` itself when its node has at least `sockets` sockets, or more than one socket (a
+    node preset is taken as asked for: too few sockets are refused by the caller), or it
+    is not a shipped preset (a user's .toml is taken as written); for a one-socket preset
+    such as "sn40l", the shipped preset with the fewest
+    sockets that extends `name` (directly or through other presets) and whose node's
+    socket count is a multiple of `sockets`: `node_preset("sn40l", 16)` is "sn40l-rack16",
+    `node_preset("sn40l", 4)` is "sn40l-node8". `name` again when none does, so the
+    caller's socket check refuses with its message.
+    """
+    if name not in preset_names() or sockets <= (have := load_fabric(name).node.sockets) or have > 1:
+        return name
+    best: tuple[int, str] | None = None
+    for p in preset_names():
+        if name not in _extends_chain(p):
+            continue
+        count = load_fabric(p).node.sockets
+        if count >= sockets and count % sockets == 0 and (best is None or count < best[0]):
+            best = (count, p)
+    return best[1] if best else name

@@ -50,7 +50,15 @@ class KernelStats:
     operand_bytes: list[int] = field(default_factory=list)  # per input/init operand, tile loads summed
     result_bytes: int = 0
     gathered_bytes: int = 0
+    cold_gathered_bytes: int = 0  # a tiered row gather's DDR rows (rdu-tier-rows)
+    rows_read: tuple[int, int] | None = None  # a tiered row gather: (rows read from HBM, from DDR)
     pmu_probe_bytes: int = 0  # a hash probe's reads of its PMU-resident index
+
+    def add_rows(self, ctx: Any) -> None:
+        """Add a tile's (HBM rows, DDR rows) of a tiered row gather (`TileContext.rows_read`)."""
+        if ctx.split is not None:
+            h, d = self.rows_read or (0, 0)
+            self.rows_read = (h + ctx.rows_read[0], d + ctx.rows_read[1])
 
 
 def projection_cut(access: Access, starts: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[tuple[Any, ...], list[int] | None, list[int]]:
@@ -107,6 +115,7 @@ class KernelExecutor:
         self.counted = counted_operands(kernel)  # the cost model's rule (kernel.traffic)
         self.kind = facts.kind
         self.gather_burst = 1  # bytes per gather access; the emulator sets its tier's (TierSpec.burst_bytes)
+        self.gather_split: tuple[int, int] | None = None  # (hot rows, DDR burst) of a tiered row gather
         if facts.non_projection_output() is not None:
             raise EmulatorError(f"kernel '{self.name}': output access pattern must be a projection")
         self.contraction: tuple[int, int] | None = None
@@ -211,7 +220,7 @@ class KernelExecutor:
             stats.tiles += 1
             self._count(operands, starts, sizes, stats)
             args = self._args(operands, caps, starts, sizes, include_inits=not self.red)
-            ctx = TileContext(starts, sizes, self.gather_burst)
+            ctx = TileContext(starts, sizes, self.gather_burst, self.gather_split)
             if not self.red:
                 vals = self.payload.run(args, ctx)
                 self._write(results, [vals[s] for s in self.payload.yield_slots], starts, sizes)
@@ -219,6 +228,8 @@ class KernelExecutor:
                 accs = self._reduce(args, accs, ctx, sizes)
                 prev_starts, prev_sizes = starts, sizes
             stats.gathered_bytes += ctx.gathered_bytes
+            stats.cold_gathered_bytes += ctx.cold_gathered_bytes
+            stats.add_rows(ctx)
         if self.red and current_par is not None:
             self._write(results, accs, prev_starts, prev_sizes)
         stats.result_bytes = sum(r.nbytes for r in results)
@@ -371,9 +382,11 @@ class KernelExecutor:
                 if self.counted[i] and not isinstance(operands[i], Empty):
                     stats.operand_bytes[i] += math.prod(self.accesses[i].extent(starts, sizes)) * _itemsize(operands[i])
             args = self._args(operands, caps, starts, sizes, include_inits=False)
-            ctx = TileContext(starts, sizes, self.gather_burst)
+            ctx = TileContext(starts, sizes, self.gather_burst, self.gather_split)
             vals = self.payload.run(args, ctx)
             stats.gathered_bytes += ctx.gathered_bytes
+            stats.cold_gathered_bytes += ctx.cold_gathered_bytes
+            stats.add_rows(ctx)
             value = np.broadcast_to(np.asarray(vals[self.scatter_slot], dtype=dest.dtype), sizes).reshape(-1)
             grids = [np.arange(s, s + n).reshape([n if j == d else 1 for j in range(rank)]) for d, (s, n) in enumerate(zip(starts, sizes, strict=True))]
             coords = []

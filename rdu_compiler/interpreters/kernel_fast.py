@@ -214,7 +214,7 @@ class PreparedKernelExecutor(KernelExecutor):
                 (i, _read_mode(cuts[i], x), cuts[i], acc) for i, (x, acc) in enumerate(zip(operands, self.accesses, strict=True))
                 if self.used[i] and not (self.red and i >= self.n_in) and not isinstance(x, Empty)
             ]
-            ctx = TileContext(starts, sizes, self.gather_burst)
+            ctx = TileContext(starts, sizes, self.gather_burst, self.gather_split)
             modes = [_read_mode(c, x) for c, x in zip(cuts, operands, strict=True)]
             out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape), ctx=ctx, modes=modes, reads=reads))
         for t, nxt in zip(out, [*out[1:], None], strict=True):
@@ -286,7 +286,8 @@ class PreparedKernelExecutor(KernelExecutor):
             else:
                 ctx = t.ctx
                 assert ctx is not None
-                ctx.gathered_bytes = 0
+                ctx.gathered_bytes = ctx.cold_gathered_bytes = 0
+                ctx.rows_read = (0, 0)
                 if not self.red:
                     vals = self.payload.run(args, ctx)
                     values = [vals[s] for s in self.payload.yield_slots]
@@ -296,6 +297,8 @@ class PreparedKernelExecutor(KernelExecutor):
                 else:
                     accs = self._reduce(args, accs, ctx, t.sizes)
                 stats.gathered_bytes += ctx.gathered_bytes
+                stats.cold_gathered_bytes += ctx.cold_gathered_bytes
+                stats.add_rows(ctx)
             prev = t
         if self.red and prev is not None:
             self._store(results, accs, prev, plan, single)
@@ -321,7 +324,8 @@ class PreparedKernelExecutor(KernelExecutor):
         args.extend(caps)
         ctx = t.ctx
         assert ctx is not None
-        ctx.gathered_bytes = 0
+        ctx.gathered_bytes = ctx.cold_gathered_bytes = 0
+        ctx.rows_read = (0, 0)
         vals = self.payload.run(args, ctx)
         values = [vals[s] for s in self.payload.yield_slots]
         adopt = self._made or self._fresh(values, [*operands, *caps])
@@ -338,6 +342,8 @@ class PreparedKernelExecutor(KernelExecutor):
                 if results[i] is None:
                     self._store_one(results, i, val, t, plan, adopt)
         stats.gathered_bytes = ctx.gathered_bytes
+        stats.cold_gathered_bytes = ctx.cold_gathered_bytes
+        stats.add_rows(ctx)
         stats.result_bytes = sum([r.nbytes for r in results])
         return results, stats
 

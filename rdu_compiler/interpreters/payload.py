@@ -151,12 +151,18 @@ _CMPI = [
 class TileContext:
     """What a payload sees of the tile it runs on: index grids and gather accounting."""
 
-    def __init__(self, starts: tuple[int, ...], sizes: tuple[int, ...], burst: int = 1):
+    def __init__(self, starts: tuple[int, ...], sizes: tuple[int, ...], burst: int = 1,
+                 split: tuple[int, int] | None = None):
         self.starts = starts
         self.sizes = sizes
         self.points = math_prod(sizes)
         self.burst = burst  # the gather tier's access granularity, bytes (1: elements)
         self.gathered_bytes = 0
+        # a row gather split by rdu-tier-rows: (hot rows H, DDR burst); rows >= H are read
+        # from DDR, counted in cold_gathered_bytes (gathered_bytes: the HBM rows)
+        self.split = split
+        self.cold_gathered_bytes = 0
+        self.rows_read = (0, 0)  # (HBM rows, DDR rows) of a split row gather
 
     def index_grid(self, dim: int) -> np.ndarray:
         shape = [1] * len(self.sizes)
@@ -411,7 +417,17 @@ class CompiledPayload:
                     )
             vals[out] = table[tuple(indices)]
             run = ctx.sizes[run_dim] if run_dim is not None else 1  # contiguous elements per access
-            ctx.gathered_bytes += ctx.points // run * burst_round(run * itemsize, ctx.burst)
+            if ctx.split is None:
+                ctx.gathered_bytes += ctx.points // run * burst_round(run * itemsize, ctx.burst)
+                return
+            hot_rows, cold_burst = ctx.split  # one access per row read (the row index is constant along run_dim)
+            rows = np.broadcast_to(indices[0], ctx.sizes)
+            if run_dim is not None:
+                rows = np.take(rows, 0, axis=run_dim)
+            cold = int(np.count_nonzero(rows >= hot_rows))
+            ctx.gathered_bytes += (rows.size - cold) * burst_round(run * itemsize, ctx.burst)
+            ctx.cold_gathered_bytes += cold * burst_round(run * itemsize, cold_burst)
+            ctx.rows_read = (ctx.rows_read[0] + rows.size - cold, ctx.rows_read[1] + cold)
 
         return extract
 

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 from xdsl.dialects import arith, tensor
 from xdsl.dialects.builtin import AnyFloat
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, element_type_of
@@ -220,6 +220,54 @@ def gathered_bytes(k: rdu.KernelOp, burst: int = 1) -> int:
         runs = full * burst_round(tile * size, burst) + (burst_round(rest * size, burst) if rest else 0)
         total += points // dom * runs
     return total
+
+
+def row_gather(k: rdu.KernelOp) -> tensor.ExtractOp | None:
+    """The kernel's row gather, if it is one that `rdu-tier-rows` may split by row range:
+    a gather kernel with one capture, a 2-d table, read by exactly one `tensor.extract`
+    whose row index comes from data (not a loop counter) and whose column index is a loop
+    (`gather_run_dim`), that loop not feeding the row index's input (each row access reads
+    one contiguous run of the row). None otherwise."""
+    if k.kind.data != Pattern.GATHER or len(k.captures) != 1 or len(rdu.shape_of(k.captures[0].type)) != 2:
+        return None
+    table = k.body.block.args[len(k.inputs) + len(k.inits)]
+    extracts = [o for o in k.body.block.walk() if isinstance(o, tensor.ExtractOp)]
+    if len(extracts) != 1 or extracts[0].tensor != table or len(extracts[0].indices) != 2:
+        return None
+    op = extracts[0]
+    run = gather_run_dim(op)
+    row = op.indices[0]
+    while isinstance(row.owner, arith.IndexCastOp):
+        row = row.owner.operands[0]
+    if run is None or not isinstance(row, BlockArgument) or row.owner is not k.body.block or row.index >= len(k.inputs):
+        return None  # the row index must be an input's scalar
+    amap = k.indexing_maps.data[row.index].data
+    if any(e.used_dims() & {run} for e in amap.results):
+        return None
+    return op
+
+
+def gathered_bytes_by_tier(k: rdu.KernelOp, bursts: dict[str, int] | None = None) -> dict[str, float]:
+    """Bytes a kernel's gathers read, per tier ("hbm", "ddr"): at each tier's burst
+    (`bursts`: tier -> bytes; None: the bytes requested). An untiered kernel reads all of
+    `gathered_bytes` from `gather_tier`; a row gather `rdu-tier-rows` split (`hot_rows`,
+    `hot_fraction` f) reads f of its row accesses from HBM at HBM's burst and 1 - f from DDR
+    at DDR's (the emulator counts the actual rows instead)."""
+    if k.hot_fraction is None:
+        tier = gather_tier(k)
+        return {tier: float(gathered_bytes(k, bursts[tier] if bursts else 1))}
+    f = k.hot_fraction.value.data
+    return {"hbm": f * gathered_bytes(k, bursts["hbm"] if bursts else 1),
+            "ddr": (1 - f) * gathered_bytes(k, bursts["ddr"] if bursts else 1)}
+
+
+def row_accesses(k: rdu.KernelOp) -> int:
+    """Row reads of a row gather (`row_gather`): its domain points over the row's length."""
+    op = row_gather(k)
+    assert op is not None
+    d = gather_run_dim(op)
+    assert d is not None
+    return math.prod(k.domain_sizes) // k.domain_sizes[d]
 
 
 def compute_dtype(k: rdu.KernelOp) -> str:

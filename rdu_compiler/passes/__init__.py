@@ -7,6 +7,12 @@ from collections.abc import Callable
 from xdsl.passes import ModulePass
 
 
+def _tier_rows() -> type[ModulePass]:
+    from rdu_compiler.passes.rdu_tier_rows import RduTierRowsPass
+
+    return RduTierRowsPass
+
+
 def _fold_constants() -> type[ModulePass]:
     from rdu_compiler.passes.rdu_fold_constants import RduFoldConstantsPass
 
@@ -98,6 +104,7 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "rdu-pipeline": _pipeline,
         "rdu-tile": _tile,
         "rdu-section": _section,
+        "rdu-tier-rows": _tier_rows,
         "rdu-allocate": _allocate,
         "rdu-place": _place,
         "rdu-kernel-loop": _kernel_loop,

@@ -11,7 +11,9 @@ Tiers: function arguments and section results are the off-chip tensors. Each liv
 the section that writes it to the last section that reads it; HBM holds it if HBM has
 room over its whole lifetime (tensors with disjoint lifetimes share space), otherwise DDR
 (SN40L §V-A: HBM by default, DDR for spills; arguments, weights first, are placed before
-activations, so activations spill first). Peak footprints go to module attributes
+activations, so activations spill first). A table whose row gathers `rdu-tier-rows` split
+(`hot_rows = H`) keeps rows [0, H) in HBM and the rest in DDR (its capture tier is HBM,
+the hot tier). Peak footprints go to module attributes
 `rdu.hbm_peak_bytes` / `rdu.ddr_peak_bytes`.
 """
 
@@ -182,8 +184,24 @@ def assign_tiers(fn: func.FuncOp, fabric: Fabric) -> tuple[dict[SSAValue, rdu.Ti
     usage = {rdu.Tier.HBM: [0] * (n + 1), rdu.Tier.DDR: [0] * (n + 1)}
     capacity = {rdu.Tier.HBM: fabric.hbm.capacity_bytes, rdu.Tier.DDR: fabric.ddr.capacity_bytes}
     tiers: dict[SSAValue, rdu.Tier] = {}
+    hot = _hot_rows(sections)
     for value, first, last in tensors:
         size = _nbytes(value)
+        if value in hot:  # rdu-tier-rows: rows [0, H) in HBM, the rest in DDR
+            shape = rdu.shape_of(value.type)
+            parts = {rdu.Tier.HBM: size * hot[value] // shape[0], rdu.Tier.DDR: size - size * hot[value] // shape[0]}
+            for tier, nbytes in parts.items():
+                if max(usage[tier][first : last + 1], default=0) + nbytes > capacity[tier]:
+                    raise CompileError(
+                        "rdu-allocate",
+                        f"the {nbytes} B of a tiered table's {'hot' if tier == rdu.Tier.HBM else 'cold'} rows do not "
+                        f"fit {tier.value} ({capacity[tier]} B) of fabric '{fabric.name}'; give rdu-tier-rows a "
+                        "smaller hbm_bytes (or a fabric with more DDR)",
+                    )
+                for i in range(first, last + 1):
+                    usage[tier][i] += nbytes
+            tiers[value] = rdu.Tier.HBM  # the hot tier; the kernels' hot_rows say where the rest is
+            continue
         for tier in (rdu.Tier.HBM, rdu.Tier.DDR):
             span = usage[tier][first : last + 1]
             if max(span, default=0) + size <= capacity[tier]:
@@ -199,6 +217,24 @@ def assign_tiers(fn: func.FuncOp, fabric: Fabric) -> tuple[dict[SSAValue, rdu.Ti
                 f"the fabric '{fabric.name}' holds — use a fabric with more DDR",
             )
     return tiers, max(usage[rdu.Tier.HBM]), max(usage[rdu.Tier.DDR])
+
+
+def _hot_rows(sections: list[rdu.SectionOp]) -> dict[SSAValue, int]:
+    """Tables whose rows rdu-tier-rows split: stored tensor -> hot rows (rows in HBM).
+
+    Raises:
+        CompileError: two kernels give one table different hot rows.
+    """
+    hot: dict[SSAValue, int] = {}
+    for s in sections:
+        for k in s.kernels():
+            if k.hot_rows is not None:
+                table = base_tensor(k.captures[0])
+                h = k.hot_rows.value.data
+                if hot.setdefault(table, h) != h:
+                    raise CompileError("rdu-allocate", f"kernel '{k.label}' reads {h} hot rows of a table another "
+                                       f"kernel reads {hot[table]} hot rows of; re-run rdu-tier-rows")
+    return hot
 
 
 def _tier_of(tiers: dict[SSAValue, rdu.Tier], v: SSAValue) -> rdu.Tier:

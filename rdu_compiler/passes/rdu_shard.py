@@ -46,7 +46,9 @@ partial rows, one all-reduce), else replicated with a note in `rdu.tp_notes`;
 an all-gather of the logits at the end; a tied embedding / LM head (GPT-2) then holds one
 shard of the table for both.
 
-Layout ops (views, concats, pads) follow `passes/shard_views.py`.
+Layout ops (views, concats, pads) follow `passes/shard_views.py`. A re-split of a value
+already sharded over fewer ways (GQA's expanded KV heads at tp > n_kv_heads) is lifted to
+where the data is made (`passes/shard_refine.py`), so it does not end a section.
 
 Where: after rdu-fold-views (head-split reshapes are folded into maps, so the head loop is
 visible) and before rdu-fuse (one op per kernel: a fused payload mixes loops, and fusion
@@ -104,6 +106,7 @@ from rdu_compiler.passes.shard_layout import (
     same_shard,
     weight_like,
 )
+from rdu_compiler.passes.shard_refine import lift_refining_shards
 from rdu_compiler.passes.shard_views import shard_concat, shard_pad, shard_view
 from rdu_compiler.passes.shard_vocab import NOTES_ATTR, notes_attr, vocab_parallel
 
@@ -237,6 +240,7 @@ class Sharder:
                 for i, v in enumerate(op.operands):
                     op.operands[i] = self.to(v, None, op)
         self._push_shards()
+        lift_refining_shards(self)  # GQA: each socket expands only its own query heads' K/V
         self._shard_arguments()
         for op in list(block.ops):  # the whole-shape empties the shards replaced
             if isinstance(op, tensor.EmptyOp) and not op.results[0].uses:

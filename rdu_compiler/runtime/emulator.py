@@ -43,6 +43,7 @@ class SectionStats:
     ddr_bytes: int = 0
     pmu_bytes: dict[str, int] = field(default_factory=dict)  # per kernel
     tiles: dict[str, int] = field(default_factory=dict)  # per kernel
+    rows_read: dict[str, tuple[int, int]] = field(default_factory=dict)  # tiered row gather -> (HBM rows, DDR rows)
     wall_s: float = 0.0
 
 
@@ -65,11 +66,18 @@ class EmulatorStats:
     def tiles(self) -> int:
         return sum(sum(s.tiles.values()) for s in self.sections)
 
+    @property
+    def rows_read(self) -> dict[str, tuple[int, int]]:
+        """Per row gather `rdu-tier-rows` split: (rows read from HBM, rows read from DDR),
+        counted from the actual row numbers."""
+        return {k: v for s in self.sections for k, v in s.rows_read.items()}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "hbm_bytes": self.hbm_bytes,
             "ddr_bytes": self.ddr_bytes,
             "tiles": self.tiles,
+            **({"rows_read": {k: {"hbm": h, "ddr": d} for k, (h, d) in self.rows_read.items()}} if self.rows_read else {}),
             "wall_s": self.wall_s,
             "sections": [
                 {"name": s.name, "hbm_bytes": s.hbm_bytes, "ddr_bytes": s.ddr_bytes, "tiles": s.tiles, "wall_s": s.wall_s}
@@ -170,6 +178,8 @@ class Emulator:
                     self.executors[k] = PreparedKernelExecutor(k) if prepared else KernelExecutor(k)
                     # gathers are charged at their tier's access granularity (kernel.traffic.gathered_bytes)
                     self.executors[k].gather_burst = getattr(fabric, gather_tier(k)).burst_bytes
+                    if k.hot_rows is not None:  # rdu-tier-rows: rows >= hot_rows are read from DDR
+                        self.executors[k].gather_split = (k.hot_rows.value.data, fabric.ddr.burst_bytes)
         if named is not None and _comparable(named) != _comparable(fabric):  # after the sections: their reasons are sharper
             raise EmulatorError(
                 f"the program was compiled for fabric '{named.name}' ({module.attributes[FABRIC_ATTR]}) but the "
@@ -295,6 +305,10 @@ class Emulator:
                         ddr += ks.gathered_bytes
                     else:
                         hbm += ks.gathered_bytes
+                if ks.cold_gathered_bytes:
+                    ddr += ks.cold_gathered_bytes
+                if ks.rows_read is not None:
+                    st.rows_read[label] = ks.rows_read
                 pmu_bytes[label] = sum(ob) + ks.result_bytes + ks.pmu_probe_bytes
                 tiles[label] = ks.tiles
             elif kind == 1:  # load, yield: values pass through

@@ -9,7 +9,11 @@ per kernel, plus a "sections" track whose slices name the resource that binds.
 
 A tensor-parallel program (`report["sockets"]`, cost/node.py) adds one process per socket:
 its sections and, between them, the collectives (all-reduce / all-gather, modelled time
-from `cost.collectives`), then the call's sync.
+from `cost.collectives`), then the call's sync. A pipelined program (`report["pipeline"]`,
+cost/pipeline.py) adds one process per socket with its stage's micro-batches on the
+schedule the cost model's step time assumes (stage s starts micro-batch j when it has
+finished j - 1 and stage s - 1 has finished j: T = sum_s t_s + (M - 1) max_s t_s), each
+slot its sections, collectives and the send to the next stage; the gaps are the bubble.
 
 When the emulator has run, a second process shows each section's emulator wall time on
 the host (its own time axis, also in microseconds, sections back to back).
@@ -53,7 +57,7 @@ def trace_events(report: dict[str, Any]) -> list[dict[str, Any]]:
                          if f in loads.get(k["name"], {})})
             events.append(_slice(MODEL_PID, tids[k["name"]], k["name"], start + c["launch_s"], k["time_s"], args))
         start += c["total_s"]
-    events += _socket_events(report)
+    events += _pipeline_events(report) if "pipeline" in report else _socket_events(report)
     emu = report.get("emulator")
     if emu:
         events.append(_meta(EMULATOR_PID, 0, "process_name", "emulator, host wall clock (us)"))
@@ -122,4 +126,58 @@ def _socket_events(report: dict[str, Any]) -> list[dict[str, Any]]:
                 events.append(_slice(pid, 0, s["name"], t, s["cost"]["total_s"], {"bound": s["cost"]["bound"]}))
                 t += s["cost"]["total_s"]
         events.append(_slice(pid, 0, "sync", t, sock["sync_s"], {}))
+    return events
+
+
+def pipeline_schedule(times_s: list[float], microbatches: int) -> list[list[tuple[float, float]]]:
+    """(start, end) in seconds of micro-batch j on stage s (`[s][j]`) for stages taking
+    `times_s` each: stage s starts j once it has finished j - 1 and stage s - 1 has finished
+    j (a forward-only GPipe schedule). The last end is sum(times) + (M - 1) max(times).
+
+    Raises:
+        ValueError: no stages, or fewer than one micro-batch.
+    """
+    if not times_s or microbatches < 1:
+        raise ValueError(f"a pipeline needs >= 1 stage and >= 1 micro-batch, got {len(times_s)} and {microbatches}")
+    slots: list[list[tuple[float, float]]] = []
+    for s, t in enumerate(times_s):
+        row: list[tuple[float, float]] = []
+        for j in range(microbatches):
+            start = max(row[j - 1][1] if j else 0.0, slots[s - 1][j][1] if s else 0.0)
+            row.append((start, start + t))
+        slots.append(row)
+    return slots
+
+
+def _pipeline_events(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One process per socket of a pipelined program: its stage's micro-batch slots."""
+    pipe = report["pipeline"]
+    stages, m, tp = pipe["stages"], pipe["microbatches"], pipe.get("tp", 1)
+    slots = pipeline_schedule([st["time_s"] for st in stages], m)
+    end = max(row[-1][1] for row in slots)
+    events: list[dict[str, Any]] = []
+    for st, row in zip(stages, slots, strict=True):
+        sections = [x for x in report.get("sections", []) if x.get("stage") == st["stage"]]
+        for socket in st["sockets"]:
+            pid = SOCKET_PID + socket
+            rank = f", tp rank {socket - st['socket']}" if tp > 1 else ""
+            events.append(_meta(pid, 0, "process_name", f"socket {socket}: stage {st['stage']}{rank}, modelled time (us)"))
+            events.append(_meta(pid, 0, "thread_name", "micro-batches"))
+            for j, (t0, _) in enumerate(row):
+                t = t0
+                for i, sec in enumerate([*sections, None]):
+                    for c in st["collectives"]:
+                        if c.get("after_sections") == i:
+                            events.append(_slice(pid, 0, c["op"], t, c["seconds"], {"microbatch": j, "algorithm": c["algorithm"]}))
+                            t += c["seconds"]
+                    if sec is not None:
+                        events.append(_slice(pid, 0, sec["name"], t, sec["cost"]["total_s"],
+                                             {"microbatch": j, "bound": sec["cost"]["bound"]}))
+                        t += sec["cost"]["total_s"]
+                for x in st["transfers"]:
+                    events.append(_slice(pid, 0, f"send to stage {x['to_stage']}", t, x["seconds"],
+                                         {"microbatch": j, "bytes": x["bytes"], "channel": x["channel"]}))
+                    t += x["seconds"]
+            if pipe.get("sync_s"):
+                events.append(_slice(pid, 0, "sync", end, pipe["sync_s"], {}))
     return events

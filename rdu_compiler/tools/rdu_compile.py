@@ -73,6 +73,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--kernel-looping", action="store_true",
                    help="record repeated layers as kernel loops (rdu-kernel-loop): one looped call launches each "
                         "body section once; the report says how many launches were saved")
+    p.add_argument("--tier-rows", type=int, default=None, metavar="HBM_BYTES",
+                   help="split embedding tables by row (rdu-tier-rows): the hottest rows in HBM_BYTES of HBM, the rest "
+                        "in DDR, under a stated Zipf law (--zipf); a model.py on one socket")
+    p.add_argument("--zipf", type=float, default=1.05, metavar="S",
+                   help="with --tier-rows: the Zipf exponent assumed for every table's row frequencies (IDs numbered "
+                        "hot-first); default 1.05")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p.parse_args(argv)
 
@@ -105,6 +111,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     from rdu_compiler import api
     from rdu_compiler.frontend.torch.model_file import load_model_file
 
+    args.fabric = api.node_fabric(args.fabric, args.tp * args.pp, args.sockets)  # "sn40l" --sockets 16: its rack preset
     out_dir = Path(args.output or Path("rdu_out") / Path(args.model).stem)
     check_output_dir(out_dir, args.force)  # refuse before compiling, not after
     if args.plot:
@@ -114,8 +121,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True)
     timings: dict[str, float] = {}
     with progress:
+        tier_rows = {"hbm_bytes": args.tier_rows, "zipf": args.zipf} if args.tier_rows is not None else None
+        if Path(args.model).suffix.lower() == ".onnx" and tier_rows:
+            raise RduError("--tier-rows applies to a model.py only (not wired into the ONNX path yet); drop it")
         all_stages = stages(args.fabric, args.opt_level, run=not args.no_run, check=args.check and not args.no_run, tp=args.tp, pp=args.pp,
-                            kernel_looping=args.kernel_looping)
+                            kernel_looping=args.kernel_looping, tier_rows="on" if tier_rows else "")
         task = progress.add_task(LOAD, total=len(all_stages))
         last = [time.perf_counter(), LOAD]
 
@@ -127,9 +137,10 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
         if Path(args.model).suffix.lower() == ".onnx" and (args.pp != 1 or args.microbatches != 1):
             raise RduError("--pp and --microbatches apply to a model.py only (the ONNX path compiles one socket); drop them")
-        if args.pp != 1 and (args.target == "triton" or args.plot or args.trace):
-            raise RduError("--pp compiles one program per socket; --target triton, --plot and --trace handle one-socket "
-                           "programs only (not implemented for stage programs yet); drop them or --pp")
+        if args.pp != 1 and (args.target == "triton" or args.plot):
+            raise RduError("--pp compiles one program per socket; --target triton and --plot handle one-socket "
+                           "programs only (not implemented for stage programs yet; --trace shows every stage's "
+                           "socket); drop them or --pp")
         if Path(args.model).suffix.lower() == ".onnx":  # ONNX: --check against onnx's reference evaluator
             program, check = cli_compile(args, stage, str(out_dir.parent))
         else:
@@ -143,6 +154,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 fold_constants=args.fold_constants, on_stage=stage, repro_dir=str(out_dir.parent),
                 keep_ir=args.emit == "rdu", tp=args.tp, sockets=args.sockets,
                 pp=args.pp, microbatches=args.microbatches, kernel_looping=args.kernel_looping,
+                tier_rows=tier_rows,
             )
             outputs = None
             if not args.no_run:

@@ -71,6 +71,13 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
     summary.add_row("kernels by pattern", ", ".join(f"{k} {v}" for k, v in sorted(t["kernel_kinds"].items())))
     summary.add_row("HBM traffic / DDR traffic", f"{format_bytes(t['hbm_bytes'])} / {format_bytes(t['ddr_bytes'])}")
     summary.add_row("peak HBM / DDR footprint", f"{format_bytes(t['hbm_peak_bytes'])} / {format_bytes(t['ddr_peak_bytes'])}")
+    tiering = report.get("tiering")
+    if tiering:  # rdu-tier-rows: table rows per tier, and the expected hot share of the row reads
+        tabs = tiering["tables"]
+        hot = sum(x["hot_rows"] for x in tabs)
+        summary.add_row("row tiering (" + tiering["assumption"] + ")",
+                        f"{len(tabs)} tables, {hot} of {sum(x['rows'] for x in tabs)} rows in HBM: "
+                        f"{format_bytes(tiering['stored_bytes']['hbm'])} HBM / {format_bytes(tiering['stored_bytes']['ddr'])} DDR")
     if "max_link_bytes" in t:
         summary.add_row("max link load / traffic x hops", f"{format_bytes(t['max_link_bytes'])} / {t['traffic_hop_bytes']:.3e} B x hops")
     summary.add_row("estimated time (static model)", format_seconds(t["estimated_s"]))
@@ -89,6 +96,10 @@ def print_report(console: Console, report: dict[str, Any], title: str) -> None:
     if emu:
         summary.add_row("emulator: tiles, wall time", f"{emu['tiles']}, {format_seconds(emu['wall_s'])}")
         summary.add_row("emulator: HBM / DDR bytes measured", f"{format_bytes(emu['hbm_bytes'])} / {format_bytes(emu['ddr_bytes'])}")
+        if emu.get("rows_read"):
+            h = sum(r["hbm"] for r in emu["rows_read"].values())
+            d = sum(r["ddr"] for r in emu["rows_read"].values())
+            summary.add_row("emulator: rows read HBM / DDR", f"{h} / {d} ({h / max(1, h + d):.1%} hot)")
     console.print(summary)
     if loops is not None and not loops["count"]:
         console.print(f"[bold]kernel looping:[/] {loops['note']}", highlight=False)

@@ -17,6 +17,12 @@ Per mini-batch (`OnlineTrainer.step`):
    last sync (ID, row, stamp) and the dense parameters; it expires by the same clock, so
    deletions cost no bytes beyond the clock (8 B).
 
+Modelled time per step (`StepRecord`): the compiled step's `report["totals"]["estimated_s"]`
+and the sparse update's `cost.tiering.sparse_update_cost` (every touched row, with the
+optimizer's state rows, read and written at the table's tier's burst): `update_tier`
+"hbm" or "ddr", by default HBM when the table's rows and state fit the fabric's HBM, else
+DDR.
+
 Bytes per synced row: 8 (uint64 ID) + 4 dim (fp32 row) + 8 (int64 stamp). A full copy would
 send every present row each time (`SyncRecord.full_row_bytes`); the optimizer state stays
 with the trainer (serving does not train).
@@ -150,8 +156,10 @@ class ServingCopy:
 
 @dataclass
 class StepRecord:
-    """One step: loss, the table's counts (updated/admitted/rejected), IDs expired, and the
-    wall time of the compiled step and of the table's part (seconds)."""
+    """One step: loss, the table's counts (updated/admitted/rejected), IDs expired, the
+    wall time of the compiled step and of the table's part (seconds, this host), and the
+    modelled time on the fabric: the compiled step's estimate and the sparse update's
+    (`update_bytes` read + written at the tier's burst, `update_s` seconds)."""
 
     step: int
     now: int
@@ -163,6 +171,9 @@ class StepRecord:
     step_s: float
     table_s: float
     synced: bool = False
+    modelled_step_s: float = 0.0
+    update_bytes: float = 0.0
+    update_s: float = 0.0
 
 
 @dataclass
@@ -192,6 +203,8 @@ class OnlineTrainer:
         expire_every: steps between `table.expire(now)` calls (None: never; ignored when
             the table has no expiry).
         fabric, opt_level: passed to the compiler.
+        update_tier: "hbm", "ddr" or None (the table's tier for the sparse update's modelled
+            cost; None: HBM when the table's rows and optimizer state fit the fabric's HBM).
         compiled: a `CompiledTrainStep` of the same model, loss and dense optimizer to reuse
             (None: compile at the first batch, for its shapes).
 
@@ -200,7 +213,8 @@ class OnlineTrainer:
 
     def __init__(self, model: nn.Module, table: CollisionlessTable, optimizer: SGD | Adagrad | None = None, *,
                  sync_every: int | None = 1, loss: str | Loss = "bce", expire_every: int | None = 1,
-                 fabric: str = "sn40l", opt_level: int = 1, compiled: CompiledTrainStep | None = None):
+                 fabric: str = "sn40l", opt_level: int = 1, compiled: CompiledTrainStep | None = None,
+                 update_tier: str | None = None):
         if not isinstance(table, CollisionlessTable):
             raise TrainingError(f"OnlineTrainer needs a CollisionlessTable, got {type(table).__name__}")
         for name, v in (("sync_every", sync_every), ("expire_every", expire_every)):
@@ -213,6 +227,7 @@ class OnlineTrainer:
                                 f"{type(self.optimizer).__name__}")
         self.sync_every, self.expire_every = sync_every, expire_every
         self.fabric, self.opt_level = fabric, opt_level
+        self.update_tier = self._tier(update_tier)
         self.param_names = [n for n, _ in model.named_parameters()]
         self.params = [p.detach().clone().float() for p in model.parameters()]
         self.state = initial_state(self.optimizer, self.params)
@@ -227,6 +242,23 @@ class OnlineTrainer:
         self.syncs: list[SyncRecord] = []
         self._dirty = _Dirty()
         self._expired_at: int | None = None
+
+    def _tier(self, tier: str | None) -> str:
+        if tier is not None:
+            if tier not in ("hbm", "ddr"):
+                raise TrainingError(f"OnlineTrainer update_tier must be 'hbm', 'ddr' or None, got {tier!r}")
+            return tier
+        from rdu_compiler.fabric import load_fabric
+
+        state = self.table.state.nbytes if self.table.state is not None else 0
+        return "hbm" if self.table.rows.nbytes + state <= load_fabric(self.fabric).hbm.capacity_bytes else "ddr"
+
+    def _update_cost(self, rows: int) -> dict[str, float]:
+        from rdu_compiler.cost.tiering import sparse_update_cost
+        from rdu_compiler.fabric import load_fabric
+
+        return sparse_update_cost(rows, self.table.dim, load_fabric(self.fabric), self.update_tier, itemsize=4,
+                                  state_rows=self.table.optimizer.state_per_row)
 
     # ------------------------------------------------------------------ batches
     def _check(self, batch: Batch) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, int]:
@@ -286,8 +318,11 @@ class OnlineTrainer:
         if self.table.expiry is not None and self.expire_every and self.steps % self.expire_every == 0:
             expired = self.table.expire(now)
             self._expired_at = now
+        update = self._update_cost(counts["updated"] + counts["admitted"])
         rec = StepRecord(self.steps, now, float(loss), counts["updated"], counts["admitted"], counts["rejected"],
-                         expired, t1 - t0, time.perf_counter() - t1)
+                         expired, t1 - t0, time.perf_counter() - t1,
+                         modelled_step_s=float(self.compiled.program.report["totals"]["estimated_s"]),
+                         update_bytes=update["bytes"], update_s=update["s"])
         if self.sync_every and self.steps % self.sync_every == 0:
             self.sync()
             rec.synced = True

@@ -10,6 +10,7 @@ import torch
 import rdu_compiler
 from rdu_compiler import bench
 from rdu_compiler.bench.models import LayerShape, gpt2_model, llama_layer, llama_model
+from rdu_compiler.errors import RduError
 from rdu_compiler.tools import rdu_bench
 
 SMALL = LayerShape(hidden=128, heads=4, kv_heads=2, mlp=256, seq=16)
@@ -86,3 +87,33 @@ def test_rdu_bench_needs_a_model(capsys: pytest.CaptureFixture[str]) -> None:
         rdu_bench.main([])
     assert e.value.code == 2
     assert "model.py or --builtin" in capsys.readouterr().err
+
+
+def test_rdu_bench_builtin_8b_decode_on_16_sockets(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rdu-bench --builtin llama3.1-8b-decode --sockets 16 --tp 16`: the HF Llama-3.1-8B
+    decode program (built here with 4 of its 32 layers and a 64-token context, to keep the
+    test short) on the default fabric "sn40l" compiles for the 16-socket rack preset."""
+    from rdu_compiler.bench import models
+
+    small = lambda: models.hf_llama31_8b_decode(64, layers=4)  # noqa: E731
+    monkeypatch.setattr(rdu_bench, "_builtins", lambda: {"llama3.1-8b-decode": small})
+    out = tmp_path / "bench.json"
+    rdu_bench.main(["--builtin", "llama3.1-8b-decode", "--sockets", "16", "--tp", "16", "--kernel-looping",
+                    "-O", "1", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert data["fabric"] == "sn40l-rack16" and [lv["opt_level"] for lv in data["levels"]] == [1]
+    assert data["speedup"] is None and data["levels"][0]["kernel_loops"] == 1
+
+
+def test_the_builtin_list_has_the_whole_8b_decode_model() -> None:
+    assert {"llama3.1-8b-decode", "llama3.1-8b-decode-layer"} <= set(rdu_bench._builtins())
+
+
+def test_node_preset_resolves_one_socket_presets_only() -> None:
+    from rdu_compiler.fabric import node_preset
+
+    assert node_preset("sn40l", 16) == "sn40l-rack16" and node_preset("sn40l", 4) == "sn40l-node8"
+    assert node_preset("sn40l", 1) == "sn40l" and node_preset("sn40l-node8", 16) == "sn40l-node8"  # refused later
+    assert node_preset("sn40l", 32) == "sn40l"  # no preset holds 32: the socket check refuses with its message
+    with pytest.raises(RduError, match="sn40l-rack16"):
+        rdu_compiler.compile(torch.nn.Linear(8, 8), (torch.randn(2, 8),), fabric="sn40l", tp=32)

@@ -11,7 +11,9 @@ from rdu_compiler.cost.collectives import (
     all_gather,
     all_reduce,
     direct_all_reduce,
+    hierarchical_all_reduce,
     pipeline_bubble,
+    recursive_doubling_all_reduce,
     ring_all_reduce,
     send_recv,
 )
@@ -21,12 +23,13 @@ from rdu_compiler.fabric.node import NodeSpec
 
 def test_multi_socket_presets_extend_the_socket() -> None:
     one, node, rack = load_fabric("sn40l"), load_fabric("sn40l-node8"), load_fabric("sn40l-rack16")
-    assert (node.sockets, node.node.topology) == (8, "full") and (rack.sockets, rack.node.topology) == (16, "ring")
+    assert (node.sockets, node.node.topology) == (8, "full") and (rack.sockets, rack.node.topology) == (16, "nodes")
     for f in (node, rack):  # every socket field comes from sn40l
         assert (f.rows, f.cols, f.hbm, f.ddr, f.pcu, f.pmu) == (one.rows, one.cols, one.hbm, one.ddr, one.pcu, one.pmu)
     assert rack.node.hop_latency_s == node.node.hop_latency_s == 1e-6  # inherited through two levels
     assert one.node.topology == "single" and one.node.links_per_socket == 0
-    assert node.node.links_per_socket == 7 and rack.node.links_per_socket == 2
+    assert node.node.links_per_socket == 7 and rack.node.links_per_socket == 8  # 7 in the node + 1 across
+    assert rack.node.node_sockets == 8
 
 
 def _spec(tmp_path: Path, text: str, name: str = "f.toml") -> str:
@@ -76,8 +79,22 @@ def test_all_reduce_formulas_on_hand_computed_cases() -> None:
     assert all_reduce(_node(4, "ring"), 4e6, group=1).seconds == 0
     with pytest.raises(ValueError, match="1..4"):
         all_reduce(_node(4, "ring"), 1.0, group=5)
-    small = all_reduce(_node(16, "ring", b=1e11), 16 * 1024)  # decode-sized: latency dominates
+    small = ring_all_reduce(_node(16, "ring", b=1e11), 16 * 1024)  # decode-sized: latency dominates
     assert small.latency_s > 10 * small.transfer_s
+
+
+def test_recursive_doubling_wins_small_messages_on_a_ring_and_loses_large_ones() -> None:
+    ring16 = _node(16, "ring", b=1e11)
+    rd = recursive_doubling_all_reduce(ring16, 8192)  # a decode all-reduce: 4096 bf16
+    assert rd.latency_s == pytest.approx(15e-6) and rd.transfer_s == pytest.approx(15 * 8192 / 1e11)
+    assert all_reduce(ring16, 8192).algorithm == "recursive doubling"
+    assert all_reduce(ring16, 8192).seconds < ring_all_reduce(ring16, 8192).seconds
+    assert all_reduce(ring16, 64e6).algorithm == "ring"  # bandwidth-bound: the ring's 2(N-1)/N M wins
+    assert recursive_doubling_all_reduce(_node(8, "full"), 1e6).latency_s == pytest.approx(3e-6)  # log2 8 hops
+    assert all_reduce(_node(8, "full"), 8192).algorithm == "direct"  # 2 hops beat log2 8
+    assert all_reduce(_node(6, "ring"), 8192).algorithm == "ring"  # not a power of two
+    with pytest.raises(ValueError, match="power-of-two"):
+        recursive_doubling_all_reduce(_node(6, "ring"), 1.0)
 
 
 def test_all_gather_send_recv_and_bubbles() -> None:
@@ -110,3 +127,33 @@ def test_a_multi_socket_fabric_says_the_program_uses_one_socket() -> None:
     buf = io.StringIO()
     print_report(Console(file=buf, width=100), node, "linear")
     assert "one of the 8 sockets" in " ".join(buf.getvalue().split())
+
+
+def _nodes(n: int, per: int, b: float = 1e11, a: float = 1e-6) -> NodeSpec:
+    return NodeSpec(n, "nodes", b, a, 1e-5, 1e11, per)
+
+
+def test_nodes_topology_hierarchical_all_reduce_and_hops() -> None:
+    rack = _nodes(16, 8)
+    assert [rack.hops(0, d) for d in (0, 1, 7, 8, 9, 15)] == [0, 1, 1, 1, 2, 2]
+    h = hierarchical_all_reduce(rack, 8192)  # reduce-scatter in the node, exchange across, all-gather
+    assert h.latency_s == pytest.approx(3e-6) and h.transfer_s == pytest.approx(3 * 1024 / 1e11)
+    assert all_reduce(rack, 8192).algorithm.startswith("hierarchical")
+    assert all_reduce(rack, 8192, group=8).algorithm == "direct"  # one node: its full links
+    four = hierarchical_all_reduce(_nodes(32, 8), 8192)  # 4 nodes: recursive doubling across, 2 steps
+    assert four.latency_s == pytest.approx(4e-6)
+    assert recursive_doubling_all_reduce(rack, 8192).latency_s == pytest.approx(4e-6)  # every partner 1 hop
+    g = all_gather(rack, 1000.0)
+    assert g.algorithm == "hierarchical" and g.seconds == pytest.approx(2e-6 + 9 * 1000 / 1e11)
+    with pytest.raises(ValueError, match="needs topology 'nodes'"):
+        hierarchical_all_reduce(_node(16, "ring"), 1.0)
+
+
+def test_nodes_topology_needs_a_node_size_that_divides(tmp_path: Path) -> None:
+    with pytest.raises(FabricError, match="node_sockets"):
+        load_fabric(_spec(tmp_path, 'extends = "sn40l-node8"\n[sockets]\ncount = 16\ntopology = "nodes"\n'))
+    with pytest.raises(FabricError, match="divide count"):
+        load_fabric(_spec(tmp_path, 'extends = "sn40l-rack16"\n[sockets]\nnode_sockets = 5\n', "g.toml"))
+    ring = load_fabric(_spec(tmp_path, 'extends = "sn40l-rack16"\n[sockets]\ntopology = "ring"\n', "r.toml"))
+    assert ring.node.topology == "ring" and ring.node.hops(0, 8) == 8  # node_sockets ignored off `nodes`
+

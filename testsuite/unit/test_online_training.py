@@ -80,10 +80,17 @@ def _same_state(trainer: OnlineTrainer, eager: EagerOnlineTrainer) -> None:
 def test_compiled_training_equals_eager_after_k_steps(steps: dict[str, CompiledTrainStep], opt: str) -> None:
     trainer, eager = _pair(steps, opt)
     start = [p.clone() for p in trainer.params]
+    state_rows = OPTIMIZERS[opt].state_per_row
     for batch in zipf_stream(8, B, F, D, vocab=40, seed=1):  # Zipf: repeated IDs inside a batch (HashReduce)
         rec = trainer.step(batch)
         want = eager.step(batch.ids, batch.dense, batch.labels, batch.now)
         assert abs(rec.loss - want) <= TOL * abs(want)
+        # the modelled sparse update: each distinct present ID's row (16 B, one 64 B HBM burst)
+        # and its optimizer state rows, read and written
+        touched = len(np.unique(batch.ids))
+        assert rec.update_bytes == 2 * touched * (1 + state_rows) * 64
+        assert rec.update_s == pytest.approx(rec.update_bytes / 1.8e12) and rec.modelled_step_s > 0
+    assert trainer.update_tier == "hbm"
     _same_state(trainer, eager)
     moved = min(rel(p, s) for p, s in zip(trainer.params, start, strict=True))
     assert moved > 100 * TOL  # every dense parameter trained: the comparison above is not vacuous
@@ -166,6 +173,9 @@ def test_bad_models_and_settings_are_refused(steps: dict[str, CompiledTrainStep]
     with pytest.raises(TrainingError, match="unknown loss"):
         CompiledTrainStep(Tower(), "hinge", SGD(), rows, dense, labels)
     table = CollisionlessTable(DIM, optimizer=SGD(lr=0.5))
+    with pytest.raises(TrainingError, match="update_tier must be 'hbm', 'ddr' or None"):
+        OnlineTrainer(Tower(), table, update_tier="sram")
+    assert OnlineTrainer(Tower(), table, update_tier="ddr").update_tier == "ddr"
     with pytest.raises(TrainingError, match="sync_every"):
         OnlineTrainer(Tower(), table, sync_every=0)
     with pytest.raises(TrainingError, match="compiled step was built for"):

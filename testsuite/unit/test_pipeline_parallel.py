@@ -181,8 +181,11 @@ def test_report_sums_stages_sends_and_bubble() -> None:
 def test_pp_needs_the_sockets() -> None:
     import rdu_compiler
 
-    with pytest.raises(RduError, match="pp=2 stages need 2 sockets, but fabric 'sn40l' has 1"):
-        rdu_compiler.compile(torch.nn.Linear(8, 8), (torch.randn(2, 8),), fabric="sn40l", pp=2)
+    with pytest.raises(RduError, match="pp=2 stages need 2 sockets, but fabric 'tiny' has 1"):
+        rdu_compiler.compile(torch.nn.Linear(8, 8), (torch.randn(2, 8),), fabric="tiny", pp=2)  # no node preset extends tiny
+    # the one-socket "sn40l" stands for its node preset (fabric.node_preset)
+    prog = rdu_compiler.compile(torch.nn.Linear(8, 8), (torch.randn(2, 8),), fabric="sn40l", pp=2)
+    assert prog.report["fabric"]["name"] == "sn40l-node8"
     # tp with pp: testsuite/unit/test_tp_pp.py
 
 
@@ -208,17 +211,19 @@ def test_rdu_compile_pp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 2 and "--pp compiles one program per socket" in " ".join(err.split()) and "Traceback" not in err
 
 
-def test_o0_and_three_stages_on_the_mlp() -> None:
+def test_o0_and_three_stages_on_the_mlp(tmp_path: Path) -> None:
     """-O0 (rdu-pipeline right after rdu-inline-splats, every kernel its own section) at
-    pp=3 on the rack: the stages equal the unstaged -O0 program, and each send pays the
-    ring's hops between its stages."""
+    pp=3 on the rack wired as a ring: the stages equal the unstaged -O0 program, and each
+    send pays the ring's hops between its stages."""
     import rdu_compiler
     from rdu_compiler.frontend.torch.model_file import load_model_file
 
+    ring = tmp_path / "ring16.toml"
+    ring.write_text('extends = "sn40l-rack16"\n[fabric]\nname = "ring16"\n[sockets]\ntopology = "ring"\n')
     model, inputs = load_model_file(str(EXAMPLES / "mlp.py"))
     imported = rdu_compiler.import_model(model, inputs)
-    one = rdu_compiler.compile_imported(imported, fabric="sn40l-rack16", opt_level=0)
-    staged = rdu_compiler.compile_imported(imported, fabric="sn40l-rack16", opt_level=0, pp=3, microbatches=2)
+    one = rdu_compiler.compile_imported(imported, fabric=str(ring), opt_level=0)
+    staged = rdu_compiler.compile_imported(imported, fabric=str(ring), opt_level=0, pp=3, microbatches=2)
     assert _rel_l2(staged.run(*inputs), one.run(*inputs)) <= 1e-5
     stages = staged.report["pipeline"]["stages"]
     assert len(stages) == 3 and all(len(st["transfers"]) >= 1 for st in stages[:2])
@@ -227,3 +232,34 @@ def test_o0_and_three_stages_on_the_mlp() -> None:
         for t in st["transfers"]:  # ring: |dst - src| hops for neighbours this close
             assert t["latency_s"] == pytest.approx(hop * abs(t["to_stage"] - st["stage"]))
     assert all(s["kernels"] and len(s["kernels"]) == 1 for s in staged.report["sections"])  # -O0: one kernel each
+
+
+def test_pipeline_schedule_is_the_cost_models_step_time() -> None:
+    from rdu_compiler.runtime.trace import pipeline_schedule
+
+    times = [3.0, 5.0, 2.0]
+    slots = pipeline_schedule(times, 4)
+    assert slots[-1][-1][1] == pytest.approx(sum(times) + 3 * max(times))
+    assert slots[1][0] == (3.0, 8.0) and slots[2][0] == (8.0, 10.0) and slots[0][1] == (3.0, 6.0)
+    assert slots[1][1] == (8.0, 13.0)  # waits for itself, not for stage 0 (done at 6)
+    with pytest.raises(ValueError, match="micro-batch"):
+        pipeline_schedule(times, 0)
+
+
+def test_rdu_compile_trace_with_pp_has_one_process_per_socket(tmp_path: Path) -> None:
+    import json
+
+    from rdu_compiler.tools import rdu_compile
+
+    trace, out = tmp_path / "t.json", tmp_path / "out"
+    example = Path(__file__).resolve().parents[2] / "examples" / "gpt2_2layer.py"
+    rdu_compile.main([str(example), "--fabric", "sn40l-node8", "--pp", "2", "--tp", "2", "--microbatches", "3",
+                      "-o", str(out), "--trace", str(trace), "--no-run"])
+    events = [ev for ev in json.loads(trace.read_text())["traceEvents"] if ev["ph"] == "X" and ev["pid"] >= 10]
+    report = json.loads((out / "report.json").read_text())
+    assert sorted({ev["pid"] for ev in events}) == [10, 11, 12, 13]  # 2 stages x tp 2
+    end = max(ev["ts"] + ev["dur"] for ev in events if ev["name"] != "sync")
+    assert end == pytest.approx(report["pipeline"]["step_s"] * 1e6, rel=1e-9)
+    stage1 = [ev for ev in events if ev["pid"] == 12 and ev["name"] != "sync"]
+    assert min(ev["ts"] for ev in stage1) == pytest.approx(report["pipeline"]["stages"][0]["time_s"] * 1e6)
+    assert {ev["args"]["microbatch"] for ev in stage1} == {0, 1, 2}

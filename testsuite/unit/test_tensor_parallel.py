@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from xdsl.dialects import func
+from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation
 
 import rdu_compiler
@@ -98,21 +99,53 @@ def test_weights_are_sharded_megatron_style(model: dict[str, Any]) -> None:
 
 def test_gqa_kv_heads_shared_by_socket_pairs_when_tp_exceeds_them() -> None:
     """Llama 2-layer has 2 KV heads: at tp = 4 the k/v projections are split 2 ways (each
-    KV head on a pair of sockets, `rdu.shard ... ways 4` refines locally to each socket's
-    query head); q is split 4 ways; no KV data crosses sockets."""
+    KV head on a pair of sockets); q is split 4 ways; no KV data crosses sockets. HF's
+    repeat_kv expands the pair's KV head for its 2 query heads; `passes/shard_refine.py`
+    lifts each socket's re-split of it into the expand (a broadcast loop kept 1/2), so no
+    `rdu.shard` is left between kernels to end a section and the expanded K/V never
+    reach HBM at twice their size."""
     net, inputs = _example("llama_2layer")
-    prog = rdu_compiler.compile(net, inputs, fabric="sn40l-node8", tp=4)
+    imported = import_model(net, inputs)
+    prog = compile_imported(imported, "sn40l-node8", 1, tp=4, keep_ir=True)
     fn = next(op for op in prog.module.ops if isinstance(op, func.FuncOp))
-    shard = dict(zip(prog.imported.arg_names, arg_shards(fn), strict=True))
+    shard = dict(zip(imported.arg_names, arg_shards(fn), strict=True))
     assert shard["p_lm_model_layers_0_self_attn_k_proj_weight"] == (0, 4, 1, 2)  # 2 distinct shards of 4 sockets
     assert shard["p_lm_model_layers_0_self_attn_v_proj_weight"] == (0, 4, 1, 2)
     assert shard["p_lm_model_layers_0_self_attn_q_proj_weight"] == (0, 4, 1)
     assert len(_ops(prog, rdu.AllGatherOp)) == 1 and len(_ops(prog, rdu.AllReduceOp)) == 5
-    assert any(op.n_ways == 4 and op.group.value.data == 2 for op in _ops(prog, rdu.ShardOp))  # type: ignore[attr-defined]
+    refining = [op for op in _ops(prog, rdu.ShardOp) if op.n_ways != op.group.value.data]  # type: ignore[attr-defined]
+    assert refining == []
+    after_shard = prog.snapshots["rdu-shard"]
+    assert "ways 4" not in after_shard and after_shard.count("broadcast loop") == 2 * 2  # K and V expands, 2 layers
     with torch.no_grad():
         eager = net(*inputs).numpy()
     out = prog.run(*inputs).numpy()
     assert np.linalg.norm(out - eager) / np.linalg.norm(eager) <= 1e-5
+    # same sections as tp = 2 (where each socket holds a whole KV head); fewer HBM bytes per socket
+    tp2 = compile_imported(imported, "sn40l-node8", 1, tp=2)
+    assert prog.report["totals"]["sections"] == tp2.report["totals"]["sections"]
+    assert prog.report["totals"]["hbm_bytes"] < tp2.report["totals"]["hbm_bytes"]
+
+
+def test_refining_shard_stays_where_lifting_is_inexact() -> None:
+    """A re-split whose source is also read whole, or made by a reduction, is left in place
+    (exact, only slower): shard_refine refuses rather than change the numbers."""
+    from rdu_compiler.ir import parse_module
+    from rdu_compiler.passes.shard_refine import _Lift
+
+    net, inputs = _example("llama_2layer")
+    prog = compile_imported(import_model(net, inputs), "sn40l-node8", 1, tp=4, keep_ir=True)
+    fn = next(op for op in parse_module(prog.snapshots["rdu-shard"]).ops if isinstance(op, func.FuncOp))
+    kernels = [op for op in fn.body.block.ops if isinstance(op, rdu.KernelOp)]
+    lift = _Lift(type("S", (), {"fn": fn, "lay": {}})())  # type: ignore[arg-type]
+    for k in kernels:
+        if k.reduction_dims and k.results and isinstance(k.results[0].type, TensorType):
+            assert not lift.ok(k.results[0], 0, 1, 2)  # a reduction is never lifted
+            break
+    else:
+        raise AssertionError("no reduction kernel in Llama 2-layer")
+    two_uses = next(k for k in kernels if k.results and k.results[0].uses.get_length() > 1)
+    assert not lift.ok(two_uses.results[0], 0, 1, 2)
 
 
 class _Odd(torch.nn.Module):

@@ -110,16 +110,24 @@ def test_report_stage_time_is_sections_collectives_and_group_sends() -> None:
 
 
 def test_group_send_by_hand() -> None:
-    """Rank r of stage s to rank r of stage s + 1, all T at once: on the rack's ring of 16
-    at T = 8 each path is 8 hops and the link between the stages carries all 8 transfers;
-    on a full node each pair has its own link; T = 1 is one send_recv."""
+    """Rank r of stage s to rank r of stage s + 1, all T at once: on a ring of 16 (the rack's
+    links and latency wired as a ring) at T = 8 each path is 8 hops and the link between
+    the stages carries all 8 transfers; on a full node each pair has its own link; on the
+    rack's two nodes (`nodes`) stage 0 -> 1 at T = 8 is socket i to socket i + 8, one hop
+    each on its own link; T = 1 is one send_recv."""
+    import dataclasses
+
     from rdu_compiler.cost.collectives import send_recv
     from rdu_compiler.cost.pipeline import group_send
     from rdu_compiler.fabric import load_fabric
 
-    ring = load_fabric("sn40l-rack16").node
+    rack = load_fabric("sn40l-rack16").node
+    ring = dataclasses.replace(rack, topology="ring", node_sockets=0)
     a, b, m = ring.hop_latency_s, ring.link_bytes_per_s, 1e6
-    assert ring.topology == "ring"
+    c = group_send(rack, m, 0, 1, 8)
+    assert c.latency_s == pytest.approx(a) and c.transfer_s == pytest.approx(m / b)
+    c = group_send(rack, m, 1, 2, 4)  # sockets 4..7 -> 8..11: other node, other index: 2 hops
+    assert c.latency_s == pytest.approx(2 * a) and c.transfer_s == pytest.approx(m / b)
     c = group_send(ring, m, 0, 1, 8)
     assert c.latency_s == pytest.approx(8 * a) and c.transfer_s == pytest.approx(8 * m / b)
     c = group_send(ring, m, 1, 2, 4)  # sockets 4..7 -> 8..11: 4 hops, the 7-8 link carries all 4

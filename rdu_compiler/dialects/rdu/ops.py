@@ -15,6 +15,7 @@ from xdsl.dialects.builtin import (
     AffineMapAttr,
     ArrayAttr,
     DenseArrayBase,
+    FloatAttr,
     IndexType,
     IntegerAttr,
     StringAttr,
@@ -87,6 +88,11 @@ class KernelOp(IRDLOperation):
     kernel's PMUs. After `rdu-tile`/`rdu-allocate`/`rdu-place` the kernel carries its tile
     sizes, PCUs, one `#rdu.buffer` per input/init operand and its grid sites.
 
+    `hot_rows = H` and `hot_fraction = f` (set by `rdu-tier-rows` on a row gather: one
+    capture, a 2-d table, its row index from data): rows [0, H) of the table live in HBM
+    (the hot tier, `capture_tiers`), rows [H, rows) in DDR; each row access reads the tier
+    its row number falls in, and the cost model expects a share f of them to be hot.
+
     `init_fills = array<i64: ...>` (one entry per init, set by `rdu-fuse`): `-1` reads
     the init operand; `c >= 0` starts the accumulators at the scalar capture `c` (a
     folded `linalg.fill`: the PCU initialises its accumulator, nothing is streamed in),
@@ -119,6 +125,8 @@ class KernelOp(IRDLOperation):
     pcus = opt_prop_def(IntegerAttr)
     buffers = opt_prop_def(ArrayAttr[BufferAttr])
     capture_tiers = opt_prop_def(ArrayAttr[TierAttr])
+    hot_rows = opt_prop_def(IntegerAttr)
+    hot_fraction = opt_prop_def(FloatAttr)
     init_fills = opt_prop_def(_I64_ARRAY)
     pcu_sites: DenseArrayBase[Any] | None = opt_prop_def(_I64_ARRAY)  # written by placement as plain arrays
     pmu_sites: DenseArrayBase[Any] | None = opt_prop_def(_I64_ARRAY)  # written by placement as plain arrays
@@ -243,6 +251,16 @@ class KernelOp(IRDLOperation):
             verify_hash_probe(self)
         elif self.miss_row is not None:
             raise VerifyException(f"kernel '{self.label}': only a hash_probe kernel has a miss_row")
+        if (self.hot_rows is None) != (self.hot_fraction is None):
+            raise VerifyException(f"kernel '{self.label}': hot_rows and hot_fraction go together (rdu-tier-rows sets both)")
+        if self.hot_rows is not None and self.hot_fraction is not None:
+            shape = shape_of(self.captures[0].type) if len(self.captures) == 1 else ()
+            h, f = self.hot_rows.value.data, self.hot_fraction.value.data
+            if len(shape) != 2 or not 0 <= h <= shape[0] or not 0.0 <= f <= 1.0:
+                raise VerifyException(
+                    f"kernel '{self.label}': hot_rows = {h}, hot_fraction = {f} need one 2-d table capture, "
+                    f"0 <= hot_rows <= its rows and 0 <= hot_fraction <= 1 (capture shape {list(shape)})"
+                )
         if self.pcus is not None and self.pcus.value.data < 1:
             raise VerifyException(f"kernel '{self.label}': pcus = {self.pcus.value.data}; a kernel runs on >= 1 PCU")
         n_args = n_mapped + len(self.captures)

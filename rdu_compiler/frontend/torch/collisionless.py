@@ -72,12 +72,22 @@ class _Snapshot(nn.Module):
     """The buffers both modules share: `index` (buckets, 4, 2) int64 and `weight`
     (capacity + 1, dim) float32, whose last row is zeros (what a miss reads)."""
 
-    def __init__(self, table: CollisionlessTable | None, dim: int | None, capacity: int | None, buckets: int | None):
+    def __init__(self, table: CollisionlessTable | None, dim: int | None, capacity: int | None, buckets: int | None,
+                 hot_first: tuple[Any, Any] | None = None):
         super().__init__()
         self.table = table
+        self.hot_first = hot_first
         if table is not None:
-            index = torch.from_numpy(index_array(table))
-            weight = torch.from_numpy(np.concatenate([table.rows, np.zeros((1, table.dim), np.float32)]))
+            index = index_array(table)
+            rows = table.rows
+            if hot_first is not None:
+                order = hot_first_order(table, *hot_first)
+                new_of_old = np.empty_like(order)
+                new_of_old[order] = np.arange(len(order))
+                index[..., 1] = np.where(index[..., 1] >= 0, new_of_old[np.maximum(index[..., 1], 0)], -1)
+                rows = rows[order]
+            index = torch.from_numpy(index)
+            weight = torch.from_numpy(np.concatenate([rows, np.zeros((1, table.dim), np.float32)]))
         else:
             if dim is None or capacity is None:
                 raise ValueError("give a CollisionlessTable, or dim and capacity for a shape-only module")
@@ -95,12 +105,31 @@ class _Snapshot(nn.Module):
         """Copy the table's current index and rows into the buffers (after it changed)."""
         if self.table is None:
             raise ValueError("a shape-only module has no table to refresh from")
-        fresh = _Snapshot(self.table, None, None, None)
+        fresh = _Snapshot(self.table, None, None, None, self.hot_first)
         self.index, self.weight = fresh.index, fresh.weight
 
     def rows_of(self, ids: torch.Tensor) -> torch.Tensor:
         _check_ids(ids, type(self).__name__)
         return hash_find(ids.reshape(-1), self.index, self.miss_row).reshape(ids.shape)
+
+
+def hot_first_order(table: CollisionlessTable, ids: Any, counts: Any) -> np.ndarray:
+    """The snapshot's row order for a hot-first numbering: order[new_row] = the table's row
+    number, rows sorted by the access count of their ID (most first; `ids` (n,) int64 and
+    `counts` (n,) of an access profile; IDs absent from the table are ignored, rows with no
+    count keep their order after the counted ones), so that rows [0, H) of the snapshot are
+    its H most frequent IDs (what `rdu-tier-rows` keeps in HBM).
+
+    Raises:
+        ValueError: ids and counts of different lengths, or negative counts.
+    """
+    ids, counts = np.asarray(ids, dtype=np.int64).reshape(-1), np.asarray(counts, dtype=np.float64).reshape(-1)
+    if ids.shape != counts.shape or (counts < 0).any():
+        raise ValueError(f"hot_first: give one non-negative count per ID ({ids.size} IDs, {counts.size} counts)")
+    per_row = np.zeros(len(table.rows), dtype=np.float64)
+    rows = table.find(ids)
+    np.add.at(per_row, rows[rows >= 0], counts[rows >= 0])
+    return np.argsort(-per_row, kind="stable")
 
 
 class CollisionlessEmbedding(_Snapshot):
@@ -111,11 +140,14 @@ class CollisionlessEmbedding(_Snapshot):
         table: the table (snapshot taken now; `refresh()` after it changes), or None with
             `dim` and `capacity` (and optionally `buckets`) for a shape-only module (an empty
             table; build it under `torch.device("meta")` for cost-model compiles).
+        hot_first: (ids, counts), an access profile: the snapshot numbers its rows by count,
+            most frequent first (`hot_first_order`), so that `rdu-tier-rows` finds the hot
+            rows at [0, H); lookups return the same rows either way.
     """
 
     def __init__(self, table: CollisionlessTable | None = None, *, dim: int | None = None, capacity: int | None = None,
-                 buckets: int | None = None):
-        super().__init__(table, dim, capacity, buckets)
+                 buckets: int | None = None, hot_first: tuple[Any, Any] | None = None):
+        super().__init__(table, dim, capacity, buckets, hot_first)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(self.rows_of(ids), self.weight)
@@ -130,8 +162,8 @@ class CollisionlessEmbeddingBag(_Snapshot):
     """
 
     def __init__(self, table: CollisionlessTable | None = None, *, mode: str = "sum", dim: int | None = None,
-                 capacity: int | None = None, buckets: int | None = None):
-        super().__init__(table, dim, capacity, buckets)
+                 capacity: int | None = None, buckets: int | None = None, hot_first: tuple[Any, Any] | None = None):
+        super().__init__(table, dim, capacity, buckets, hot_first)
         self.mode = mode
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor, per_sample_weights: Any = None) -> torch.Tensor:
