@@ -237,7 +237,7 @@ class PreparedKernelExecutor(KernelExecutor):
         """Execute every tile (as `KernelExecutor.run`: same values, same stats)."""
         if self._general:
             return super().run(ins, inits, caps, check_buffers)
-        operands = list(ins) + list(inits)
+        operands = [*ins, *inits]
         key = tuple([(getattr(x, "dtype", None), type(x) is Empty) for x in operands])  # what the plan depends on
         plan = self._plans.get(key)
         if plan is None:

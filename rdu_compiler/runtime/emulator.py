@@ -157,7 +157,7 @@ class Emulator:
         self._steps: dict[rdu.SectionOp, list[tuple[Any, ...]]] = {}
         self._constants: dict[Operation, Any] = {}
         self._kept: dict[int, Any] = {}  # the same values by result number (what the run loops look up)
-        self._arg_types: list[tuple[tuple[int, ...], np.dtype[Any]]] | None = None
+        self._arg_types: list[tuple[int, int, tuple[int, ...], np.dtype[Any]]] | None = None
         self._top: list[tuple[int, Operation, Any]] = []
         self._views: dict[Operation, tuple[tuple[slice, ...] | None, tuple[int, ...]]] = {}
         from rdu_compiler.runtime.kloop import LoopedSections
@@ -257,16 +257,18 @@ class Emulator:
         Raises:
             EmulatorError: a wrong number of arguments, a wrong shape, an inexact conversion.
         """
-        block = self.fn.body.block
-        if len(args) != len(block.args):
-            raise EmulatorError(f"the program takes {len(block.args)} arguments, got {len(args)}")
-        if self._arg_types is None:
-            self._arg_types = [(rdu.shape_of(a.type), numpy_dtype(rdu.element_type_of(a.type))) for a in block.args]
+        if self._arg_types is None:  # (index, slot, shape, dtype) per argument
+            self._arg_types = [(a.index, self.slot[a], rdu.shape_of(a.type), numpy_dtype(rdu.element_type_of(a.type)))
+                               for a in self.fn.body.block.args]
+        if len(args) != len(self._arg_types):
+            raise EmulatorError(f"the program takes {len(self._arg_types)} arguments, got {len(args)}")
         env = Env(self.slot)
-        for a, v, (want, dtype) in zip(block.args, args, self._arg_types, strict=True):
-            if tuple(np.shape(v)) != want:
-                raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
-            env[a] = _argument(a.index, v, dtype)
+        vals = env.vals
+        for v, (index, where, want, dtype) in zip(args, self._arg_types, strict=True):
+            shape = v.shape if type(v) is np.ndarray else tuple(np.shape(v))
+            if shape != want:
+                raise EmulatorError(f"argument {index}: shape {np.shape(v)} but the program expects {want}")
+            vals[where] = v if type(v) is np.ndarray and v.dtype == dtype else _argument(index, v, dtype)
         return env
 
     def section(self, section: rdu.SectionOp, env: Env) -> SectionStats:
