@@ -17,7 +17,13 @@ instead of on every run is the Python around them:
 - a kernel of one tile whose result is a fresh array of the result's shape and dtype
   hands that array over instead of copying it into a new one;
 - the payload writes elementwise results into temporaries nothing reads afterwards
-  (`CompiledPayload(inplace=True)`: the same ufunc loop, so the same values).
+  (`CompiledPayload(inplace=True)`: the same ufunc loop, so the same values);
+- an operand whose tile is all of it (a projection in order, no dim dropped) is passed as
+  it is, not as a view of all of it; other projection cuts are applied inline; a
+  contraction's identity transposes are skipped (views with the same strides: the same
+  matmul, the same bits);
+- a map kernel of one tile runs `_run_map1`: the tile loop's steps for that one tile,
+  a yielded fresh array of the result's shape and dtype becoming the result.
 
 `testsuite/unit/test_emulator_fast.py` runs both executors on the example models and
 compares every output bitwise.

@@ -9,6 +9,10 @@ every section against the fabric it runs on: it refuses a program whose section 
 more units than the fabric has, whose buffer claims PMUs other than the fabric's or
 exceeds its PMUs, or whose placement is off the grid or puts two units on one site.
 A run's trace (one track per kernel, modelled time) is written by `runtime.trace`.
+
+A run's values live in an `Env`: every SSA value of the function is numbered once per
+program (`number_values`), and each section is prepared once into steps over those
+numbers, so the run loops index a list instead of hashing xDSL values.
 """
 
 from __future__ import annotations
