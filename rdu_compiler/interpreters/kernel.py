@@ -311,7 +311,9 @@ class KernelExecutor:
                 out.append(acc)
                 continue
             ufunc = getattr(np, ufunc_name)
-            expr = np.broadcast_to(vals[slot], sizes)
+            expr = vals[slot]
+            if getattr(expr, "shape", None) != sizes:  # (an array of the tile's shape is reduced as it is: the same values)
+                expr = np.broadcast_to(expr, sizes)
             part = ufunc.reduce(expr, axis=self.red, keepdims=True)
             out.append(ufunc(acc, part).astype(acc.dtype, copy=False))
         return out

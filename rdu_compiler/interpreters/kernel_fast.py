@@ -17,7 +17,13 @@ instead of on every run is the Python around them:
 - a kernel of one tile whose result is a fresh array of the result's shape and dtype
   hands that array over instead of copying it into a new one;
 - the payload writes elementwise results into temporaries nothing reads afterwards
-  (`CompiledPayload(inplace=True)`: the same ufunc loop, so the same values).
+  (`CompiledPayload(inplace=True)`: the same ufunc loop, so the same values);
+- an operand whose tile is all of it (a projection in order, no dim dropped) is passed as
+  it is, not as a view of all of it; other projection cuts are applied inline; a
+  contraction's identity transposes are skipped (views with the same strides: the same
+  matmul, the same bits);
+- a map kernel of one tile runs `_run_map1`: the tile loop's steps for that one tile,
+  a yielded fresh array of the result's shape and dtype becoming the result.
 
 `testsuite/unit/test_emulator_fast.py` runs both executors on the example models and
 compares every output bitwise.
@@ -59,7 +65,8 @@ class _Tile:
     tile_shape: tuple[int, ...]
     last_red: bool = False  # the last reduction tile of its parallel position
     ctx: TileContext | None = None  # the payload's view of this tile (its gathered bytes reset each run)
-    reads: list[tuple[int, Cut, Access]] | None = None  # (operand, cut, access) of each operand the payload reads
+    modes: list[int] | None = None  # per operand: `_read_mode` of its cut
+    reads: list[tuple[int, int, Cut, Access]] | None = None  # (operand, `_read_mode`, cut, access) of each operand the payload reads
 
 
 @dataclass
@@ -68,6 +75,7 @@ class _Plan:
     operand_bytes: list[int]
     whole: list[bool]  # per result: one tile writes all of it, in order (the value can be handed over)
     shapes: list[tuple[int, ...]]  # per result
+    whole_tile: list[bool] = None  # type: ignore[assignment]  # per result: `whole`, and the tile's value is the result's shape (no dim dropped)
 
 
 #: A contraction operand narrower than its accumulator is converted whole, once per run,
@@ -133,6 +141,21 @@ def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: t
     return view.reshape(shape)
 
 
+def _read_mode(cut: Cut, x: Any) -> int:
+    """How the tile loop reads an operand through `cut`: 0, the whole operand as it is (a
+    projection cut whose slices cover every dim (one or more) of `x` in order, reshaped to `x`'s own
+    shape: `_apply` would return a view of all of `x`, the same values); 1, a projection
+    cut inline; 2, through `_apply`."""
+    if cut is None or cut[0] != "slice":
+        return 2
+    _, index, order, shape = cut
+    xs = getattr(x, "shape", None)
+    if (order is None and xs and len(index) == len(xs) and tuple(shape) == tuple(xs)
+            and all(isinstance(s, slice) and s.start == 0 and s.stop == n and s.step is None for s, n in zip(index, xs, strict=True))):
+        return 0
+    return 1
+
+
 class PreparedKernelExecutor(KernelExecutor):
     """`KernelExecutor` with its per-tile bookkeeping prepared once (see the module doc)."""
 
@@ -194,11 +217,12 @@ class PreparedKernelExecutor(KernelExecutor):
                 )
                 stores.append((drop, perm, index))
             reads = [
-                (i, cuts[i], acc) for i, (x, acc) in enumerate(zip(operands, self.accesses, strict=True))
+                (i, _read_mode(cuts[i], x), cuts[i], acc) for i, (x, acc) in enumerate(zip(operands, self.accesses, strict=True))
                 if self.used[i] and not (self.red and i >= self.n_in) and not isinstance(x, Empty)
             ]
             ctx = TileContext(starts, sizes, self.gather_burst, self.gather_split)
-            out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape), ctx=ctx, reads=reads))
+            modes = [_read_mode(c, x) for c, x in zip(cuts, operands, strict=True)]
+            out.append(_Tile(starts, sizes, new_par, cuts, stores, tuple(tile_shape), ctx=ctx, modes=modes, reads=reads))
         for t, nxt in zip(out, [*out[1:], None], strict=True):
             t.last_red = nxt is None or nxt.new_par
         whole, shapes = [], []
@@ -210,13 +234,16 @@ class PreparedKernelExecutor(KernelExecutor):
                 _, _, index = out[0].stores[i]
                 ok = all(isinstance(s, slice) and s.start == 0 and s.stop == n for s, n in zip(index, shape, strict=True))
             whole.append(ok)
-        return _Plan(out, operand_bytes, whole, shapes)
+        plan = _Plan(out, operand_bytes, whole, shapes)
+        plan.whole_tile = [w and out[0].tile_shape == shape and all(isinstance(d, slice) for d in out[0].stores[i][0])
+                           for i, (w, shape) in enumerate(zip(whole, shapes, strict=True))]
+        return plan
 
     def run(self, ins: list[Any], inits: list[Any], caps: list[Any], check_buffers: bool = True) -> tuple[list[np.ndarray], KernelStats]:
         """Execute every tile (as `KernelExecutor.run`: same values, same stats)."""
         if self._general:
             return super().run(ins, inits, caps, check_buffers)
-        operands = list(ins) + list(inits)
+        operands = [*ins, *inits]
         key = tuple([(getattr(x, "dtype", None), type(x) is Empty) for x in operands])  # what the plan depends on
         plan = self._plans.get(key)
         if plan is None:
@@ -238,6 +265,8 @@ class PreparedKernelExecutor(KernelExecutor):
                 self._direct = self._direct_ok(plan)
             if self._direct:
                 return self._run_contraction(plan, operands, inits, caps, stats)
+        if not self.red and len(plan.tiles) == 1:
+            return self._run_map1(plan, operands, caps, stats)
         accs: list[Any] = []
         prev: _Tile | None = None
         single = len(plan.tiles) == 1
@@ -248,8 +277,15 @@ class PreparedKernelExecutor(KernelExecutor):
                     self._store(results, accs, prev, plan, single)
                 accs = self._init_accs(inits, caps, t.starts, t.sizes)
             args: list[Any] = [None] * len(operands)
-            for i, cut, acc in t.reads:  # type: ignore[union-attr]
-                args[i] = _apply(operands[i], cut, acc, t.starts, t.sizes, copy)
+            for i, mode, cut, acc in t.reads:  # type: ignore[union-attr]
+                x = operands[i]
+                if mode == 0 and type(x) is np.ndarray:  # the whole operand, as it is: `_apply`'s view of all of it
+                    args[i] = x
+                elif mode == 1 and type(x) is np.ndarray:  # `_apply` of a projection, inline
+                    view = x[cut[1]]  # type: ignore[index]
+                    args[i] = (view.transpose(cut[2]) if cut[2] is not None else view).reshape(cut[3])  # type: ignore[index]
+                else:
+                    args[i] = _apply(x, cut, acc, t.starts, t.sizes, copy)
             args.extend(caps)
             if self.roles is not None:
                 accs = self._contract_into(args, accs, t.sizes)
@@ -276,6 +312,47 @@ class PreparedKernelExecutor(KernelExecutor):
         stats.result_bytes = sum(r.nbytes for r in results)
         return results, stats
 
+    def _run_map1(self, plan: _Plan, operands: list[Any], caps: list[Any], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
+        """A map kernel of one tile: the tile loop's steps for that tile, with a value that
+        is the whole result already (its own fresh array of the result's shape and dtype)
+        handed over without `_store`'s general checks."""
+        t = plan.tiles[0]
+        args: list[Any] = [None] * len(operands)
+        for i, mode, cut, acc in t.reads:  # type: ignore[union-attr]
+            x = operands[i]
+            if mode == 0 and type(x) is np.ndarray:
+                args[i] = x
+            elif mode == 1 and type(x) is np.ndarray:
+                view = x[cut[1]]  # type: ignore[index]
+                args[i] = (view.transpose(cut[2]) if cut[2] is not None else view).reshape(cut[3])  # type: ignore[index]
+            else:
+                args[i] = _apply(x, cut, acc, t.starts, t.sizes, False)
+        args.extend(caps)
+        ctx = t.ctx
+        assert ctx is not None
+        ctx.gathered_bytes = ctx.cold_gathered_bytes = 0
+        ctx.rows_read = (0, 0)
+        vals = self.payload.run(args, ctx)
+        values = [vals[s] for s in self.payload.yield_slots]
+        adopt = self._made or self._fresh(values, [*operands, *caps])
+        results: list[Any] = [None] * self.n_init
+        rest = False
+        for i, val in enumerate(values):
+            if (adopt and plan.whole_tile[i] and type(val) is np.ndarray and val.dtype == self.result_dtypes[i]
+                    and val.shape == plan.shapes[i] and val.flags.c_contiguous):
+                results[i] = val  # `_store` would keep `val[all slices]`: a view of all of it
+            else:
+                rest = True
+        if rest:
+            for i, val in enumerate(values):
+                if results[i] is None:
+                    self._store_one(results, i, val, t, plan, adopt)
+        stats.gathered_bytes = ctx.gathered_bytes
+        stats.cold_gathered_bytes = ctx.cold_gathered_bytes
+        stats.add_rows(ctx)
+        stats.result_bytes = sum([r.nbytes for r in results])
+        return results, stats
+
     @staticmethod
     def _fresh(values: list[Any], operands: list[Any]) -> bool:
         """Whether each value is an array of its own: not an operand's memory, not another value."""
@@ -291,19 +368,23 @@ class PreparedKernelExecutor(KernelExecutor):
         """`KernelExecutor._write`, with the indices prepared; a whole-result value that is
         the kernel's own array becomes the result (no copy)."""
         for i, val in enumerate(values):
-            drop, perm, index = t.stores[i]
-            if results[i] is None:
-                shape = plan.shapes[i]
-                if (adopt and plan.whole[i] and isinstance(val, np.ndarray) and val.dtype == self.result_dtypes[i]
-                        and val.shape == t.tile_shape and val.flags.c_contiguous):
-                    kept = val[drop]
-                    if kept.shape == shape:
-                        results[i] = kept
-                        continue
-                results[i] = self._buffer(i, shape)
-            full = val if getattr(val, "shape", None) == t.tile_shape else np.broadcast_to(np.asarray(val), t.tile_shape)
-            kept = full[drop]
-            results[i][index] = np.transpose(kept, perm) if perm is not None else kept
+            self._store_one(results, i, val, t, plan, adopt)
+
+    def _store_one(self, results: list[Any], i: int, val: Any, t: _Tile, plan: _Plan, adopt: bool) -> None:
+        """`_store` of result `i`."""
+        drop, perm, index = t.stores[i]
+        if results[i] is None:
+            shape = plan.shapes[i]
+            if (adopt and plan.whole[i] and isinstance(val, np.ndarray) and val.dtype == self.result_dtypes[i]
+                    and val.shape == t.tile_shape and val.flags.c_contiguous):
+                kept = val[drop]
+                if kept.shape == shape:
+                    results[i] = kept
+                    return
+            results[i] = self._buffer(i, shape)
+        full = val if getattr(val, "shape", None) == t.tile_shape else np.broadcast_to(np.asarray(val), t.tile_shape)
+        kept = full[drop]
+        results[i][index] = np.transpose(kept, perm) if perm is not None else kept
 
     def _direct_ok(self, plan: _Plan) -> bool:
         """Whether every tile's result store is a plain slice (no transpose, no dropped
@@ -331,7 +412,14 @@ class PreparedKernelExecutor(KernelExecutor):
                     acc = self._init_accs(inits, caps, t.starts, t.sizes)[0]
             args = [None] * len(operands)
             for i in self.contraction:  # type: ignore[union-attr]
-                args[i] = _apply(operands[i], t.cuts[i], self.accesses[i], t.starts, t.sizes)
+                x, cut, mode = operands[i], t.cuts[i], t.modes[i]  # type: ignore[index]
+                if mode == 0 and type(x) is np.ndarray:  # as in the tile loop
+                    args[i] = x
+                elif mode == 1 and type(x) is np.ndarray:
+                    view = x[cut[1]]  # type: ignore[index]
+                    args[i] = (view.transpose(cut[2]) if cut[2] is not None else view).reshape(cut[3])  # type: ignore[index]
+                else:
+                    args[i] = _apply(x, cut, self.accesses[i], t.starts, t.sizes)
             c = self._product(args, dtype, t.sizes)
             drop, _, index = t.stores[0]
             if t.last_red:
@@ -366,11 +454,16 @@ class PreparedKernelExecutor(KernelExecutor):
                 [sizes[d] for d in order], sorted(range(len(order)), key=lambda i: order[i]),
                 [sizes[d] if d in do else 1 for d in range(rank)],
             )
+            ident = lambda p: p == list(range(len(p)))  # noqa: E731
+            cp = tuple(None if i in (0, 2, 5) and ident(x) else x for i, x in enumerate(cp))  # identity transposes skipped
             self._contract_plans[sizes] = cp
         perm_a, shape_a, perm_b, shape_b, c_shape, c_perm, out_shape = cp
-        at = np.transpose(np.asarray(args[a], dtype=dtype), perm_a).reshape(shape_a)
-        bt = np.transpose(np.asarray(args[b], dtype=dtype), perm_b).reshape(shape_b)
-        return np.transpose(np.matmul(at, bt).reshape(c_shape), c_perm).reshape(out_shape)
+        at = np.asarray(args[a], dtype=dtype)
+        bt = np.asarray(args[b], dtype=dtype)
+        at = (at.transpose(perm_a) if perm_a is not None else at).reshape(shape_a)
+        bt = (bt.transpose(perm_b) if perm_b is not None else bt).reshape(shape_b)
+        c = np.matmul(at, bt).reshape(c_shape)
+        return (c.transpose(c_perm) if c_perm is not None else c).reshape(out_shape)
 
     def _contract_into(self, args: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> list[Any]:
         """`_contract` then `acc + prod`, with the transposes prepared and the sum in place."""

@@ -9,6 +9,10 @@ every section against the fabric it runs on: it refuses a program whose section 
 more units than the fabric has, whose buffer claims PMUs other than the fabric's or
 exceeds its PMUs, or whose placement is off the grid or puts two units on one site.
 A run's trace (one track per kernel, modelled time) is written by `runtime.trace`.
+
+A run's values live in an `Env`: every SSA value of the function is numbered once per
+program (`number_values`), and each section is prepared once into steps over those
+numbers, so the run loops index a list instead of hashing xDSL values.
 """
 
 from __future__ import annotations
@@ -86,6 +90,46 @@ class EmulatorStats:
         }
 
 
+class Env:
+    """The values of one run: one list entry per SSA value of the function.
+
+    Every value the run can bind (the function's arguments, the results of its ops and of
+    the ops in its sections) is numbered once per program (`slot`: value -> index into
+    `vals`); the section loop reads and writes `vals` by those numbers. `env[v]` and
+    `env[v] = x` take the value itself (for the top-level ops, `runtime.node`,
+    `runtime.kloop`). Raises KeyError for a value of another function."""
+
+    __slots__ = ("slot", "vals")
+
+    def __init__(self, slot: dict[SSAValue, int]):
+        self.slot = slot
+        self.vals: list[Any] = [None] * len(slot)
+
+    def __getitem__(self, v: SSAValue) -> Any:
+        return self.vals[self.slot[v]]
+
+    def __setitem__(self, v: SSAValue, x: Any) -> None:
+        self.vals[self.slot[v]] = x
+
+
+def number_values(fn: func.FuncOp) -> dict[SSAValue, int]:
+    """Every value a run of `fn` binds, numbered: its arguments, its ops' results, and the
+    block arguments and op results inside its sections (not inside kernel payloads)."""
+    slot: dict[SSAValue, int] = {}
+
+    def block(b: Any) -> None:
+        for a in b.args:
+            slot.setdefault(a, len(slot))
+        for op in b.ops:
+            for r in op.results:
+                slot.setdefault(r, len(slot))
+            if isinstance(op, rdu.SectionOp):
+                block(op.body.block)
+
+    block(fn.body.block)
+    return slot
+
+
 class Emulator:
     """Compiled once per program; `run` may be called many times."""
 
@@ -111,12 +155,14 @@ class Emulator:
             raise EmulatorError(f"expected one function in the program, found {len(fns)} (a pipelined program "
                                 "runs on runtime.stages.StagedEmulator)")
         self.fn = fn if fn is not None else fns[0]
+        self.slot = number_values(self.fn)  # value -> its index in a run's `Env`
         self.channels: dict[int, Any] = {}
         self.executors: dict[rdu.KernelOp, KernelExecutor] = {}
         self._steps: dict[rdu.SectionOp, list[tuple[Any, ...]]] = {}
         self._constants: dict[Operation, Any] = {}
-        self._arg_types: list[tuple[tuple[int, ...], np.dtype[Any]]] | None = None
-        self._top: list[tuple[Operation, bool, bool]] = []
+        self._kept: dict[int, Any] = {}  # the same values by result number (what the run loops look up)
+        self._arg_types: list[tuple[int, int, tuple[int, ...], np.dtype[Any]]] | None = None
+        self._top: list[tuple[int, Operation, Any]] = []
         self._views: dict[Operation, tuple[tuple[slice, ...] | None, tuple[int, ...]]] = {}
         from rdu_compiler.runtime.kloop import LoopedSections
 
@@ -176,44 +222,60 @@ class Emulator:
             )
         block = self.fn.body.block
         env = self.bind(args)
-        if not self._top:
-            self._top = [(op, isinstance(op, rdu.SectionOp), isinstance(op, func.ReturnOp)) for op in block.ops]
+        if not self._top:  # (kind, op, its result's or operands' numbers): 0 section, 1 constant, 2 return, 3 other
+            for op in block.ops:
+                if isinstance(op, rdu.SectionOp):
+                    self._top.append((0, op, None))
+                elif isinstance(op, arith.ConstantOp | tensor.EmptyOp):
+                    self._top.append((1, op, self.slot[op.results[0]]))
+                elif isinstance(op, func.ReturnOp):
+                    self._top.append((2, op, [self.slot[v] for v in op.operands]))
+                else:
+                    self._top.append((3, op, None))
         stats = EmulatorStats()
         start = time.perf_counter()
         outputs: list[np.ndarray] = []
-        for op, is_section, is_return in self._top:
-            if is_section:
+        vals = env.vals
+        for kind, op, where in self._top:
+            if kind == 0:
                 stats.sections.append(self.section(op, env))  # type: ignore[arg-type]
-            elif op in self._constants:
-                env[op.results[0]] = self._constants[op]
-            elif is_return:
-                outputs = [np.asarray(env[v]) for v in op.operands]
+            elif kind == 1:  # constants and empty tensors, kept from the first run
+                value = self._kept.get(where)
+                if value is None:
+                    self._run_plain(op, env)
+                    self._kept[where] = vals[where]
+                else:
+                    vals[where] = value
+            elif kind == 2:
+                outputs = [np.asarray(vals[i]) for i in where]
                 outputs = [o if o.flags.writeable else o.copy() for o in outputs]  # constants are kept between runs
             else:
                 self._run_plain(op, env)
         stats.wall_s = time.perf_counter() - start
         return outputs, stats
 
-    def bind(self, args: list[np.ndarray]) -> dict[SSAValue, Any]:
+    def bind(self, args: list[np.ndarray]) -> Env:
         """The environment with the function's arguments bound to `args` (shapes checked,
         dtypes converted as `run` does).
 
         Raises:
             EmulatorError: a wrong number of arguments, a wrong shape, an inexact conversion.
         """
-        block = self.fn.body.block
-        if len(args) != len(block.args):
-            raise EmulatorError(f"the program takes {len(block.args)} arguments, got {len(args)}")
-        if self._arg_types is None:
-            self._arg_types = [(rdu.shape_of(a.type), numpy_dtype(rdu.element_type_of(a.type))) for a in block.args]
-        env: dict[SSAValue, Any] = {}
-        for a, v, (want, dtype) in zip(block.args, args, self._arg_types, strict=True):
-            if tuple(np.shape(v)) != want:
-                raise EmulatorError(f"argument {a.index}: shape {np.shape(v)} but the program expects {want}")
-            env[a] = _argument(a.index, v, dtype)
+        if self._arg_types is None:  # (index, slot, shape, dtype) per argument
+            self._arg_types = [(a.index, self.slot[a], rdu.shape_of(a.type), numpy_dtype(rdu.element_type_of(a.type)))
+                               for a in self.fn.body.block.args]
+        if len(args) != len(self._arg_types):
+            raise EmulatorError(f"the program takes {len(self._arg_types)} arguments, got {len(args)}")
+        env = Env(self.slot)
+        vals = env.vals
+        for v, (index, where, want, dtype) in zip(args, self._arg_types, strict=True):
+            shape = v.shape if type(v) is np.ndarray else tuple(np.shape(v))
+            if shape != want:
+                raise EmulatorError(f"argument {index}: shape {np.shape(v)} but the program expects {want}")
+            vals[where] = v if type(v) is np.ndarray and v.dtype == dtype else _argument(index, v, dtype)
         return env
 
-    def section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
+    def section(self, section: rdu.SectionOp, env: Env) -> SectionStats:
         """Run one function-level section in `env` (a looped iteration as its body's program)."""
         if section in self.looped:
             st = self.looped.run(self._run_section, section, env)
@@ -221,79 +283,120 @@ class Emulator:
             return st
         return self._run_section(section, env)
 
-    def _run_section(self, section: rdu.SectionOp, env: dict[SSAValue, Any]) -> SectionStats:
+    def _run_section(self, section: rdu.SectionOp, env: Env) -> SectionStats:
         st = SectionStats(section.sym_name.data)
         t0 = time.perf_counter()
         steps = self._steps.get(section)
         if steps is None:
             steps = self._steps[section] = self._prepare_section(section)
-        add = self._add
-        for kind, op, reads, ins, outs, extra in steps:
-            for tier, v in reads:  # loaded parts read once into a concat buffer
-                add(st, tier, env[v].nbytes)
+        vals = env.vals
+        hbm = ddr = 0
+        pmu_bytes, tiles = st.pmu_bytes, st.tiles
+        for step in steps:
+            kind = step[0]
             if kind == 0:  # kernel
-                ex, n_in, n_init, counted_tiers, gtier, label = extra
-                vals = [env[v] for v in ins]
-                results, ks = ex.run(vals[:n_in], vals[n_in:n_in + n_init], vals[n_in + n_init:])
+                _, ex, ins, n_in, n_ii, outs, counted, gather_ddr, label = step
+                args = [vals[i] for i in ins]
+                results, ks = ex.run(args[:n_in], args[n_in:n_ii], args[n_ii:])
                 for r, arr in zip(outs, results, strict=True):
-                    env[r] = arr
-                for i, tier in counted_tiers:
-                    add(st, tier, ks.operand_bytes[i])
+                    vals[r] = arr
+                ob = ks.operand_bytes
+                for i, is_ddr in counted:
+                    if is_ddr:
+                        ddr += ob[i]
+                    else:
+                        hbm += ob[i]
                 if ks.gathered_bytes:
-                    add(st, gtier, ks.gathered_bytes)
+                    if gather_ddr:
+                        ddr += ks.gathered_bytes
+                    else:
+                        hbm += ks.gathered_bytes
                 if ks.cold_gathered_bytes:
-                    add(st, "ddr", ks.cold_gathered_bytes)
+                    ddr += ks.cold_gathered_bytes
                 if ks.rows_read is not None:
                     st.rows_read[label] = ks.rows_read
-                st.pmu_bytes[label] = sum(ks.operand_bytes) + ks.result_bytes + ks.pmu_probe_bytes
-                st.tiles[label] = ks.tiles
+                pmu_bytes[label] = sum(ob) + ks.result_bytes + ks.pmu_probe_bytes
+                tiles[label] = ks.tiles
             elif kind == 1:  # load, yield: values pass through
-                for r, v in zip(outs, ins, strict=True):
-                    env[r] = env[v]
+                for r, v in zip(step[2], step[1], strict=True):
+                    vals[r] = vals[v]
             elif kind == 2:  # store
-                arr = env[ins[0]]
-                env[outs[0]] = arr
-                add(st, extra, arr.nbytes)
-            elif op in self._constants:  # constants and empty tensors, kept from the first run
-                env[outs[0]] = self._constants[op]
-            else:
-                self._run_plain(op, env)
+                arr = vals[step[1]]
+                vals[step[2]] = arr
+                if step[3]:
+                    ddr += arr.nbytes
+                else:
+                    hbm += arr.nbytes
+            elif kind == 3:  # a view (an address remap)
+                _, src, dst, index, shape = step
+                arr = vals[src]
+                vals[dst] = (arr[index] if index is not None else arr).reshape(shape)
+            elif kind == 4:  # constants and empty tensors, kept from the first run
+                out = step[2]
+                value = self._kept.get(out)
+                if value is None:
+                    self._run_plain(step[1], env)
+                    self._kept[out] = vals[out]
+                else:
+                    vals[out] = value
+            elif kind == 6:  # a concat; its loaded parts are read once into its buffer
+                _, srcs, dst, axis, reads = step
+                for is_ddr, v in reads:
+                    if is_ddr:
+                        ddr += vals[v].nbytes
+                    else:
+                        hbm += vals[v].nbytes
+                vals[dst] = np.concatenate([vals[v] for v in srcs], axis=axis)
+            else:  # other layout ops (reading off chip: `follow_tiers` counts a concat's reads only)
+                for is_ddr, v in step[2]:
+                    if is_ddr:
+                        ddr += vals[v].nbytes
+                    else:
+                        hbm += vals[v].nbytes
+                self._run_plain(step[1], env)
+        st.hbm_bytes += hbm
+        st.ddr_bytes += ddr
         st.wall_s = time.perf_counter() - t0
         return st
 
     def _prepare_section(self, section: rdu.SectionOp) -> list[tuple[Any, ...]]:
-        """The section's ops as (kind, op, off-chip reads, operands, results, extra), with the
-        memory tier each value is read from worked out once (`follow_tiers`, in op order)."""
+        """The section's ops as steps over value numbers (`self.slot`), kind first, with the
+        memory tier each value is read from worked out once (`follow_tiers`, in op order):
+        (0, executor, operands, n_in, n_in + n_init, results, counted (operand, is ddr),
+        gathers to ddr, label); (1, sources, results) for loads and the yield; (2, source,
+        result, is ddr) for a store; (3, source, result, index, shape) for a view; (4, op,
+        result) for a constant or empty tensor; (6, sources, result, axis, off-chip reads
+        (is ddr, value)) for a concat; (5, op, off-chip reads) for the other layout ops."""
         tier_of: dict[SSAValue, str] = {}
         steps: list[tuple[Any, ...]] = []
+        slot = self.slot
         for op in section.body.block.ops:
-            reads = follow_tiers(op, tier_of)
+            reads = [(tier == "ddr", slot[v]) for tier, v in follow_tiers(op, tier_of)]
             if isinstance(op, rdu.KernelOp):
-                ins = (*op.inputs, *op.inits, *op.captures)
+                ins = tuple(slot[v] for v in (*op.inputs, *op.inits, *op.captures))
                 operands = [*op.inputs, *op.inits]
-                counted = [(i, tier_of[v]) for i, v in enumerate(operands) if v in tier_of]
-                extra = (self.executors[op], len(op.inputs), len(op.inits), counted, gather_tier(op), op.label)
-                steps.append((0, op, reads, ins, tuple(op.results), extra))
+                counted = tuple((i, tier_of[v] == "ddr") for i, v in enumerate(operands) if v in tier_of)
+                n_in = len(op.inputs)
+                steps.append((0, self.executors[op], ins, n_in, n_in + len(op.inits), tuple(slot[r] for r in op.results),
+                              counted, gather_tier(op) == "ddr", op.label))
             elif isinstance(op, rdu.LoadOp):
-                steps.append((1, op, reads, (op.source,), (op.result,), None))
+                steps.append((1, (slot[op.source],), (slot[op.result],)))
             elif isinstance(op, rdu.YieldOp):
-                steps.append((1, op, reads, tuple(op.operands), tuple(section.results), None))
+                steps.append((1, tuple(slot[v] for v in op.operands), tuple(slot[r] for r in section.results)))
             elif isinstance(op, rdu.StoreOp):
-                steps.append((2, op, reads, (op.source,), (op.result,), str(op.tier.data.value)))
+                steps.append((2, slot[op.source], slot[op.result], str(op.tier.data.value) == "ddr"))
+            elif isinstance(op, rdu.ViewOp) and not reads:
+                index, shape = _view_index(op)
+                steps.append((3, slot[op.source], slot[op.result], index, shape))
             elif isinstance(op, arith.ConstantOp | tensor.EmptyOp):
-                steps.append((3, op, reads, (), tuple(op.results), None))
+                steps.append((4, op, slot[op.results[0]]))
+            elif isinstance(op, rdu.ConcatOp):
+                steps.append((6, tuple(slot[v] for v in op.sources), slot[op.result], op.dim.value.data, reads))
             else:
-                steps.append((4, op, reads, (), (), None))
+                steps.append((5, op, reads))
         return steps
 
-    @staticmethod
-    def _add(st: SectionStats, tier: str, nbytes: int) -> None:
-        if tier == "ddr":
-            st.ddr_bytes += nbytes
-        else:
-            st.hbm_bytes += nbytes
-
-    def _run_plain(self, op: Operation, env: dict[SSAValue, Any]) -> None:
+    def _run_plain(self, op: Operation, env: Env) -> None:
         """Constants, empty tensors and layout ops (address remaps, no units)."""
         if isinstance(op, arith.ConstantOp):
             value = _constant_value(op)

@@ -13,7 +13,6 @@ tests compare the two.
 
 from __future__ import annotations
 
-from collections import ChainMap
 from typing import Any
 
 from xdsl.dialects import func
@@ -47,12 +46,22 @@ class LoopedSections:
     def __contains__(self, op: object) -> bool:
         return op in self.body
 
-    def run(self, run_section: Any, op: rdu.SectionOp, env: dict[SSAValue, Any]) -> Any:
+    def run(self, run_section: Any, op: rdu.SectionOp, env: Any) -> Any:
         """Run `op` as its body section (`run_section(section, env)`, the emulator's) on
-        `op`'s values; bind its results in `env` and return the section's stats."""
+        `op`'s values; bind its results in `env` (a `runtime.emulator.Env`) and return the
+        section's stats. The body's free values and results keep their own values: they
+        are set to `op`'s for the call and put back after it."""
         body, body_free, own_free = self.body[op]
-        local: dict[SSAValue, Any] = {b: env[v] for b, v in zip(body_free, own_free, strict=True)}
-        stats = run_section(body, ChainMap(local, env))
-        for mine, theirs in zip(op.results, body.results, strict=True):
-            env[mine] = local[theirs]
+        slot, vals = env.slot, env.vals
+        kept = [slot[v] for v in body_free] + [slot[v] for v in body.results]
+        saved = [vals[i] for i in kept]
+        mine = [vals[slot[v]] for v in own_free]
+        for i, x in zip(kept, mine, strict=False):  # the free values: the first len(body_free) of `kept`
+            vals[i] = x
+        stats = run_section(body, env)
+        results = [vals[slot[v]] for v in body.results]
+        for i, x in zip(kept, saved, strict=True):
+            vals[i] = x
+        for v, x in zip(op.results, results, strict=True):
+            vals[slot[v]] = x
         return stats
