@@ -27,6 +27,7 @@ from rdu_compiler.kernel.traffic import (
     gathered_bytes_by_tier,
     itemsize,
     kernel_flops,
+    kernel_int_ops,
     kernel_traffic,
     probe_pmu_bytes,
 )
@@ -80,6 +81,7 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0, fabric: Fabr
                 pmus=k.total_pmus,
                 pmu_bytes=sum(per_operand) + result_bytes + probe_pmu_bytes(k),
                 tiles=num_tiles(k.domain_sizes, k.tile_sizes) if k.kind.data != rdu.Pattern.SCAN else 1,
+                int_ops=kernel_int_ops(k),
             )
         )
     for op in section.body.block.ops:

@@ -35,7 +35,7 @@ from xdsl.ir import BlockArgument, Operation, SSAValue
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, element_type_of
 from rdu_compiler.dtypes import numpy_dtype
-from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP
+from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP, PROBE_INT_OPS
 from rdu_compiler.kernel.access import Access, tile_elements, traffic_elements
 from rdu_compiler.kernel.payload import contraction_mul, flops_per_point
 
@@ -146,6 +146,16 @@ def kernel_traffic(k: rdu.KernelOp) -> list[int]:
 def kernel_flops(kernel: rdu.KernelOp) -> int:
     """FLOPs of a whole kernel: arithmetic payload ops x iteration-domain points."""
     return flops_per_point(kernel.body.block) * math.prod(kernel.domain_sizes)
+
+
+def kernel_int_ops(kernel: rdu.KernelOp) -> int:
+    """Integer operations a kernel's pattern does on its PCUs beyond its payload: for a
+    `hash_probe`, PROBE_INT_OPS (two SplitMix64 hashes, masks, 2 x 4 slot compares and
+    selects; `embedding.probe`) per ID; 0 for any other kernel (payload integer ops are
+    not counted, as before)."""
+    if kernel.kind.data != Pattern.HASH_PROBE:
+        return 0
+    return PROBE_INT_OPS * math.prod(kernel.domain_sizes)
 
 
 def follow_tiers(op: Operation, tiers: dict[SSAValue, str]) -> list[tuple[str, SSAValue]]:

@@ -180,3 +180,62 @@ def test_lookup_under_tensor_and_pipeline_parallelism(tp: int, pp: int) -> None:
     q = mixed_ids(ids, 32)
     program = rdu_compiler.compile(CollisionlessEmbedding(table), (torch.from_numpy(q),), fabric="sn40l-node8", tp=tp, pp=pp)
     np.testing.assert_array_equal(np.asarray(program.run(torch.from_numpy(q))), table.lookup(q))
+
+
+class _Counting(np.ndarray):
+    """An array that counts the elementwise operations done on it (ufuncs and np.where),
+    so the probe's integer-op constants are checked against the code that computes it."""
+
+    ops = 0
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kw):  # type: ignore[no-untyped-def]
+        _Counting.ops += 1
+        plain = [np.asarray(x) if isinstance(x, _Counting) else x for x in inputs]
+        return getattr(ufunc, method)(*plain, **kw).view(_Counting)
+
+    def __array_function__(self, func, types, args, kwargs):  # type: ignore[no-untyped-def]
+        if func is np.where:
+            _Counting.ops += 1
+        plain = [np.asarray(x) if isinstance(x, _Counting) else x for x in args]
+        return np.asarray(func(*plain, **kwargs)).view(_Counting)
+
+
+def test_probe_int_ops_count_the_code() -> None:
+    from rdu_compiler.embedding import probe as p
+    from rdu_compiler.embedding.hashing import mix64
+
+    ids = np.arange(5, dtype=np.uint64).view(_Counting)
+    _Counting.ops = 0
+    mix64(ids, 3)
+    assert _Counting.ops == p.MIX64_OPS == 10
+    _Counting.ops = 0
+    p.candidates(ids, 16)
+    assert _Counting.ops == p.CANDIDATE_OPS == 2 * (10 + 1) + 4
+    assert p.PROBE_INT_OPS == p.CANDIDATE_OPS + 2 * 4 * 4 == 58
+
+
+@pytest.mark.parametrize("fabric", ["tiny", "sn40l"])
+def test_probe_compute_is_charged_per_id_on_its_pcus(fabric: str) -> None:
+    """The probe kernel's compute time: 58 integer ops per ID (two SplitMix64 hashes, masks,
+    the equal-candidate fix, 2 buckets x 4 slots of compare, compare, and, select) on its
+    PCUs at the integer rate: tiny's `int` entry (96/cycle), sn40l's fp32 fallback (192/cycle);
+    linear in the IDs; the kernel's time is the larger of compute and PMU time."""
+    spec = load_fabric(fabric)
+    table, ids = grown_table()
+    index = index_array(table)
+    rows = np.concatenate([table.rows, np.zeros((1, 8), np.float32)])
+    per_id = []
+    for n in (40, 80, 160):
+        module = parse_module(IR.format(n=n, b=len(index), c=len(rows), d=8, last=len(rows) - 1, call="rdu_hash_find"))
+        run_pipeline(module, pipeline(fabric, 1))
+        (probe_k,) = [k for k in kernels(module) if k.kind.data == rdu.Pattern.HASH_PROBE]
+        report = build_report(module, spec, 1)
+        (load,) = [k for s in report["sections"] for k in s["kernels"] if k["name"] == probe_k.label]
+        (cost,) = [k for s in report["sections"] for k in s["cost"]["kernels"] if k["name"] == probe_k.label]
+        assert load["int_ops"] == n * 58 and load["flops"] == 0
+        rate = {"tiny": 96, "sn40l": 192}[fabric]
+        pcus = probe_k.pcus.value.data
+        assert cost["compute_s"] == pytest.approx(n * 58 / (pcus * rate * spec.clock_hz), rel=1e-12)
+        assert cost["time_s"] == max(cost["compute_s"], cost["pmu_s"])
+        per_id.append(cost["compute_s"] * pcus / n)
+    assert per_id[0] == pytest.approx(per_id[1]) == pytest.approx(per_id[2])
