@@ -36,6 +36,7 @@ from rdu_compiler.kernel.traffic import (
     compute_dtype,
     itemsize,
     kernel_flops,
+    kernel_int_ops,
     kernel_traffic,
     operand_pmus,
     operand_tile_bytes,
@@ -104,14 +105,15 @@ LINKS_PER_PCU = 1
 
 def _work(kernel: rdu.KernelOp, fabric: Fabric) -> float:
     """Cycles the kernel needs on one PCU: the larger of its compute (FLOPs / FLOP-per-cycle
-    of its dtype) and its I/O (bytes in and out through LINKS_PER_PCU mesh links).
+    of its dtype, plus a hash probe's integer ops at the integer rate) and its I/O (bytes in and out through LINKS_PER_PCU mesh links).
 
     Without the I/O term a FLOP-light kernel that streams gigabytes (a softmax map over
     attention scores) got one PCU, and all its bytes crossed that PCU's links: the network
     bound the section however it was placed.
     """
-    flops = kernel_flops(kernel)
+    flops, int_ops = kernel_flops(kernel), kernel_int_ops(kernel)
     compute = flops / fabric.pcu.flops_per_cycle_for(compute_dtype(kernel)) if flops else 0.0
+    compute += int_ops / fabric.pcu.flops_per_cycle_for("i64") if int_ops else 0.0  # a hash probe's hashes and compares
     results = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in kernel.results)
     io = (sum(kernel_traffic(kernel)) + results) / (LINKS_PER_PCU * fabric.link_bytes_per_cycle)
     return max(compute, io)
