@@ -17,7 +17,8 @@ operand, FLOPs, tier of each off-chip read) and checked by the emulator's counte
 - a hash probe reads, per ID, both candidate buckets of its index (a capture) from the
   index's tier, 64 B each, at the tier's burst (`gathered_bytes`); an index `rdu-tile` made
   PMU-resident (input 1) is read once, whole, like a scatter's destination, and the probes
-  then read its PMUs (`probe_pmu_bytes`);
+  then read its PMUs (`probe_pmu_bytes`); one kept resident across calls
+  (`resident_across_calls`) is not read per call at all;
 - a scatter's destination (its init) is its accumulator, resident in its PMUs for the whole
   kernel: its buffer holds the whole destination, which is read once (unless it is
   `tensor.empty`) and written once; its index and update inputs follow the rule above.
@@ -74,6 +75,17 @@ def is_resident_index(k: KernelOp, i: int) -> bool:
     return k.kind.data == Pattern.HASH_PROBE and i == 1 and len(k.inputs) == 2
 
 
+#: On a hash_probe kernel with a PMU-resident index (and on the module): the index stays in
+#: the kernel's PMUs from one call of the program to the next (`rdu-tile{resident_index=true}`),
+#: so the cost model charges its load to the first call only (`cost.residency`).
+RESIDENT_INDEX_ATTR = "rdu.index_resident_across_calls"
+
+
+def resident_across_calls(k: KernelOp) -> bool:
+    """The kernel's index is PMU-resident (`is_resident_index`) and stays there across calls."""
+    return is_resident_index(k, 1) and RESIDENT_INDEX_ATTR in k.attributes
+
+
 def probe_pmu_bytes(k: KernelOp) -> int:
     """Bytes a hash probe reads from its PMU-resident index: per ID both candidate buckets
     (BUCKETS_PER_LOOKUP x BUCKET_BYTES); 0 for any other kernel."""
@@ -126,14 +138,19 @@ def counted_operands(k: rdu.KernelOp) -> list[bool]:
 
 
 def kernel_traffic(k: rdu.KernelOp) -> list[int]:
-    """Bytes each input/init operand moves over the whole tiled loop nest (0: not counted).
-    A scan reads its input once, whole; a scatter its destination once, whole."""
+    """Bytes each input/init operand moves per call over the whole tiled loop nest (0: not
+    counted). A scan reads its input once, whole; a scatter its destination once, whole; a
+    PMU-resident probe index once, whole, unless it stays resident across calls
+    (`resident_across_calls`: 0, its load is the first call's, `cost.residency`)."""
     if k.kind.data == rdu.Pattern.SCAN:
         return [math.prod(rdu.shape_of(k.inputs[0].type)) * itemsize(k.inputs[0].type)] + [0] * len(k.inits)
     out = []
     operands = [*k.inputs, *k.inits]
     for i, (v, amap, counted) in enumerate(zip(operands, k.indexing_maps.data, counted_operands(k), strict=True)):
         if not counted:
+            out.append(0)
+            continue
+        if i == 1 and resident_across_calls(k):  # loaded before the first call, not per call
             out.append(0)
             continue
         if (k.kind.data == rdu.Pattern.SCATTER and i >= len(k.inputs)) or is_resident_index(k, i):

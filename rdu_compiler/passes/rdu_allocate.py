@@ -40,6 +40,7 @@ from rdu_compiler.kernel.traffic import (
     kernel_traffic,
     operand_pmus,
     operand_tile_bytes,
+    resident_across_calls,
 )
 from rdu_compiler.passes.common import fabric_for, functions
 
@@ -119,7 +120,20 @@ def _work(kernel: rdu.KernelOp, fabric: Fabric) -> float:
     return max(compute, io)
 
 
-def _allocate_units(section: rdu.SectionOp, fabric: Fabric) -> None:
+def _held_pmus(section: rdu.SectionOp, fabric: Fabric) -> int:
+    """PMUs the section's hash-probe indexes keep across calls (`resident_across_calls`):
+    each index's buffer at its capacity need (it moves no bytes per call, so it gets no
+    spare PMUs for bandwidth)."""
+    cap = fabric.pmu.capacity_bytes
+    return sum(operand_pmus(k, k.tile_sizes, cap)[1] for k in section.kernels() if resident_across_calls(k))
+
+
+def _allocate_units(section: rdu.SectionOp, fabric: Fabric, held_elsewhere: int = 0) -> None:
+    """PCUs and PMU buffers of the section's kernels, over the fabric's PMUs less
+    `held_elsewhere` (indexes other sections keep resident across calls).
+
+    Raises:
+        CompileError: the section's buffers do not fit beside `held_elsewhere`."""
     kernels = section.kernels()
     cap = fabric.pmu.capacity_bytes
     # PCUs in proportion to each kernel's compute time (FLOPs / its dtype's rate), not raw
@@ -137,7 +151,14 @@ def _allocate_units(section: rdu.SectionOp, fabric: Fabric) -> None:
         results = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
         per_operand = [t + (results if i >= len(k.inputs) else 0) for i, t in enumerate(per_operand)]
         traffic.extend(per_operand)
-    pmus = widen_for_bandwidth(need, traffic, fabric.num_pmus)
+    available = fabric.num_pmus - held_elsewhere
+    if held_elsewhere and sum(need) > available:
+        raise CompileError("rdu-allocate", f"section '{section.sym_name.data}' needs {sum(need)} PMUs, but the hash-probe "
+                           f"indexes other sections keep resident across calls hold {held_elsewhere} of the fabric's "
+                           f"{fabric.num_pmus}; compile without resident_index")
+    if held_elsewhere:
+        section.pmus_available = IntegerAttr(available, i64)
+    pmus = widen_for_bandwidth(need, traffic, available)
     position = 0
     for k, pcus, per_kernel in zip(kernels, split_pcus(work, limits, fabric.num_pcus), sizes, strict=True):
         k.pcus = IntegerAttr(pcus, i64)
@@ -256,8 +277,9 @@ class RduAllocatePass(ModulePass):
         peaks = [0, 0]
         for fn in functions(op):
             sections = [s for s in fn.body.block.ops if isinstance(s, rdu.SectionOp)]
-            for s in sections:
-                _allocate_units(s, fabric)
+            held = [_held_pmus(s, fabric) for s in sections]
+            for s, h in zip(sections, held, strict=True):
+                _allocate_units(s, fabric, sum(held) - h)
             tiers, hbm_peak, ddr_peak = assign_tiers(fn, fabric)
             _set_tiers(sections, tiers)
             peaks = [max(peaks[0], hbm_peak), max(peaks[1], ddr_peak)]
