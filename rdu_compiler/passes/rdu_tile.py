@@ -32,7 +32,13 @@ from rdu_compiler.dialects.rdu import KernelOp, Pattern, shape_of
 from rdu_compiler.errors import CompileError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.access import Access, traffic_elements
-from rdu_compiler.kernel.traffic import DEPTH, RESIDENT_INDEX_ATTR, itemsize, operand_tile_bytes, untileable_dims
+from rdu_compiler.kernel.traffic import (
+    DEPTH,
+    RESIDENT_INDEX_ATTR,
+    itemsize,
+    operand_tile_bytes,
+    untileable_dims,
+)
 from rdu_compiler.passes.common import fabric_for, kernels
 
 
