@@ -11,8 +11,9 @@ First-call load: each index's bytes from its tier (`rdu.load`'s tier) through th
 into its PMUs, all indexes at once; load_s = max(HBM bytes / HBM bytes/s, DDR bytes / DDR
 bytes/s, all bytes / AGCU bytes/s, per index: bytes / (its PMUs x PMU bytes/cycle x clock)).
 
-Held PMUs: the PMUs of a resident index (its buffer's capacity need) are held for the
-program's lifetime: `rdu-allocate` gives every other section the fabric's PMUs less those,
+Held PMUs: the PMUs of a resident index (its buffer as allocated: its capacity need plus
+the spare PMUs rdu-allocate gives it for the probes' reads) are held for the program's
+lifetime: `rdu-allocate` gives every other section the fabric's PMUs less those,
 and refuses a section that does not fit beside them. This counts PMUs, not sites: the
 placer does not keep those sites out of the other sections (not done).
 """
@@ -38,7 +39,8 @@ def resident_indexes(sections: list[rdu.SectionOp], fabric: Fabric) -> list[dict
             index = k.inputs[1]
             owner = index.owner
             tier = str(owner.tier.data.value) if isinstance(owner, rdu.LoadOp) else "hbm"
-            pmus = operand_pmus(k, k.tile_sizes, fabric.pmu.capacity_bytes)[1]  # as rdu-allocate holds them
+            pmus = (k.buffers.data[1].pmus.data if k.buffers is not None
+                    else operand_pmus(k, k.tile_sizes, fabric.pmu.capacity_bytes)[1])  # as rdu-allocate holds them
             out.append({"kernel": k.label, "section": s.sym_name.data, "tier": tier, "pmus": pmus,
                         "bytes": math.prod(rdu.shape_of(index.type)) * itemsize(index.type)})
     return out

@@ -34,12 +34,14 @@ from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.traffic import (
     DEPTH,
     compute_dtype,
+    is_resident_index,
     itemsize,
     kernel_flops,
     kernel_int_ops,
     kernel_traffic,
     operand_pmus,
     operand_tile_bytes,
+    probe_pmu_bytes,
     resident_across_calls,
 )
 from rdu_compiler.passes.common import fabric_for, functions
@@ -122,10 +124,41 @@ def _work(kernel: rdu.KernelOp, fabric: Fabric) -> float:
 
 def _held_pmus(section: rdu.SectionOp, fabric: Fabric) -> int:
     """PMUs the section's hash-probe indexes keep across calls (`resident_across_calls`):
-    each index's buffer at its capacity need (it moves no bytes per call, so it gets no
-    spare PMUs for bandwidth)."""
+    each index's buffer as allocated (its `buffers` entry), else at its capacity need."""
     cap = fabric.pmu.capacity_bytes
-    return sum(operand_pmus(k, k.tile_sizes, cap)[1] for k in section.kernels() if resident_across_calls(k))
+    held = 0
+    for k in section.kernels():
+        if resident_across_calls(k):
+            held += k.buffers.data[1].pmus.data if k.buffers is not None else operand_pmus(k, k.tile_sizes, cap)[1]
+    return held
+
+
+def _allocate_with_held(sections: list[rdu.SectionOp], fabric: Fabric) -> None:
+    """Allocate every section beside the PMUs the other sections' indexes keep across calls.
+
+    The index buffers take spare PMUs for the probes' reads, so what they hold is known
+    only after allocation: first each section beside the others' capacity needs; then the
+    sections are allocated again beside what the others' index buffers actually took
+    (an index section re-allocated with fewer PMUs can only hold fewer, so the others
+    stay within the fabric); the result is checked.
+
+    Raises:
+        CompileError: a section does not fit beside the PMUs the other sections hold."""
+    held = [_held_pmus(s, fabric) for s in sections]  # no buffers yet: the capacity needs
+    for s, h in zip(sections, held, strict=True):
+        _allocate_units(s, fabric, sum(held) - h)
+    if not any(held) or len(sections) == 1:
+        return
+    held = [_held_pmus(s, fabric) for s in sections]
+    for s, h in zip(sections, held, strict=True):
+        _allocate_units(s, fabric, sum(held) - h)
+    held = [_held_pmus(s, fabric) for s in sections]
+    for s, h in zip(sections, held, strict=True):
+        own = sum(k.total_pmus for k in s.kernels())
+        if own + sum(held) - h > fabric.num_pmus:
+            raise CompileError("rdu-allocate", f"section '{s.sym_name.data}' uses {own} PMUs beside the "
+                               f"{sum(held) - h} that indexes of other sections keep resident across calls, over the "
+                               f"fabric's {fabric.num_pmus}; compile without resident_index")
 
 
 def _allocate_units(section: rdu.SectionOp, fabric: Fabric, held_elsewhere: int = 0) -> None:
@@ -150,6 +183,8 @@ def _allocate_units(section: rdu.SectionOp, fabric: Fabric, held_elsewhere: int 
         per_operand = kernel_traffic(k)
         results = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
         per_operand = [t + (results if i >= len(k.inputs) else 0) for i, t in enumerate(per_operand)]
+        if is_resident_index(k, 1):  # the probes read their buckets from the index's buffer
+            per_operand[1] += probe_pmu_bytes(k)
         traffic.extend(per_operand)
     available = fabric.num_pmus - held_elsewhere
     if held_elsewhere and sum(need) > available:
@@ -277,9 +312,7 @@ class RduAllocatePass(ModulePass):
         peaks = [0, 0]
         for fn in functions(op):
             sections = [s for s in fn.body.block.ops if isinstance(s, rdu.SectionOp)]
-            held = [_held_pmus(s, fabric) for s in sections]
-            for s, h in zip(sections, held, strict=True):
-                _allocate_units(s, fabric, sum(held) - h)
+            _allocate_with_held(sections, fabric)
             tiers, hbm_peak, ddr_peak = assign_tiers(fn, fabric)
             _set_tiers(sections, tiers)
             peaks = [max(peaks[0], hbm_peak), max(peaks[1], ddr_peak)]
