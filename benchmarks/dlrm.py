@@ -15,7 +15,12 @@ resource with its share of the total); gathers are charged at the tier's burst
 (`gather_bytes`: requested and charged).
 
     python benchmarks/dlrm.py [--batches 1 128 2048] [--fabric sn40l] [--tables full|hashed|both|collisionless|all]
-        [--tiering] [--zipf 1.05] [--tier-rows HBM_BYTES ...] [--out results.json]
+        [--tiering] [--zipf 1.05] [--tier-rows HBM_BYTES ...] [--resident-index] [--out results.json]
+
+`--resident-index`: the collisionless model with tables capped at 4,096 rows compiled with and
+without `resident_index` (every cuckoo index in its probe's PMUs across calls): per-call time
+and HBM bytes, the first call's load; then the full tables with it (refused: their large
+indexes do not fit a probe's buffer).
 
 `--tier-rows B ...`: the full tables compiled with and without `rdu-tier-rows` (hot rows
 of every table in B bytes of HBM, the rest in DDR, under the stated Zipf(`--zipf`) law):
@@ -44,6 +49,7 @@ from typing import Any
 import torch
 
 import rdu_compiler
+from rdu_compiler.errors import RduError
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("dlrm_example", ROOT / "examples" / "dlrm.py")
@@ -53,14 +59,16 @@ _spec.loader.exec_module(dlrm)
 
 
 def figure(batch: int, max_ind_range: int | None, fabric: str, collisionless: bool = False,
-           tier_rows: dict[str, Any] | None = None) -> dict[str, Any]:
+           tier_rows: dict[str, Any] | None = None, resident_index: bool = False) -> dict[str, Any]:
     """One compile on meta: the report's totals, and the bound resources by time share.
     `collisionless`: the tables behind CollisionlessTables (hash_probe kernels).
-    `tier_rows`: `compile(tier_rows=...)` (rdu-tier-rows: hot rows in HBM, the rest in DDR)."""
+    `tier_rows`: `compile(tier_rows=...)` (rdu-tier-rows: hot rows in HBM, the rest in DDR).
+    `resident_index`: `compile(resident_index=True)` (indexes kept in PMUs across calls)."""
     with torch.device("meta"):
         model, inputs = dlrm.get_model(batch=batch, max_ind_range=max_ind_range, collisionless=collisionless)
     t0 = time.perf_counter()
-    program = rdu_compiler.compile(model, inputs, fabric=fabric, opt_level=1, tier_rows=tier_rows)
+    program = rdu_compiler.compile(model, inputs, fabric=fabric, opt_level=1, tier_rows=tier_rows,
+                                   resident_index=resident_index)
     compile_s = time.perf_counter() - t0
     rep = program.report
     tot = rep["totals"]
@@ -92,8 +100,19 @@ def figure(batch: int, max_ind_range: int | None, fabric: str, collisionless: bo
         "hbm_peak_bytes": tot["hbm_peak_bytes"],
         "ddr_peak_bytes": tot["ddr_peak_bytes"],
         "roofline_bound": rep["roofline"]["bound"],
+        "probe": _probe_terms(rep),
+        "resident_index": {k: v for k, v in rep["resident_index"].items() if k != "indexes"} if "resident_index" in rep else None,
         "compile_s": round(compile_s, 1),
     }
+
+
+def _probe_terms(rep: dict[str, Any]) -> dict[str, Any]:
+    """The hash_probe kernels' integer ops (all of them), and the largest compute / PMU /
+    kernel time of one probe (seconds; the cost model's `compute_s`, `pmu_s`, `time_s`)."""
+    probes = [(k, c) for s in rep["sections"] for k, c in zip(s["kernels"], s["cost"]["kernels"], strict=True)
+              if k["kind"] == "hash_probe"]
+    return {"int_ops": sum(k.get("int_ops", 0) for k, _ in probes),
+            **{f"max_{t}": max((c[t] for _, c in probes), default=0.0) for t in ("compute_s", "pmu_s", "time_s")}}
 
 
 def tiering(batch: int, zipf_s: float, fabric_name: str) -> list[dict[str, Any]]:
@@ -146,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hbm-capacity", type=int, default=None, metavar="BYTES",
                     help="compile on a copy of --fabric whose HBM holds only BYTES (a stand-in for HBM that other "
                          "tensors fill): whole tables that do not fit then go to DDR")
+    ap.add_argument("--resident-index", action="store_true",
+                    help="collisionless tables capped at --max-ind-range rows, compiled with and without "
+                         "resident_index (indexes kept in PMUs across calls); the full tables' refusal")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     if args.hbm_capacity is not None:
@@ -183,6 +205,24 @@ def main(argv: list[str] | None = None) -> int:
                       f"tables HBM {st.get('hbm', 0) / 2**20:.0f} MiB DDR {st.get('ddr', 0) / 2**20:.0f} MiB  "
                       f"HBM peak {row['hbm_peak_bytes'] / 2**20:.0f} MiB DDR peak {row['ddr_peak_bytes'] / 2**20:.0f} MiB  "
                       f"binds {row['binds']}  (compile {row['compile_s']} s)", flush=True)
+    if args.resident_index:
+        caps = []
+        for b in args.batches:
+            for resident in (False, True):
+                row = figure(b, dlrm.MAX_IND_RANGE, args.fabric, collisionless=True, resident_index=resident)
+                rows.append(row)
+                res = row["resident_index"] or {}
+                first = (f"first call +{res['first_call_load_s'] * 1e6:.2f} us "
+                         f"({res['first_call_load_bytes']['hbm'] / 1e6:.2f} MB, {res['held_pmus']} PMUs held)" if res else "")
+                print(f"resident_index={resident!s:<5} B={b:<5} {row['estimated_s'] * 1e6:9.1f} us per call  "
+                      f"HBM {row['hbm_bytes'] / 1e6:9.3f} MB  probes: max compute {row['probe']['max_compute_s'] * 1e6:.3f} us "
+                      f"pmu {row['probe']['max_pmu_s'] * 1e6:.3f} us  {first}  binds {row['binds']}  "
+                      f"(compile {row['compile_s']} s)", flush=True)
+            try:
+                figure(b, None, args.fabric, collisionless=True, resident_index=True)
+                print(f"resident_index full tables B={b}: compiled", flush=True)
+            except RduError as e:
+                print(f"resident_index full tables B={b}: refused: {str(e).splitlines()[0]}", flush=True)
     for cap in caps:
         for b in args.batches:
             row = figure(b, None, args.fabric, collisionless=True) if cap == "collisionless" else figure(b, cap, args.fabric)
@@ -193,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['tables']:>11}  B={b:<5} {row['estimated_s'] * 1e6:9.1f} us  ({row['per_sample_s'] * 1e9:8.1f} ns/sample)  "
                 f"HBM {row['hbm_bytes'] / 1e6:9.2f} MB  DDR {row['ddr_bytes'] / 1e6:7.2f} MB  "
                 f"gathers {hbm_g.get('requested', 0) / 1e6:.2f} -> {hbm_g.get('charged', 0) / 1e6:.2f} MB  "
-                f"binds {row['binds']}  ({row['sections']} sections, {row['kernels']} kernels, compile {row['compile_s']} s)",
+                f"binds {row['binds']}  ({row['sections']} sections, {row['kernels']} kernels, compile {row['compile_s']} s)"
+                + (f"  probes: {row['probe']['int_ops'] / 1e6:.3f} M int ops, max compute {row['probe']['max_compute_s'] * 1e9:.1f} ns "
+                   f"pmu {row['probe']['max_pmu_s'] * 1e9:.1f} ns" if row["hash_probe_kernels"] else ""),
                 flush=True,
             )
     if args.out:

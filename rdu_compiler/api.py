@@ -357,6 +357,7 @@ def compile(  # noqa: A001 - the documented name of the API
     pp: int = 1,
     microbatches: int = 1, kernel_looping: bool = False,
     tier_rows: dict[str, Any] | None = None,
+    resident_index: bool = False,
 ) -> CompiledProgram:
     """Compile a PyTorch module for the RDU.
 
@@ -384,6 +385,10 @@ def compile(  # noqa: A001 - the documented name of the API
             {"hbm_bytes": int (HBM budget for the tables' rows), "zipf": s (a stated Zipf
             assumption) and/or "profile": {parameter or buffer name ("tables.3.weight") or
             FX argument name: per-row access counts}}; one socket only (tp = pp = 1).
+        resident_index: state that every collisionless lookup's cuckoo index stays in its
+            probe's PMUs across calls (`rdu-tile{resident_index=true}`, `cost.residency`):
+            per-call bytes and time exclude the index, `report["resident_index"]` gives the
+            first call's load; an index that does not fit one buffer is refused; one socket only.
 
     Raises:
         RduError: the frontend, a pass or the fabric refused the model (message says
@@ -399,7 +404,7 @@ def compile(  # noqa: A001 - the documented name of the API
     stage(IMPORT)
     imported = import_model(module, example_inputs, fold_constants=fold_constants)
     return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches),
-                             kernel_looping=kernel_looping, tier_rows=tier_rows)
+                             kernel_looping=kernel_looping, tier_rows=tier_rows, resident_index=resident_index)
 
 
 def import_model(module: torch.nn.Module, example_inputs: tuple[Any, ...], *, fold_constants: bool = False) -> Any:
@@ -466,7 +471,7 @@ def _long_lived_heap() -> Iterator[Callable[[], None]]:
 def _compile_imported(
     imported: Any, fab: Fabric, fabric: str, opt_level: int, stage: Stage, repro_dir: str | None, keep_ir: bool,
     cls: type[CompiledProgram] = CompiledProgram, tp: int = 1, pp: tuple[int, int] = (1, 1), kernel_looping: bool = False,
-    tier_rows: dict[str, Any] | None = None,
+    tier_rows: dict[str, Any] | None = None, resident_index: bool = False,
 ) -> Any:
     """Parse the imported linalg text, run the pass pipeline, build the report."""
     with _long_lived_heap() as refreeze:
@@ -487,7 +492,7 @@ def _compile_imported(
             with tempfile.TemporaryDirectory() as tmp:
                 tiers = tier_rows_options(tier_rows, imported.arg_names, tmp) if tier_rows is not None else ""
                 passes = pipeline(fabric, opt_level, tp=tp, pp=pp[0], microbatches=pp[1], kernel_looping=kernel_looping,
-                                  tier_rows=tiers)
+                                  tier_rows=tiers, resident_index=resident_index)
                 run_pipeline(mod, passes, on_pass=stage, repro_dir=repro_dir, snapshots=snapshots,
                              source=parsed)  # re-parsed only if a pass fails
         except CompileError as e:

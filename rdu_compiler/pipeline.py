@@ -30,16 +30,16 @@ CHECK = "check"
 
 
 def stages(fabric: str, opt_level: int, *, run: bool = False, check: bool = False, tp: int = 1, pp: int = 1,
-           kernel_looping: bool = False, tier_rows: str = "") -> list[str]:
+           kernel_looping: bool = False, tier_rows: str = "", resident_index: bool = False) -> list[str]:
     """Every stage from model file to result, in order (`api.compile` reports the ones from
     IMPORT to COST through `on_stage`; the CLI adds LOAD, RUN and CHECK)."""
     passes = [spec.split("{", 1)[0] for spec in pipeline(fabric, opt_level, tp=tp, pp=pp, kernel_looping=kernel_looping,
-                                                                 tier_rows=tier_rows)]
+                                                                 tier_rows=tier_rows, resident_index=resident_index)]
     return [LOAD, IMPORT, PARSE, *passes, COST, *([RUN] if run else []), *([CHECK] if check else [])]
 
 
 def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatches: int = 1,
-             kernel_looping: bool = False, tier_rows: str = "") -> list[str]:
+             kernel_looping: bool = False, tier_rows: str = "", resident_index: bool = False) -> list[str]:
     """The pass pipeline, as `rdu-opt -p` would spell each pass.
 
     `rdu-fold-constants` evaluates the shape checks and scalar code on constants that
@@ -53,10 +53,12 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatc
     `kernel_looping`, `rdu-kernel-loop` records the repeated layers of the placed program
     as kernel loops (one looped call, `cost.kloop`). With `tier_rows` (the options of
     `rdu-tier-rows`, e.g. "hbm_bytes=268435456 zipf=1.05"), that pass splits each embedding
-    table's rows between HBM and DDR before rdu-allocate.
+    table's rows between HBM and DDR before rdu-allocate. With `resident_index`,
+    `rdu-tile{resident_index=true}` keeps every hash probe's index in its PMUs across calls
+    (`cost.residency`).
 
     Raises:
-        CompileError: kernel_looping with pp > 1; tier_rows with tp or pp > 1.
+        CompileError: kernel_looping with pp > 1; tier_rows or resident_index with tp or pp > 1.
     """
     if kernel_looping and pp > 1:  # refused before anything runs (the CLI lists the stages first)
         raise CompileError("rdu-kernel-loop", f"kernel looping with pp = {pp}: the pipeline stages are separate "
@@ -66,8 +68,12 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatc
     if tier_rows and (tp > 1 or pp > 1):
         raise CompileError("rdu-tier-rows", f"row tiering with tp = {tp}, pp = {pp}: not tried on sharded or "
                            "pipelined programs yet; compile on one socket (tp = pp = 1)")
+    if resident_index and (tp > 1 or pp > 1):
+        raise CompileError("rdu-tile", f"resident_index with tp = {tp}, pp = {pp}: not tried on sharded or "
+                           "pipelined programs yet; compile on one socket (tp = pp = 1)")
     per_op = "true" if opt_level == 0 else "false"
     fabric = fabric if fabric.isidentifier() else _quote(fabric)  # a spec path
+    resident = " resident_index=true" if resident_index else ""
     passes = ["rdu-fold-constants", "rdu-convert-linalg", "rdu-hash-lookup", "rdu-inline-splats"]
     if opt_level >= 1:
         passes += ["rdu-fold-views"]
@@ -78,7 +84,7 @@ def pipeline(fabric: str, opt_level: int, *, tp: int = 1, pp: int = 1, microbatc
     if pp > 1:
         passes.append(f"rdu-pipeline{{pp={pp} microbatches={microbatches} fabric={fabric}}}")
     passes += [
-        f"rdu-tile{{fabric={fabric}}}" if opt_level >= 1 else f"rdu-tile{{fabric={fabric} max_buffer_pmus=0}}",
+        f"rdu-tile{{fabric={fabric}{resident}}}" if opt_level >= 1 else f"rdu-tile{{fabric={fabric} max_buffer_pmus=0{resident}}}",
         f"rdu-section{{fabric={fabric} per_op={per_op}}}",
         *([f"rdu-tier-rows{{{tier_rows} fabric={fabric}}}"] if tier_rows else []),
         f"rdu-allocate{{fabric={fabric}}}",

@@ -21,14 +21,17 @@ from rdu_compiler.dialects import rdu
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.access import num_tiles
 from rdu_compiler.kernel.traffic import (
+    RESIDENT_INDEX_ATTR,
     compute_dtype,
     follow_tiers,
     gathered_bytes,
     gathered_bytes_by_tier,
     itemsize,
     kernel_flops,
+    kernel_int_ops,
     kernel_traffic,
     probe_pmu_bytes,
+    resident_across_calls,
 )
 
 
@@ -80,6 +83,7 @@ def section_load(section: rdu.SectionOp, max_link_bytes: float = 0, fabric: Fabr
                 pmus=k.total_pmus,
                 pmu_bytes=sum(per_operand) + result_bytes + probe_pmu_bytes(k),
                 tiles=num_tiles(k.domain_sizes, k.tile_sizes) if k.kind.data != rdu.Pattern.SCAN else 1,
+                int_ops=kernel_int_ops(k),
             )
         )
     for op in section.body.block.ops:
@@ -126,12 +130,19 @@ def _tensor_bytes(values: list[SSAValue]) -> int:
 
 def _compulsory_bytes(fn: func.FuncOp, sections: list[rdu.SectionOp]) -> int:
     """Bytes any execution must move: each argument read once, each result written once;
-    an argument only ever gathered from (an embedding table) counts the rows gathered."""
+    an argument only ever gathered from (an embedding table) counts the rows gathered; one
+    only loaded as a probe index kept resident across calls (`resident_across_calls`) counts
+    nothing per call."""
     gathered: dict[SSAValue, int] = {}
     streamed: set[SSAValue] = set()
+    resident: set[SSAValue] = set()
     for s in sections:
         for op in s.body.block.ops:
             if isinstance(op, rdu.LoadOp):
+                if op.result.uses and all(isinstance(u.operation, rdu.KernelOp) and u.index == 1
+                                          and resident_across_calls(u.operation) for u in op.result.uses):
+                    resident.add(op.source)
+                    continue
                 streamed.add(op.source)
             elif isinstance(op, rdu.KernelOp) and len(op.captures):
                 tables = [c for c in op.captures if rdu.shape_of(c.type) or isinstance(c.type, TensorType)]  # not fill scalars
@@ -139,6 +150,8 @@ def _compulsory_bytes(fn: func.FuncOp, sections: list[rdu.SectionOp]) -> int:
                     gathered[c] = gathered.get(c, 0) + gathered_bytes(op) // len(tables)
     total = 0
     for arg in fn.body.block.args:
+        if arg in resident and arg not in streamed and arg not in gathered:
+            continue
         if arg in gathered and arg not in streamed:
             total += min(gathered[arg], _tensor_bytes([arg]))
         else:
@@ -248,4 +261,8 @@ def build_report(module: ModuleOp, fabric: Fabric, opt_level: int, fn: func.Func
         from rdu_compiler.cost.kloop import apply_kernel_loops
 
         apply_kernel_loops(report, module, fabric)
+    if RESIDENT_INDEX_ATTR in module.attributes:  # rdu-tile{resident_index=true}
+        from rdu_compiler.cost.residency import residency_report
+
+        report["resident_index"] = residency_report(sections, fabric, report["totals"]["estimated_s"])
     return report

@@ -41,7 +41,9 @@ class KernelLoad:
 
     flops: FLOPs of the whole kernel; pcus/pmus: units assigned (>= 1 each);
     pmu_bytes: bytes read + written through its PMU buffers over the whole
-    kernel; tiles: tiles the kernel is executed in (>= 1).
+    kernel; tiles: tiles the kernel is executed in (>= 1); int_ops: integer
+    operations of the kernel's pattern (a hash probe's hashes and compares),
+    charged at the PCUs' integer rate (`flops_per_cycle_for("i64")`).
     """
 
     name: str
@@ -52,6 +54,7 @@ class KernelLoad:
     pmus: int
     pmu_bytes: int
     tiles: int
+    int_ops: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,7 +161,9 @@ class Roofline:
 def kernel_cost(kernel: KernelLoad, fabric: Fabric) -> KernelCost:
     """Seconds of one kernel on its own PCUs and PMUs.
 
-    compute_s = flops / (pcus * FLOP/cycle(dtype) * clock_hz), 0 when flops is 0;
+    compute_s = flops / (pcus * FLOP/cycle(dtype) * clock_hz)
+                + int_ops / (pcus * op/cycle("i64") * clock_hz), each term 0 when its count is 0
+                (integer ops take the "int" entry of [pcu.flops_per_cycle], else the fp32 one);
     pmu_s = pmu_bytes / (pmus * pmu.bytes_per_cycle * clock_hz);
     time_s = max(compute_s, pmu_s).
 
@@ -173,10 +178,12 @@ def kernel_cost(kernel: KernelLoad, fabric: Fabric) -> KernelCost:
 
 
 def _compute_s(kernel: KernelLoad, fabric: Fabric) -> float:
-    if kernel.flops == 0:
-        return 0.0
-    flops_per_s = kernel.pcus * fabric.pcu.flops_per_cycle_for(kernel.dtype) * fabric.clock_hz
-    return kernel.flops / flops_per_s
+    out = 0.0
+    if kernel.flops:
+        out += kernel.flops / (kernel.pcus * fabric.pcu.flops_per_cycle_for(kernel.dtype) * fabric.clock_hz)
+    if kernel.int_ops:
+        out += kernel.int_ops / (kernel.pcus * fabric.pcu.flops_per_cycle_for("i64") * fabric.clock_hz)
+    return out
 
 
 def _check_kernel(kernel: KernelLoad) -> None:
@@ -185,7 +192,7 @@ def _check_kernel(kernel: KernelLoad) -> None:
             f"kernel {kernel.name!r} has {kernel.pcus} PCUs and {kernel.pmus} PMUs; "
             f"a kernel needs at least one of each: allocate units before costing"
         )
-    if kernel.flops < 0 or kernel.pmu_bytes < 0:
+    if kernel.flops < 0 or kernel.pmu_bytes < 0 or kernel.int_ops < 0:
         raise ValueError(
             f"kernel {kernel.name!r} has negative work (flops={kernel.flops}, "
             f"pmu_bytes={kernel.pmu_bytes}); counts must be >= 0"

@@ -29,6 +29,21 @@ BUCKETS_PER_LOOKUP = 2
 #: Bytes of one bucket: SLOTS slots of (ID, row number), 8 B each.
 BUCKET_BYTES = SLOTS * 16
 
+# Integer operations per probed ID, counted from the code below (the cost model charges
+# them as PCU work, `kernel.traffic.kernel_int_ops`; `test_probe_int_ops_count_the_code`
+# counts them by running the code on an op-counting array):
+#: `hashing.mix64` per element: 2 adds (`x + seed * GOLDEN + GOLDEN` adds twice; the
+#: product is a per-seed constant), 3 shifts, 3 xors, 2 multiplies.
+MIX64_OPS = 10
+#: `candidates`: BUCKETS_PER_LOOKUP hashes, each masked to the bucket count, then the
+#: equal-candidate fix: a compare, an add, a modulo (a mask: B is a power of two), a select.
+CANDIDATE_OPS = BUCKETS_PER_LOOKUP * (MIX64_OPS + 1) + 4
+#: `probe`'s compares: per slot of both buckets the ID compare, the row >= 0 compare, their
+#: and, and a select of the row number (a chain of selects from the miss row).
+COMPARE_OPS = BUCKETS_PER_LOOKUP * SLOTS * 4
+#: All integer operations of one ID's probe (58).
+PROBE_INT_OPS = CANDIDATE_OPS + COMPARE_OPS
+
 
 def index_array(table: CollisionlessTable) -> np.ndarray:
     """The table's index as a (buckets, SLOTS, 2) int64 array: [..., 0] the ID bits, [..., 1]

@@ -17,7 +17,8 @@ operand, FLOPs, tier of each off-chip read) and checked by the emulator's counte
 - a hash probe reads, per ID, both candidate buckets of its index (a capture) from the
   index's tier, 64 B each, at the tier's burst (`gathered_bytes`); an index `rdu-tile` made
   PMU-resident (input 1) is read once, whole, like a scatter's destination, and the probes
-  then read its PMUs (`probe_pmu_bytes`);
+  then read its PMUs (`probe_pmu_bytes`); one kept resident across calls
+  (`resident_across_calls`) is not read per call at all;
 - a scatter's destination (its init) is its accumulator, resident in its PMUs for the whole
   kernel: its buffer holds the whole destination, which is read once (unless it is
   `tensor.empty`) and written once; its index and update inputs follow the rule above.
@@ -35,7 +36,7 @@ from xdsl.ir import BlockArgument, Operation, SSAValue
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, element_type_of
 from rdu_compiler.dtypes import numpy_dtype
-from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP
+from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP, PROBE_INT_OPS
 from rdu_compiler.kernel.access import Access, tile_elements, traffic_elements
 from rdu_compiler.kernel.payload import contraction_mul, flops_per_point
 
@@ -72,6 +73,17 @@ def is_resident_index(k: KernelOp, i: int) -> bool:
     """Operand i is a hash probe's index held whole in its PMUs (input 1 of a hash_probe
     kernel without captures: `rdu-tile` moved it there)."""
     return k.kind.data == Pattern.HASH_PROBE and i == 1 and len(k.inputs) == 2
+
+
+#: On a hash_probe kernel with a PMU-resident index (and on the module): the index stays in
+#: the kernel's PMUs from one call of the program to the next (`rdu-tile{resident_index=true}`),
+#: so the cost model charges its load to the first call only (`cost.residency`).
+RESIDENT_INDEX_ATTR = "rdu.index_resident_across_calls"
+
+
+def resident_across_calls(k: KernelOp) -> bool:
+    """The kernel's index is PMU-resident (`is_resident_index`) and stays there across calls."""
+    return is_resident_index(k, 1) and RESIDENT_INDEX_ATTR in k.attributes
 
 
 def probe_pmu_bytes(k: KernelOp) -> int:
@@ -126,14 +138,19 @@ def counted_operands(k: rdu.KernelOp) -> list[bool]:
 
 
 def kernel_traffic(k: rdu.KernelOp) -> list[int]:
-    """Bytes each input/init operand moves over the whole tiled loop nest (0: not counted).
-    A scan reads its input once, whole; a scatter its destination once, whole."""
+    """Bytes each input/init operand moves per call over the whole tiled loop nest (0: not
+    counted). A scan reads its input once, whole; a scatter its destination once, whole; a
+    PMU-resident probe index once, whole, unless it stays resident across calls
+    (`resident_across_calls`: 0, its load is the first call's, `cost.residency`)."""
     if k.kind.data == rdu.Pattern.SCAN:
         return [math.prod(rdu.shape_of(k.inputs[0].type)) * itemsize(k.inputs[0].type)] + [0] * len(k.inits)
     out = []
     operands = [*k.inputs, *k.inits]
     for i, (v, amap, counted) in enumerate(zip(operands, k.indexing_maps.data, counted_operands(k), strict=True)):
         if not counted:
+            out.append(0)
+            continue
+        if i == 1 and resident_across_calls(k):  # loaded before the first call, not per call
             out.append(0)
             continue
         if (k.kind.data == rdu.Pattern.SCATTER and i >= len(k.inputs)) or is_resident_index(k, i):
@@ -146,6 +163,16 @@ def kernel_traffic(k: rdu.KernelOp) -> list[int]:
 def kernel_flops(kernel: rdu.KernelOp) -> int:
     """FLOPs of a whole kernel: arithmetic payload ops x iteration-domain points."""
     return flops_per_point(kernel.body.block) * math.prod(kernel.domain_sizes)
+
+
+def kernel_int_ops(kernel: rdu.KernelOp) -> int:
+    """Integer operations a kernel's pattern does on its PCUs beyond its payload: for a
+    `hash_probe`, PROBE_INT_OPS (two SplitMix64 hashes, masks, 2 x 4 slot compares and
+    selects; `embedding.probe`) per ID; 0 for any other kernel (payload integer ops are
+    not counted, as before)."""
+    if kernel.kind.data != Pattern.HASH_PROBE:
+        return 0
+    return PROBE_INT_OPS * math.prod(kernel.domain_sizes)
 
 
 def follow_tiers(op: Operation, tiers: dict[SSAValue, str]) -> list[tuple[str, SSAValue]]:

@@ -34,11 +34,15 @@ from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.traffic import (
     DEPTH,
     compute_dtype,
+    is_resident_index,
     itemsize,
     kernel_flops,
+    kernel_int_ops,
     kernel_traffic,
     operand_pmus,
     operand_tile_bytes,
+    probe_pmu_bytes,
+    resident_across_calls,
 )
 from rdu_compiler.passes.common import fabric_for, functions
 
@@ -104,20 +108,65 @@ LINKS_PER_PCU = 1
 
 def _work(kernel: rdu.KernelOp, fabric: Fabric) -> float:
     """Cycles the kernel needs on one PCU: the larger of its compute (FLOPs / FLOP-per-cycle
-    of its dtype) and its I/O (bytes in and out through LINKS_PER_PCU mesh links).
+    of its dtype, plus a hash probe's integer ops at the integer rate) and its I/O (bytes in and out through LINKS_PER_PCU mesh links).
 
     Without the I/O term a FLOP-light kernel that streams gigabytes (a softmax map over
     attention scores) got one PCU, and all its bytes crossed that PCU's links: the network
     bound the section however it was placed.
     """
-    flops = kernel_flops(kernel)
+    flops, int_ops = kernel_flops(kernel), kernel_int_ops(kernel)
     compute = flops / fabric.pcu.flops_per_cycle_for(compute_dtype(kernel)) if flops else 0.0
+    compute += int_ops / fabric.pcu.flops_per_cycle_for("i64") if int_ops else 0.0  # a hash probe's hashes and compares
     results = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in kernel.results)
     io = (sum(kernel_traffic(kernel)) + results) / (LINKS_PER_PCU * fabric.link_bytes_per_cycle)
     return max(compute, io)
 
 
-def _allocate_units(section: rdu.SectionOp, fabric: Fabric) -> None:
+def _held_pmus(section: rdu.SectionOp, fabric: Fabric) -> int:
+    """PMUs the section's hash-probe indexes keep across calls (`resident_across_calls`):
+    each index's buffer as allocated (its `buffers` entry), else at its capacity need."""
+    cap = fabric.pmu.capacity_bytes
+    held = 0
+    for k in section.kernels():
+        if resident_across_calls(k):
+            held += k.buffers.data[1].pmus.data if k.buffers is not None else operand_pmus(k, k.tile_sizes, cap)[1]
+    return held
+
+
+def _allocate_with_held(sections: list[rdu.SectionOp], fabric: Fabric) -> None:
+    """Allocate every section beside the PMUs the other sections' indexes keep across calls.
+
+    The index buffers take spare PMUs for the probes' reads, so what they hold is known
+    only after allocation: first each section beside the others' capacity needs; then the
+    sections are allocated again beside what the others' index buffers actually took
+    (an index section re-allocated with fewer PMUs can only hold fewer, so the others
+    stay within the fabric); the result is checked.
+
+    Raises:
+        CompileError: a section does not fit beside the PMUs the other sections hold."""
+    held = [_held_pmus(s, fabric) for s in sections]  # no buffers yet: the capacity needs
+    for s, h in zip(sections, held, strict=True):
+        _allocate_units(s, fabric, sum(held) - h)
+    if not any(held) or len(sections) == 1:
+        return
+    held = [_held_pmus(s, fabric) for s in sections]
+    for s, h in zip(sections, held, strict=True):
+        _allocate_units(s, fabric, sum(held) - h)
+    held = [_held_pmus(s, fabric) for s in sections]
+    for s, h in zip(sections, held, strict=True):
+        own = sum(k.total_pmus for k in s.kernels())
+        if own + sum(held) - h > fabric.num_pmus:
+            raise CompileError("rdu-allocate", f"section '{s.sym_name.data}' uses {own} PMUs beside the "
+                               f"{sum(held) - h} that indexes of other sections keep resident across calls, over the "
+                               f"fabric's {fabric.num_pmus}; compile without resident_index")
+
+
+def _allocate_units(section: rdu.SectionOp, fabric: Fabric, held_elsewhere: int = 0) -> None:
+    """PCUs and PMU buffers of the section's kernels, over the fabric's PMUs less
+    `held_elsewhere` (indexes other sections keep resident across calls).
+
+    Raises:
+        CompileError: the section's buffers do not fit beside `held_elsewhere`."""
     kernels = section.kernels()
     cap = fabric.pmu.capacity_bytes
     # PCUs in proportion to each kernel's compute time (FLOPs / its dtype's rate), not raw
@@ -134,8 +183,17 @@ def _allocate_units(section: rdu.SectionOp, fabric: Fabric) -> None:
         per_operand = kernel_traffic(k)
         results = sum(math.prod(rdu.shape_of(r.type)) * itemsize(r.type) for r in k.results)
         per_operand = [t + (results if i >= len(k.inputs) else 0) for i, t in enumerate(per_operand)]
+        if is_resident_index(k, 1):  # the probes read their buckets from the index's buffer
+            per_operand[1] += probe_pmu_bytes(k)
         traffic.extend(per_operand)
-    pmus = widen_for_bandwidth(need, traffic, fabric.num_pmus)
+    available = fabric.num_pmus - held_elsewhere
+    if held_elsewhere and sum(need) > available:
+        raise CompileError("rdu-allocate", f"section '{section.sym_name.data}' needs {sum(need)} PMUs, but the hash-probe "
+                           f"indexes other sections keep resident across calls hold {held_elsewhere} of the fabric's "
+                           f"{fabric.num_pmus}; compile without resident_index")
+    if held_elsewhere:
+        section.pmus_available = IntegerAttr(available, i64)
+    pmus = widen_for_bandwidth(need, traffic, available)
     position = 0
     for k, pcus, per_kernel in zip(kernels, split_pcus(work, limits, fabric.num_pcus), sizes, strict=True):
         k.pcus = IntegerAttr(pcus, i64)
@@ -254,8 +312,7 @@ class RduAllocatePass(ModulePass):
         peaks = [0, 0]
         for fn in functions(op):
             sections = [s for s in fn.body.block.ops if isinstance(s, rdu.SectionOp)]
-            for s in sections:
-                _allocate_units(s, fabric)
+            _allocate_with_held(sections, fabric)
             tiers, hbm_peak, ddr_peak = assign_tiers(fn, fabric)
             _set_tiers(sections, tiers)
             peaks = [max(peaks[0], hbm_peak), max(peaks[1], ddr_peak)]

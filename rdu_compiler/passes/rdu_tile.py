@@ -13,7 +13,10 @@ choice goes to the kernel's `tile`.
 
 A hash probe's cuckoo index moves into the probe's PMUs (a second input, read once whole)
 when it fits one buffer and loading it plus probing it there is faster than probing it off
-chip; else it stays a capture probed in its memory tier (`_place_index`).
+chip; else it stays a capture probed in its memory tier (`_place_index`). With
+`resident_index=true` (a serving program that keeps its indexes in PMUs from call to call)
+every probe's index moves there, marked `rdu.index_resident_across_calls`, whatever the time
+rule says; an index that does not fit one buffer is refused.
 """
 
 from __future__ import annotations
@@ -22,14 +25,20 @@ import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, i64
+from xdsl.dialects.builtin import DenseArrayBase, ModuleOp, UnitAttr, i64
 from xdsl.passes import ModulePass
 
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, shape_of
 from rdu_compiler.errors import CompileError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.kernel.access import Access, traffic_elements
-from rdu_compiler.kernel.traffic import DEPTH, itemsize, operand_tile_bytes, untileable_dims
+from rdu_compiler.kernel.traffic import (
+    DEPTH,
+    RESIDENT_INDEX_ATTR,
+    itemsize,
+    operand_tile_bytes,
+    untileable_dims,
+)
 from rdu_compiler.passes.common import fabric_for, kernels
 
 
@@ -83,11 +92,14 @@ class RduTilePass(ModulePass):
 
     fabric: str = ""
     max_buffer_pmus: int = 8
+    resident_index: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         fabric = fabric_for(self.name, self.fabric, op)
         for kernel in [k for k in kernels(op) if k.kind.data == Pattern.HASH_PROBE and k.captures]:
             self._place_index(kernel, fabric)
+        if self.resident_index:
+            op.attributes[RESIDENT_INDEX_ATTR] = UnitAttr()
         for kernel in kernels(op):
             n_buffers = max(1, sum(1 for b in operand_tile_bytes(kernel, [1] * len(kernel.domain_sizes)) if b))
             share = fabric.num_pmus // n_buffers
@@ -102,7 +114,11 @@ class RduTilePass(ModulePass):
         buffer's PMUs (at most the `pmus` a buffer may take, `pmu.bytes_per_cycle` each, [NF]:
         rdu-allocate gives spare PMUs to the buffers with the most traffic) against the
         probes' bursts off chip (HBM or the AGCUs, the slower). Otherwise it stays a capture
-        probed in HBM/DDR."""
+        probed in HBM/DDR. With `resident_index` it goes into the PMUs whenever it fits, and
+        is marked RESIDENT_INDEX_ATTR.
+
+        Raises:
+            CompileError: `resident_index` and the index does not fit one buffer."""
         from rdu_compiler.embedding.probe import BUCKET_BYTES, BUCKETS_PER_LOOKUP
         from rdu_compiler.kernel.traffic import burst_round
         from rdu_compiler.passes.rdu_hash_lookup import resident_form
@@ -114,8 +130,19 @@ class RduTilePass(ModulePass):
         off_chip = min(fabric.hbm.bytes_per_s, fabric.agcu.count * fabric.agcu.bytes_per_cycle * fabric.clock_hz)
         probe_s = n * BUCKETS_PER_LOOKUP * burst_round(BUCKET_BYTES, fabric.hbm.burst_bytes) / off_chip
         resident_s = whole / off_chip + n * BUCKETS_PER_LOOKUP * BUCKET_BYTES / (pmus * fabric.pmu.bytes_per_cycle * fabric.clock_hz)
-        if DEPTH * whole <= pmus * fabric.pmu.capacity_bytes and resident_s < probe_s:
+        fits = DEPTH * whole <= pmus * fabric.pmu.capacity_bytes
+        if self.resident_index and not fits:
+            raise CompileError(
+                self.name,
+                f"kernel '{kernel.label}': resident_index: its cuckoo index is {whole} B, {DEPTH * whole} B "
+                f"double-buffered, over the {pmus * fabric.pmu.capacity_bytes} B of the {pmus} PMUs a buffer may take "
+                f"({pmus} x {fabric.pmu.capacity_bytes} B); compile without resident_index (the index is then probed "
+                f"in HBM/DDR), give the table fewer IDs, or compile for a fabric with larger PMUs",
+            )
+        if fits and (self.resident_index or resident_s < probe_s):
             new = resident_form(kernel)
+            if self.resident_index:
+                new.attributes[RESIDENT_INDEX_ATTR] = UnitAttr()
             block = kernel.parent_block()
             assert block is not None
             block.insert_op_before(new, kernel)

@@ -40,6 +40,7 @@ from torch import nn
 
 from rdu_compiler.embedding import SGD, Adagrad, CollisionlessTable
 from rdu_compiler.embedding.hashing import as_ids
+from rdu_compiler.embedding.probe import index_array
 from rdu_compiler.train.step import (
     CompiledForward,
     CompiledTrainStep,
@@ -207,6 +208,10 @@ class OnlineTrainer:
             cost; None: HBM when the table's rows and optimizer state fit the fabric's HBM).
         compiled: a `CompiledTrainStep` of the same model, loss and dense optimizer to reuse
             (None: compile at the first batch, for its shapes).
+        lookup_in_step: compile the lookup into the step (the table's index and rows are the
+            step's inputs: a `hash_probe` kernel and a row gather, charged in
+            `modelled_step_s`), instead of gathering the rows in numpy before it. The step is
+            recompiled when the table's index or row store grows (new static shapes).
 
     Every batch must have the shapes the step was compiled for.
     """
@@ -214,7 +219,7 @@ class OnlineTrainer:
     def __init__(self, model: nn.Module, table: CollisionlessTable, optimizer: SGD | Adagrad | None = None, *,
                  sync_every: int | None = 1, loss: str | Loss = "bce", expire_every: int | None = 1,
                  fabric: str = "sn40l", opt_level: int = 1, compiled: CompiledTrainStep | None = None,
-                 update_tier: str | None = None):
+                 update_tier: str | None = None, lookup_in_step: bool = False):
         if not isinstance(table, CollisionlessTable):
             raise TrainingError(f"OnlineTrainer needs a CollisionlessTable, got {type(table).__name__}")
         for name, v in (("sync_every", sync_every), ("expire_every", expire_every)):
@@ -233,6 +238,11 @@ class OnlineTrainer:
         self.state = initial_state(self.optimizer, self.params)
         self.serving = ServingCopy(table.dim, table.expiry, self.param_names, model, fabric, opt_level)
         self.compiled = compiled
+        self.lookup_in_step = lookup_in_step
+        self.compiles = 0
+        if compiled is not None and lookup_in_step != (compiled.lookup_shapes is not None):
+            raise TrainingError("the compiled step's lookup_in_step does not match the trainer's; compile the step "
+                                "with the same setting (pass compiled=None)")
         if compiled is not None and (compiled.optimizer != self.optimizer or compiled.layout.param_names != self.param_names):
             raise TrainingError(f"the compiled step was built for optimizer {compiled.optimizer} and parameters "
                                 f"{compiled.layout.param_names[:4]}..., not {self.optimizer} and {self.param_names[:4]}...; "
@@ -302,11 +312,22 @@ class OnlineTrainer:
         flat, dense, labels, now = self._check(batch)
         b, f = np.asarray(batch.ids).shape
         rows = torch.from_numpy(self.table.lookup(flat).reshape(b, f, self.table.dim))
-        if self.compiled is None:
+        lookup = None
+        if self.lookup_in_step:  # the snapshot the step probes: index, rows + the zero row
+            weight = np.concatenate([self.table.rows, np.zeros((1, self.table.dim), np.float32)])
+            lookup = (torch.from_numpy(flat.view(np.int64).reshape(b, f).copy()), torch.from_numpy(index_array(self.table)),
+                      torch.from_numpy(weight))
+        stale = lookup is not None and self.compiled is not None and \
+            self.compiled.lookup_shapes != (tuple(lookup[1].shape), tuple(lookup[2].shape))
+        if self.compiled is None or stale:  # first batch, or the table grew: new static shapes
             self.compiled = CompiledTrainStep(self.model, self.loss, self.optimizer, rows, dense, labels,
-                                              fabric=self.fabric, opt_level=self.opt_level)
+                                              fabric=self.fabric, opt_level=self.opt_level, lookup=lookup)
+            self.compiles += 1
         t0 = time.perf_counter()
-        loss, g_rows, params, state = self.compiled(rows, dense, labels, self.params, self.state)
+        if lookup is not None:
+            loss, g_rows, params, state = self.compiled.call_lookup(*lookup, dense, labels, self.params, self.state)
+        else:
+            loss, g_rows, params, state = self.compiled(rows, dense, labels, self.params, self.state)
         t1 = time.perf_counter()
         counts = self.table.apply_gradients(flat, g_rows.reshape(-1, self.table.dim).numpy(), now=now)
         self.params, self.state = params, state  # after the table took the step (TableFullError: no change)

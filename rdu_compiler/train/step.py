@@ -100,8 +100,13 @@ class StepLayout:
     labels_shape: tuple[int, ...]
 
 
-def step_function(model: nn.Module, loss: Loss, optimizer: SGD | Adagrad, n_params: int) -> Callable[..., tuple[torch.Tensor, ...]]:
-    """The functional training step (see the module docstring) of `model`."""
+def step_function(model: nn.Module, loss: Loss, optimizer: SGD | Adagrad, n_params: int,
+                  miss_row: int | None = None) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """The functional training step (see the module docstring) of `model`. With `miss_row`
+    (the lookup inside the step) its first inputs are (ids (B, F) int64, index (buckets, 4, 2)
+    int64, weight (miss_row + 1, dim)) instead of rows: the step probes the index
+    (`torch.ops.rdu.hash_find`, a `hash_probe` kernel once compiled; an absent ID gets
+    `miss_row`, the zero row) and gathers the rows itself."""
     names = [n for n, _ in model.named_parameters()]
 
     def loss_of(rows: torch.Tensor, params: tuple[torch.Tensor, ...], dense: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -114,7 +119,15 @@ def step_function(model: nn.Module, loss: Loss, optimizer: SGD | Adagrad, n_para
         new_params, new_state = dense_update(optimizer, list(params), list(g_params), state)
         return (value, g_rows, *new_params, *new_state)
 
-    return step
+    if miss_row is None:
+        return step
+    from rdu_compiler.frontend.torch.collisionless import hash_find
+
+    def lookup_step(ids: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rows = torch.nn.functional.embedding(hash_find(ids.reshape(-1), index, miss_row), weight)
+        return step(rows.reshape(*ids.shape, weight.shape[1]), *rest)
+
+    return lookup_step
 
 
 def check_model(model: nn.Module, rows: torch.Tensor, dense: torch.Tensor, labels: torch.Tensor) -> None:
@@ -142,19 +155,22 @@ def check_model(model: nn.Module, rows: torch.Tensor, dense: torch.Tensor, label
 
 
 def trace_step(model: nn.Module, loss: Loss, optimizer: SGD | Adagrad, rows: torch.Tensor, dense: torch.Tensor,
-               labels: torch.Tensor) -> tuple[torch.fx.GraphModule, StepLayout, tuple[torch.Tensor, ...]]:
-    """The step of `model` traced by `make_fx` on example tensors.
+               labels: torch.Tensor, lookup: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+               ) -> tuple[torch.fx.GraphModule, StepLayout, tuple[torch.Tensor, ...]]:
+    """The step of `model` traced by `make_fx` on example tensors; with `lookup` = (ids,
+    index, weight) the step that probes and gathers its rows itself (`step_function`).
 
     Returns:
-        (the ATen GraphModule, its layout, the example inputs it was traced with: rows,
-        dense, labels, the model's current parameters, the initial optimizer state).
+        (the ATen GraphModule, its layout, the example inputs it was traced with: rows (or
+        ids, index, weight), dense, labels, the model's current parameters, the initial
+        optimizer state).
     """
     from torch.fx.experimental.proxy_tensor import make_fx
 
     params = [p.detach().clone() for p in model.parameters()]
     state = initial_state(optimizer, params)
-    fn = step_function(model, loss, optimizer, len(params))
-    example = (rows, dense, labels, *params, *state)
+    fn = step_function(model, loss, optimizer, len(params), None if lookup is None else int(lookup[2].shape[0]) - 1)
+    example = (*((rows,) if lookup is None else lookup), dense, labels, *params, *state)
     gm = make_fx(fn, record_stack_traces=True)(*example)  # errors then name the model line
     layout = StepLayout([n for n, _ in model.named_parameters()], len(state), tuple(rows.shape),
                         tuple(dense.shape), tuple(labels.shape))
@@ -169,6 +185,9 @@ class CompiledTrainStep:
         loss: "bce" (mean BCE with logits), "mse", or `loss(out (B,), labels (B,)) -> ()`.
         optimizer: the dense parameters' `SGD` or `Adagrad` (`rdu_compiler.embedding`).
         rows, dense, labels: example tensors; their shapes are the program's static shapes.
+        lookup: (ids (B, F) int64, index (buckets, 4, 2) int64, weight (rows + 1, dim), last
+            row zeros): compile the lookup into the step (a `hash_probe` kernel and a row
+            gather); call it with `call_lookup`. None: the step takes rows (`__call__`).
 
     Attributes:
         program: the `CompiledProgram`; `layout`: a `StepLayout`.
@@ -179,18 +198,29 @@ class CompiledTrainStep:
     """
 
     def __init__(self, model: nn.Module, loss: str | Loss, optimizer: SGD | Adagrad, rows: torch.Tensor,
-                 dense: torch.Tensor, labels: torch.Tensor, fabric: str = "sn40l", opt_level: int = 1):
+                 dense: torch.Tensor, labels: torch.Tensor, fabric: str = "sn40l", opt_level: int = 1,
+                 lookup: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
         from rdu_compiler.api import compile as rdu_compile
 
         self.loss, self.optimizer = resolve_loss(loss), optimizer
         check_model(model, rows, dense, labels)
-        gm, self.layout, example = trace_step(model, self.loss, optimizer, rows, dense, labels)
+        gm, self.layout, example = trace_step(model, self.loss, optimizer, rows, dense, labels, lookup)
         self.program = rdu_compile(gm, example, fabric=fabric, opt_level=opt_level)
+        self.lookup_shapes = None if lookup is None else (tuple(lookup[1].shape), tuple(lookup[2].shape))
 
     def __call__(self, rows: torch.Tensor, dense: torch.Tensor, labels: torch.Tensor, params: list[torch.Tensor],
                  state: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Run one step: returns (loss (), grad_rows (B, F, dim), new params, new state)."""
         out = self.program.run(rows, dense, labels, *params, *state)
+        n = len(params)
+        return out[0], out[1], list(out[2:2 + n]), list(out[2 + n:])
+
+    def call_lookup(self, ids: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, dense: torch.Tensor,
+                    labels: torch.Tensor, params: list[torch.Tensor], state: list[torch.Tensor],
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Run one step compiled with `lookup`: ids (B, F) int64, index and weight of the shapes
+        compiled for (`lookup_shapes`); returns as `__call__`."""
+        out = self.program.run(ids, index, weight, dense, labels, *params, *state)
         n = len(params)
         return out[0], out[1], list(out[2:2 + n]), list(out[2 + n:])
 

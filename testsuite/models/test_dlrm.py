@@ -74,3 +74,11 @@ def test_collisionless_dlrm_matches_the_python_tables() -> None:
     # about a quarter of the IDs are absent (zero rows, nothing inserted)
     misses = sum(int((t.table.find(inputs[1][f].numpy()) < 0).sum()) for f, t in enumerate(model.tables))
     assert 0.15 * inputs[1].numel() < misses < 0.35 * inputs[1].numel()
+    # each probe is charged its 58 integer ops per ID (`embedding.probe.PROBE_INT_OPS`) on its
+    # PCUs at sn40l's integer rate (the fp32 entry, 192/cycle, at 1.6 GHz)
+    probes = [(k, c) for s in program.report["sections"] for k, c in zip(s["kernels"], s["cost"]["kernels"], strict=True)
+              if k["kind"] == "hash_probe"]
+    assert len(probes) == 26
+    for k, c in probes:
+        assert k["int_ops"] == 58 * inputs[1][0].numel()
+        assert c["compute_s"] == pytest.approx(k["int_ops"] / (k["pcus"] * 192 * 1.6e9), rel=1e-12) and c["compute_s"] > 0

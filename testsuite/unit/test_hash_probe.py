@@ -180,3 +180,142 @@ def test_lookup_under_tensor_and_pipeline_parallelism(tp: int, pp: int) -> None:
     q = mixed_ids(ids, 32)
     program = rdu_compiler.compile(CollisionlessEmbedding(table), (torch.from_numpy(q),), fabric="sn40l-node8", tp=tp, pp=pp)
     np.testing.assert_array_equal(np.asarray(program.run(torch.from_numpy(q))), table.lookup(q))
+
+
+class _Counting(np.ndarray):
+    """An array that counts the elementwise operations done on it (ufuncs and np.where),
+    so the probe's integer-op constants are checked against the code that computes it."""
+
+    ops = 0
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kw):  # type: ignore[no-untyped-def]
+        _Counting.ops += 1
+        plain = [np.asarray(x) if isinstance(x, _Counting) else x for x in inputs]
+        return getattr(ufunc, method)(*plain, **kw).view(_Counting)
+
+    def __array_function__(self, func, types, args, kwargs):  # type: ignore[no-untyped-def]
+        if func is np.where:
+            _Counting.ops += 1
+        plain = [np.asarray(x) if isinstance(x, _Counting) else x for x in args]
+        return np.asarray(func(*plain, **kwargs)).view(_Counting)
+
+
+def test_probe_int_ops_count_the_code() -> None:
+    from rdu_compiler.embedding import probe as p
+    from rdu_compiler.embedding.hashing import mix64
+
+    ids = np.arange(5, dtype=np.uint64).view(_Counting)
+    _Counting.ops = 0
+    mix64(ids, 3)
+    assert _Counting.ops == p.MIX64_OPS == 10
+    _Counting.ops = 0
+    p.candidates(ids, 16)
+    assert _Counting.ops == p.CANDIDATE_OPS == 2 * (10 + 1) + 4
+    assert p.PROBE_INT_OPS == p.CANDIDATE_OPS + 2 * 4 * 4 == 58
+
+
+@pytest.mark.parametrize("fabric", ["tiny", "sn40l"])
+def test_probe_compute_is_charged_per_id_on_its_pcus(fabric: str) -> None:
+    """The probe kernel's compute time: 58 integer ops per ID (two SplitMix64 hashes, masks,
+    the equal-candidate fix, 2 buckets x 4 slots of compare, compare, and, select) on its
+    PCUs at the integer rate: tiny's `int` entry (96/cycle), sn40l's fp32 fallback (192/cycle);
+    linear in the IDs; the kernel's time is the larger of compute and PMU time."""
+    spec = load_fabric(fabric)
+    table, ids = grown_table()
+    index = index_array(table)
+    rows = np.concatenate([table.rows, np.zeros((1, 8), np.float32)])
+    per_id = []
+    for n in (40, 80, 160):
+        module = parse_module(IR.format(n=n, b=len(index), c=len(rows), d=8, last=len(rows) - 1, call="rdu_hash_find"))
+        run_pipeline(module, pipeline(fabric, 1))
+        (probe_k,) = [k for k in kernels(module) if k.kind.data == rdu.Pattern.HASH_PROBE]
+        report = build_report(module, spec, 1)
+        (load,) = [k for s in report["sections"] for k in s["kernels"] if k["name"] == probe_k.label]
+        (cost,) = [k for s in report["sections"] for k in s["cost"]["kernels"] if k["name"] == probe_k.label]
+        assert load["int_ops"] == n * 58 and load["flops"] == 0
+        rate = {"tiny": 96, "sn40l": 192}[fabric]
+        pcus = probe_k.pcus.value.data
+        assert cost["compute_s"] == pytest.approx(n * 58 / (pcus * rate * spec.clock_hz), rel=1e-12)
+        assert cost["time_s"] == max(cost["compute_s"], cost["pmu_s"])
+        per_id.append(cost["compute_s"] * pcus / n)
+    assert per_id[0] == pytest.approx(per_id[1]) == pytest.approx(per_id[2])
+
+
+def _probe_program(n: int, index: np.ndarray, rows: np.ndarray, *, resident_index: bool) -> object:
+    module = parse_module(IR.format(n=n, b=len(index), c=len(rows), d=8, last=len(rows) - 1, call="rdu_hash_find"))
+    run_pipeline(module, pipeline("tiny", 1, resident_index=resident_index))
+    return module
+
+
+@pytest.mark.parametrize("n", [40, 20_000])
+def test_index_resident_across_calls_is_loaded_by_the_first_call_only(n: int) -> None:
+    """`resident_index`: the index goes into the probe's PMUs even where the time rule would
+    probe it in HBM (40 IDs); per call, the report's HBM and PMU bytes are those of the
+    program that loads it every call less the index, its compulsory bytes too; the first
+    call's load is the index's bytes at tiny's slowest path (2 AGCUs x 64 B/cycle = 128 GB/s
+    against 64 GB/s of HBM: HBM); the emulator, which runs one call, counts per-call bytes +
+    the load."""
+    table, ids = grown_table()
+    q = mixed_ids(ids, n)
+    index = index_array(table)
+    rows = np.concatenate([table.rows, np.zeros((1, 8), np.float32)])
+    module = _probe_program(n, index, rows, resident_index=True)
+    (probe_k,) = [k for k in kernels(module) if k.kind.data == rdu.Pattern.HASH_PROBE]
+    assert len(probe_k.inputs) == 2 and not probe_k.captures
+    (out,), stats = Emulator(module, TINY).run([q, index, rows])
+    np.testing.assert_array_equal(out, table.lookup(q))
+    report = build_report(module, TINY, 1)
+    res = report["resident_index"]
+    assert res["first_call_load_bytes"] == {"hbm": index.nbytes, "ddr": 0}
+    assert report["totals"]["hbm_bytes"] + index.nbytes == stats.hbm_bytes
+    assert res["first_call_load_s"] == pytest.approx(index.nbytes / 64e9, rel=1e-12)
+    assert res["first_call_s"] == pytest.approx(report["totals"]["estimated_s"] + res["first_call_load_s"])
+    (entry,) = res["indexes"]
+    assert (entry["kernel"], entry["bytes"], entry["tier"]) == (probe_k.label, index.nbytes, "hbm")
+    (static_k,) = [k for s in report["sections"] for k in s["kernels"] if k["name"] == probe_k.label]
+    (measured,) = [s.pmu_bytes[probe_k.label] for s in stats.sections if probe_k.label in s.pmu_bytes]
+    assert static_k["pmu_bytes"] + index.nbytes == measured
+    if n == 20_000:  # the time rule makes it resident too, loaded every call: exactly the index more
+        per_call = build_report(_probe_program(n, index, rows, resident_index=False), TINY, 1)
+        assert "resident_index" not in per_call
+        assert per_call["totals"]["hbm_bytes"] - report["totals"]["hbm_bytes"] == index.nbytes
+        assert per_call["roofline"]["compulsory_bytes"] - report["roofline"]["compulsory_bytes"] == index.nbytes
+        section = next(i for i, x in enumerate(report["sections"]) if any(k["name"] == probe_k.label for k in x["kernels"]))
+        saved = per_call["sections"][section]["cost"]["hbm_s"] - report["sections"][section]["cost"]["hbm_s"]
+        assert saved == pytest.approx(index.nbytes / 64e9, rel=1e-9)
+        # the index's buffer took spare PMUs for the probes' 2.56 MB of reads (it needs 1), and
+        # the other section gets the fabric's PMUs less those
+        assert probe_k.buffers is not None
+        assert res["held_pmus"] == probe_k.buffers.data[1].pmus.data > 1
+        others = [x for i, x in enumerate(report["sections"]) if i != section]
+        assert others and all(sum(k["pmus"] for k in x["kernels"]) <= TINY.num_pmus - res["held_pmus"] for x in others)
+
+
+def test_resident_index_that_does_not_fit_is_refused() -> None:
+    """A 4 MiB index (65,536 buckets) against tiny's buffer (8 PMUs x 16 KiB, halved for
+    double buffering): refused by rdu-tile with the sizes and what to do; without
+    resident_index the same program compiles, the index probed in its tier."""
+    index = np.full((1 << 16, 4, 2), -1, np.int64)
+    rows = np.zeros((2, 8), np.float32)
+    with pytest.raises(CompileError, match=r"resident_index: its cuckoo index is 4194304 B.*compile without resident_index"):
+        _probe_program(40, index, rows, resident_index=True)
+    module = _probe_program(40, index, rows, resident_index=False)
+    (probe_k,) = [k for k in kernels(module) if k.kind.data == rdu.Pattern.HASH_PROBE]
+    assert probe_k.captures
+
+
+def test_compile_resident_index_option() -> None:
+    """`compile(..., resident_index=True)` on sn40l: the report states the assumption and the
+    first call's load (the snapshot's index bytes); per call, HBM bytes drop by exactly the
+    index against the same module whose index is probed in HBM minus those probes; refused
+    with tp > 1."""
+    table, ids = grown_table()
+    q = torch.from_numpy(mixed_ids(ids, 64))
+    module = CollisionlessEmbedding(table)
+    program = rdu_compiler.compile(module, (q,), fabric="sn40l", opt_level=1, resident_index=True)
+    res = program.report["resident_index"]
+    assert res["first_call_load_bytes"]["hbm"] == module.index.numel() * 8
+    assert res["assumption"].startswith("each hash probe's index stays in its PMUs")
+    np.testing.assert_array_equal(program.run(q).numpy(), table.lookup(q.numpy()))
+    with pytest.raises(RduError, match="resident_index with tp = 2"):
+        rdu_compiler.compile(module, (q,), fabric="sn40l-node8", tp=2, resident_index=True)

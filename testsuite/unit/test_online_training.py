@@ -228,3 +228,24 @@ def test_an_op_whose_backward_the_compiler_refuses_names_the_model_line() -> Non
 
     with pytest.raises(CompileError, match=r"test_online_training.py:\d+ `return self.lin\(nn.functional.max_pool1d"):
         CompiledTrainStep(Pooled(), "bce", SGD(), torch.zeros(B, F, DIM), torch.zeros(B, D), torch.zeros(B))
+
+
+def test_lookup_inside_the_compiled_step_equals_eager() -> None:
+    """`lookup_in_step=True`: the step takes the IDs, the table's index and rows, probes and
+    gathers inside the compiled program (a hash_probe kernel, an absent ID reading the zero
+    row); 8 SGD steps equal eager as with the numpy lookup. The table starts at 64 rows and
+    holds more after the stream, so its row store grew and the step was recompiled for the
+    new shapes."""
+    table = CollisionlessTable(DIM, capacity=64, optimizer=OPTIMIZERS["sgd"], init_std=0.1, seed=7)
+    eager = EagerOnlineTrainer(Tower(), table, capacity=512)
+    trainer = OnlineTrainer(Tower(), table, sync_every=2, lookup_in_step=True)
+    for batch in zipf_stream(8, B, F, D, vocab=40, seed=1):
+        rec = trainer.step(batch)
+        want = eager.step(batch.ids, batch.dense, batch.labels, batch.now)
+        assert abs(rec.loss - want) <= TOL * abs(want)
+    _same_state(trainer, eager)
+    assert trainer.compiled is not None
+    assert trainer.compiled.program.report["totals"]["kernel_kinds"].get("hash_probe") == 1
+    assert len(trainer.table) > 64 and trainer.compiles >= 2
+    with pytest.raises(TrainingError, match="lookup_in_step"):
+        OnlineTrainer(Tower(), table, compiled=trainer.compiled)

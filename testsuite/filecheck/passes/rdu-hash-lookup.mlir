@@ -1,6 +1,7 @@
 // RUN: rdu-opt %s -p 'rdu-hash-lookup' | filecheck %s
 // RUN: rdu-opt %s -p 'rdu-convert-linalg,rdu-hash-lookup' | filecheck %s --check-prefix=CONV
 // RUN: rdu-opt %s -p 'rdu-convert-linalg,rdu-hash-lookup,rdu-tile{fabric=tiny}' | filecheck %s --check-prefix=TILE
+// RUN: rdu-opt %s -p 'rdu-convert-linalg,rdu-hash-lookup,rdu-tile{fabric=tiny resident_index=true}' | filecheck %s --check-prefix=ACROSS
 
 // rdu-hash-lookup: a collisionless-table lookup, carried through torch-mlir as a
 // linalg.generic marked library_call = "rdu_hash_find" (frontend/torch/custom_ops.py; its
@@ -81,3 +82,14 @@ func.func @many(%ids: tensor<128xi64>, %index: tensor<64x4x2xi64>) -> tensor<128
 // TILE-SAME:    operandSegmentSizes = array<i32: 2, 1, 0>
 // TILE:         ^bb0(%{{.*}}: i64, %{{.*}}: i64, %[[O:.*]]: i64):
 // TILE-NEXT:      rdu.yield %[[O]] : i64
+
+// resident_index=true: the program keeps every index in its probe's PMUs across calls, so
+// @main's index goes there too (the time rule alone keeps it in HBM), and the kernel and the
+// module say so (the cost model then charges the load to the first call only).
+// ACROSS:       builtin.module attributes {{.*}}rdu.index_resident_across_calls
+// ACROSS-LABEL: func.func @main
+// ACROSS:         "rdu.kernel"(%ids, %index, %e0)
+// ACROSS-SAME:    operandSegmentSizes = array<i32: 2, 1, 0>
+// ACROSS:         }) {rdu.index_resident_across_calls}
+// ACROSS-LABEL: func.func @many
+// ACROSS:         }) {rdu.index_resident_across_calls}

@@ -2,6 +2,8 @@
 // RUN: %chunk(0) | rdu-opt --allow-unregistered-dialect -p 'rdu-convert-linalg,rdu-tile{fabric=tiny max_buffer_pmus=1}' | filecheck %s --check-prefix=ONE-PMU
 // RUN: %chunk(0) | rdu-opt --allow-unregistered-dialect -p 'rdu-convert-linalg,rdu-tile{fabric=sn40l}' | filecheck %s --check-prefix=SN40L
 // RUN: %chunk(1) | not rdu-opt --allow-unregistered-dialect -p 'rdu-convert-linalg,rdu-tile{fabric=tiny}' 2>&1 | filecheck %s --check-prefix=TOO-LONG
+// RUN: %chunk(2) | not rdu-opt -p 'rdu-convert-linalg,rdu-hash-lookup,rdu-tile{fabric=tiny resident_index=true}' 2>&1 | filecheck %s --check-prefix=INDEX-TOO-BIG
+// RUN: %chunk(2) | rdu-opt -p 'rdu-convert-linalg,rdu-hash-lookup,rdu-tile{fabric=tiny}' | filecheck %s --check-prefix=INDEX-PROBED
 
 // rdu-tile on the tiny fabric: 8 PMUs of 16384 B. A kernel with n operand buffers (scalars
 // have none) may give each buffer min(max_buffer_pmus, 8 // n) PMUs; a buffer holds two
@@ -104,3 +106,23 @@ func.func @scan_row_too_long(%x: tensor<4x8192xf32>) -> tensor<4x8192xf32> {
 }
 
 // TOO-LONG: rdu-tile: kernel 'k2_scan': operand 0 needs 32768 B per tile even at the smallest tile, over the 16384 B a buffer may hold; use a fabric with larger PMUs
+
+// -----
+
+// resident_index=true: a 256 KiB cuckoo index (4096 buckets x 64 B) must stay in the probe's
+// PMUs across calls, but tiny's 8 PMUs over the probe's 3 buffers give one 2 x 16 KiB, halved for double
+// buffering: refused with the sizes. Without the option the index stays a capture (HBM).
+
+func.func @index_too_big(%ids: tensor<8xi64>, %index: tensor<4096x4x2xi64>) -> tensor<8xi64> {
+  %e0 = tensor.empty() : tensor<8xi64>
+  %r = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (0, 0, 0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"], library_call = "rdu_hash_find"} ins(%ids, %index : tensor<8xi64>, tensor<4096x4x2xi64>) outs(%e0 : tensor<8xi64>) {
+  ^bb0(%a: i64, %x: i64, %o: i64):
+    %s = arith.addi %a, %x : i64
+    linalg.yield %s : i64
+  } -> tensor<8xi64>
+  return %r : tensor<8xi64>
+}
+
+// INDEX-TOO-BIG: rdu-tile: kernel 'k1_hash_probe': resident_index: its cuckoo index is 262144 B, 524288 B double-buffered, over the 32768 B of the 2 PMUs a buffer may take (2 x 16384 B); compile without resident_index
+// INDEX-PROBED:  "rdu.kernel"(%ids, %e0, %index)
+// INDEX-PROBED-SAME: operandSegmentSizes = array<i32: 1, 1, 1>
