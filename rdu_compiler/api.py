@@ -22,7 +22,7 @@ from rdu_compiler.cost.node import check_sockets, node_report
 from rdu_compiler.cost.pipeline import check_pp
 from rdu_compiler.dtypes import numpy_dtype, numpy_of_torch, to_numpy, to_torch
 from rdu_compiler.errors import CompileError, RduError
-from rdu_compiler.fabric import Fabric, load_fabric
+from rdu_compiler.fabric import Fabric, load_fabric, node_fabric
 from rdu_compiler.ir import parse_module
 from rdu_compiler.pipeline import COST, IMPORT, PARSE, _quote, pipeline, run_pipeline, set_fabric
 
@@ -593,17 +593,6 @@ def _constants_report(imported: Any, module: Any) -> dict[str, Any]:
                 if isinstance(op, arith.ConstantOp) and isinstance(op.value, DenseIntOrFPElementsAttr)]
     return {"weight_bytes": dict(sorted(by_kind.items())), "constants_as_weights_bytes": by_kind.get("constant", 0),
             "ir_literal_bytes": sum(literals), "largest_ir_literal_bytes": max(literals, default=0)}
-
-
-def node_fabric(fabric: str, tp_pp: int, sockets: int | None) -> str:
-    """The fabric a compile for `sockets` sockets (default `tp_pp` = tp x pp) of `fabric`
-    uses: `fabric` itself when its node holds them, else the shipped node preset that
-    extends it (`fabric.node_preset`: "sn40l" with 16 sockets is "sn40l-rack16"), which
-    the report's `fabric.name` then shows."""
-    from rdu_compiler.fabric import node_preset
-
-    used = sockets if sockets is not None else tp_pp
-    return node_preset(fabric, used) if isinstance(used, int) and used > 1 else fabric
 
 
 def _fabric(name: str) -> Fabric:

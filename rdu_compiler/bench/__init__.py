@@ -137,10 +137,11 @@ def compare(
     """
     from rdu_compiler import api
     from rdu_compiler.errors import RduError
+    from rdu_compiler.fabric import node_fabric
 
     if not levels or any(lv not in (0, 1) for lv in levels) or len(set(levels)) != len(levels):
         raise RduError(f"levels must be 0, 1 or both (each once), got {list(levels)}")
-    fabric = api.node_fabric(fabric, tp, sockets)
+    fabric = node_fabric(fabric, tp, sockets)
     meta = _is_meta(module, example_inputs)
     result = BenchResult(name, fabric)
     for level in sorted(levels):

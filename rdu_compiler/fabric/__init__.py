@@ -8,6 +8,7 @@ from rdu_compiler.fabric.spec import (
     PMUSpec,
     TierSpec,
     load_fabric,
+    node_fabric,
     node_preset,
     preset_names,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "PCUSpec",
     "PMUSpec",
     "TierSpec",
+    "node_fabric",
     "node_preset",
     "load_fabric",
     "preset_names",

@@ -566,3 +566,12 @@ def node_preset(name: str, sockets: int) -> str:
         if count >= sockets and count % sockets == 0 and (best is None or count < best[0]):
             best = (count, p)
     return best[1] if best else name
+
+
+def node_fabric(fabric: str, tp_pp: int, sockets: int | None) -> str:
+    """The fabric a compile for `sockets` sockets (default `tp_pp` = tp x pp) of `fabric`
+    uses: `fabric` itself when its node holds them, else the shipped node preset that
+    extends it (`node_preset`: "sn40l" with 16 sockets is "sn40l-rack16"), which the
+    report's `fabric.name` then shows."""
+    used = sockets if sockets is not None else tp_pp
+    return node_preset(fabric, used) if isinstance(used, int) and used > 1 else fabric

@@ -410,7 +410,7 @@ class PreparedKernelExecutor(KernelExecutor):
                     np.copyto(acc, caps[fill], casting="unsafe")
                 else:
                     acc = self._init_accs(inits, caps, t.starts, t.sizes)[0]
-            args = [None] * len(operands)
+            args: list[Any] = [None] * len(operands)
             for i in self.contraction:  # type: ignore[union-attr]
                 x, cut, mode = operands[i], t.cuts[i], t.modes[i]  # type: ignore[index]
                 if mode == 0 and type(x) is np.ndarray:  # as in the tile loop

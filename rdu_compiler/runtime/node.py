@@ -27,14 +27,13 @@ from typing import Any
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import SSAValue
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dialects.rdu.collectives import gather_shards, shard_of
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.fabric import Fabric
 from rdu_compiler.passes.shard_layout import arg_shards, module_tp
-from rdu_compiler.runtime.emulator import Emulator, EmulatorStats
+from rdu_compiler.runtime.emulator import Emulator, EmulatorStats, Env
 
 
 @dataclass
@@ -93,7 +92,7 @@ class NodeEmulator:
         em, tp = self.emulator, self.tp
         if len(args) != len(self.shards):
             raise EmulatorError(f"the program takes {len(self.shards)} arguments, got {len(args)}")
-        envs: list[dict[SSAValue, Any]] = []
+        envs: list[Env] = []
         for r in range(tp):
             local = []
             for i, (a, s) in enumerate(zip(args, self.shards, strict=True)):

@@ -109,9 +109,10 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     import torch
 
     from rdu_compiler import api
+    from rdu_compiler.fabric import node_fabric
     from rdu_compiler.frontend.torch.model_file import load_model_file
 
-    args.fabric = api.node_fabric(args.fabric, args.tp * args.pp, args.sockets)  # "sn40l" --sockets 16: its rack preset
+    args.fabric = node_fabric(args.fabric, args.tp * args.pp, args.sockets)  # "sn40l" --sockets 16: its rack preset
     out_dir = Path(args.output or Path("rdu_out") / Path(args.model).stem)
     check_output_dir(out_dir, args.force)  # refuse before compiling, not after
     if args.plot:

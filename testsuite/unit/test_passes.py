@@ -43,7 +43,7 @@ def spec_name(spec: str) -> str:
 
 def test_registry_names_match_pass_classes() -> None:
     registry = get_all_passes()
-    assert sorted(registry) == sorted([*PIPELINE_ORDER, "rdu-shard", "rdu-pipeline", "rdu-kernel-loop"])  # tp, pp, looping
+    assert sorted(registry) == sorted([*PIPELINE_ORDER, "rdu-shard", "rdu-pipeline", "rdu-kernel-loop", "rdu-tier-rows"])  # tp, pp, looping, row tiering
     for name, factory in registry.items():
         cls = factory()
         assert issubclass(cls, ModulePass)

@@ -178,8 +178,10 @@ def test_non_divisible_falls_back_to_replicated() -> None:
 
 
 @pytest.mark.parametrize(("fabric", "tp", "sockets"), [("sn40l-node8", 3, None), ("sn40l-node8", 16, None),
-                                                       ("sn40l", 2, None), ("sn40l-node8", 4, 6)])
+                                                       ("tiny", 2, None), ("sn40l", 32, None), ("sn40l-node8", 4, 6)])
 def test_refuses_tp_the_node_cannot_run(fabric: str, tp: int, sockets: int | None) -> None:
+    """("sn40l", 2) compiles for sn40l-node8 (`fabric.node_preset`); no preset extends tiny,
+    and none of sn40l's holds 32 sockets."""
     torch.manual_seed(0)
     with pytest.raises(RduError, match=r"cannot run on fabric .* socket\(s\)"):
         rdu_compiler.compile(_Odd().eval(), (torch.randn(4, 8),), fabric=fabric, tp=tp, sockets=sockets)
