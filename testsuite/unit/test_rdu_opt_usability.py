@@ -75,7 +75,7 @@ def test_help_lists_every_rdu_pass_with_its_options() -> None:
     assert proc.returncode == 0
     for name in get_all_passes():
         assert f"  {name}" in proc.stdout
-    assert "rdu-tile{fabric: str = '' max_buffer_pmus: int = 8}" in proc.stdout
+    assert "rdu-tile{fabric: str = '' max_buffer_pmus: int = 8 resident_index: bool = False}" in proc.stdout
     assert "effort: int = 20" in proc.stdout
 
 
