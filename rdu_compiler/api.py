@@ -434,7 +434,7 @@ def compile_imported(
     tp: int = 1,
     sockets: int | None = None,
     pp: int = 1,
-    microbatches: int = 1, kernel_looping: bool = False,
+    microbatches: int = 1, kernel_looping: bool = False, tier_rows: dict[str, Any] | None = None, resident_index: bool = False,
 ) -> CompiledProgram:
     """Compile a program from `import_model` for one fabric and opt level (arguments as
     `compile`). The imported program is only read, so one import serves many calls.
@@ -449,7 +449,8 @@ def compile_imported(
     fab = _fabric(fabric)
     check_pp(fab, pp, microbatches, tp, sockets)  # tp x pp sockets first: the clearer message
     check_sockets(fab, tp, sockets if pp == 1 else None)
-    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches), kernel_looping=kernel_looping)
+    return _compile_imported(imported, fab, fabric, opt_level, stage, repro_dir, keep_ir, tp=tp, pp=(pp, microbatches),
+                             kernel_looping=kernel_looping, tier_rows=tier_rows, resident_index=resident_index)
 
 
 @contextlib.contextmanager

@@ -319,3 +319,35 @@ def test_compile_resident_index_option() -> None:
     np.testing.assert_array_equal(program.run(q).numpy(), table.lookup(q.numpy()))
     with pytest.raises(RduError, match="resident_index with tp = 2"):
         rdu_compiler.compile(module, (q,), fabric="sn40l-node8", tp=2, resident_index=True)
+
+
+MODEL_PY = '''
+import numpy as np
+import torch
+from rdu_compiler.embedding import CollisionlessTable
+from rdu_compiler.frontend.torch.collisionless import CollisionlessEmbedding
+
+rng = np.random.default_rng(0)
+table = CollisionlessTable(8, capacity=64, seed=0)
+ids = np.unique(rng.integers(-(1 << 62), 1 << 62, size=40, dtype=np.int64))
+table.assign(ids, rng.standard_normal((len(ids), 8)).astype(np.float32), now=0)
+model = CollisionlessEmbedding(table)
+example_inputs = (torch.from_numpy(ids[:16].copy()),)
+'''
+
+
+def test_rdu_compile_resident_index_flag(tmp_path) -> None:
+    """`rdu-compile --resident-index`: the report states the assumption and the first call's
+    index load; the run still equals the table's lookup (`--check`)."""
+    import json
+
+    from rdu_compiler.tools import rdu_compile
+
+    model = tmp_path / "emb.py"
+    model.write_text(MODEL_PY)
+    out = tmp_path / "out"
+    rdu_compile.main([str(model), "--resident-index", "--check", "-o", str(out)])
+    report = json.loads((out / "report.json").read_text())
+    res = report["resident_index"]
+    assert res["assumption"].startswith("each hash probe's index stays in its PMUs")
+    assert res["first_call_load_bytes"]["hbm"] > 0
