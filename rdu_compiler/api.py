@@ -525,12 +525,10 @@ def tier_rows_options(tier_rows: dict[str, Any], arg_names: list[str], tmp: str)
     Raises:
         RduError: an unknown key, or a profile entry naming no argument.
     """
-    unknown = set(tier_rows) - {"hbm_bytes", "zipf", "profile"}
-    if unknown or "hbm_bytes" not in tier_rows:
-        raise RduError(f"tier_rows takes hbm_bytes (required), zipf and profile; got {sorted(tier_rows)}")
-    opts = [f"hbm_bytes={int(tier_rows['hbm_bytes'])}"]
-    if tier_rows.get("zipf") is not None:
-        opts.append(f"zipf={float(tier_rows['zipf'])!r}")
+    zipf, unknown = tier_rows.get("zipf"), set(tier_rows) - {"hbm_bytes", "zipf", "profile"}
+    if unknown or "hbm_bytes" not in tier_rows or (zipf is not None and not np.isfinite(float(zipf))):
+        raise RduError(f"tier_rows takes hbm_bytes (required), zipf (a finite exponent > 0) and profile; got {tier_rows}")
+    opts = [f"hbm_bytes={int(tier_rows['hbm_bytes'])}"] + ([f"zipf={float(zipf)!r}"] if zipf is not None else [])
     if tier_rows.get("profile"):
         counts = {}
         for name, c in tier_rows["profile"].items():

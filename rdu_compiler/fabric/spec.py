@@ -52,6 +52,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rdu_compiler.errors import RduError
 from rdu_compiler.fabric.node import NodeSpec, read_node
 
 LAYOUTS = ("checkerboard",)
@@ -550,11 +551,11 @@ def node_preset(name: str, sockets: int) -> str:
     `name` itself when its node has at least `sockets` sockets, or more than one socket (a
     node preset is taken as asked for: too few sockets are refused by the caller), or it
     is not a shipped preset (a user's .toml is taken as written); for a one-socket preset
-    such as "sn40l", the shipped preset with the fewest
-    sockets that extends `name` (directly or through other presets) and whose node's
-    socket count is a multiple of `sockets`: `node_preset("sn40l", 16)` is "sn40l-rack16",
-    `node_preset("sn40l", 4)` is "sn40l-node8". `name` again when none does, so the
-    caller's socket check refuses with its message.
+    such as "sn40l", the shipped preset with the fewest sockets, at least `sockets`, that
+    extends `name` (directly or through other presets): `node_preset("sn40l", 16)` is
+    "sn40l-rack16", `node_preset("sn40l", 3)` is "sn40l-node8" (as "sn40l-node8" itself
+    with 3 sockets). `name` again when none does, so the caller's socket check refuses
+    with its message.
     """
     if name not in preset_names() or sockets <= (have := load_fabric(name).node.sockets) or have > 1:
         return name
@@ -563,7 +564,7 @@ def node_preset(name: str, sockets: int) -> str:
         if name not in _extends_chain(p):
             continue
         count = load_fabric(p).node.sockets
-        if count >= sockets and count % sockets == 0 and (best is None or count < best[0]):
+        if count >= sockets and (best is None or count < best[0]):
             best = (count, p)
     return best[1] if best else name
 
@@ -572,6 +573,13 @@ def node_fabric(fabric: str, tp_pp: int, sockets: int | None) -> str:
     """The fabric a compile for `sockets` sockets (default `tp_pp` = tp x pp) of `fabric`
     uses: `fabric` itself when its node holds them, else the shipped node preset that
     extends it (`node_preset`: "sn40l" with 16 sockets is "sn40l-rack16"), which the
-    report's `fabric.name` then shows."""
+    report's `fabric.name` then shows.
+
+    Raises:
+        RduError: `sockets` (or tp x pp) below 1.
+    """
     used = sockets if sockets is not None else tp_pp
+    if isinstance(used, int) and used < 1:
+        raise RduError(f"sockets = {used}: a program runs on at least 1 socket; give --sockets N with N >= 1 "
+                       "(or leave it out: tp x pp)")
     return node_preset(fabric, used) if isinstance(used, int) and used > 1 else fabric

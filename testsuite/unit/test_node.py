@@ -85,7 +85,7 @@ def test_all_reduce_formulas_on_hand_computed_cases() -> None:
 
 def test_recursive_doubling_wins_small_messages_on_a_ring_and_loses_large_ones() -> None:
     ring16 = _node(16, "ring", b=1e11)
-    rd = recursive_doubling_all_reduce(ring16, 8192)  # a decode all-reduce: 4096 bf16
+    rd = recursive_doubling_all_reduce(ring16, 8192)  # a decode-sized message (8 KiB)
     assert rd.latency_s == pytest.approx(15e-6) and rd.transfer_s == pytest.approx(15 * 8192 / 1e11)
     assert all_reduce(ring16, 8192).algorithm == "recursive doubling"
     assert all_reduce(ring16, 8192).seconds < ring_all_reduce(ring16, 8192).seconds
@@ -140,8 +140,9 @@ def test_nodes_topology_hierarchical_all_reduce_and_hops() -> None:
     assert h.latency_s == pytest.approx(3e-6) and h.transfer_s == pytest.approx(3 * 1024 / 1e11)
     assert all_reduce(rack, 8192).algorithm.startswith("hierarchical")
     assert all_reduce(rack, 8192, group=8).algorithm == "direct"  # one node: its full links
-    four = hierarchical_all_reduce(_nodes(32, 8), 8192)  # 4 nodes: recursive doubling across, 2 steps
-    assert four.latency_s == pytest.approx(4e-6)
+    four = hierarchical_all_reduce(_nodes(32, 8), 8192)  # 4 nodes: direct across (2 hops) beats 2 doubling steps
+    assert four.algorithm == "hierarchical (direct across 4 nodes)" and four.latency_s == pytest.approx(4e-6)
+    assert four.transfer_s == pytest.approx(2 * 1024 / 1e11 + 2 * (1024 / 4) / 1e11)
     assert recursive_doubling_all_reduce(rack, 8192).latency_s == pytest.approx(4e-6)  # every partner 1 hop
     g = all_gather(rack, 1000.0)
     assert g.algorithm == "hierarchical" and g.seconds == pytest.approx(2e-6 + 9 * 1000 / 1e11)

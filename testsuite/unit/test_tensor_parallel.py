@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from xdsl.dialects import func
-from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation
 
 import rdu_compiler
@@ -127,25 +126,65 @@ def test_gqa_kv_heads_shared_by_socket_pairs_when_tp_exceeds_them() -> None:
     assert prog.report["totals"]["hbm_bytes"] < tp2.report["totals"]["hbm_bytes"]
 
 
-def test_refining_shard_stays_where_lifting_is_inexact() -> None:
-    """A re-split whose source is also read whole, or made by a reduction, is left in place
-    (exact, only slower): shard_refine refuses rather than change the numbers."""
-    from rdu_compiler.ir import parse_module
-    from rdu_compiler.passes.shard_refine import _Lift
+_PAR = "#linalg.iterator_type<parallel>"
+_SHARD = "%s = rdu.shard %k dim 1 group 2 ways 4 : tensor<4x2x8xf32> -> tensor<4x1x8xf32>"
 
-    net, inputs = _example("llama_2layer")
-    prog = compile_imported(import_model(net, inputs), "sn40l-node8", 1, tp=4, keep_ir=True)
-    fn = next(op for op in parse_module(prog.snapshots["rdu-shard"]).ops if isinstance(op, func.FuncOp))
-    kernels = [op for op in fn.body.block.ops if isinstance(op, rdu.KernelOp)]
-    lift = _Lift(type("S", (), {"fn": fn, "lay": {}})())  # type: ignore[arg-type]
-    for k in kernels:
-        if k.reduction_dims and k.results and isinstance(k.results[0].type, TensorType):
-            assert not lift.ok(k.results[0], 0, 1, 2)  # a reduction is never lifted
-            break
-    else:
-        raise AssertionError("no reduction kernel in Llama 2-layer")
-    two_uses = next(k for k in kernels if k.results and k.results[0].uses.get_length() > 1)
-    assert not lift.ok(two_uses.results[0], 0, 1, 2)
+
+def _kernel(name: str, inputs: list[str], types: list[str], maps: list[str], init: str = "%e",
+            payload: str = "rdu.yield %a : f32") -> str:
+    """A map kernel over (4, 2, 8) writing `init` (tensor<4x2x8xf32>) at the identity map."""
+    amaps = ", ".join(f"affine_map<(d0, d1, d2) -> ({m})>" for m in [*maps, "d0, d1, d2"])
+    args = ", ".join(["%a: f32", *(f"%a{i}: f32" for i in range(len(inputs)))])
+    return (f'%{name} = "rdu.kernel"({", ".join([*inputs, init])}) <{{kind = #rdu.pattern<map>, domain = array<i64: 4, 2, 8>, '
+            f'indexing_maps = [{amaps}], iterator_types = [{_PAR}, {_PAR}, {_PAR}], sym_name = "{name}", '
+            f'operandSegmentSizes = array<i32: {len(inputs)}, 1, 0>}}> ({{\n^bb0({args}):\n  {payload}\n}}) : '
+            f'({", ".join([*types, "tensor<4x2x8xf32>"])}) -> tensor<4x2x8xf32>')
+
+
+def _refine_case(*lines: str) -> tuple[Any, int]:
+    """A function ending in `_SHARD` (a re-split of %k), after `lift_refining_shards`:
+    (the function, how many shards were lifted)."""
+    from rdu_compiler.ir import parse_module
+    from rdu_compiler.passes.shard_refine import lift_refining_shards
+
+    body = "\n".join(["%e = tensor.empty() : tensor<4x2x8xf32>", *lines, _SHARD])
+    m = parse_module("builtin.module {\n func.func @main(%x: tensor<4x8xf32>, %w: tensor<4x2x8xf32>) -> "
+                     f"tensor<4x1x8xf32> {{\n{body}\n func.return %s : tensor<4x1x8xf32>\n }}\n}}")
+    fn = next(op for op in m.ops if isinstance(op, func.FuncOp))
+    lifted = lift_refining_shards(type("Sharder", (), {"fn": fn, "lay": {}})())  # type: ignore[arg-type]
+    m.verify()
+    return fn, lifted
+
+
+def test_refining_shard_lifted_through_a_chain_into_a_broadcast() -> None:
+    """expand (reads no d1) -> a map reading d1 as d1 -> re-split on d1: both kernels shrink
+    d1 to 1 and the shard is gone (every piece of the expand along d1 is the same)."""
+    fn, lifted = _refine_case(_kernel("b", ["%x"], ["tensor<4x8xf32>"], ["d0, d2"]),
+                              _kernel("k", ["%b"], ["tensor<4x2x8xf32>"], ["d0, d1, d2"]))
+    assert lifted == 1 and not [op for op in fn.body.block.ops if isinstance(op, rdu.ShardOp)]
+    ks = [op for op in fn.body.block.ops if isinstance(op, rdu.KernelOp)]
+    assert [k.domain_sizes for k in ks] == [(4, 1, 8), (4, 1, 8)]
+    assert "broadcast loop 1" in ks[0].attributes["rdu.tp_loop"].data  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("lines", [
+    [_kernel("k", ["%w"], ["tensor<4x2x8xf32>"], ["d0, d1, d2"])],  # reads a function argument along d1
+    [_kernel("k", ["%w"], ["tensor<4x2x8xf32>"], ["d0, -d1 + 1, d2"])],  # reads d1 reversed
+    [_kernel("k", ["%x"], ["tensor<4x8xf32>"], ["d0, d2"], payload="%i = rdu.index 1 : index\n  rdu.yield %a : f32")],
+    [_kernel("b", ["%x"], ["tensor<4x8xf32>"], ["d0, d2"]), _kernel("k", ["%b", "%b"], ["tensor<4x2x8xf32>"] * 2,
+                                                                       ["d0, d1, d2", "d0, d1, d2"])],  # %b used twice
+    [_kernel("k", ["%x"], ["tensor<4x8xf32>"], ["d0, d2"], init="%w")],  # an init the kernel would have to read
+], ids=["argument", "reversed", "index", "two-uses", "init"])
+def test_refining_shard_stays_where_lifting_is_not_exact(lines: list[str]) -> None:
+    fn, lifted = _refine_case(*lines)
+    assert lifted == 0 and len([op for op in fn.body.block.ops if isinstance(op, rdu.ShardOp)]) == 1
+
+
+def test_reshape_whose_digit_straddles_two_dims_is_not_lifted() -> None:
+    from rdu_compiler.passes.shard_refine import _view_source_dim
+
+    assert _view_source_dim((3, 4), (12,), 0, 1, 4) is None  # 4 pieces of 3 cut across rows of 4
+    assert _view_source_dim((1, 1, 2, 16, 16), (1, 2, 16, 16), 1, 1, 2) == (2, 1)  # repeat_kv's reshape
 
 
 class _Odd(torch.nn.Module):
