@@ -115,5 +115,12 @@ def test_node_preset_resolves_one_socket_presets_only() -> None:
     assert node_preset("sn40l", 16) == "sn40l-rack16" and node_preset("sn40l", 4) == "sn40l-node8"
     assert node_preset("sn40l", 1) == "sn40l" and node_preset("sn40l-node8", 16) == "sn40l-node8"  # refused later
     assert node_preset("sn40l", 32) == "sn40l"  # no preset holds 32: the socket check refuses with its message
+    assert node_preset("sn40l", 3) == "sn40l-node8"  # the smallest preset holding 3
+    from rdu_compiler.fabric import node_fabric
+
+    with pytest.raises(RduError, match="at least 1 socket"):
+        node_fabric("sn40l", 1, 0)
+    with pytest.raises(RduError, match=r"zipf \(a finite exponent > 0\)"):
+        rdu_compiler.compile(torch.nn.Linear(8, 8), (torch.randn(2, 8),), tier_rows={"hbm_bytes": 1, "zipf": float("nan")})
     with pytest.raises(RduError, match="sn40l-rack16"):
         rdu_compiler.compile(torch.nn.Linear(8, 8), (torch.randn(2, 8),), fabric="sn40l", tp=32)
