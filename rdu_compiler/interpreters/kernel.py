@@ -484,6 +484,30 @@ def _itemsize(arr: Any) -> int:
     return int(np.asarray(arr).dtype.itemsize) if not isinstance(arr, Empty) else int(arr.dtype.itemsize)
 
 
+#: Up to this many reduction steps a tile's contraction is an ordered multiply-add.
+SMALL_K = 8
+
+
+def tile_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`a @ b` for one tile ((batch, m, k) @ (batch, k, n)) such that a row's result does
+    not depend on the tile's height, as a PCU computes identical rows identically.
+
+    For k <= SMALL_K on floats it is an ordered multiply-add (c = a_0 b_0, then c += a_i b_i,
+    each op rounded alone). numpy's sgemm rounds the same row differently in tiles of
+    different heights (measured at k = 2: 497 of 2,000 random rows differ between 256- and
+    8-row tiles). That turned exact ties into an emulator-only argmax (fuzz seed 40138).
+    Larger k goes to np.matmul, whose rounding still depends on the tile's shape (a known
+    limit, docs/benchmarks.md fuzz section).
+    """
+    k = a.shape[-1]
+    if k > SMALL_K or a.dtype.kind != "f" or k == 0:
+        return np.matmul(a, b)
+    c = a[..., :, 0:1] * b[..., 0:1, :]
+    for i in range(1, k):
+        c = c + a[..., :, i:i + 1] * b[..., i:i + 1, :]
+    return c
+
+
 def _contract(a: Any, b: Any, acc_a: Access, acc_b: Access, acc_o: Access, sizes: tuple[int, ...], dtype: np.dtype[Any]) -> Any:
     """sum over k of a*b as one batched matmul on the tile, or None if the dims do not fit."""
     da, db, do = acc_a.dims, acc_b.dims, acc_o.dims
@@ -497,7 +521,7 @@ def _contract(a: Any, b: Any, acc_a: Access, acc_b: Access, acc_o: Access, sizes
     prod = lambda ds: math.prod(sizes[d] for d in ds)  # noqa: E731
     at = np.transpose(np.asarray(a, dtype=dtype), batch + m + k + rest_a).reshape(prod(batch), prod(m), prod(k))
     bt = np.transpose(np.asarray(b, dtype=dtype), batch + k + n + rest_b).reshape(prod(batch), prod(k), prod(n))
-    c = np.matmul(at, bt).reshape([sizes[d] for d in batch + m + n])
+    c = tile_matmul(at, bt).reshape([sizes[d] for d in batch + m + n])
     order = batch + m + n
     c = np.transpose(c, sorted(range(len(order)), key=lambda i: order[i]))
     return c.reshape([sizes[d] if d in do else 1 for d in range(rank)])

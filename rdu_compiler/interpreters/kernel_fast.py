@@ -46,6 +46,7 @@ from rdu_compiler.interpreters.kernel import (
     _gather,
     _itemsize,
     projection_cut,
+    tile_matmul,
 )
 from rdu_compiler.interpreters.payload import TileContext
 from rdu_compiler.kernel.access import Access, tiles
@@ -462,7 +463,7 @@ class PreparedKernelExecutor(KernelExecutor):
         bt = np.asarray(args[b], dtype=dtype)
         at = (at.transpose(perm_a) if perm_a is not None else at).reshape(shape_a)
         bt = (bt.transpose(perm_b) if perm_b is not None else bt).reshape(shape_b)
-        c = np.matmul(at, bt).reshape(c_shape)
+        c = tile_matmul(at, bt).reshape(c_shape)
         return (c.transpose(c_perm) if c_perm is not None else c).reshape(out_shape)
 
     def _contract_into(self, args: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> list[Any]:
