@@ -27,25 +27,10 @@ from rdu_compiler.passes.common import kernels
 from rdu_compiler.pipeline import pipeline, run_pipeline
 from rdu_compiler.plan.tiering import zipf_hit_fraction
 from rdu_compiler.runtime.emulator import Emulator
+from testsuite.unit.test_gather_bursts import row_gather  # the same one-table row gather
 
 TINY = load_fabric("tiny")
-ROWS = 50
-
-
-def row_gather(n: int, d: int, rows: int = ROWS) -> str:
-    return f"""
-func.func @main(%table: tensor<{rows}x{d}xf32>, %ids: tensor<{n}xi64>) -> tensor<{n}x{d}xf32> {{
-  %e = tensor.empty() : tensor<{n}x{d}xf32>
-  %r = linalg.generic {{indexing_maps = [affine_map<(i, j) -> (i)>, affine_map<(i, j) -> (i, j)>], iterator_types = ["parallel", "parallel"]}} ins(%ids : tensor<{n}xi64>) outs(%e : tensor<{n}x{d}xf32>) {{
-  ^bb0(%id: i64, %o: f32):
-    %row = arith.index_cast %id : i64 to index
-    %col = linalg.index 1 : index
-    %v = tensor.extract %table[%row, %col] : tensor<{rows}x{d}xf32>
-    linalg.yield %v : f32
-  }} -> tensor<{n}x{d}xf32>
-  return %r : tensor<{n}x{d}xf32>
-}}
-"""
+ROWS = 50  # the table rows of test_gather_bursts.row_gather's default
 
 
 def compiled(text: str, tier_rows: str = "") -> tuple[object, object]:
