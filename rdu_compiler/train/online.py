@@ -258,16 +258,21 @@ class OnlineTrainer:
             if tier not in ("hbm", "ddr"):
                 raise TrainingError(f"OnlineTrainer update_tier must be 'hbm', 'ddr' or None, got {tier!r}")
             return tier
-        from rdu_compiler.fabric import load_fabric
-
         state = self.table.state.nbytes if self.table.state is not None else 0
-        return "hbm" if self.table.rows.nbytes + state <= load_fabric(self.fabric).hbm.capacity_bytes else "ddr"
+        return "hbm" if self.table.rows.nbytes + state <= self._fabric().hbm.capacity_bytes else "ddr"
+
+    def _fabric(self) -> Any:
+        """The fabric spec, loaded once (the sparse update's cost reads it every step)."""
+        if getattr(self, "_fabric_spec", None) is None:
+            from rdu_compiler.fabric import load_fabric
+
+            self._fabric_spec = load_fabric(self.fabric)
+        return self._fabric_spec
 
     def _update_cost(self, rows: int) -> dict[str, float]:
         from rdu_compiler.cost.tiering import sparse_update_cost
-        from rdu_compiler.fabric import load_fabric
 
-        return sparse_update_cost(rows, self.table.dim, load_fabric(self.fabric), self.update_tier, itemsize=4,
+        return sparse_update_cost(rows, self.table.dim, self._fabric(), self.update_tier, itemsize=4,
                                   state_rows=self.table.optimizer.state_per_row)
 
     # ------------------------------------------------------------------ batches
