@@ -186,7 +186,8 @@ def lift_refining_shards(sharder: Sharder) -> int:
     lifted to where its data is made (module docstring); returns how many were lifted."""
     lift, lifted = _Lift(sharder), 0
     block = sharder.fn.body.block
-    for s in [op for op in block.ops if isinstance(op, rdu.ShardOp) and op.group.value.data != op.n_ways]:
+    for s in [op for op in block.ops if is_refining(op)]:
+        assert isinstance(s, rdu.ShardOp)
         if lift.ok(s.source, s.dim.value.data, s.n_blocks, s.group.value.data):
             lift.make(s)
             lifted += 1
