@@ -32,7 +32,13 @@ class RduOptMain(xDSLOptMain):
         super().register_all_arguments(arg_parser)
         arg_parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors")
         arg_parser.formatter_class = argparse.RawDescriptionHelpFormatter
-        arg_parser.epilog = pass_help()
+        plain = arg_parser.format_help
+
+        def format_help() -> str:  # the epilog imports every pass: only when help is printed
+            arg_parser.epilog = pass_help()
+            return plain()
+
+        arg_parser.format_help = format_help
 
     def register_all_dialects(self) -> None:
         super().register_all_dialects()
