@@ -3,7 +3,7 @@ emulator and compared with eager PyTorch (fp32, relative L2 error <= 1e-5). The 
 come from transformers 5.23.0 and the references from torch 2.13.0 (requirements.lock).
 
 Each model is loaded once and each (model, fabric, -O) program compiled and run once per
-session (`functools.cache`); the structural tests reuse those programs. Besides the
+process (`testsuite/example_programs.py`, shared with test_golden.py); the structural tests reuse those programs. Besides the
 numerics the tests check what the report promises: the static traffic count equals the
 bytes the emulator measured, tiny sections and spills to DDR, sn40l -O1 packs a small
 model into one section, -O0 is one kernel per section, and fusion never adds kernels.
@@ -11,57 +11,22 @@ model into one section, -O0 is one kernel per section, and fusion never adds ker
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 
 import rdu_compiler
-from rdu_compiler.api import CompiledProgram
 from rdu_compiler.errors import EmulatorError, RduError
 from rdu_compiler.fabric import load_fabric
-from rdu_compiler.frontend.torch.model_file import load_model_file
 from rdu_compiler.runtime.emulator import Emulator
+from testsuite.example_programs import compiled, loaded
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MODELS = ["mlp", "cnn", "gpt2_2layer", "llama_2layer", "bert_2layer"]
 TRANSFORMERS = ["gpt2_2layer", "llama_2layer", "bert_2layer"]
 FABRICS = ["sn40l", "tiny"]
 LEVELS = [0, 1]
 TOLERANCE = 1e-5
-
-
-@dataclass(frozen=True)
-class Loaded:
-    model: torch.nn.Module
-    inputs: tuple[Any, ...]
-    reference: torch.Tensor
-
-
-@dataclass(frozen=True)
-class Result:
-    program: CompiledProgram
-    output: torch.Tensor
-
-
-@functools.cache
-def loaded(name: str) -> Loaded:
-    """The example model, its example inputs and its eager output (computed once)."""
-    model, inputs = load_model_file(EXAMPLES / f"{name}.py")
-    with torch.no_grad():
-        reference = model(*inputs)
-    return Loaded(model, tuple(inputs), reference)
-
-
-@functools.cache
-def compiled(name: str, fabric: str, opt_level: int) -> Result:
-    """The model compiled for `fabric` at `opt_level` and run once on its example inputs."""
-    m = loaded(name)
-    program = rdu_compiler.compile(m.model, m.inputs, fabric=fabric, opt_level=opt_level)
-    return Result(program, program.run(*m.inputs))
 
 
 def rel_l2(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -23,6 +23,7 @@ from rdu_compiler.fabric import load_fabric
 from rdu_compiler.frontend.torch.model_file import load_model_file
 from rdu_compiler.passes.rdu_kernel_loop import LOOPS_ATTR, find_loops, loops_of
 from rdu_compiler.runtime.emulator import Emulator
+from testsuite.example_programs import loaded, program
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SMALL = LayerShape(hidden=64, heads=4, kv_heads=2, mlp=128, seq=4, past=0)
@@ -105,10 +106,10 @@ def test_cost_formula_and_switch_sweep(llama_o0: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("name", ["gpt2_2layer", "llama_2layer"])
 def test_examples_looped_equal_unlooped(name: str) -> None:
-    net, inputs = _example(name)
-    imported = import_model(net, inputs)
-    plain = compile_imported(imported, "sn40l", 0)
-    looped = compile_imported(imported, "sn40l", 0, kernel_looping=True)
+    m = loaded(name)
+    net, inputs = m.model, m.inputs
+    plain = program(name, "sn40l", 0)  # the models suite's program, when it ran in this process
+    looped = compile_imported(import_model(net, inputs), "sn40l", 0, kernel_looping=True)
     kl = looped.report["kernel_loops"]
     assert kl["count"] == 1 and kl["loops"][0]["trips"] == 2  # the two decoder layers
     k = kl["loops"][0]["sections_per_iteration"]
