@@ -20,6 +20,7 @@ from xdsl.ir import Operation
 from rdu_compiler.dialects.rdu import KernelOp, Pattern
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
+from rdu_compiler.interpreters import onednn
 from rdu_compiler.interpreters.payload import CompiledPayload, TileContext
 from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access, tiles
@@ -488,9 +489,15 @@ def _itemsize(arr: Any) -> int:
 SMALL_K = 8
 
 
-def tile_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`a @ b` for one tile ((batch, m, k) @ (batch, k, n)) such that a row's result does
-    not depend on the tile's height, as a PCU computes identical rows identically.
+def tile_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype[Any] | None = None) -> np.ndarray:
+    """`a @ b` for one tile ((batch, m, k) @ (batch, k, n)) in `dtype` (default: a's), such
+    that a row's result does not depend on the tile's height, as a PCU computes identical
+    rows identically.
+
+    bf16 operands with an f32 `dtype` are a PCU's bf16-in, f32-accumulate product: exact
+    products, f32 sums. Through oneDNN's bf16 matmul when it applies (`onednn.matmul`: its
+    summation order, bf16 subnormals read as zero), else widened to f32 and summed as below.
+    Other operands are first converted to `dtype`.
 
     For k <= SMALL_K on floats it is an ordered multiply-add (c = a_0 b_0, then c += a_i b_i,
     each op rounded alone). numpy's sgemm rounds the same row differently in tiles of
@@ -500,6 +507,13 @@ def tile_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     limit, docs/benchmarks.md fuzz section).
     """
     k = a.shape[-1]
+    if dtype is not None and (a.dtype != dtype or b.dtype != dtype):
+        if a.dtype == onednn.BF16 and b.dtype == onednn.BF16 and dtype == onednn.F32 and k > SMALL_K:
+            c = onednn.matmul(a, b)
+            if c is not None:
+                return c
+        a = np.asarray(a, dtype=dtype)
+        b = np.asarray(b, dtype=dtype)
     if k > SMALL_K or a.dtype.kind != "f" or k == 0:
         return np.matmul(a, b)
     c = a[..., :, 0:1] * b[..., 0:1, :]
@@ -519,9 +533,9 @@ def _contract(a: Any, b: Any, acc_a: Access, acc_b: Access, acc_o: Access, sizes
     rest_a = [d for d in range(rank) if d not in da]
     rest_b = [d for d in range(rank) if d not in db]
     prod = lambda ds: math.prod(sizes[d] for d in ds)  # noqa: E731
-    at = np.transpose(np.asarray(a, dtype=dtype), batch + m + k + rest_a).reshape(prod(batch), prod(m), prod(k))
-    bt = np.transpose(np.asarray(b, dtype=dtype), batch + k + n + rest_b).reshape(prod(batch), prod(k), prod(n))
-    c = tile_matmul(at, bt).reshape([sizes[d] for d in batch + m + n])
+    at = np.transpose(np.asarray(a), batch + m + k + rest_a).reshape(prod(batch), prod(m), prod(k))
+    bt = np.transpose(np.asarray(b), batch + k + n + rest_b).reshape(prod(batch), prod(k), prod(n))
+    c = tile_matmul(at, bt, dtype).reshape([sizes[d] for d in batch + m + n])
     order = batch + m + n
     c = np.transpose(c, sorted(range(len(order)), key=lambda i: order[i]))
     return c.reshape([sizes[d] if d in do else 1 for d in range(rank)])

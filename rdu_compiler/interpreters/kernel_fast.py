@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from rdu_compiler.dialects.rdu import KernelOp, Pattern
+from rdu_compiler.interpreters import onednn
 from rdu_compiler.interpreters.kernel import (
     Empty,
     KernelExecutor,
@@ -258,9 +259,11 @@ class PreparedKernelExecutor(KernelExecutor):
         if self.roles is not None:
             a, b = self.contraction  # type: ignore[misc]
             dtype = self.result_dtypes[0]
+            # bf16 x bf16 into f32 stays bf16 where oneDNN multiplies it (`tile_matmul`)
+            native = dtype == onednn.F32 and key[a][0] == onednn.BF16 and key[b][0] == onednn.BF16 and onednn.available()
             for i in (a, b):  # converted once, whole (exact, elementwise): each tile sees the same values
                 x = operands[i]
-                if isinstance(x, np.ndarray) and x.dtype != dtype and x.size <= CONVERT_WHOLE_MAX:
+                if isinstance(x, np.ndarray) and x.dtype != dtype and x.size <= CONVERT_WHOLE_MAX and not native:
                     operands[i] = x.astype(dtype)
             if self._direct is None:
                 self._direct = self._direct_ok(plan)
@@ -459,11 +462,11 @@ class PreparedKernelExecutor(KernelExecutor):
             cp = tuple(None if i in (0, 2, 5) and ident(x) else x for i, x in enumerate(cp))  # identity transposes skipped
             self._contract_plans[sizes] = cp
         perm_a, shape_a, perm_b, shape_b, c_shape, c_perm, out_shape = cp
-        at = np.asarray(args[a], dtype=dtype)
-        bt = np.asarray(args[b], dtype=dtype)
+        at = np.asarray(args[a])
+        bt = np.asarray(args[b])
         at = (at.transpose(perm_a) if perm_a is not None else at).reshape(shape_a)
         bt = (bt.transpose(perm_b) if perm_b is not None else bt).reshape(shape_b)
-        c = tile_matmul(at, bt).reshape(c_shape)
+        c = tile_matmul(at, bt, dtype).reshape(c_shape)
         return (c.transpose(c_perm) if c_perm is not None else c).reshape(out_shape)
 
     def _contract_into(self, args: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> list[Any]:

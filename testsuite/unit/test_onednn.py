@@ -1,0 +1,131 @@
+"""bf16 tile GEMMs through oneDNN (`interpreters.onednn`): exact products summed in f32, the
+same bits whatever the operands' layout or the tile's height, used by both executors."""
+
+from __future__ import annotations
+
+import platform
+
+import ml_dtypes
+import numpy as np
+import pytest
+import torch
+
+import rdu_compiler
+from rdu_compiler.interpreters import kernel, onednn
+from rdu_compiler.runtime.emulator import Emulator
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+needs_onednn = pytest.mark.skipif(not onednn.available(), reason=f"bf16 GEMMs use {onednn.backend()} here")
+
+
+def _bf16(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(BF16)
+
+
+def test_loaded_where_the_cpu_has_native_bf16() -> None:
+    """The locked wheel must load on x86_64 Linux CPUs with bf16 dot products: a missing or
+    unloadable library would only make the emulator slower, so it is checked here."""
+    if platform.system() != "Linux" or platform.machine() != "x86_64" or not _cpu_has_bf16():
+        pytest.skip("oneDNN's bf16 kernels need avx512_bf16 or AMX on x86_64 Linux")
+    assert onednn.available(), onednn.backend()
+    assert onednn.backend().startswith("onednn")
+
+
+@needs_onednn
+@pytest.mark.parametrize(("batch", "m", "k", "n"), [(1, 128, 1024, 688), (12, 128, 64, 128), (1, 7, 4096, 300)])
+def test_exact_products_summed_in_f32(batch: int, m: int, k: int, n: int) -> None:
+    rng = np.random.default_rng(batch * 1000 + k)
+    a, b = _bf16(rng, batch, m, k), _bf16(rng, batch, k, n)
+    c = onednn.matmul(a, b)
+    assert c is not None and c.dtype == np.float32 and c.shape == (batch, m, n)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    exact = np.matmul(a64, b64)
+    bound = k * np.finfo(np.float32).eps * np.matmul(np.abs(a64), np.abs(b64))  # f32 summation, any order
+    assert np.all(np.abs(c - exact) <= bound)
+    widened = np.matmul(a.astype(np.float32), b.astype(np.float32))
+    assert np.max(np.abs(c - widened)) <= 1e-5 * np.max(np.abs(widened))
+
+
+@needs_onednn
+def test_rows_do_not_depend_on_the_tile_height_or_the_layout() -> None:
+    rng = np.random.default_rng(7)
+    x = _bf16(rng, 256, 4096)
+    w = _bf16(rng, 1024, 4096)  # an nn.Linear weight (n, k): read transposed
+    a, b = x[None, :, :1024], w[None, :, :1024].transpose(0, 2, 1)
+    ref = onednn.matmul(a, b)
+    assert ref is not None
+    bits = ref.tobytes()
+    for aa, bb in [(np.ascontiguousarray(a), b), (a, np.ascontiguousarray(b)),
+                   (np.ascontiguousarray(a), np.ascontiguousarray(b)), (np.asfortranarray(a[0])[None], b)]:
+        got = onednn.matmul(aa, bb)
+        assert got is not None and got.tobytes() == bits
+    for rows in (128, 8):
+        part = onednn.matmul(a[:, :rows], b)
+        assert part is not None and np.array_equal(part, ref[:, :rows])
+
+
+def test_refused_below_the_threshold_and_for_other_dtypes() -> None:
+    rng = np.random.default_rng(0)
+    small = _bf16(rng, 1, 16, 16)
+    assert onednn.matmul(small, small) is None
+    a32 = rng.standard_normal((1, 128, 1024)).astype(np.float32)
+    b32 = rng.standard_normal((1, 1024, 1024)).astype(np.float32)
+    assert onednn.matmul(a32, b32) is None
+    assert onednn.matmul(a32.astype(BF16), b32) is None
+    # tile_matmul: mixed operands widen, and the result is the widened product's
+    got = kernel.tile_matmul(a32.astype(BF16), b32, np.dtype(np.float32))
+    assert np.array_equal(got, np.matmul(a32.astype(BF16).astype(np.float32), b32))
+
+
+def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RDU_BF16_GEMM", "numpy")
+    monkeypatch.setattr(onednn, "_STATE", {})
+    assert not onednn.available()
+    assert onednn.backend() == "numpy sgemm of widened operands"
+    rng = np.random.default_rng(1)
+    a, b = _bf16(rng, 1, 128, 1024), _bf16(rng, 1, 1024, 512)
+    assert onednn.matmul(a, b) is None
+    got = kernel.tile_matmul(a, b, np.dtype(np.float32))
+    assert np.array_equal(got, np.matmul(a.astype(np.float32), b.astype(np.float32)))
+
+
+@needs_onednn
+def test_a_bf16_linear_runs_through_onednn_in_both_executors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bf16 nn.Linear big enough for oneDNN: both executors call it, agree bitwise, and
+    agree with eager bf16 to bf16's rounding."""
+    calls: list[tuple[int, ...]] = []
+    real = onednn.matmul
+
+    def counting(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        c = real(a, b)
+        if c is not None:
+            calls.append(a.shape + b.shape[2:])
+        return c
+
+    monkeypatch.setattr(onednn, "matmul", counting)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(1024, 1536), torch.nn.GELU(), torch.nn.Linear(1536, 1024)).to(torch.bfloat16)
+    x = torch.randn(128, 1024, dtype=torch.bfloat16)
+    program = rdu_compiler.compile(model, (x,), fabric="sn40l")
+    args = program._arguments((x,))
+    general, _ = Emulator(program.module, program.fabric, prepared=False).run(args)
+    n_general = len(calls)
+    prepared, _ = Emulator(program.module, program.fabric).run(args)
+    assert n_general > 0 and len(calls) - n_general == n_general
+    for g, p in zip(general, prepared, strict=True):
+        assert g.dtype == p.dtype and g.tobytes() == p.tobytes()
+    with torch.no_grad():
+        ref = model(x).float().numpy()
+    out = np.asarray(prepared[0], dtype=np.float32).reshape(ref.shape)
+    assert np.max(np.abs(out - ref)) <= 0.05 * np.max(np.abs(ref))
