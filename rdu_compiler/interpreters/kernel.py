@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from xdsl.dialects import arith
 from xdsl.ir import Operation
 
 from rdu_compiler.dialects.rdu import KernelOp, Pattern
@@ -28,7 +29,9 @@ from rdu_compiler.kernel.facts import kernel_facts
 from rdu_compiler.kernel.payload import (
     COMBINERS,
     IndexSelect,
+    cast_chain,
     contraction_dims,
+    contraction_mul,
     reduction_combiner,
     reduction_plan,
 )
@@ -136,6 +139,11 @@ class KernelExecutor:
             return
         plan = reduction_plan(block, self.n_in, [not r.uses for r in kernel.results])
         self.contraction = plan.contraction
+        self.operand_casts: tuple[tuple[np.dtype[Any], ...], ...] = ()
+        if self.contraction is not None:
+            mul = contraction_mul(block, self.n_in)
+            assert mul is not None
+            self.operand_casts = tuple(rounding_casts(cast_chain(mul, block.args[i])) for i in self.contraction)
         self.selects: dict[int, IndexSelect] = {}
         for i, role in enumerate(plan.roles):
             if role.kind == "unrecognised":
@@ -299,7 +307,8 @@ class KernelExecutor:
     def _reduce(self, args: list[Any], accs: list[Any], ctx: TileContext, sizes: tuple[int, ...]) -> list[Any]:
         if self.contraction is not None:
             a, b = self.contraction
-            prod = _contract(args[a], args[b], self.accesses[a], self.accesses[b], self.accesses[self.n_in], sizes, accs[0].dtype)
+            ca, cb = self.operand_casts
+            prod = _contract(apply_casts(args[a], ca), apply_casts(args[b], cb), self.accesses[a], self.accesses[b], self.accesses[self.n_in], sizes, accs[0].dtype)
             if prod is not None:
                 return [accs[0] + prod]
         vals = self.payload.run(args, ctx)
@@ -487,6 +496,22 @@ def _itemsize(arr: Any) -> int:
 
 #: Up to this many reduction steps a tile's contraction is an ordered multiply-add.
 SMALL_K = 8
+
+
+def rounding_casts(chain: list[Operation]) -> tuple[np.dtype[Any], ...]:
+    """The result dtypes of a contraction operand's casts (`cast_chain`) up to its last
+    truncf: what must be applied to the operand before the product. The widening extf
+    casts after it are exact and left to the product (`tile_matmul`'s `dtype`)."""
+    last = max((i for i, op in enumerate(chain) if isinstance(op, arith.TruncFOp)), default=-1)
+    return tuple(numpy_dtype(op.results[0].type) for op in chain[:last + 1])
+
+
+def apply_casts(x: Any, dtypes: tuple[np.dtype[Any], ...]) -> Any:
+    """x converted through each dtype in turn (`rounding_casts`: the payload's truncf
+    rounding, round-to-nearest-even as the payload evaluator's `astype`)."""
+    for dt in dtypes:
+        x = np.asarray(x).astype(dt)
+    return x
 
 
 def tile_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype[Any] | None = None) -> np.ndarray:

@@ -46,6 +46,7 @@ from rdu_compiler.interpreters.kernel import (
     KernelStats,
     _gather,
     _itemsize,
+    apply_casts,
     projection_cut,
     tile_matmul,
 )
@@ -260,7 +261,9 @@ class PreparedKernelExecutor(KernelExecutor):
             a, b = self.contraction  # type: ignore[misc]
             dtype = self.result_dtypes[0]
             # bf16 x bf16 into f32 stays bf16 where oneDNN multiplies it (`tile_matmul`)
-            native = dtype == onednn.F32 and key[a][0] == onednn.BF16 and key[b][0] == onednn.BF16 and onednn.available()
+            casts = self.operand_casts
+            native = dtype == onednn.F32 and onednn.available() and all(
+                (c[-1] if c else key[i][0]) == onednn.BF16 for i, c in zip((a, b), casts, strict=True))
             for i in (a, b):  # converted once, whole (exact, elementwise): each tile sees the same values
                 x = operands[i]
                 if isinstance(x, np.ndarray) and x.dtype != dtype and x.size <= CONVERT_WHOLE_MAX and not native:
@@ -462,8 +465,9 @@ class PreparedKernelExecutor(KernelExecutor):
             cp = tuple(None if i in (0, 2, 5) and ident(x) else x for i, x in enumerate(cp))  # identity transposes skipped
             self._contract_plans[sizes] = cp
         perm_a, shape_a, perm_b, shape_b, c_shape, c_perm, out_shape = cp
-        at = np.asarray(args[a])
-        bt = np.asarray(args[b])
+        ca, cb = self.operand_casts
+        at = apply_casts(args[a], ca) if ca else np.asarray(args[a])
+        bt = apply_casts(args[b], cb) if cb else np.asarray(args[b])
         at = (at.transpose(perm_a) if perm_a is not None else at).reshape(shape_a)
         bt = (bt.transpose(perm_b) if perm_b is not None else bt).reshape(shape_b)
         c = tile_matmul(at, bt, dtype).reshape(c_shape)

@@ -141,6 +141,19 @@ def strip_casts(value: SSAValue) -> SSAValue:
     return value
 
 
+def cast_chain(mul: Operation, arg: SSAValue) -> list[Operation]:
+    """The extf/truncf ops between block argument `arg` and the multiply `mul` that reads it
+    (first applied first), or [] if `mul` reads `arg` directly or not at all."""
+    for v in mul.operands:
+        if strip_casts(v) is arg:
+            chain: list[Operation] = []
+            while isinstance(v.owner, arith.ExtFOp | arith.TruncFOp):
+                chain.append(v.owner)
+                v = v.owner.operands[0]
+            return list(reversed(chain))
+    return []
+
+
 def only_feeding(block: Block, value: SSAValue) -> set[Operation]:
     """Ops of the payload whose results reach only `value` (dead once it is dropped)."""
     dead: set[Operation] = set()

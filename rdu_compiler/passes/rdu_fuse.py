@@ -86,6 +86,21 @@ def _access_only(producer: rdu.KernelOp) -> bool:
     return producer.kind.data != rdu.Pattern.GATHER and not flops_per_point(producer.body.block)
 
 
+def _skips_a_loop(amap: AffineMap) -> bool:
+    try:
+        return len(Access.from_map(amap).dims) != amap.num_dims
+    except CompileError:
+        return False
+
+
+def _feeds_only_contractions(kernel: rdu.KernelOp) -> bool:
+    """Every reader of the kernel's results reads them skipping one of its loops (a
+    matmul's operand): a producer with arithmetic is never folded there."""
+    uses = [u for r in kernel.results for u in r.uses]
+    return bool(uses) and all(isinstance(u.operation, rdu.KernelOp) and u.index < len(u.operation.indexing_maps.data)
+                              and _skips_a_loop(u.operation.indexing_maps.data[u.index].data) for u in uses)
+
+
 def fusable_operand(consumer: rdu.KernelOp, max_operands: int = 6) -> int | None:
     """Index of an input of `consumer` whose producer can be folded into it, or None.
 
@@ -98,6 +113,11 @@ def fusable_operand(consumer: rdu.KernelOp, max_operands: int = 6) -> int | None
     """
     if consumer.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER, rdu.Pattern.HASH_PROBE):
         return None
+    # A FLOP-free consumer read only by contractions (the `extf` of a bf16 matmul operand)
+    # takes no producer with arithmetic: it will fold into the contraction as an access
+    # pattern, and the producer then streams its own (bf16) result to the contraction,
+    # instead of the widened f32 one at twice the bytes.
+    keep_cast = _access_only(consumer) and _feeds_only_contractions(consumer)
     for i, value in enumerate(consumer.inputs):
         producer = value.owner
         if not isinstance(producer, rdu.KernelOp) or producer.kind.data in (rdu.Pattern.SCAN, rdu.Pattern.SCATTER, rdu.Pattern.HASH_PROBE):
@@ -105,6 +125,8 @@ def fusable_operand(consumer: rdu.KernelOp, max_operands: int = 6) -> int | None
         if producer.reduction_dims or len(producer.results) != 1:
             continue
         if len(list(value.uses)) != 1 and not _access_only(producer):
+            continue
+        if keep_cast and not _access_only(producer):
             continue
         n_in = len(producer.inputs)
         if producer.body.block.args[n_in].uses:

@@ -161,3 +161,32 @@ def test_weights_changed_between_runs_are_seen() -> None:
         third = program.run(x)
         b = program.imported.weights[next(n for n, v in program.imported.weights.items() if tuple(v.shape) == (4,))]
         assert np.allclose(third.numpy(), np.broadcast_to(b.numpy(), (2, 4)), atol=1e-6)
+
+
+def test_a_rounding_cast_on_a_contraction_operand_is_applied() -> None:
+    """`x.to(bf16) @ w` with x an f32 argument: rdu-fuse folds the truncf into the matmul's
+    payload, and both executors must round x to bf16 before the product (they once
+    multiplied the unrounded f32 x: every output matched `x @ w` instead)."""
+
+    class CastMatmul(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(256, 64).to(torch.bfloat16))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x.to(torch.bfloat16) @ self.w).float()
+
+    torch.manual_seed(0)
+    model, x = CastMatmul(), torch.randn(32, 256)
+    program = rdu_compiler.compile(model, (x,), fabric="sn40l")
+    assert "arith.truncf" in str(program.ir).split("pattern<matmul>")[1].split("rdu.yield")[0]
+    args = program._arguments((x,))
+    general, _ = Emulator(program.module, program.fabric, prepared=False).run(args)
+    prepared, _ = Emulator(program.module, program.fabric).run(args)
+    _same(general, prepared)
+    got = np.asarray(prepared[0], dtype=np.float32)
+    w = model.w.detach().double()
+    rounded = (x.to(torch.bfloat16).double() @ w).to(torch.bfloat16).float().numpy()
+    unrounded = (x.double() @ w).to(torch.bfloat16).float().numpy()
+    assert np.mean(got == rounded) >= 0.99
+    assert np.mean(got == unrounded) < 0.9

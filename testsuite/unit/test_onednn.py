@@ -58,21 +58,36 @@ def test_exact_products_summed_in_f32(batch: int, m: int, k: int, n: int) -> Non
 
 
 @needs_onednn
-def test_rows_do_not_depend_on_the_tile_height_or_the_layout() -> None:
+@pytest.mark.parametrize("weight_layout", ["linear", "conv1d"])
+def test_rows_do_not_depend_on_the_tile_height_or_the_leading_dimension(weight_layout: str) -> None:
+    """nn.Linear's weight (n, k) read transposed, or GPT-2 Conv1D's (k, n) read as it is."""
     rng = np.random.default_rng(7)
     x = _bf16(rng, 256, 4096)
-    w = _bf16(rng, 1024, 4096)  # an nn.Linear weight (n, k): read transposed
-    a, b = x[None, :, :1024], w[None, :, :1024].transpose(0, 2, 1)
+    if weight_layout == "linear":
+        b = _bf16(rng, 1024, 4096)[None, :, :1024].transpose(0, 2, 1)
+    else:
+        b = _bf16(rng, 1024, 4096)[None, :, :1024]
+    a = x[None, :, :1024]
     ref = onednn.matmul(a, b)
     assert ref is not None
     bits = ref.tobytes()
-    for aa, bb in [(np.ascontiguousarray(a), b), (a, np.ascontiguousarray(b)),
-                   (np.ascontiguousarray(a), np.ascontiguousarray(b)), (np.asfortranarray(a[0])[None], b)]:
+    contiguous_b = np.ascontiguousarray(b.transpose(0, 2, 1)).transpose(0, 2, 1) if weight_layout == "linear" else np.ascontiguousarray(b)
+    for aa, bb in [(np.ascontiguousarray(a), b), (a, contiguous_b), (np.ascontiguousarray(a), contiguous_b)]:
         got = onednn.matmul(aa, bb)
         assert got is not None and got.tobytes() == bits
     for rows in (128, 8):
         part = onednn.matmul(a[:, :rows], b)
         assert part is not None and np.array_equal(part, ref[:, :rows])
+
+
+@needs_onednn
+def test_an_operand_without_a_unit_stride_is_copied_row_major() -> None:
+    rng = np.random.default_rng(3)
+    a = _bf16(rng, 1, 128, 2048)[:, :, ::2]  # every other column: no inner dim at unit stride
+    b = _bf16(rng, 1, 1024, 512)
+    got = onednn.matmul(a, b)
+    want = onednn.matmul(np.ascontiguousarray(a), b)
+    assert got is not None and want is not None and got.tobytes() == want.tobytes()
 
 
 def test_refused_below_the_threshold_and_for_other_dtypes() -> None:

@@ -34,7 +34,7 @@ from rdu_compiler.errors import CompileError
 from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access
 from rdu_compiler.kernel.facts import kernel_facts
-from rdu_compiler.kernel.payload import COMBINERS, contraction_dims, reduction_plan, strip_casts
+from rdu_compiler.kernel.payload import COMBINERS, cast_chain, contraction_dims, reduction_plan
 
 PASS = "triton-codegen"
 
@@ -363,15 +363,7 @@ class KernelInfo:
         assert comb is not None
         mul = comb[1].owner
         assert isinstance(mul, Operation)
-        arg = self.block.args[which]
-        for v in mul.operands:
-            if strip_casts(v) is arg:
-                chain: list[Operation] = []
-                while isinstance(v.owner, arith.ExtFOp | arith.TruncFOp):
-                    chain.append(v.owner)
-                    v = v.owner.operands[0]
-                return list(reversed(chain))
-        return []
+        return cast_chain(mul, self.block.args[which])
 
 
 def linear_coeffs(access: Access, strides: tuple[int, ...], rank: int) -> tuple[list[int], int]:

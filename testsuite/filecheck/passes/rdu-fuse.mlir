@@ -309,3 +309,55 @@ func.func @fill_into_matmul(%a: tensor<4x8xf32>, %b: tensor<8x2xf32>, %c: tensor
 // CHECK-NEXT:    ^bb0(%{{.*}}: f32, %{{.*}}: f32, %{{.*}}: f32, %{{.*}}: f32):
 // CHECK-NOT:     pattern<fill>
 // CHECK:         %n = "rdu.kernel"(%a, %c, %e, %zero) <{kind = #rdu.pattern<matmul>{{.*}}init_fills = array<i64: 0>
+
+// A bf16 matmul operand: scale-and-narrow (arithmetic, bf16 result), then the matmul's
+// widening extf (FLOP-free, read only by the matmul, skipping its n loop). The extf kernel
+// takes no arithmetic producer: it folds into the matmul as an access pattern, and the
+// scale kernel streams its own bf16 result (not the widened f32 one, twice the bytes).
+
+#mk = affine_map<(m, n, k) -> (m, k)>
+#kn = affine_map<(m, n, k) -> (k, n)>
+#mn = affine_map<(m, n, k) -> (m, n)>
+
+func.func @narrow_then_widen_into_matmul(%x: tensor<16x32xf32>, %w: tensor<32x8xbf16>) -> tensor<16x8xf32> {
+  %e = tensor.empty() : tensor<16x32xbf16>
+  %s = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%x : tensor<16x32xf32>) outs(%e : tensor<16x32xbf16>) {
+  ^bb0(%in: f32, %out: bf16):
+    %h = arith.mulf %in, %in : f32
+    %t = arith.truncf %h : f32 to bf16
+    linalg.yield %t : bf16
+  } -> tensor<16x32xbf16>
+  %e32 = tensor.empty() : tensor<16x32xf32>
+  %w32 = tensor.empty() : tensor<32x8xf32>
+  %a = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%s : tensor<16x32xbf16>) outs(%e32 : tensor<16x32xf32>) {
+  ^bb0(%in: bf16, %out: f32):
+    %x2 = arith.extf %in : bf16 to f32
+    linalg.yield %x2 : f32
+  } -> tensor<16x32xf32>
+  %b = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%w : tensor<32x8xbf16>) outs(%w32 : tensor<32x8xf32>) {
+  ^bb0(%in: bf16, %out: f32):
+    %x3 = arith.extf %in : bf16 to f32
+    linalg.yield %x3 : f32
+  } -> tensor<32x8xf32>
+  %z = arith.constant 0.0 : f32
+  %o = tensor.empty() : tensor<16x8xf32>
+  %f = linalg.fill ins(%z : f32) outs(%o : tensor<16x8xf32>) -> tensor<16x8xf32>
+  %m = linalg.generic {indexing_maps = [#mk, #kn, #mn], iterator_types = ["parallel", "parallel", "reduction"]} ins(%a, %b : tensor<16x32xf32>, tensor<32x8xf32>) outs(%f : tensor<16x8xf32>) {
+  ^bb0(%p: f32, %q: f32, %acc: f32):
+    %pq = arith.mulf %p, %q : f32
+    %r = arith.addf %acc, %pq : f32
+    linalg.yield %r : f32
+  } -> tensor<16x8xf32>
+  return %m : tensor<16x8xf32>
+}
+
+// CHECK-LABEL: func.func @narrow_then_widen_into_matmul
+// CHECK:         %s = "rdu.kernel"(%x, %e) <{kind = #rdu.pattern<map>
+// CHECK:           arith.truncf
+// CHECK:         }) : (tensor<16x32xf32>, tensor<16x32xbf16>) -> tensor<16x32xbf16>
+// CHECK:         "rdu.kernel"(%w, %s, {{.*}}) <{kind = #rdu.pattern<matmul>
+// CHECK-NEXT:    ^bb0(%{{.*}}: bf16, %{{.*}}: bf16, %{{.*}}: f32, %{{.*}}: f32):
+// CHECK-NOT:       arith.truncf
+// CHECK:           arith.extf
+// CHECK:           arith.extf
+// CHECK:           arith.mulf
