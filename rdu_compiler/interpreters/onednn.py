@@ -125,9 +125,14 @@ class _OneDNN:
         hit = cache.get(key)
         if hit is not None:
             return hit
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()  # the primitives are leaked rather than destroyed while another call may hold one
         lib = self.lib
+        if len(cache) >= _CACHE_LIMIT:  # this thread's: nothing else holds them
+            for old in cache.values():
+                if old is not False:
+                    lib.dnnl_primitive_destroy(old[0])
+                    for mem in old[1]:
+                        lib.dnnl_memory_destroy(mem)
+            cache.clear()
         sc = (sa[0], sa[1], sb[2])
         tc = (sc[1] * sc[2], sc[2], 1)
         mds = [self._md(sa, ta, _DT_BF16), self._md(sb, tb, _DT_BF16), self._md(sc, tc, _DT_F32)]

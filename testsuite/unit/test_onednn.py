@@ -4,6 +4,7 @@ same bits whatever the operands' layout or the tile's height, used by both execu
 from __future__ import annotations
 
 import platform
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -115,10 +116,28 @@ def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert np.array_equal(got, np.matmul(a.astype(np.float32), b.astype(np.float32)))
 
 
+class _Conv1DStyle(torch.nn.Module):
+    """GPT-2's Conv1D: `x @ W` with W stored (in, out), read as it is (not transposed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = torch.nn.Parameter(torch.randn(1024, 1536) / 32)
+        self.w2 = torch.nn.Parameter(torch.randn(1536, 1024) / 40)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.gelu(x @ self.w1) @ self.w2
+
+
+def _linear_style() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(1024, 1536), torch.nn.GELU(), torch.nn.Linear(1536, 1024))
+
+
 @needs_onednn
-def test_a_bf16_linear_runs_through_onednn_in_both_executors(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bf16 nn.Linear big enough for oneDNN: both executors call it, agree bitwise, and
-    agree with eager bf16 to bf16's rounding."""
+@pytest.mark.parametrize("build", [_linear_style, _Conv1DStyle], ids=["linear", "conv1d"])
+def test_a_bf16_mlp_runs_through_onednn_in_both_executors(monkeypatch: pytest.MonkeyPatch, build: Any) -> None:
+    """A bf16 MLP big enough for oneDNN, with nn.Linear's (out, in) weights or Conv1D's
+    (in, out): both executors call it, agree bitwise, and agree with eager bf16 to bf16's
+    rounding."""
     calls: list[tuple[int, ...]] = []
     real = onednn.matmul
 
@@ -130,7 +149,7 @@ def test_a_bf16_linear_runs_through_onednn_in_both_executors(monkeypatch: pytest
 
     monkeypatch.setattr(onednn, "matmul", counting)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(1024, 1536), torch.nn.GELU(), torch.nn.Linear(1536, 1024)).to(torch.bfloat16)
+    model = build().to(torch.bfloat16)
     x = torch.randn(128, 1024, dtype=torch.bfloat16)
     program = rdu_compiler.compile(model, (x,), fabric="sn40l")
     args = program._arguments((x,))
@@ -144,3 +163,18 @@ def test_a_bf16_linear_runs_through_onednn_in_both_executors(monkeypatch: pytest
         ref = model(x).float().numpy()
     out = np.asarray(prepared[0], dtype=np.float32).reshape(ref.shape)
     assert np.max(np.abs(out - ref)) <= 0.05 * np.max(np.abs(ref))
+
+
+@needs_onednn
+def test_primitives_past_the_cache_limit_are_destroyed_and_made_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onednn, "_CACHE_LIMIT", 3)
+    rng = np.random.default_rng(5)
+    a = _bf16(rng, 1, 128, 1024)
+    for _ in range(2):
+        for n in range(200, 208):
+            b = _bf16(rng, 1, 1024, n)
+            c = onednn.matmul(a, b)
+            assert c is not None
+            np.testing.assert_allclose(c, np.matmul(a.astype(np.float32), b.astype(np.float32)), rtol=1e-5, atol=1e-3)
+    dnnl = onednn._onednn()
+    assert dnnl is not None and len(dnnl.local.cache) <= 3
