@@ -32,6 +32,10 @@ same layouts and get the same bits (`testsuite/unit/test_emulator_fast.py`,
 contiguous copy) nor the number of rows in the tile changes a row's result (checked in
 `testsuite/unit/test_onednn.py`).
 
+Threads: oneDNN runs on OpenMP (the process's libgomp, torch's when torch is loaded) with
+`OMP_NUM_THREADS` threads; a forked child uses one (`_one_openmp_thread`: libgomp hangs in
+a forked child otherwise). 1 and 2 threads gave the same bytes on every shape tried.
+
 Errors: a oneDNN call that fails after the primitive was made raises `RuntimeError`
 naming the call and its status; a problem oneDNN has no fast kernel for (its reference
 implementation) returns None instead.
@@ -171,6 +175,27 @@ class _OneDNN:
 
 
 _STATE: dict[str, Any] = {}
+_FORKED = [False]
+
+
+def _after_fork_in_child() -> None:
+    _FORKED[0] = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _one_openmp_thread() -> None:
+    """libgomp is not fork-safe: a forked child whose parent ran an OpenMP parallel region
+    (oneDNN here, or torch) hangs in its next one (measured: a `multiprocessing` fork pool
+    running a bf16 GEMM after the parent ran one never returned; so does torch's own bf16 mm).
+    A forked child therefore runs oneDNN on one thread. The bits do not change: the same
+    products gave the same bytes on 1 and 2 threads for every shape tried (128 x 1024 @
+    1024 x 688 ... 4 x 16384 @ 16384 x 256)."""
+    try:
+        ctypes.CDLL("libgomp.so.1").omp_set_num_threads(1)
+    except (OSError, AttributeError):
+        pass
 
 
 def _onednn() -> _OneDNN | None:
@@ -180,6 +205,8 @@ def _onednn() -> _OneDNN | None:
     if _STATE.get("pid") == pid:
         return _STATE["dnnl"]
     dnnl: _OneDNN | None = None
+    if _FORKED[0]:
+        _one_openmp_thread()
     if os.environ.get("RDU_BF16_GEMM", "onednn") != "numpy":
         path = _library_path()
         if path is not None:

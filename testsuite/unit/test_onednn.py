@@ -178,3 +178,48 @@ def test_primitives_past_the_cache_limit_are_destroyed_and_made_again(monkeypatc
             np.testing.assert_allclose(c, np.matmul(a.astype(np.float32), b.astype(np.float32)), rtol=1e-5, atol=1e-3)
     dnnl = onednn._onednn()
     assert dnnl is not None and len(dnnl.local.cache) <= 3
+
+
+_CHILD = """
+import hashlib, multiprocessing as mp, sys
+import ml_dtypes, numpy as np
+from rdu_compiler.interpreters import onednn
+
+def product(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((1, 128, 1024)).astype(ml_dtypes.bfloat16)
+    b = rng.standard_normal((1, 1024, 688)).astype(ml_dtypes.bfloat16)
+    return hashlib.sha256(onednn.matmul(a, b).tobytes()).hexdigest()
+
+if __name__ == "__main__":
+    print("parent", product(0))
+    if sys.argv[1] == "fork":
+        with mp.get_context("fork").Pool(2) as pool:
+            print("children", *pool.map(product, [0, 0, 1]))
+"""
+
+
+def _run_child(tmp_path: Any, mode: str, threads: int) -> list[str]:
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, timeout=120, env=env, check=True)
+    return out.stdout.split()
+
+
+@needs_onednn
+def test_a_forked_child_multiplies_after_its_parent_did(tmp_path: Any) -> None:
+    """libgomp is not fork-safe: without `_one_openmp_thread` the pool below never returns
+    once the parent has run a two-thread GEMM."""
+    words = _run_child(tmp_path, "fork", threads=2)
+    parent, children = words[1], words[3:]
+    assert children[0] == parent and children[1] == parent and children[2] != parent
+
+
+@needs_onednn
+def test_the_bits_do_not_depend_on_the_thread_count(tmp_path: Any) -> None:
+    assert _run_child(tmp_path, "one", threads=1) == _run_child(tmp_path, "one", threads=2)
