@@ -94,8 +94,9 @@ def _skips_a_loop(amap: AffineMap) -> bool:
 
 
 def _feeds_only_contractions(kernel: rdu.KernelOp) -> bool:
-    """Every reader of the kernel's results reads them skipping one of its loops (a
-    matmul's operand): a producer with arithmetic is never folded there."""
+    """Every reader of the kernel's results reads them skipping one of its own loops (a
+    matmul's operand, a broadcast): `fusable_operand` never folds a producer with
+    arithmetic into such a reader, only FLOP-free ones."""
     uses = [u for r in kernel.results for u in r.uses]
     return bool(uses) and all(isinstance(u.operation, rdu.KernelOp) and u.index < len(u.operation.indexing_maps.data)
                               and _skips_a_loop(u.operation.indexing_maps.data[u.index].data) for u in uses)
