@@ -28,13 +28,15 @@ transpose of an (n, k) nn.Linear weight: measured, 128 x 768 @ 768 x 768 differs
 bits). A transposing copy to one layout costs more than the GEMM (1.4 ms against 0.8 ms
 for a 768 x 768 bf16 tile), so it is not made: the two emulator executors hand over the
 same layouts and get the same bits (`testsuite/unit/test_emulator_fast.py`,
-`test_onednn.py`). Neither the leading dimension (a row-major block of a wider tensor or a
-contiguous copy) nor the number of rows in the tile changes a row's result (checked in
-`testsuite/unit/test_onednn.py`).
+`test_onednn.py`). With `avx512_core_bf16` kernels (measured; oneDNN does not promise it,
+and AMX was not measured), neither the leading dimension (a row-major block of a wider
+tensor or a contiguous copy) nor the number of rows in the tile changes a row's result
+(`testsuite/unit/test_onednn.py`).
 
 Threads: oneDNN runs on OpenMP (the process's libgomp, torch's when torch is loaded) with
 `OMP_NUM_THREADS` threads; a forked child uses one (`_one_openmp_thread`: libgomp hangs in
-a forked child otherwise). 1 and 2 threads gave the same bytes on every shape tried.
+a forked child otherwise). 1 and 2 threads gave the same bytes on every shape tried
+(`avx512_core_bf16`).
 
 Errors: a oneDNN call that fails after the primitive was made raises `RuntimeError`
 naming the call and its status; a problem oneDNN has no fast kernel for (its reference
@@ -189,9 +191,9 @@ def _one_openmp_thread() -> None:
     """libgomp is not fork-safe: a forked child whose parent ran an OpenMP parallel region
     (oneDNN here, or torch) hangs in its next one (measured: a `multiprocessing` fork pool
     running a bf16 GEMM after the parent ran one never returned; so does torch's own bf16 mm).
-    A forked child therefore runs oneDNN on one thread. The bits do not change: the same
-    products gave the same bytes on 1 and 2 threads for every shape tried (128 x 1024 @
-    1024 x 688 ... 4 x 16384 @ 16384 x 256)."""
+    A forked child therefore runs oneDNN on one thread. The bits did not change with it: the
+    same products gave the same bytes on 1 and 2 threads for every shape tried (128 x 1024 @
+    1024 x 688 ... 4 x 16384 @ 16384 x 256, `avx512_core_bf16`)."""
     try:
         ctypes.CDLL("libgomp.so.1").omp_set_num_threads(1)
     except (OSError, AttributeError):
