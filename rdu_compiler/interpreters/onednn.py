@@ -51,10 +51,10 @@ import threading
 from importlib import metadata
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
-BF16 = np.dtype(ml_dtypes.bfloat16)
+from rdu_compiler.interpreters.bf16 import BF16
+
 F32 = np.dtype(np.float32)
 
 #: Products below this many multiply-adds (m * n * k * batch) stay on np.matmul: oneDNN's
@@ -102,8 +102,7 @@ class _OneDNN:
 
     def __init__(self, lib: ctypes.CDLL):
         self.lib = lib
-        for name, restype in (("dnnl_get_effective_cpu_isa", ctypes.c_int),):
-            getattr(lib, name).restype = restype
+        lib.dnnl_get_effective_cpu_isa.restype = ctypes.c_int
         self.isa = int(lib.dnnl_get_effective_cpu_isa())
         self.engine, self.stream = _vp(), _vp()
         self._check("dnnl_engine_create", lib.dnnl_engine_create(ctypes.byref(self.engine), _CPU_ENGINE, ctypes.c_size_t(0)))
@@ -228,7 +227,8 @@ def available() -> bool:
 
 
 def backend() -> str:
-    """'onednn (ISA 0x...)' or 'numpy sgemm (widened)': what the emulator's bf16 GEMMs use."""
+    """What the emulator's bf16 GEMMs use: 'onednn bf16 (ISA 0x...)' or 'numpy sgemm of
+    widened operands'."""
     dnnl = _onednn()
     return f"onednn bf16 (ISA {dnnl.isa:#x})" if dnnl is not None else "numpy sgemm of widened operands"
 
