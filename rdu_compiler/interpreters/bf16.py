@@ -56,3 +56,21 @@ def lookup(key: Hashable, fn: Callable[[np.ndarray], Any], x: np.ndarray) -> np.
     """`fn(x)` for a bf16 array `x`, element by element from `fn`'s table (the same bits;
     a new C-contiguous array of `x`'s shape)."""
     return np.take(table(key, fn), x.view(np.uint16))
+
+
+_CHAIN_TABLES: dict[Hashable, tuple[np.ndarray, ...]] = {}
+
+
+def tables(key: Hashable, fn: Callable[[np.ndarray], list[Any]]) -> tuple[np.ndarray, ...]:
+    """Several tables at once: `fn` on every bf16 value returns one array per table (a bf16
+    chain's exits, `interpreters/chains.py`); computed on first use, kept by `key`."""
+    ts = _CHAIN_TABLES.get(key)
+    if ts is None:
+        with np.errstate(all="ignore"):
+            ts = tuple(np.asarray(v) for v in fn(all_values()))
+        for t in ts:
+            if t.shape != (1 << 16,):
+                raise ValueError(f"bf16 table {key}: the values are not elementwise (shape {t.shape})")
+            t.flags.writeable = False
+        _CHAIN_TABLES[key] = ts
+    return ts

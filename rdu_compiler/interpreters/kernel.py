@@ -11,6 +11,7 @@ whose use of the accumulator is not a recognised combiner is refused.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,19 @@ def _gather(arr: Any, access: Access, starts: tuple[int, ...], sizes: tuple[int,
     return arr[tuple(np.broadcast_arrays(*idx))] if idx else arr
 
 
+def operand_aliases(kernel: KernelOp, accesses: Sequence[Access]) -> list[int]:
+    """Per block argument, the first argument the kernel binds to the same input tensor
+    with the same access (itself if none): both read the same values on every tile."""
+    ins = list(kernel.inputs)
+    out = list(range(len(kernel.body.block.args)))
+    for i, v in enumerate(ins):
+        for j in range(i):
+            if ins[j] is v and accesses[j] == accesses[i]:
+                out[i] = out[j]
+                break
+    return out
+
+
 class KernelExecutor:
     """A kernel compiled once for repeated tile-by-tile execution."""
 
@@ -134,8 +148,9 @@ class KernelExecutor:
             self.hash_seeds = (int(kernel.hash_seeds.get_values()[0]), int(kernel.hash_seeds.get_values()[1]))  # type: ignore[union-attr]
             self.miss_row = kernel.miss_row.value.data if kernel.miss_row is not None else -1
             return
+        aliases = operand_aliases(kernel, self.accesses)
         if not self.red:
-            self.payload = CompiledPayload(block, self.name, inplace=self.inplace)
+            self.payload = CompiledPayload(block, self.name, inplace=self.inplace, aliases=aliases)
             return
         plan = reduction_plan(block, self.n_in, [not r.uses for r in kernel.results])
         self.contraction = plan.contraction
@@ -163,7 +178,7 @@ class KernelExecutor:
                 self.selects[i] = sel
         if plan.misread is not None:
             raise EmulatorError(f"kernel '{self.name}': the accumulator is read outside its combiner")
-        self.payload = CompiledPayload(block, self.name, set(plan.skip), inplace=self.inplace)
+        self.payload = CompiledPayload(block, self.name, set(plan.skip), inplace=self.inplace, aliases=aliases)
         for i, role in enumerate(plan.roles):
             if role.kind == "select":
                 self.combiners.append(("select", i))

@@ -257,6 +257,7 @@ class PreparedKernelExecutor(KernelExecutor):
         stats = KernelStats(tiles=len(plan.tiles), operand_bytes=list(plan.operand_bytes))
         results: list[Any] = [None] * self.n_init
         fresh_ok = True
+        tile_casts: tuple[tuple[np.dtype[Any], ...], ...] | None = None
         if self.roles is not None:
             a, b = self.contraction  # type: ignore[misc]
             dtype = self.result_dtypes[0]
@@ -264,14 +265,21 @@ class PreparedKernelExecutor(KernelExecutor):
             casts = self.operand_casts
             native = dtype == onednn.F32 and onednn.available() and all(
                 (c[-1] if c else key[i][0]) == onednn.BF16 for i, c in zip((a, b), casts, strict=True))
-            for i in (a, b):  # converted once, whole (exact, elementwise): each tile sees the same values
+            left = list(casts)
+            for j, i in enumerate((a, b)):  # converted once, whole (exact, elementwise): each tile sees the same values
                 x = operands[i]
-                if isinstance(x, np.ndarray) and x.dtype != dtype and x.size <= CONVERT_WHOLE_MAX and not native:
+                if not isinstance(x, np.ndarray) or x.size > CONVERT_WHOLE_MAX:
+                    continue
+                if native and casts[j]:  # its rounding casts (truncf to bf16), once instead of per tile
+                    operands[i] = apply_casts(x, casts[j])
+                    left[j] = ()
+                elif x.dtype != dtype and not native:
                     operands[i] = x.astype(dtype)
+            tile_casts = (left[0], left[1])
             if self._direct is None:
                 self._direct = self._direct_ok(plan)
             if self._direct:
-                return self._run_contraction(plan, operands, inits, caps, stats)
+                return self._run_contraction(plan, operands, inits, caps, stats, tile_casts)
         if not self.red and len(plan.tiles) == 1:
             return self._run_map1(plan, operands, caps, stats)
         accs: list[Any] = []
@@ -295,7 +303,7 @@ class PreparedKernelExecutor(KernelExecutor):
                     args[i] = _apply(x, cut, acc, t.starts, t.sizes, copy)
             args.extend(caps)
             if self.roles is not None:
-                accs = self._contract_into(args, accs, t.sizes)
+                accs = self._contract_into(args, accs, t.sizes, tile_casts)
             else:
                 ctx = t.ctx
                 assert ctx is not None
@@ -402,10 +410,13 @@ class PreparedKernelExecutor(KernelExecutor):
         dims = [coeffs.index(1) for coeffs, _ in acc.forms if any(coeffs)]
         return all(t.stores[0][1] is None and all(t.tile_shape[d] == 1 for d in range(len(t.sizes)) if d not in dims) for t in plan.tiles)
 
-    def _run_contraction(self, plan: _Plan, operands: list[Any], inits: list[Any], caps: list[Any], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
+    def _run_contraction(self, plan: _Plan, operands: list[Any], inits: list[Any], caps: list[Any], stats: KernelStats,
+                         casts: tuple[tuple[np.dtype[Any], ...], ...]) -> tuple[list[np.ndarray], KernelStats]:
         """A contraction tile by tile: each k-tile's product added to the accumulator (the
         same sums in the same order as `_reduce`), the last one straight into the result's
-        slice; a folded fill starts as one scalar of the result dtype (what `np.full` holds)."""
+        slice; a folded fill starts as one scalar of the result dtype (what `np.full` holds).
+        `casts`: the operands' rounding casts still to apply per tile (`operand_casts`, less
+        those applied to the whole operand already)."""
         dtype = self.result_dtypes[0]
         result = self._buffer(0, plan.shapes[0])
         fill = self.init_fills[0]
@@ -427,7 +438,7 @@ class PreparedKernelExecutor(KernelExecutor):
                     args[i] = (view.transpose(cut[2]) if cut[2] is not None else view).reshape(cut[3])  # type: ignore[index]
                 else:
                     args[i] = _apply(x, cut, self.accesses[i], t.starts, t.sizes)
-            c = self._product(args, dtype, t.sizes)
+            c = self._product(args, dtype, t.sizes, casts)
             drop, _, index = t.stores[0]
             if t.last_red:
                 target = result[index]
@@ -444,8 +455,10 @@ class PreparedKernelExecutor(KernelExecutor):
         stats.result_bytes = result.nbytes
         return [result], stats
 
-    def _product(self, args: list[Any], dtype: np.dtype[Any], sizes: tuple[int, ...]) -> Any:
-        """One tile's `sum over k of a * b` (`_contract`'s batched matmul), shaped as the accumulator."""
+    def _product(self, args: list[Any], dtype: np.dtype[Any], sizes: tuple[int, ...],
+                 casts: tuple[tuple[np.dtype[Any], ...], ...] | None = None) -> Any:
+        """One tile's `sum over k of a * b` (`_contract`'s batched matmul), shaped as the
+        accumulator; the operands rounded by `casts` first (default: `operand_casts`)."""
         a, b = self.contraction  # type: ignore[misc]
         cp = self._contract_plans.get(sizes)
         if cp is None:
@@ -465,7 +478,7 @@ class PreparedKernelExecutor(KernelExecutor):
             cp = tuple(None if i in (0, 2, 5) and ident(x) else x for i, x in enumerate(cp))  # identity transposes skipped
             self._contract_plans[sizes] = cp
         perm_a, shape_a, perm_b, shape_b, c_shape, c_perm, out_shape = cp
-        ca, cb = self.operand_casts
+        ca, cb = self.operand_casts if casts is None else casts
         at = apply_casts(args[a], ca) if ca else np.asarray(args[a])
         bt = apply_casts(args[b], cb) if cb else np.asarray(args[b])
         at = (at.transpose(perm_a) if perm_a is not None else at).reshape(shape_a)
@@ -473,10 +486,11 @@ class PreparedKernelExecutor(KernelExecutor):
         c = tile_matmul(at, bt, dtype).reshape(c_shape)
         return (c.transpose(c_perm) if c_perm is not None else c).reshape(out_shape)
 
-    def _contract_into(self, args: list[Any], accs: list[Any], sizes: tuple[int, ...]) -> list[Any]:
+    def _contract_into(self, args: list[Any], accs: list[Any], sizes: tuple[int, ...],
+                       casts: tuple[tuple[np.dtype[Any], ...], ...] | None) -> list[Any]:
         """`_contract` then `acc + prod`, with the transposes prepared and the sum in place."""
         acc = accs[0]
-        c = self._product(args, acc.dtype, sizes)
+        c = self._product(args, acc.dtype, sizes, casts)
         if c.dtype == acc.dtype and c.shape == acc.shape:
             np.add(acc, c, out=acc)
             return [acc]

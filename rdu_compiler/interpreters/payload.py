@@ -24,6 +24,7 @@ import numpy as np
 import scipy.special
 from xdsl.dialects import arith, cf, math, tensor
 from xdsl.dialects.builtin import (
+    BFloat16Type,
     FloatAttr,
     IndexType,
     IntegerAttr,
@@ -36,6 +37,7 @@ from rdu_compiler.dialects import rdu
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.interpreters import bf16
+from rdu_compiler.interpreters.chains import BF16Chain, find_chains, structural_key
 from rdu_compiler.ir import op_name
 from rdu_compiler.kernel.traffic import burst_round, gather_run_dim
 
@@ -189,25 +191,68 @@ class CompiledPayload:
         EmulatorError: at construction, for a payload op with no numpy rule.
     """
 
-    def __init__(self, block: Block, kernel: str, skip: set[Operation] | None = None, inplace: bool = False):
+    def __init__(self, block: Block, kernel: str, skip: set[Operation] | None = None, inplace: bool = False,
+                 aliases: list[int] | None = None, chains: bool = True):
         self.kernel = kernel
         self.inplace = inplace
-        self.slots: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
+        # block argument i reads slot aliases[i] (the kernel binds it to the same tensor and
+        # access as that argument: the same values, `KernelExecutor`'s operand aliases)
+        self.slots: dict[SSAValue, int] = {a: (aliases[i] if aliases else i) for i, a in enumerate(block.args)}
         self.n_args = len(block.args)
         self.steps: list[Step] = []
         self.yield_slots: list[int] = []
         self.fresh: set[int] = set()  # slots whose value is an array the payload made itself
         self.skip = skip or set()
-        for op in block.ops:
-            name = op_name(op)
-            if isinstance(op, rdu.YieldOp):
-                self.yield_slots = [self.slots.get(v, -1) for v in op.operands]
+        ops = [op for op in block.ops if not isinstance(op, rdu.YieldOp) and op not in self.skip]
+        kept = self._number(ops)
+        self.readers: dict[int, list[Operation]] = {}  # slot -> the evaluated ops, combiners and yield reading it
+        for op in [*kept, *self.skip, block.last_op]:
+            if op is None:
                 continue
-            if skip and op in skip:
+            for v in op.operands:
+                self.readers.setdefault(self.slots.get(v, -1), []).append(op)
+        term = block.last_op
+        if isinstance(term, rdu.YieldOp):
+            self.yield_slots = [self.slots.get(v, -1) for v in term.operands]
+        chain_of, constants = find_chains(self, kept, chainable, _is_bf16) if chains else ({}, set())
+        const_steps: list[Step] = []
+        self.chains: list[BF16Chain] = []
+        for op in kept:
+            chain = chain_of.get(op)
+            if chain is not None:
+                if op is chain.ops[0]:
+                    chain.steps = [self._compile(m, op_name(m)) for m in chain.ops]  # (their `fresh`: a lookup's is too)
+                    self.chains.append(chain)
+                    self.steps.append(chain.step)
+                continue
+            step = self._compile(op, op_name(op))
+            (const_steps if op in constants else self.steps).append(step)
+        self.steps[:0] = const_steps  # constants (and ops on them only) first: they read nothing else
+        if self.chains:
+            consts: list[Any] = [None] * len(self.slots)
+            for st in const_steps:
+                st(consts, TileContext((), ()))
+            for chain in self.chains:
+                chain.seal(const_steps, len(self.slots), structural_key(chain, self.slots, consts), TileContext((), ()))
+
+    def _number(self, ops: list[Operation]) -> list[Operation]:
+        """Give every result a slot; an op identical to an earlier one (same op, operand
+        slots, properties and types; no effects) reuses its slots and is not evaluated.
+        The ops to evaluate, in block order."""
+        kept: list[Operation] = []
+        seen: dict[tuple[Any, ...], list[int]] = {}
+        for op in ops:
+            key = _cse_key(op, self.slots)
+            if key is not None and key in seen:
+                for r, s in zip(op.results, seen[key], strict=True):
+                    self.slots[r] = s
                 continue
             for r in op.results:
                 self.slots[r] = len(self.slots)
-            self.steps.append(self._compile(op, name))
+            if key is not None:
+                seen[key] = [self.slots[r] for r in op.results]
+            kept.append(op)
+        return kept
 
     def run(self, args: list[Any], ctx: TileContext) -> list[Any]:
         vals: list[Any] = list(args) + [None] * (len(self.slots) - self.n_args)
@@ -279,7 +324,8 @@ class CompiledPayload:
         if not self.inplace:
             return out
         for i, v in enumerate(op.operands):
-            if self.slots.get(v, -1) in self.fresh and all(u.operation is op for u in v.uses):
+            s = self.slots.get(v, -1)
+            if s in self.fresh and all(u is op for u in self.readers.get(s, ())):
                 out.append(i)
         return out
 
@@ -479,6 +525,48 @@ def _fits(t: Any, other: Any) -> bool:
         return False
     shape = getattr(other, "shape", ())
     return len(shape) <= t.ndim and all(s in (1, d) for s, d in zip(reversed(shape), reversed(t.shape), strict=False))
+
+
+#: Ops whose numpy value at an element is exact (IEEE-rounded, or integer) in any dtype, so
+#: independent of the element's position and the array's layout (`interpreters/chains.py`).
+_EXACT: set[OpKey] = {
+    arith.AddfOp, arith.SubfOp, arith.MulfOp, arith.DivfOp, arith.MaximumfOp, arith.MinimumfOp, arith.MaxnumfOp,
+    arith.MinnumfOp, "arith.remf", math.CopySignOp, arith.NegfOp, math.AbsFOp, math.AbsIOp, math.SqrtOp,
+    math.CeilOp, math.FloorOp, math.RoundEvenOp, math.RoundOp, math.TruncOp,
+    arith.AddiOp, arith.SubiOp, arith.MuliOp, arith.AndIOp, arith.OrIOp, arith.XOrIOp, arith.MaxSIOp, arith.MinSIOp,
+    arith.MaxUIOp, arith.MinUIOp,
+}
+
+
+def chainable(op: Operation) -> bool:
+    """Whether `op` may be in a bf16 chain (`interpreters/chains.py`): an elementwise op
+    that reads nothing but its operands, raises on no value, and whose value at an element
+    does not depend on the array's layout (exact ops in any dtype; any rule on bf16 operands,
+    which ml_dtypes evaluates one element at a time)."""
+    key = op_key(op)
+    if key in _INT_DIVISIONS or isinstance(op, arith.FPToSIOp | arith.FPToUIOp):
+        return False
+    if key in _CASTS or isinstance(op, arith.ConstantOp | arith.CmpfOp | arith.CmpiOp | arith.SelectOp):
+        return True
+    if key in _EXACT:
+        return True
+    if key in _BINARY or key in _UNARY or isinstance(op, math.FPowIOp):
+        return all(_is_bf16(v.type) for v in op.operands[:1 if isinstance(op, math.FPowIOp) else None])
+    return False
+
+
+def _cse_key(op: Operation, slots: dict[SSAValue, int]) -> tuple[Any, ...] | None:
+    """What makes `op` the same as another op (name, operand slots, properties, result
+    types), for ops whose value is that alone; None for the others (`tensor.extract`
+    counts the bytes it gathers, `cf.assert` has no value)."""
+    if op_key(op) not in PAYLOAD_OPS or isinstance(op, tensor.ExtractOp | cf.AssertOp):
+        return None
+    props = tuple(sorted((k, str(a)) for k, a in [*op.properties.items(), *op.attributes.items()]))
+    return (op.name, tuple(slots[v] for v in op.operands), props, tuple(str(r.type) for r in op.results))
+
+
+def _is_bf16(t: Attribute) -> bool:
+    return isinstance(t, BFloat16Type)
 
 
 def compare_fn(op: Operation) -> Callable[[Any, Any], Any]:
