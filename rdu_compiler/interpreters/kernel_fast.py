@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from xdsl.dialects import arith
 
-from rdu_compiler.dialects.rdu import KernelOp, Pattern
+from rdu_compiler.dialects.rdu import KernelOp, Pattern, YieldOp
 from rdu_compiler.interpreters import onednn
 from rdu_compiler.interpreters.kernel import (
     Empty,
@@ -176,6 +177,14 @@ class PreparedKernelExecutor(KernelExecutor):
         # np.where's): no operand's memory, so `_fresh` need not look (a map kernel's payload)
         ys = self.payload.yield_slots if not self._general and not self.red else []
         self._made = bool(ys) and all(s in self.payload.fresh for s in ys) and len(set(ys)) == len(ys)
+        # a map whose payload is one float cast of an input (logits to bf16): the argument of
+        # that input, written into each tile's result slice by the cast itself (`_cast_into`)
+        self._cast_only: int | None = None
+        ops = list(kernel.body.block.ops)
+        if (not self._general and not self.red and self.n_init == 1 and len(ops) == 2
+                and isinstance(ops[0], arith.ExtFOp | arith.TruncFOp) and isinstance(ops[1], YieldOp)
+                and ops[1].operands[0] is ops[0].results[0] and ops[0].operands[0] in kernel.body.block.args[:self.n_in]):
+            self._cast_only = kernel.body.block.args.index(ops[0].operands[0])  # type: ignore[arg-type]
         if self.contraction is not None:
             a, b = self.contraction
             self.roles = contraction_dims(self.accesses[a], self.accesses[b], self.accesses[self.n_in], len(self.domain))
@@ -266,12 +275,14 @@ class PreparedKernelExecutor(KernelExecutor):
             native = dtype == onednn.F32 and onednn.available() and all(
                 (c[-1] if c else key[i][0]) == onednn.BF16 for i, c in zip((a, b), casts, strict=True))
             left = list(casts)
+            cast: dict[tuple[int, Any], np.ndarray] = {}  # both operands one tensor (q @ k^T of one qkv): cast once
             for j, i in enumerate((a, b)):  # converted once, whole (exact, elementwise): each tile sees the same values
                 x = operands[i]
                 if not isinstance(x, np.ndarray) or x.size > CONVERT_WHOLE_MAX:
                     continue
                 if native and casts[j]:  # its rounding casts (truncf to bf16), once instead of per tile
-                    operands[i] = apply_casts(x, casts[j])
+                    y = cast.get((id(x), casts[j]))
+                    operands[i] = y if y is not None else cast.setdefault((id(x), casts[j]), apply_casts(x, casts[j]))
                     left[j] = ()
                 elif x.dtype != dtype and not native:
                     operands[i] = x.astype(dtype)
@@ -309,6 +320,9 @@ class PreparedKernelExecutor(KernelExecutor):
                 assert ctx is not None
                 ctx.gathered_bytes = ctx.cold_gathered_bytes = 0
                 ctx.rows_read = (0, 0)
+                if not self.red and self._cast_only is not None and not single and self._cast_into(results, args, t, plan):
+                    prev = t
+                    continue
                 if not self.red:
                     vals = self.payload.run(args, ctx)
                     values = [vals[s] for s in self.payload.yield_slots]
@@ -367,6 +381,22 @@ class PreparedKernelExecutor(KernelExecutor):
         stats.add_rows(ctx)
         stats.result_bytes = sum([r.nbytes for r in results])
         return results, stats
+
+    def _cast_into(self, results: list[Any], args: list[Any], t: _Tile, plan: _Plan) -> bool:
+        """A cast-only map tile (`_cast_only`) as `np.copyto(result slice, argument)`: the
+        dtype's cast loop, as the payload's `astype`, without the tile's own array and its
+        copy. False (nothing done) unless the slice is a plain view of the argument's shape."""
+        x = args[self._cast_only]  # type: ignore[index]
+        drop, perm, index = t.stores[0]
+        if perm is not None or type(x) is not np.ndarray or x.shape != t.tile_shape or any(d != slice(None) for d in drop):
+            return False
+        if results[0] is None:
+            results[0] = self._buffer(0, plan.shapes[0])
+        target = results[0][index]
+        if type(target) is not np.ndarray or target.shape != x.shape:
+            return False
+        np.copyto(target, x, casting="unsafe")
+        return True
 
     @staticmethod
     def _fresh(values: list[Any], operands: list[Any]) -> bool:

@@ -16,6 +16,7 @@ import torch
 
 import rdu_compiler
 from rdu_compiler.frontend.torch.model_file import load_model_file
+from rdu_compiler.interpreters.kernel_fast import PreparedKernelExecutor
 from rdu_compiler.runtime.emulator import Emulator, EmulatorStats
 
 
@@ -190,3 +191,30 @@ def test_a_rounding_cast_on_a_contraction_operand_is_applied() -> None:
     unrounded = (x.double() @ w).to(torch.bfloat16).float().numpy()
     assert np.mean(got == rounded) >= 0.99
     assert np.mean(got == unrounded) < 0.9
+
+
+def test_cast_only_maps_write_each_tile_into_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """f32 -> bf16 and bf16 -> f32 over several tiles (and a transposed one, which takes the
+    general store), special values included: bitwise the general executor's."""
+
+    class Casts(torch.nn.Module):
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return x.to(torch.bfloat16), y.float(), x.t().to(torch.bfloat16)
+
+    x = torch.randn(128, 20000)
+    flat = x.view(-1)
+    flat[:8] = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0, 1e-40, -1e-40, 3.4e38, 1.00390625])
+    flat[8:16] = torch.from_numpy(np.array([0x7F800001, 0xFFC00001, 0x3F808000, 0x3F818000, 0x00008000, 0x7F7FFFFF,
+                                            0x80000001, 0x3F80FFFF], dtype=np.uint32).view(np.float32))
+    y = torch.randn(128, 20000).to(torch.bfloat16)
+    program = rdu_compiler.compile(Casts(), (x, y), fabric="sn40l")
+    args = program._arguments((x, y))
+    written: list[bool] = []
+    real = PreparedKernelExecutor._cast_into
+    monkeypatch.setattr(PreparedKernelExecutor, "_cast_into", lambda self, *a: written.append(real(self, *a)) or written[-1])
+    ref, ref_stats = Emulator(program.module, program.fabric, prepared=False).run(args)
+    for _ in range(2):
+        got, stats = Emulator(program.module, program.fabric).run(args)
+        _same(ref, got)
+        assert _counters(ref_stats) == _counters(stats)
+    assert written.count(True) >= 8, written  # several tiles of each plain cast went in place
