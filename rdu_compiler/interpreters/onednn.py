@@ -28,15 +28,17 @@ transpose of an (n, k) nn.Linear weight: measured, 128 x 768 @ 768 x 768 differs
 bits). A transposing copy to one layout costs more than the GEMM (1.4 ms against 0.8 ms
 for a 768 x 768 bf16 tile), so it is not made: the two emulator executors hand over the
 same layouts and get the same bits (`testsuite/unit/test_emulator_fast.py`,
-`test_onednn.py`). With `avx512_core_bf16` kernels (measured; oneDNN does not promise it,
-and AMX was not measured), neither the leading dimension (a row-major block of a wider
-tensor or a contiguous copy) nor the number of rows in the tile changes a row's result
-(`testsuite/unit/test_onednn.py`).
+`test_onednn.py`). On an AMX CPU a strided operand (a window of a wider tensor) is first
+copied dense, its unit-stride dim kept (`_dense`: oneDNN's AMX kernel takes dense
+operands only). With `avx512_core_bf16` kernels and with AMX ones (measured; oneDNN does
+not promise it), neither the leading dimension (a row-major block of a wider tensor or a
+contiguous copy) nor the number of rows in the tile changes a row's result, for products
+of at least `MIN_MACS` (`testsuite/unit/test_onednn.py`).
 
 Threads: oneDNN runs on OpenMP (the process's libgomp, torch's when torch is loaded) with
 `OMP_NUM_THREADS` threads; a forked child uses one (`_one_openmp_thread`: libgomp hangs in
 a forked child otherwise). 1 and 2 threads gave the same bytes on every shape tried
-(`avx512_core_bf16`).
+(`avx512_core_bf16`, `avx512_core_amx`).
 
 Errors: a oneDNN call that fails after the primitive was made raises `RuntimeError`
 naming the call and its status; a problem oneDNN has no fast kernel for (its reference
@@ -70,6 +72,7 @@ _DT_BF16, _DT_F32 = 2, 3
 _ARG_SRC, _ARG_WEIGHTS, _ARG_DST = 1, 33, 17
 _QUERY_IMPL_INFO_STR = 8
 _ISA_AVX512_CORE_BF16 = 0xE7
+_ISA_AVX512_CORE_AMX = 0xFEF  # dnnl_cpu_isa_avx512_core_amx: its bits are a superset of the above
 _MAX_NDIMS = 12
 _CACHE_LIMIT = 512
 
@@ -104,6 +107,7 @@ class _OneDNN:
         self.lib = lib
         lib.dnnl_get_effective_cpu_isa.restype = ctypes.c_int
         self.isa = int(lib.dnnl_get_effective_cpu_isa())
+        self.amx = (self.isa & _ISA_AVX512_CORE_AMX) == _ISA_AVX512_CORE_AMX
         self.engine, self.stream = _vp(), _vp()
         self._check("dnnl_engine_create", lib.dnnl_engine_create(ctypes.byref(self.engine), _CPU_ENGINE, ctypes.c_size_t(0)))
         self._check("dnnl_stream_create", lib.dnnl_stream_create(ctypes.byref(self.stream), self.engine, ctypes.c_uint(_STREAM_IN_ORDER)))
@@ -242,6 +246,21 @@ def _elem_strides(x: np.ndarray) -> tuple[int, ...]:
     return tuple(st)
 
 
+def _dense(x: np.ndarray, st: tuple[int, ...]) -> np.ndarray:
+    """x with no gap between its rows: a window of a wider tensor (a 768-column tile of a
+    768 x 3072 weight) copied, its unit-stride inner dim kept (no transposing copy).
+
+    oneDNN 3.2 runs a matmul on its AMX kernel (`brg:avx512_core_amx`) only when both
+    operands are dense; a strided window goes to `gemm:jit:bf16` (ONEDNN_VERBOSE=1). On an
+    AMX CPU the copy and the AMX kernel were faster than the window (GPT-2 small bf16's
+    forward in the emulator: 237 -> 221 ms) and gave the same bits on GPT-2 small and the
+    Llama 2-layer example (Intel Xeon, one thread, 2026-12-04; docs/benchmarks.md)."""
+    if st[2] == 1:
+        return np.ascontiguousarray(x)
+    t = x.transpose(0, 2, 1)  # (batch, k, n) read as the transpose of a dense (batch, n, k)
+    return x if t.flags.c_contiguous else np.ascontiguousarray(t).transpose(0, 2, 1)
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     """a (batch, m, k) bf16 @ b (batch, k, n) bf16 -> (batch, m, n) f32 through oneDNN, or
     None if it does not apply (too small, not bf16, no library: the caller widens)."""
@@ -264,6 +283,9 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     if (tb[1] != 1 and tb[2] != 1) or min(tb) <= 0:
         b = np.ascontiguousarray(b)
         tb = _elem_strides(b)
+    if dnnl.amx:  # AMX kernels take dense operands only (see `_dense`)
+        a, b = _dense(a, ta), _dense(b, tb)
+        ta, tb = _elem_strides(a), _elem_strides(b)
     entry = dnnl.primitive(a.shape, ta, b.shape, tb)
     if entry is False:
         return None

@@ -32,12 +32,13 @@ needs_onednn = pytest.mark.skipif(not onednn.available(), reason=f"bf16 GEMMs us
 
 def _measured_isa() -> bool:
     dnnl = onednn._onednn()
-    return dnnl is not None and dnnl.isa == onednn._ISA_AVX512_CORE_BF16
+    return dnnl is not None and dnnl.isa in (onednn._ISA_AVX512_CORE_BF16, onednn._ISA_AVX512_CORE_AMX)
 
 
-#: Properties of oneDNN's kernels measured on `avx512_core_bf16` (AMD EPYC, 2026-12-03), not
-#: guaranteed by oneDNN: on AMX its kernels (and tail handling) differ and were not measured.
-measured_on_avx512_bf16 = pytest.mark.skipif(not _measured_isa(), reason="measured on avx512_core_bf16 only")
+#: Properties of oneDNN's kernels measured on `avx512_core_bf16` (AMD EPYC, 2026-12-03) and on
+#: `avx512_core_amx` (Intel Xeon, 2026-12-04; operands made dense, `onednn._dense`), not
+#: guaranteed by oneDNN: other ISAs' kernels (and tail handling) differ and were not measured.
+measured_on_avx512_bf16 = pytest.mark.skipif(not _measured_isa(), reason="measured on avx512_core_bf16 and avx512_core_amx only")
 
 
 def _bf16(rng: np.random.Generator, *shape: int) -> np.ndarray:
