@@ -28,9 +28,9 @@ transpose of an (n, k) nn.Linear weight: measured, 128 x 768 @ 768 x 768 differs
 bits). A transposing copy to one layout costs more than the GEMM (1.4 ms against 0.8 ms
 for a 768 x 768 bf16 tile), so it is not made: the two emulator executors hand over the
 same layouts and get the same bits (`testsuite/unit/test_emulator_fast.py`,
-`test_onednn.py`). On an AMX CPU a strided operand (a window of a wider tensor) is first
-copied dense, its unit-stride dim kept (`_dense`: oneDNN's AMX kernel takes dense
-operands only). With `avx512_core_bf16` kernels and with AMX ones (measured; oneDNN does
+`test_onednn.py`). On an AMX CPU, when b is (k, n) rows, a strided operand (a window of
+a wider tensor) is first copied dense, its unit-stride dim kept (`_dense`: oneDNN's AMX
+kernel takes dense operands only). With `avx512_core_bf16` kernels and with AMX ones (measured; oneDNN does
 not promise it), neither the leading dimension (a row-major block of a wider tensor or a
 contiguous copy) nor the number of rows in the tile changes a row's result, for products
 of at least `MIN_MACS` (`testsuite/unit/test_onednn.py`).
@@ -252,9 +252,13 @@ def _dense(x: np.ndarray, st: tuple[int, ...]) -> np.ndarray:
 
     oneDNN 3.2 runs a matmul on its AMX kernel (`brg:avx512_core_amx`) only when both
     operands are dense; a strided window goes to `gemm:jit:bf16` (ONEDNN_VERBOSE=1). On an
-    AMX CPU the copy and the AMX kernel were faster than the window (GPT-2 small bf16's
-    forward in the emulator: 237 -> 221 ms) and gave the same bits on GPT-2 small and the
-    Llama 2-layer example (Intel Xeon, one thread, 2026-12-04; docs/benchmarks.md)."""
+    AMX CPU, with b as (k, n) rows (GPT-2's Conv1D weights), the copy and the AMX kernel
+    were faster than the window (GPT-2 small bf16's forward in the emulator: 237 -> 221 ms);
+    with b the transpose of an (n, k) nn.Linear weight the AMX kernel was slower than the
+    window's (0.57 against 0.30 ms for 128 x 1024 @ 1024 x 688; the Llama-2-7B layer's
+    forward 165 -> 193 ms), so `matmul` copies only in the first case. Same bits both ways
+    on GPT-2 small, the Llama 2-layer example and the 7B layer (Intel Xeon, one thread,
+    2026-12-04; docs/benchmarks.md)."""
     if st[2] == 1:
         return np.ascontiguousarray(x)
     t = x.transpose(0, 2, 1)  # (batch, k, n) read as the transpose of a dense (batch, n, k)
@@ -283,7 +287,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     if (tb[1] != 1 and tb[2] != 1) or min(tb) <= 0:
         b = np.ascontiguousarray(b)
         tb = _elem_strides(b)
-    if dnnl.amx:  # AMX kernels take dense operands only (see `_dense`)
+    if dnnl.amx and tb[2] == 1:  # b as (k, n) rows: dense operands run on the AMX kernel (`_dense`)
         a, b = _dense(a, ta), _dense(b, tb)
         ta, tb = _elem_strides(a), _elem_strides(b)
     entry = dnnl.primitive(a.shape, ta, b.shape, tb)
