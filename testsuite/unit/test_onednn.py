@@ -234,3 +234,16 @@ def test_a_forked_child_multiplies_after_its_parent_did(tmp_path: Any) -> None:
 @measured_on_avx512_bf16
 def test_the_bits_do_not_depend_on_the_thread_count(tmp_path: Any) -> None:
     assert _run_child(tmp_path, "one", threads=1) == _run_child(tmp_path, "one", threads=2)
+
+
+def test_dense_copies_a_window_keeping_its_unit_stride_dim() -> None:
+    rng = np.random.default_rng(11)
+    w = _bf16(rng, 768, 3072)
+    rows = w[None, :, 768:1536]  # (k, n) rows with a gap: copied row-major
+    got = onednn._dense(rows, onednn._elem_strides(rows))
+    assert got.flags.c_contiguous and np.array_equal(got.view(np.uint16), rows.view(np.uint16))
+    t = w[None, :512, :768].transpose(0, 2, 1)  # the transpose of an (n, k) window: copied as (n, k) rows
+    got = onednn._dense(t, onednn._elem_strides(t))
+    assert got.transpose(0, 2, 1).flags.c_contiguous and np.array_equal(got.view(np.uint16), t.view(np.uint16))
+    whole = np.ascontiguousarray(t.transpose(0, 2, 1)).transpose(0, 2, 1)  # already dense: not copied
+    assert onednn._dense(whole, onednn._elem_strides(whole)) is whole
