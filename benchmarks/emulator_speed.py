@@ -14,7 +14,9 @@ BERT) and the Llama-2-7B-shaped layer at seq 128 (bf16) <= 2x.
         [--repeats 5] [--threads 1] [--json out.json] [--profile MODEL]
 
 `--profile MODEL` runs cProfile over one emulator forward of MODEL and prints the top
-functions by total time (no ratios).
+functions by total time (no ratios). `--kernels MODEL` times each kernel of one emulator
+forward (after a warm-up) and prints the kernels grouped by pattern, domain and payload
+ops, by total time: where a forward's time goes, kernel by kernel.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ _ap.add_argument("--repeats", type=int, default=5)
 _ap.add_argument("--threads", type=int, default=1)
 _ap.add_argument("--json", default=None)
 _ap.add_argument("--profile", default=None)
+_ap.add_argument("--kernels", default=None)
 ARGS = _ap.parse_args()
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = str(ARGS.threads)
@@ -116,10 +119,52 @@ def profile(name: str) -> None:
     pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "30")))
 
 
+def kernel_times(name: str, top: int = 30) -> None:
+    """Per-kernel wall time of one emulator forward of `name`, grouped by (pattern, domain,
+    payload ops), printed by total time."""
+    from collections import defaultdict
+
+    import rdu_compiler
+    from rdu_compiler.interpreters.kernel import KernelExecutor
+    from rdu_compiler.interpreters.kernel_fast import PreparedKernelExecutor
+
+    model, inputs = _load(name)
+    program = rdu_compiler.compile(model, inputs, fabric="sn40l")
+    program.run(*inputs)
+    total: dict[tuple[str, ...], float] = defaultdict(float)
+    calls: dict[tuple[str, ...], int] = defaultdict(int)
+    timed = PreparedKernelExecutor.run
+
+    def run(self: KernelExecutor, *a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        out = timed(self, *a, **k)  # type: ignore[arg-type]
+        ops = " ".join(op.name.split(".")[-1] for op in self.kernel.body.block.ops)
+        key = (self.kind.name, str(tuple(self.domain)), f"{out[1].tiles} tile(s)", ops)
+        total[key] += time.perf_counter() - t
+        calls[key] += 1
+        return out
+
+    PreparedKernelExecutor.run = run  # type: ignore[method-assign]
+    try:
+        t0 = time.perf_counter()
+        program.run(*inputs)
+        whole = time.perf_counter() - t0
+    finally:
+        PreparedKernelExecutor.run = timed  # type: ignore[method-assign]
+    print(f"{name}: one forward {whole * 1e3:.1f} ms, kernels {sum(total.values()) * 1e3:.1f} ms")
+    print("| ms | calls | pattern | domain | tiles | payload |")
+    print("|---:|---:|---|---|---|---|")
+    for key, t in sorted(total.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"| {t * 1e3:.1f} | {calls[key]} | {key[0]} | {key[1]} | {key[2]} | {key[3][:90]} |")
+
+
 def main() -> None:
     torch.set_num_threads(ARGS.threads)
     if ARGS.profile:
         profile(ARGS.profile)
+        return
+    if ARGS.kernels:
+        kernel_times(ARGS.kernels)
         return
     load0 = os.getloadavg()
     rows = [measure(m, ARGS.repeats) for m in ARGS.models.split(",") if m]
