@@ -13,9 +13,9 @@ The table holds what the direct steps compute, element by element, so the two gi
 same bits provided every step's value at an element depends on that element alone and
 not on its position or the array's layout. That holds for ml_dtypes' bf16 loops (one
 element at a time through `float`), for IEEE-exact numpy ops in any float type (+, -, *, /,
-sqrt, min/max, rounding, comparisons, select, casts) and for integer ops; numpy's own f32 /
-f64 transcendentals (exp, tanh, pow, ...) have SIMD loops for contiguous arrays and scalar
-ones otherwise, so a chain stops at them (`chainable` in `interpreters/payload.py`). Ops that
+sqrt, rounding, comparisons, select, casts) and for integer ops; numpy's own f32 / f64
+transcendentals (exp, tanh, pow, ...) and min/max have SIMD loops for contiguous arrays and
+scalar ones otherwise, so a chain stops at them (`chainable` in `interpreters/payload.py`). Ops that
 raise on their values (integer division, float-to-int casts, `cf.assert`) or read the tile
 (`rdu.index`, `tensor.extract`) are never in a chain. `testsuite/unit/test_bf16_chains.py`
 checks chains against their direct steps on every bf16 value, shuffled and strided.
@@ -30,6 +30,7 @@ import numpy as np
 from xdsl.ir import Operation
 
 from rdu_compiler.interpreters import bf16
+from rdu_compiler.ir import op_name
 
 #: A payload step (`interpreters.payload.Step`): reads and writes slots of `vals`.
 Step = Callable[[list[Any], Any], None]
@@ -55,6 +56,7 @@ class BF16Chain:
         self._const_steps: list[Step] = []
         self._n_slots = 0
         self._ctx: Any = None
+        self._tables: tuple[np.ndarray, ...] | None = None
 
     def seal(self, const_steps: list[Step], n_slots: int, key: Hashable, ctx: Any) -> None:
         """Fix what building the tables needs: the payload's constant steps, its slot
@@ -78,7 +80,9 @@ class BF16Chain:
     def tables(self) -> tuple[np.ndarray, ...]:
         """Each exit's value on every bf16 value, indexed by the value's bits (computed by
         the chain's steps on first use; kept, by `key`, for every chain of that form)."""
-        return bf16.tables(("chain", self.key), self._evaluate)
+        if self._tables is None:
+            self._tables = bf16.tables(("chain", self.key), self._evaluate)
+        return self._tables
 
     def _evaluate(self, values: np.ndarray) -> list[Any]:
         ctx = self._ctx
@@ -151,7 +155,7 @@ def structural_key(chain: BF16Chain, slots: dict[Any, int], constant_values: lis
                 ref = ("const", c.dtype.str, c.tobytes())
             refs.append(ref)
         props = tuple(sorted((k, str(a)) for k, a in [*op.properties.items(), *op.attributes.items()]))
-        parts.append((op.name, props, tuple(str(r.type) for r in op.results), tuple(refs)))
+        parts.append((op_name(op), props, tuple(str(r.type) for r in op.results), tuple(refs)))
         for j, r in enumerate(op.results):
             local[slots[r]] = ("op", i, j)
     return (tuple(parts), tuple(local[s] for s in chain.exits))
