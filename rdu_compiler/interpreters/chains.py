@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
+from xdsl.dialects.builtin import BFloat16Type
 from xdsl.ir import Operation
 
 from rdu_compiler.interpreters import bf16
@@ -95,8 +96,13 @@ class BF16Chain:
         return [vals[s] for s in self.exits]
 
 
-def find_chains(payload: Any, ops: list[Operation], chainable: Callable[[Operation], bool],
-                bf16_type: Callable[[Any], bool]) -> tuple[dict[Operation, BF16Chain], set[Operation]]:
+def is_bf16(t: Any) -> bool:
+    """Whether `t` (an xDSL type) is bf16."""
+    return isinstance(t, BFloat16Type)
+
+
+def find_chains(payload: Any, ops: list[Operation],
+                chainable: Callable[[Operation], bool]) -> tuple[dict[Operation, BF16Chain], set[Operation]]:
     """The chains among `ops` (a `CompiledPayload`'s evaluated ops, in block order,
     numbered in `payload.slots`; `payload.readers` gives each slot's readers): each member op mapped
     to its chain; and the ops computing constants only (which read no tile value).
@@ -108,7 +114,7 @@ def find_chains(payload: Any, ops: list[Operation], chainable: Callable[[Operati
     src: dict[int, int | None] = {}
     for v, s in slots.items():
         if s not in src and not isinstance(v.owner, Operation):  # a block argument
-            src[s] = s if bf16_type(v.type) else None
+            src[s] = s if is_bf16(v.type) else None
     members: dict[int, list[Operation]] = {}
     constants: set[Operation] = set()
     for op in ops:
@@ -123,7 +129,7 @@ def find_chains(payload: Any, ops: list[Operation], chainable: Callable[[Operati
             out = None
         for r in op.results:
             s = slots[r]
-            src[s] = s if out is None and bf16_type(r.type) else out
+            src[s] = s if out is None and is_bf16(r.type) else out
     chain_of: dict[Operation, BF16Chain] = {}
     for root, group in members.items():
         if len(group) < CHAIN_MIN:

@@ -24,7 +24,6 @@ import numpy as np
 import scipy.special
 from xdsl.dialects import arith, cf, math, tensor
 from xdsl.dialects.builtin import (
-    BFloat16Type,
     FloatAttr,
     IndexType,
     IntegerAttr,
@@ -37,7 +36,7 @@ from rdu_compiler.dialects import rdu
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.interpreters import bf16
-from rdu_compiler.interpreters.chains import BF16Chain, find_chains, structural_key
+from rdu_compiler.interpreters.chains import BF16Chain, find_chains, is_bf16, structural_key
 from rdu_compiler.ir import op_name
 from rdu_compiler.kernel.traffic import burst_round, gather_run_dim
 
@@ -214,7 +213,7 @@ class CompiledPayload:
         term = block.last_op
         if isinstance(term, rdu.YieldOp):
             self.yield_slots = [self.slots.get(v, -1) for v in term.operands]
-        chain_of, constants = find_chains(self, kept, chainable, _is_bf16) if chains else ({}, set())
+        chain_of, constants = find_chains(self, kept, chainable) if chains else ({}, set())
         const_steps: list[Step] = []
         self.chains: list[BF16Chain] = []
         for op in kept:
@@ -553,7 +552,7 @@ def chainable(op: Operation) -> bool:
     if key in _EXACT:
         return True
     if key in _BINARY or key in _UNARY or isinstance(op, math.FPowIOp):
-        return all(_is_bf16(v.type) for v in op.operands[:1 if isinstance(op, math.FPowIOp) else None])
+        return all(is_bf16(v.type) for v in op.operands[:1 if isinstance(op, math.FPowIOp) else None])
     return False
 
 
@@ -565,10 +564,6 @@ def _cse_key(op: Operation, slots: dict[SSAValue, int]) -> tuple[Any, ...] | Non
         return None
     props = tuple(sorted((k, str(a)) for k, a in [*op.properties.items(), *op.attributes.items()]))
     return (op_name(op), tuple(slots[v] for v in op.operands), props, tuple(str(r.type) for r in op.results))
-
-
-def _is_bf16(t: Attribute) -> bool:
-    return isinstance(t, BFloat16Type)
 
 
 def compare_fn(op: Operation) -> Callable[[Any, Any], Any]:
