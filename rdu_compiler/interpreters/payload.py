@@ -10,8 +10,9 @@ by name and with the reason, the ones listed in `runtime.triton.payload.REFUSED`
 
 `CompiledPayload` is the fast path fed by the tables: it turns a block once into a list
 of numpy steps; `run` then evaluates those steps on arrays that broadcast over the tile's
-iteration domain, so one call computes a whole tile. An op without a rule is refused by
-name (never guessed).
+iteration domain, so one call computes a whole tile. Identical ops are evaluated once, and
+a run of ops on one bf16 value is one table lookup (`interpreters/chains.py`). An op
+without a rule is refused by name (never guessed).
 """
 
 from __future__ import annotations
