@@ -5,8 +5,10 @@ operand, FLOPs, tier of each off-chip read) and checked by the emulator's counte
 (`testsuite/unit/test_traffic.py`):
 
 - an operand is *counted* (`counted_operands`) when it is read from a tensor: not a scalar
-  (rank 0, in PCU registers), not `tensor.empty`, and, for an init of a map (no reduction
-  loop), only when the payload reads its block argument;
+  (rank 0, in PCU registers), not `tensor.empty`, not an input the kernel already reads
+  with the same access (one stream: torch-mlir's fused GELU reads `x` three times, a
+  LayerNorm's `x * x` twice), and, for an init of a map (no reduction loop), only when the
+  payload reads its block argument;
 - a counted operand moves `traffic_elements(access, domain, tile) * itemsize` bytes over the
   tiled loop nest (re-read once per tile of every loop it does not depend on);
 - off-chip reads are charged to the tier of the `rdu.load` they come from, through views
@@ -125,15 +127,19 @@ def is_empty_init(kernel: KernelOp, i: int) -> bool:
 
 def counted_operands(k: rdu.KernelOp) -> list[bool]:
     """Per input/init operand, whether the kernel reads it from its tensor: not a scalar
-    (no access forms: PCU registers), not `tensor.empty`, and an init only when there is a
-    reduction loop or the payload reads its block argument. The cost model counts these
-    operands' traffic; the emulator counts the same ones (`KernelExecutor`)."""
+    (no access forms: PCU registers), not `tensor.empty`, not an input that an earlier
+    input reads with the same indexing map (the same stream, read once), and an init only
+    when there is a reduction loop or the payload reads its block argument. The cost model
+    counts these operands' traffic; the emulator counts the same ones (`KernelExecutor`)."""
     red = bool(k.reduction_dims) or k.kind.data == Pattern.SCATTER  # a scatter keeps what it does not write
     block = k.body.block
     out = []
-    for i, (v, amap) in enumerate(zip([*k.inputs, *k.inits], k.indexing_maps.data, strict=True)):
+    ins = list(k.inputs)
+    maps = k.indexing_maps.data
+    for i, (v, amap) in enumerate(zip([*k.inputs, *k.inits], maps, strict=True)):
         unread = i >= len(k.inputs) and not red and not block.args[i].uses
-        out.append(bool(amap.data.results) and not isinstance(v.owner, tensor.EmptyOp) and not unread)
+        again = i < len(ins) and any(ins[j] is v and maps[j] == amap for j in range(i))
+        out.append(bool(amap.data.results) and not isinstance(v.owner, tensor.EmptyOp) and not unread and not again)
     return out
 
 

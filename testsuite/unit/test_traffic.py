@@ -91,3 +91,27 @@ def test_map_does_not_count_its_unread_empty_init() -> None:
         assert emulated == static
         assert counted_operands(k) == [True, True, False]
         assert static == [4096 * 4, 4096 * 4, 0]
+
+
+SQUARE_TIMES_TRANSPOSE = """
+func.func @main(%a: tensor<64x64xf32>) -> tensor<64x64xf32> {
+  %e = tensor.empty() : tensor<64x64xf32>
+  %r = linalg.generic {indexing_maps = [affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d0, d1)>, affine_map<(d0, d1) -> (d1, d0)>, affine_map<(d0, d1) -> (d0, d1)>], iterator_types = ["parallel", "parallel"]} ins(%a, %a, %a : tensor<64x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>) outs(%e : tensor<64x64xf32>) {
+  ^bb0(%x: f32, %y: f32, %t: f32, %o: f32):
+    %s = arith.mulf %x, %y : f32
+    %q = arith.mulf %s, %t : f32
+    linalg.yield %q : f32
+  } -> tensor<64x64xf32>
+  return %r : tensor<64x64xf32>
+}
+"""
+
+
+def test_the_same_tensor_read_with_the_same_access_is_counted_once() -> None:
+    """x[i, j] * x[i, j] * x[j, i]: the second read of `a` at (i, j) is the first's stream (a
+    PMU reads it once); the read at (j, i) is another access and counts."""
+    measured = _measured(_compiled(SQUARE_TIMES_TRANSPOSE))
+    (emulated, static, k), = [m for m in measured.values() if len(list(m[2].inputs)) == 3]
+    assert emulated == static
+    assert counted_operands(k) == [True, False, True, False]
+    assert static == [64 * 64 * 4, 0, 64 * 64 * 4, 0]
