@@ -26,7 +26,7 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 #: index conversion costs about what ml_dtypes' loop does for cheap ops].
 TABLE_MIN = 1024
 
-_TABLES: dict[Hashable, np.ndarray] = {}
+_TABLES: dict[Hashable, tuple[np.ndarray, ...]] = {}
 
 
 def all_values() -> np.ndarray:
@@ -36,15 +36,8 @@ def all_values() -> np.ndarray:
 
 def table(key: Hashable, fn: Callable[[np.ndarray], Any]) -> np.ndarray:
     """`fn` on every bf16 value, indexed by the value's bits (computed on first use, kept)."""
-    t = _TABLES.get(key)
-    if t is None:
-        with np.errstate(all="ignore"):  # NaN and inf inputs are in the table; the tile's own call warns as before
-            t = np.asarray(fn(all_values()))
-        if t.shape != (1 << 16,):
-            raise ValueError(f"bf16 table {key}: the op is not elementwise (shape {t.shape})")
-        t.flags.writeable = False
-        _TABLES[key] = t
-    return t
+    ts = _TABLES.get(key)
+    return (ts if ts is not None else tables(key, lambda v: [fn(v)]))[0]
 
 
 def tabled(x: Any) -> bool:
@@ -58,19 +51,16 @@ def lookup(key: Hashable, fn: Callable[[np.ndarray], Any], x: np.ndarray) -> np.
     return np.take(table(key, fn), x.view(np.uint16))
 
 
-_CHAIN_TABLES: dict[Hashable, tuple[np.ndarray, ...]] = {}
-
-
 def tables(key: Hashable, fn: Callable[[np.ndarray], list[Any]]) -> tuple[np.ndarray, ...]:
     """Several tables at once: `fn` on every bf16 value returns one array per table (a bf16
     chain's exits, `interpreters/chains.py`); computed on first use, kept by `key`."""
-    ts = _CHAIN_TABLES.get(key)
+    ts = _TABLES.get(key)
     if ts is None:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # NaN and inf inputs are in the table; the tile's own call warns as before
             ts = tuple(np.asarray(v) for v in fn(all_values()))
         for t in ts:
             if t.shape != (1 << 16,):
-                raise ValueError(f"bf16 table {key}: the values are not elementwise (shape {t.shape})")
+                raise ValueError(f"bf16 table {key}: the op is not elementwise (shape {t.shape})")
             t.flags.writeable = False
-        _CHAIN_TABLES[key] = ts
+        _TABLES[key] = ts
     return ts

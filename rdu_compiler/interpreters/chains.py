@@ -96,6 +96,12 @@ class BF16Chain:
         return [vals[s] for s in self.exits]
 
 
+def op_props(op: Operation) -> tuple[tuple[str, str], ...]:
+    """`op`'s properties and attributes as sorted (name, text) pairs (part of what makes two
+    ops the same: payload CSE, a chain's structural key)."""
+    return tuple(sorted((k, str(a)) for k, a in [*op.properties.items(), *op.attributes.items()]))
+
+
 def is_bf16(t: Any) -> bool:
     """Whether `t` (an xDSL type) is bf16."""
     return isinstance(t, BFloat16Type)
@@ -160,8 +166,7 @@ def structural_key(chain: BF16Chain, slots: dict[Any, int], constant_values: lis
                 c = np.asarray(constant_values[s])
                 ref = ("const", c.dtype.str, c.tobytes())
             refs.append(ref)
-        props = tuple(sorted((k, str(a)) for k, a in [*op.properties.items(), *op.attributes.items()]))
-        parts.append((op_name(op), props, tuple(str(r.type) for r in op.results), tuple(refs)))
+        parts.append((op_name(op), op_props(op), tuple(str(r.type) for r in op.results), tuple(refs)))
         for j, r in enumerate(op.results):
             local[slots[r]] = ("op", i, j)
     return (tuple(parts), tuple(local[s] for s in chain.exits))

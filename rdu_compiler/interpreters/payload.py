@@ -37,7 +37,7 @@ from rdu_compiler.dialects import rdu
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
 from rdu_compiler.interpreters import bf16
-from rdu_compiler.interpreters.chains import BF16Chain, find_chains, is_bf16, structural_key
+from rdu_compiler.interpreters import chains as bf16_chains
 from rdu_compiler.ir import op_name
 from rdu_compiler.kernel.traffic import burst_round, gather_run_dim
 
@@ -214,9 +214,9 @@ class CompiledPayload:
         term = block.last_op
         if isinstance(term, rdu.YieldOp):
             self.yield_slots = [self.slots.get(v, -1) for v in term.operands]
-        chain_of, constants = find_chains(self, kept, chainable) if chains else ({}, set())
+        chain_of, constants = bf16_chains.find_chains(self, kept, chainable) if chains else ({}, set())
         const_steps: list[Step] = []
-        self.chains: list[BF16Chain] = []
+        self.chains: list[bf16_chains.BF16Chain] = []
         for op in kept:
             chain = chain_of.get(op)
             if chain is not None:
@@ -233,7 +233,7 @@ class CompiledPayload:
             for st in const_steps:
                 st(consts, TileContext((), ()))
             for chain in self.chains:
-                chain.seal(const_steps, len(self.slots), structural_key(chain, self.slots, consts), TileContext((), ()))
+                chain.seal(const_steps, len(self.slots), bf16_chains.structural_key(chain, self.slots, consts), TileContext((), ()))
 
     def _number(self, ops: list[Operation]) -> list[Operation]:
         """Give every result a slot; an op identical to an earlier one (same op, operand
@@ -553,7 +553,7 @@ def chainable(op: Operation) -> bool:
     if key in _EXACT:
         return True
     if key in _BINARY or key in _UNARY or isinstance(op, math.FPowIOp):
-        return all(is_bf16(v.type) for v in op.operands[:1 if isinstance(op, math.FPowIOp) else None])
+        return all(bf16_chains.is_bf16(v.type) for v in op.operands[:1 if isinstance(op, math.FPowIOp) else None])
     return False
 
 
@@ -563,8 +563,7 @@ def _cse_key(op: Operation, slots: dict[SSAValue, int]) -> tuple[Any, ...] | Non
     counts the bytes it gathers, `cf.assert` has no value)."""
     if op_key(op) not in PAYLOAD_OPS or isinstance(op, tensor.ExtractOp | cf.AssertOp):
         return None
-    props = tuple(sorted((k, str(a)) for k, a in [*op.properties.items(), *op.attributes.items()]))
-    return (op_name(op), tuple(slots[v] for v in op.operands), props, tuple(str(r.type) for r in op.results))
+    return (op_name(op), tuple(slots[v] for v in op.operands), bf16_chains.op_props(op), tuple(str(r.type) for r in op.results))
 
 
 def compare_fn(op: Operation) -> Callable[[Any, Any], Any]:
