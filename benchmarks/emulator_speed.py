@@ -171,11 +171,12 @@ def main() -> None:
     load1 = os.getloadavg()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {ARGS.threads} thread(s) each side"
     import rdu_compiler
-    from rdu_compiler.interpreters import onednn
+    from rdu_compiler.interpreters import onednn, sgemm
 
     where = os.path.dirname(os.path.dirname(os.path.abspath(rdu_compiler.__file__)))
     print(f"rdu_compiler from {where}; commit {_git_commit(where)}; {machine}; load average {load0[0]:.1f} -> {load1[0]:.1f}; medians of {ARGS.repeats}")
     print(f"bf16 tile GEMMs: {onednn.backend()} (RDU_BF16_GEMM=numpy for the widened sgemm)")
+    print(f"f32 tile GEMMs: {sgemm.backend()} (RDU_F32_GEMM=numpy for OpenBLAS)")
     print("| model | kernels | emulator | eager | ratio | CPU-time ratio | goal |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -184,7 +185,7 @@ def main() -> None:
               f"{r['ratio']:.2f}x | {r['cpu_ratio']:.2f}x | <= {r['goal']}x ({met}) |")
     if ARGS.json:
         with open(ARGS.json, "w") as f:
-            json.dump({"commit": _git_commit(where), "machine": machine, "bf16_gemm": onednn.backend(), "load": [load0, load1], "rows": rows}, f, indent=2)
+            json.dump({"commit": _git_commit(where), "machine": machine, "bf16_gemm": onednn.backend(), "f32_gemm": sgemm.backend(), "load": [load0, load1], "rows": rows}, f, indent=2)
     sys.stdout.flush()
 
 

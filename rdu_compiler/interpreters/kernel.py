@@ -22,7 +22,7 @@ from xdsl.ir import Operation
 from rdu_compiler.dialects.rdu import KernelOp, Pattern
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
-from rdu_compiler.interpreters import onednn
+from rdu_compiler.interpreters import onednn, sgemm
 from rdu_compiler.interpreters.payload import CompiledPayload, TileContext
 from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access, tiles
@@ -543,7 +543,8 @@ def tile_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype[Any] | None = None
     each op rounded alone). numpy's sgemm rounds the same row differently in tiles of
     different heights (measured at k = 2: 497 of 2,000 random rows differ between 256- and
     8-row tiles). That turned exact ties into an emulator-only argmax (fuzz seed 40138).
-    Larger k goes to np.matmul, whose rounding still depends on the tile's shape (a known
+    Larger k goes to a library sgemm (`sgemm.matmul`: MKL on one thread on Intel CPUs,
+    else np.matmul's OpenBLAS), whose rounding still depends on the tile's shape (a known
     limit, docs/benchmarks.md fuzz section).
     """
     k = a.shape[-1]
@@ -555,7 +556,8 @@ def tile_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype[Any] | None = None
         a = np.asarray(a, dtype=dtype)
         b = np.asarray(b, dtype=dtype)
     if k > SMALL_K or a.dtype.kind != "f" or k == 0:
-        return np.matmul(a, b)
+        c = sgemm.matmul(a, b) if k > SMALL_K else None
+        return c if c is not None else np.matmul(a, b)
     c = a[..., :, 0:1] * b[..., 0:1, :]
     for i in range(1, k):
         c = c + a[..., :, i:i + 1] * b[..., i:i + 1, :]

@@ -12,7 +12,7 @@ no CPU kernel), which would round every k-tile's partial sum to 8 bits.
 
 `matmul(a, b)`: a (batch, m, k) and b (batch, k, n), both bf16 numpy arrays (any strides),
 returns the (batch, m, n) f32 product, or None when oneDNN is not used (the caller widens
-and calls np.matmul). It is used when:
+and multiplies in f32, `sgemm.matmul` or np.matmul). It is used when:
 
 - the `onednn-cpu-gomp` wheel's `libdnnl.so.3` loads (or `RDU_ONEDNN_LIB` names one);
 - oneDNN's effective ISA has native bf16 dot products (`avx512_core_bf16` or AMX); on other
@@ -231,10 +231,10 @@ def available() -> bool:
 
 
 def backend() -> str:
-    """What the emulator's bf16 GEMMs use: 'onednn bf16 (ISA 0x...)' or 'numpy sgemm of
+    """What the emulator's bf16 GEMMs use: 'onednn bf16 (ISA 0x...)' or 'sgemm of
     widened operands'."""
     dnnl = _onednn()
-    return f"onednn bf16 (ISA {dnnl.isa:#x})" if dnnl is not None else "numpy sgemm of widened operands"
+    return f"onednn bf16 (ISA {dnnl.isa:#x})" if dnnl is not None else "sgemm of widened operands"
 
 
 def _elem_strides(x: np.ndarray) -> tuple[int, ...]:

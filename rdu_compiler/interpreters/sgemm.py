@@ -1,0 +1,139 @@
+"""f32 tile GEMMs through MKL (the copy torch bundles), called on one thread.
+
+`kernel.tile_matmul` multiplies an f32 tile pair with a library sgemm. numpy's `matmul`
+calls OpenBLAS (the scipy-openblas 0.3.31 wheel: its SkylakeX kernels on an AVX-512 Xeon).
+On an Intel Xeon with AVX-512 (2 cores, one thread, 2026-12-04), GPT-2 small's tile
+shapes ran at 137-151 GFLOP/s with OpenBLAS and 168-188 with torch's MKL; in the
+emulator, where the weights come cold from memory, the tiles ran at 105-132 GFLOP/s with
+OpenBLAS. GPT-2 small's fp32 forward took 404 ms with OpenBLAS and 325 ms with MKL
+(docs/benchmarks.md, emulator speed). torch is a dependency already, and `torch.mm` on an
+f32 CPU tensor is MKL's `cblas_sgemm` (seen with `MKL_VERBOSE=1`). This module calls it
+on zero-copy views of the tile operands (`torch.from_numpy`). It never sees the model's
+graph: only the two tiles of one product.
+
+`matmul(a, b)`: a (batch, m, k) and b (batch, k, n), both f32 numpy arrays (any
+non-negative strides; other layouts are copied), returns the (batch, m, n) f32 product.
+It returns None when MKL is not used, and the caller calls np.matmul. MKL is used when:
+
+- `RDU_F32_GEMM` is `mkl`, or it is unset and the CPU is an Intel one (`GenuineIntel` in
+  /proc/cpuinfo). MKL was not measured on other CPUs, so they keep OpenBLAS.
+- torch was built with MKL (`torch.backends.mkl.is_available()`) and exports
+  `MKL_Set_Num_Threads_Local`.
+
+`RDU_F32_GEMM=numpy` is the switch back to OpenBLAS.
+
+Numerics: f32 products and sums in MKL's order, as OpenBLAS's are in its own. Both
+libraries' bits depend on the tile's shape and on which dim has unit stride (measured on
+this CPU; `kernel.tile_matmul` documents the small-k case it handles itself). The two
+emulator executors hand over the same layouts, so they get the same bits
+(`testsuite/unit/test_emulator_fast.py`). MKL's bits did not depend on the operands'
+alignment (offsets of 0-16 elements, 294 shapes). They do depend on its thread count: with
+2 threads, 26 of 144 shapes differed (k = 3072, or m = 1). So each call runs on one thread
+(`MKL_Set_Num_Threads_Local(1)`, restored after the call) and the bits are the same
+whatever `OMP_NUM_THREADS` or `torch.set_num_threads` say
+(`testsuite/unit/test_sgemm.py`). The cost: on a machine with many cores an fp32 tile
+product uses one of them. OpenBLAS's bits do not depend on its thread count.
+
+Threads and fork: one thread per call also keeps a forked child safe. A forked child's
+multi-threaded `torch.mm` hangs in libgomp once the parent ran one (measured).
+
+Errors: none of its own. A tile operand torch cannot view (negative strides) is copied
+first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+F32 = np.dtype(np.float32)
+
+_STATE: dict[str, Any] = {}
+
+
+def _intel_cpu() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return "GenuineIntel" in line
+    except OSError:
+        pass
+    return False
+
+
+def _load() -> tuple[Any, Any] | None:
+    """(torch, MKL_Set_Num_Threads_Local) when MKL is used, else None."""
+    choice = os.environ.get("RDU_F32_GEMM", "")
+    if choice == "numpy" or (choice != "mkl" and not _intel_cpu()):
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.backends.mkl.is_available():
+        return None
+    try:
+        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        local = lib.MKL_Set_Num_Threads_Local
+    except (OSError, AttributeError):
+        return None
+    local.restype, local.argtypes = ctypes.c_int, [ctypes.c_int]
+    return torch, local
+
+
+def _mkl() -> tuple[Any, Any] | None:
+    if "mkl" not in _STATE:
+        _STATE["mkl"] = _load()
+    return _STATE["mkl"]
+
+
+def available() -> bool:
+    """Whether f32 tile GEMMs go through MKL in this process."""
+    return _mkl() is not None
+
+
+def backend() -> str:
+    """What the emulator's f32 GEMMs use: 'mkl sgemm (torch's, one thread)' or 'numpy
+    (OpenBLAS) sgemm'."""
+    return "mkl sgemm (torch's, one thread)" if available() else "numpy (OpenBLAS) sgemm"
+
+
+def _tensor(torch: Any, x: np.ndarray) -> Any:
+    if min(x.strides, default=0) < 0 or any(s % x.itemsize for s in x.strides):
+        x = np.ascontiguousarray(x)
+    if x.flags.writeable:
+        return torch.from_numpy(x)
+    with warnings.catch_warnings():  # a broadcast or mmap'd view: torch warns, and only reads it
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(x)
+
+
+def _aliasing(b: np.ndarray) -> bool:
+    """Whether b is a (1, k, n) window of rows whose stride is a multiple of 4 KiB."""
+    return b.strides[2] == b.itemsize and b.strides[1] % 4096 == 0 and b.strides[1] != b.shape[2] * b.itemsize
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """a (batch, m, k) f32 @ b (batch, k, n) f32 -> (batch, m, n) f32 through MKL on one
+    thread, or None if it does not apply (not f32, not 3-d, no MKL: the caller calls
+    np.matmul)."""
+    if a.dtype != F32 or b.dtype != F32 or a.ndim != 3 or b.ndim != 3 or a.shape[0] != 1 or b.shape[0] != 1 or a.shape[2] != b.shape[1]:
+        return None
+    mkl = _mkl()
+    if mkl is None:
+        return None
+    torch, local = mkl
+    if _aliasing(b):
+        b = np.ascontiguousarray(b)
+    ta, tb = _tensor(torch, a[0]), _tensor(torch, b[0])
+    before = local(1)
+    try:
+        c = torch.mm(ta, tb)
+    finally:
+        local(before)
+    return c.numpy()[None]
