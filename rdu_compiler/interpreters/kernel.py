@@ -22,7 +22,7 @@ from xdsl.ir import Operation
 from rdu_compiler.dialects.rdu import KernelOp, Pattern
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
-from rdu_compiler.interpreters import onednn, sgemm
+from rdu_compiler.interpreters import folds, onednn, sgemm
 from rdu_compiler.interpreters.payload import CompiledPayload, TileContext
 from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access, tiles
@@ -339,7 +339,7 @@ class KernelExecutor:
             expr = vals[slot]
             if getattr(expr, "shape", None) != sizes:  # (an array of the tile's shape is reduced as it is: the same values)
                 expr = np.broadcast_to(expr, sizes)
-            part = ufunc.reduce(expr, axis=self.red, keepdims=True)
+            part = folds.reduce(ufunc, expr, self.red)  # ufunc.reduce's bits (a bf16 fold: faster)
             out.append(ufunc(acc, part).astype(acc.dtype, copy=False))
         return out
 
@@ -556,8 +556,11 @@ def tile_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype[Any] | None = None
         a = np.asarray(a, dtype=dtype)
         b = np.asarray(b, dtype=dtype)
     if k > SMALL_K or a.dtype.kind != "f" or k == 0:
-        c = sgemm.matmul(a, b) if k > SMALL_K else None
-        return c if c is not None else np.matmul(a, b)
+        if k > SMALL_K and a.ndim == 3 and a.shape[1] * k * b.shape[-1] >= sgemm.MIN_MACS:
+            c = sgemm.matmul(a, b)
+            if c is not None:
+                return c
+        return np.matmul(a, b)
     c = a[..., :, 0:1] * b[..., 0:1, :]
     for i in range(1, k):
         c = c + a[..., :, i:i + 1] * b[..., i:i + 1, :]

@@ -19,9 +19,11 @@ from rdu_compiler.interpreters import kernel, sgemm
 
 @pytest.fixture
 def mkl(monkeypatch: pytest.MonkeyPatch) -> None:
-    """MKL forced on (whatever the CPU's vendor), or the test skipped where torch lacks it."""
+    """MKL forced on (whatever the CPU's vendor) for products of any size, or the test
+    skipped where torch lacks it."""
     monkeypatch.setenv("RDU_F32_GEMM", "mkl")
     monkeypatch.setattr(sgemm, "_STATE", {})
+    monkeypatch.setattr(sgemm, "MIN_MACS", 0)
     if not sgemm.available():
         pytest.skip("torch has no MKL with MKL_Set_Num_Threads_Local here")
 
@@ -108,6 +110,13 @@ def test_tile_matmul_uses_it_for_f32_tiles_past_small_k(mkl: None) -> None:
     for i in range(1, kernel.SMALL_K):
         ordered = ordered + small_a[..., :, i:i + 1] * small_b[..., i:i + 1, :]
     assert kernel.tile_matmul(small_a, small_b).tobytes() == ordered.tobytes()
+
+
+def test_small_products_stay_on_numpy(mkl: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sgemm, "MIN_MACS", 1 << 22)
+    rng = np.random.default_rng(8)
+    assert sgemm.matmul(_f32(rng, 1, 64, 128), _f32(rng, 1, 128, 128)) is None
+    assert sgemm.matmul(_f32(rng, 1, 64, 256), _f32(rng, 1, 256, 256)) is not None
 
 
 def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
