@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +42,7 @@ import numpy as np
 from xdsl.dialects import arith
 
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, YieldOp
-from rdu_compiler.interpreters import onednn
+from rdu_compiler.interpreters import onednn, sgemm
 from rdu_compiler.interpreters.kernel import (
     Empty,
     KernelExecutor,
@@ -451,24 +453,22 @@ class PreparedKernelExecutor(KernelExecutor):
         result = self._buffer(0, plan.shapes[0])
         fill = self.init_fills[0]
         acc: Any = None
-        for t in plan.tiles:
+        ahead = self._ahead(plan, operands, dtype)
+        pending: deque[Any] = deque()
+        for j, t in enumerate(plan.tiles):
             if t.new_par:
                 if fill >= 0:  # what np.full((), v, dtype) does, without its Python wrapper
                     acc = np.empty((), dtype=dtype)
                     np.copyto(acc, caps[fill], casting="unsafe")
                 else:
                     acc = self._init_accs(inits, caps, t.starts, t.sizes)[0]
-            args: list[Any] = [None] * len(operands)
-            for i in self.contraction:  # type: ignore[union-attr]
-                x, cut, mode = operands[i], t.cuts[i], t.modes[i]  # type: ignore[index]
-                if mode == 0 and type(x) is np.ndarray:  # as in the tile loop
-                    args[i] = x
-                elif mode == 1 and type(x) is np.ndarray:
-                    view = x[cut[1]]  # type: ignore[index]
-                    args[i] = (view.transpose(cut[2]) if cut[2] is not None else view).reshape(cut[3])  # type: ignore[index]
-                else:
-                    args[i] = _apply(x, cut, self.accesses[i], t.starts, t.sizes)
-            c = self._product(args, dtype, t.sizes, casts)
+            if ahead is None:
+                c = self._tile_product(operands, t, dtype, casts)
+            else:  # the next tiles' products on the pool's threads, summed here in tile order
+                pool, threads = ahead
+                while len(pending) < 2 * threads and j + len(pending) < len(plan.tiles):
+                    pending.append(pool.submit(self._tile_product, operands, plan.tiles[j + len(pending)], dtype, casts))
+                c = pending.popleft().result()
             drop, _, index = t.stores[0]
             if t.last_red:
                 target = result[index]
@@ -484,6 +484,34 @@ class PreparedKernelExecutor(KernelExecutor):
                 acc = acc + c
         stats.result_bytes = result.nbytes
         return [result], stats
+
+    def _ahead(self, plan: _Plan, operands: list[Any], dtype: np.dtype[Any]) -> tuple[ThreadPoolExecutor, int] | None:
+        """The pool for this run's tile products (`sgemm.pool`), when there are several and
+        each goes to MKL (f32 operands, at least `sgemm.MIN_MACS`); else None."""
+        if len(plan.tiles) < 2 or dtype != sgemm.F32:
+            return None
+        a, b = self.contraction  # type: ignore[misc]
+        if any(getattr(operands[i], "dtype", None) != sgemm.F32 or self.operand_casts[j] for j, i in enumerate((a, b))):
+            return None
+        r = self.roles
+        sizes = plan.tiles[0].sizes
+        if r is None or math.prod(sizes[d] for d in r.batch) != 1 or math.prod(sizes[d] for d in r.m + r.n + r.k) < sgemm.MIN_MACS:
+            return None
+        return sgemm.pool()
+
+    def _tile_product(self, operands: list[Any], t: _Tile, dtype: np.dtype[Any], casts: tuple[tuple[np.dtype[Any], ...], ...]) -> Any:
+        """One tile's product: its operand cuts (as in the tile loop), then `_product`."""
+        args: list[Any] = [None] * len(operands)
+        for i in self.contraction:  # type: ignore[union-attr]
+            x, cut, mode = operands[i], t.cuts[i], t.modes[i]  # type: ignore[index]
+            if mode == 0 and type(x) is np.ndarray:  # as in the tile loop
+                args[i] = x
+            elif mode == 1 and type(x) is np.ndarray:
+                view = x[cut[1]]  # type: ignore[index]
+                args[i] = (view.transpose(cut[2]) if cut[2] is not None else view).reshape(cut[3])  # type: ignore[index]
+            else:
+                args[i] = _apply(x, cut, self.accesses[i], t.starts, t.sizes)
+        return self._product(args, dtype, t.sizes, casts)
 
     def _product(self, args: list[Any], dtype: np.dtype[Any], sizes: tuple[int, ...],
                  casts: tuple[tuple[np.dtype[Any], ...], ...] | None = None) -> Any:

@@ -119,6 +119,20 @@ def test_small_products_stay_on_numpy(mkl: None, monkeypatch: pytest.MonkeyPatch
     assert sgemm.matmul(_f32(rng, 1, 64, 256), _f32(rng, 1, 256, 256)) is not None
 
 
+def test_openblas_runs_the_rest_on_one_thread_and_restores_its_setting(mkl: None) -> None:
+    local = sgemm._openblas_local()
+    if local is None:
+        pytest.skip("numpy's BLAS here is not scipy-openblas with openblas_set_num_threads_local")
+    rng = np.random.default_rng(9)
+    a, b = _f32(rng, 12, 128, 64), _f32(rng, 12, 64, 128)  # batched: OpenBLAS's
+    before = local(2)
+    try:
+        got = sgemm.numpy_matmul(a, b)
+    finally:
+        assert local(before) == 2
+    assert got.tobytes() == np.matmul(a, b).tobytes()
+
+
 def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RDU_F32_GEMM", "numpy")
     monkeypatch.setattr(sgemm, "_STATE", {})
@@ -160,3 +174,43 @@ def test_a_forked_child_multiplies_after_its_parent_did(mkl: None, tmp_path: Any
     words = out.stdout.split()
     parent, children = words[1], words[3:]
     assert children[0] == parent and children[1] == parent and children[2] != parent
+
+
+class _TwoGemms(torch.nn.Module):
+    """GPT-2's MLP shape: x @ W1 (n-tiled), then @ W2 (k-tiled: k-tile sums in order)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = torch.nn.Parameter(torch.randn(768, 3072) / 28)
+        self.w2 = torch.nn.Parameter(torch.randn(3072, 768) / 55)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x @ self.w1) @ self.w2
+
+
+def test_tile_products_on_the_pool_keep_the_general_executors_bits(mkl: None) -> None:
+    """With 2 torch threads the prepared executor computes the next tiles' products on
+    `sgemm.pool()`'s threads; the sums stay in tile order, so the bits are the general
+    executor's and the one-thread run's."""
+    import rdu_compiler
+    from rdu_compiler.runtime.emulator import Emulator
+
+    torch.manual_seed(0)
+    model, x = _TwoGemms(), torch.randn(1, 128, 768)
+    program = rdu_compiler.compile(model, (x,), fabric="sn40l")
+    args = program._arguments((x,))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert sgemm.pool() is None
+        ref, _ = Emulator(program.module, program.fabric, prepared=False).run(args)
+        one, _ = Emulator(program.module, program.fabric).run(args)
+        torch.set_num_threads(2)
+        assert sgemm.pool() is not None
+        two, _ = Emulator(program.module, program.fabric).run(args)
+    finally:
+        torch.set_num_threads(threads)
+    for got in (one, two):
+        assert [np.asarray(g).tobytes() for g in got] == [np.asarray(r).tobytes() for r in ref]
+    with torch.no_grad():
+        np.testing.assert_allclose(np.asarray(two[0]), model(x).numpy(), rtol=1e-4, atol=1e-4)
