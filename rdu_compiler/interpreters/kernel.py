@@ -339,7 +339,10 @@ class KernelExecutor:
             expr = vals[slot]
             if getattr(expr, "shape", None) != sizes:  # (an array of the tile's shape is reduced as it is: the same values)
                 expr = np.broadcast_to(expr, sizes)
-            part = folds.reduce(ufunc, expr, self.red)  # ufunc.reduce's bits (a bf16 fold: faster)
+            if expr.dtype == folds.BF16:  # ufunc.reduce's bits, by a fold where that is faster
+                part = folds.reduce(ufunc, expr, self.red)
+            else:
+                part = ufunc.reduce(expr, axis=self.red, keepdims=True)
             out.append(ufunc(acc, part).astype(acc.dtype, copy=False))
         return out
 
@@ -560,7 +563,7 @@ def tile_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype[Any] | None = None
             c = sgemm.matmul(a, b)
             if c is not None:
                 return c
-        return sgemm.numpy_matmul(a, b)
+        return np.matmul(a, b) if a.size * b.shape[-1] < sgemm.OPENBLAS_ONE_THREAD else sgemm.numpy_matmul(a, b)
     c = a[..., :, 0:1] * b[..., 0:1, :]
     for i in range(1, k):
         c = c + a[..., :, i:i + 1] * b[..., i:i + 1, :]

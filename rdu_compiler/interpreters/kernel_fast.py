@@ -82,6 +82,7 @@ class _Plan:
     whole: list[bool]  # per result: one tile writes all of it, in order (the value can be handed over)
     shapes: list[tuple[int, ...]]  # per result
     whole_tile: list[bool] = None  # type: ignore[assignment]  # per result: `whole`, and the tile's value is the result's shape (no dim dropped)
+    mkl_tiles: bool | None = None  # a contraction whose tile products all go to MKL (`_ahead`), once known
 
 
 #: A contraction operand narrower than its accumulator is converted whole, once per run,
@@ -488,16 +489,16 @@ class PreparedKernelExecutor(KernelExecutor):
     def _ahead(self, plan: _Plan, operands: list[Any], dtype: np.dtype[Any]) -> tuple[ThreadPoolExecutor, int] | None:
         """The pool for this run's tile products (`sgemm.pool`), when there are several and
         each goes to MKL (f32 operands, at least `sgemm.MIN_MACS`); else None."""
-        if len(plan.tiles) < 2 or dtype != sgemm.F32:
-            return None
-        a, b = self.contraction  # type: ignore[misc]
-        if any(getattr(operands[i], "dtype", None) != sgemm.F32 or self.operand_casts[j] for j, i in enumerate((a, b))):
-            return None
-        r = self.roles
-        sizes = plan.tiles[0].sizes
-        if r is None or math.prod(sizes[d] for d in r.batch) != 1 or math.prod(sizes[d] for d in r.m + r.n + r.k) < sgemm.MIN_MACS:
-            return None
-        return sgemm.pool()
+        if plan.mkl_tiles is None:
+            a, b = self.contraction  # type: ignore[misc]
+            r = self.roles
+            sizes = plan.tiles[0].sizes
+            plan.mkl_tiles = (
+                len(plan.tiles) >= 2 and dtype == sgemm.F32 and r is not None
+                and all(getattr(operands[i], "dtype", None) == sgemm.F32 and not self.operand_casts[j] for j, i in enumerate((a, b)))
+                and math.prod(sizes[d] for d in r.batch) == 1 and math.prod(sizes[d] for d in r.m + r.n + r.k) >= sgemm.MIN_MACS
+            )
+        return sgemm.pool() if plan.mkl_tiles else None
 
     def _tile_product(self, operands: list[Any], t: _Tile, dtype: np.dtype[Any], casts: tuple[tuple[np.dtype[Any], ...], ...]) -> Any:
         """One tile's product: its operand cuts (as in the tile loop), then `_product`."""
