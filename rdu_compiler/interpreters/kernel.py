@@ -559,11 +559,14 @@ def tile_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype[Any] | None = None
         a = np.asarray(a, dtype=dtype)
         b = np.asarray(b, dtype=dtype)
     if k > SMALL_K or a.dtype.kind != "f" or k == 0:
-        if k > SMALL_K and a.ndim == 3 and a.shape[1] * k * b.shape[-1] >= sgemm.MIN_MACS:
+        macs = a.size * b.shape[-1]  # (batch x) m x k x n
+        if k <= SMALL_K or macs < sgemm.OPENBLAS_ONE_THREAD:
+            return np.matmul(a, b)
+        if macs >= sgemm.MIN_MACS and a.ndim == 3:
             c = sgemm.matmul(a, b)
             if c is not None:
                 return c
-        return np.matmul(a, b) if a.size * b.shape[-1] < sgemm.OPENBLAS_ONE_THREAD else sgemm.numpy_matmul(a, b)
+        return sgemm.numpy_matmul(a, b)
     c = a[..., :, 0:1] * b[..., 0:1, :]
     for i in range(1, k):
         c = c + a[..., :, i:i + 1] * b[..., i:i + 1, :]

@@ -454,7 +454,7 @@ class PreparedKernelExecutor(KernelExecutor):
         result = self._buffer(0, plan.shapes[0])
         fill = self.init_fills[0]
         acc: Any = None
-        ahead = self._ahead(plan, operands, dtype)
+        ahead = self._ahead(plan, operands, dtype) if len(plan.tiles) > 1 else None
         pending: deque[Any] = deque()
         for j, t in enumerate(plan.tiles):
             if t.new_par:
