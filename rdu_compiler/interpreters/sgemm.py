@@ -188,9 +188,9 @@ def _aliasing(b: np.ndarray) -> bool:
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-    """a (batch, m, k) f32 @ b (batch, k, n) f32 -> (batch, m, n) f32 through MKL on one
-    thread, or None if it does not apply (not f32, not one (m, k) @ (k, n) pair, fewer than
-    `MIN_MACS` multiply-adds, no MKL: the caller calls np.matmul)."""
+    """a (1, m, k) f32 @ b (1, k, n) f32 -> (1, m, n) f32 through MKL on one thread, or
+    None if it does not apply (not f32, not one (m, k) @ (k, n) pair, fewer than
+    `MIN_MACS` multiply-adds, no MKL: the caller calls `numpy_matmul`)."""
     if a.dtype != F32 or b.dtype != F32 or a.ndim != 3 or b.ndim != 3 or a.shape[0] != 1 or b.shape[0] != 1 or a.shape[2] != b.shape[1]:
         return None
     if a.shape[1] * a.shape[2] * b.shape[2] < MIN_MACS:
