@@ -295,17 +295,15 @@ class Emulator:
         for step in steps:
             kind = step[0]
             if kind == 0:  # kernel
-                _, ex, ins, n_in, n_ii, outs, counted, gather_ddr, label = step
-                args = [vals[i] for i in ins]
-                results, ks = ex.run(args[:n_in], args[n_in:n_ii], args[n_ii:])
+                _, ex, ins, inits, caps, outs, hbm_read, ddr_read, gather_ddr, label = step
+                results, ks = ex.run([vals[i] for i in ins], [vals[i] for i in inits], [vals[i] for i in caps])
                 for r, arr in zip(outs, results, strict=True):
                     vals[r] = arr
                 ob = ks.operand_bytes
-                for i, is_ddr in counted:
-                    if is_ddr:
-                        ddr += ob[i]
-                    else:
-                        hbm += ob[i]
+                for i in hbm_read:
+                    hbm += ob[i]
+                for i in ddr_read:
+                    ddr += ob[i]
                 if ks.gathered_bytes:
                     if gather_ddr:
                         ddr += ks.gathered_bytes
@@ -373,12 +371,12 @@ class Emulator:
         for op in section.body.block.ops:
             reads = [(tier == "ddr", slot[v]) for tier, v in follow_tiers(op, tier_of)]
             if isinstance(op, rdu.KernelOp):
-                ins = tuple(slot[v] for v in (*op.inputs, *op.inits, *op.captures))
                 operands = [*op.inputs, *op.inits]
-                counted = tuple((i, tier_of[v] == "ddr") for i, v in enumerate(operands) if v in tier_of)
-                n_in = len(op.inputs)
-                steps.append((0, self.executors[op], ins, n_in, n_in + len(op.inits), tuple(slot[r] for r in op.results),
-                              counted, gather_tier(op) == "ddr", op.label))
+                hbm_read = tuple(i for i, v in enumerate(operands) if v in tier_of and tier_of[v] != "ddr")
+                ddr_read = tuple(i for i, v in enumerate(operands) if v in tier_of and tier_of[v] == "ddr")
+                steps.append((0, self.executors[op], tuple(slot[v] for v in op.inputs), tuple(slot[v] for v in op.inits),
+                              tuple(slot[v] for v in op.captures), tuple(slot[r] for r in op.results),
+                              hbm_read, ddr_read, gather_tier(op) == "ddr", op.label))
             elif isinstance(op, rdu.LoadOp):
                 steps.append((1, (slot[op.source],), (slot[op.result],)))
             elif isinstance(op, rdu.YieldOp):
