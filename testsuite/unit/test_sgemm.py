@@ -133,6 +133,17 @@ def test_openblas_runs_the_rest_on_one_thread_and_restores_its_setting(mkl: None
     assert got.tobytes() == np.matmul(a, b).tobytes()
 
 
+def test_chosen_by_the_cpu_vendor_unless_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MKL was measured on Intel CPUs only: elsewhere OpenBLAS stays, unless RDU_F32_GEMM=mkl."""
+    monkeypatch.delenv("RDU_F32_GEMM", raising=False)
+    monkeypatch.setattr(sgemm, "_intel_cpu", lambda: False)
+    monkeypatch.setattr(sgemm, "_STATE", {})
+    assert not sgemm.available()
+    monkeypatch.setenv("RDU_F32_GEMM", "mkl")
+    monkeypatch.setattr(sgemm, "_STATE", {})
+    assert sgemm.available() == torch.backends.mkl.is_available()
+
+
 def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RDU_F32_GEMM", "numpy")
     monkeypatch.setattr(sgemm, "_STATE", {})
