@@ -488,7 +488,7 @@ class PreparedKernelExecutor(KernelExecutor):
 
     def _ahead(self, plan: _Plan, operands: list[Any], dtype: np.dtype[Any]) -> tuple[ThreadPoolExecutor, int] | None:
         """The pool for this run's tile products (`sgemm.pool`), when there are several and
-        each goes to MKL (f32 operands, at least `sgemm.MIN_MACS`); else None."""
+        each goes to MKL (f32 operands, `sgemm.takes`); else None."""
         if plan.mkl_tiles is None:
             a, b = self.contraction  # type: ignore[misc]
             r = self.roles
@@ -496,7 +496,7 @@ class PreparedKernelExecutor(KernelExecutor):
             plan.mkl_tiles = (
                 len(plan.tiles) >= 2 and dtype == sgemm.F32 and r is not None
                 and all(getattr(operands[i], "dtype", None) == sgemm.F32 and not self.operand_casts[j] for j, i in enumerate((a, b)))
-                and math.prod(sizes[d] for d in r.batch) == 1 and math.prod(sizes[d] for d in r.m + r.n + r.k) >= sgemm.MIN_MACS
+                and sgemm.takes(math.prod(sizes[d] for d in r.batch), math.prod(sizes[d] for d in r.m + r.n + r.k))
             )
         return sgemm.pool() if plan.mkl_tiles else None
 

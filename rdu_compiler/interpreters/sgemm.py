@@ -130,10 +130,8 @@ def _openblas_local() -> Any:
 def numpy_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """np.matmul(a, b); on one OpenBLAS thread when MKL takes the large products, so that
     every tile product runs on one thread and OpenBLAS's idle threads do not spin on the
-    cores `pool()` uses (the module's docstring has the figures). Products OpenBLAS runs on
-    one thread anyway (`OPENBLAS_ONE_THREAD`) skip the two calls."""
-    if a.size * b.shape[-1] < OPENBLAS_ONE_THREAD:
-        return np.matmul(a, b)
+    cores `pool()` uses (the module's docstring has the figures). `kernel.tile_matmul` calls
+    np.matmul itself for products OpenBLAS runs on one thread anyway (`OPENBLAS_ONE_THREAD`)."""
     local = _openblas_local() if _mkl() is not None else None
     if local is None:
         return np.matmul(a, b)
@@ -182,6 +180,12 @@ def _tensor(torch: Any, x: np.ndarray) -> Any:
         return torch.from_numpy(x)
 
 
+def takes(batch: int, macs: int) -> bool:
+    """Whether a product of `batch` (m, k) @ (k, n) pairs and `macs` = m * k * n
+    multiply-adds each is MKL's (one pair, at least `MIN_MACS`), when MKL is used at all."""
+    return batch == 1 and macs >= MIN_MACS
+
+
 def _aliasing(b: np.ndarray) -> bool:
     """Whether b is a (1, k, n) window of rows whose stride is a multiple of 4 KiB."""
     return b.strides[2] == b.itemsize and b.strides[1] % 4096 == 0 and b.strides[1] != b.shape[2] * b.itemsize
@@ -191,9 +195,9 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     """a (1, m, k) f32 @ b (1, k, n) f32 -> (1, m, n) f32 through MKL on one thread, or
     None if it does not apply (not f32, not one (m, k) @ (k, n) pair, fewer than
     `MIN_MACS` multiply-adds, no MKL: the caller calls `numpy_matmul`)."""
-    if a.dtype != F32 or b.dtype != F32 or a.ndim != 3 or b.ndim != 3 or a.shape[0] != 1 or b.shape[0] != 1 or a.shape[2] != b.shape[1]:
+    if a.dtype != F32 or b.dtype != F32 or a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
         return None
-    if a.shape[1] * a.shape[2] * b.shape[2] < MIN_MACS:
+    if not takes(a.shape[0], a.shape[1] * a.shape[2] * b.shape[2]):
         return None
     mkl = _mkl()
     if mkl is None:
