@@ -22,7 +22,7 @@ from xdsl.ir import Operation
 from rdu_compiler.dialects.rdu import KernelOp, Pattern
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
-from rdu_compiler.interpreters import folds, onednn, sgemm
+from rdu_compiler.interpreters import bf16_vec, folds, onednn, sgemm
 from rdu_compiler.interpreters.payload import CompiledPayload, TileContext
 from rdu_compiler.ir import int_values, op_name
 from rdu_compiler.kernel.access import Access, tiles
@@ -528,7 +528,8 @@ def apply_casts(x: Any, dtypes: tuple[np.dtype[Any], ...]) -> Any:
     """x converted through each dtype in turn (`rounding_casts`: the payload's truncf
     rounding, round-to-nearest-even as the payload evaluator's `astype`)."""
     for dt in dtypes:
-        x = np.asarray(x).astype(dt)
+        r = bf16_vec.to_bf16(x) if dt == bf16_vec.BF16 else None  # torch's loop, the same bits
+        x = r if r is not None else np.asarray(x).astype(dt)
     return x
 
 

@@ -24,19 +24,13 @@ from typing import Any, cast
 import numpy as np
 import scipy.special
 from xdsl.dialects import arith, cf, math, tensor
-from xdsl.dialects.builtin import (
-    FloatAttr,
-    IndexType,
-    IntegerAttr,
-    IntegerType,
-    UnregisteredOp,
-)
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, IntegerType, UnregisteredOp
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from rdu_compiler.dialects import rdu
 from rdu_compiler.dtypes import numpy_dtype
 from rdu_compiler.errors import EmulatorError
-from rdu_compiler.interpreters import bf16
+from rdu_compiler.interpreters import bf16, bf16_vec
 from rdu_compiler.interpreters import chains as bf16_chains
 from rdu_compiler.ir import op_name
 from rdu_compiler.kernel.traffic import burst_round, gather_run_dim
@@ -272,6 +266,7 @@ class CompiledPayload:
             reuse = self._reusable(op) if isinstance(fn2, np.ufunc) else []
             if isinstance(fn2, np.ufunc):
                 self.fresh.add(out)
+            vec = fn2 in bf16_vec.UFUNCS and numpy_dtype(op.results[0].type) == bf16.BF16  # torch's loop, ml_dtypes' bits
             if reuse:
                 first = reuse[0] == 0
                 uf2 = cast(np.ufunc, fn2)
@@ -279,12 +274,14 @@ class CompiledPayload:
                 def binary_into(vals: list[Any], ctx: TileContext) -> None:
                     x, y = vals[a], vals[b]
                     t, o = (x, y) if first else (y, x)
-                    vals[out] = uf2(x, y, out=t) if _fits(t, o) and _same_loop(uf2, t.dtype) else uf2(x, y)
+                    r = bf16_vec.binary(uf2, x, y) if vec else None
+                    vals[out] = r if r is not None else uf2(x, y, out=t) if _fits(t, o) and _same_loop(uf2, t.dtype) else uf2(x, y)
 
                 return binary_into
 
             def binary(vals: list[Any], ctx: TileContext) -> None:
-                vals[out] = fn2(vals[a], vals[b])
+                r = bf16_vec.binary(fn2, vals[a], vals[b]) if vec else None  # type: ignore[arg-type]
+                vals[out] = r if r is not None else fn2(vals[a], vals[b])
 
             return binary
         if key in _UNARY:
@@ -367,9 +364,13 @@ class CompiledPayload:
             return bitcast
 
         self.fresh.add(out)  # astype copies
+        rounds = isinstance(op, arith.TruncFOp) and dtype == bf16.BF16  # f32 -> bf16: `bf16_vec.to_bf16`
 
         def cast(vals: list[Any], ctx: TileContext) -> None:
             x = np.asarray(vals[a])
+            if rounds and (r := bf16_vec.to_bf16(x)) is not None:
+                vals[out] = r
+                return
             if to_int:
                 _check_float_to_int(self.kernel, name, x, dtype)
                 if dtype.kind == "i" and dtype.itemsize < 8:  # via int64: an i8 holding a uint8 wraps exactly
