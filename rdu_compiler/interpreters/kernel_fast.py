@@ -83,6 +83,7 @@ class _Plan:
     shapes: list[tuple[int, ...]]  # per result
     whole_tile: list[bool] = None  # type: ignore[assignment]  # per result: `whole`, and the tile's value is the result's shape (no dim dropped)
     mkl_tiles: bool | None = None  # a contraction whose tile products all go to MKL (`_ahead`), once known
+    merged: Any = None  # `_Plan` of the whole domain when its one GEMM gave the tiles' bits (`_merge`), False if not
 
 
 #: A contraction operand narrower than its accumulator is converted whole, once per run,
@@ -148,6 +149,31 @@ def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: t
     return view.reshape(shape)
 
 
+#: `_probe`'s random values repeat with this period (elements) [NF: long enough that a sum
+#: in another order shows in some element; generating every element afresh cost 0.7 s of
+#: GPT-2 small bf16's first run].
+PROBE_PERIOD = 1 << 20
+
+_PROBES: dict[np.dtype[Any], np.ndarray] = {}
+
+
+def _probe(x: Any) -> Any:
+    """Random values with x's dtype, shape and strides (a window stays a window): bf16
+    values (as f32 for an f32 x) of magnitude in [1/128, 2) and either sign, so that sums
+    of many products neither overflow nor cancel to zeros; other operands as they are."""
+    if type(x) is not np.ndarray or x.dtype not in (onednn.BF16, onednn.F32) or not x.size or min(x.strides) < 0:
+        return x
+    span = 1 + sum((n - 1) * st for n, st in zip(x.shape, x.strides, strict=True)) // x.itemsize
+    pool = _PROBES.get(x.dtype)
+    if pool is None:
+        raw = np.frombuffer(np.random.default_rng(0).bytes(2 * PROBE_PERIOD), dtype=np.uint16)
+        # random sign and mantissa, exponent 2^-7 .. 2^0 (from three random bits): [1/128, 2)
+        bits = ((raw & 0x807F) | (((raw >> 7) & 7) + 0x78) << 7).view(onednn.BF16)
+        pool = _PROBES[x.dtype] = bits if x.dtype == onednn.BF16 else bits.astype(np.float32)
+    buf = np.resize(pool, span)  # the pool repeated: a copy at memory speed
+    return np.lib.stride_tricks.as_strided(buf, x.shape, x.strides, writeable=False)
+
+
 def _read_mode(cut: Cut, x: Any) -> int:
     """How the tile loop reads an operand through `cut`: 0, the whole operand as it is (a
     projection cut whose slices cover every dim (one or more) of `x` in order, reshaped to `x`'s own
@@ -203,13 +229,14 @@ class PreparedKernelExecutor(KernelExecutor):
         buf = self._buffers[i] = np.empty(shape, dtype=self.result_dtypes[i])
         return buf
 
-    def _plan(self, operands: list[Any]) -> _Plan:
+    def _plan(self, operands: list[Any], tile: tuple[int, ...] | None = None) -> _Plan:
+        """The tiles of a run on operands like `operands` (`tile`: in place of the kernel's)."""
         order = list(self.par) + list(self.red)
         out: list[_Tile] = []
         operand_bytes = [0] * (self.n_in + self.n_init)
         current: tuple[int, ...] | None = None
         rank = len(self.domain)
-        for starts, sizes in tiles(self.domain, self.tile, order):
+        for starts, sizes in tiles(self.domain, tile if tile is not None else self.tile, order):
             par_key = tuple(starts[d] for d in self.par)
             new_par = par_key != current
             current = par_key
@@ -293,6 +320,12 @@ class PreparedKernelExecutor(KernelExecutor):
             if self._direct is None:
                 self._direct = self._direct_ok(plan)
             if self._direct:
+                if plan.merged is None and native and len(plan.tiles) > 1 and all(t.new_par and t.last_red for t in plan.tiles):
+                    return self._merge(plan, operands, inits, caps, stats, tile_casts)
+                if plan.merged:
+                    results, _ = self._run_contraction(plan.merged, operands, inits, caps, KernelStats(), tile_casts)
+                    stats.result_bytes = results[0].nbytes
+                    return results, stats
                 return self._run_contraction(plan, operands, inits, caps, stats, tile_casts)
         if not self.red and len(plan.tiles) == 1:
             return self._run_map1(plan, operands, caps, stats)
@@ -486,6 +519,38 @@ class PreparedKernelExecutor(KernelExecutor):
                 acc = acc + c
         stats.result_bytes = result.nbytes
         return [result], stats
+
+    def _merge(self, plan: _Plan, operands: list[Any], inits: list[Any], caps: list[Any], stats: KernelStats,
+               casts: tuple[tuple[np.dtype[Any], ...], ...]) -> tuple[list[np.ndarray], KernelStats]:
+        """A bf16 contraction whose tiles split only parallel dims (each tile sums the whole
+        reduction), first run: the tiles' result; then, on random operands laid out as these
+        (`_probe`), the tiles and the whole domain as one tile (one oneDNN GEMM on dense
+        operands: no window copies, no strided stores). When those two have the same bits,
+        later runs take the whole-domain way (`plan.merged`), else the tiles for good.
+
+        Each element is then the same sum in the same order, provided oneDNN's order for an
+        element does not depend on the product's extent in m and n: measured so for rows
+        (`onednn.py`) but not promised, hence the check on this machine, in this layout.
+        A GEMM's order of operations does not depend on the values, and random operands
+        (unlike zeros or small integers) expose any other order in a few elements. GPT-2
+        small bf16 (qkv, MLP-up and logits products): the same bits, and its forward
+        191 -> 178 ms (docs/benchmarks.md, emulator speed)."""
+        results, stats = self._run_contraction(plan, operands, inits, caps, stats, casts)
+        plan.merged = False
+        whole = self._plan(operands, tuple(self.domain))
+        r = results[0]
+        bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}.get(r.dtype.itemsize)
+        if bits is None or not self._direct_ok(whole):
+            return results, stats
+        probe = list(operands)
+        for i in self.contraction:  # type: ignore[union-attr]
+            probe[i] = _probe(operands[i])
+        tiled, _ = self._run_contraction(plan, probe, inits, caps, KernelStats(), casts)
+        t = tiled[0].copy()  # (the whole-domain run may reuse its buffer)
+        got, _ = self._run_contraction(whole, probe, inits, caps, KernelStats(), casts)
+        if t.shape == got[0].shape and np.array_equal(t.view(bits), got[0].view(bits)):
+            plan.merged = whole
+        return results, stats
 
     def _ahead(self, plan: _Plan, operands: list[Any], dtype: np.dtype[Any]) -> tuple[ThreadPoolExecutor, int] | None:
         """The pool for this run's tile products (`sgemm.pool`), when there are several and

@@ -167,7 +167,9 @@ def test_a_bf16_mlp_runs_through_onednn_in_both_executors(monkeypatch: pytest.Mo
     general, _ = Emulator(program.module, program.fabric, prepared=False).run(args)
     n_general = len(calls)
     prepared, _ = Emulator(program.module, program.fabric).run(args)
-    assert n_general > 0 and len(calls) - n_general == n_general
+    # the prepared run: the same products, and on its first run the whole domain of each
+    # product tiled in m or n only (`kernel_fast._merge`)
+    assert n_general > 0 and len(calls) - n_general >= n_general
     for g, p in zip(general, prepared, strict=True):
         assert g.dtype == p.dtype and g.tobytes() == p.tobytes()
     with torch.no_grad():
@@ -247,3 +249,60 @@ def test_dense_copies_a_window_keeping_its_unit_stride_dim() -> None:
     assert got.transpose(0, 2, 1).flags.c_contiguous and np.array_equal(got.view(np.uint16), t.view(np.uint16))
     whole = np.ascontiguousarray(t.transpose(0, 2, 1)).transpose(0, 2, 1)  # already dense: not copied
     assert onednn._dense(whole, onednn._elem_strides(whole)) is whole
+
+
+def _merged_plans(emulator: Emulator) -> list[bool]:
+    return [bool(p.merged) for ex in emulator.executors.values() for p in getattr(ex, "_plans", {}).values()]
+
+
+@needs_onednn
+@pytest.mark.parametrize("build", [_linear_style, _Conv1DStyle], ids=["linear", "conv1d"])
+def test_a_contraction_tiled_only_in_parallel_dims_runs_whole_once_the_bits_agree(build: Any) -> None:
+    """A bf16 product tiled over its parallel dims only: its first run computes the tiles
+    and the whole domain and keeps the whole-domain way if the bits agree (`_merge`); every
+    later run has the general executor's bits and stats."""
+    torch.manual_seed(0)
+    model = build().to(torch.bfloat16)
+    x = torch.randn(128, 1024, dtype=torch.bfloat16)
+    program = rdu_compiler.compile(model, (x,), fabric="sn40l")  # the first product: (128, 768, 1024) tiles of (128, 1536, 1024)
+    args = program._arguments((x,))
+    ref, ref_stats = Emulator(program.module, program.fabric, prepared=False).run(args)
+    prepared = Emulator(program.module, program.fabric)
+    for _ in range(3):
+        out, stats = prepared.run(args)
+        for g, p in zip(ref, out, strict=True):
+            assert g.dtype == p.dtype and g.tobytes() == p.tobytes()
+        assert [s.tiles for s in stats.sections] == [s.tiles for s in ref_stats.sections]
+        assert [s.hbm_bytes for s in stats.sections] == [s.hbm_bytes for s in ref_stats.sections]
+    assert any(_merged_plans(prepared))
+
+
+@needs_onednn
+def test_a_whole_domain_product_with_other_bits_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the whole-domain GEMM's bits differ from the tiles' (here: one element nudged
+    by one ulp in every product wider than a tile), the tiles stay the way."""
+    torch.manual_seed(0)
+    model = _Conv1DStyle().to(torch.bfloat16)
+    x = torch.randn(128, 1024, dtype=torch.bfloat16)
+    program = rdu_compiler.compile(model, (x,), fabric="sn40l")  # the first product: (128, 768, 1024) tiles of (128, 1536, 1024)
+    args = program._arguments((x,))
+    ref, _ = Emulator(program.module, program.fabric, prepared=False).run(args)
+    real = onednn.matmul
+    prepared = Emulator(program.module, program.fabric)
+    # (m, n) of each tiled product's whole domain (m, n, k)
+    whole = {tuple(ex.domain[:2]) for ex in prepared.executors.values() if ex.contraction is not None and ex.tile != ex.domain}
+    assert whole
+
+    def nudged(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+        c = real(a, b)
+        if c is not None and (a.shape[1], b.shape[2]) in whole:
+            c.reshape(-1)[0] = np.nextafter(c.reshape(-1)[0], np.float32(np.inf))
+        return c
+
+    monkeypatch.setattr(onednn, "matmul", nudged)
+    for _ in range(2):
+        out, _ = prepared.run(args)
+        for g, p in zip(ref, out, strict=True):
+            assert g.tobytes() == p.tobytes()
+    plans = [p.merged for ex in prepared.executors.values() for p in getattr(ex, "_plans", {}).values()]
+    assert False in plans and not any(plans)
