@@ -329,6 +329,9 @@ class PreparedKernelExecutor(KernelExecutor):
                 return self._run_contraction(plan, operands, inits, caps, stats, tile_casts)
         if not self.red and len(plan.tiles) == 1:
             return self._run_map1(plan, operands, caps, stats)
+        if self._cast_only is not None and not self.red and (r := self._cast_whole(operands, plan)) is not None:
+            stats.result_bytes = r.nbytes
+            return [r], stats
         accs: list[Any] = []
         prev: _Tile | None = None
         single = len(plan.tiles) == 1
@@ -417,6 +420,23 @@ class PreparedKernelExecutor(KernelExecutor):
         stats.add_rows(ctx)
         stats.result_bytes = sum([r.nbytes for r in results])
         return results, stats
+
+    def _cast_whole(self, operands: list[Any], plan: _Plan) -> np.ndarray | None:
+        """A cast-only map (`_cast_only`) whose argument and result have one shape and the
+        same access (each tile reads the elements it writes), as one cast of the whole
+        argument into the result: a cast rounds each element alone, so the tiles' values;
+        one call of the cast loop in place of one per tile (GPT-2 small bf16's logits, f32
+        to bf16 in 16 tiles: 8.1 -> ms). None when it does not apply."""
+        i = self._cast_only
+        assert i is not None
+        x = operands[i]
+        shape = plan.shapes[0]
+        if type(x) is not np.ndarray or x.shape != shape or self.accesses[i] != self.accesses[self.n_in] or not self.accesses[i].is_projection:
+            return None
+        out = self._buffer(0, shape)
+        if bf16_vec.to_bf16(x, out=out) is None:  # f32 -> bf16 on torch's loop (the same bits), else numpy's
+            np.copyto(out, x, casting="unsafe")
+        return out
 
     def _cast_into(self, results: list[Any], args: list[Any], t: _Tile, plan: _Plan) -> bool:
         """A cast-only map tile (`_cast_only`) as `np.copyto(result slice, argument)`: the

@@ -209,12 +209,20 @@ def test_cast_only_maps_write_each_tile_into_the_result(monkeypatch: pytest.Monk
     y = torch.randn(128, 20000).to(torch.bfloat16)
     program = rdu_compiler.compile(Casts(), (x, y), fabric="sn40l")
     args = program._arguments((x, y))
-    written: list[bool] = []
-    real = PreparedKernelExecutor._cast_into
-    monkeypatch.setattr(PreparedKernelExecutor, "_cast_into", lambda self, *a: written.append(real(self, *a)) or written[-1])
+    whole: list[bool] = []
+    real = PreparedKernelExecutor._cast_whole
+    monkeypatch.setattr(PreparedKernelExecutor, "_cast_whole", lambda self, *a: whole.append((r := real(self, *a)) is not None) or r)
     ref, ref_stats = Emulator(program.module, program.fabric, prepared=False).run(args)
     for _ in range(2):
         got, stats = Emulator(program.module, program.fabric).run(args)
         _same(ref, got)
         assert _counters(ref_stats) == _counters(stats)
-    assert written.count(True) >= 8, written  # several tiles of each plain cast went in place
+    assert whole.count(True) == 4, whole  # each plain cast, on each run, as one cast of the whole argument
+    written: list[bool] = []
+    into = PreparedKernelExecutor._cast_into
+    monkeypatch.setattr(PreparedKernelExecutor, "_cast_whole", lambda self, *a: None)  # the tile-by-tile way
+    monkeypatch.setattr(PreparedKernelExecutor, "_cast_into", lambda self, *a: written.append(into(self, *a)) or written[-1])
+    got, stats = Emulator(program.module, program.fabric).run(args)
+    _same(ref, got)
+    assert _counters(ref_stats) == _counters(stats)
+    assert written.count(True) >= 4, written  # several tiles of each plain cast went in place

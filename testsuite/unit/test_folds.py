@@ -62,3 +62,25 @@ def test_where_it_does_not_fold() -> None:
         for arr, axes in [(x[..., ::-1], [3]), (x, [2, 3])]:
             got = folds.reduce(np.add, arr, axes)
             assert np.array_equal(got.view(np.uint16), np.add.reduce(arr, axis=tuple(axes), keepdims=True).view(np.uint16))
+
+
+@pytest.mark.parametrize("op", [np.maximum, np.minimum])
+def test_a_max_or_min_through_f32_keeps_the_folds_zero_signs_and_nan_payloads(op: np.ufunc) -> None:
+    """Rows whose extremum is a zero (+0 and -0 mixed, in either order) or a NaN (several
+    payloads, both signs): the order of the fold decides the bits there, and the f32 way
+    hands those rows to the fold (`folds._extremum`)."""
+    rng = np.random.default_rng(2)
+    sign = -1.0 if op is np.maximum else 1.0  # the other values lie beyond the zeros
+    x = (sign * (1 + rng.random((1, 2, 640, 64)))).astype(np.float32).astype(BF16)
+    bits = x.view(np.uint16)
+    bits[0, 0, :, 5] = 0x0000
+    bits[0, 0, ::2, 9] = 0x8000  # -0 after +0 in even rows
+    bits[0, 0, 1::2, 3] = 0x8000  # and before it in odd rows
+    nans = np.array([0x7FC1, 0xFFC0, 0x7F81, 0xFFAB], dtype=np.uint16)
+    bits[0, 1, :, 7] = nans[np.arange(640) % 4]
+    bits[0, 1, ::3, 20] = nans[::-1][np.arange(0, 640, 3) % 4]
+    assert folds.folds(op, x, [3])
+    with np.errstate(all="ignore"):
+        got = folds.reduce(op, x, [3])
+        want = op.reduce(x, axis=(3,), keepdims=True)
+    assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
