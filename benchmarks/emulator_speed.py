@@ -171,12 +171,13 @@ def main() -> None:
     load1 = os.getloadavg()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {ARGS.threads} thread(s) each side"
     import rdu_compiler
-    from rdu_compiler.interpreters import onednn, sgemm
+    from rdu_compiler.interpreters import bf16_vec, onednn, sgemm
 
     where = os.path.dirname(os.path.dirname(os.path.abspath(rdu_compiler.__file__)))
     print(f"rdu_compiler from {where}; commit {_git_commit(where)}; {machine}; load average {load0[0]:.1f} -> {load1[0]:.1f}; medians of {ARGS.repeats}")
     print(f"bf16 tile GEMMs: {onednn.backend()} (RDU_BF16_GEMM=numpy for the widened sgemm)")
     print(f"f32 tile GEMMs: {sgemm.backend()} (RDU_F32_GEMM=numpy for OpenBLAS)")
+    print(f"bf16 element-wise: {'torch loops' if bf16_vec.available() else 'ml_dtypes loops'} (RDU_BF16_ELEMENTWISE=numpy for ml_dtypes')")
     print("| model | kernels | emulator | eager | ratio | CPU-time ratio | goal |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:

@@ -426,7 +426,7 @@ class PreparedKernelExecutor(KernelExecutor):
         same access (each tile reads the elements it writes), as one cast of the whole
         argument into the result: a cast rounds each element alone, so the tiles' values;
         one call of the cast loop in place of one per tile (GPT-2 small bf16's logits, f32
-        to bf16 in 16 tiles: 8.1 -> ms). None when it does not apply."""
+        to bf16 in 16 tiles: 8.1 -> 4.3 ms a forward). None when it does not apply."""
         i = self._cast_only
         assert i is not None
         x = operands[i]
