@@ -92,6 +92,10 @@ class _Plan:
 #: 180 MB of fresh memory per run, slower than its tiles].
 CONVERT_WHOLE_MAX = 1 << 22
 
+#: A contraction is computed whole (`_merge`) up to this many result elements [NF: the
+#: whole product is one more result-sized array; 1 GiB of f32 at most].
+MERGE_MAX = 1 << 28
+
 #: A non-projection access's index arrays are kept for the next run up to this many tile
 #: points (int64 each, per operand dim) [NF: bounds the memory kept, 8 MB per array].
 GRID_POINTS_KEPT = 1 << 20
@@ -320,7 +324,8 @@ class PreparedKernelExecutor(KernelExecutor):
             if self._direct is None:
                 self._direct = self._direct_ok(plan)
             if self._direct:
-                if plan.merged is None and native and len(plan.tiles) > 1 and all(t.new_par and t.last_red for t in plan.tiles):
+                if (plan.merged is None and native and len(plan.tiles) > 1 and math.prod(plan.shapes[0]) <= MERGE_MAX
+                        and all(t.new_par and t.last_red for t in plan.tiles)):
                     return self._merge(plan, operands, inits, caps, stats, tile_casts)
                 if plan.merged:
                     results, _ = self._run_contraction(plan.merged, operands, inits, caps, KernelStats(), tile_casts)
