@@ -103,7 +103,8 @@ def _tensor(torch: Any, x: np.ndarray) -> Any:
 
 
 def _viewable(x: Any) -> bool:
-    return type(x) is np.ndarray and min(x.strides, default=0) >= 0
+    """A numpy array torch can view: no negative stride, every stride whole elements."""
+    return type(x) is np.ndarray and min(x.strides, default=0) >= 0 and all(st % x.itemsize == 0 for st in x.strides)
 
 
 def _mend(r: np.ndarray, fn: Any, args: tuple[Any, ...]) -> np.ndarray:
@@ -138,6 +139,7 @@ def binary(uf: np.ufunc, x: Any, y: Any) -> np.ndarray | None:
         return None
     if max(x.size, y.size) < MIN_ELEMENTS:
         return None
+    np.broadcast_shapes(x.shape, y.shape)  # numpy's error for operands that do not broadcast
     r = fn(_tensor(torch, x), _tensor(torch, y)).view(torch.int16).numpy().view(BF16)
     return _mend(r, uf, (x, y))
 
@@ -152,7 +154,8 @@ def to_bf16(x: Any, out: np.ndarray | None = None) -> np.ndarray | None:
     if torch is None:
         return None
     if out is not None:
-        if not (out.flags.writeable and out.dtype == BF16 and out.shape == x.shape and _viewable(out)):
+        if not (out.flags.writeable and out.dtype == BF16 and out.shape == x.shape and _viewable(out)
+                and all(st for st, n in zip(out.strides, out.shape, strict=True) if n > 1)):  # no element written twice
             return None
         _tensor(torch, out).copy_(_tensor(torch, x))
         r = out

@@ -83,7 +83,7 @@ class _Plan:
     shapes: list[tuple[int, ...]]  # per result
     whole_tile: list[bool] = None  # type: ignore[assignment]  # per result: `whole`, and the tile's value is the result's shape (no dim dropped)
     mkl_tiles: bool | None = None  # a contraction whose tile products all go to MKL (`_ahead`), once known
-    merged: Any = None  # `_Plan` of the whole domain when its one GEMM gave the tiles' bits (`_merge`), False if not
+    merged: Any = None  # (`_Plan` of the whole domain, operand strides) when its one GEMM gave the tiles' bits (`_merge`), False if not
 
 
 #: A contraction operand narrower than its accumulator is converted whole, once per run,
@@ -153,9 +153,8 @@ def _apply(arr: Any, cut: Cut, access: Access, starts: tuple[int, ...], sizes: t
     return view.reshape(shape)
 
 
-#: `_probe`'s random values repeat with this period (elements) [NF: long enough that a sum
-#: in another order shows in some element; generating every element afresh cost 0.7 s of
-#: GPT-2 small bf16's first run].
+#: `_probe`'s random values repeat with this period (elements) [NF: long enough that a sum in
+#: another order shows in some element; fresh values for every element cost 0.7 s once].
 PROBE_PERIOD = 1 << 20
 
 _PROBES: dict[np.dtype[Any], np.ndarray] = {}
@@ -165,7 +164,7 @@ def _probe(x: Any) -> Any:
     """Random values with x's dtype, shape and strides (a window stays a window): bf16
     values (as f32 for an f32 x) of magnitude in [1/128, 2) and either sign, so that sums
     of many products neither overflow nor cancel to zeros; other operands as they are."""
-    if type(x) is not np.ndarray or x.dtype not in (onednn.BF16, onednn.F32) or not x.size or min(x.strides) < 0:
+    if type(x) is not np.ndarray or x.dtype not in (onednn.BF16, onednn.F32) or not x.size or min(x.strides, default=0) < 0:
         return x
     span = 1 + sum((n - 1) * st for n, st in zip(x.shape, x.strides, strict=True)) // x.itemsize
     pool = _PROBES.get(x.dtype)
@@ -325,10 +324,10 @@ class PreparedKernelExecutor(KernelExecutor):
                 self._direct = self._direct_ok(plan)
             if self._direct:
                 if (plan.merged is None and native and len(plan.tiles) > 1 and math.prod(plan.shapes[0]) <= MERGE_MAX
-                        and all(t.new_par and t.last_red for t in plan.tiles)):
+                        and not any(tile_casts) and all(t.new_par and t.last_red for t in plan.tiles)):
                     return self._merge(plan, operands, inits, caps, stats, tile_casts)
-                if plan.merged:
-                    results, _ = self._run_contraction(plan.merged, operands, inits, caps, KernelStats(), tile_casts)
+                if plan.merged and plan.merged[1] == self._layout(operands):  # the layout the check saw
+                    results, _ = self._run_contraction(plan.merged[0], operands, inits, caps, KernelStats(), tile_casts)
                     stats.result_bytes = results[0].nbytes
                     return results, stats
                 return self._run_contraction(plan, operands, inits, caps, stats, tile_casts)
@@ -563,19 +562,22 @@ class PreparedKernelExecutor(KernelExecutor):
         results, stats = self._run_contraction(plan, operands, inits, caps, stats, casts)
         plan.merged = False
         whole = self._plan(operands, tuple(self.domain))
-        r = results[0]
-        bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}.get(r.dtype.itemsize)
-        if bits is None or not self._direct_ok(whole):
+        bits = {2: np.uint16, 4: np.uint32, 8: np.uint64}.get(results[0].dtype.itemsize)
+        if bits is None or not self._direct_ok(whole) or any(whole.tiles[0].modes[i] == 2 for i in self.contraction):  # type: ignore[index, union-attr]  # (mode 2: a copy)
             return results, stats
         probe = list(operands)
         for i in self.contraction:  # type: ignore[union-attr]
             probe[i] = _probe(operands[i])
-        tiled, _ = self._run_contraction(plan, probe, inits, caps, KernelStats(), casts)
-        t = tiled[0].copy()  # (the whole-domain run may reuse its buffer)
-        got, _ = self._run_contraction(whole, probe, inits, caps, KernelStats(), casts)
-        if t.shape == got[0].shape and np.array_equal(t.view(bits), got[0].view(bits)):
-            plan.merged = whole
+        probe_inits = [_probe(x) for x in inits]  # an accumulator's initial values too
+        tiled, _ = self._run_contraction(plan, probe, probe_inits, caps, KernelStats(), casts)
+        got, _ = self._run_contraction(whole, probe, probe_inits, caps, KernelStats(), casts)  # (`tiled` holds its buffer)
+        if tiled[0].shape == got[0].shape and np.array_equal(tiled[0].view(bits), got[0].view(bits)):
+            plan.merged = (whole, self._layout(operands))
         return results, stats
+
+    def _layout(self, operands: list[Any]) -> tuple[Any, ...]:
+        """The contraction operands' strides (what oneDNN's kernel choice may follow)."""
+        return tuple(getattr(operands[i], "strides", None) for i in self.contraction)  # type: ignore[union-attr]
 
     def _ahead(self, plan: _Plan, operands: list[Any], dtype: np.dtype[Any]) -> tuple[ThreadPoolExecutor, int] | None:
         """The pool for this run's tile products (`sgemm.pool`), when there are several and

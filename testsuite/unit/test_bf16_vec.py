@@ -88,6 +88,13 @@ def test_what_it_leaves_to_numpy() -> None:
     assert bf16_vec.to_bf16(np.ones(bf16_vec.MIN_CAST_ELEMENTS, np.float64)) is None
     assert bf16_vec.to_bf16(np.ones(bf16_vec.MIN_CAST_ELEMENTS - 1, np.float32)) is None
     assert bf16_vec.to_bf16(np.ones(bf16_vec.MIN_CAST_ELEMENTS, np.float32)) is not None
+    packed = np.zeros(bf16_vec.MIN_ELEMENTS, dtype=[("a", BF16), ("b", np.uint8)])["a"]  # a 3-byte stride
+    assert bf16_vec.binary(np.add, packed, packed) is None
+    n = bf16_vec.MIN_CAST_ELEMENTS
+    one_element = np.lib.stride_tricks.as_strided(np.zeros(1, BF16), (n,), (0,), writeable=True)
+    assert bf16_vec.to_bf16(np.ones(n, np.float32), out=one_element) is None  # each element written n times
+    with pytest.raises(ValueError):  # numpy's error, not torch's
+        bf16_vec.binary(np.add, big, np.ones(3, BF16))
 
 
 def _f32_sample() -> np.ndarray:
