@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from rdu_compiler.interpreters import onednn
 from rdu_compiler.interpreters.bf16 import BF16
 
 F32 = np.dtype(np.float32)
@@ -56,14 +57,6 @@ MIN_CAST_ELEMENTS = 32768
 UFUNCS = frozenset({np.add, np.subtract, np.multiply, np.divide})
 
 _STATE: dict[str, Any] = {}
-_FORKED = [False]
-
-
-def _after_fork_in_child() -> None:
-    _FORKED[0] = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _torch() -> Any:
@@ -74,7 +67,7 @@ def _torch() -> Any:
         if os.environ.get("RDU_BF16_ELEMENTWISE", "torch") != "numpy":
             import torch
 
-            if _FORKED[0]:
+            if onednn.in_forked_child():
                 torch.set_num_threads(1)
             _STATE["ops"] = {np.add: torch.add, np.subtract: torch.sub, np.multiply: torch.mul, np.divide: torch.div}
         _STATE.update(pid=pid, torch=torch)
@@ -162,3 +155,10 @@ def to_bf16(x: Any, out: np.ndarray | None = None) -> np.ndarray | None:
     else:
         r = _tensor(torch, x).to(torch.bfloat16).view(torch.int16).numpy().view(BF16)
     return _mend(r, lambda v: v.astype(BF16), (x,))
+
+
+def copyto(out: np.ndarray, x: np.ndarray) -> None:
+    """`np.copyto(out, x, casting="unsafe")`, an f32 -> bf16 one on torch's loop where
+    `to_bf16` applies (the same bits)."""
+    if to_bf16(x, out=out) is None:
+        np.copyto(out, x, casting="unsafe")

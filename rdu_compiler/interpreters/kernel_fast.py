@@ -438,8 +438,7 @@ class PreparedKernelExecutor(KernelExecutor):
         if type(x) is not np.ndarray or x.shape != shape or self.accesses[i] != self.accesses[self.n_in] or not self.accesses[i].is_projection:
             return None
         out = self._buffer(0, shape)
-        if bf16_vec.to_bf16(x, out=out) is None:  # f32 -> bf16 on torch's loop (the same bits), else numpy's
-            np.copyto(out, x, casting="unsafe")
+        bf16_vec.copyto(out, x)
         return out
 
     def _cast_into(self, results: list[Any], args: list[Any], t: _Tile, plan: _Plan) -> bool:
@@ -455,8 +454,7 @@ class PreparedKernelExecutor(KernelExecutor):
         target = results[0][index]
         if type(target) is not np.ndarray or target.shape != x.shape:
             return False
-        if bf16_vec.to_bf16(x, out=target) is None:  # f32 -> bf16 on torch's loop (the same bits), else numpy's
-            np.copyto(target, x, casting="unsafe")
+        bf16_vec.copyto(target, x)
         return True
 
     @staticmethod

@@ -190,6 +190,12 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def in_forked_child() -> bool:
+    """Whether this process is a forked child (libgomp then needs one thread: `_one_openmp_thread`;
+    `bf16_vec` sets torch to one thread for the same reason)."""
+    return _FORKED[0]
+
+
 def _one_openmp_thread() -> None:
     """libgomp is not fork-safe: a forked child whose parent ran an OpenMP parallel region
     (oneDNN here, or torch) hangs in its next one (measured: a `multiprocessing` fork pool

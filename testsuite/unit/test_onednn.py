@@ -251,17 +251,23 @@ def test_dense_copies_a_window_keeping_its_unit_stride_dim() -> None:
     assert onednn._dense(whole, onednn._elem_strides(whole)) is whole
 
 
+def _mlp_program(build: Any) -> tuple[Any, list[np.ndarray]]:
+    """A bf16 MLP on 128 x 1024 inputs for sn40l, and its arguments: its first product is
+    (128, 768, 1024) tiles of (128, 1536, 1024)."""
+    torch.manual_seed(0)
+    model = build().to(torch.bfloat16)
+    x = torch.randn(128, 1024, dtype=torch.bfloat16)
+    program = rdu_compiler.compile(model, (x,), fabric="sn40l")
+    return program, program._arguments((x,))
+
+
 @needs_onednn
 @pytest.mark.parametrize("build", [_linear_style, _Conv1DStyle], ids=["linear", "conv1d"])
 def test_a_contraction_tiled_only_in_parallel_dims_runs_whole_once_the_bits_agree(build: Any) -> None:
     """A bf16 product tiled over its parallel dims only: its first run computes the tiles
     and the whole domain and keeps the whole-domain way if the bits agree (`_merge`); every
     later run has the general executor's bits and stats."""
-    torch.manual_seed(0)
-    model = build().to(torch.bfloat16)
-    x = torch.randn(128, 1024, dtype=torch.bfloat16)
-    program = rdu_compiler.compile(model, (x,), fabric="sn40l")  # the first product: (128, 768, 1024) tiles of (128, 1536, 1024)
-    args = program._arguments((x,))
+    program, args = _mlp_program(build)
     ref, ref_stats = Emulator(program.module, program.fabric, prepared=False).run(args)
     prepared = Emulator(program.module, program.fabric)
     for _ in range(3):
@@ -295,11 +301,7 @@ def test_a_contraction_tiled_only_in_parallel_dims_runs_whole_once_the_bits_agre
 def test_a_whole_domain_product_with_other_bits_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     """If the whole-domain GEMM's bits differ from the tiles' (here: one element nudged
     by one ulp in every product wider than a tile), the tiles stay the way."""
-    torch.manual_seed(0)
-    model = _Conv1DStyle().to(torch.bfloat16)
-    x = torch.randn(128, 1024, dtype=torch.bfloat16)
-    program = rdu_compiler.compile(model, (x,), fabric="sn40l")  # the first product: (128, 768, 1024) tiles of (128, 1536, 1024)
-    args = program._arguments((x,))
+    program, args = _mlp_program(_Conv1DStyle)
     ref, _ = Emulator(program.module, program.fabric, prepared=False).run(args)
     real = onednn.matmul
     prepared = Emulator(program.module, program.fabric)
