@@ -23,10 +23,10 @@ instead of on every run is the Python around them:
   contraction's identity transposes are skipped (views with the same strides: the same
   matmul, the same bits);
 - a map kernel of one tile runs `_run_map1`: the tile loop's steps for that one tile,
-  a yielded fresh array of the result's shape and dtype becoming the result.
+  a yielded fresh array of the result's shape and dtype becoming the result; from its second
+  run, a large tile's f32 / bf16 arithmetic is one compiled loop (`jit.py`: the same bits).
 
-`testsuite/unit/test_emulator_fast.py` runs both executors on the example models and
-compares every output bitwise.
+`testsuite/unit/test_emulator_fast.py` runs both executors on the example models, bitwise.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import numpy as np
 from xdsl.dialects import arith
 
 from rdu_compiler.dialects.rdu import KernelOp, Pattern, YieldOp
-from rdu_compiler.interpreters import bf16_vec, onednn, sgemm
+from rdu_compiler.interpreters import bf16_vec, jit, onednn, sgemm
 from rdu_compiler.interpreters.kernel import (
     Empty,
     KernelExecutor,
@@ -217,6 +217,7 @@ class PreparedKernelExecutor(KernelExecutor):
                 and isinstance(ops[0], arith.ExtFOp | arith.TruncFOp) and isinstance(ops[1], YieldOp)
                 and ops[1].operands[0] is ops[0].results[0] and ops[0].operands[0] in kernel.body.block.args[:self.n_in]):
             self._cast_only = kernel.body.block.args.index(ops[0].operands[0])  # type: ignore[arg-type]
+        self._jit = jit.Tier(self.payload, self.result_dtypes) if not self._general and not self.red else None
         if self.contraction is not None:
             a, b = self.contraction
             self.roles = contraction_dims(self.accesses[a], self.accesses[b], self.accesses[self.n_in], len(self.domain))
@@ -404,8 +405,10 @@ class PreparedKernelExecutor(KernelExecutor):
         assert ctx is not None
         ctx.gathered_bytes = ctx.cold_gathered_bytes = 0
         ctx.rows_read = (0, 0)
-        vals = self.payload.run(args, ctx)
-        values = [vals[s] for s in self.payload.yield_slots]
+        values = j.run(args, t.sizes) if ctx.points >= jit.JIT_MIN and self._jit and (j := self._jit.get()) else None
+        if values is None:
+            vals = self.payload.run(args, ctx)
+            values = [vals[s] for s in self.payload.yield_slots]
         adopt = self._made or self._fresh(values, [*operands, *caps])
         results: list[Any] = [None] * self.n_init
         rest = False

@@ -209,6 +209,7 @@ class CompiledPayload:
         if isinstance(term, rdu.YieldOp):
             self.yield_slots = [self.slots.get(v, -1) for v in term.operands]
         chain_of, constants = bf16_chains.find_chains(self, kept, chainable) if chains else ({}, set())
+        self.kept, self.constant_ops = kept, constants  # (what `interpreters/jit.py` compiles)
         const_steps: list[Step] = []
         self.chains: list[bf16_chains.BF16Chain] = []
         for op in kept:
@@ -222,6 +223,7 @@ class CompiledPayload:
             step = self._compile(op, op_name(op))
             (const_steps if op in constants else self.steps).append(step)
         self.steps[:0] = const_steps  # constants (and ops on them only) first: they read nothing else
+        self.n_const = len(const_steps)
         if self.chains:
             consts: list[Any] = [None] * len(self.slots)
             for st in const_steps:

@@ -1,0 +1,338 @@
+"""Map payloads of f32 / bf16 arithmetic as one native loop over the tile (numba).
+
+`CompiledPayload` evaluates a payload one op at a time, each op one numpy (or torch) pass
+over the whole tile: softmax's scale-and-mask map is a cast, a multiply and an add, three
+passes over 196,608 elements with bf16 rounding after each. `MapJit` writes the same
+payload as a Python loop nest over the tile's elements, one statement per op, compiles it
+with numba (LLVM) and runs the whole payload in one pass, in registers.
+
+The bits are those of the numpy steps, because every op it accepts is one IEEE f32
+operation or an exact one:
+- f32 `addf` / `subf` / `mulf` / `divf`: one f32 operation (numba keeps f32 operands in
+  f32 and, without fastmath, neither reassociates nor contracts a*b+c into an FMA);
+- the same on bf16: ml_dtypes widens both operands to f32 (exact), applies the f32 op and
+  rounds to bf16 to nearest-even; here bf16 values are held as those f32 values and the
+  rounding is the integer form of the same round-to-nearest-even (`_round_bf16`);
+- `extf` bf16 -> f32 (exact), `truncf` f32 -> bf16 (that rounding), `negf` (sign flip);
+- scalar constants of those types (exact literals: the repr of the value as a Python float);
+- bf16 unary ops and bf16 chains (`interpreters/chains.py`): a lookup of the operand's
+  bits in the table the numpy path itself computes and uses (`bf16.table`, `chain.tables`).
+NaN is where the bits could differ (which NaN an operation returns, its payload through
+the rounding): a kernel whose arithmetic gives a NaN anywhere returns None from `run`, and
+the caller evaluates it the numpy way (the same bits as before). Any other op, dtype or
+operand kind (captures, index grids, gathers, integers, f32 transcendentals, whose numpy
+SIMD loops numba would not match) leaves the kernel to numpy: `MapJit.build` returns None.
+`testsuite/unit/test_jit.py` compares both paths bit for bit on every bf16 value and on
+random f32 data with subnormals, infinities and NaNs.
+
+When: only tiles of at least `JIT_MIN` elements, and only from a kernel's second run (the
+first run of a program stays as it was; compiling costs 0.2-1 s a distinct payload, so a
+program run once never pays it). Compiled loops are kept per process by their source.
+`RDU_JIT=0` switches the module off; so does numba being absent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import arith
+
+from rdu_compiler.dtypes import numpy_dtype
+from rdu_compiler.interpreters import bf16
+from rdu_compiler.interpreters.bf16 import BF16
+from rdu_compiler.interpreters.payload import _UNARY, CompiledPayload, TileContext, op_key
+
+F32 = np.dtype(np.float32)
+
+#: Tiles of fewer elements stay on numpy [NF: below it a numpy pass costs a few us, about
+#: what the call into the compiled loop and its argument checks do].
+JIT_MIN = 32768
+
+_BIN = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
+_KINDS = {F32: "f32", BF16: "bf16"}
+_COMPILED: dict[str, Any] = {}
+_SEEN: dict[tuple[Any, ...], int] = {}  # bf16 fold shapes seen (`fold`)
+#: What ran compiled in this process: "map" and "fold" runs, and "map_nan" / "fold_nan"
+#: runs handed back to numpy for a NaN (tests and `benchmarks/emulator_speed.py` read it).
+RUNS: Counter[str] = Counter()
+_HELPERS: dict[str, Any] = {}
+
+
+def enabled() -> bool:
+    """Whether map payloads may be compiled (numba importable, `RDU_JIT` not 0)."""
+    if os.environ.get("RDU_JIT", "1") == "0":
+        return False
+    if "numba" not in _HELPERS:
+        try:
+            import numba
+        except ImportError:
+            numba = None
+        _HELPERS["numba"] = numba
+    return _HELPERS["numba"] is not None
+
+
+def _helpers() -> dict[str, Any]:
+    """The scalar helpers the generated loops call (compiled once, inlined)."""
+    if "_bits" in _HELPERS:
+        return _HELPERS
+    import numba
+
+    u32 = np.uint32
+
+    @numba.njit(inline="always")
+    def _round_bf16(s: Any) -> Any:  # f32 -> the nearest bf16 (ties to even), as f32; not for NaN
+        u = np.float32(s).view(np.uint32)
+        return u32((u + u32(0x7FFF) + ((u >> u32(16)) & u32(1))) & u32(0xFFFF0000)).view(np.float32)
+
+    @numba.njit(inline="always")
+    def _widen(b: Any) -> Any:  # bf16 bits -> f32 value (exact)
+        return u32(u32(b) << u32(16)).view(np.float32)
+
+    @numba.njit(inline="always")
+    def _bits(f: Any) -> Any:  # a bf16 value held as f32 -> its 16 bits
+        return u32(np.float32(f).view(np.uint32) >> u32(16))
+
+    @numba.njit(error_model="numpy")
+    def _fold(x: Any, out: Any, mul: bool) -> Any:  # x (R, L) bf16 bits, C order -> out (R,): the fold of each row
+        rows, n = x.shape
+        block = 64
+        tmp = np.empty((n, block), np.float32)  # a block of rows, transposed: the fold runs across rows (SIMD)
+        acc = np.empty(block, np.float32)
+        bad = False
+        for r0 in range(0, rows, block):
+            m = min(block, rows - r0)
+            for r in range(m):
+                for i in range(n):
+                    tmp[i, r] = _widen(x[r0 + r, i])
+            for r in range(m):
+                acc[r] = tmp[0, r]
+            for i in range(1, n):
+                for r in range(m):
+                    s = acc[r] * tmp[i, r] if mul else acc[r] + tmp[i, r]
+                    bad |= s != s
+                    acc[r] = _round_bf16(s)
+            for r in range(m):
+                out[r0 + r] = _bits(acc[r])
+        return bad
+
+    _HELPERS.update(np=np, _round_bf16=_round_bf16, _widen=_widen, _bits=_bits, _fold=_fold)
+    return _HELPERS
+
+
+def fold(ufunc: np.ufunc, x: np.ndarray, axis: int) -> np.ndarray | None:
+    """`folds._fold(ufunc, x, axis)` for bf16 `x` and np.add / np.multiply, as one compiled
+    loop: the same index-order fold, each step one f32 operation on the widened values,
+    rounded to bf16. None (fold the numpy way) for other ufuncs, small or first-seen shapes
+    (`JIT_MIN`; compiled from the second fold of a shape), and results with a NaN anywhere."""
+    if ufunc not in (np.add, np.multiply) or x.size < JIT_MIN or not enabled():
+        return None
+    key = (x.shape, axis)
+    if _SEEN.setdefault(key, 0) < 1:
+        _SEEN[key] += 1
+        return None
+    rows = np.moveaxis(x, axis, -1)
+    flat = np.ascontiguousarray(rows.reshape(-1, x.shape[axis]))  # (outputs, reduced), a copy where it must be
+    out = np.empty(flat.shape[0], dtype=BF16)
+    bad = _helpers()["_fold"](flat.view(np.uint16), out.view(np.uint16), ufunc is np.multiply)
+    RUNS["fold_nan" if bad else "fold"] += 1
+    if bad:
+        return None
+    return np.expand_dims(out.reshape(rows.shape[:-1]), axis)
+
+
+class MapJit:
+    """One map payload as a numba loop nest (see the module doc). Built by `build`."""
+
+    def __init__(self, body: list[str], args: list[tuple[int, str]], tables: list[tuple[np.ndarray, str]],
+                 outs: list[tuple[int, str]]):
+        self.body = body  # statements per element; read `a{slot}` through `_A{slot}`, write `v{slot}`
+        self.args = args  # (slot, kind) of each block argument read
+        self.tables = tables  # (table, kind) of each lookup, passed as `_T{k}`
+        self.outs = outs  # (slot, kind) of each yielded value, in yield order
+
+    @staticmethod
+    def build(payload: CompiledPayload, result_dtypes: list[np.dtype[Any]]) -> MapJit | None:
+        """The loop of `payload` (a map kernel's), or None when an op, type or yield is one
+        this module does not compile."""
+        kind: dict[int, str] = {}
+        block_args = [v for v, s in payload.slots.items() if s < payload.n_args]
+        for v in block_args:
+            k = _KINDS.get(numpy_dtype(v.type)) if _float(v.type) else None
+            if k is not None:
+                kind[payload.slots[v]] = k
+        consts: list[Any] = [None] * len(payload.slots)
+        for st in payload.steps[:payload.n_const]:
+            st(consts, TileContext((), ()))
+        chain_of = {op: c for c in payload.chains for op in c.ops}
+        body: list[str] = []
+        tables: list[tuple[np.ndarray, str]] = []
+        used: dict[int, str] = {}
+
+        def ref(v: Any) -> str | None:
+            s = payload.slots[v]
+            if s not in kind:
+                return None
+            if s < payload.n_args:
+                used[s] = kind[s]
+            return f"v{s}"
+
+        def lookup(table: np.ndarray, root: str, out: int) -> bool:
+            k = _KINDS.get(table.dtype)
+            if k is None:
+                return False
+            tables.append((table.view(np.uint16) if k == "bf16" else table, k))
+            t = len(tables) - 1
+            body.append(f"v{out} = _widen(_T{t}[_bits({root})])" if k == "bf16" else f"v{out} = _T{t}[_bits({root})]")
+            kind[out] = k
+            return True
+
+        for op in payload.kept:
+            outs = [payload.slots[r] for r in op.results]
+            if op in payload.constant_ops:
+                for s in outs:
+                    c = consts[s]
+                    k = _KINDS.get(getattr(c, "dtype", None))  # type: ignore[arg-type]
+                    if k is None or np.ndim(c) != 0:
+                        continue  # (an integer exponent, say: only a use outside a table would need it)
+                    f = float(c)  # exact (an f32 or bf16 value); its repr reads back as that f64
+                    if f != f:
+                        return None
+                    body.append(f"v{s} = np.float32({repr(f) if abs(f) != np.inf else ('-' if f < 0 else '') + 'np.inf'})")
+                    kind[s] = k
+                continue
+            chain = chain_of.get(op)
+            if chain is not None:
+                if op is not chain.ops[0]:
+                    continue
+                root = f"v{chain.root}" if chain.root in kind and kind[chain.root] == "bf16" else None
+                if root is None:
+                    return None
+                if chain.root < payload.n_args:
+                    used[chain.root] = "bf16"
+                if not all(lookup(t, root, e) for e, t in zip(chain.exits, chain.tables(), strict=True)):
+                    return None
+                continue
+            ins = [ref(v) for v in op.operands]
+            if any(x is None for x in ins) or len(outs) != 1:
+                return None
+            (out,) = outs
+            rk = _KINDS.get(numpy_dtype(op.results[0].type)) if _float(op.results[0].type) else None
+            key = op_key(op)
+            if key in _BIN and rk is not None and all(kind[payload.slots[v]] == rk for v in op.operands):
+                body.append(f"_s = {ins[0]} {_BIN[key]} {ins[1]}")
+                body.append("_bad |= _s != _s")
+                body.append(f"v{out} = _round_bf16(_s)" if rk == "bf16" else f"v{out} = _s")
+            elif isinstance(op, arith.NegfOp) and rk is not None and kind[payload.slots[op.operands[0]]] == rk:
+                body.append(f"v{out} = -{ins[0]}")
+                body.append(f"_bad |= v{out} != v{out}")
+            elif isinstance(op, arith.ExtFOp) and rk == "f32" and kind[payload.slots[op.operands[0]]] == "bf16":
+                body.append(f"v{out} = {ins[0]}")
+            elif isinstance(op, arith.TruncFOp) and rk == "bf16" and kind[payload.slots[op.operands[0]]] == "f32":
+                body.append(f"_bad |= {ins[0]} != {ins[0]}")
+                body.append(f"v{out} = _round_bf16({ins[0]})")
+            elif key in _UNARY and rk is not None and kind[payload.slots[op.operands[0]]] == "bf16":
+                if not lookup(bf16.table(key, _UNARY[key]), str(ins[0]), out):
+                    return None
+            else:
+                return None
+            kind.setdefault(out, rk)  # type: ignore[arg-type]
+        if "bf16" not in kind.values() and sum(b.startswith("_s = ") or "_T" in b for b in body) < 2:
+            return None  # one f32 op: numpy's own loop is one pass already
+        ys = payload.yield_slots
+        if len(set(ys)) != len(ys) or len(ys) != len(result_dtypes):
+            return None
+        outs_k: list[tuple[int, str]] = []
+        for s, dt in zip(ys, result_dtypes, strict=True):
+            if s < payload.n_args or s not in kind or _KINDS.get(np.dtype(dt)) != kind[s]:
+                return None
+            outs_k.append((s, kind[s]))
+        return MapJit(body, sorted(used.items()), tables, outs_k)
+
+    def run(self, args: list[Any], sizes: tuple[int, ...]) -> list[np.ndarray] | None:
+        """The yielded values on a tile of shape `sizes` (new C-contiguous arrays), or None:
+        an argument this loop was not built for, or a NaN in the arithmetic (evaluate the
+        payload the numpy way instead)."""
+        rank = len(sizes)
+        arrays: list[np.ndarray] = []
+        pattern: list[tuple[bool, ...]] = []
+        for s, k in self.args:
+            x = args[s]
+            if type(x) is not np.ndarray or _KINDS.get(x.dtype) != k or x.ndim > rank:
+                return None
+            if x.ndim < rank:
+                x = x.reshape((1,) * (rank - x.ndim) + x.shape)
+            if any(n != m and n != 1 for n, m in zip(x.shape, sizes, strict=True)):
+                return None
+            if not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x)
+            arrays.append(x.view(np.uint16) if k == "bf16" else x)
+            pattern.append(tuple(n == 1 for n in x.shape))
+        fn = self._compiled(rank, pattern)
+        outs = [np.empty(sizes, dtype=BF16 if k == "bf16" else F32) for _, k in self.outs]
+        views = [o.view(np.uint16) if k == "bf16" else o for o, (_, k) in zip(outs, self.outs, strict=True)]
+        bad = fn(*arrays, *[t for t, _ in self.tables], *views)
+        RUNS["map_nan" if bad else "map"] += 1
+        return None if bad else outs
+
+    def source(self, rank: int, pattern: list[tuple[bool, ...]]) -> str:
+        """The loop nest's Python source for a tile of `rank` dims whose arguments have
+        size-1 (broadcast) dims where `pattern` says."""
+        idx = [f"_i{d}" for d in range(rank)]
+        names = [f"_A{s}" for s, _ in self.args] + [f"_T{t}" for t in range(len(self.tables))] + [f"_O{j}" for j in range(len(self.outs))]
+        lines = [f"def _loop({', '.join(names)}):", "    _bad = False"]
+        lines += [f"    _n{d} = _O0.shape[{d}]" for d in range(rank)]
+        pad = "    "
+        for d in range(rank):
+            lines.append(f"{pad}for _i{d} in range(_n{d}):")
+            pad += "    "
+        for (s, k), bcast in zip(self.args, pattern, strict=True):
+            at = ", ".join("0" if b else i for b, i in zip(bcast, idx, strict=True))
+            lines.append(f"{pad}v{s} = _widen(_A{s}[{at}])" if k == "bf16" else f"{pad}v{s} = _A{s}[{at}]")
+        lines.extend(pad + b for b in self.body)
+        at = ", ".join(idx)
+        for j, (s, k) in enumerate(self.outs):
+            lines.append(f"{pad}_O{j}[{at}] = _bits(v{s})" if k == "bf16" else f"{pad}_O{j}[{at}] = v{s}")
+        lines.append("    return _bad")
+        return "\n".join(lines) + "\n"
+
+    def _compiled(self, rank: int, pattern: list[tuple[bool, ...]]) -> Any:
+        src = self.source(rank, pattern)
+        fn = _COMPILED.get(src)
+        if fn is None:
+            import numba
+
+            scope = dict(_helpers())
+            exec(compile(src, "<rdu map payload>", "exec"), scope)  # noqa: S102 - our own generated loop
+            fn = _COMPILED[src] = numba.njit(error_model="numpy")(scope["_loop"])  # IEEE division, no ZeroDivisionError
+        return fn
+
+
+def _float(t: Any) -> bool:
+    """Whether xDSL type `t` is a float type with a numpy dtype here."""
+    try:
+        return numpy_dtype(t).kind == "f" or numpy_dtype(t) == BF16
+    except Exception:  # noqa: BLE001 - an index or other type: not a float
+        return False
+
+
+class Tier:
+    """A map kernel's compiled loop, from its second large run: None before (the numpy
+    steps run), while `RDU_JIT=0`, and where `MapJit.build` compiles nothing."""
+
+    def __init__(self, payload: CompiledPayload, result_dtypes: list[np.dtype[Any]]):
+        self.payload, self.result_dtypes = payload, result_dtypes
+        self.calls = 0
+        self.built = False
+        self.jit: MapJit | None = None
+
+    def get(self) -> MapJit | None:
+        self.calls += 1
+        if self.calls < 2 or not enabled():
+            return None
+        if not self.built:
+            self.built = True
+            self.jit = MapJit.build(self.payload, self.result_dtypes)
+        return self.jit
