@@ -27,13 +27,19 @@ random f32 data with subnormals, infinities and NaNs.
 
 When: only tiles of at least `JIT_MIN` elements, and only from a kernel's second run (the
 first run of a program stays as it was; compiling costs 0.2-1 s a distinct payload, so a
-program run once never pays it). Compiled loops are kept per process by their source.
-`RDU_JIT=0` switches the module off; so does numba being absent.
+program run once never pays it). Compiled loops are kept per process by their source, and
+between processes in `cache_dir()`: each loop is a module file there, numba's cache beside
+it (`RDU_JIT_CACHE` names the directory; empty: no disk cache). `RDU_JIT=0` switches the
+module off; so does numba being absent. The helpers the loops inline and the fold are in
+`interpreters/jit_kernels.py`, imported only when something is compiled.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import sys
 from collections import Counter
 from typing import Any
 
@@ -58,68 +64,27 @@ _SEEN: dict[tuple[Any, ...], int] = {}  # bf16 fold shapes seen (`fold`)
 #: What ran compiled in this process: "map" and "fold" runs, and "map_nan" / "fold_nan"
 #: runs handed back to numpy for a NaN (tests and `benchmarks/emulator_speed.py` read it).
 RUNS: Counter[str] = Counter()
-_HELPERS: dict[str, Any] = {}
+_STATE: dict[str, Any] = {}
 
 
 def enabled() -> bool:
     """Whether map payloads may be compiled (numba importable, `RDU_JIT` not 0)."""
     if os.environ.get("RDU_JIT", "1") == "0":
         return False
-    if "numba" not in _HELPERS:
+    if "numba" not in _STATE:
         try:
             import numba
         except ImportError:
             numba = None
-        _HELPERS["numba"] = numba
-    return _HELPERS["numba"] is not None
+        _STATE["numba"] = numba
+    return _STATE["numba"] is not None
 
 
-def _helpers() -> dict[str, Any]:
-    """The scalar helpers the generated loops call (compiled once, inlined)."""
-    if "_bits" in _HELPERS:
-        return _HELPERS
-    import numba
+def _kernels() -> Any:
+    """`interpreters/jit_kernels.py` (imports numba)."""
+    from rdu_compiler.interpreters import jit_kernels
 
-    u32 = np.uint32
-
-    @numba.njit(inline="always")
-    def _round_bf16(s: Any) -> Any:  # f32 -> the nearest bf16 (ties to even), as f32; not for NaN
-        u = np.float32(s).view(np.uint32)
-        return u32((u + u32(0x7FFF) + ((u >> u32(16)) & u32(1))) & u32(0xFFFF0000)).view(np.float32)
-
-    @numba.njit(inline="always")
-    def _widen(b: Any) -> Any:  # bf16 bits -> f32 value (exact)
-        return u32(u32(b) << u32(16)).view(np.float32)
-
-    @numba.njit(inline="always")
-    def _bits(f: Any) -> Any:  # a bf16 value held as f32 -> its 16 bits
-        return u32(np.float32(f).view(np.uint32) >> u32(16))
-
-    @numba.njit(error_model="numpy")
-    def _fold(x: Any, out: Any, mul: bool) -> Any:  # x (R, L) bf16 bits, C order -> out (R,): the fold of each row
-        rows, n = x.shape
-        block = 64
-        tmp = np.empty((n, block), np.float32)  # a block of rows, transposed: the fold runs across rows (SIMD)
-        acc = np.empty(block, np.float32)
-        bad = False
-        for r0 in range(0, rows, block):
-            m = min(block, rows - r0)
-            for r in range(m):
-                for i in range(n):
-                    tmp[i, r] = _widen(x[r0 + r, i])
-            for r in range(m):
-                acc[r] = tmp[0, r]
-            for i in range(1, n):
-                for r in range(m):
-                    s = acc[r] * tmp[i, r] if mul else acc[r] + tmp[i, r]
-                    bad |= s != s
-                    acc[r] = _round_bf16(s)
-            for r in range(m):
-                out[r0 + r] = _bits(acc[r])
-        return bad
-
-    _HELPERS.update(np=np, _round_bf16=_round_bf16, _widen=_widen, _bits=_bits, _fold=_fold)
-    return _HELPERS
+    return jit_kernels
 
 
 def fold(ufunc: np.ufunc, x: np.ndarray, axis: int) -> np.ndarray | None:
@@ -136,7 +101,7 @@ def fold(ufunc: np.ufunc, x: np.ndarray, axis: int) -> np.ndarray | None:
     rows = np.moveaxis(x, axis, -1)
     flat = np.ascontiguousarray(rows.reshape(-1, x.shape[axis]))  # (outputs, reduced), a copy where it must be
     out = np.empty(flat.shape[0], dtype=BF16)
-    bad = _helpers()["_fold"](flat.view(np.uint16), out.view(np.uint16), ufunc is np.multiply)
+    bad = _kernels().fold(flat.view(np.uint16), out.view(np.uint16), ufunc is np.multiply)
     RUNS["fold_nan" if bad else "fold"] += 1
     if bad:
         return None
@@ -302,12 +267,59 @@ class MapJit:
         src = self.source(rank, pattern)
         fn = _COMPILED.get(src)
         if fn is None:
-            import numba
-
-            scope = dict(_helpers())
-            exec(compile(src, "<rdu map payload>", "exec"), scope)  # noqa: S102 - our own generated loop
-            fn = _COMPILED[src] = numba.njit(error_model="numpy")(scope["_loop"])  # IEEE division, no ZeroDivisionError
+            fn = _COMPILED[src] = _load(src)
         return fn
+
+
+_HEADER = """# generated by rdu_compiler.interpreters.jit: one map payload's loop nest (numba caches it)
+import numba
+import numpy as np
+
+from rdu_compiler.interpreters.jit_kernels import _bits, _round_bf16, _widen
+
+"""
+
+
+def cache_dir() -> str | None:
+    """Where compiled loops are kept between processes: `RDU_JIT_CACHE`, else
+    `$XDG_CACHE_HOME/rdu_compiler/jit` (`~/.cache/...`); None when `RDU_JIT_CACHE` is empty."""
+    d = os.environ.get("RDU_JIT_CACHE")
+    if d is None:
+        d = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rdu_compiler", "jit")
+    return d or None
+
+
+def _load(src: str) -> Any:
+    """The numba function of loop source `src`: from a module file in `cache_dir()`
+    (numba's cache beside it holds the machine code: ~20 ms to load where compiling takes
+    0.2-1 s), else compiled in memory (no cache directory, or it cannot be written)."""
+    import numba
+
+    kernels = _kernels()
+    d = cache_dir()
+    if d:
+        with open(kernels.__file__, "rb") as f:  # the helpers are inlined: a change to them is a new file
+            salt = f.read()
+        digest = hashlib.sha256(salt + numba.__version__.encode() + src.encode()).hexdigest()[:24]
+        path = os.path.join(d, f"rdu_loop_{digest}.py")
+        try:
+            if not os.path.exists(path):
+                os.makedirs(d, exist_ok=True)
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "w") as f:
+                    f.write(_HEADER + src + '\n_loop = numba.njit(error_model="numpy", cache=True)(_loop)\n')
+                os.replace(tmp, path)  # whole or not at all, beside another process writing it
+            spec = importlib.util.spec_from_file_location(f"rdu_loop_{digest}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # (numba's cache finds the module by name)
+            spec.loader.exec_module(module)
+            return module._loop
+        except OSError:
+            pass
+    scope = {"np": np, "_bits": kernels._bits, "_round_bf16": kernels._round_bf16, "_widen": kernels._widen}
+    exec(compile(src, "<rdu map payload>", "exec"), scope)  # noqa: S102 - our own generated loop
+    return numba.njit(error_model="numpy")(scope["_loop"])  # IEEE division: no ZeroDivisionError
 
 
 def _float(t: Any) -> bool:

@@ -147,3 +147,21 @@ def test_the_environment_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     x = np.ones((600, 100), BF16)
     monkeypatch.setattr(jit, "JIT_MIN", 0)
     assert jit.fold(np.add, x, 1) is None and jit.fold(np.add, x, 1) is None
+
+
+def test_compiled_loops_are_kept_on_disk(tmp_path: Any) -> None:
+    """A second process loads the loop from `RDU_JIT_CACHE` (numba's cache hit), same values."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from rdu_compiler.interpreters import jit; from rdu_compiler.interpreters.bf16 import BF16; "
+            "m = jit.MapJit(['_s = v0 * v1', '_bad |= _s != _s', 'v2 = _round_bf16(_s)'], [(0, 'bf16'), (1, 'bf16')], [], [(2, 'bf16')]); "
+            "x = (np.arange(600, dtype=np.float32) / 7).astype(BF16).reshape(20, 30); r = m.run([x, x], (20, 30)); "
+            "fn = jit._COMPILED[m.source(2, [(False, False), (False, False)])]; "
+            "print(sum(fn.stats.cache_hits.values()), (r[0] == x * x).all())")
+    env = {**os.environ, "RDU_JIT_CACHE": str(tmp_path), "RDU_JIT": "1"}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True, env=env).stdout.split()
+            for _ in range(2)]
+    assert runs == [["0", "True"], ["1", "True"]]
+    assert len(list(tmp_path.glob("rdu_loop_*.py"))) == 1
