@@ -35,7 +35,9 @@ alignment (offsets of 0-16 elements, 294 shapes). They do depend on its thread c
 2 threads, 26 of 144 shapes differed (k = 3072, or m = 1). So each call runs on one thread
 (`MKL_Set_Num_Threads_Local(1)`, restored after the call) and the bits are the same
 whatever `OMP_NUM_THREADS` or `torch.set_num_threads` say (`testsuite/unit/test_sgemm.py`).
-OpenBLAS's bits do not depend on its thread count either (0 of 144 shapes).
+OpenBLAS's bits did not depend on its thread count either on that Xeon (0 of 144 shapes);
+on an AMD EPYC (AVX2, 2026-12-06) a batched (12, 128, 64) @ (12, 64, 128) product differed
+between 1 and 2 threads, so there the f32 bits follow `OPENBLAS_NUM_THREADS`.
 
 Threads: with `torch.get_num_threads()` > 1 the prepared executor computes the next tiles'
 products on `pool()`'s threads (one MKL thread each) and sums them in tile order. While
