@@ -148,9 +148,8 @@ class MapJit:
             k = _KINDS.get(table.dtype)
             if k is None:
                 return False
-            tables.append((table.view(np.uint16) if k == "bf16" else table, k))
-            t = len(tables) - 1
-            body.append(f"v{out} = _widen(_T{t}[_bits({root})])" if k == "bf16" else f"v{out} = _T{t}[_bits({root})]")
+            tables.append((table.astype(F32), k))  # bf16 entries widened (exact): f32 loads, no widening per element
+            body.append(f"v{out} = _T{len(tables) - 1}[_bits({root})]")
             kind[out] = k
             return True
 
@@ -216,10 +215,11 @@ class MapJit:
             outs_k.append((s, kind[s]))
         return MapJit(body, sorted(used.items()), tables, outs_k)
 
-    def run(self, args: list[Any], sizes: tuple[int, ...]) -> list[np.ndarray] | None:
-        """The yielded values on a tile of shape `sizes` (new C-contiguous arrays), or None:
-        an argument this loop was not built for, or a NaN in the arithmetic (evaluate the
-        payload the numpy way instead)."""
+    def run(self, args: list[Any], sizes: tuple[int, ...], into: list[np.ndarray | None] | None = None) -> list[np.ndarray] | None:
+        """The yielded values on a tile of shape `sizes`, C-contiguous arrays (`into[j]` where
+        it is one of that shape and dtype, else a new one), or None: an argument this loop
+        was not built for, or a NaN in the arithmetic (evaluate the payload the numpy way
+        instead; `into` may then hold anything)."""
         rank = len(sizes)
         arrays: list[np.ndarray] = []
         pattern: list[tuple[bool, ...]] = []
@@ -236,7 +236,11 @@ class MapJit:
             arrays.append(x.view(np.uint16) if k == "bf16" else x)
             pattern.append(tuple(n == 1 for n in x.shape))
         fn = self._compiled(rank, pattern)
-        outs = [np.empty(sizes, dtype=BF16 if k == "bf16" else F32) for _, k in self.outs]
+        outs = []
+        for j, (_, k) in enumerate(self.outs):
+            dt, o = BF16 if k == "bf16" else F32, into[j] if into else None
+            ok = o is not None and o.shape == sizes and o.dtype == dt and o.flags.c_contiguous and o.flags.writeable
+            outs.append(o if ok else np.empty(sizes, dtype=dt))
         views = [o.view(np.uint16) if k == "bf16" else o for o, (_, k) in zip(outs, self.outs, strict=True)]
         bad = fn(*arrays, *[t for t, _ in self.tables], *views)
         RUNS["map_nan" if bad else "map"] += 1

@@ -386,9 +386,8 @@ class PreparedKernelExecutor(KernelExecutor):
         return results, stats
 
     def _run_map1(self, plan: _Plan, operands: list[Any], caps: list[Any], stats: KernelStats) -> tuple[list[np.ndarray], KernelStats]:
-        """A map kernel of one tile: the tile loop's steps for that tile, with a value that
-        is the whole result already (its own fresh array of the result's shape and dtype)
-        handed over without `_store`'s general checks."""
+        """A map kernel of one tile: the tile loop's steps for that tile, with a value that is the
+        whole result already (a fresh array of its shape and dtype) handed over without `_store`'s checks."""
         t = plan.tiles[0]
         args: list[Any] = [None] * len(operands)
         for i, mode, cut, acc in t.reads:  # type: ignore[union-attr]
@@ -405,7 +404,8 @@ class PreparedKernelExecutor(KernelExecutor):
         assert ctx is not None
         ctx.gathered_bytes = ctx.cold_gathered_bytes = 0
         ctx.rows_read = (0, 0)
-        values = j.run(args, t.sizes) if ctx.points >= jit.JIT_MIN and self._jit and (j := self._jit.get()) else None
+        j = self._jit.get() if self._jit and ctx.points >= jit.JIT_MIN else None  # the compiled loop, into last run's arrays where free
+        values = j.run(args, t.sizes, [self._buffer(i, s) if w else None for i, (s, w) in enumerate(zip(plan.shapes, plan.whole_tile, strict=True))]) if j else None
         if values is None:
             vals = self.payload.run(args, ctx)
             values = [vals[s] for s in self.payload.yield_slots]

@@ -53,7 +53,8 @@ def _same(off: list[Any], on: list[Any]) -> None:
 
 class _Arith(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return x + y, x - y, x * y, x / y, -x * 0.125 + b, (x.float() * y.float() + b.float()), x.float().to(torch.bfloat16) * 3.0
+        return (x + y, x - y, x * y, x / y, -x * 0.125 + b, (x.float() * y.float() + b.float()), x.float().to(torch.bfloat16) * 3.0,
+                torch.tanh(x) * y, torch.exp(x - y))  # (bf16 tables: tanh alone, exp after a rounded subtract)
 
 
 def _operands() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
