@@ -94,7 +94,7 @@ def fold(ufunc: np.ufunc, x: np.ndarray, axis: int) -> np.ndarray | None:
     (`JIT_MIN`; compiled from the second fold of a shape), and results with a NaN anywhere."""
     if ufunc not in (np.add, np.multiply) or x.size < JIT_MIN or not enabled():
         return None
-    key = (x.shape, axis)
+    key = (ufunc.__name__, x.shape, axis)
     if _SEEN.setdefault(key, 0) < 1:
         _SEEN[key] += 1
         return None

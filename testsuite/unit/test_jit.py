@@ -166,3 +166,4 @@ def test_compiled_loops_are_kept_on_disk(tmp_path: Any) -> None:
             for _ in range(2)]
     assert runs == [["0", "True"], ["1", "True"]]
     assert len(list(tmp_path.glob("rdu_loop_*.py"))) == 1
+
