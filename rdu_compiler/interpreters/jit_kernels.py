@@ -18,6 +18,15 @@ import numpy as np
 u32 = np.uint32
 
 
+def _cached(fn: Any) -> Any:
+    """`numba.njit(error_model="numpy", cache=True)(fn)`; without the on-disk cache where
+    numba finds no writable place for it (a read-only install and home)."""
+    try:
+        return numba.njit(error_model="numpy", cache=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(error_model="numpy")(fn)
+
+
 @numba.njit(inline="always")
 def _round_bf16(s: Any) -> Any:  # f32 -> the nearest bf16 (ties to even), as f32; not for NaN
     u = np.float32(s).view(np.uint32)
@@ -34,7 +43,7 @@ def _bits(f: Any) -> Any:  # a bf16 value held as f32 -> its 16 bits
     return u32(np.float32(f).view(np.uint32) >> u32(16))
 
 
-@numba.njit(error_model="numpy", cache=True)
+@_cached
 def fold(x: Any, out: Any, mul: bool) -> bool:
     """Each row of `x` (R, L) bf16 bits, C order, folded in index order into `out` (R,):
     acc = x[0]; acc = round(acc + x[i]) (or *), as `folds._fold`. True if any step gave a
