@@ -40,6 +40,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -117,6 +118,7 @@ class MapJit:
         self.args = args  # (slot, kind) of each block argument read
         self.tables = tables  # (table, kind) of each lookup, passed as `_T{k}`
         self.outs = outs  # (slot, kind) of each yielded value, in yield order
+        self.broken = False  # numba refused the loop (`run` then returns None)
 
     @staticmethod
     def build(payload: CompiledPayload, result_dtypes: list[np.dtype[Any]]) -> MapJit | None:
@@ -220,6 +222,8 @@ class MapJit:
         it is one of that shape and dtype, else a new one), or None: an argument this loop
         was not built for, or a NaN in the arithmetic (evaluate the payload the numpy way
         instead; `into` may then hold anything)."""
+        if self.broken:
+            return None
         rank = len(sizes)
         arrays: list[np.ndarray] = []
         pattern: list[tuple[bool, ...]] = []
@@ -242,7 +246,17 @@ class MapJit:
             ok = o is not None and o.shape == sizes and o.dtype == dt and o.flags.c_contiguous and o.flags.writeable
             outs.append(o if ok else np.empty(sizes, dtype=dt))
         views = [o.view(np.uint16) if k == "bf16" else o for o, (_, k) in zip(outs, self.outs, strict=True)]
-        bad = fn(*arrays, *[t for t, _ in self.tables], *views)
+        try:
+            bad = fn(*arrays, *[t for t, _ in self.tables], *views)  # (numba compiles on the first call)
+        except Exception as e:  # noqa: BLE001 - numba refused the loop: a generator bug; numpy stays right
+            import numba.core.errors
+
+            if not isinstance(e, numba.core.errors.NumbaError):
+                raise
+            warnings.warn(f"rdu_compiler: a map payload's loop did not compile ({type(e).__name__}); "
+                          f"it runs as numpy steps. Please report it with this loop:\n{self.source(rank, pattern)}", stacklevel=2)
+            self.broken = True
+            return None
         RUNS["map_nan" if bad else "map"] += 1
         return None if bad else outs
 

@@ -167,3 +167,11 @@ def test_compiled_loops_are_kept_on_disk(tmp_path: Any) -> None:
     assert runs == [["0", "True"], ["1", "True"]]
     assert len(list(tmp_path.glob("rdu_loop_*.py"))) == 1
 
+
+
+def test_a_loop_numba_refuses_warns_and_stays_numpy() -> None:
+    m = jit.MapJit(["v2 = v0 @ v1"], [(0, "bf16"), (1, "bf16")], [], [(2, "bf16")])  # not a scalar op
+    x = np.ones((4, 5), BF16)
+    with pytest.warns(UserWarning, match="did not compile"):
+        assert m.run([x, x], (4, 5)) is None
+    assert m.broken and m.run([x, x], (4, 5)) is None
