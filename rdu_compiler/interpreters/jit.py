@@ -22,8 +22,11 @@ the rounding): a kernel whose arithmetic gives a NaN anywhere returns None from 
 the caller evaluates it the numpy way (the same bits as before). Any other op, dtype or
 operand kind (captures, index grids, gathers, integers, f32 transcendentals, whose numpy
 SIMD loops numba would not match) leaves the kernel to numpy: `MapJit.build` returns None.
-`testsuite/unit/test_jit.py` compares both paths bit for bit on every bf16 value and on
-random f32 data with subnormals, infinities and NaNs.
+A bf16 add or multiply reduce along one axis (softmax's sum) is the same index-order fold
+compiled (`fold`, `jit_kernels.fold`). `testsuite/unit/test_jit.py` compares both paths bit
+for bit: every non-NaN bf16 value against non-zero finite operands (+ - * /, casts, tables),
+f32 multiply-add with subnormals, a NaN handed back, folds over strided layouts, GPT-2
+2-layer bf16; `testsuite/fuzz/test_fuzz_jit.py` does the same on random graphs.
 
 When: only tiles of at least `JIT_MIN` elements, and only from a kernel's second run (the
 first run of a program stays as it was; compiling costs 0.2-1 s a distinct payload, so a
