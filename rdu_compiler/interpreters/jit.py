@@ -16,7 +16,8 @@ operation or an exact one:
 - `extf` bf16 -> f32 (exact), `truncf` f32 -> bf16 (that rounding), `negf` (sign flip);
 - scalar constants of those types (exact literals: the repr of the value as a Python float);
 - bf16 unary ops and bf16 chains (`interpreters/chains.py`): a lookup of the operand's
-  bits in the table the numpy path itself computes and uses (`bf16.table`, `chain.tables`).
+  bits in the table the numpy path itself computes and uses (`bf16.table`, `chain.tables`);
+- `cmpf` (every predicate, NaN-aware as `payload._CMPF`) and `select` (an exact copy).
 NaN is where the bits could differ (which NaN an operation returns, its payload through
 the rounding): a kernel whose arithmetic gives a NaN anywhere returns None from `run`, and
 the caller evaluates it the numpy way (the same bits as before). Any other op, dtype or
@@ -62,6 +63,14 @@ F32 = np.dtype(np.float32)
 JIT_MIN = 32768
 
 _BIN = {arith.AddfOp: "+", arith.SubfOp: "-", arith.MulfOp: "*", arith.DivfOp: "/"}
+#: `arith.cmpf` by predicate (MLIR's enum order), as `payload._CMPF` computes it: ordered
+#: predicates are false on a NaN, unordered ones true (exact: a compare rounds nothing).
+_CMPF = [
+    "False", "({a} == {b})", "({a} > {b})", "({a} >= {b})", "({a} < {b})", "({a} <= {b})",
+    "(({a} < {b}) | ({a} > {b}))", "(({a} == {a}) & ({b} == {b}))", "(not (({a} < {b}) | ({a} > {b})))",
+    "(not ({a} <= {b}))", "(not ({a} < {b}))", "(not ({a} >= {b}))", "(not ({a} > {b}))", "({a} != {b})",
+    "(({a} != {a}) | ({b} != {b}))", "True",
+]
 _KINDS = {F32: "f32", BF16: "bf16"}
 _COMPILED: dict[str, Any] = {}
 _SEEN: dict[tuple[Any, ...], int] = {}  # bf16 fold shapes seen (`fold`)
@@ -205,10 +214,17 @@ class MapJit:
             elif key in _UNARY and rk is not None and kind[payload.slots[op.operands[0]]] == "bf16":
                 if not lookup(bf16.table(key, _UNARY[key]), str(ins[0]), out):
                     return None
+            elif isinstance(op, arith.CmpfOp) and len({kind[payload.slots[v]] for v in op.operands} - {"f32", "bf16"}) == 0:
+                pred = op.properties["predicate"]
+                body.append(f"v{out} = {_CMPF[pred.value.data].format(a=ins[0], b=ins[1])}")  # type: ignore[attr-defined]
+                kind[out] = "i1"
+            elif (isinstance(op, arith.SelectOp) and kind[payload.slots[op.operands[0]]] == "i1" and rk is not None
+                  and all(kind[payload.slots[v]] == rk for v in op.operands[1:])):
+                body.append(f"v{out} = {ins[1]} if {ins[0]} else {ins[2]}")  # (an exact copy of either)
             else:
                 return None
             kind.setdefault(out, rk)  # type: ignore[arg-type]
-        if "bf16" not in kind.values() and sum(b.startswith("_s = ") or "_T" in b for b in body) < 2:
+        if "bf16" not in kind.values() and sum(op not in payload.constant_ops for op in payload.kept) < 2:
             return None  # one f32 op: numpy's own loop is one pass already
         ys = payload.yield_slots
         if len(set(ys)) != len(ys) or len(ys) != len(result_dtypes):

@@ -54,7 +54,8 @@ def _same(off: list[Any], on: list[Any]) -> None:
 class _Arith(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (x + y, x - y, x * y, x / y, -x * 0.125 + b, (x.float() * y.float() + b.float()), x.float().to(torch.bfloat16) * 3.0,
-                torch.tanh(x) * y, torch.exp(x - y))  # (bf16 tables: tanh alone, exp after a rounded subtract)
+                torch.tanh(x) * y, torch.exp(x - y),  # (bf16 tables: tanh alone, exp after a rounded subtract)
+                torch.where(x > y, x, y * 2.0), x.masked_fill(x <= b, -1.0), torch.where(x.float() != y.float(), x.float(), 0.5))
 
 
 def _operands() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -77,6 +78,23 @@ def test_bf16_arithmetic_on_every_value(monkeypatch: pytest.MonkeyPatch) -> None
     off, on = _on_and_off(monkeypatch, _Arith(), _operands())
     assert jit.RUNS["map"] > 0 and jit.RUNS["map_nan"] == 0, jit.RUNS
     _same(off, on)
+
+
+class _Compare(nn.Module):
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.where(c, x, y) for c in (x == y, x > y, x >= y, x < y, x <= y, x != y)) + (torch.where(x.isnan(), y, x),)
+
+
+def test_compares_and_selects_with_nans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every predicate torch-mlir emits on NaN, inf and signed-zero operands: a compare and
+    a select round nothing, so NaN inputs stay compiled (no arithmetic made them)."""
+    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 1e-40], np.float32)
+    rng = np.random.default_rng(3)
+    x, y = (rng.choice(special, size=(200, 300)).astype(np.float32) for _ in range(2))
+    for dtype in (torch.float32, torch.bfloat16):
+        off, on = _on_and_off(monkeypatch, _Compare(), (torch.from_numpy(x).to(dtype), torch.from_numpy(y).to(dtype)))
+        assert jit.RUNS["map"] > 0 and jit.RUNS["map_nan"] == 0, (dtype, jit.RUNS)
+        _same(off, on)
 
 
 def test_a_nan_hands_the_kernel_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,3 +193,18 @@ def test_a_loop_numba_refuses_warns_and_stays_numpy() -> None:
     with pytest.warns(UserWarning, match="did not compile"):
         assert m.run([x, x], (4, 5)) is None
     assert m.broken and m.run([x, x], (4, 5)) is None
+
+
+def test_every_compare_predicate_is_the_numpy_one() -> None:
+    """The 16 `arith.cmpf` predicates of the loop (`jit._CMPF`) against the numpy path's
+    (`payload._CMPF`) on every pair of NaN, inf, signed zeros and ordinary values (torch
+    emits only some of them; the rest are here)."""
+    from rdu_compiler.interpreters import payload
+
+    special = [np.float32(v) for v in (np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 1e-40)]
+    assert len(jit._CMPF) == len(payload._CMPF) == 16
+    for p, (text, fn) in enumerate(zip(jit._CMPF, payload._CMPF, strict=True)):
+        for a in special:
+            for b in special:
+                got = eval(text.format(a="a", b="b"), {"a": a, "b": b})  # noqa: S307 - our own table
+                assert bool(got) == bool(fn(np.array([a]), np.array([b]))[0]), (p, a, b)
