@@ -73,7 +73,7 @@ _CMPF = [
 ]
 _KINDS = {F32: "f32", BF16: "bf16"}
 _COMPILED: dict[str, Any] = {}
-_SEEN: dict[tuple[Any, ...], int] = {}  # bf16 fold shapes seen (`fold`)
+_SEEN: set[tuple[Any, ...]] = set()  # bf16 folds (ufunc, shape, axis) seen once (`fold`)
 #: What ran compiled in this process: "map" and "fold" runs, and "map_nan" / "fold_nan"
 #: runs handed back to numpy for a NaN (tests and `benchmarks/emulator_speed.py` read it).
 RUNS: Counter[str] = Counter()
@@ -108,8 +108,8 @@ def fold(ufunc: np.ufunc, x: np.ndarray, axis: int) -> np.ndarray | None:
     if ufunc not in (np.add, np.multiply) or x.size < JIT_MIN or not enabled():
         return None
     key = (ufunc.__name__, x.shape, axis)
-    if _SEEN.setdefault(key, 0) < 1:
-        _SEEN[key] += 1
+    if key not in _SEEN:
+        _SEEN.add(key)
         return None
     rows = np.moveaxis(x, axis, -1)
     flat = np.ascontiguousarray(rows.reshape(-1, x.shape[axis]))  # (outputs, reduced), a copy where it must be

@@ -9,9 +9,6 @@ bf16 program reached a compiled loop.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import pytest
 import torch
 from fuzz_programs import RandomChooser, generate, load, render
@@ -19,15 +16,11 @@ from fuzz_programs import RandomChooser, generate, load, render
 import rdu_compiler
 from rdu_compiler.errors import RduError
 from rdu_compiler.interpreters import folds, jit
-from rdu_compiler.runtime.emulator import Emulator
+from testsuite.jit_compare import on_and_off, same
 
 pytest.importorskip("numba")
 
 SEEDS = range(6)
-
-
-def _bits(a: Any) -> bytes:
-    return np.ascontiguousarray(np.asarray(a)).view(np.uint8).tobytes()
 
 
 def test_random_graphs_have_the_same_bits_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,20 +36,9 @@ def test_random_graphs_have_the_same_bits_compiled(monkeypatch: pytest.MonkeyPat
             program = rdu_compiler.compile(model, inputs, fabric="sn40l", opt_level=1)
         except RduError:
             continue
-        args = program._arguments(inputs)
-        monkeypatch.setattr(jit, "_SEEN", {})
-        with np.errstate(all="ignore"):
-            monkeypatch.setenv("RDU_JIT", "0")
-            off, _ = Emulator(program.module, program.fabric).run(args)
-            monkeypatch.setenv("RDU_JIT", "1")
-            emu = Emulator(program.module, program.fabric)
-            emu.run(args)
-            jit.RUNS.clear()
-            on, _ = emu.run(args)
+        off, on = on_and_off(monkeypatch, program, inputs)
         compiled[dtype] += jit.RUNS["map"] + jit.RUNS["fold"]
-        assert len(on) == len(off)
-        for x, y in zip(off, on, strict=True):
-            assert np.asarray(x).dtype == np.asarray(y).dtype and _bits(x) == _bits(y), f"seed {seed}, {dtype}"
+        same(off, on, f"seed {seed}, {dtype}")
     # fp32 fuzz graphs rarely reach one (their maps are compares, selects, f32 transcendentals,
     # single ops); bf16 ones do (their arithmetic rounds after every op)
     assert compiled[torch.bfloat16] > 0, f"no bf16 program reached a compiled loop: {compiled}"

@@ -19,36 +19,17 @@ import rdu_compiler
 from rdu_compiler.frontend.torch.model_file import load_model_file
 from rdu_compiler.interpreters import jit
 from rdu_compiler.interpreters.bf16 import BF16, all_values
-from rdu_compiler.runtime.emulator import Emulator
+from testsuite.jit_compare import bits as _bits
+from testsuite.jit_compare import on_and_off
+from testsuite.jit_compare import same as _same
 
 pytest.importorskip("numba")
 
 
-def _bits(a: Any) -> bytes:
-    return np.ascontiguousarray(np.asarray(a)).view(np.uint8).tobytes()
-
-
 def _on_and_off(monkeypatch: pytest.MonkeyPatch, model: nn.Module, inputs: tuple[Any, ...]) -> tuple[list[Any], list[Any]]:
     """The outputs with the JIT off, and on (its second run); `RUNS` counts the on runs."""
-    program = rdu_compiler.compile(model, inputs, fabric="sn40l")
-    args = program._arguments(inputs)
     monkeypatch.setattr(jit, "JIT_MIN", 0)
-    monkeypatch.setattr(jit, "_SEEN", {})
-    with np.errstate(all="ignore"):
-        monkeypatch.setenv("RDU_JIT", "0")
-        off, _ = Emulator(program.module, program.fabric).run(args)
-        monkeypatch.setenv("RDU_JIT", "1")
-        emu = Emulator(program.module, program.fabric)
-        emu.run(args)
-        jit.RUNS.clear()
-        on, _ = emu.run(args)
-    assert len(on) == len(off)
-    return off, on
-
-
-def _same(off: list[Any], on: list[Any]) -> None:
-    for x, y in zip(off, on, strict=True):
-        assert np.asarray(x).dtype == np.asarray(y).dtype and _bits(x) == _bits(y)
+    return on_and_off(monkeypatch, rdu_compiler.compile(model, inputs, fabric="sn40l"), inputs)
 
 
 class _Arith(nn.Module):
@@ -139,7 +120,7 @@ def test_bf16_fold_is_the_numpy_fold(monkeypatch: pytest.MonkeyPatch, axis: int,
     from rdu_compiler.interpreters import folds
 
     monkeypatch.setattr(jit, "JIT_MIN", 0)
-    monkeypatch.setattr(jit, "_SEEN", {})
+    monkeypatch.setattr(jit, "_SEEN", set())
     rng = np.random.default_rng(axis)
     if ufunc is np.multiply:  # magnitudes in [0.5, 2]: 130 products stay in range; zeros and a subnormal
         x = (rng.uniform(0.5, 2, (9, 70, 130)) * rng.choice([-1, 1], (9, 70, 130))).astype(np.float32).astype(BF16)
